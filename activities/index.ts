@@ -1,0 +1,12 @@
+// All of drctl's activities, built over injected gateways (see worker/gateways.ts). Workflows use
+// `import type` of this and proxyActivities, so no gateway code enters the workflow bundle.
+import type { Gateways } from '../worker/gateways.ts';
+import { createClusterActivities } from './cluster.ts';
+
+export function createActivities(gw: Gateways) {
+  return {
+    ...createClusterActivities(gw),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

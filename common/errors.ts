@@ -1,0 +1,26 @@
+// Typed failures. Pure code: workflows import this too.
+import { ApplicationFailure } from '@temporalio/common';
+
+/** Bad input from a person (flags, config): the CLI prints the message and exits 2, no stack. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Every failure type drctl raises across the activity/workflow boundary. */
+export enum FailureType {
+  HostKeyMismatch = 'HostKeyMismatch',
+  SshUnreachable = 'SshUnreachable',
+  RemoteCommandFailed = 'RemoteCommandFailed',
+  EtcdUnhealthy = 'EtcdUnhealthy',
+  ObjectStoreError = 'ObjectStoreError',
+  KubeApiError = 'KubeApiError',
+  UnknownCluster = 'UnknownCluster',
+  Timeout = 'Timeout',
+}
+
+/** Failures that no retry can fix: a wrong host key stays wrong. */
+const NON_RETRYABLE = new Set<FailureType>([FailureType.HostKeyMismatch, FailureType.UnknownCluster]);
+
+export function failure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: NON_RETRYABLE.has(type), details: details === undefined ? [] : [details] });
+}

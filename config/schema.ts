@@ -1,0 +1,215 @@
+// The one typed description of drctl.yaml. Every field error names its path, e.g.
+// `sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535`.
+import { z } from 'zod';
+import { parseDuration } from '../common/duration.ts';
+
+const name = z
+  .string({ error: 'expected a name' })
+  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { error: 'expected a DNS-style name (a-z, 0-9, -)' });
+
+const duration = z
+  .union([z.string(), z.number()], { error: 'expected a duration like 90s, 15m, 1h' })
+  .transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like 90s, 15m, 1h (got ${JSON.stringify(v)})` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const port = z
+  .number({ error: 'expected an integer 1-65535' })
+  .int({ error: 'expected an integer 1-65535' })
+  .min(1, { error: 'expected an integer 1-65535' })
+  .max(65535, { error: 'expected an integer 1-65535' });
+
+const url = z.url({ error: 'expected a URL like https://10.0.0.1:2379' });
+const absPath = z.string({ error: 'expected an absolute path' }).startsWith('/', { error: 'expected an absolute path' });
+const path = z.string({ error: 'expected a file path' }).min(1, { error: 'expected a file path' });
+const envVarName = z
+  .string({ error: 'expected an environment variable name' })
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' });
+
+/** OpenSSH's `ssh-keygen -lf` form: SHA256 + unpadded base64 of the 32-byte digest. */
+const fingerprint = z
+  .string({ error: 'expected a host-key fingerprint like SHA256:...' })
+  .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, { error: 'expected a host-key fingerprint like SHA256:<43 base64 chars> (ssh-keygen -lf)' });
+
+const ssh = z.strictObject({
+  host: z.string({ error: 'expected a host name or address' }).min(1),
+  port: port.default(22),
+  user: z.string({ error: 'expected a user name' }).min(1).default('root'),
+  privateKeyPath: path,
+  hostKeyFingerprint: fingerprint,
+  connectTimeout: duration.default(10_000),
+});
+
+const etcdMember = z.strictObject({
+  memberName: z.string({ error: 'expected the etcd member name' }).min(1),
+  clientUrl: url,
+  peerUrl: url,
+  dataDir: absPath.default('/var/lib/etcd'),
+  /** TLS file paths on the node (kubeadm lays them out under /etc/kubernetes/pki/etcd). */
+  tls: z
+    .strictObject({
+      caFile: absPath.default('/etc/kubernetes/pki/etcd/ca.crt'),
+      certFile: absPath.default('/etc/kubernetes/pki/etcd/server.crt'),
+      keyFile: absPath.default('/etc/kubernetes/pki/etcd/server.key'),
+    })
+    .default({
+      caFile: '/etc/kubernetes/pki/etcd/ca.crt',
+      certFile: '/etc/kubernetes/pki/etcd/server.crt',
+      keyFile: '/etc/kubernetes/pki/etcd/server.key',
+    }),
+});
+
+const command = z.string({ error: 'expected a shell command' }).min(1, { error: 'expected a shell command' });
+
+/** How etcd and kube-apiserver are stopped and started on a node. */
+const controlPlaneProfile = z.discriminatedUnion(
+  'profile',
+  [
+    z.strictObject({
+      profile: z.literal('kubeadm'),
+      manifestsDir: absPath.default('/etc/kubernetes/manifests'),
+      /** Where manifests are parked while stopped (must be outside the kubelet's manifest dir). */
+      parkedDir: absPath.default('/etc/kubernetes/manifests-parked'),
+    }),
+    z.strictObject({
+      profile: z.literal('command'),
+      etcd: z.strictObject({ stop: command, start: command }),
+      apiserver: z.strictObject({ stop: command, start: command }).optional(),
+    }),
+  ],
+  { error: "expected profile 'kubeadm' or 'command'" },
+);
+
+const node = z.strictObject({
+  name,
+  ssh,
+  etcd: etcdMember,
+  controlPlane: controlPlaneProfile.default({
+    profile: 'kubeadm',
+    manifestsDir: '/etc/kubernetes/manifests',
+    parkedDir: '/etc/kubernetes/manifests-parked',
+  }),
+  /** Whether this node runs a kube-apiserver (kubeadm: every control-plane node; the lab: the first). */
+  apiserver: z.boolean().default(true),
+});
+
+const cluster = z.strictObject({
+  name,
+  kubeconfig: path,
+  context: z.string().min(1).optional(),
+  nodes: z.array(node, { error: 'expected a list of control-plane nodes' }).min(1, { error: 'expected at least one node' }),
+});
+
+const site = z.strictObject({
+  name,
+  role: z.enum(['primary', 'dr'], { error: "expected 'primary' or 'dr'" }),
+  cluster,
+  appEndpoint: url.optional(),
+});
+
+const credentials = z.union(
+  [
+    z.strictObject({ accessKeyIdEnv: envVarName, secretAccessKeyEnv: envVarName }),
+    z.strictObject({ file: path }),
+  ],
+  { error: 'expected { accessKeyIdEnv, secretAccessKeyEnv } or { file } (never inline keys)' },
+);
+
+const objectStore = z.strictObject({
+  endpoint: url,
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: 'expected an S3 bucket name' }),
+  region: z.string().min(1).default('us-east-1'),
+  forcePathStyle: z.boolean().default(true),
+  prefix: z.string().default('drctl/'),
+  credentials,
+  /** Optional CA bundle for an endpoint with a private CA. */
+  caFile: path.optional(),
+});
+
+const temporalTls = z.union([
+  z.boolean(),
+  z.strictObject({
+    serverName: z.string().optional(),
+    serverCaCertPath: path.optional(),
+    clientCertPath: path.optional(),
+    clientKeyPath: path.optional(),
+  }),
+]);
+
+const temporal = z.strictObject({
+  /** envconfig profile (TOML file + TEMPORAL_* env vars) layered over the fields below. */
+  profile: z.string().optional(),
+  address: z
+    .string()
+    .regex(/^[^\s:]+:\d{1,5}$/, { error: 'expected host:port' })
+    .optional(),
+  namespace: z.string().min(1).optional(),
+  taskQueue: z.string().min(1).default('drctl'),
+  tls: temporalTls.optional(),
+  /** Name of the environment variable holding the API key (the key itself never goes in this file). */
+  apiKeyEnv: envVarName.optional(),
+  webUi: url.optional(),
+});
+
+const target = z.strictObject({ rpo: duration, rto: duration });
+
+export const DEFAULT_TARGETS = {
+  payment: { rpo: '0s', rto: '60s' },
+  'e-commerce': { rpo: '5m', rto: '15m' },
+  internal: { rpo: '1h', rto: '4h' },
+  dev: { rpo: '24h', rto: '24h' },
+} as const;
+
+const approvals = z.strictObject({
+  approvers: z.array(z.string().min(1), { error: 'expected a list of approver names' }).min(1, { error: 'expected at least one approver' }),
+  twoPersonRule: z.boolean().default(true),
+  timeout: duration.default(3_600_000),
+});
+
+export const configSchema = z
+  .strictObject({
+    temporal: temporal.default({ taskQueue: 'drctl' }),
+    sites: z.array(site, { error: 'expected a list of sites' }).min(1, { error: 'expected at least one site' }),
+    objectStore,
+    approvals,
+    targets: z.record(z.string(), target).default(() => structuredClone(DEFAULT_TARGETS) as never),
+  })
+  .superRefine((cfg, ctx) => {
+    const dup = <T>(items: T[], key: (t: T) => string, path: (i: number) => (string | number)[], what: string) => {
+      const seen = new Map<string, number>();
+      items.forEach((item, i) => {
+        const k = key(item);
+        const first = seen.get(k);
+        if (first !== undefined) ctx.addIssue({ code: 'custom', path: path(i), message: `duplicate ${what} '${k}' (also at index ${first})` });
+        else seen.set(k, i);
+      });
+    };
+    dup(cfg.sites, (s) => s.name, (i) => ['sites', i, 'name'], 'site name');
+    dup(cfg.sites, (s) => s.cluster.name, (i) => ['sites', i, 'cluster', 'name'], 'cluster name');
+    const primaries = cfg.sites.filter((s) => s.role === 'primary').length;
+    if (primaries !== 1) ctx.addIssue({ code: 'custom', path: ['sites'], message: `expected exactly one site with role 'primary' (found ${primaries})` });
+    cfg.sites.forEach((s, si) => {
+      const nodes = s.cluster.nodes;
+      dup(nodes, (n) => n.name, (i) => ['sites', si, 'cluster', 'nodes', i, 'name'], 'node name');
+      dup(nodes, (n) => n.etcd.memberName, (i) => ['sites', si, 'cluster', 'nodes', i, 'etcd', 'memberName'], 'etcd member name');
+      dup(nodes, (n) => n.etcd.peerUrl, (i) => ['sites', si, 'cluster', 'nodes', i, 'etcd', 'peerUrl'], 'etcd peer URL');
+      if (nodes.length % 2 === 0) {
+        ctx.addIssue({ code: 'custom', path: ['sites', si, 'cluster', 'nodes'], message: `expected an odd number of etcd members for quorum (found ${nodes.length})` });
+      }
+    });
+    if (cfg.approvals.twoPersonRule && cfg.approvals.approvers.length < 2) {
+      ctx.addIssue({ code: 'custom', path: ['approvals', 'approvers'], message: 'the two-person rule needs at least two approvers' });
+    }
+  });
+
+export type DrctlConfig = z.output<typeof configSchema>;
+export type SiteConfig = DrctlConfig['sites'][number];
+export type ClusterConfig = SiteConfig['cluster'];
+export type NodeConfig = ClusterConfig['nodes'][number];
+export type ObjectStoreConfig = DrctlConfig['objectStore'];
+export type TemporalConfig = DrctlConfig['temporal'];

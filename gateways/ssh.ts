@@ -1,0 +1,194 @@
+// RemoteShell: commands and file streams on one control-plane node over SSH, with the node's host
+// key pinned to the SHA256 fingerprint from the config (OpenSSH's `ssh-keygen -lf` form).
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
+import { FailureType, failure } from '../common/errors.ts';
+
+export interface SshTarget {
+  /** Used in messages: "site-a/cp1". */
+  label: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKeyPath: string;
+  hostKeyFingerprint: string;
+  connectTimeout: number;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ExecOptions {
+  /** Kill the remote command's channel after this long. */
+  timeoutMs?: number;
+  /** Fail (RemoteCommandFailed) on a non-zero exit instead of returning it. */
+  check?: boolean;
+}
+
+/** The narrow surface the rest of drctl uses; tests and benchmarks go through it too. */
+export interface RemoteShell {
+  readonly target: SshTarget;
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  readStream(path: string): Promise<Readable>;
+  writeStream(path: string, mode?: number): Promise<Writable>;
+  close(): void;
+}
+
+/** POSIX single-quote a word for the remote shell. */
+export function shq(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+export function fingerprintOf(hostKey: Buffer): string {
+  return `SHA256:${createHash('sha256').update(hostKey).digest('base64').replace(/=+$/, '')}`;
+}
+
+const MAX_OUTPUT = 4 * 1024 * 1024;
+
+class Ssh2Shell implements RemoteShell {
+  private conn?: Promise<Client>;
+  private sftpConn?: Promise<SFTPWrapper>;
+
+  constructor(readonly target: SshTarget) {}
+
+  private connect(): Promise<Client> {
+    if (this.conn) return this.conn;
+    const t = this.target;
+    const attempt = new Promise<Client>((resolve, reject) => {
+      const client = new Client();
+      let seenKey: string | undefined;
+      client
+        .on('ready', () => resolve(client))
+        .on('error', (err: Error & { level?: string }) => {
+          this.reset(client);
+          if (seenKey !== undefined && seenKey !== t.hostKeyFingerprint) {
+            reject(failure(FailureType.HostKeyMismatch,
+              `${t.label} (${t.host}:${t.port}): host key ${seenKey} does not match the pinned ${t.hostKeyFingerprint}; refusing to connect`));
+          } else {
+            reject(failure(FailureType.SshUnreachable, `${t.label} (${t.host}:${t.port}): ${err.message}`));
+          }
+        })
+        .on('close', () => this.reset(client));
+      let privateKey: Buffer;
+      try {
+        privateKey = readFileSync(t.privateKeyPath);
+      } catch (err) {
+        reject(failure(FailureType.SshUnreachable, `${t.label}: cannot read private key ${t.privateKeyPath}: ${(err as Error).message}`));
+        return;
+      }
+      client.connect({
+        host: t.host,
+        port: t.port,
+        username: t.user,
+        privateKey,
+        readyTimeout: t.connectTimeout,
+        keepaliveInterval: 5_000,
+        keepaliveCountMax: 3,
+        // Pinned: only the configured fingerprint is accepted. ssh2 accepts any key without this.
+        hostVerifier: (key: Buffer) => {
+          seenKey = fingerprintOf(key);
+          return seenKey === t.hostKeyFingerprint;
+        },
+      });
+    });
+    this.conn = attempt;
+    attempt.catch(() => undefined);
+    return attempt;
+  }
+
+  private reset(client: Client) {
+    void this.conn?.then((c) => {
+      if (c === client) {
+        this.conn = undefined;
+        this.sftpConn = undefined;
+      }
+    }, () => {
+      this.conn = undefined;
+      this.sftpConn = undefined;
+    });
+  }
+
+  async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    const client = await this.connect();
+    const t = this.target;
+    const result = await new Promise<ExecResult>((resolve, reject) => {
+      client.exec(command, (err, stream: ClientChannel) => {
+        if (err) {
+          this.conn = undefined;
+          reject(failure(FailureType.SshUnreachable, `${t.label}: exec failed: ${err.message}`));
+          return;
+        }
+        let stdout = '';
+        let stderr = '';
+        let code: number | null = null;
+        let signal: string | undefined;
+        const timer = opts.timeoutMs
+          ? setTimeout(() => {
+              stream.close();
+              reject(failure(FailureType.Timeout, `${t.label}: \`${command}\` timed out after ${opts.timeoutMs} ms`));
+            }, opts.timeoutMs)
+          : undefined;
+        stream.on('data', (d: Buffer) => {
+          if (stdout.length < MAX_OUTPUT) stdout += d.toString('utf8');
+        });
+        stream.stderr.on('data', (d: Buffer) => {
+          if (stderr.length < MAX_OUTPUT) stderr += d.toString('utf8');
+        });
+        stream.on('exit', (c: number | null, sig?: string) => {
+          code = c;
+          signal = sig;
+        });
+        stream.on('close', () => {
+          if (timer) clearTimeout(timer);
+          if (code === null && signal === undefined) {
+            reject(failure(FailureType.SshUnreachable, `${t.label}: connection lost while running \`${command}\``));
+            return;
+          }
+          resolve({ code: code ?? 128, stdout, stderr: signal ? `${stderr}killed by ${signal}` : stderr });
+        });
+      });
+    });
+    if (opts.check && result.code !== 0) {
+      throw failure(FailureType.RemoteCommandFailed,
+        `${t.label}: \`${command}\` exited ${result.code}: ${(result.stderr || result.stdout).trim().slice(-2000)}`,
+        { node: t.label, command, code: result.code });
+    }
+    return result;
+  }
+
+  private sftp(): Promise<SFTPWrapper> {
+    if (!this.sftpConn) {
+      this.sftpConn = this.connect().then(
+        (client) =>
+          new Promise<SFTPWrapper>((resolve, reject) =>
+            client.sftp((err, sftp) => (err ? reject(failure(FailureType.SshUnreachable, `${this.target.label}: sftp: ${err.message}`)) : resolve(sftp))),
+          ),
+      );
+      this.sftpConn.catch(() => (this.sftpConn = undefined));
+    }
+    return this.sftpConn;
+  }
+
+  async readStream(path: string): Promise<Readable> {
+    return (await this.sftp()).createReadStream(path, { highWaterMark: 256 * 1024 });
+  }
+
+  async writeStream(path: string, mode = 0o600): Promise<Writable> {
+    return (await this.sftp()).createWriteStream(path, { mode });
+  }
+
+  close(): void {
+    void this.conn?.then((c) => c.end(), () => undefined);
+    this.conn = undefined;
+    this.sftpConn = undefined;
+  }
+}
+
+export function connectShell(target: SshTarget): RemoteShell {
+  return new Ssh2Shell(target);
+}
