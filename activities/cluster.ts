@@ -1,6 +1,6 @@
 // Read-only checks of one cluster: each control-plane node over SSH (pinned host key) and etcd on
 // it, and the cluster's API server. Safe to retry: nothing here changes anything.
-import { ApplicationFailure } from '@temporalio/common';
+import type { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../common/errors.ts';
 import type { ClusterShape, KubeCheck, NodeCheck } from '../common/types.ts';
 import type { Gateways } from '../worker/gateways.ts';

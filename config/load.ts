@@ -64,7 +64,7 @@ export function parseConfig(text: string, file: string): DrctlConfig {
       }),
     );
   }
-  const result = configSchema.safeParse(doc.toJS() ?? {});
+  const result = configSchema.safeParse(doc.toJS() ?? {}, { reportInput: true });
   if (!result.success) throw new ConfigError(file, issueLines(result.error.issues));
   return resolveWorkerPaths(result.data, dirname(file));
 }

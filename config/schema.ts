@@ -165,6 +165,10 @@ export const DEFAULT_TARGETS = {
   dev: { rpo: '24h', rto: '24h' },
 } as const;
 
+function defaultTargets(): Record<string, { rpo: number; rto: number }> {
+  return Object.fromEntries(Object.entries(DEFAULT_TARGETS).map(([tier, t]) => [tier, { rpo: parseDuration(t.rpo)!, rto: parseDuration(t.rto)! }]));
+}
+
 const approvals = z.strictObject({
   approvers: z.array(z.string().min(1), { error: 'expected a list of approver names' }).min(1, { error: 'expected at least one approver' }),
   twoPersonRule: z.boolean().default(true),
@@ -177,7 +181,8 @@ export const configSchema = z
     sites: z.array(site, { error: 'expected a list of sites' }).min(1, { error: 'expected at least one site' }),
     objectStore,
     approvals,
-    targets: z.record(z.string(), target).default(() => structuredClone(DEFAULT_TARGETS) as never),
+    /** Per workload tier; tiers not named here keep the defaults above. */
+    targets: z.record(z.string(), target).optional().transform((t) => ({ ...defaultTargets(), ...t })),
   })
   .superRefine((cfg, ctx) => {
     const dup = <T>(items: T[], key: (t: T) => string, path: (i: number) => (string | number)[], what: string) => {
@@ -192,7 +197,7 @@ export const configSchema = z
     dup(cfg.sites, (s) => s.name, (i) => ['sites', i, 'name'], 'site name');
     dup(cfg.sites, (s) => s.cluster.name, (i) => ['sites', i, 'cluster', 'name'], 'cluster name');
     const primaries = cfg.sites.filter((s) => s.role === 'primary').length;
-    if (primaries !== 1) ctx.addIssue({ code: 'custom', path: ['sites'], message: `expected exactly one site with role 'primary' (found ${primaries})` });
+    if (cfg.sites.length > 0 && primaries !== 1) ctx.addIssue({ code: 'custom', path: ['sites'], message: `expected exactly one site with role 'primary' (found ${primaries})` });
     cfg.sites.forEach((s, si) => {
       const nodes = s.cluster.nodes;
       dup(nodes, (n) => n.name, (i) => ['sites', si, 'cluster', 'nodes', i, 'name'], 'node name');

@@ -31,7 +31,7 @@ export interface Member {
 /** `etcdctl` with the node's endpoint and TLS files; the arguments follow. */
 export function etcdctl(node: NodeConfig, args: string, endpoints = node.etcd.clientUrl): string {
   const { caFile, certFile, keyFile } = node.etcd.tls;
-  return `ETCDCTL_API=3 etcdctl --endpoints=${shq(endpoints)} --cacert=${shq(caFile)} --cert=${shq(certFile)} --key=${shq(keyFile)} --command-timeout=5s --dial-timeout=3s ${args}`;
+  return `etcdctl --endpoints=${shq(endpoints)} --cacert=${shq(caFile)} --cert=${shq(certFile)} --key=${shq(keyFile)} --command-timeout=5s --dial-timeout=3s ${args}`;
 }
 
 // etcdctl prints 64-bit ids as JSON numbers, which lose precision in JS: quote them first.

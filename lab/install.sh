@@ -42,6 +42,7 @@ go_build() {
   local dir="$cache/bin/$name-$version"
   [[ -f "$dir/.complete" ]] && return 0
   log "building $name $version (Go; first time only)"
+  local t=$SECONDS
   local work; work="$(mktemp -d)"
   (
     cd "$work"
@@ -59,6 +60,7 @@ go_build() {
   )
   rm -rf "$dir" && mv "$work/out" "$dir" && rm -rf "$work"
   touch "$dir/.complete"
+  log "built $name $version in $((SECONDS - t))s"
 }
 
 for site in site-a site-b; do
@@ -80,4 +82,4 @@ if [[ ! -f "$cache/bin/kubernetes-$kv/.complete" ]]; then
   go_build kubernetes "$kv" "k8s.io/kubernetes@$kv" \
     "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl" "$replaces"
 fi
-log "binaries ready in $cache/bin"
+log "binaries ready in $cache/bin ($SECONDS s)"

@@ -15,7 +15,7 @@ import { bin, binariesPresent, LAB_DIR, type LabNode, type LabSite, onHost, path
 
 export interface Component {
   name: string;
-  kind: 'temporal' | 'minio' | 'node' | 'sshd' | 'etcd' | 'kube-apiserver';
+  kind: 'temporal' | 'minio' | 'node' | 'sshd' | 'etcd' | 'kube-apiserver' | 'worker';
   address: string;
   pid?: number;
   healthy: boolean;
@@ -53,6 +53,7 @@ export function hostKeyFingerprint(node: LabNode): string {
 }
 
 const nodePki = '/etc/kubernetes/pki';
+const LAB_TASK_QUEUE = 'drctl';
 
 function etcdManifest(site: LabSite, node: LabNode): object {
   const cluster = site.nodes.map((n) => `${n.name}=https://${n.ip}:2380`).join(',');
@@ -332,6 +333,27 @@ function childOf(pid: number): number | undefined {
   }
 }
 
+/** The lab's drctl worker is healthy when it is alive and polling its task queue. */
+async function workerStatus(pid: number): Promise<Component> {
+  const { Connection } = await import('@temporalio/client');
+  const t = SERVICES.temporal;
+  let pollers = 0;
+  let detail = 'not polling';
+  try {
+    const conn = await Connection.connect({ address: `${t.ip}:${t.port}`, connectTimeout: 2000 });
+    try {
+      const r = await conn.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: LAB_TASK_QUEUE }, taskQueueType: 1 });
+      pollers = r.pollers?.length ?? 0;
+      detail = `${pollers} workflow poller(s) on '${LAB_TASK_QUEUE}'`;
+    } finally {
+      await conn.close();
+    }
+  } catch (err) {
+    detail = (err as Error).message;
+  }
+  return { name: 'worker', kind: 'worker', address: `task queue ${LAB_TASK_QUEUE}`, pid, healthy: alive(pid) && pollers > 0, detail };
+}
+
 export async function status(): Promise<Component[]> {
   const state = readState();
   const t = SERVICES.temporal;
@@ -348,6 +370,7 @@ export async function status(): Promise<Component[]> {
       return { name: 'minio', kind: 'minio', address: `${m.ip}:${m.port}`, pid: state.pids.minio, healthy: alive(state.pids.minio) && ok, detail: ok ? 'live' : 'not answering' };
     })(),
   ];
+  if (state.pids.worker) checks.push(workerStatus(state.pids.worker));
   for (const site of SITES) {
     for (const node of site.nodes) {
       const initPid = state.pids[node.id];
@@ -391,7 +414,7 @@ export async function status(): Promise<Component[]> {
 
 export function labConfig(): object {
   return {
-    temporal: { address: `${SERVICES.temporal.ip}:${SERVICES.temporal.port}`, namespace: 'default', taskQueue: 'drctl', webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}` },
+    temporal: { address: `${SERVICES.temporal.ip}:${SERVICES.temporal.port}`, namespace: 'default', taskQueue: LAB_TASK_QUEUE, webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}` },
     sites: SITES.map((site) => ({
       name: site.name,
       role: site.role,
@@ -441,20 +464,28 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   startAll(state);
   log('waiting for every component to be healthy ...');
   const deadline = Date.now() + (opts.timeoutMs ?? 180_000);
-  let comps: Component[] = [];
+  await waitHealthy(deadline, t0);
+  await ensureBucket();
+  writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
+  chmodSync(paths.config, 0o600);
+  if (!alive(state.pids.worker)) {
+    state.pids.worker = launch('worker', process.execPath, [join(REPO, 'bin/drctl.js'), '--config', paths.config, 'worker']);
+    writeState(state);
+  }
+  const comps = await waitHealthy(deadline, t0);
+  return { config: paths.config, webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}`, seconds: (Date.now() - t0) / 1000, components: comps };
+}
+
+async function waitHealthy(deadline: number, t0: number): Promise<Component[]> {
   for (;;) {
-    comps = await status();
-    if (comps.every((c) => c.healthy)) break;
+    const comps = await status();
+    if (comps.every((c) => c.healthy)) return comps;
     if (Date.now() > deadline) {
       const bad = comps.filter((c) => !c.healthy).map((c) => `${c.name}: ${c.detail}`);
       throw new Error(`lab not healthy after ${Math.round((Date.now() - t0) / 1000)} s:\n  ${bad.join('\n  ')}\n(logs in ${paths.logs} and ${LAB_DIR}/nodes/*/var/log)`);
     }
     await sleep(1000);
   }
-  await ensureBucket();
-  writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
-  chmodSync(paths.config, 0o600);
-  return { config: paths.config, webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}`, seconds: (Date.now() - t0) / 1000, components: comps };
 }
 
 async function ensureBucket() {
@@ -501,7 +532,6 @@ export function env(siteName: string): string {
   const vars: [string, string][] = [
     ['DRCTL_CONFIG', paths.config],
     ['TEMPORAL_ADDRESS', `${SERVICES.temporal.ip}:${SERVICES.temporal.port}`],
-    ['ETCDCTL_API', '3'],
     ['ETCDCTL_ENDPOINTS', site.nodes.map((n) => `https://${n.ip}:2379`).join(',')],
     ['ETCDCTL_CACERT', onHost(n1, '/etc/kubernetes/pki/etcd/ca.crt')],
     ['ETCDCTL_CERT', onHost(n1, '/etc/kubernetes/pki/etcd/healthcheck-client.crt')],

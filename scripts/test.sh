@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: set-up, static checks, the workflow bundle, then every test against the real
+# lab (vitest's global setup starts the lab if it is not already up, and stops what it started).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "[test] typecheck + lint + workflow bundle" >&2
+npx tsc --noEmit -p tsconfig.json
+npx eslint .
+npx tsx worker/bundle.ts
+echo "[test] vitest" >&2
+npx vitest run "$@"
