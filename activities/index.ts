@@ -2,10 +2,14 @@
 // `import type` of this and proxyActivities, so no gateway code enters the workflow bundle.
 import type { Gateways } from '../worker/gateways.ts';
 import { createClusterActivities } from './cluster.ts';
+import { createRestoreActivities } from './restore.ts';
+import { createSnapshotActivities } from './snapshot.ts';
 
 export function createActivities(gw: Gateways) {
   return {
     ...createClusterActivities(gw),
+    ...createSnapshotActivities(gw),
+    ...createRestoreActivities(gw),
   };
 }
 

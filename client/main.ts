@@ -6,6 +6,8 @@ import { FailedOutcome } from './output.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerConfigCommands } from './commands/config.ts';
 import { registerLabCommands } from './commands/lab.ts';
+import { registerRestoreCommands } from './commands/restore.ts';
+import { registerSnapshotCommands } from './commands/snapshot.ts';
 import { registerWorkerCommand } from './commands/worker.ts';
 
 export function buildProgram(): Command {
@@ -19,6 +21,8 @@ export function buildProgram(): Command {
   registerConfigCommands(program);
   registerWorkerCommand(program);
   registerClusterCommands(program);
+  registerSnapshotCommands(program);
+  registerRestoreCommands(program);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

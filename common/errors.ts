@@ -16,10 +16,25 @@ export enum FailureType {
   KubeApiError = 'KubeApiError',
   UnknownCluster = 'UnknownCluster',
   Timeout = 'Timeout',
+  SnapshotCorrupt = 'SnapshotCorrupt',
+  SnapshotNotFound = 'SnapshotNotFound',
+  ClusterHasQuorum = 'ClusterHasQuorum',
+  PreflightFailed = 'PreflightFailed',
+  ApprovalRejected = 'ApprovalRejected',
+  ApprovalTimedOut = 'ApprovalTimedOut',
+  QuorumNotReached = 'QuorumNotReached',
+  VerificationFailed = 'VerificationFailed',
 }
 
 /** Failures that no retry can fix: a wrong host key stays wrong. */
-const NON_RETRYABLE = new Set<FailureType>([FailureType.HostKeyMismatch, FailureType.UnknownCluster]);
+const NON_RETRYABLE = new Set<FailureType>([
+  FailureType.HostKeyMismatch,
+  FailureType.UnknownCluster,
+  FailureType.SnapshotCorrupt,
+  FailureType.SnapshotNotFound,
+  FailureType.ClusterHasQuorum,
+  FailureType.PreflightFailed,
+]);
 
 export function failure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
   return ApplicationFailure.create({ type, message, nonRetryable: NON_RETRYABLE.has(type), details: details === undefined ? [] : [details] });

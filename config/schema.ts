@@ -175,12 +175,24 @@ const approvals = z.strictObject({
   timeout: duration.default(3_600_000),
 });
 
+const snapshots = z.strictObject({
+  /** Default schedule for `drctl snapshot schedule` (the seed's CronJob ran every 15 minutes). */
+  every: duration.default(15 * 60_000),
+  /** Keep the newest N verified snapshots per cluster (the seed's `tail -n +21`). */
+  keep: z.number().int().min(1, { error: 'expected an integer >= 1' }).default(20),
+  /** Also delete snapshots older than this (the newest one is always kept). */
+  maxAge: duration.optional(),
+  /** Where snapshots are written on the node before they are streamed off-site. */
+  nodeDir: absPath.default('/var/lib/etcd-snapshots'),
+});
+
 export const configSchema = z
   .strictObject({
     temporal: temporal.default({ taskQueue: 'drctl' }),
     sites: z.array(site, { error: 'expected a list of sites' }).min(1, { error: 'expected at least one site' }),
     objectStore,
     approvals,
+    snapshots: snapshots.default({ every: 15 * 60_000, keep: 20, nodeDir: '/var/lib/etcd-snapshots' } as never),
     /** Per workload tier; tiers not named here keep the defaults above. */
     targets: z.record(z.string(), target).optional().transform((t) => ({ ...defaultTargets(), ...t })),
   })

@@ -81,3 +81,76 @@ export class EtcdGateway {
     return (parsed.members ?? []).map((m) => ({ id: hex(m.ID), name: m.name, peerURLs: m.peerURLs ?? [], clientURLs: m.clientURLs ?? [] }));
   }
 }
+
+export interface SnapshotStatus {
+  /** etcd's own hash of the snapshot's contents (from `snapshot status`). */
+  hash: number;
+  revision: number;
+  totalKey: number;
+  totalSize: number;
+  version?: string;
+}
+
+export interface RestoreTool {
+  /** `etcdutl` (3.5+; the only choice on 3.6) or `etcdctl` (3.4). */
+  tool: 'etcdutl' | 'etcdctl';
+  /** The etcd server version installed on the node, e.g. "3.5.35". */
+  etcdVersion: string;
+  /** --bump-revision/--mark-compacted exist from 3.5.10 (and 3.4.27). */
+  supportsBumpRevision: boolean;
+}
+
+export function parseVersion(v: string): [number, number, number] {
+  const m = v.match(/(\d+)\.(\d+)\.(\d+)/);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
+}
+
+export function supportsBumpRevision(version: string): boolean {
+  const [maj, min, patch] = parseVersion(version);
+  if (maj !== 3) return maj > 3;
+  if (min === 4) return patch >= 27;
+  if (min === 5) return patch >= 10;
+  return min > 5;
+}
+
+/** Node-local snapshot tooling: which restore tool exists and what it can do. */
+export class EtcdSnapshotTools {
+  constructor(
+    private readonly shell: RemoteShell,
+    private readonly node: NodeConfig,
+  ) {}
+
+  async restoreTool(): Promise<RestoreTool> {
+    const r = await this.shell.exec('etcd --version 2>/dev/null | head -1; command -v etcdutl || true', { timeoutMs: 15_000 });
+    const [versionLine = '', utl = ''] = r.stdout.trim().split('\n');
+    const etcdVersion = versionLine.match(/(\d+\.\d+\.\d+)/)?.[1];
+    if (!etcdVersion) throw failure(FailureType.RemoteCommandFailed, `${this.shell.target.label}: cannot find the etcd binary's version (\`etcd --version\`)`);
+    return { tool: utl.trim() ? 'etcdutl' : 'etcdctl', etcdVersion, supportsBumpRevision: supportsBumpRevision(etcdVersion) };
+  }
+
+  /** `etcdctl snapshot save` against this node's member, into `path` on the node. */
+  async save(path: string): Promise<void> {
+    const dir = path.replace(/\/[^/]+$/, '');
+    await this.shell.exec(`mkdir -p ${shq(dir)} && ${etcdctl(this.node, `snapshot save ${shq(path)}`).replace('--command-timeout=5s', '--command-timeout=10m')}`, {
+      timeoutMs: 15 * 60_000,
+      check: true,
+    });
+  }
+
+  /** `snapshot status -w json` with etcdutl where present (3.6 has nothing else), and the file's sha256. */
+  async status(path: string): Promise<SnapshotStatus & { sha256: string; size: number }> {
+    const { tool } = await this.restoreTool();
+    const cmd = `${tool} snapshot status ${shq(path)} -w json && sha256sum ${shq(path)} && stat -c %s ${shq(path)}`;
+    const r = await this.shell.exec(cmd, { timeoutMs: 10 * 60_000 });
+    if (r.code !== 0) {
+      throw failure(FailureType.SnapshotCorrupt, `${this.shell.target.label}: ${path} failed verification: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' ')}`);
+    }
+    const lines = r.stdout.trim().split('\n');
+    const json = lines.find((l) => l.startsWith('{'));
+    const shaLine = lines.find((l) => /^[0-9a-f]{64}\s/.test(l));
+    const size = Number(lines[lines.length - 1]);
+    if (!json || !shaLine) throw failure(FailureType.SnapshotCorrupt, `${this.shell.target.label}: unexpected snapshot status output: ${r.stdout.slice(0, 300)}`);
+    const st = JSON.parse(json) as SnapshotStatus;
+    return { ...st, sha256: shaLine.slice(0, 64), size };
+  }
+}

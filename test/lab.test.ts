@@ -182,7 +182,8 @@ describe('drctl lab status / env (CLI)', () => {
     for (const c of comps) {
       expect(c.healthy, c.name).toBe(true);
       expect(c.pid, c.name).toBeGreaterThan(0);
-      expect(c.address, c.name).toMatch(/127\.0\./);
+      if (c.kind === 'worker') expect(c.detail).toMatch(/[1-9]\d* workflow poller/);
+      else expect(c.address, c.name).toMatch(/^(https?:\/\/)?127\.0\./);
     }
   });
 
