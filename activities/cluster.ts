@@ -11,7 +11,7 @@ export function createClusterActivities(gw: Gateways) {
       const c = gw.cluster(cluster);
       return {
         cluster,
-        nodes: c.nodes.map((n) => ({ name: n.name, memberName: n.etcd.memberName, peerUrl: n.etcd.peerUrl, clientUrl: n.etcd.clientUrl, apiserver: n.apiserver })),
+        nodes: c.nodes.map((n) => ({ name: n.name, memberName: n.etcd.memberName, peerUrl: n.etcd.peerUrl, clientUrl: n.etcd.clientUrl, dataDir: n.etcd.dataDir, apiserver: n.apiserver })),
       };
     },
 

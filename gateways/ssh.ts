@@ -39,10 +39,7 @@ export interface RemoteShell {
   close(): void;
 }
 
-/** POSIX single-quote a word for the remote shell. */
-export function shq(word: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
+export { shq } from '../common/shell.ts';
 
 export function fingerprintOf(hostKey: Buffer): string {
   return `SHA256:${createHash('sha256').update(hostKey).digest('base64').replace(/=+$/, '')}`;

@@ -175,7 +175,7 @@ describe('Temporal round-trip through the project\'s worker', () => {
 describe('drctl lab status / env (CLI)', () => {
   it('status --json lists every component healthy with an address and a pid', () => {
     const comps = JSON.parse(execFileSync(process.execPath, ['bin/drctl.js', 'lab', 'status', '--json'], { encoding: 'utf8' })) as
-      { name: string; kind: string; address: string; pid?: number; healthy: boolean }[];
+      { name: string; kind: string; address: string; pid?: number; healthy: boolean; detail: string }[];
     expect(comps.filter((c) => c.kind === 'etcd')).toHaveLength(6);
     expect(comps.filter((c) => c.kind === 'sshd')).toHaveLength(6);
     expect(comps.filter((c) => c.kind === 'kube-apiserver')).toHaveLength(2);

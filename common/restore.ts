@@ -1,0 +1,197 @@
+// The etcd quorum-restore plan and its shapes. Pure code: the workflow builds the plan with this,
+// the CLI prints it for --dry-run, unit tests check it.
+import type { ClusterShape } from './types.ts';
+import type { SnapshotRef } from './snapshots.ts';
+import { shq } from './shell.ts';
+
+export interface RestoreInput {
+  cluster: string;
+  /** 'latest' or an object key. */
+  snapshot: string;
+  /** Who asked for the restore (two-person rule: they cannot approve it themselves). */
+  requestedBy: string;
+  /** Restore even though the cluster has quorum (throws away its newer writes). */
+  force?: boolean;
+  /** Stop after preflight and return the plan with the exact commands per node. */
+  dryRun?: boolean;
+  approvalTimeoutMs?: number;
+  /** Override the computed --bump-revision. */
+  bumpRevision?: number;
+}
+
+export interface NodePreflight {
+  node: string;
+  reachable: boolean;
+  error?: string;
+  etcdVersion?: string;
+  tool?: 'etcdutl' | 'etcdctl';
+  supportsBumpRevision?: boolean;
+  freeBytes?: number;
+  dataDirExists?: boolean;
+  etcdHealthy?: boolean;
+  revision?: number;
+}
+
+export interface NodePlan {
+  node: string;
+  memberName: string;
+  peerUrl: string;
+  clientUrl: string;
+  dataDir: string;
+  /** Where the current data dir is moved, named after the run. */
+  asideDir: string;
+  /** Scratch dir on the node: the staged snapshot, the journal, step markers. */
+  workDir: string;
+  stagedSnapshot: string;
+  tool: 'etcdutl' | 'etcdctl';
+  bumpRevision?: number;
+  markCompacted: boolean;
+  apiserver: boolean;
+  restoreCommand: string;
+}
+
+export interface RestorePlan {
+  cluster: string;
+  runId: string;
+  token: string;
+  initialCluster: string;
+  snapshot: SnapshotRef;
+  nodes: NodePlan[];
+  /** Highest revision seen on the live cluster at preflight (writes after the snapshot are lost). */
+  liveRevision?: number;
+  writesLost?: number;
+}
+
+export interface Decision {
+  by: string;
+  reason?: string;
+}
+
+export interface DecisionRecord extends Decision {
+  approve: boolean;
+  at: string;
+  accepted: boolean;
+  why?: string;
+}
+
+export const RESTORE_STEPS = ['preflight', 'distribute', 'approval', 'stop', 'move-aside', 'restore', 'start', 'verify-quorum', 'verify'] as const;
+export type RestoreStep = (typeof RESTORE_STEPS)[number];
+
+export type RestorePhase =
+  | 'running'
+  | 'waiting-approval'
+  | 'completed'
+  | 'dry-run'
+  | 'aborted'
+  | 'compensating'
+  | 'compensated'
+  | 'failed';
+
+export interface StepStatus {
+  step: RestoreStep | 'compensate';
+  state: 'pending' | 'running' | 'done' | 'failed' | 'skipped';
+  startedAt?: string;
+  endedAt?: string;
+  nodes: Record<string, string>;
+  detail?: string;
+}
+
+export interface RestoreStatus {
+  cluster: string;
+  phase: RestorePhase;
+  requestedBy: string;
+  steps: StepStatus[];
+  plan?: RestorePlan;
+  evidence?: RestoreEvidence;
+  decisions: DecisionRecord[];
+  approval?: DecisionRecord;
+  error?: string;
+}
+
+export interface RestoreEvidence {
+  snapshotKey: string;
+  snapshotTakenAt: string;
+  snapshotAgeSeconds: number;
+  revision: number;
+  etcdHash: number;
+  sha256: string;
+  liveRevision?: number;
+  writesLost?: number;
+  bumpRevision?: number;
+  quorumAtPreflight: boolean;
+  perNode: { node: string; command: string; etcdVersion?: string; freeBytes?: number }[];
+  approvers: string[];
+  twoPersonRule: boolean;
+  approvalDeadline: string;
+}
+
+export interface RestoreResult {
+  outcome: 'completed' | 'dry-run';
+  plan: RestorePlan;
+  approval?: DecisionRecord;
+  verification?: { node: string; revision: number; keys: number }[];
+  timings: Record<string, number>;
+}
+
+/** The etcd docs' default: 1e9 covers a week-old snapshot at < 1500 writes/s. */
+export const MIN_BUMP_REVISION = 1_000_000_000;
+
+/**
+ * --bump-revision: at least 1e9, and at least 10x the writes the snapshot misses (measured as the
+ * live revision minus the snapshot's), so revisions never go backwards for any watcher.
+ */
+export function bumpRevisionFor(writesLost: number | undefined, override?: number): number {
+  if (override !== undefined) return override;
+  return Math.max(MIN_BUMP_REVISION, Math.ceil((writesLost ?? 0) * 10));
+}
+
+export function planRestore(args: {
+  shape: ClusterShape;
+  snapshot: SnapshotRef;
+  runId: string;
+  preflight: NodePreflight[];
+  bumpRevision?: number;
+}): RestorePlan {
+  const { shape, snapshot, runId, preflight } = args;
+  const short = runId.slice(0, 8);
+  const token = `drctl-${shape.cluster}-${short}`;
+  const initialCluster = shape.nodes.map((n) => `${n.memberName}=${n.peerUrl}`).join(',');
+  const liveRevision = Math.max(0, ...preflight.map((p) => p.revision ?? 0)) || undefined;
+  const writesLost = liveRevision !== undefined ? Math.max(0, liveRevision - snapshot.revision) : undefined;
+  const bump = bumpRevisionFor(writesLost, args.bumpRevision);
+  const nodes = shape.nodes.map((n): NodePlan => {
+    const pf = preflight.find((p) => p.node === n.name);
+    const dataDir = n.dataDir;
+    const parent = dataDir.replace(/\/[^/]+\/?$/, '') || '/';
+    const workDir = `${parent}/drctl-restore-${short}`;
+    const tool = pf?.tool ?? 'etcdutl';
+    const supportsBump = pf?.supportsBumpRevision ?? false;
+    const stagedSnapshot = `${workDir}/snapshot.db`;
+    const restoreCommand = [
+      tool === 'etcdutl' ? 'etcdutl' : 'ETCDCTL_API=3 etcdctl',
+      'snapshot restore', shq(stagedSnapshot),
+      `--name=${shq(n.memberName)}`,
+      `--initial-cluster=${shq(initialCluster)}`,
+      `--initial-cluster-token=${shq(token)}`,
+      `--initial-advertise-peer-urls=${shq(n.peerUrl)}`,
+      `--data-dir=${shq(`${workDir}/restored`)}`,
+      ...(supportsBump && bump > 0 ? [`--bump-revision=${bump}`, '--mark-compacted'] : []),
+    ].join(' ');
+    return {
+      node: n.name,
+      memberName: n.memberName,
+      peerUrl: n.peerUrl,
+      clientUrl: n.clientUrl,
+      dataDir,
+      asideDir: `${dataDir}.drctl-${short}`,
+      workDir,
+      stagedSnapshot,
+      tool,
+      bumpRevision: supportsBump ? bump : undefined,
+      markCompacted: supportsBump && bump > 0,
+      apiserver: n.apiserver,
+      restoreCommand,
+    };
+  });
+  return { cluster: shape.cluster, runId, token, initialCluster, snapshot, nodes, liveRevision, writesLost };
+}

@@ -1,0 +1,102 @@
+// etcd quorum restore against the lab: real etcd 3.5 (site A) and 3.6 (site B) members over SSH,
+// real kube-apiservers, real MinIO, the real Temporal server and drctl's worker.
+import { CoreV1Api } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RestoreResult, RestoreStatus } from '../common/restore.ts';
+import type { SnapshotRef } from '../common/snapshots.ts';
+import type { DrctlConfig } from '../config/schema.ts';
+import { createGateways, type Gateways } from '../worker/gateways.ts';
+import { createWorker, type DrctlWorker } from '../worker/worker.ts';
+import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
+import { keysOn, labConfig, putKeys, seedSnapshot, temporalClient, until } from './support/lab.ts';
+import type { Client } from '@temporalio/client';
+
+const taskQueue = `restore-test-${Date.now()}`;
+let config: DrctlConfig;
+let gw: Gateways;
+let w: DrctlWorker;
+let client: Client;
+let running: Promise<void>;
+
+beforeAll(async () => {
+  config = labConfig(taskQueue);
+  gw = createGateways(config);
+  w = await createWorker(config);
+  running = w.worker.run();
+  client = await temporalClient(config);
+});
+afterAll(async () => {
+  w.worker.shutdown();
+  await running;
+  await w.connection.close();
+  w.gateways.close();
+  gw.close();
+  await client.connection.close();
+});
+
+const waitPhase = (id: string, phase: RestoreStatus['phase']) =>
+  until(`${id} in phase ${phase}`, () => client.workflow.getHandle(id).query(statusQuery), (s) => s.phase === phase, 180_000, 500);
+
+describe.each([
+  { cluster: 'site-a', version: /^3\.5\./ },
+  { cluster: 'site-b', version: /^3\.6\./ },
+])('quorum restore of $cluster', ({ cluster, version }) => {
+  it('every member ends with exactly the snapshot\'s keys; Kubernetes objects made after the snapshot are gone', { timeout: 600_000 }, async () => {
+    const prefix = `/drctl-test/${Date.now()}/`;
+    const core = gw.kube(cluster).kc.makeApiClient(CoreV1Api);
+    const before = `before-${Date.now()}`;
+    const after = `after-${Date.now()}`;
+    await putKeys(gw, cluster, { [`${prefix}a`]: '1', [`${prefix}b`]: '2', [`${prefix}c`]: '3' });
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: before }, data: { x: '1' } } });
+
+    const snap: SnapshotRef = await seedSnapshot(gw, cluster, 'cp2');
+    expect(snap.etcdVersion).toMatch(version);
+
+    // After the snapshot: more writes, an overwrite, a delete and a new Kubernetes object.
+    await putKeys(gw, cluster, { [`${prefix}d`]: '4', [`${prefix}a`]: 'changed' });
+    await gw.shell(cluster, 'cp1').exec(`etcdctl --endpoints=${gw.node(cluster, 'cp1').etcd.clientUrl} --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key del ${prefix}b`, { check: true });
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: after }, data: { x: '2' } } });
+
+    const id = `restore-${cluster}-${Date.now()}`;
+    const handle = await client.workflow.start(etcdRestore, {
+      taskQueue, workflowId: id,
+      args: [{ cluster, snapshot: snap.key, requestedBy: 'alice', force: true, approvalTimeoutMs: 10 * 60_000 }],
+    });
+    const waiting = await waitPhase(id, 'waiting-approval');
+    expect(waiting.evidence).toMatchObject({ snapshotKey: snap.key, revision: snap.revision, etcdHash: snap.etcdHash, quorumAtPreflight: true });
+    expect(waiting.evidence!.writesLost).toBeGreaterThanOrEqual(3);
+    expect(waiting.evidence!.perNode.map((n) => n.node)).toEqual(['cp1', 'cp2', 'cp3']);
+    for (const n of waiting.evidence!.perNode) {
+      expect(n.command).toContain(`--name=${n.node}`);
+      expect(n.command).toContain('--bump-revision=1000000000 --mark-compacted');
+    }
+
+    // The gate: self-approval and an unlisted approver are refused; bob opens it.
+    await expect(handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'alice' }] })).rejects.toThrow();
+    await expect(handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'mallory' }] })).rejects.toThrow();
+    expect((await handle.query(statusQuery)).phase).toBe('waiting-approval');
+    await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'test restore' }] });
+
+    const result: RestoreResult = await handle.result();
+    expect(result.outcome).toBe('completed');
+    expect(result.approval).toMatchObject({ by: 'bob', accepted: true });
+    const final = await handle.query(statusQuery);
+    expect(final.phase).toBe('completed');
+    expect(final.steps.every((s) => s.state === 'done')).toBe(true);
+
+    for (const node of ['cp1', 'cp2', 'cp3']) {
+      expect(await keysOn(gw, cluster, node, prefix), node).toEqual({ [`${prefix}a`]: '1', [`${prefix}b`]: '2', [`${prefix}c`]: '3' });
+    }
+    for (const v of result.verification!) expect(v.revision).toBeGreaterThanOrEqual(snap.revision + 1_000_000_000);
+    const names = (await core.listNamespacedConfigMap({ namespace: 'default' })).items.map((c) => c.metadata?.name);
+    expect(names).toContain(before);
+    expect(names).not.toContain(after);
+
+    // Each destructive step ran exactly once per node.
+    for (const n of result.plan.nodes) {
+      const j = await w.gateways.shell(cluster, n.node).exec(`cat ${n.workDir}/journal`, { check: true });
+      expect(j.stdout.match(/ moved-aside /g), n.node).toHaveLength(1);
+      expect(j.stdout.match(/ restored /g), n.node).toHaveLength(1);
+    }
+  });
+});
