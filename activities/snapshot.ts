@@ -1,6 +1,284 @@
-// etcd snapshot activities (issue 3, part A). Filled in by the snapshot work.
+// etcd snapshot activities: pick a member, `snapshot save` on its node, verify it there, stream it
+// off-site, prune. Every one looks before it acts, so a retry (or a new worker after a crash)
+// reuses what an earlier attempt finished instead of doing it twice.
+import { createHash } from 'node:crypto';
+import { type Readable, Transform, Writable, pipeline } from 'node:stream';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
+import { Context } from '@temporalio/activity';
+import { FailureType, failure } from '../common/errors.ts';
+import { fromObjectMetadata, type SnapshotMeta, snapshotKey, snapshotPrefix, type SnapshotRef, toObjectMetadata } from '../common/snapshots.ts';
+import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
+import { shq } from '../gateways/ssh.ts';
 import type { Gateways } from '../worker/gateways.ts';
 
-export function createSnapshotActivities(_gw: Gateways) {
-  return {};
+interface NodeRef {
+  cluster: string;
+  node: string;
 }
+
+/** What `snapshot status` and the file itself say; takenAt comes from takeSnapshot. */
+export type VerifiedSnapshot = Omit<SnapshotMeta, 'takenAt'>;
+
+export interface SnapshotMember {
+  node: string;
+  member: string;
+  leader: boolean;
+  revision: number;
+}
+
+function heartbeat(details?: unknown) {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    // Not inside an activity (unit use): nothing to report to.
+  }
+}
+
+/** A single remote command can run for minutes (`snapshot save` of a large db): keep heartbeating meanwhile. */
+async function heartbeating<T>(what: string, work: Promise<T>): Promise<T> {
+  const timer = setInterval(() => heartbeat({ phase: what }), 5_000);
+  try {
+    heartbeat({ phase: what });
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Hashes and counts bytes as they stream past, without keeping them. */
+function meter(onBytes: (total: number) => void) {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      onBytes(bytes);
+      cb(null, chunk);
+    },
+  });
+  return { stream, bytes: () => bytes, digest: () => hash.digest('hex') };
+}
+
+async function sha256Of(body: Readable, onBytes: (total: number) => void): Promise<{ sha256: string; size: number }> {
+  const m = meter(onBytes);
+  await pipelineAsync(body, m.stream, new Writable({ write: (_chunk, _enc, cb) => cb() }));
+  return { sha256: m.digest(), size: m.bytes() };
+}
+
+const sameSnapshot = (a: SnapshotMeta, b: SnapshotMeta) =>
+  a.cluster === b.cluster && a.sha256 === b.sha256 && a.size === b.size && a.revision === b.revision && a.etcdHash === b.etcdHash;
+
+export function createSnapshotActivities(gw: Gateways) {
+  const prefixOf = (cluster: string) => snapshotPrefix(gw.config.objectStore.prefix, cluster);
+
+  /**
+   * Every object under the cluster's prefix whose metadata is complete, names this cluster and
+   * agrees with the object's size: the verified snapshots. Anything else is not ours to count.
+   */
+  async function verifiedSnapshots(cluster: string): Promise<{ refs: SnapshotRef[]; ignored: string[] }> {
+    const store = gw.store();
+    const objects = await store.list(prefixOf(cluster));
+    const refs: SnapshotRef[] = [];
+    const ignored: string[] = [];
+    // HEAD a few at a time: a long retention list should not open a connection per object.
+    for (let i = 0; i < objects.length; i += 8) {
+      const heads = await Promise.all(objects.slice(i, i + 8).map(async (o) => ({ key: o.key, head: await store.head(o.key) })));
+      for (const { key, head } of heads) {
+        const meta = head ? fromObjectMetadata(head.metadata) : undefined;
+        if (head && meta && meta.cluster === cluster && meta.size === head.size) refs.push({ key, ...meta });
+        else if (head) ignored.push(key);
+      }
+    }
+    refs.sort((a, b) => Date.parse(b.takenAt) - Date.parse(a.takenAt) || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
+    return { refs, ignored };
+  }
+
+  /**
+   * `snapshot save` appends the sha256 of the db to the file (size % 512 == 32), and restore checks
+   * it; `snapshot status` does not (measured: a flipped byte in a free page passes status on 3.5
+   * and 3.6). Checking it here keeps a file that restore would refuse from ever being uploaded.
+   */
+  async function checkIntegrityHash(input: NodeRef & { path: string }, size: number) {
+    const where = `${input.cluster}/${input.node}: ${input.path}`;
+    if (size % 512 !== 32) throw failure(FailureType.SnapshotCorrupt, `${where}: ${size} bytes, no integrity hash appended (not written by \`snapshot save\`, or truncated)`);
+    const p = shq(input.path);
+    const r = await gw.shell(input.cluster, input.node).exec(
+      `head -c ${size - 32} ${p} | sha256sum | cut -c1-64 && tail -c 32 ${p} | od -An -v -tx1 | tr -d ' \\n'`, { timeoutMs: 10 * 60_000, check: true });
+    const [computed = '', appended = ''] = r.stdout.trim().split('\n').map((l) => l.trim());
+    if (!/^[0-9a-f]{64}$/.test(computed) || computed !== appended) {
+      throw failure(FailureType.SnapshotCorrupt, `${where}: integrity hash mismatch: the db hashes to ${computed}, the appended hash is ${appended}`);
+    }
+  }
+
+  async function verify(input: NodeRef & { path: string }): Promise<VerifiedSnapshot> {
+    const tools = new EtcdSnapshotTools(gw.shell(input.cluster, input.node), gw.node(input.cluster, input.node));
+    const st = await tools.status(input.path);
+    const { etcdVersion } = await tools.restoreTool();
+    if (!(st.size > 0) || !(st.revision > 0)) {
+      throw failure(FailureType.SnapshotCorrupt, `${input.cluster}/${input.node}: ${input.path} is not a usable snapshot (size ${st.size}, revision ${st.revision})`);
+    }
+    await checkIntegrityHash(input, st.size);
+    return {
+      cluster: input.cluster,
+      member: gw.node(input.cluster, input.node).etcd.memberName,
+      revision: st.revision,
+      etcdHash: st.hash,
+      totalKey: st.totalKey,
+      totalSize: st.totalSize,
+      sha256: st.sha256,
+      size: st.size,
+      etcdVersion,
+    };
+  }
+
+  return {
+    /** A healthy member, a follower if there is one: `snapshot save` streams the whole db, so spare the leader. */
+    async pickSnapshotMember(cluster: string): Promise<SnapshotMember> {
+      const nodes = gw.cluster(cluster).nodes;
+      const seen = await Promise.all(nodes.map(async (n) => {
+        try {
+          const etcd = gw.etcd(cluster, n.name);
+          if (!(await etcd.health()).health) return { node: n.name, problem: 'unhealthy' };
+          const st = await etcd.status();
+          return { node: n.name, member: n.etcd.memberName, leader: st.leader === st.memberId, revision: st.revision };
+        } catch (err) {
+          return { node: n.name, problem: (err as Error).message };
+        }
+      }));
+      const healthy = seen.filter((s): s is SnapshotMember => 'member' in s);
+      // Among followers, the most caught-up one; config order breaks ties so the choice is stable.
+      const pick = [...healthy].sort((a, b) => Number(a.leader) - Number(b.leader) || b.revision - a.revision)[0];
+      if (!pick) {
+        throw failure(FailureType.EtcdUnhealthy, `${cluster}: no healthy etcd member to snapshot (${seen.map((s) => `${s.node}: ${'problem' in s ? s.problem : 'ok'}`).join('; ')})`);
+      }
+      return pick;
+    },
+
+    /**
+     * `snapshot save` into `<nodeDir>/<cluster>-<runId>.db` on the node. A file left by an earlier
+     * attempt of the same run is reused if it verifies, else deleted and taken again.
+     */
+    async takeSnapshot(input: NodeRef & { runId: string }): Promise<{ path: string; takenAt: string; reused: boolean }> {
+      const shell = gw.shell(input.cluster, input.node);
+      const node = gw.node(input.cluster, input.node);
+      const tools = new EtcdSnapshotTools(shell, node);
+      const path = `${gw.config.snapshots.nodeDir}/${input.cluster}-${input.runId}.db`;
+      if ((await shell.exec(`test -f ${shq(path)}`)).code === 0) {
+        try {
+          await heartbeating('verify earlier attempt', verify({ ...input, path }));
+          // The earlier attempt's save finished when the file was last written.
+          const mtime = await shell.exec(`stat -c %.3Y ${shq(path)}`, { check: true });
+          return { path, takenAt: new Date(Math.round(Number(mtime.stdout.trim()) * 1000)).toISOString(), reused: true };
+        } catch (err) {
+          if ((err as { type?: string }).type !== FailureType.SnapshotCorrupt) throw err;
+          await shell.exec(`rm -f ${shq(path)}`, { check: true });
+        }
+      }
+      // A linearizable read on this member first: it returns only once the member has applied
+      // everything committed so far, so a follower's snapshot is not behind writes that preceded us.
+      await shell.exec(`${etcdctl(node, 'get --consistency=l drctl/snapshot-barrier')} >/dev/null`, { timeoutMs: 30_000, check: true });
+      const takenAt = new Date().toISOString();
+      try {
+        await heartbeating('snapshot save', tools.save(path));
+      } catch (err) {
+        // etcdctl writes <path>.part and renames on success; leave nothing half-written behind.
+        await shell.exec(`rm -f ${shq(path)} ${shq(`${path}.part`)}`).catch(() => undefined);
+        throw err;
+      }
+      return { path, takenAt, reused: false };
+    },
+
+    /** `snapshot status` and sha256 on the node; a snapshot that fails this is never uploaded (SnapshotCorrupt). */
+    async verifySnapshot(input: NodeRef & { path: string }): Promise<VerifiedSnapshot> {
+      return heartbeating('snapshot status', verify(input));
+    },
+
+    /**
+     * Streams the node's file (SFTP) into the bucket (multipart), hashing the bytes on the way: no
+     * copy in memory or on the worker's disk. The streamed sha256 must be the one verified on the
+     * node, else the object is deleted. Skips an object that already holds exactly these bytes.
+     */
+    async uploadSnapshot(input: NodeRef & { path: string; meta: SnapshotMeta }): Promise<SnapshotRef & { skipped: boolean }> {
+      const { meta } = input;
+      const store = gw.store();
+      const key = snapshotKey(gw.config.objectStore.prefix, input.cluster, new Date(meta.takenAt), meta.revision);
+      const label = `${input.cluster}/${input.node}`;
+
+      const existing = await store.head(key);
+      const existingMeta = existing ? fromObjectMetadata(existing.metadata) : undefined;
+      if (existing && existingMeta && sameSnapshot(existingMeta, meta) && existing.size === meta.size) {
+        // An earlier attempt may have died between finishing the upload and checking it: re-read it.
+        const back = await sha256Of(await store.get(key), (bytes) => heartbeat({ phase: 'recheck existing', bytes }));
+        if (back.sha256 === meta.sha256) return { key, ...meta, skipped: true };
+      }
+
+      const source = await gw.shell(input.cluster, input.node).readStream(input.path);
+      const m = meter((bytes) => heartbeat({ phase: 'read', bytes, of: meta.size }));
+      // pipeline() forwards an SFTP read error into the body, which fails the upload.
+      pipeline(source, m.stream, () => undefined);
+      const onCancel = () => m.stream.destroy(new Error('activity cancelled'));
+      const signal = activitySignal();
+      signal?.addEventListener('abort', onCancel, { once: true });
+      try {
+        await store.put(key, m.stream, toObjectMetadata(meta), (loaded) => heartbeat({ phase: 'upload', bytes: loaded, of: meta.size }));
+      } finally {
+        signal?.removeEventListener('abort', onCancel);
+        source.destroy();
+      }
+
+      const streamed = m.digest();
+      if (streamed !== meta.sha256 || m.bytes() !== meta.size) {
+        await store.delete(key);
+        throw failure(FailureType.SnapshotCorrupt,
+          `${label}: ${input.path} streamed ${m.bytes()} bytes hashing to ${streamed}, but verified as ${meta.size} bytes ${meta.sha256}: changed after verification; object deleted`);
+      }
+      const head = await store.head(key);
+      const stored = head ? fromObjectMetadata(head.metadata) : undefined;
+      if (!head || !stored || head.size !== meta.size || !sameSnapshot(stored, meta)) {
+        if (head) await store.delete(key);
+        throw failure(FailureType.ObjectStoreError,
+          `s3://${store.bucket}/${key}: after upload the object is ${head ? `${head.size} bytes with metadata ${JSON.stringify(head.metadata)}` : 'missing'}; expected ${meta.size} bytes, sha256 ${meta.sha256}`);
+      }
+      return { key, ...meta, skipped: false };
+    },
+
+    /**
+     * Keeps the newest `keep` verified snapshots and deletes the rest, plus any older than
+     * `maxAgeMs`; the newest one is never deleted. Objects without drctl's metadata are left alone.
+     */
+    async pruneSnapshots(input: { cluster: string; keep?: number; maxAgeMs?: number }): Promise<string[]> {
+      const keep = input.keep ?? gw.config.snapshots.keep;
+      const maxAgeMs = input.maxAgeMs ?? gw.config.snapshots.maxAge;
+      if (!Number.isInteger(keep) || keep < 1) throw failure(FailureType.PreflightFailed, `keep must be an integer >= 1 (got ${keep})`);
+      const { refs } = await verifiedSnapshots(input.cluster);
+      const now = Date.now();
+      const doomed = refs.filter((r, i) => i > 0 && (i >= keep || (maxAgeMs !== undefined && now - Date.parse(r.takenAt) > maxAgeMs)));
+      for (const r of doomed) {
+        await gw.store().delete(r.key);
+        heartbeat({ deleted: r.key });
+      }
+      return doomed.map((r) => r.key);
+    },
+
+    /** Idempotent: a file that is already gone is fine. */
+    async removeNodeSnapshot(input: NodeRef & { path: string }): Promise<void> {
+      await gw.shell(input.cluster, input.node).exec(`rm -f ${shq(input.path)} ${shq(`${input.path}.part`)}`, { timeoutMs: 60_000, check: true });
+    },
+
+    /** The cluster's verified snapshots, newest first (the restore runbook's 'latest' is the first). */
+    async listSnapshots(cluster: string): Promise<SnapshotRef[]> {
+      gw.cluster(cluster);
+      return (await verifiedSnapshots(cluster)).refs;
+    },
+  };
+}
+
+function activitySignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+

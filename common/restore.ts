@@ -131,6 +131,8 @@ export interface RestoreResult {
   approval?: DecisionRecord;
   verification?: { node: string; revision: number; keys: number }[];
   timings: Record<string, number>;
+  /** Dry run only: why the real run would be refused (e.g. the cluster has quorum and no --force). */
+  refusal?: string;
 }
 
 /** The etcd docs' default: 1e9 covers a week-old snapshot at < 1500 writes/s. */

@@ -464,21 +464,21 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   startAll(state);
   log('waiting for every component to be healthy ...');
   const deadline = Date.now() + (opts.timeoutMs ?? 180_000);
-  await waitHealthy(deadline, t0);
+  await waitHealthy(deadline, t0, (c) => c.kind !== 'worker');
   await ensureBucket();
   writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
   chmodSync(paths.config, 0o600);
-  if (!alive(state.pids.worker)) {
-    state.pids.worker = launch('worker', process.execPath, [join(REPO, 'bin/drctl.js'), '--config', paths.config, 'worker']);
-    writeState(state);
-  }
+  // Always a fresh worker, so it runs the code and config as they are now.
+  await stopPid(state.pids.worker);
+  state.pids.worker = launch('worker', process.execPath, [join(REPO, 'bin/drctl.js'), '--config', paths.config, 'worker']);
+  writeState(state);
   const comps = await waitHealthy(deadline, t0);
   return { config: paths.config, webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}`, seconds: (Date.now() - t0) / 1000, components: comps };
 }
 
-async function waitHealthy(deadline: number, t0: number): Promise<Component[]> {
+async function waitHealthy(deadline: number, t0: number, which: (c: Component) => boolean = () => true): Promise<Component[]> {
   for (;;) {
-    const comps = await status();
+    const comps = (await status()).filter(which);
     if (comps.every((c) => c.healthy)) return comps;
     if (Date.now() > deadline) {
       const bad = comps.filter((c) => !c.healthy).map((c) => `${c.name}: ${c.detail}`);
@@ -497,25 +497,32 @@ async function ensureBucket() {
   await store.ensureBucket();
 }
 
+/** SIGTERM, up to 15 s to exit, then SIGKILL of its process group. */
+async function stopPid(pid: number | undefined): Promise<boolean> {
+  if (!alive(pid)) return false;
+  try {
+    process.kill(pid!, 'SIGTERM');
+  } catch {
+    return false;
+  }
+  for (let i = 0; i < 150 && alive(pid); i++) await sleep(100);
+  if (alive(pid)) {
+    try {
+      process.kill(-pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  return true;
+}
+
 export async function down(opts: { purge?: boolean } = {}): Promise<string[]> {
   const state = readState();
   const stopped: string[] = [];
-  await Promise.all(Object.entries(state.pids).map(async ([name, pid]) => {
-    if (!alive(pid)) return;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    for (let i = 0; i < 150 && alive(pid); i++) await sleep(100);
-    if (alive(pid)) {
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    stopped.push(`${name} (pid ${pid})`);
+  // The worker first: it should not see its servers vanish under it.
+  if (await stopPid(state.pids.worker)) stopped.push(`worker (pid ${state.pids.worker})`);
+  await Promise.all(Object.entries(state.pids).filter(([name]) => name !== 'worker').map(async ([name, pid]) => {
+    if (await stopPid(pid)) stopped.push(`${name} (pid ${pid})`);
   }));
   writeState({ pids: {} });
   if (opts.purge) rmSync(LAB_DIR, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import type { DrctlConfig } from '../config/schema.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
 import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
-import { keysOn, labConfig, putKeys, seedSnapshot, temporalClient, until } from './support/lab.ts';
+import { keysOn, labConfig, putKeys, snapshotNow, temporalClient, until } from './support/lab.ts';
 import type { Client } from '@temporalio/client';
 
 const taskQueue = `restore-test-${Date.now()}`;
@@ -49,7 +49,7 @@ describe.each([
     await putKeys(gw, cluster, { [`${prefix}a`]: '1', [`${prefix}b`]: '2', [`${prefix}c`]: '3' });
     await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: before }, data: { x: '1' } } });
 
-    const snap: SnapshotRef = await seedSnapshot(gw, cluster, 'cp2');
+    const snap: SnapshotRef = await snapshotNow(client, taskQueue, gw, cluster);
     expect(snap.etcdVersion).toMatch(version);
 
     // After the snapshot: more writes, an overwrite, a delete and a new Kubernetes object.

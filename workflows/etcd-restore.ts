@@ -43,8 +43,10 @@ export const rejectSignal = defineSignal<[Decision]>('reject');
 export const decideUpdate = defineUpdate<DecisionRecord, [Decision & { approve: boolean }]>('decide');
 export const statusQuery = defineQuery<RestoreStatus>('status');
 
+// Every activity heartbeats while it waits, so a killed worker's step is retried within 20 s.
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
 });
 const long = proxyActivities<Activities>({
@@ -136,13 +138,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
     if (problems.length) throw ApplicationFailure.create({ type: FailureType.PreflightFailed, message: `preflight failed:\n${problems.join('\n')}`, nonRetryable: true });
     const healthy = preflight.filter((p) => p.etcdHealthy).length;
     const quorum = healthy >= Math.floor(shape.nodes.length / 2) + 1;
-    if (quorum && !input.force) {
-      throw ApplicationFailure.create({
-        type: FailureType.ClusterHasQuorum,
-        nonRetryable: true,
-        message: `${cluster} has quorum (${healthy}/${shape.nodes.length} members healthy): restoring would throw away every write since the snapshot. Use --force if that is what you want.`,
-      });
-    }
+    s.detail = `${healthy}/${shape.nodes.length} members healthy${quorum ? ' (quorum)' : ''}`;
     return { shape, policy, snapshot, preflight, quorum };
   }).catch(fail);
   const plan: RestorePlan = planRestore({ shape, snapshot, runId, preflight, bumpRevision: input.bumpRevision });
@@ -165,11 +161,16 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
     approvalDeadline: new Date(Date.now() + timeoutMs).toISOString(),
   };
   status.evidence = evidence;
+  // Restoring a healthy cluster throws away its newer writes: only with --force.
+  const refusal = evidence.quorumAtPreflight && !input.force
+    ? `${cluster} has quorum (${step('preflight').detail}): restoring would throw away every write since the snapshot. Use --force if that is what you want.`
+    : undefined;
   if (input.dryRun) {
     status.phase = 'dry-run';
     for (const s of status.steps) if (s.state === 'pending') s.state = 'skipped';
-    return { outcome: 'dry-run', plan, timings };
+    return { outcome: 'dry-run', plan, timings, refusal };
   }
+  if (refusal) fail(ApplicationFailure.create({ type: FailureType.ClusterHasQuorum, nonRetryable: true, message: refusal }));
 
   // 2. Distribute: the same snapshot to every node, checked there. Nothing is touched yet.
   const cleanupStaged = () => Promise.all(plan.nodes.map((n) => undo.cleanupStaged({ cluster, node: n.node, plan: n })));
@@ -183,7 +184,11 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
   // 3. Go/no-go. A rejection, a timeout or a cancel here leaves everything as it was.
   let approval: DecisionRecord;
   try {
-    approval = await run('approval', () => waitForDecision(status, policy, input.requestedBy, timeoutMs));
+    approval = await run('approval', async (s) => {
+      const d = await waitForDecision(status, policy, input.requestedBy, timeoutMs);
+      s.detail = `${d.approve ? 'approved' : 'rejected'} by ${d.by}${d.reason ? `: ${d.reason}` : ''}`;
+      return d;
+    });
   } catch (err) {
     await CancellationScope.nonCancellable(cleanupStaged);
     status.phase = 'aborted';

@@ -1,2 +1,136 @@
-// Runbook: etcd snapshot (issue 3, part A). Filled in by the snapshot work.
-export {};
+// Runbook: etcd snapshot, off-site.
+//   1 pick a healthy member (a follower: spare the leader)  2 take: `snapshot save` on its node
+//   3 verify: `snapshot status` + sha256 there  4 upload: stream it to the bucket, hash checked
+//   5 remove the node-local file — always, even when 3 or 4 failed or the run was cancelled
+//   6 prune: keep the newest N (and none older than max age; never the newest).
+// A snapshot that fails verification is never uploaded, so it can never be a restore source.
+import { ApplicationFailure, CancellationScope, defineQuery, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.ts';
+import { FailureType } from '../common/errors.ts';
+import type { SnapshotRef } from '../common/snapshots.ts';
+
+export interface EtcdSnapshotInput {
+  cluster: string;
+  /** Keep the newest N verified snapshots (default: the worker's `snapshots.keep`). */
+  keep?: number;
+  /** Also delete snapshots older than this (default: the worker's `snapshots.maxAge`). */
+  maxAgeMs?: number;
+}
+
+export interface EtcdSnapshotResult {
+  cluster: string;
+  key: string;
+  member: string;
+  node: string;
+  revision: number;
+  etcdHash: number;
+  sha256: string;
+  size: number;
+  etcdVersion: string;
+  takenAt: string;
+  /** Keys deleted by retention. */
+  pruned: string[];
+  /** Retention is housekeeping: if it fails, the snapshot still counts and the error is reported here. */
+  pruneError?: string;
+  /** The node-local file could not be removed (the snapshot itself is off-site). */
+  cleanupError?: string;
+  /** Milliseconds per step. */
+  timings: Record<string, number>;
+}
+
+export type SnapshotStep = 'pick' | 'take' | 'verify' | 'upload' | 'prune' | 'cleanup' | 'done' | 'failed';
+
+/** `temporal workflow query --type step`: where the run is now. */
+export const snapshotStepQuery = defineQuery<SnapshotStep>('step');
+
+const NON_RETRYABLE = [FailureType.SnapshotCorrupt, FailureType.HostKeyMismatch, FailureType.UnknownCluster, FailureType.PreflightFailed];
+
+const quick = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
+});
+const long = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
+});
+
+export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapshotResult> {
+  const { cluster } = input;
+  if (input.keep !== undefined && !(Number.isInteger(input.keep) && input.keep >= 1)) {
+    throw ApplicationFailure.create({ type: FailureType.PreflightFailed, message: `keep must be an integer >= 1 (got ${input.keep})`, nonRetryable: true });
+  }
+  let step: SnapshotStep = 'pick';
+  setHandler(snapshotStepQuery, () => step);
+  const timings: Record<string, number> = {};
+  async function run<T>(name: SnapshotStep, fn: () => Promise<T>): Promise<T> {
+    step = name;
+    const t0 = Date.now();
+    try {
+      return await fn();
+    } finally {
+      timings[name] = Date.now() - t0;
+    }
+  }
+
+  try {
+    // 1. Pick.
+    const { node, member } = await run('pick', () => quick.pickSnapshotMember(cluster));
+    log.info('snapshot member picked', { cluster, node, member });
+
+    // 2. Take. The file name carries this run's id, so a retried take finds its own earlier file.
+    const taken = await run('take', () => long.takeSnapshot({ cluster, node, runId: workflowInfo().runId }));
+    let ref: SnapshotRef;
+    let cleanupError: string | undefined;
+    try {
+      // 3. Verify on the node.
+      const verified = await run('verify', () => long.verifySnapshot({ cluster, node, path: taken.path }));
+      // 4. Upload.
+      ref = await run('upload', () => long.uploadSnapshot({ cluster, node, path: taken.path, meta: { ...verified, takenAt: taken.takenAt } }));
+    } finally {
+      // 5. The node-local copy goes whatever happened (also when this run is cancelled). Failing to
+      // remove it must neither hide why the run failed nor fail a snapshot that is safely off-site.
+      try {
+        await run('cleanup', () => CancellationScope.nonCancellable(() => quick.removeNodeSnapshot({ cluster, node, path: taken.path })));
+      } catch (err) {
+        cleanupError = `${node}: ${taken.path} not removed: ${(err as Error).message}`;
+        log.warn('node-local snapshot not removed', { cluster, node, path: taken.path, error: cleanupError });
+      }
+    }
+
+    // 6. Prune: only after a verified snapshot is safely off-site.
+    let pruned: string[] = [];
+    let pruneError: string | undefined;
+    try {
+      pruned = await run('prune', () => quick.pruneSnapshots({ cluster, keep: input.keep, maxAgeMs: input.maxAgeMs }));
+    } catch (err) {
+      pruneError = (err as Error).message;
+      log.warn('retention failed; the snapshot itself is off-site', { cluster, key: ref.key, error: pruneError });
+    }
+    step = 'done';
+    return {
+      cluster,
+      key: ref.key,
+      member: ref.member,
+      node,
+      revision: ref.revision,
+      etcdHash: ref.etcdHash,
+      sha256: ref.sha256,
+      size: ref.size,
+      etcdVersion: ref.etcdVersion,
+      takenAt: ref.takenAt,
+      pruned,
+      ...(pruneError ? { pruneError } : {}),
+      ...(cleanupError ? { cleanupError } : {}),
+      timings,
+    };
+  } catch (err) {
+    step = 'failed';
+    throw err;
+  }
+}
+
+/** `drctl snapshot list`: the bucket is read on the worker, where the credentials are. */
+export async function listEtcdSnapshots(input: { cluster: string }): Promise<SnapshotRef[]> {
+  return quick.listSnapshots(input.cluster);
+}

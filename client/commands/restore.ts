@@ -60,6 +60,7 @@ export function registerRestoreCommands(program: Command) {
           const r = await resultOf(client, workflowId);
           if (opts.json) return printJson(r);
           process.stdout.write(`dry run of ${workflowId}: nothing was changed\n`);
+          if (r.refusal) process.stdout.write(`NOTE: without --force the real run would be refused: ${r.refusal}\n`);
           process.stdout.write(`snapshot ${r.plan.snapshot.key} (revision ${r.plan.snapshot.revision}, taken ${r.plan.snapshot.takenAt})\n`);
           process.stdout.write(`--initial-cluster=${r.plan.initialCluster}\n--initial-cluster-token=${r.plan.token}\n`);
           for (const n of r.plan.nodes) {

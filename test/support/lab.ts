@@ -1,14 +1,16 @@
+import { spawn } from 'node:child_process';
 // Shared helpers for integration tests against the running lab.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import { temporalConnectConfig } from '../../config/temporal.ts';
-import { type SnapshotMeta, type SnapshotRef, snapshotKey, toObjectMetadata } from '../../common/snapshots.ts';
-import { EtcdSnapshotTools, etcdctl } from '../../gateways/etcd.ts';
+import { fromObjectMetadata, type SnapshotRef } from '../../common/snapshots.ts';
+import { etcdctl } from '../../gateways/etcd.ts';
 import { shq } from '../../gateways/ssh.ts';
 import { paths } from '../../lab/topology.ts';
 import type { Gateways } from '../../worker/gateways.ts';
+import { etcdSnapshot } from '../../workflows/etcd-snapshot.ts';
 
 export function labConfig(taskQueue?: string): DrctlConfig {
   const config = loadConfig(paths.config).config;
@@ -56,24 +58,22 @@ export async function keysOn(gw: Gateways, cluster: string, node: string, prefix
   return Object.fromEntries((j.kvs ?? []).map((kv) => [b64(kv.key), b64(kv.value)]));
 }
 
-/**
- * Takes a snapshot on a node and uploads it with drctl's metadata — the snapshot contract
- * (common/snapshots.ts) — for restore tests that must control exactly when the snapshot is taken.
- */
-export async function seedSnapshot(gw: Gateways, cluster: string, node: string): Promise<SnapshotRef> {
-  const shell = gw.shell(cluster, node);
-  const tools = new EtcdSnapshotTools(shell, gw.node(cluster, node));
-  const path = `/var/lib/etcd-snapshots/test-${Date.now()}.db`;
-  const takenAt = new Date();
-  await tools.save(path);
-  const st = await tools.status(path);
-  const { etcdVersion } = await tools.restoreTool();
-  const meta: SnapshotMeta = {
-    cluster, member: gw.node(cluster, node).etcd.memberName, revision: st.revision, etcdHash: st.hash, totalKey: st.totalKey,
-    totalSize: st.totalSize, sha256: st.sha256, size: st.size, etcdVersion, takenAt: takenAt.toISOString(),
-  };
-  const key = snapshotKey(gw.config.objectStore.prefix, cluster, takenAt, st.revision);
-  await gw.store().put(key, await shell.readStream(path), toObjectMetadata(meta));
-  await shell.exec(`rm -f ${shq(path)}`, { check: true });
-  return { key, ...meta };
+/** A snapshot through drctl's own snapshot runbook; returns it as the restore side sees it. */
+export async function snapshotNow(client: Client, taskQueue: string, gw: Gateways, cluster: string): Promise<SnapshotRef> {
+  const r = await client.workflow.execute(etcdSnapshot, { taskQueue, workflowId: `test-snapshot-${cluster}-${Date.now()}`, args: [{ cluster, keep: 50 }] });
+  const meta = fromObjectMetadata((await gw.store().head(r.key))?.metadata ?? {});
+  if (!meta) throw new Error(`${r.key}: no snapshot metadata in the bucket`);
+  return { key: r.key, ...meta };
+}
+
+/** Runs the real `drctl` CLI without blocking this process (an in-process worker must keep serving). */
+export function drctlCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['bin/drctl.js', ...args], { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ status: code ?? 1, stdout, stderr }));
+  });
 }

@@ -1,0 +1,178 @@
+// The etcd restore refuses, aborts or stops before touching anything when it should: dry run,
+// a healthy cluster without --force, a corrupt off-site object, a wrong host key, the approval
+// gate's rules (via Web-UI-style signals and via the CLI), an approval timeout, a second restore.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { type Client, WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { FailureType } from '../common/errors.ts';
+import { toObjectMetadata, type SnapshotRef } from '../common/snapshots.ts';
+import type { DrctlConfig } from '../config/schema.ts';
+import { createGateways, type Gateways } from '../worker/gateways.ts';
+import { createWorker, type DrctlWorker } from '../worker/worker.ts';
+import { approveSignal, etcdRestore, rejectSignal, statusQuery } from '../workflows/etcd-restore.ts';
+import { drctlCli, labConfig, snapshotNow, temporalClient, until } from './support/lab.ts';
+
+const taskQueue = `restore-safety-${Date.now()}`;
+let config: DrctlConfig;
+let gw: Gateways;
+let w: DrctlWorker;
+let running: Promise<void>;
+let client: Client;
+let snapB: SnapshotRef;
+const dir = mkdtempSync(join(tmpdir(), 'drctl-safety-'));
+
+beforeAll(async () => {
+  config = labConfig(taskQueue);
+  gw = createGateways(config);
+  w = await createWorker(config);
+  running = w.worker.run();
+  client = await temporalClient(config);
+  snapB = await snapshotNow(client, taskQueue, gw, 'site-b');
+});
+afterAll(async () => {
+  w.worker.shutdown();
+  await running;
+  await w.connection.close();
+  w.gateways.close();
+  gw.close();
+  await client.connection.close();
+});
+
+/** etcd's pid on every node of a cluster: unchanged pids prove nothing was stopped. */
+async function etcdPids(cluster: string): Promise<string[]> {
+  return Promise.all(['cp1', 'cp2', 'cp3'].map(async (n) => (await gw.shell(cluster, n).exec('pgrep -x etcd', { check: true })).stdout.trim()));
+}
+
+async function failureOf(p: Promise<unknown>): Promise<{ type?: string; message: string }> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  const cause = (err as WorkflowFailedError).cause as { type?: string; message: string; cause?: { type?: string; message: string } };
+  return cause.type ? cause : (cause.cause ?? cause);
+}
+
+const start = (args: Partial<Parameters<typeof etcdRestore>[0]>, id = `safety-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`) =>
+  client.workflow.start(etcdRestore, { taskQueue, workflowId: id, args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', ...args }] });
+
+describe('etcd restore safety', () => {
+  it('--dry-run returns the per-node plan with exact commands and changes nothing', async () => {
+    const pids = await etcdPids('site-b');
+    const r = await (await start({ dryRun: true })).result();
+    expect(r.outcome).toBe('dry-run');
+    expect(r.refusal).toMatch(/^site-b has quorum \(3\/3 members healthy \(quorum\)\)/);
+    expect(r.plan.nodes).toHaveLength(3);
+    for (const n of r.plan.nodes) {
+      expect(n.restoreCommand).toMatch(new RegExp(`^etcdutl snapshot restore \\S+ --name=${n.node} --initial-cluster=`));
+      expect(n.restoreCommand).toContain(`--initial-advertise-peer-urls=${n.peerUrl}`);
+      expect(n.restoreCommand).toContain(`--initial-cluster-token=${r.plan.token}`);
+      const ls = await gw.shell('site-b', n.node).exec(`test -e ${n.workDir} || echo absent`);
+      expect(ls.stdout.trim()).toBe('absent');
+    }
+    expect(await etcdPids('site-b')).toEqual(pids);
+  });
+
+  it('refuses a cluster that has quorum unless --force', async () => {
+    const f = await failureOf((await start({})).result());
+    expect(f.type).toBe(FailureType.ClusterHasQuorum);
+    expect(f.message).toMatch(/has quorum \(3\/3 members healthy \(quorum\)\).*--force/);
+  });
+
+  it('a corrupted object in the bucket is refused before any node is stopped', async () => {
+    const key = snapB.key.replace(/\.db$/, '-corrupt.db');
+    const bytes: Buffer[] = [];
+    for await (const c of await gw.store().get(snapB.key)) bytes.push(c as Buffer);
+    const body = Buffer.concat(bytes);
+    body[Math.floor(body.length / 2)]! ^= 0xff; // one flipped byte, same size, same metadata
+    await gw.store().put(key, Readable.from([body]), toObjectMetadata(snapB));
+    const pids = await etcdPids('site-b');
+    const handle = await start({ snapshot: key, force: true });
+    const f = await failureOf(handle.result());
+    expect(f.type).toBe(FailureType.SnapshotCorrupt);
+    const st = await handle.query(statusQuery);
+    expect(st.steps.find((s) => s.step === 'distribute')?.state).toBe('failed');
+    expect(st.steps.find((s) => s.step === 'stop')?.state).toBe('pending');
+    expect(await etcdPids('site-b')).toEqual(pids);
+    await gw.store().delete(key);
+  });
+
+  it('a node whose host key does not match its pin is refused at preflight', async () => {
+    const q = `${taskQueue}-badkey`;
+    const bad = labConfig(q);
+    const nodes = bad.sites[1]!.cluster.nodes;
+    nodes[2]!.ssh.hostKeyFingerprint = nodes[0]!.ssh.hostKeyFingerprint;
+    const w2 = await createWorker(bad);
+    try {
+      const h = await client.workflow.start(etcdRestore, { taskQueue: q, workflowId: `badkey-${Date.now()}`, args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', force: true }] });
+      const f = await w2.worker.runUntil(failureOf(h.result()));
+      expect(f.message).toMatch(/cp3.*does not match the pinned/);
+    } finally {
+      w2.gateways.close();
+      await w2.connection.close();
+    }
+  });
+
+  it('an unlisted approver or the requester does not open the gate (Web UI signals); a reject aborts with nothing changed', async () => {
+    const pids = await etcdPids('site-b');
+    const handle = await start({ force: true });
+    await until('waiting-approval', () => handle.query(statusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    await handle.signal(approveSignal, { by: 'mallory' });
+    await handle.signal(approveSignal, { by: 'alice', reason: 'my own restore' });
+    const st = await until('two refused decisions', () => handle.query(statusQuery), (s) => s.decisions.length === 2);
+    expect(st.phase).toBe('waiting-approval');
+    expect(st.decisions.map((d) => [d.by, d.accepted, d.why])).toEqual([
+      ['mallory', false, 'mallory is not an approver (allowlist: alice, bob, carol)'],
+      ['alice', false, 'two-person rule: alice requested this restore and cannot approve it'],
+    ]);
+    await handle.signal(rejectSignal, { by: 'carol', reason: 'wrong snapshot' });
+    const f = await failureOf(handle.result());
+    expect(f.type).toBe(FailureType.ApprovalRejected);
+    expect(f.message).toBe('rejected by carol: wrong snapshot; nothing was changed');
+    expect(await etcdPids('site-b')).toEqual(pids);
+    const plan = (await handle.query(statusQuery)).plan!;
+    for (const n of plan.nodes) {
+      const r = await gw.shell('site-b', n.node).exec(`test -e ${n.stagedSnapshot} || echo cleaned`);
+      expect(r.stdout.trim(), `${n.node} staged snapshot removed`).toBe('cleaned');
+    }
+  });
+
+  it('approval timeout aborts and leaves everything as it was', async () => {
+    const pids = await etcdPids('site-b');
+    const handle = await start({ force: true, approvalTimeoutMs: 3000 });
+    const f = await failureOf(handle.result());
+    expect(f.type).toBe(FailureType.ApprovalTimedOut);
+    expect((await handle.query(statusQuery)).phase).toBe('aborted');
+    expect(await etcdPids('site-b')).toEqual(pids);
+  });
+
+  it('CLI: a second restore of the same cluster is refused; approve by a non-approver exits 2; reject ends the first', async () => {
+    const cfgFile = join(dir, 'drctl.yaml');
+    writeFileSync(cfgFile, stringify(config));
+    const drctl = (...args: string[]) => drctlCli(['--config', cfgFile, ...args], { DRCTL_USER: 'alice' });
+    const first = await drctl('etcd', 'restore', '--cluster', 'site-b', '--snapshot', snapB.key, '--force');
+    expect(first.stderr).toBe('');
+    expect(first.status).toBe(0);
+    const id = first.stdout.trim();
+    expect(id).toBe('etcd-restore-site-b');
+    try {
+    const second = await drctl('etcd', 'restore', '--cluster', 'site-b', '--force');
+    expect(second.status).toBe(1);
+    expect(second.stderr).toContain(`a restore of cluster 'site-b' is already running (workflow ${id})`);
+    await until('waiting-approval', () => client.workflow.getHandle(id).query(statusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    const self = await drctl('approve', id, '--as', 'alice');
+    expect(`${self.status} ${self.stderr}`).toMatch(/^2 /);
+    expect(self.stderr.trim()).toMatch(/^error: etcd-restore-site-b: two-person rule: alice requested this restore and cannot approve it$/);
+    const status = await drctl('status', id, '--json');
+    expect(JSON.parse(status.stdout)).toMatchObject({ phase: 'waiting-approval', requestedBy: 'alice' });
+    const rej = await drctl('reject', id, '--as', 'bob', '--reason', 'drill over');
+    expect(rej.status).toBe(0);
+    const end = await drctl('status', id, '--wait');
+    expect(end.status).toBe(1);
+    expect(end.stdout).toContain('ABORTED');
+    } finally {
+      await client.workflow.getHandle(id).terminate('test cleanup').catch(() => undefined);
+    }
+  });
+});

@@ -1,0 +1,423 @@
+// The etcd snapshot runbook against the running lab: real etcd 3.5 (site-a) and 3.6 (site-b, etcdutl
+// only) over SSH, real MinIO, the real Temporal dev server. One in-process worker on a task queue
+// of its own, writing under an object prefix of its own, so nothing here touches the lab worker's
+// queue or the snapshots another test (or a person) relies on.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { createActivities } from '../activities/index.ts';
+import { createSnapshotActivities, type VerifiedSnapshot } from '../activities/snapshot.ts';
+import { formatDuration } from '../common/duration.ts';
+import { FailureType } from '../common/errors.ts';
+import { fromObjectMetadata, snapshotKey, snapshotPrefix, type SnapshotRef } from '../common/snapshots.ts';
+import { loadConfig } from '../config/load.ts';
+import type { DrctlConfig } from '../config/schema.ts';
+import { temporalConnectConfig } from '../config/temporal.ts';
+import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
+import { shq } from '../gateways/ssh.ts';
+import { paths } from '../lab/topology.ts';
+import { createGateways, type Gateways } from '../worker/gateways.ts';
+import { createWorker, type DrctlWorker } from '../worker/worker.ts';
+import { type EtcdSnapshotResult, etcdSnapshot, listEtcdSnapshots, snapshotStepQuery } from '../workflows/etcd-snapshot.ts';
+
+const stamp = `${Date.now().toString(36)}${process.pid.toString(36)}`;
+const taskQueue = `test-snapshot-${stamp}`;
+const prefix = `test-snapshot-${stamp}/`;
+/** A second name for site-b's nodes, so schedule tests own their schedule id (etcd-snapshot-<alias>). */
+const alias = `snaptest-${stamp}`;
+
+let config: DrctlConfig;
+let gw: Gateways;
+let drctl: DrctlWorker;
+let running: Promise<void>;
+let client: Client;
+let cliDir: string;
+let cliConfig: string;
+/** Set by a test: the worker's takeSnapshot then damages the file it just took, before verify sees it. */
+let damageAfterTake: ((path: string) => string) | undefined;
+const measured: string[] = [];
+
+beforeAll(async () => {
+  const lab = loadConfig(paths.config).config;
+  const siteB = lab.sites.find((s) => s.cluster.name === 'site-b')!;
+  config = {
+    ...lab,
+    temporal: { ...lab.temporal, taskQueue },
+    objectStore: { ...lab.objectStore, prefix },
+    sites: [...lab.sites, { ...siteB, name: alias, role: 'dr', cluster: { ...siteB.cluster, name: alias } }],
+  };
+  gw = createGateways(config);
+  const activities = createActivities(gw);
+  drctl = await createWorker(config, {
+    activities: {
+      ...activities,
+      async takeSnapshot(input: Parameters<typeof activities.takeSnapshot>[0]) {
+        const r = await activities.takeSnapshot(input);
+        if (damageAfterTake) await gw.shell(input.cluster, input.node).exec(damageAfterTake(r.path), { check: true });
+        return r;
+      },
+    },
+  });
+  running = drctl.worker.run();
+  const { connectionOptions, namespace } = temporalConnectConfig(config.temporal);
+  client = new Client({ connection: await Connection.connect(connectionOptions), namespace });
+
+  // The CLI's config: the lab's, on this test's task queue, with the alias site, and with object
+  // store credentials that do not exist — the CLI must never need them (the worker reads the bucket).
+  const yaml = parse(readFileSync(paths.config, 'utf8')) as { temporal: { taskQueue: string }; sites: { name: string; cluster: { name: string } }[]; objectStore: { credentials: unknown } };
+  yaml.temporal.taskQueue = taskQueue;
+  const b = structuredClone(yaml.sites.find((s) => s.name === 'site-b')!);
+  b.name = alias;
+  b.cluster.name = alias;
+  (b as { role?: string }).role = 'dr';
+  yaml.sites.push(b);
+  yaml.objectStore.credentials = { file: '/nonexistent/drctl-cli-has-no-s3-credentials.yaml' };
+  cliDir = mkdtempSync(join(tmpdir(), 'drctl-snapshot-test-'));
+  cliConfig = join(cliDir, 'drctl.yaml');
+  writeFileSync(cliConfig, stringify(yaml));
+});
+
+afterAll(async () => {
+  try {
+    await client?.schedule.getHandle(`etcd-snapshot-${alias}`).delete().catch(() => undefined);
+    if (gw) {
+      const store = gw.store();
+      for (const o of await store.list(prefix)) await store.delete(o.key);
+      for (const cluster of ['site-a', 'site-b']) {
+        for (const n of gw.cluster(cluster).nodes) await gw.shell(cluster, n.name).exec(`rm -f ${shq(config.snapshots.nodeDir)}/test-snapshot-${stamp}-*`).catch(() => undefined);
+      }
+    }
+  } finally {
+    drctl?.worker.shutdown();
+    await running?.catch(() => undefined);
+    drctl?.gateways.close();
+    await drctl?.connection.close();
+    gw?.close();
+    await client?.connection.close();
+    if (cliDir) rmSync(cliDir, { recursive: true, force: true });
+    if (measured.length) process.stdout.write(`\n[snapshot measurements]\n${measured.join('\n')}\n`);
+  }
+});
+
+/** Writes keys through etcdctl on the cluster's first node; returns the revision after the last write. */
+async function writeKeys(cluster: string, n: number): Promise<number> {
+  const node = gw.cluster(cluster).nodes[0]!;
+  const puts = Array.from({ length: n }, (_, i) => etcdctl(node, `put ${shq(`/drctl-test/snapshot/${stamp}/${i}`)} ${shq(`v${i}-${Date.now()}`)} -w json`));
+  const r = await gw.shell(cluster, node.name).exec(puts.join(' && '), { check: true });
+  const last = r.stdout.trim().split('\n').pop()!;
+  return (JSON.parse(last) as { header: { revision: number } }).header.revision;
+}
+
+async function snapshot(cluster: string, extra: { keep?: number; maxAgeMs?: number } = {}) {
+  const handle = await client.workflow.start(etcdSnapshot, { taskQueue, workflowId: `test-snapshot-${cluster}-${stamp}-${Date.now()}`, args: [{ cluster, ...extra }] });
+  return { handle, result: await handle.result() };
+}
+
+async function listed(cluster: string): Promise<SnapshotRef[]> {
+  return client.workflow.execute(listEtcdSnapshots, { taskQueue, workflowId: `test-snapshot-list-${stamp}-${Date.now()}`, args: [{ cluster }] });
+}
+
+async function sha256OfObject(key: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of await gw.store().get(key)) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+/** Activities run outside a worker; their expected failures need not be logged with stacks. */
+const mockEnv = () => new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+
+const nodeFile = (cluster: string, runId: string) => `${config.snapshots.nodeDir}/${cluster}-${runId}.db`;
+
+async function nodeFileExists(cluster: string, node: string, path: string): Promise<boolean> {
+  return (await gw.shell(cluster, node).exec(`test -e ${shq(path)} || test -e ${shq(`${path}.part`)}`)).code === 0;
+}
+
+describe('etcdSnapshot runbook', () => {
+  // site-b first: it is never restored under us (another engineer restores site-a now and then).
+  it.each([
+    { cluster: 'site-b', version: /^3\.6\./ },
+    { cluster: 'site-a', version: /^3\.5\./ },
+  ])('$cluster: a follower\'s snapshot, verified, off-site with the contract\'s metadata; the node file is gone', async ({ cluster, version }) => {
+    const revisionAfterWrites = await writeKeys(cluster, 5);
+    const t0 = Date.now();
+    const { handle, result: r } = await snapshot(cluster);
+    const took = Date.now() - t0;
+
+    expect(r.revision).toBeGreaterThanOrEqual(revisionAfterWrites);
+    expect(r.key).toBe(snapshotKey(prefix, cluster, new Date(r.takenAt), r.revision));
+    expect(r.pruned).toEqual([]);
+
+    // The object: metadata per common/snapshots.ts, bytes that hash to what the node verified.
+    const head = await gw.store().head(r.key);
+    expect(head).toBeDefined();
+    const meta = fromObjectMetadata(head!.metadata);
+    const installed = (await gw.shell(cluster, r.node).exec('etcd --version | head -1', { check: true })).stdout.match(/(\d+\.\d+\.\d+)/)![1];
+    expect(meta).toEqual({
+      cluster, member: gw.node(cluster, r.node).etcd.memberName, revision: r.revision, etcdHash: r.etcdHash, totalKey: expect.any(Number) as number,
+      totalSize: expect.any(Number) as number, sha256: r.sha256, size: r.size, etcdVersion: installed, takenAt: r.takenAt,
+    });
+    expect(meta!.etcdVersion).toMatch(version);
+    expect(meta!.totalKey).toBeGreaterThan(5);
+    expect(head!.size).toBe(r.size);
+    const back = await sha256OfObject(r.key);
+    expect(back).toEqual({ sha256: r.sha256, size: r.size });
+
+    // A follower was chosen (spare the leader).
+    const st = await gw.etcd(cluster, r.node).status();
+    expect(st.leader).not.toBe(st.memberId);
+
+    // The node-local file is removed.
+    expect(await nodeFileExists(cluster, r.node, nodeFile(cluster, handle.firstExecutionRunId))).toBe(false);
+    expect(await handle.query(snapshotStepQuery)).toBe('done');
+    measured.push(`${cluster}: ${r.size} bytes, revision ${r.revision}, ${took} ms end to end; steps ${JSON.stringify(r.timings)}`);
+  });
+
+  it('retention: keep=2 leaves the newest two; max age deletes the rest but never the newest; foreign objects are left alone', async () => {
+    const cluster = 'site-b';
+    const foreign = `${snapshotPrefix(prefix, cluster)}not-a-snapshot.db`;
+    await gw.store().put(foreign, 'no metadata: not a verified snapshot');
+    const results: EtcdSnapshotResult[] = [];
+    for (let i = 0; i < 3; i++) {
+      await writeKeys(cluster, 1); // a new revision each time, so each run has its own key
+      results.push((await snapshot(cluster, { keep: 2 })).result);
+    }
+    const [r1, r2, r3] = results as [EtcdSnapshotResult, EtcdSnapshotResult, EtcdSnapshotResult];
+    expect(new Set(results.map((r) => r.key)).size).toBe(3);
+    expect(r3.pruned).toContain(r1.key);
+    expect((await listed(cluster)).map((s) => s.key)).toEqual([r3.key, r2.key]);
+    expect(await gw.store().head(r1.key)).toBeUndefined();
+    expect(await gw.store().head(foreign)).toBeDefined();
+
+    // maxAge = 1 ms: everything but the newest is too old, and the newest itself is older than
+    // 1 ms by the time prune runs — it must survive anyway.
+    await writeKeys(cluster, 1);
+    const { result: r4 } = await snapshot(cluster, { keep: 10, maxAgeMs: 1 });
+    expect(r4.pruned.sort()).toEqual([r2.key, r3.key].sort());
+    expect((await listed(cluster)).map((s) => s.key)).toEqual([r4.key]);
+    const objects = (await gw.store().list(snapshotPrefix(prefix, cluster))).map((o) => o.key).sort();
+    expect(objects).toEqual([foreign, r4.key].sort());
+
+    // The activity on its own: nothing left to prune, the newest stays.
+    const env = mockEnv();
+    expect(await env.run(createSnapshotActivities(gw).pruneSnapshots, { cluster, keep: 1, maxAgeMs: 1 })).toEqual([]);
+  });
+});
+
+describe('activities look before they act', () => {
+  it('take reuses its own verified file and retakes a damaged one; upload skips an identical object and rejects bytes that changed', async () => {
+    const cluster = 'site-b';
+    const acts = createSnapshotActivities(gw);
+    const env = mockEnv();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) => env.run(fn, ...args) as Promise<R>;
+
+    const member = await run(acts.pickSnapshotMember, cluster);
+    expect(member.leader).toBe(false);
+    const { node } = member;
+    const runId = `${stamp}-idem`;
+    try {
+      const first = await run(acts.takeSnapshot, { cluster, node, runId });
+      expect(first).toMatchObject({ path: nodeFile(cluster, runId), reused: false });
+      const again = await run(acts.takeSnapshot, { cluster, node, runId });
+      expect(again).toMatchObject({ path: first.path, reused: true });
+      expect(Math.abs(Date.parse(again.takenAt) - Date.parse(first.takenAt))).toBeLessThan(5_000);
+
+      await gw.shell(cluster, node).exec(`truncate -s 65536 ${shq(first.path)}`, { check: true });
+      const retaken = await run(acts.takeSnapshot, { cluster, node, runId });
+      expect(retaken.reused).toBe(false);
+
+      const verified = await run(acts.verifySnapshot, { cluster, node, path: retaken.path });
+      const meta = { ...verified, takenAt: retaken.takenAt };
+      const up1 = await run(acts.uploadSnapshot, { cluster, node, path: retaken.path, meta });
+      expect(up1).toMatchObject({ skipped: false, sha256: verified.sha256, key: snapshotKey(prefix, cluster, new Date(retaken.takenAt), verified.revision) });
+      expect(beats.some((b) => (b as { phase?: string; bytes?: number }).phase === 'upload' && (b as { bytes: number }).bytes === verified.size)).toBe(true);
+      const up2 = await run(acts.uploadSnapshot, { cluster, node, path: retaken.path, meta });
+      expect(up2).toMatchObject({ skipped: true, key: up1.key });
+
+      // Metadata claiming other bytes (the file changed after verify): the upload is refused and removed.
+      const other = { ...meta, takenAt: new Date(Date.parse(meta.takenAt) + 7_000).toISOString(), sha256: 'f'.repeat(64) };
+      const err = await run(acts.uploadSnapshot, { cluster, node, path: retaken.path, meta: other }).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ type: FailureType.SnapshotCorrupt, nonRetryable: true });
+      expect(await gw.store().head(snapshotKey(prefix, cluster, new Date(other.takenAt), other.revision))).toBeUndefined();
+      expect(await sha256OfObject(up1.key)).toEqual({ sha256: verified.sha256, size: verified.size });
+    } finally {
+      await run(acts.removeNodeSnapshot, { cluster, node, path: nodeFile(cluster, runId) });
+    }
+    expect(await nodeFileExists(cluster, node, nodeFile(cluster, runId))).toBe(false);
+  });
+});
+
+describe('a snapshot that fails verification is never uploaded', () => {
+  it('verifySnapshot (activity): a truncated copy and a copy with one flipped byte raise SnapshotCorrupt; the intact file verifies', async () => {
+    const cluster = 'site-b';
+    const node = 'cp2';
+    const shell = gw.shell(cluster, node);
+    const dir = config.snapshots.nodeDir;
+    const good = `${dir}/test-snapshot-${stamp}-good.db`;
+    const truncated = `${dir}/test-snapshot-${stamp}-truncated.db`;
+    const flipped = `${dir}/test-snapshot-${stamp}-flipped.db`;
+    const { verifySnapshot } = createSnapshotActivities(gw);
+    const env = mockEnv();
+    try {
+      await new EtcdSnapshotTools(shell, gw.node(cluster, node)).save(good);
+      await shell.exec(`head -c 65536 ${good} > ${truncated} && cp ${good} ${flipped} && printf '\\377\\377\\377\\377' | dd of=${flipped} bs=1 seek=20000 conv=notrunc 2>/dev/null`, { check: true });
+      const ok: VerifiedSnapshot = await env.run(verifySnapshot, { cluster, node, path: good });
+      const sha = (await shell.exec(`sha256sum ${good}`, { check: true })).stdout.slice(0, 64);
+      expect(ok).toMatchObject({ cluster, member: 'cp2', sha256: sha });
+      expect(ok.revision).toBeGreaterThan(0);
+      for (const path of [truncated, flipped]) {
+        const err = await env.run(verifySnapshot, { cluster, node, path }).then(() => undefined, (e: unknown) => e);
+        expect(err, path).toMatchObject({ type: FailureType.SnapshotCorrupt, nonRetryable: true });
+      }
+    } finally {
+      await shell.exec(`rm -f ${good} ${truncated} ${flipped}`);
+    }
+  });
+
+  it('the runbook: a file damaged between take and verify fails the run (no retry), uploads nothing, and the node file is still removed', async () => {
+    const cluster = 'site-b';
+    const before = (await gw.store().list(snapshotPrefix(prefix, cluster))).map((o) => o.key).sort();
+    damageAfterTake = (path) => `truncate -s 65536 ${shq(path)}`;
+    const handle = await client.workflow.start(etcdSnapshot, { taskQueue, workflowId: `test-snapshot-corrupt-${stamp}`, args: [{ cluster }] });
+    const err = await handle.result().then(() => undefined, (e: unknown) => e).finally(() => (damageAfterTake = undefined));
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause?.cause).toMatchObject({ type: FailureType.SnapshotCorrupt });
+    expect(await handle.query(snapshotStepQuery)).toBe('failed');
+
+    // History: which activities ran; the failed one ran once (a retry is recorded as a later attempt).
+    const scheduled = new Map<string, string>();
+    const failed: { name: string; attempt: number }[] = [];
+    const attempts = new Map<string, number>();
+    for (const e of (await handle.fetchHistory()).events ?? []) {
+      const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
+      if (name) scheduled.set(String(e.eventId), name);
+      const started = e.activityTaskStartedEventAttributes;
+      if (started) attempts.set(String(started.scheduledEventId), started.attempt ?? 0);
+      const f = e.activityTaskFailedEventAttributes;
+      if (f) failed.push({ name: scheduled.get(String(f.scheduledEventId)) ?? '?', attempt: attempts.get(String(f.scheduledEventId)) ?? 0 });
+    }
+    expect([...scheduled.values()]).toEqual(['pickSnapshotMember', 'takeSnapshot', 'verifySnapshot', 'removeNodeSnapshot']);
+    expect(failed).toEqual([{ name: 'verifySnapshot', attempt: 1 }]);
+
+    expect((await gw.store().list(snapshotPrefix(prefix, cluster))).map((o) => o.key).sort()).toEqual(before);
+    for (const n of gw.cluster(cluster).nodes) expect(await nodeFileExists(cluster, n.name, nodeFile(cluster, handle.firstExecutionRunId))).toBe(false);
+  });
+});
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The real CLI in a child process (async: the in-process worker must keep polling meanwhile). */
+function cli(...args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['bin/drctl.js', '--config', cliConfig, ...args], { encoding: 'utf8', timeout: 90_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('drctl snapshot (CLI)', () => {
+  it('now --wait --json runs the runbook through the worker and prints key, revision, hash, sha256, size, takenAt', async () => {
+    const r = await cli('snapshot', 'now', '--cluster', 'site-b', '--wait', '--json');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { key: string; revision: number; hash: number; sha256: string; size: number; takenAt: string };
+    expect(out.key.startsWith(snapshotPrefix(prefix, 'site-b'))).toBe(true);
+    expect(out.revision).toBeGreaterThan(0);
+    expect(out.hash).toEqual(expect.any(Number));
+    expect(out.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(Date.parse(out.takenAt)).toBeGreaterThan(Date.now() - 120_000);
+    expect(await sha256OfObject(out.key)).toEqual({ sha256: out.sha256, size: out.size });
+  });
+
+  it('now without --wait prints the workflow id; list shows snapshots newest first against the strictest RPO above zero', async () => {
+    const started = await cli('snapshot', 'now', '--cluster', 'site-b', '--json');
+    expect(started.code).toBe(0);
+    const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
+    expect(workflowId).toMatch(/^etcd-snapshot-site-b-/);
+    const r = await client.workflow.getHandle<typeof etcdSnapshot>(workflowId).result();
+
+    const l = await cli('snapshot', 'list', '--cluster', 'site-b', '--json');
+    expect(l.code).toBe(0);
+    const list = JSON.parse(l.stdout) as { rpo: { tier: string; targetMs: number; newestAgeMs: number; over: boolean }; snapshots: SnapshotRef[] };
+    expect(list.snapshots[0]!.key).toBe(r.key);
+    const times = list.snapshots.map((s) => Date.parse(s.takenAt));
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    expect(list.rpo).toMatchObject({ tier: 'e-commerce', targetMs: 5 * 60_000, over: false });
+    expect(list.rpo.newestAgeMs).toBeLessThan(5 * 60_000);
+
+    // RPO 0 (payment) cannot be met by periodic snapshots: always flagged.
+    const strict = JSON.parse((await cli('snapshot', 'list', '--cluster', 'site-b', '--tier', 'payment', '--json')).stdout) as typeof list;
+    expect(strict.rpo).toMatchObject({ tier: 'payment', targetMs: 0, over: true });
+    const human = await cli('snapshot', 'list', '--cluster', 'site-b', '--tier', 'internal');
+    expect(human.stdout).toContain(`within the internal RPO of ${formatDuration(3_600_000)}`);
+    expect(human.stdout).toContain(r.key);
+  });
+
+  it('schedule: create (overlap SKIP, interval, 1 min catch-up) → describe → pause → unpause → update to cron → delete', async () => {
+    const created = await cli('snapshot', 'schedule', '--cluster', alias, '--every', '24h', '--json');
+    expect(created.stderr).toBe('');
+    expect(JSON.parse(created.stdout)).toMatchObject({
+      result: 'created', scheduleId: `etcd-snapshot-${alias}`, overlap: 'SKIP', intervalsMs: [86_400_000], catchupWindowMs: 60_000,
+      paused: false, workflowType: 'etcdSnapshot', taskQueue, args: [{ cluster: alias }],
+    });
+    const describe = async () => JSON.parse((await cli('snapshot', 'describe', '--cluster', alias, '--json')).stdout) as { paused: boolean; note?: string; schedule: string; intervalsMs: number[]; overlap: string; args: unknown };
+    expect(await describe()).toMatchObject({ paused: false, overlap: 'SKIP', schedule: 'every 24h' });
+
+    expect((await cli('snapshot', 'pause', '--cluster', alias, '--note', 'maintenance window')).code).toBe(0);
+    expect(await describe()).toMatchObject({ paused: true, note: 'maintenance window' });
+    expect((await cli('snapshot', 'unpause', '--cluster', alias)).code).toBe(0);
+    expect((await describe()).paused).toBe(false);
+
+    const updated = await cli('snapshot', 'schedule', '--cluster', alias, '--cron', '*/30 * * * *', '--keep', '5', '--json');
+    expect(JSON.parse(updated.stdout)).toMatchObject({ result: 'updated', schedule: "cron '*/30 * * * *'", intervalsMs: [], overlap: 'SKIP', args: [{ cluster: alias, keep: 5 }] });
+    const text = await cli('snapshot', 'describe', '--cluster', alias);
+    expect(text.stdout).toContain("cron '*/30 * * * *'");
+    expect(text.stdout).toContain('overlap SKIP');
+
+    expect((await cli('snapshot', 'delete', '--cluster', alias)).code).toBe(0);
+    const gone = await cli('snapshot', 'describe', '--cluster', alias);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain(`no snapshot schedule for cluster '${alias}'`);
+  });
+
+  it.each([
+    [['schedule', '--cluster', alias, '--every', '15m', '--cron', '*/15 * * * *'], '--every and --cron'],
+    [['schedule', '--cluster', alias, '--every', '15x'], '--every'],
+    [['schedule', '--cluster', alias, '--every', '10s'], '--every'],
+    [['schedule', '--cluster', alias, '--cron', 'whenever'], '--cron'],
+    [['schedule', '--cluster', alias, '--cron', '99 * * * *'], '--cron'],
+    [['now', '--cluster', 'site-z'], "unknown cluster 'site-z'"],
+    [['now', '--cluster', 'site-b', '--keep', '0'], '--keep'],
+    [['list', '--cluster', 'site-b', '--tier', 'gold'], '--tier'],
+  ])('bad input exits 2 with one line naming it: %j', async (args, names) => {
+    const r = await cli('snapshot', ...args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(names);
+    // Nothing was created by a rejected command.
+    expect(await client.schedule.getHandle(`etcd-snapshot-${alias}`).describe().then(() => 'exists', () => 'absent')).toBe('absent');
+  });
+
+  it('a missing required flag exits 2', async () => {
+    const r = await cli('snapshot', 'now');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("required option '--cluster <name>'");
+  });
+});
