@@ -4,7 +4,7 @@
 // what `up` recorded. Nothing here is imported by drctl's workflows or activities.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -497,11 +497,15 @@ async function ensureBucket() {
   await store.ensureBucket();
 }
 
-/** SIGTERM, up to 15 s to exit, then SIGKILL of its process group. */
-async function stopPid(pid: number | undefined): Promise<boolean> {
+/**
+ * SIGTERM, up to 15 s to exit, then SIGKILL of its process group. A node's pid is its `unshare`,
+ * which ignores SIGTERM while it waits: the signal goes to the namespace's init (bash), which
+ * hands it to the supervisor, which stops its static pods gracefully.
+ */
+async function stopPid(pid: number | undefined, isNode = false): Promise<boolean> {
   if (!alive(pid)) return false;
   try {
-    process.kill(pid!, 'SIGTERM');
+    process.kill((isNode ? childOf(pid!) : undefined) ?? pid!, 'SIGTERM');
   } catch {
     return false;
   }
@@ -522,11 +526,76 @@ export async function down(opts: { purge?: boolean } = {}): Promise<string[]> {
   // The worker first: it should not see its servers vanish under it.
   if (await stopPid(state.pids.worker)) stopped.push(`worker (pid ${state.pids.worker})`);
   await Promise.all(Object.entries(state.pids).filter(([name]) => name !== 'worker').map(async ([name, pid]) => {
-    if (await stopPid(pid)) stopped.push(`${name} (pid ${pid})`);
+    if (await stopPid(pid, name.includes('/'))) stopped.push(`${name} (pid ${pid})`);
   }));
   writeState({ pids: {} });
   if (opts.purge) rmSync(LAB_DIR, { recursive: true, force: true });
   return stopped.sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults, for tests and demos
+
+/** Host pids of every process inside a node's PID namespace, with their command names. */
+function nodeProcesses(nodeId: string): { pid: number; comm: string; cmdline: string }[] {
+  const init = childOf(readState().pids[nodeId] ?? 0);
+  if (!init) throw new Error(`${nodeId} is not running`);
+  const ns = readlinkSync(`/proc/${init}/ns/pid`);
+  const out: { pid: number; comm: string; cmdline: string }[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readlinkSync(`/proc/${d}/ns/pid`) !== ns) continue;
+      out.push({ pid: Number(d), comm: readFileSync(`/proc/${d}/comm`, 'utf8').trim(), cmdline: readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ') });
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
+
+const nodeIdOf = (id: string) => {
+  if (!SITES.some((s) => s.nodes.some((n) => n.id === id))) throw new Error(`unknown node '${id}' (e.g. site-a/cp2)`);
+  return id;
+};
+
+/** Kills the node's sshd and every session it serves, as a crashed daemon would leave it. */
+export function killSshd(nodeId: string): number[] {
+  const killed = nodeProcesses(nodeIdOf(nodeId)).filter((p) => p.comm === 'sshd').map((p) => p.pid);
+  for (const pid of killed) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  return killed;
+}
+
+export async function startSshd(nodeId: string): Promise<void> {
+  const sup = nodeProcesses(nodeIdOf(nodeId)).find((p) => p.comm === 'node' && p.cmdline.includes('supervisor.ts'));
+  if (!sup) throw new Error(`${nodeId}: supervisor not found`);
+  process.kill(sup.pid, 'SIGUSR1');
+  const node = SITES.flatMap((s) => s.nodes).find((n) => n.id === nodeId)!;
+  for (let i = 0; i < 100; i++) {
+    if ((await sshBanner(node.ip))?.startsWith('SSH-2.0')) return;
+    await sleep(100);
+  }
+  throw new Error(`${nodeId}: sshd did not come back`);
+}
+
+/** Stops the Temporal dev server and starts it again on the same database file. */
+export async function restartTemporal(downMs = 0): Promise<void> {
+  const state = readState();
+  await stopPid(state.pids.temporal);
+  if (downMs) await sleep(downMs);
+  startAll(state);
+  const t = SERVICES.temporal;
+  for (let i = 0; i < 300; i++) {
+    if (await tcpOpen(t.ip, t.port)) return;
+    await sleep(100);
+  }
+  throw new Error('temporal did not come back');
 }
 
 /** Shell exports to poke at one site by hand with etcdctl, kubectl or an S3 client. */

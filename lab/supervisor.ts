@@ -164,6 +164,14 @@ async function shutdown() {
   process.exit(0);
 }
 
+// `drctl lab fault start-sshd`: bring a killed sshd back (the kubelet never manages sshd).
+process.on('SIGUSR1', () => {
+  if (!sshd || sshd.exitCode !== null || sshd.signalCode !== null) {
+    log('SIGUSR1: starting sshd');
+    startSshd();
+    writeState();
+  }
+});
 process.on('SIGTERM', () => void shutdown());
 process.on('SIGINT', () => void shutdown());
 

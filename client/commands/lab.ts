@@ -43,6 +43,36 @@ export function registerLabCommands(program: Command) {
       }
       if (!comps.every((c) => c.healthy)) throw new FailedOutcome('');
     });
+  const fault = cmd.command('fault').description('Inject faults into the lab (for drills and tests)');
+  fault
+    .command('kill-sshd')
+    .description("Kill a node's sshd and all its sessions")
+    .requiredOption('--node <site/node>', 'e.g. site-a/cp2')
+    .action(async (opts: { node: string }) => {
+      const { killSshd } = await lab();
+      process.stdout.write(`killed ${killSshd(opts.node).length} sshd process(es) on ${opts.node}\n`);
+    });
+  fault
+    .command('start-sshd')
+    .description("Start a node's sshd again")
+    .requiredOption('--node <site/node>', 'e.g. site-a/cp2')
+    .action(async (opts: { node: string }) => {
+      const { startSshd } = await lab();
+      await startSshd(opts.node);
+      process.stdout.write(`sshd is back on ${opts.node}\n`);
+    });
+  fault
+    .command('restart-temporal')
+    .description('Stop the Temporal server and start it again on the same database')
+    .option('--down <duration>', 'stay down this long', '0s')
+    .action(async (opts: { down: string }) => {
+      const { restartTemporal } = await lab();
+      const { parseDuration } = await import('../../common/duration.ts');
+      const ms = parseDuration(opts.down);
+      if (ms === undefined) throw new UsageError(`--down: expected a duration like 5s (got '${opts.down}')`);
+      await restartTemporal(ms);
+      process.stdout.write('temporal restarted\n');
+    });
   cmd
     .command('env')
     .description('Shell exports for one site (etcdctl, kubectl, S3 client): eval "$(drctl lab env --site site-a)"')
