@@ -1,6 +1,6 @@
 // etcd quorum restore against the lab: real etcd 3.5 (site A) and 3.6 (site B) members over SSH,
 // real kube-apiservers, real MinIO, the real Temporal server and drctl's worker.
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, makeInformer, type V1ConfigMap } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RestoreResult, RestoreStatus } from '../common/restore.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
@@ -48,6 +48,16 @@ describe.each([
     const after = `after-${Date.now()}`;
     await putKeys(gw, cluster, { [`${prefix}a`]: '1', [`${prefix}b`]: '2', [`${prefix}c`]: '3' });
     await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: before }, data: { x: '1' } } });
+    // An informer watching across the restore, restarted on errors as controllers do.
+    const informer = makeInformer<V1ConfigMap>(gw.kube(cluster).kc, '/api/v1/namespaces/default/configmaps', () => core.listNamespacedConfigMap({ namespace: 'default' }));
+    let watchErrors = 0;
+    let stopped = false;
+    informer.on('error', () => {
+      watchErrors++;
+      if (!stopped) setTimeout(() => void informer.start().catch(() => undefined), 1000);
+    });
+    await informer.start();
+    const cached = () => informer.list().map((c) => c.metadata?.name ?? '').sort();
 
     const snap: SnapshotRef = await snapshotNow(client, taskQueue, gw, cluster);
     expect(snap.etcdVersion).toMatch(version);
@@ -56,6 +66,7 @@ describe.each([
     await putKeys(gw, cluster, { [`${prefix}d`]: '4', [`${prefix}a`]: 'changed' });
     await gw.shell(cluster, 'cp1').exec(`etcdctl --endpoints=${gw.node(cluster, 'cp1').etcd.clientUrl} --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key del ${prefix}b`, { check: true });
     await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: after }, data: { x: '2' } } });
+    await until('the informer sees the post-snapshot object', async () => cached(), (c) => c.includes(after), 30_000);
 
     const id = `restore-${cluster}-${Date.now()}`;
     const handle = await client.workflow.start(etcdRestore, {
@@ -91,6 +102,17 @@ describe.each([
     const names = (await core.listNamespacedConfigMap({ namespace: 'default' })).items.map((c) => c.metadata?.name);
     expect(names).toContain(before);
     expect(names).not.toContain(after);
+    // The informer ends consistent with the restored state: it dropped the object the restore undid.
+    try {
+      const server = () => core.listNamespacedConfigMap({ namespace: 'default' }).then((l) => l.items.map((c) => c.metadata?.name ?? '').sort());
+      await until('informer cache == API server', async () => ({ cache: cached(), server: await server() }), (v) => JSON.stringify(v.cache) === JSON.stringify(v.server), 120_000, 500);
+      expect(cached()).not.toContain(after);
+      expect(cached()).toContain(before);
+      expect(watchErrors).toBeGreaterThan(0);
+    } finally {
+      stopped = true;
+      await informer.stop();
+    }
 
     // Each destructive step ran exactly once per node.
     for (const n of result.plan.nodes) {
