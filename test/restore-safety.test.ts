@@ -118,6 +118,11 @@ describe('etcd restore safety', () => {
     const pids = await etcdPids('site-b');
     const handle = await start({ force: true });
     await until('waiting-approval', () => handle.query(statusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    // The Web UI lists a workflow's signals from this built-in query.
+    const meta = await handle.query<{ definition: { signalDefinitions: { name: string; description?: string }[]; updateDefinitions: { name: string }[] } }>('__temporal_workflow_metadata');
+    expect(meta.definition.signalDefinitions.map((d) => d.name).sort()).toEqual(['approve', 'reject']);
+    expect(meta.definition.signalDefinitions.find((d) => d.name === 'approve')?.description).toContain('{"by"');
+    expect(meta.definition.updateDefinitions.map((d) => d.name)).toEqual(['decide']);
     await handle.signal(approveSignal, { by: 'mallory' });
     await handle.signal(approveSignal, { by: 'alice', reason: 'my own restore' });
     const st = await until('two refused decisions', () => handle.query(statusQuery), (s) => s.decisions.length === 2);

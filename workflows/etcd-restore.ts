@@ -72,7 +72,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
     steps: RESTORE_STEPS.map((step) => ({ step, state: 'pending', nodes: {} })),
     decisions: [],
   };
-  setHandler(statusQuery, () => status);
+  setHandler(statusQuery, () => status, { description: 'Phase, evidence, plan and per-node progress of every step' });
 
   const step = (name: RestoreStep | 'compensate'): StepStatus => {
     let s = status.steps.find((x) => x.step === name);
@@ -308,9 +308,14 @@ async function waitForDecision(
     if (rec.accepted) decision = rec;
     return rec;
   };
-  setHandler(approveSignal, (d) => void consider({ ...d, approve: true }));
-  setHandler(rejectSignal, (d) => void consider({ ...d, approve: false }));
+  setHandler(approveSignal, (d) => void consider({ ...d, approve: true }), {
+    description: 'Go: open the gate. Input {"by": "<approver on the allowlist>", "reason": "..."}',
+  });
+  setHandler(rejectSignal, (d) => void consider({ ...d, approve: false }), {
+    description: 'No-go: abort with nothing changed. Input {"by": "<approver>", "reason": "..."}',
+  });
   setHandler(decideUpdate, (d) => consider(d), {
+    description: 'The CLI\'s approve/reject: refused at once unless the approver may decide',
     validator: (d) => {
       const why = refusal(d);
       if (why) throw new Error(why);
