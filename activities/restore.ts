@@ -51,6 +51,25 @@ export function createRestoreActivities(gw: Gateways) {
     return proc || port;
   }
 
+  /**
+   * kubeadm: the kubelet runs a static pod while its manifest is in manifestsDir, so parking the
+   * manifest stops it and unparking starts it. Looks first: returns false when already there.
+   */
+  async function moveManifest(r: NodeRef, component: Component, direction: 'park' | 'unpark'): Promise<boolean> {
+    const profile = profileOf(r);
+    if (profile.profile !== 'kubeadm') return false;
+    const shell = gw.shell(r.cluster, r.node);
+    const live = `${profile.manifestsDir}/${component}.yaml`;
+    const parked = `${profile.parkedDir}/${component}.yaml`;
+    const [from, to] = direction === 'park' ? [live, parked] : [parked, live];
+    if (!(await exists(shell, from))) return false;
+    if (await exists(shell, to)) {
+      throw failure(FailureType.PreflightFailed, `${r.cluster}/${r.node}: both ${live} and ${parked} exist; resolve by hand before going on`);
+    }
+    await shell.exec(`mkdir -p ${shq(profile.parkedDir)} && mv ${shq(from)} ${shq(to)}`, { check: true });
+    return true;
+  }
+
   async function waitFor(r: NodeRef, what: string, check: () => Promise<boolean>, timeoutMs: number) {
     const deadline = Date.now() + timeoutMs;
     while (!(await check())) {
@@ -173,15 +192,7 @@ export function createRestoreActivities(gw: Gateways) {
       const profile = profileOf(input);
       let acted = false;
       if (profile.profile === 'kubeadm') {
-        const live = `${profile.manifestsDir}/${input.component}.yaml`;
-        const parked = `${profile.parkedDir}/${input.component}.yaml`;
-        if (await exists(shell, live)) {
-          if (await exists(shell, parked)) {
-            throw failure(FailureType.PreflightFailed, `${input.cluster}/${input.node}: both ${live} and ${parked} exist; resolve by hand before restoring`);
-          }
-          await shell.exec(`mkdir -p ${shq(profile.parkedDir)} && mv ${shq(live)} ${shq(parked)}`, { check: true });
-          acted = true;
-        }
+        acted = await moveManifest(input, input.component, 'park');
       } else {
         const cmd = input.component === 'etcd' ? profile.etcd.stop : profile.apiserver?.stop;
         if (cmd && (await running(input, input.component))) {
@@ -200,12 +211,7 @@ export function createRestoreActivities(gw: Gateways) {
       const profile = profileOf(input);
       let acted = false;
       if (profile.profile === 'kubeadm') {
-        const live = `${profile.manifestsDir}/${input.component}.yaml`;
-        const parked = `${profile.parkedDir}/${input.component}.yaml`;
-        if (!(await exists(shell, live)) && (await exists(shell, parked))) {
-          await shell.exec(`mv ${shq(parked)} ${shq(live)}`, { check: true });
-          acted = true;
-        }
+        acted = await moveManifest(input, input.component, 'unpark');
       } else {
         const cmd = input.component === 'etcd' ? profile.etcd.start : profile.apiserver?.start;
         if (cmd && !(await running(input, input.component))) {

@@ -11,36 +11,25 @@ import { stringify } from 'yaml';
 import { FailureType } from '../common/errors.ts';
 import { toObjectMetadata, type SnapshotRef } from '../common/snapshots.ts';
 import type { DrctlConfig } from '../config/schema.ts';
-import { createGateways, type Gateways } from '../worker/gateways.ts';
-import { createWorker, type DrctlWorker } from '../worker/worker.ts';
+import type { Gateways } from '../worker/gateways.ts';
+import { createWorker } from '../worker/worker.ts';
 import { approveSignal, etcdRestore, rejectSignal, statusQuery } from '../workflows/etcd-restore.ts';
-import { drctlCli, labConfig, snapshotNow, temporalClient, until } from './support/lab.ts';
+import { drctlCli, labConfig, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
 
-const taskQueue = `restore-safety-${Date.now()}`;
+let env: TestEnv;
 let config: DrctlConfig;
 let gw: Gateways;
-let w: DrctlWorker;
-let running: Promise<void>;
 let client: Client;
+let taskQueue: string;
 let snapB: SnapshotRef;
 const dir = mkdtempSync(join(tmpdir(), 'drctl-safety-'));
 
 beforeAll(async () => {
-  config = labConfig(taskQueue);
-  gw = createGateways(config);
-  w = await createWorker(config);
-  running = w.worker.run();
-  client = await temporalClient(config);
+  env = await startTestEnv('restore-safety');
+  ({ config, gw, client, taskQueue } = env);
   snapB = await snapshotNow(client, taskQueue, gw, 'site-b');
 });
-afterAll(async () => {
-  w.worker.shutdown();
-  await running;
-  await w.connection.close();
-  w.gateways.close();
-  gw.close();
-  await client.connection.close();
-});
+afterAll(() => env.close());
 
 /** etcd's pid on every node of a cluster: unchanged pids prove nothing was stopped. */
 async function etcdPids(cluster: string): Promise<string[]> {

@@ -4,35 +4,21 @@ import { CoreV1Api, makeInformer, type V1ConfigMap } from '@kubernetes/client-no
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RestoreResult, RestoreStatus } from '../common/restore.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
-import type { DrctlConfig } from '../config/schema.ts';
-import { createGateways, type Gateways } from '../worker/gateways.ts';
-import { createWorker, type DrctlWorker } from '../worker/worker.ts';
+import type { Gateways } from '../worker/gateways.ts';
 import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
-import { keysOn, labConfig, putKeys, snapshotNow, temporalClient, until } from './support/lab.ts';
+import { keysOn, putKeys, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
 import type { Client } from '@temporalio/client';
 
-const taskQueue = `restore-test-${Date.now()}`;
-let config: DrctlConfig;
+let env: TestEnv;
 let gw: Gateways;
-let w: DrctlWorker;
 let client: Client;
-let running: Promise<void>;
+let taskQueue: string;
 
 beforeAll(async () => {
-  config = labConfig(taskQueue);
-  gw = createGateways(config);
-  w = await createWorker(config);
-  running = w.worker.run();
-  client = await temporalClient(config);
+  env = await startTestEnv('restore-test');
+  ({ gw, client, taskQueue } = env);
 });
-afterAll(async () => {
-  w.worker.shutdown();
-  await running;
-  await w.connection.close();
-  w.gateways.close();
-  gw.close();
-  await client.connection.close();
-});
+afterAll(() => env.close());
 
 const waitPhase = (id: string, phase: RestoreStatus['phase']) =>
   until(`${id} in phase ${phase}`, () => client.workflow.getHandle(id).query(statusQuery), (s) => s.phase === phase, 180_000, 500);
@@ -116,7 +102,7 @@ describe.each([
 
     // Each destructive step ran exactly once per node.
     for (const n of result.plan.nodes) {
-      const j = await w.gateways.shell(cluster, n.node).exec(`cat ${n.workDir}/journal`, { check: true });
+      const j = await gw.shell(cluster, n.node).exec(`cat ${n.workDir}/journal`, { check: true });
       expect(j.stdout.match(/ moved-aside /g), n.node).toHaveLength(1);
       expect(j.stdout.match(/ restored /g), n.node).toHaveLength(1);
     }

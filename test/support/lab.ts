@@ -9,7 +9,8 @@ import { fromObjectMetadata, type SnapshotRef } from '../../common/snapshots.ts'
 import { etcdctl } from '../../gateways/etcd.ts';
 import { shq } from '../../gateways/ssh.ts';
 import { paths } from '../../lab/topology.ts';
-import type { Gateways } from '../../worker/gateways.ts';
+import { createGateways, type Gateways } from '../../worker/gateways.ts';
+import { createWorker, type DrctlWorker } from '../../worker/worker.ts';
 import { etcdSnapshot } from '../../workflows/etcd-snapshot.ts';
 
 export function labConfig(taskQueue?: string): DrctlConfig {
@@ -76,4 +77,35 @@ export function drctlCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('close', (code) => resolve({ status: code ?? 1, stdout, stderr }));
   });
+}
+
+export interface TestEnv {
+  config: DrctlConfig;
+  taskQueue: string;
+  /** The test's own gateways (separate from the worker's, as a person's shell would be). */
+  gw: Gateways;
+  client: Client;
+  worker: DrctlWorker;
+  close(): Promise<void>;
+}
+
+/** A drctl worker running in this process on its own task queue, a client, and gateways. */
+export async function startTestEnv(name: string): Promise<TestEnv> {
+  const taskQueue = `${name}-${Date.now()}`;
+  const config = labConfig(taskQueue);
+  const worker = await createWorker(config);
+  const running = worker.worker.run();
+  const gw = createGateways(config);
+  const client = await temporalClient(config);
+  return {
+    config, taskQueue, gw, client, worker,
+    async close() {
+      worker.worker.shutdown();
+      await running;
+      await worker.connection.close();
+      worker.gateways.close();
+      gw.close();
+      await client.connection.close();
+    },
+  };
 }
