@@ -2,16 +2,14 @@
 // after this one was killed mid-step — never does a destructive step twice. What each actually
 // changed is appended to the node's journal (<workDir>/journal), which is also the evidence that
 // no step ran twice.
-import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Context } from '@temporalio/activity';
 import { FailureType, failure } from '../common/errors.ts';
 import type { NodePlan, NodePreflight } from '../common/restore.ts';
 import { fromObjectMetadata, snapshotPrefix, type SnapshotRef } from '../common/snapshots.ts';
 import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
 import { type RemoteShell, shq } from '../gateways/ssh.ts';
 import type { Gateways } from '../worker/gateways.ts';
+import { heartbeat, meter } from './support.ts';
 
 export type Component = 'etcd' | 'kube-apiserver';
 
@@ -21,14 +19,6 @@ interface NodeRef {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function heartbeat(details?: unknown) {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // Not inside an activity (unit use): nothing to report to.
-  }
-}
 
 async function journal(shell: RemoteShell, plan: NodePlan, line: string) {
   await shell.exec(`mkdir -p ${shq(plan.workDir)} && echo ${shq(`${new Date().toISOString()} ${line}`)} >> ${shq(`${plan.workDir}/journal`)}`, { check: true });
@@ -166,18 +156,9 @@ export function createRestoreActivities(gw: Gateways) {
       }
       await shell.exec(`mkdir -p ${shq(plan.workDir)} && chmod 700 ${shq(plan.workDir)}`, { check: true });
       const part = `${plan.stagedSnapshot}.part`;
-      let sent = 0;
-      const hash = createHash('sha256');
-      const meter = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          sent += chunk.length;
-          hash.update(chunk);
-          heartbeat({ bytes: sent });
-          cb(null, chunk);
-        },
-      });
-      await pipeline(await gw.store().get(snapshot.key), meter, await shell.writeStream(part, 0o600));
-      const streamed = hash.digest('hex');
+      const m = meter((bytes) => heartbeat({ bytes }));
+      await pipeline(await gw.store().get(snapshot.key), m.stream, await shell.writeStream(part, 0o600));
+      const streamed = m.digest();
       if (streamed !== snapshot.sha256) {
         await shell.exec(`rm -f ${shq(part)}`);
         throw failure(FailureType.SnapshotCorrupt, `${snapshot.key}: the object's bytes hash to ${streamed}, not the recorded ${snapshot.sha256}: the off-site copy is corrupt`);

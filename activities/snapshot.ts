@@ -1,15 +1,15 @@
 // etcd snapshot activities: pick a member, `snapshot save` on its node, verify it there, stream it
 // off-site, prune. Every one looks before it acts, so a retry (or a new worker after a crash)
 // reuses what an earlier attempt finished instead of doing it twice.
-import { createHash } from 'node:crypto';
-import { type Readable, Transform, Writable, pipeline } from 'node:stream';
-import { pipeline as pipelineAsync } from 'node:stream/promises';
+import { type Readable, Writable, pipeline } from 'node:stream';
 import { Context } from '@temporalio/activity';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { FailureType, failure } from '../common/errors.ts';
 import { fromObjectMetadata, type SnapshotMeta, snapshotKey, snapshotPrefix, type SnapshotRef, toObjectMetadata } from '../common/snapshots.ts';
 import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
 import { shq } from '../gateways/ssh.ts';
 import type { Gateways } from '../worker/gateways.ts';
+import { heartbeat, meter } from './support.ts';
 
 interface NodeRef {
   cluster: string;
@@ -26,14 +26,6 @@ export interface SnapshotMember {
   revision: number;
 }
 
-function heartbeat(details?: unknown) {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // Not inside an activity (unit use): nothing to report to.
-  }
-}
-
 /** A single remote command can run for minutes (`snapshot save` of a large db): keep heartbeating meanwhile. */
 async function heartbeating<T>(what: string, work: Promise<T>): Promise<T> {
   const timer = setInterval(() => heartbeat({ phase: what }), 5_000);
@@ -43,21 +35,6 @@ async function heartbeating<T>(what: string, work: Promise<T>): Promise<T> {
   } finally {
     clearInterval(timer);
   }
-}
-
-/** Hashes and counts bytes as they stream past, without keeping them. */
-function meter(onBytes: (total: number) => void) {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      onBytes(bytes);
-      cb(null, chunk);
-    },
-  });
-  return { stream, bytes: () => bytes, digest: () => hash.digest('hex') };
 }
 
 async function sha256Of(body: Readable, onBytes: (total: number) => void): Promise<{ sha256: string; size: number }> {
