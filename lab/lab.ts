@@ -285,8 +285,15 @@ function sshBanner(host: string): Promise<string | undefined> {
 }
 
 function httpsGet(url: string, tls: { ca: string; cert: string; key: string }): Promise<{ status: number; body: string }> {
+  let creds: { ca: Buffer; cert: Buffer; key: Buffer };
+  try {
+    // A lab that was never brought up (fresh clone) has no PKI yet: that is "down", not a crash.
+    creds = { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+  } catch (err) {
+    return Promise.resolve({ status: 0, body: `no client certificate (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+  }
   return new Promise((resolve) => {
-    const req = httpsRequest(url, { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key), timeout: 3000 }, (res) => {
+    const req = httpsRequest(url, { ...creds, timeout: 3000 }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
@@ -306,22 +313,21 @@ interface SupervisorState {
 function hostPid(nodeInitPid: number | undefined, nsPid: number | undefined): number | undefined {
   if (!nodeInitPid || !nsPid) return undefined;
   try {
-    const pidNs = execFileSync('readlink', [`/proc/${childOf(nodeInitPid) ?? nodeInitPid}/ns/pid`], { encoding: 'utf8' }).trim();
-    for (const line of execFileSync('grep', ['-s', '-H', '^NSpid:', ...listProcStatus()], { encoding: 'utf8' }).split('\n')) {
-      const m = line.match(/^\/proc\/(\d+)\/status:NSpid:\s+(\d+)\s+(\d+)$/);
-      if (m && Number(m[3]) === nsPid) {
-        const ns = execFileSync('readlink', [`/proc/${m[1]}/ns/pid`], { encoding: 'utf8' }).trim();
-        if (ns === pidNs) return Number(m[2]);
+    const pidNs = readlinkSync(`/proc/${childOf(nodeInitPid) ?? nodeInitPid}/ns/pid`);
+    // Read /proc directly: processes come and go while we look (a vanished entry is just skipped).
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const m = readFileSync(`/proc/${d}/status`, 'utf8').match(/^NSpid:\s+(\d+)\s+(\d+)$/m);
+        if (m && Number(m[2]) === nsPid && readlinkSync(`/proc/${d}/ns/pid`) === pidNs) return Number(m[1]);
+      } catch {
+        /* exited meanwhile */
       }
     }
   } catch {
-    /* raced with an exit */
+    /* the node itself is gone */
   }
   return undefined;
-}
-
-function listProcStatus(): string[] {
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map((d) => `/proc/${d}/status`);
 }
 
 function childOf(pid: number): number | undefined {

@@ -60,6 +60,26 @@ describe('SSH with pinned host keys', () => {
     expect(fingerprintOf(Buffer.from(pub, 'base64'))).toBe(config.sites[0]!.cluster.nodes[1]!.ssh.hostKeyFingerprint);
   });
 
+  it('streams a file to a node and back byte-identical, with its mode; a failing remote side is an error, not a hang', async () => {
+    const shell = gw.shell('site-a', 'cp2');
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    const { pipeline } = await import('node:stream/promises');
+    await pipeline(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), await shell.writeStream('/var/lib/drctl-stream-test', 0o600));
+    expect((await shell.exec('stat -c "%s %a" /var/lib/drctl-stream-test', { check: true })).stdout.trim()).toBe(`${data.length} 600`);
+    const hash = createHash('sha256');
+    await pipeline(await shell.readStream('/var/lib/drctl-stream-test'), async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) hash.update(c);
+    });
+    expect(hash.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    await shell.exec('rm -f /var/lib/drctl-stream-test', { check: true });
+
+    const drain = async function* (src: AsyncIterable<Buffer>) {
+      for await (const chunk of src) void chunk;
+    };
+    await expect(pipeline(await shell.readStream('/var/lib/no-such-file'), drain)).rejects.toMatchObject({ type: FailureType.RemoteCommandFailed, message: expect.stringContaining('No such file') });
+    await expect(pipeline(Readable.from([data]), await shell.writeStream('/no/such/dir/file'))).rejects.toMatchObject({ type: FailureType.RemoteCommandFailed });
+  });
+
   it('refuses a host whose key does not match (another node answering at that address)', async () => {
     const a1 = config.sites[0]!.cluster.nodes[0]!;
     const a2 = config.sites[0]!.cluster.nodes[1]!;
