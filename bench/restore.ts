@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { Client } from '@temporalio/client';
 import { createRestoreActivities } from '../activities/restore.ts';
-import { bumpRevisionFor, type RestoreStatus } from '../common/restore.ts';
+import { bumpRevisionFor, type RestoreStatus, runTag } from '../common/restore.ts';
 import { shq } from '../gateways/ssh.ts';
 import { createGateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
@@ -34,6 +34,7 @@ import {
   drctlClusterCheck,
   drctlSnapshot,
   fill,
+  median,
   NODES,
   quorumPlan,
   say,
@@ -73,6 +74,8 @@ interface DrctlRun {
   snapshotKey: string;
   snapshotBytes: number;
   snapshotMs: number;
+  /** drctl's etcdSnapshot runbook, ms per step (its upload is the SFTP read → S3 path). */
+  snapshotTimings: Record<string, number>;
   preflightToGateMs: number;
   distributeMs: number;
   approveToQuorumMs: number;
@@ -80,7 +83,8 @@ interface DrctlRun {
   approveToResultMs: number;
   updateRoundTripMs: number;
   steps: { step: string; startMs: number; ms: number }[];
-  activities: (Omit<ActivitySpan, 'scheduledAt' | 'startedAt' | 'closedAt'> & { scheduledMs: number; queuedMs: number; runMs: number })[];
+  /** Every activity: scheduled at (ms after the approval) and scheduled → closed (ms). */
+  activities: (Omit<ActivitySpan, 'scheduledAt' | 'startedAt' | 'closedAt'> & { atMs: number; ms: number })[];
   bumpRevision?: number;
   restoreCommand?: string;
 }
@@ -105,7 +109,7 @@ async function drctlRestore(client: Client, key: string, label: string) {
   });
   const tStarted = Date.now();
   const gate = await waitPhase(client, workflowId, 'waiting-approval', 20 * 60_000);
-  if (gate.plan) created.drctlShorts.push(gate.plan.runId.slice(0, 8));
+  if (gate.plan) created.drctlShorts.push(runTag(gate.plan.runId));
   const tApprove = Date.now();
   await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'benchmark' }] });
   const tAccepted = Date.now();
@@ -135,6 +139,7 @@ async function measureDrctl(client: Client, i: number): Promise<DrctlRun> {
     snapshotKey: snap.key,
     snapshotBytes: snap.size,
     snapshotMs: snap.ms,
+    snapshotTimings: snap.timings,
     preflightToGateMs: r.tApprove - r.tStarted,
     distributeMs: at('distribute', 'endedAt') - at('distribute', 'startedAt'),
     approveToQuorumMs: at('verify-quorum', 'endedAt') - r.tApprove,
@@ -144,15 +149,17 @@ async function measureDrctl(client: Client, i: number): Promise<DrctlRun> {
     steps: r.final.steps.filter((s) => s.startedAt && s.endedAt).map((s) => ({
       step: s.step, startMs: Date.parse(s.startedAt!) - r.tApprove, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt!),
     })),
-    activities: spans.map(({ scheduledAt, startedAt, closedAt, ...rest }) => ({
-      ...rest, scheduledMs: scheduledAt - r.tApprove, queuedMs: startedAt - scheduledAt, runMs: closedAt - startedAt,
+    // (The history's ActivityTaskStarted time is written lazily for retryable activities, so only
+    // scheduled → closed is meaningful; with an idle in-process worker the queueing is negligible.)
+    activities: spans.map(({ scheduledAt, startedAt: _started, closedAt, ...rest }) => ({
+      ...rest, atMs: Math.round(scheduledAt - r.tApprove), ms: Math.round(closedAt - scheduledAt),
     })),
     bumpRevision: r.result.plan.nodes[0]?.bumpRevision,
     restoreCommand: r.result.plan.nodes[0]?.restoreCommand,
   };
   say(`(a) run ${i}: approval → quorum ${secs(run.approveToQuorumMs)} s, → API ready ${secs(run.approveToApiReadyMs)} s`);
   await assertHealthy(`after (a) run ${i}`);
-  await removeDrctlLeftovers(r.result.plan.runId.slice(0, 8));
+  await removeDrctlLeftovers(runTag(r.result.plan.runId));
   return run;
 }
 
@@ -170,6 +177,7 @@ interface ManualRun {
   id: string;
   snapshotKey: string;
   snapshotBytes: number;
+  snapshotTimings: Record<string, number>;
   copyMs: { node: string; ms: number }[];
   copyTotalMs: number;
   bumpRevision: number;
@@ -288,6 +296,7 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
     id,
     snapshotKey: snap.key,
     snapshotBytes: snap.size,
+    snapshotTimings: snap.timings,
     copyMs,
     copyTotalMs: copyMs.reduce((a, c) => a + c.ms, 0),
     bumpRevision: bump,
@@ -350,6 +359,21 @@ echo "$t0 $t1 $t2 $t3"`;
   }
   say(`(c) run ${i}: single-member max ${secs(Math.max(...out.map((o) => o.totalMs)))} s`);
   return out;
+}
+
+/** What one SSH command costs here: `true` over drctl's pooled connection, alone and 3 nodes at once. */
+async function sshRoundTrip() {
+  const one = async (node: string) => {
+    const t = Date.now();
+    await gw.shell(CLUSTER, node).exec('true', { check: true });
+    return Date.now() - t;
+  };
+  for (const n of NODES) await one(n); // connect first
+  const seq: number[] = [];
+  for (let i = 0; i < 10; i++) for (const n of NODES) seq.push(await one(n));
+  const par: number[] = [];
+  for (let i = 0; i < 10; i++) par.push(...(await Promise.all(NODES.map(one))));
+  return { sequentialMedianMs: median(seq), sequentialMaxMs: Math.max(...seq), parallel3MedianMs: median(par), parallel3MaxMs: Math.max(...par) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,6 +439,7 @@ async function main(): Promise<number> {
   const manualRuns: ManualRun[] = [];
   const singleRuns: SingleRun[][] = [];
   let fillInfo: Awaited<ReturnType<typeof fill>> | undefined;
+  const ssh: Awaited<ReturnType<typeof sshRoundTrip>>[] = [];
   try {
     w = await createWorker(config);
     running = w.worker.run();
@@ -429,6 +454,8 @@ async function main(): Promise<number> {
     if (!fillInfo.ok || fillInfo.keys !== KEYS) throw new Error(`fill wrote ${fillInfo.keys}/${KEYS} keys: ${fillInfo.error ?? ''}`);
     say(`fill: ${fillInfo.keys} keys in ${secs(fillInfo.ms)} s; db ${(fillInfo.dbSize / 1e6).toFixed(1)} MB at revision ${fillInfo.revision}`);
     for (let i = 1; i <= RUNS; i++) {
+      ssh.push(await sshRoundTrip());
+      say(`ssh exec round trip: ${JSON.stringify(ssh[ssh.length - 1])}`);
       drctlRuns.push(await measureDrctl(client, i));
       const m = await measureManual(client, i);
       manualRuns.push(m);
@@ -470,8 +497,11 @@ async function main(): Promise<number> {
     row('(b) manual sequential: first stop → quorum', b),
     row('(b) manual sequential: first stop → API ready', bApi),
     row('    manual copy to 3 nodes, sequential (excluded)', manualRuns.map((r) => r.copyTotalMs)),
+    row('    drctl snapshot before (a): upload step', drctlRuns.map((r) => r.snapshotTimings.upload ?? NaN)),
     row('(c) slowest node: restore + start (process up)', c),
     row('(c\') slowest node: single-member restore + healthy', cSingle),
+    row('    one SSH command (`true`), median, sequential', ssh.map((x) => x.sequentialMedianMs)),
+    row('    one SSH command (`true`), median, 3 nodes at once', ssh.map((x) => x.parallel3MedianMs)),
   ]));
   if (drctlRuns.length) {
     console.log(`\ndrctl steps (ms; start offset from approval in brackets)\n`);
@@ -480,6 +510,10 @@ async function main(): Promise<number> {
       const s = r.steps.find((x) => x.step === st);
       return s ? `${s.ms} [${s.startMs}]` : '-';
     })])));
+  }
+  if (drctlRuns.length) {
+    console.log(`\ndrctl activities after the approval, run 1 (ms; 'at' = scheduled, ms after the approval)\n`);
+    console.log(table(['activity', 'node', 'at', 'ms'], drctlRuns[0]!.activities.filter((x) => x.atMs >= 0).map((x) => [x.type, x.what, x.atMs, x.ms])));
   }
   if (manualRuns.length) {
     console.log(`\nmanual steps (ms), run 1\n`);
@@ -507,6 +541,7 @@ async function main(): Promise<number> {
   const file = writeResults('restore', {
     startedFor: { cluster: CLUSTER, keys: KEYS, valueBytes: 1_048_576, runs: RUNS, taskQueue },
     fill: fillInfo,
+    sshRoundTrip: ssh,
     drctl: drctlRuns,
     manual: manualRuns,
     single: singleRuns,

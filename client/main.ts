@@ -5,6 +5,7 @@ import { UsageError } from '../common/errors.ts';
 import { FailedOutcome } from './output.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerConfigCommands } from './commands/config.ts';
+import { registerFailoverCommands } from './commands/failover.ts';
 import { registerLabCommands } from './commands/lab.ts';
 import { registerRestoreCommands } from './commands/restore.ts';
 import { registerSnapshotCommands } from './commands/snapshot.ts';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerClusterCommands(program);
   registerSnapshotCommands(program);
   registerRestoreCommands(program);
+  registerFailoverCommands(program);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

@@ -24,6 +24,10 @@ export enum FailureType {
   ApprovalTimedOut = 'ApprovalTimedOut',
   QuorumNotReached = 'QuorumNotReached',
   VerificationFailed = 'VerificationFailed',
+  DnsError = 'DnsError',
+  VeleroError = 'VeleroError',
+  BackupTooOld = 'BackupTooOld',
+  FailoverRefused = 'FailoverRefused',
 }
 
 /** Failures that no retry can fix: a wrong host key stays wrong. */

@@ -147,6 +147,15 @@ export function bumpRevisionFor(writesLost: number | undefined, override?: numbe
   return Math.max(MIN_BUMP_REVISION, Math.ceil((writesLost ?? 0) * 10));
 }
 
+/**
+ * A short, unique tag for a run, used in names on nodes and in clusters. Not the run id's head:
+ * Temporal's run ids are UUIDv7, whose first 8 hex digits are a timestamp every run started in the
+ * same ~65 s shares (two restores a minute apart once shared a work dir). The tail is random.
+ */
+export function runTag(runId: string): string {
+  return runId.replace(/-/g, '').slice(-12).toLowerCase();
+}
+
 export function planRestore(args: {
   shape: ClusterShape;
   snapshot: SnapshotRef;
@@ -155,7 +164,7 @@ export function planRestore(args: {
   bumpRevision?: number;
 }): RestorePlan {
   const { shape, snapshot, runId, preflight } = args;
-  const short = runId.slice(0, 8);
+  const short = runTag(runId);
   const token = `drctl-${shape.cluster}-${short}`;
   const initialCluster = shape.nodes.map((n) => `${n.memberName}=${n.peerUrl}`).join(',');
   const liveRevision = Math.max(0, ...preflight.map((p) => p.revision ?? 0)) || undefined;

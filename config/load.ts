@@ -79,6 +79,8 @@ function resolveWorkerPaths(cfg: DrctlConfig, base: string): DrctlConfig {
   const creds = cfg.objectStore.credentials;
   if ('file' in creds) creds.file = abs(creds.file);
   if (cfg.objectStore.caFile) cfg.objectStore.caFile = abs(cfg.objectStore.caFile);
+  const dnsKey = cfg.dns?.powerdns.apiKey;
+  if (dnsKey && 'file' in dnsKey) dnsKey.file = abs(dnsKey.file);
   const tls = cfg.temporal.tls;
   if (tls && typeof tls === 'object') {
     for (const k of ['serverCaCertPath', 'clientCertPath', 'clientKeyPath'] as const) {

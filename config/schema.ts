@@ -105,11 +105,24 @@ const cluster = z.strictObject({
   nodes: z.array(node, { error: 'expected a list of control-plane nodes' }).min(1, { error: 'expected at least one node' }),
 });
 
+const ipv4 = z.ipv4({ error: 'expected an IPv4 address' });
+
+const velero = z.strictObject({
+  /** Namespace Velero runs in on this site's cluster. */
+  namespace: z.string().min(1).default('velero'),
+  /** The BackupStorageLocation both sites share (the off-site bucket). */
+  storageLocation: z.string().min(1).default('default'),
+});
+
 const site = z.strictObject({
   name,
   role: z.enum(['primary', 'dr'], { error: "expected 'primary' or 'dr'" }),
   cluster,
+  /** The app's health URL at this site (what the health watch probes and failover verifies). */
   appEndpoint: url.optional(),
+  /** The address DNS points the app record at while this site serves. */
+  appAddress: ipv4.optional(),
+  velero: velero.default({ namespace: 'velero', storageLocation: 'default' }),
 });
 
 const credentials = z.union(
@@ -158,6 +171,51 @@ const temporal = z.strictObject({
 
 const target = z.strictObject({ rpo: duration, rto: duration });
 
+const secretRef = z.union([z.strictObject({ env: envVarName }), z.strictObject({ file: path })], {
+  error: 'expected { env: VAR } or { file: path } (never the secret inline)',
+});
+
+const dns = z.strictObject({
+  powerdns: z.strictObject({
+    /** PowerDNS HTTP API base URL, e.g. http://10.0.30.5:8081 */
+    api: url,
+    apiKey: secretRef,
+    serverId: z.string().min(1).default('localhost'),
+  }),
+  /** The authoritative server to query after a switch, host:port. */
+  nameserver: z.string().regex(/^[^\s:]+:\d{1,5}$/, { error: 'expected host:port' }),
+  zone: z.string().min(1),
+  /** App records a failover moves between sites' appAddress. */
+  records: z
+    .array(z.strictObject({ name: z.string().min(1), ttl: z.number().int().min(1).max(86_400).default(30) }))
+    .min(1, { error: 'expected at least one record' }),
+});
+
+const failover = z.strictObject({
+  /** Namespaces a failover restores (the Velero restore's namespace filter). */
+  namespaces: z.array(name).min(1, { error: 'expected at least one namespace' }),
+  /** Workload tier whose RPO/RTO targets apply (see targets). */
+  tier: z.string().min(1).default('e-commerce'),
+  /** What a backup older than the tier's RPO does: refuse the failover, or warn and go on. */
+  rpoPolicy: z.enum(['refuse', 'warn'], { error: "expected 'refuse' or 'warn'" }).default('refuse'),
+  restoreTimeout: duration.default(10 * 60_000),
+  /** How long post-restore verification may wait for every check to pass. */
+  verifyTimeout: duration.default(2 * 60_000),
+  healthWatch: z
+    .strictObject({
+      interval: duration.default(10_000),
+      /** Consecutive failed probes that mark a site down (the seed's table: 3). */
+      failuresToDown: z.number().int().min(1).default(3),
+      /** Consecutive good probes that mark it up again (the seed's table: 5). */
+      successesToUp: z.number().int().min(1).default(5),
+      /** Start a failover when the primary goes down; it still waits at the go/no-go gate unless autoApprove. */
+      autoFailover: z.boolean().default(true),
+      autoApprove: z.boolean().default(false),
+      webhook: url.optional(),
+    })
+    .default({ interval: 10_000, failuresToDown: 3, successesToUp: 5, autoFailover: true, autoApprove: false }),
+});
+
 export const DEFAULT_TARGETS = {
   payment: { rpo: '0s', rto: '60s' },
   'e-commerce': { rpo: '5m', rto: '15m' },
@@ -193,6 +251,8 @@ export const configSchema = z
     objectStore,
     approvals,
     snapshots: snapshots.default({ every: 15 * 60_000, keep: 20, nodeDir: '/var/lib/etcd-snapshots' } as never),
+    dns: dns.optional(),
+    failover: failover.optional(),
     /** Per workload tier; tiers not named here keep the defaults above. */
     targets: z.record(z.string(), target).optional().transform((t) => ({ ...defaultTargets(), ...t })),
   })
@@ -219,6 +279,14 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['sites', si, 'cluster', 'nodes'], message: `expected an odd number of etcd members for quorum (found ${nodes.length})` });
       }
     });
+    if (cfg.failover && !(cfg.failover.tier in cfg.targets)) {
+      ctx.addIssue({ code: 'custom', path: ['failover', 'tier'], message: `unknown tier '${cfg.failover.tier}' (targets: ${Object.keys(cfg.targets).join(', ')})` });
+    }
+    if (cfg.dns) {
+      cfg.sites.forEach((s, si) => {
+        if (!s.appAddress) ctx.addIssue({ code: 'custom', path: ['sites', si, 'appAddress'], message: 'expected the address DNS points at while this site serves (dns is configured)' });
+      });
+    }
     if (cfg.approvals.twoPersonRule && cfg.approvals.approvers.length < 2) {
       ctx.addIssue({ code: 'custom', path: ['approvals', 'approvers'], message: 'the two-person rule needs at least two approvers' });
     }
@@ -230,3 +298,5 @@ export type ClusterConfig = SiteConfig['cluster'];
 export type NodeConfig = ClusterConfig['nodes'][number];
 export type ObjectStoreConfig = DrctlConfig['objectStore'];
 export type TemporalConfig = DrctlConfig['temporal'];
+export type DnsConfig = NonNullable<DrctlConfig['dns']>;
+export type FailoverConfig = NonNullable<DrctlConfig['failover']>;

@@ -1,6 +1,6 @@
 // KubeGateway: the few Kubernetes API calls drctl needs, over the site's kubeconfig (client cert).
 import { request } from 'node:https';
-import { ApiException, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, AppsV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { FailureType, failure } from '../common/errors.ts';
 
 export interface KubeTarget {
@@ -9,14 +9,138 @@ export interface KubeTarget {
   context?: string;
 }
 
+export interface DeploymentState {
+  name: string;
+  replicas: number;
+  available: number;
+  annotations: Record<string, string>;
+}
+
+export interface PodState {
+  name: string;
+  phase: string;
+  ready: boolean;
+  /** Why the scheduler could not place it (e.g. "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector"). */
+  unschedulable?: string;
+}
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
 export class KubeGateway {
   readonly kc = new KubeConfig();
   private readonly core: CoreV1Api;
+  private readonly apps: AppsV1Api;
+  private readonly discovery: DiscoveryV1Api;
 
   constructor(readonly target: KubeTarget) {
     this.kc.loadFromFile(target.kubeconfig);
     if (target.context) this.kc.setCurrentContext(target.context);
     this.core = this.kc.makeApiClient(CoreV1Api);
+    this.apps = this.kc.makeApiClient(AppsV1Api);
+    this.discovery = this.kc.makeApiClient(DiscoveryV1Api);
+  }
+
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.translate(err, what);
+    }
+  }
+
+  /** undefined when the API answers 404. */
+  private async maybe<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof ApiException && err.code === 404) return undefined;
+      throw this.translate(err, what);
+    }
+  }
+
+  async nodes(): Promise<{ name: string; ready: boolean }[]> {
+    const list = await this.call('list nodes', () => this.core.listNode());
+    return list.items.map((n) => ({
+      name: n.metadata?.name ?? '',
+      ready: (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+    }));
+  }
+
+  async namespacePhase(ns: string): Promise<string | undefined> {
+    const n = await this.maybe(`get namespace ${ns}`, () => this.core.readNamespace({ name: ns }));
+    return n ? (n.status?.phase ?? 'Active') : undefined;
+  }
+
+  /** Deletes the namespace (idempotent) and waits until it is gone. */
+  async deleteNamespace(ns: string, timeoutMs = 120_000, onWait?: () => void): Promise<void> {
+    await this.maybe(`delete namespace ${ns}`, () => this.core.deleteNamespace({ name: ns }));
+    const deadline = Date.now() + timeoutMs;
+    while ((await this.namespacePhase(ns)) !== undefined) {
+      if (Date.now() > deadline) throw failure(FailureType.KubeApiError, `${this.target.label}: namespace ${ns} still terminating after ${timeoutMs / 1000} s`);
+      onWait?.();
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  async deployments(ns: string): Promise<DeploymentState[]> {
+    const list = await this.call(`list deployments in ${ns}`, () => this.apps.listNamespacedDeployment({ namespace: ns }));
+    return list.items.map((d) => ({
+      name: d.metadata?.name ?? '',
+      replicas: d.spec?.replicas ?? 1,
+      available: d.status?.availableReplicas ?? 0,
+      annotations: d.metadata?.annotations ?? {},
+    }));
+  }
+
+  /** Sets replicas and annotations (null removes one) in one merge patch. */
+  async patchDeployment(ns: string, name: string, patch: { replicas?: number; annotations?: Record<string, string | null> }): Promise<void> {
+    const body: Record<string, unknown> = {};
+    if (patch.annotations) body.metadata = { annotations: patch.annotations };
+    if (patch.replicas !== undefined) body.spec = { replicas: patch.replicas };
+    await this.call(`patch deployment ${ns}/${name}`, () => this.apps.patchNamespacedDeployment({ namespace: ns, name, body }, mergePatch));
+  }
+
+  /** Services with a selector, and how many ready endpoints their EndpointSlices hold. */
+  async serviceEndpoints(ns: string): Promise<{ service: string; ready: number }[]> {
+    const [svcs, slices] = await Promise.all([
+      this.call(`list services in ${ns}`, () => this.core.listNamespacedService({ namespace: ns })),
+      this.call(`list endpointslices in ${ns}`, () => this.discovery.listNamespacedEndpointSlice({ namespace: ns })),
+    ]);
+    return svcs.items
+      .filter((s) => s.spec?.selector && Object.keys(s.spec.selector).length > 0)
+      .map((s) => {
+        const name = s.metadata?.name ?? '';
+        const ready = slices.items
+          .filter((sl) => sl.metadata?.labels?.['kubernetes.io/service-name'] === name)
+          .flatMap((sl) => sl.endpoints ?? [])
+          .filter((e) => e.conditions?.ready !== false).length;
+        return { service: name, ready };
+      });
+  }
+
+  async pods(ns: string): Promise<PodState[]> {
+    const list = await this.call(`list pods in ${ns}`, () => this.core.listNamespacedPod({ namespace: ns }));
+    return list.items.map((p) => {
+      const sched = (p.status?.conditions ?? []).find((c) => c.type === 'PodScheduled' && c.status === 'False');
+      return {
+        name: p.metadata?.name ?? '',
+        phase: p.status?.phase ?? 'Unknown',
+        ready: (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+        unschedulable: sched ? `${sched.reason ?? 'Unschedulable'}: ${sched.message ?? ''}`.trim() : undefined,
+      };
+    });
+  }
+
+  async pvcs(ns: string): Promise<{ name: string; phase: string }[]> {
+    const list = await this.call(`list pvcs in ${ns}`, () => this.core.listNamespacedPersistentVolumeClaim({ namespace: ns }));
+    return list.items.map((c) => ({ name: c.metadata?.name ?? '', phase: c.status?.phase ?? 'Pending' }));
+  }
+
+  async names(kind: 'Secret' | 'ConfigMap', ns: string): Promise<string[]> {
+    const list = kind === 'Secret'
+      ? await this.call(`list secrets in ${ns}`, () => this.core.listNamespacedSecret({ namespace: ns }))
+      : await this.call(`list configmaps in ${ns}`, () => this.core.listNamespacedConfigMap({ namespace: ns }));
+    return list.items.map((o) => o.metadata?.name ?? '');
   }
 
   get server(): string {

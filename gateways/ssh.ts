@@ -60,7 +60,12 @@ class Ssh2Shell implements RemoteShell {
       const client = new Client();
       let seenKey: string | undefined;
       client
-        .on('ready', () => resolve(client))
+        .on('ready', () => {
+          // Without this, Nagle's algorithm meets delayed ACKs: SFTP crawled at 2.8 MB/s and every
+          // short command waited on the peer's ACK timer (bench/snapshot-pipeline.ts, transport diagnostic).
+          client.setNoDelay(true);
+          resolve(client);
+        })
         .on('error', (err: Error & { level?: string }) => {
           this.reset(client);
           if (seenKey !== undefined && seenKey !== t.hostKeyFingerprint) {

@@ -1,11 +1,14 @@
 // Builds the narrow gateways the activities use, from the worker's config. Connections are pooled
 // per node for the worker's lifetime; secrets (SSH keys, S3 credentials) are read here only.
 import { FailureType, failure } from '../common/errors.ts';
-import type { ClusterConfig, DrctlConfig, NodeConfig } from '../config/schema.ts';
+import type { ClusterConfig, DrctlConfig, NodeConfig, SiteConfig } from '../config/schema.ts';
+import { readFileSync } from 'node:fs';
+import { DnsGateway } from '../gateways/dns.ts';
 import { EtcdGateway } from '../gateways/etcd.ts';
 import { KubeGateway } from '../gateways/kube.ts';
 import { ObjectStore } from '../gateways/s3.ts';
 import { connectShell, type RemoteShell } from '../gateways/ssh.ts';
+import { VeleroGateway } from '../gateways/velero.ts';
 
 export interface Gateways {
   config: DrctlConfig;
@@ -15,6 +18,10 @@ export interface Gateways {
   etcd(cluster: string, node: string): EtcdGateway;
   kube(cluster: string): KubeGateway;
   store(): ObjectStore;
+  /** Velero on the cluster of the named site. */
+  velero(site: string): VeleroGateway;
+  dns(): DnsGateway;
+  site(name: string): SiteConfig;
   close(): void;
 }
 
@@ -22,6 +29,12 @@ export function createGateways(config: DrctlConfig): Gateways {
   const shells = new Map<string, RemoteShell>();
   const kubes = new Map<string, KubeGateway>();
   let store: ObjectStore | undefined;
+  let dns: DnsGateway | undefined;
+  const site = (name: string): SiteConfig => {
+    const s = config.sites.find((x) => x.name === name);
+    if (!s) throw failure(FailureType.UnknownCluster, `unknown site '${name}' in the worker's config (sites: ${config.sites.map((x) => x.name).join(', ')})`);
+    return s;
+  };
   const cluster = (name: string): ClusterConfig => {
     const c = config.sites.find((s) => s.cluster.name === name)?.cluster;
     if (!c) throw failure(FailureType.UnknownCluster, `unknown cluster '${name}' in the worker's config`);
@@ -42,22 +55,39 @@ export function createGateways(config: DrctlConfig): Gateways {
     }
     return s;
   };
+  const kube = (c: string): KubeGateway => {
+    let k = kubes.get(c);
+    if (!k) {
+      const cc = cluster(c);
+      k = new KubeGateway({ label: c, kubeconfig: cc.kubeconfig, context: cc.context });
+      kubes.set(c, k);
+    }
+    return k;
+  };
   return {
     config,
     cluster,
+    site,
     node,
     shell,
     etcd: (c, n) => new EtcdGateway(shell(c, n), node(c, n)),
-    kube: (c) => {
-      let k = kubes.get(c);
-      if (!k) {
-        const cc = cluster(c);
-        k = new KubeGateway({ label: c, kubeconfig: cc.kubeconfig, context: cc.context });
-        kubes.set(c, k);
-      }
-      return k;
-    },
+    kube,
     store: () => (store ??= new ObjectStore(config.objectStore)),
+    velero: (s) => {
+      const sc = site(s);
+      return new VeleroGateway(kube(sc.cluster.name), sc.velero.namespace);
+    },
+    dns: () => {
+      if (!dns) {
+        const d = config.dns;
+        if (!d) throw failure(FailureType.PreflightFailed, 'no dns section in the worker\'s config');
+        const ref = d.powerdns.apiKey;
+        const apiKey = 'env' in ref ? process.env[ref.env] : readFileSync(ref.file, 'utf8').trim();
+        if (!apiKey) throw failure(FailureType.PreflightFailed, `the DNS API key is not set (${'env' in ref ? `environment variable ${ref.env}` : ref.file})`);
+        dns = new DnsGateway({ api: d.powerdns.api, apiKey, serverId: d.powerdns.serverId, nameserver: d.nameserver, zone: d.zone });
+      }
+      return dns;
+    },
     close: () => {
       for (const s of shells.values()) s.close();
       shells.clear();

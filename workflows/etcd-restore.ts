@@ -5,23 +5,12 @@
 // A failure or cancel in 4-8 undoes in reverse on every node and proves the cluster is back on its
 // pre-restore data. Each step's undo is registered right before the step runs (its fan-out may
 // fail half-way; every undo is idempotent, so undoing a node the step never reached is harmless).
-import {
-  ApplicationFailure,
-  CancellationScope,
-  condition,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
-  isCancellation,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { Component } from '../activities/restore.ts';
 import { FailureType } from '../common/errors.ts';
+import { waitForDecision } from './approval.ts';
 import {
-  type Decision,
   type DecisionRecord,
   type NodePlan,
   planRestore,
@@ -35,12 +24,7 @@ import {
   type StepStatus,
 } from '../common/restore.ts';
 
-/** Web UI: Signal → `approve`, input `{"by": "alice", "reason": "site A lost"}`. */
-export const approveSignal = defineSignal<[Decision]>('approve');
-/** Web UI: Signal → `reject`, input `{"by": "alice", "reason": "wrong snapshot"}`. */
-export const rejectSignal = defineSignal<[Decision]>('reject');
-/** CLI: the same decision, but validated up front so a refused approver gets an error at once. */
-export const decideUpdate = defineUpdate<DecisionRecord, [Decision & { approve: boolean }]>('decide');
+export { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
 export const statusQuery = defineQuery<RestoreStatus>('status');
 
 // Every activity heartbeats while it waits, so a killed worker's step is retried within 20 s.
@@ -185,7 +169,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
   let approval: DecisionRecord;
   try {
     approval = await run('approval', async (s) => {
-      const d = await waitForDecision(status, policy, input.requestedBy, timeoutMs);
+      const d = await waitForDecision(status, policy, input.requestedBy, timeoutMs, 'restore');
       s.detail = `${d.approve ? 'approved' : 'rejected'} by ${d.by}${d.reason ? `: ${d.reason}` : ''}`;
       return d;
     });
@@ -284,48 +268,4 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
       cause: err as Error,
     });
   }
-}
-
-/** Waits for an allowlisted approver's decision; the requester cannot approve under the two-person rule. */
-async function waitForDecision(
-  status: RestoreStatus,
-  policy: { approvers: string[]; twoPersonRule: boolean },
-  requestedBy: string,
-  timeoutMs: number,
-): Promise<DecisionRecord> {
-  let decision: DecisionRecord | undefined;
-  const refusal = (d: Decision & { approve: boolean }): string | undefined => {
-    if (!d || typeof d.by !== 'string' || !d.by) return 'a decision needs {"by": "<approver>"}';
-    if (status.phase !== 'waiting-approval') return `not waiting for approval (phase: ${status.phase})`;
-    if (!policy.approvers.includes(d.by)) return `${d.by} is not an approver (allowlist: ${policy.approvers.join(', ')})`;
-    if (d.approve && policy.twoPersonRule && d.by === requestedBy) return `two-person rule: ${d.by} requested this restore and cannot approve it`;
-    return undefined;
-  };
-  const consider = (d: Decision & { approve: boolean }): DecisionRecord => {
-    const why = refusal(d);
-    const rec: DecisionRecord = { by: d?.by ?? '', reason: d?.reason, approve: d.approve, at: new Date().toISOString(), accepted: !why && !decision, why };
-    status.decisions.push(rec);
-    if (rec.accepted) decision = rec;
-    return rec;
-  };
-  setHandler(approveSignal, (d) => void consider({ ...d, approve: true }), {
-    description: 'Go: open the gate. Input {"by": "<approver on the allowlist>", "reason": "..."}',
-  });
-  setHandler(rejectSignal, (d) => void consider({ ...d, approve: false }), {
-    description: 'No-go: abort with nothing changed. Input {"by": "<approver>", "reason": "..."}',
-  });
-  setHandler(decideUpdate, (d) => consider(d), {
-    description: 'The CLI\'s approve/reject: refused at once unless the approver may decide',
-    validator: (d) => {
-      const why = refusal(d);
-      if (why) throw new Error(why);
-    },
-  });
-  status.phase = 'waiting-approval';
-  const decided = await condition(() => decision !== undefined, timeoutMs);
-  if (!decided) {
-    status.phase = 'aborted';
-    throw ApplicationFailure.create({ type: FailureType.ApprovalTimedOut, nonRetryable: true, message: `no approval within ${Math.round(timeoutMs / 1000)} s; nothing was changed` });
-  }
-  return decision!;
 }

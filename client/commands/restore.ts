@@ -4,11 +4,13 @@ import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowFailedError,
 import type { Command } from 'commander';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
+import type { FailoverStatus } from '../../common/failover.ts';
 import type { RestoreResult, RestoreStatus } from '../../common/restore.ts';
 import { findCluster, loadConfig } from '../../config/load.ts';
 import { decideUpdate, etcdRestore, statusQuery } from '../../workflows/etcd-restore.ts';
 import { FailedOutcome, printJson, table } from '../output.ts';
 import { connectClient } from '../temporal.ts';
+import { followFailover, renderFailover } from './failover.ts';
 
 const whoami = () => process.env.DRCTL_USER ?? process.env.USER ?? userInfo().username;
 const TERMINAL = new Set(['completed', 'dry-run', 'aborted', 'compensated', 'failed']);
@@ -111,10 +113,12 @@ export function registerRestoreCommands(program: Command) {
       const { config } = loadConfig(cfgPath());
       const client = await connectClient(config);
       try {
-        if (opts.wait) return await follow(client, workflowId, !!opts.json);
-        const st = await client.workflow.getHandle(workflowId).query(statusQuery);
+        // Every runbook answers the same 'status' query; a failover's carries from/to, a restore's its cluster.
+        const st = (await client.workflow.getHandle(workflowId).query(statusQuery)) as RestoreStatus | FailoverStatus;
+        const isFailover = 'from' in st;
+        if (opts.wait) return await (isFailover ? followFailover(client, workflowId, !!opts.json) : follow(client, workflowId, !!opts.json));
         if (opts.json) printJson(st);
-        else process.stdout.write(`${render(workflowId, st)}\n`);
+        else process.stdout.write(`${isFailover ? renderFailover(workflowId, st) : render(workflowId, st)}\n`);
       } finally {
         await client.connection.close();
       }

@@ -1,0 +1,80 @@
+// The baseline for bench/snapshot-pipeline.ts, run in a fresh Node process:
+//   ssh root@node cat FILE | @aws-sdk/lib-storage Upload (same part size and queue as drctl)
+// with the system OpenSSH client and a plain S3 client. Prints one JSON line with what it measured.
+// With "sha256": true it also does what drctl adds on top: SHA256 part checksums and a streaming
+// sha256 of the bytes (to tell the transport's cost from the hashing's).
+//   node --import tsx bench/lib/bare-upload.ts '<json args>'
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { type Readable, Transform } from 'node:stream';
+import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { parse } from 'yaml';
+
+interface Args {
+  host: string;
+  port: number;
+  user: string;
+  identity: string;
+  knownHosts: string;
+  path: string;
+  endpoint: string;
+  region: string;
+  forcePathStyle: boolean;
+  bucket: string;
+  key: string;
+  credentialsFile: string;
+  partSize: number;
+  queueSize: number;
+  sha256: boolean;
+}
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+const a = JSON.parse(process.argv[2] ?? '{}') as Args;
+const creds = parse(readFileSync(a.credentialsFile, 'utf8')) as Record<string, string>;
+const client = new S3Client({
+  endpoint: a.endpoint,
+  region: a.region,
+  forcePathStyle: a.forcePathStyle,
+  credentials: { accessKeyId: creds.accessKeyId ?? creds.AWS_ACCESS_KEY_ID ?? '', secretAccessKey: creds.secretAccessKey ?? creds.AWS_SECRET_ACCESS_KEY ?? '' },
+});
+
+const t0 = performance.now();
+const ssh = spawn('ssh', [
+  '-i', a.identity, '-p', String(a.port),
+  '-o', `UserKnownHostsFile=${a.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes',
+  `${a.user}@${a.host}`, `cat '${a.path.replace(/'/g, `'\\''`)}'`,
+], { stdio: ['ignore', 'pipe', 'pipe'] });
+let stderr = '';
+ssh.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+const exited = new Promise<number>((resolve) => ssh.on('close', (code) => resolve(code ?? 128)));
+
+let body: Readable = ssh.stdout;
+const hash = createHash('sha256');
+if (a.sha256) {
+  body = ssh.stdout.pipe(new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  }));
+}
+const upload = new Upload({
+  client,
+  params: { Bucket: a.bucket, Key: a.key, Body: body, ...(a.sha256 ? { ChecksumAlgorithm: 'SHA256' as const } : {}) },
+  partSize: a.partSize,
+  queueSize: a.queueSize,
+  leavePartsOnError: false,
+});
+await upload.done();
+const code = await exited;
+const ms = performance.now() - t0;
+const head = await client.send(new HeadObjectCommand({ Bucket: a.bucket, Key: a.key }));
+const bytes = head.ContentLength ?? 0;
+process.stdout.write(`${JSON.stringify({
+  bytes, ms, mbPerS: bytes / 1e6 / (ms / 1000), sshExit: code, sshStderr: stderr.trim().slice(-500),
+  sha256: a.sha256 ? hash.digest('hex') : undefined, maxRssBytes: process.resourceUsage().maxRSS * 1024,
+})}\n`);
+client.destroy();
+process.exit(code === 0 ? 0 : 1);

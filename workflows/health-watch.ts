@@ -1,0 +1,93 @@
+// The health watch: one long-running workflow per app record. Every interval it probes the app at
+// the site serving the record (per DNS) and at the standby. N failures in a row mark a site down,
+// M successes in a row up again (the seed's 3 / 5). When the serving site goes down while the
+// standby is up, it starts a failover, which waits at the go/no-go gate (unless the config says
+// auto-approve), and notifies. It never fails over to a site that is down. Continue-as-new keeps its
+// history bounded.
+import {
+  ApplicationFailure,
+  continueAsNew,
+  defineQuery,
+  ParentClosePolicy,
+  proxyActivities,
+  setHandler,
+  sleep,
+  startChild,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { Activities } from '../activities/index.ts';
+import { type SiteHealth, nextHealth, type WatchEvent } from '../common/health.ts';
+import { siteFailover } from './site-failover.ts';
+
+const quick = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '5 seconds', maximumAttempts: 3 },
+});
+
+export interface HealthWatchInput {
+  record: string;
+  /** Carried across continue-as-new. */
+  state?: WatchState;
+  /** Rounds per run before continue-as-new (default 360: an hour at 10 s). */
+  roundsPerRun?: number;
+}
+
+export interface WatchState {
+  sites: Record<string, SiteHealth>;
+  serving?: string;
+  events: WatchEvent[];
+  failovers: { workflowId: string; from: string; to: string; at: string }[];
+  rounds: number;
+}
+
+export const watchStatusQuery = defineQuery<WatchState>('status');
+
+export async function healthWatch(input: HealthWatchInput): Promise<never> {
+  const policy = await quick.loadWatchPolicy({ record: input.record });
+  const state: WatchState = input.state ?? { sites: {}, events: [], failovers: [], rounds: 0 };
+  for (const s of policy.sites) state.sites[s] ??= { up: true, failures: 0, successes: 0 };
+  setHandler(watchStatusQuery, () => state, { description: 'Each site\'s health, recent transitions and failovers started' });
+  const perRun = input.roundsPerRun ?? 360;
+
+  for (let round = 0; round < perRun; round++) {
+    const serving = await quick.servingSite({ record: input.record });
+    state.serving = serving.site;
+    const probes = await Promise.all(policy.sites.map(async (site) => ({ site, ...(await quick.probeApp({ site })) })));
+    const now = new Date().toISOString();
+    for (const p of probes) {
+      const { health, event } = nextHealth(state.sites[p.site]!, p.ok, policy, now, p.site, p.detail);
+      state.sites[p.site] = health;
+      if (event) state.events = [...state.events, event].slice(-20);
+    }
+    state.rounds++;
+
+    const from = serving.site;
+    const to = policy.sites.find((s) => s !== from);
+    if (from && to && !state.sites[from]!.up && state.sites[to]!.up && policy.autoFailover) {
+      const workflowId = `failover-${from}-to-${to}`;
+      if (!state.failovers.some((f) => f.workflowId === workflowId && f.from === from && Date.parse(f.at) >= Date.parse(state.sites[from]!.since ?? now))) {
+        try {
+          await startChild(siteFailover, {
+            workflowId,
+            parentClosePolicy: ParentClosePolicy.ABANDON,
+            args: [{ from, to, requestedBy: 'health-watch', reason: `${from} down since ${state.sites[from]!.since}`, declaredAt: state.sites[from]!.firstFailureAt, autoApprove: policy.autoApprove }],
+          });
+          state.failovers = [...state.failovers, { workflowId, from, to, at: now }].slice(-10);
+          await quick.notify({
+            event: 'failover-started',
+            workflowId,
+            url: policy.webUi ? `${policy.webUi}/namespaces/${workflowInfo().namespace}/workflows/${workflowId}` : undefined,
+            text: `${from} is down (${state.sites[from]!.lastDetail}); failover ${from} → ${to} started${policy.autoApprove ? ' (auto-approved)' : ' and waits for go/no-go'}`,
+          });
+        } catch (err) {
+          // One failover per direction at a time: an earlier one is still running (or waiting).
+          if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+        }
+      }
+    }
+    await sleep(policy.intervalMs);
+  }
+  if (!policy.sites.length) throw ApplicationFailure.create({ nonRetryable: true, message: 'no sites to watch' });
+  return continueAsNew<typeof healthWatch>({ ...input, state });
+}
