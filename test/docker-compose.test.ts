@@ -104,9 +104,10 @@ describe('docker-compose.yml', () => {
     expect(argv).toContain('worker');
   });
 
-  it('creates the drctl-offsite bucket in minio-init', () => {
+  it('creates the drctl-offsite and velero-backups buckets in minio-init', () => {
     const cmd = [services['minio-init']!.command ?? []].flat().join(' ');
     expect(cmd).toMatch(/mc mb\b.*drctl-offsite/);
+    expect(cmd).toMatch(/mc mb\b.*velero-backups/);
     expect(dependsOn(services['minio-init']!)).toContain('minio');
   });
 
