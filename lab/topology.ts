@@ -1,5 +1,6 @@
 // Where every lab host lives. One loopback address per host: 127.0.10.x site A, 127.0.20.x site B,
-// 127.0.30.x the off-site object store. Temporal stays on 127.0.0.1: the dev server's internal
+// 127.0.30.x the off-site object store, 127.0.40.x DNS. All lab processes share the host's network
+// namespace, so every listener binds its own address (a wildcard bind would collide between sites). Temporal stays on 127.0.0.1: the dev server's internal
 // services always dial each other there, whatever --ip says (measured: StartWorkflowExecution fails
 // with "dial tcp 127.0.0.1:<port>: connection refused" when bound to another loopback address).
 import { existsSync, readFileSync } from 'node:fs';
@@ -11,8 +12,12 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const VERSIONS = JSON.parse(readFileSync(join(REPO, 'lab/versions.json'), 'utf8')) as {
   etcd: Record<string, string>;
   kubernetes: string;
+  kwok: string;
   minio: string;
+  pdns: string;
   temporalBin: string;
+  velero: string;
+  veleroPluginForAws: string;
 };
 
 export const CACHE = process.env.DRCTL_CACHE_DIR ?? join(homedir(), '.cache/drctl');
@@ -22,12 +27,24 @@ export const bin = {
   temporal: join(CACHE, 'bin', `temporal-${VERSIONS.temporalBin}`, 'temporal'),
   minio: join(CACHE, 'bin', `minio-${VERSIONS.minio}`, 'minio'),
   etcdDir: (site: string) => join(CACHE, 'bin', `etcd-${VERSIONS.etcd[site]}`),
-  kubeDir: join(CACHE, 'bin', `kubernetes-${VERSIONS.kubernetes}`),
+  /** kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (version-stamped; see install.sh). */
+  kubeDir: join(CACHE, 'bin', `kubernetes-${VERSIONS.kubernetes}+stamped`),
+  kwokDir: join(CACHE, 'bin', `kwok-${VERSIONS.kwok}`),
+  /** kwokctl's default stages (node initialise + heartbeat with lease, pod ready/complete/delete). */
+  kwokStages: join(CACHE, 'bin', `kwok-${VERSIONS.kwok}`, 'stages.yaml'),
+  velero: join(CACHE, 'bin', `velero-${VERSIONS.velero}+nomgrmetrics`, 'velero'),
+  /** Velero's --plugin-dir: every executable file in it is a plugin. */
+  veleroPluginDir: join(CACHE, 'bin', `velero-plugin-for-aws-${VERSIONS.veleroPluginForAws}`),
+  pdns: '/usr/sbin/pdns_server',
+  pdnsSchema: '/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql',
 };
 
 export function binariesPresent(): string[] {
-  const dirs = [dirname(bin.temporal), dirname(bin.minio), bin.etcdDir('site-a'), bin.etcdDir('site-b'), bin.kubeDir];
-  return dirs.filter((d) => !existsSync(join(d, '.complete')));
+  const dirs = [dirname(bin.temporal), dirname(bin.minio), bin.etcdDir('site-a'), bin.etcdDir('site-b'), bin.kubeDir, bin.kwokDir, dirname(bin.velero), bin.veleroPluginDir];
+  return [
+    ...dirs.filter((d) => !existsSync(join(d, '.complete'))),
+    ...[bin.kwokStages, bin.pdns, bin.pdnsSchema].filter((f) => !existsSync(f)),
+  ];
 }
 
 export interface LabNode {
@@ -49,6 +66,11 @@ export interface LabSite {
   nodes: LabNode[];
   apiserver: string;
   kubeconfig: string;
+  /** Where the site's app is served (its "ingress"): DNS points the app record here while the site serves. */
+  appAddress: string;
+  appPort: number;
+  /** Pod IPs kwok hands out at this site. */
+  podCidr: string;
 }
 
 const SITE_DEFS = [
@@ -71,12 +93,26 @@ export const SITES: LabSite[] = SITE_DEFS.map((s) => {
     nodes,
     apiserver: `https://${s.net}.1:6443`,
     kubeconfig: join(LAB_DIR, 'kube', `${s.name}.kubeconfig`),
+    appAddress: `${s.net}.100`,
+    appPort: 8080,
+    podCidr: `10.${s.net.split('.')[2]}.0.0/16`,
   };
 });
 
+/** Ports of the servers that run as static pods on a site's cp1, each bound to cp1's own address. */
+export const CP_PORTS = {
+  apiserver: 6443,
+  controllerManager: 10257,
+  scheduler: 10259,
+  kwok: 10247,
+  veleroMetrics: 8085,
+  veleroProfiler: 6060,
+};
+
 export const SERVICES = {
   temporal: { ip: '127.0.0.1', port: 7233, uiPort: 8233 },
-  minio: { ip: '127.0.30.2', port: 9000, consolePort: 9001, bucket: 'drctl-offsite' },
+  minio: { ip: '127.0.30.2', port: 9000, consolePort: 9001, bucket: 'drctl-offsite', veleroBucket: 'velero-backups' },
+  pdns: { ip: '127.0.40.2', port: 53, apiPort: 8081, zone: 'example.com', records: ['app.example.com', 'drill.app.example.com'], ttl: 30 },
 };
 
 export const paths = {
@@ -89,6 +125,8 @@ export const paths = {
   minioData: join(LAB_DIR, 'minio', 'data'),
   minioCreds: join(LAB_DIR, 'minio', 'credentials.yaml'),
   temporalDb: join(LAB_DIR, 'temporal', 'temporal.db'),
+  pdnsDir: join(LAB_DIR, 'pdns'),
+  pdnsApiKey: join(LAB_DIR, 'pdns', 'api-key'),
 };
 
 /** Paths inside a node (what drctl sees over SSH) mapped to the lab host's view of that node's disk. */

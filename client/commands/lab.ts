@@ -9,7 +9,7 @@ export function registerLabCommands(program: Command) {
   const cmd = program.command('lab').description('The embedded local lab: two sites of real servers on loopback addresses');
   cmd
     .command('up')
-    .description('Install (first time), start every lab server, wait until healthy, write the lab config')
+    .description('Install (first time), start every lab server, create what the sites need (idempotent), wait until healthy, write the lab config')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }) => {
       const { up } = await lab();
@@ -73,6 +73,38 @@ export function registerLabCommands(program: Command) {
       await restartTemporal(ms);
       process.stdout.write('temporal restarted\n');
     });
+  const site = cmd.command('site').description('Lose a site on purpose, and bring it back (failover drills and tests)');
+  const siteName = async (name: string) => {
+    const { SITES } = await import('../../lab/topology.ts');
+    if (!SITES.some((s) => s.name === name)) throw new UsageError(`unknown site '${name}' (lab sites: ${SITES.map((s) => s.name).join(', ')})`);
+    return name;
+  };
+  const printChange = (r: { site: string; action: string; hard: boolean; changed: string[]; appEndpoint: string; apiserver: string }, json?: boolean) => {
+    if (json) return printJson(r);
+    process.stdout.write(`${r.site} is ${r.action}${r.action === 'down' && r.hard ? ' (hard: API server and cp1 controllers parked)' : ''}: ${r.changed.length ? r.changed.join(', ') : 'nothing to change'}\n`);
+  };
+  site
+    .command('down')
+    .description("Stop a site's app endpoint (its app is lost; the app's DNS name still points there until a failover). Idempotent")
+    .argument('<site>', 'site-a or site-b')
+    .option('--hard', "also park the site's kube-apiserver, controllers, kwok and Velero (a burned site: its API is unreachable)")
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\n`drctl lab site up <site>` reverses it; `drctl lab down` + `up` bring the site back too.')
+    .action(async (name: string, opts: { hard?: boolean; json?: boolean }) => {
+      const { siteDown } = await lab();
+      printChange(await siteDown(await siteName(name), opts), opts.json);
+    });
+  site
+    .command('up')
+    .description('Reverse `lab site down` (with or without --hard) and wait until the site answers. Idempotent')
+    .argument('<site>', 'site-a or site-b')
+    .option('--json', 'print the result as JSON')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      const { siteUp } = await lab();
+      printChange(await siteUp(await siteName(name)), opts.json);
+    });
+  // Third-level commands: main() sets exitOverride on two levels only, so bad input would exit 1 here.
+  for (const sub of [...site.commands, ...fault.commands]) sub.exitOverride();
   cmd
     .command('env')
     .description('Shell exports for one site (etcdctl, kubectl, S3 client): eval "$(drctl lab env --site site-a)"')
