@@ -338,6 +338,13 @@ export function createFailoverActivities(gw: Gateways) {
       return probe(input.site);
     },
 
+    /** The health watch's probe: the app for the serving site, the API server for a standby. */
+    async probeSite(input: { site: string; as: 'app' | 'standby' }): Promise<{ ok: boolean; detail: string }> {
+      if (input.as === 'app') return probe(input.site);
+      const r = await kubeOf(input.site).readyz(3000);
+      return { ok: r.ready, detail: `API ${r.detail.slice(0, 80)}` };
+    },
+
     /** The health watch's settings, and the sites that have an app endpoint to probe. */
     async loadWatchPolicy(input: { record: string }) {
       const f = cfg();

@@ -155,6 +155,23 @@ function veleroConfig(minio: { accessKeyId: string; secretAccessKey: string }): 
         credential: { name: 'cloud-credentials', key: 'cloud' },
       },
     },
+    {
+      // In a real cluster Velero runs as this Deployment, and the server reads it back (its image
+      // and labels) while restoring pods: without it a restore ends PartiallyFailed with
+      // `deployments.apps "velero" not found`. The lab runs the server as a static pod on cp1, so
+      // this one stays at 0 replicas and only answers that lookup.
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'velero', namespace: VELERO_NS, labels: { component: 'velero' } },
+      spec: {
+        replicas: 0,
+        selector: { matchLabels: { component: 'velero', deploy: 'velero' } },
+        template: {
+          metadata: { labels: { component: 'velero', deploy: 'velero' } },
+          spec: { containers: [{ name: 'velero', image: `velero/velero:${VERSIONS.velero}` }] },
+        },
+      },
+    },
   ];
 }
 

@@ -1,6 +1,6 @@
 // Records the workflow histories that test/replay.test.ts replays against the current code, so a
 // change that would break runs in flight fails CI. Run against the lab after an intended change
-// to a workflow's command sequence:  npx tsx scripts/record-histories.ts
+// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|failover|all]
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -9,40 +9,66 @@ import { createWorker } from '../worker/worker.ts';
 import { clusterHealth } from '../workflows/cluster-health.ts';
 import { approveSignal, decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
 import { etcdSnapshot } from '../workflows/etcd-snapshot.ts';
+import { healthWatch } from '../workflows/health-watch.ts';
+import { failoverStatusQuery, siteFailover } from '../workflows/site-failover.ts';
+import { labCli, resetFailoverLab } from '../test/support/failover.ts';
 import { bin } from '../lab/topology.ts';
 import { labConfig, temporalClient, until } from '../test/support/lab.ts';
 
 const cluster = process.argv[2] ?? 'site-a';
+const which = process.argv[3] ?? 'all';
 const taskQueue = `record-${Date.now()}`;
 const config = labConfig(taskQueue);
+config.failover!.healthWatch.interval = 500;
 const client = await temporalClient(config);
 const gw = createGateways(config);
 const w = await createWorker(config);
 
 /** The Temporal CLI's JSON export: the same form the Web UI downloads and runReplayHistory takes. */
-function save(name: string, handle: WorkflowHandle) {
-  const json = execFileSync(bin.temporal, ['workflow', 'show', '--workflow-id', handle.workflowId, '--output', 'json', '--address', config.temporal.address!], { encoding: 'utf8' });
+function save(name: string, handle: WorkflowHandle, runId?: string) {
+  const json = execFileSync(bin.temporal, ['workflow', 'show', '--workflow-id', handle.workflowId, ...(runId ? ['--run-id', runId] : []), '--output', 'json', '--address', config.temporal.address!], { encoding: 'utf8' });
   writeFileSync(new URL(`../test/histories/${name}.json`, import.meta.url), json);
   console.log(`test/histories/${name}.json: ${(JSON.parse(json) as { events: unknown[] }).events.length} events`);
 }
 
 await w.worker.runUntil(async () => {
   const id = (n: string) => `record-${n}-${Date.now()}`;
-  const health = await client.workflow.start(clusterHealth, { taskQueue, workflowId: id('health'), args: [{ cluster }] });
-  await health.result();
-  save('cluster-health', health);
+  if (which === 'etcd' || which === 'all') {
+    const health = await client.workflow.start(clusterHealth, { taskQueue, workflowId: id('health'), args: [{ cluster }] });
+    await health.result();
+    save('cluster-health', health);
 
-  const snap = await client.workflow.start(etcdSnapshot, { taskQueue, workflowId: id('snapshot'), args: [{ cluster, keep: 50 }] });
-  const { key } = await snap.result();
-  save('etcd-snapshot', snap);
+    const snap = await client.workflow.start(etcdSnapshot, { taskQueue, workflowId: id('snapshot'), args: [{ cluster, keep: 50 }] });
+    const { key } = await snap.result();
+    save('etcd-snapshot', snap);
 
-  // A full restore: a refused Web-UI approval, then an approval through the CLI's update.
-  const restore = await client.workflow.start(etcdRestore, { taskQueue, workflowId: id('restore'), args: [{ cluster, snapshot: key, requestedBy: 'alice', force: true }] });
-  await until('waiting-approval', () => restore.query(statusQuery), (s) => s.phase === 'waiting-approval', 120_000);
-  await restore.signal(approveSignal, { by: 'alice', reason: 'self-approval is refused' });
-  await restore.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
-  await restore.result();
-  save('etcd-restore', restore);
+    // A full restore: a refused Web-UI approval, then an approval through the CLI's update.
+    const restore = await client.workflow.start(etcdRestore, { taskQueue, workflowId: id('restore'), args: [{ cluster, snapshot: key, requestedBy: 'alice', force: true }] });
+    await until('waiting-approval', () => restore.query(statusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    await restore.signal(approveSignal, { by: 'alice', reason: 'self-approval is refused' });
+    await restore.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
+    await restore.result();
+    save('etcd-restore', restore);
+  }
+
+  if (which === 'failover' || which === 'all') {
+    // A full failover: site A's app down, a refused self-approval, an approval through the update.
+    await resetFailoverLab(gw, config);
+    await labCli('site', 'down', 'site-a');
+    const fo = await client.workflow.start(siteFailover, { taskQueue, workflowId: id('failover'), args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: 'recording' }] });
+    await until('waiting-approval', () => fo.query(failoverStatusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    await fo.signal(approveSignal, { by: 'alice', reason: 'self-approval is refused' });
+    await fo.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
+    await fo.result();
+    save('site-failover', fo);
+    await resetFailoverLab(gw, config);
+
+    // The health watch's first run: a few probe rounds, then continue-as-new.
+    const watch = await client.workflow.start(healthWatch, { taskQueue, workflowId: id('watch'), args: [{ record: 'app.example.com', roundsPerRun: 3 }] });
+    await until('continued as new', () => watch.describe(), (d) => d.runId !== watch.firstExecutionRunId, 60_000);
+    save('health-watch', watch, watch.firstExecutionRunId);
+    await watch.terminate('recorded');
+  }
 });
 gw.close();
 w.gateways.close();

@@ -1,5 +1,5 @@
 // The health watch: one long-running workflow per app record. Every interval it probes the app at
-// the site serving the record (per DNS) and at the standby. N failures in a row mark a site down,
+// the site serving the record (per DNS), and the standby's platform (its API server). N failures in a row mark a site down,
 // M successes in a row up again (the seed's 3 / 5). When the serving site goes down while the
 // standby is up, it starts a failover, which waits at the go/no-go gate (unless the config says
 // auto-approve), and notifies. It never fails over to a site that is down. Continue-as-new keeps its
@@ -44,16 +44,26 @@ export interface WatchState {
 export const watchStatusQuery = defineQuery<WatchState>('status');
 
 export async function healthWatch(input: HealthWatchInput): Promise<never> {
-  const policy = await quick.loadWatchPolicy({ record: input.record });
   const state: WatchState = input.state ?? { sites: {}, events: [], failovers: [], rounds: 0 };
-  for (const s of policy.sites) state.sites[s] ??= { up: true, failures: 0, successes: 0 };
+  // Registered before anything else, so the query answers from the first moment of every run.
   setHandler(watchStatusQuery, () => state, { description: 'Each site\'s health, recent transitions and failovers started' });
+  const policy = await quick.loadWatchPolicy({ record: input.record });
+  for (const s of policy.sites) state.sites[s] ??= { up: true, failures: 0, successes: 0 };
   const perRun = input.roundsPerRun ?? 360;
 
   for (let round = 0; round < perRun; round++) {
     const serving = await quick.servingSite({ record: input.record });
-    state.serving = serving.site;
-    const probes = await Promise.all(policy.sites.map(async (site) => ({ site, ...(await quick.probeApp({ site })) })));
+    if (serving.site !== state.serving) {
+      // Who serves changed (a failover): each site is judged afresh by its new role.
+      for (const s of policy.sites) state.sites[s] = { up: true, failures: 0, successes: 0 };
+      state.serving = serving.site;
+    }
+    // The serving site must answer as the app; a standby has no app running (active-passive), so
+    // it counts as up while its platform answers (API server ready) — it can take the traffic.
+    const probes = await Promise.all(policy.sites.map(async (site) => ({
+      site,
+      ...(await quick.probeSite({ site, as: site === serving.site ? 'app' : 'standby' })),
+    })));
     const now = new Date().toISOString();
     for (const p of probes) {
       const { health, event } = nextHealth(state.sites[p.site]!, p.ok, policy, now, p.site, p.detail);

@@ -1,0 +1,55 @@
+// The failover lab's baseline, shared by the failover tests and bench/failover.ts: DNS on site A,
+// site A serving with 3 replicas and no fence marks, nothing restored at site B, both backup
+// storage locations read-write, both app endpoints up.
+import { createFailoverActivities, FENCED_BY, FENCED_REPLICAS, MODE_BEFORE } from '../../activities/failover.ts';
+import type { DrctlConfig } from '../../config/schema.ts';
+import type { Gateways } from '../../worker/gateways.ts';
+import { drctlCli, until } from './lab.ts';
+
+export const NS = 'demo-app';
+export const RECORD = 'app.example.com';
+
+export async function labCli(...args: string[]) {
+  const r = await drctlCli(['lab', ...args]);
+  if (r.status !== 0) throw new Error(`drctl lab ${args.join(' ')} exited ${r.status}: ${r.stderr.trim()}`);
+}
+
+export const appAddress = (config: DrctlConfig, site: string) => config.sites.find((s) => s.name === site)!.appAddress!;
+
+export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
+  await labCli('site', 'up', 'site-a');
+  await labCli('site', 'up', 'site-b');
+  await gw.dns().setA({ name: RECORD, ttl: 30, addresses: [appAddress(config, 'site-a')] });
+  const kubeA = gw.kube('site-a');
+  for (const d of await kubeA.deployments(NS)) {
+    await kubeA.patchDeployment(NS, d.name, { replicas: Number(d.annotations[FENCED_REPLICAS] ?? (d.replicas || 3)), annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
+  }
+  await gw.kube('site-b').deleteNamespace(NS, 180_000);
+  for (const s of ['site-a', 'site-b']) {
+    await gw.velero(s).mergePatch('backupstoragelocations', 'default', { metadata: { annotations: { [MODE_BEFORE]: null } }, spec: { accessMode: 'ReadWrite' } });
+  }
+  const healthz = config.sites.find((s) => s.name === 'site-a')!.appEndpoint!;
+  await until('site A serving', () => fetch(healthz).then((r) => r.status, () => 0), (s) => s === 200, 120_000, 500);
+  // A fresh backup of site A, visible at site B: the schedule's newest may be older than the
+  // tier's RPO (or have failed while a test held the storage location read-only).
+  await createFailoverActivities(gw).takeBackup({ site: 'site-a', seenBy: 'site-b', name: `baseline-${Date.now()}`, namespaces: [NS] });
+}
+
+/** What the tests compare against the baseline. */
+export async function failoverState(gw: Gateways) {
+  const [dns, depsA, bslA, bslB, nsB] = await Promise.all([
+    gw.dns().resolveA(RECORD),
+    gw.kube('site-a').deployments(NS),
+    gw.velero('site-a').storageLocation('default'),
+    gw.velero('site-b').storageLocation('default'),
+    gw.kube('site-b').namespacePhase(NS),
+  ]);
+  return {
+    dns: dns.addresses,
+    replicasA: depsA.map((d) => d.replicas),
+    fencedA: depsA.some((d) => d.annotations[FENCED_REPLICAS] !== undefined),
+    bslA: bslA?.accessMode,
+    bslB: bslB?.accessMode,
+    nsB,
+  };
+}
