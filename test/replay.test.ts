@@ -19,7 +19,7 @@ beforeAll(async () => {
 
 describe('replay of committed histories', () => {
   it('covers every runbook', () => {
-    expect(files.sort()).toEqual(['cluster-health.json', 'etcd-restore.json', 'etcd-snapshot.json']);
+    expect(files.sort()).toEqual(['cluster-health.json', 'etcd-restore.json', 'etcd-snapshot.json', 'health-watch.json', 'site-failover.json']);
   });
 
   it.each(files)('%s replays against the current code', async (f) => {
@@ -34,6 +34,19 @@ describe('replay of committed histories', () => {
     expect(h).toContain('WORKFLOW_EXECUTION_COMPLETED');
   });
 
+  it('the failover history is a full run: a refused self-approval, an update, every step to the DNS switch', () => {
+    const h = JSON.stringify(history('site-failover.json'));
+    for (const step of ['failoverPreflight', 'fencePrimary', 'setStorageLocationMode', 'veleroRestore', 'backupContents', 'verifySite', 'switchDns', 'verifyDns', 'promoteSite']) expect(h).toContain(step);
+    expect(h).toContain('WORKFLOW_EXECUTION_SIGNALED');
+    expect(h).toContain('WORKFLOW_EXECUTION_UPDATE_ACCEPTED');
+    expect(h).toContain('WORKFLOW_EXECUTION_COMPLETED');
+  });
+
+  it('the health-watch history probes, sleeps and continues as new', () => {
+    const h = JSON.stringify(history('health-watch.json'));
+    for (const x of ['loadWatchPolicy', 'servingSite', 'probeSite', 'TIMER_STARTED', 'WORKFLOW_EXECUTION_CONTINUED_AS_NEW']) expect(h).toContain(x);
+  });
+
   it('an incompatible change to a workflow is caught as a DeterminismViolationError', async () => {
     const changed = await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('./fixtures/changed-workflows.ts', import.meta.url)), logger: quiet });
     await expect(Worker.runReplayHistory({ workflowBundle: changed, replayName: 'changed' }, history('etcd-snapshot.json'))).rejects.toBeInstanceOf(DeterminismViolationError);
@@ -44,7 +57,7 @@ describe('replay of committed histories', () => {
       const text = readFileSync(new URL(f, dir), 'utf8');
       const payloads = [...text.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
       expect(payloads.length, f).toBeGreaterThan(100);
-      for (const bad of ['PRIVATE KEY', 'secretAccessKey', 'accessKeyId', 'privateKeyPath', 'client-key-data']) expect(payloads, `${f} contains ${bad}`).not.toContain(bad);
+      for (const bad of ['PRIVATE KEY', 'secretAccessKey', 'accessKeyId', 'privateKeyPath', 'client-key-data', 'apiKey', 'aws_secret_access_key']) expect(payloads, `${f} contains ${bad}`).not.toContain(bad);
     }
   });
 });
