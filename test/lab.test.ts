@@ -199,6 +199,8 @@ describe('drctl lab status / env (CLI)', () => {
     expect(comps.filter((c) => c.kind === 'etcd')).toHaveLength(6);
     expect(comps.filter((c) => c.kind === 'sshd')).toHaveLength(6);
     expect(comps.filter((c) => c.kind === 'kube-apiserver')).toHaveLength(2);
+    for (const kind of ['kube-controller-manager', 'kube-scheduler', 'kwok', 'velero', 'app']) expect(comps.filter((c) => c.kind === kind), kind).toHaveLength(2);
+    expect(comps.filter((c) => c.kind === 'pdns')).toHaveLength(1);
     for (const c of comps) {
       expect(c.healthy, c.name).toBe(true);
       expect(c.pid, c.name).toBeGreaterThan(0);
