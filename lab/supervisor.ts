@@ -5,7 +5,7 @@
 // the file goes away, restarts it (with back-off) when it dies.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 
@@ -51,6 +51,25 @@ function startSshd() {
   const out = openSync(join(logDir, 'sshd.log'), 'a');
   sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(root, 'etc/ssh/sshd_config')], { stdio: ['ignore', out, out] });
   sshd.on('exit', (code, sig) => log(`sshd exited (${code ?? sig}); not restarted (a dead sshd is a fault to recover from)`));
+}
+
+// Parsed manifests by file identity (inode, size, mtime): an idle node re-reads nothing.
+const parsed = new Map<string, { key: string; pod: Omit<Pod, 'restarts' | 'nextStart'> | undefined }>();
+
+function readManifestCached(file: string): Omit<Pod, 'restarts' | 'nextStart'> | undefined {
+  let key: string;
+  try {
+    const st = statSync(join(manifestsDir, file), { bigint: true });
+    key = `${st.ino}:${st.size}:${st.mtimeNs}`;
+  } catch {
+    return undefined;
+  }
+  const hit = parsed.get(file);
+  if (hit?.key === key) return hit.pod;
+  const pod = readManifest(file);
+  // Cache only what parsed: a half-written file is read again next time.
+  if (pod) parsed.set(file, { key, pod });
+  return pod;
 }
 
 function readManifest(file: string): Omit<Pod, 'restarts' | 'nextStart'> | undefined {
@@ -113,15 +132,20 @@ function stop(pod: Pod): Promise<void> {
   return pod.stopping;
 }
 
+let lastState = '';
+
+/** Written (atomically) only when it changed: `lab status` reads it; an idle node writes nothing. */
 function writeState() {
-  const state = {
+  const state = JSON.stringify({
     supervisor: process.pid,
     sshd: sshd?.exitCode === null ? sshd.pid : undefined,
     pods: Object.fromEntries([...pods.values()].map((p) => [p.name, { pid: p.proc?.pid, startedAt: p.startedAt, restarts: p.restarts }])),
-  };
+  });
+  if (state === lastState) return;
   const tmp = `${stateFile}.tmp`;
-  writeFileSync(tmp, JSON.stringify(state));
+  writeFileSync(tmp, state);
   renameSync(tmp, stateFile);
+  lastState = state;
 }
 
 async function sync() {
@@ -131,9 +155,10 @@ async function sync() {
   } catch {
     /* no manifest dir: nothing runs */
   }
+  for (const f of parsed.keys()) if (!files.includes(f)) parsed.delete(f);
   const wanted = new Map<string, Omit<Pod, 'restarts' | 'nextStart'>>();
   for (const f of files) {
-    const m = readManifest(f);
+    const m = readManifestCached(f);
     if (m) wanted.set(m.name, m);
   }
   for (const [name, pod] of pods) {
