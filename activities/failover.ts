@@ -27,14 +27,14 @@ async function httpOk(url: string, host?: string, timeoutMs = 3000): Promise<{ o
   }
 }
 
-function newestCompleted(backups: BackupInfo[], namespaces: string[], location: string): BackupInfo | undefined {
+export function newestCompleted(backups: BackupInfo[], namespaces: string[], location: string): BackupInfo | undefined {
   return backups
     .filter((b) => b.phase === 'Completed' && b.completedAt && (b.storageLocation ?? location) === location)
     .filter((b) => b.includedNamespaces.includes('*') || namespaces.every((ns) => b.includedNamespaces.includes(ns)))
     .sort((a, b) => Date.parse(b.completedAt!) - Date.parse(a.completedAt!))[0];
 }
 
-function backupRef(b: BackupInfo, now = Date.now()): BackupRef {
+export function backupRef(b: BackupInfo, now = Date.now()): BackupRef {
   // The data is as old as the backup's start: that is what the RPO measures.
   const capturedAt = Date.parse(b.startedAt ?? b.completedAt!);
   return { name: b.name, completedAt: b.completedAt!, ageSeconds: Math.max(0, Math.round((now - capturedAt) / 1000)), itemsBackedUp: b.itemsBackedUp, includedNamespaces: b.includedNamespaces };
@@ -375,7 +375,9 @@ export function createFailoverActivities(gw: Gateways) {
       const out: { name: string; before: string[] }[] = [];
       for (const r of input.records) {
         const before = (await dns.getA(r.name))?.addresses ?? [];
-        await dns.setA({ name: r.name, ttl: r.ttl, addresses: input.addresses });
+        // No addresses: the record did not exist before (a drill record's undo), so remove it.
+        if (input.addresses.length) await dns.setA({ name: r.name, ttl: r.ttl, addresses: input.addresses });
+        else await dns.deleteA(r.name);
         out.push({ name: r.name, before });
       }
       return out;

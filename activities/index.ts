@@ -2,6 +2,7 @@
 // `import type` of this and proxyActivities, so no gateway code enters the workflow bundle.
 import type { Gateways } from '../worker/gateways.ts';
 import { createClusterActivities } from './cluster.ts';
+import { createDrillActivities } from './drill.ts';
 import { createFailoverActivities } from './failover.ts';
 import { createRestoreActivities } from './restore.ts';
 import { createSnapshotActivities } from './snapshot.ts';
@@ -12,6 +13,7 @@ export function createActivities(gw: Gateways) {
     ...createSnapshotActivities(gw),
     ...createRestoreActivities(gw),
     ...createFailoverActivities(gw),
+    ...createDrillActivities(gw),
   };
 }
 

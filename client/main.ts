@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { UsageError } from '../common/errors.ts';
 import { FailedOutcome } from './output.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
+import { registerDrillCommands } from './commands/drill.ts';
 import { registerConfigCommands } from './commands/config.ts';
 import { registerFailoverCommands } from './commands/failover.ts';
 import { registerLabCommands } from './commands/lab.ts';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerSnapshotCommands(program);
   registerRestoreCommands(program);
   registerFailoverCommands(program);
+  registerDrillCommands(program);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

@@ -216,6 +216,34 @@ const failover = z.strictObject({
     .default({ interval: 10_000, failuresToDown: 3, successesToUp: 5, autoFailover: true, autoApprove: false }),
 });
 
+const DRILL_CRITERIA = ['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rpo-met', 'rto-met', 'etcd-restore', 'cleanup'] as const;
+
+/** Quarterly: 06:00 UTC on the first day of January, April, July and October. */
+export const QUARTERLY = '0 6 1 1,4,7,10 *';
+
+const drill = z.strictObject({
+  name,
+  /** The site whose backups the drill restores (normally the primary). */
+  from: name,
+  /** The DR site the drill restores into. Nothing at `from` is touched. */
+  to: name,
+  workloads: z
+    .array(z.strictObject({ tier: z.string().min(1), namespaces: z.array(name).min(1, { error: 'expected at least one namespace' }) }))
+    .min(1, { error: 'expected at least one workload (tier + namespaces)' }),
+  /** The record the drill points at the DR site instead of the production one, e.g. drill.app.example.com. */
+  record: z.strictObject({ name: z.string().min(1), ttl: z.number().int().min(1).max(86_400).default(30) }),
+  /** Criteria that decide the verdict (default: all that apply; etcd-restore only with etcdRestore). */
+  criteria: z.array(z.enum(DRILL_CRITERIA, { error: `expected one of ${DRILL_CRITERIA.join(', ')}` })).optional(),
+  /** Also restore the DR cluster's newest etcd snapshot onto itself and verify it. */
+  etcdRestore: z.boolean().default(false),
+  /** Cron for `drctl drill schedule` (UTC). */
+  schedule: z.string().min(1).default(QUARTERLY),
+  approvalTimeout: duration.optional(),
+  /** How long the report waits for an approver's sign-off before it is final without one. */
+  signoffTimeout: duration.default(7 * 86_400_000),
+  verifyTimeout: duration.default(3 * 60_000),
+});
+
 export const DEFAULT_TARGETS = {
   payment: { rpo: '0s', rto: '60s' },
   'e-commerce': { rpo: '5m', rto: '15m' },
@@ -253,6 +281,7 @@ export const configSchema = z
     snapshots: snapshots.default({ every: 15 * 60_000, keep: 20, nodeDir: '/var/lib/etcd-snapshots' } as never),
     dns: dns.optional(),
     failover: failover.optional(),
+    drills: z.array(drill).default([]),
     /** Per workload tier; tiers not named here keep the defaults above. */
     targets: z.record(z.string(), target).optional().transform((t) => ({ ...defaultTargets(), ...t })),
   })
@@ -287,6 +316,29 @@ export const configSchema = z
         if (!s.appAddress) ctx.addIssue({ code: 'custom', path: ['sites', si, 'appAddress'], message: 'expected the address DNS points at while this site serves (dns is configured)' });
       });
     }
+    dup(cfg.drills, (d) => d.name, (i) => ['drills', i, 'name'], 'drill plan name');
+    const siteNames = cfg.sites.map((s) => s.name);
+    cfg.drills.forEach((d, di) => {
+      for (const k of ['from', 'to'] as const) {
+        if (!siteNames.includes(d[k])) ctx.addIssue({ code: 'custom', path: ['drills', di, k], message: `unknown site '${d[k]}' (sites: ${siteNames.join(', ')})` });
+      }
+      if (d.from === d.to) ctx.addIssue({ code: 'custom', path: ['drills', di, 'to'], message: `the DR site must differ from 'from' (${d.from})` });
+      d.workloads.forEach((w, wi) => {
+        if (!(w.tier in cfg.targets)) ctx.addIssue({ code: 'custom', path: ['drills', di, 'workloads', wi, 'tier'], message: `unknown tier '${w.tier}' (targets: ${Object.keys(cfg.targets).join(', ')})` });
+      });
+      if (!cfg.dns) ctx.addIssue({ code: 'custom', path: ['drills', di, 'record'], message: 'a drill switches a DNS record: the config needs a dns section' });
+      else {
+        const rec = d.record.name.replace(/\.$/, '');
+        if (cfg.dns.records.some((r) => r.name.replace(/\.$/, '') === rec)) {
+          ctx.addIssue({ code: 'custom', path: ['drills', di, 'record', 'name'], message: `'${rec}' is a production record (dns.records): a drill must switch its own record` });
+        }
+        const zone = cfg.dns.zone.replace(/\.$/, '');
+        if (rec !== zone && !rec.endsWith(`.${zone}`)) ctx.addIssue({ code: 'custom', path: ['drills', di, 'record', 'name'], message: `'${rec}' is not in the zone ${zone}` });
+      }
+      if (d.criteria?.includes('etcd-restore') && !d.etcdRestore) {
+        ctx.addIssue({ code: 'custom', path: ['drills', di, 'criteria'], message: "criterion 'etcd-restore' needs etcdRestore: true" });
+      }
+    });
     if (cfg.approvals.twoPersonRule && cfg.approvals.approvers.length < 2) {
       ctx.addIssue({ code: 'custom', path: ['approvals', 'approvers'], message: 'the two-person rule needs at least two approvers' });
     }
@@ -300,3 +352,4 @@ export type ObjectStoreConfig = DrctlConfig['objectStore'];
 export type TemporalConfig = DrctlConfig['temporal'];
 export type DnsConfig = NonNullable<DrctlConfig['dns']>;
 export type FailoverConfig = NonNullable<DrctlConfig['failover']>;
+export type DrillConfig = DrctlConfig['drills'][number];

@@ -74,6 +74,13 @@ export class DnsGateway {
     });
   }
 
+  /** Removes the A record (idempotent: removing a record that is not there is not an error). */
+  async deleteA(name: string): Promise<void> {
+    await this.call('PATCH', `/zones/${encodeURIComponent(fqdn(this.target.zone))}`, {
+      rrsets: [{ name: fqdn(name), type: 'A', changetype: 'DELETE' }],
+    });
+  }
+
   /** Asks the authoritative server over DNS (UDP), as a resolver would. */
   async resolveA(name: string): Promise<{ addresses: string[]; ttl: number }> {
     const r = new Resolver({ timeout: 3000, tries: 2 });

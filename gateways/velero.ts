@@ -38,6 +38,7 @@ export interface RestoreInfo {
   startedAt?: string;
   completedAt?: string;
   itemsRestored?: number;
+  totalItems?: number;
   errors: number;
   warnings: number;
   failureReason?: string;
@@ -80,6 +81,7 @@ export function restoreInfo(o: VeleroObject): RestoreInfo {
     startedAt: str(s.startTimestamp),
     completedAt: str(s.completionTimestamp),
     itemsRestored: num(progress.itemsRestored),
+    totalItems: num(progress.totalItems),
     errors: num(s.errors) ?? 0,
     warnings: num(s.warnings) ?? 0,
     failureReason: str(s.failureReason),

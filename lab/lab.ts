@@ -16,6 +16,7 @@ import { CP1_PODS, KWOK_NODES, layoutControlPlane, manifestPath, parkedPath, sta
 import { layoutPdns, pdnsApi, pdnsCommand, queryA } from './pdns.ts';
 import { ca, leaf, serviceAccountKeys } from './pki.ts';
 import { bin, binariesPresent, CP_PORTS, LAB_DIR, type LabNode, type LabSite, onHost, paths, REPO, SERVICES, SITES, VERSIONS } from './topology.ts';
+import { QUARTERLY } from '../config/schema.ts';
 
 export interface Component {
   name: string;
@@ -591,6 +592,18 @@ export function labConfig(): object {
       restoreTimeout: '5m',
       healthWatch: { interval: '10s', failuresToDown: 3, successesToUp: 5, autoFailover: true, autoApprove: false },
     },
+    drills: [
+      {
+        name: 'quarterly',
+        from: 'site-a',
+        to: 'site-b',
+        workloads: [{ tier: 'e-commerce', namespaces: ['demo-app'] }],
+        record: { name: SERVICES.pdns.records[1], ttl: SERVICES.pdns.ttl },
+        etcdRestore: false,
+        schedule: QUARTERLY,
+        verifyTimeout: '3m',
+      },
+    ],
   };
 }
 

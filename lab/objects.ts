@@ -263,7 +263,26 @@ export async function ensureSiteObjects(site: LabSite, minio: { accessKeyId: str
   await all([...coreDns(), ...(site.role === 'primary' ? demoApp().then : [])]);
   await crds;
   await all(veleroConfig(minio));
+  created.push(...(await reviveStalePods(api)));
   return created;
+}
+
+/**
+ * While kwok was down (lab down, a killed session) the node lifecycle controller marked its pods
+ * Ready=False; kwok never clears that mark, so Services lose their endpoints for good. Such pods
+ * are deleted (grace 0) and their ReplicaSets make new ones, which kwok starts.
+ */
+async function reviveStalePods(api: KubernetesObjectApi): Promise<string[]> {
+  type Pod = Obj & { status?: { conditions?: { type: string; status: string }[] } };
+  const pods = (await api.list<Pod>('v1', 'Pod')).items;
+  const stale = pods.filter((p) => {
+    const c = new Map((p.status?.conditions ?? []).map((x) => [x.type, x.status]));
+    return c.get('Ready') === 'False' && c.get('ContainersReady') === 'True' && p.metadata?.namespace !== 'kube-system';
+  });
+  await Promise.all(stale.map((p) => api.delete({ apiVersion: 'v1', kind: 'Pod', metadata: { name: p.metadata?.name, namespace: p.metadata?.namespace } }, undefined, undefined, 0).catch((err: unknown) => {
+    if (code(err) !== 404) throw err;
+  })));
+  return stale.map((p) => `Pod/${p.metadata?.namespace}/${p.metadata?.name} (recreated: stale NotReady mark)`);
 }
 
 interface VeleroBackup {
@@ -281,7 +300,7 @@ const isDemoBackup = (b: VeleroBackup) => (b.spec?.includedNamespaces ?? []).inc
 
 /**
  * At the primary site: a first backup of the demo app (unless a Completed one exists), waited
- * until Completed, then the Schedule (every 5 minutes; skipImmediately, the first backup is the one
+ * until Completed, then the Schedule (every 2 minutes, well inside the e-commerce RPO of 5 minutes; skipImmediately, the first backup is the one
  * just taken). Returns the name of the newest Completed demo-app backup.
  */
 export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log: (m: string) => void = () => undefined): Promise<{ backup: string; created: boolean }> {
@@ -313,7 +332,7 @@ export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log:
     apiVersion: 'velero.io/v1',
     kind: 'Schedule',
     metadata: { name: SCHEDULE, namespace: VELERO_NS },
-    spec: { schedule: '*/5 * * * *', skipImmediately: true, useOwnerReferencesInBackup: false, template: backupTemplate },
+    spec: { schedule: '*/2 * * * *', skipImmediately: true, useOwnerReferencesInBackup: false, template: backupTemplate },
   });
   return { backup: done!.metadata.name, created };
 }

@@ -175,7 +175,7 @@ describe('Velero at both sites, one shared bucket', () => {
     const newest = atA[0]!.metadata.name;
     await until(`backup ${newest} synced to site B`, async () => (await demoBackups(B())).map((b) => b.metadata.name), (n) => n.includes(newest), 20_000);
     const schedule = await velero(A()).get('schedules', 'demo-app');
-    expect(schedule.spec).toMatchObject({ schedule: '*/5 * * * *', template: { includedNamespaces: ['demo-app'], ttl: '72h0m0s' } });
+    expect(schedule.spec).toMatchObject({ schedule: '*/2 * * * *', template: { includedNamespaces: ['demo-app'], ttl: '72h0m0s' } });
   });
 });
 

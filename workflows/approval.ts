@@ -41,6 +41,9 @@ export async function waitForDecision(
     if (rec.accepted) decision = rec;
     return rec;
   };
+  // Waiting before the handlers exist: a decision buffered before the gate (a parent approving
+  // its child runbook) is judged as one made at the gate.
+  status.phase = 'waiting-approval';
   setHandler(approveSignal, (d) => void consider({ ...d, approve: true }), {
     description: 'Go: open the gate. Input {"by": "<approver on the allowlist>", "reason": "..."}',
   });
@@ -54,7 +57,6 @@ export async function waitForDecision(
       if (why) throw new Error(why);
     },
   });
-  status.phase = 'waiting-approval';
   const decided = await condition(() => decision !== undefined, timeoutMs);
   if (!decided) {
     status.phase = 'aborted';

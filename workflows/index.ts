@@ -4,3 +4,4 @@ export { etcdSnapshot, listEtcdSnapshots } from './etcd-snapshot.ts';
 export { etcdRestore } from './etcd-restore.ts';
 export { siteFailover } from './site-failover.ts';
 export { healthWatch } from './health-watch.ts';
+export { drDrill } from './drill.ts';

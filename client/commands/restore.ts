@@ -4,12 +4,14 @@ import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowFailedError,
 import type { Command } from 'commander';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
+import type { DrillStatus } from '../../common/drill.ts';
 import type { FailoverStatus } from '../../common/failover.ts';
 import type { RestoreResult, RestoreStatus } from '../../common/restore.ts';
 import { findCluster, loadConfig } from '../../config/load.ts';
 import { decideUpdate, etcdRestore, statusQuery } from '../../workflows/etcd-restore.ts';
 import { FailedOutcome, printJson, table } from '../output.ts';
 import { connectClient } from '../temporal.ts';
+import { followDrill, renderDrill } from './drill.ts';
 import { followFailover, renderFailover } from './failover.ts';
 
 const whoami = () => process.env.DRCTL_USER ?? process.env.USER ?? userInfo().username;
@@ -113,12 +115,22 @@ export function registerRestoreCommands(program: Command) {
       const { config } = loadConfig(cfgPath());
       const client = await connectClient(config);
       try {
-        // Every runbook answers the same 'status' query; a failover's carries from/to, a restore's its cluster.
-        const st = (await client.workflow.getHandle(workflowId).query(statusQuery)) as RestoreStatus | FailoverStatus;
-        const isFailover = 'from' in st;
-        if (opts.wait) return await (isFailover ? followFailover(client, workflowId, !!opts.json) : follow(client, workflowId, !!opts.json));
-        if (opts.json) printJson(st);
-        else process.stdout.write(`${isFailover ? renderFailover(workflowId, st) : render(workflowId, st)}\n`);
+        // Every runbook answers the same 'status' query: a drill's names its plan, a failover's
+        // carries from/to, a restore's its cluster.
+        const st = (await client.workflow.getHandle(workflowId).query(statusQuery)) as unknown as RestoreStatus | FailoverStatus | DrillStatus;
+        if ('requestedBy' in st && typeof (st as { plan?: unknown }).plan === 'string') {
+          const d = st as DrillStatus;
+          if (opts.wait) return await followDrill(client, workflowId, !!opts.json);
+          return opts.json ? printJson(d) : void process.stdout.write(`${renderDrill(workflowId, d)}\n`);
+        }
+        if ('from' in st) {
+          if (opts.wait) return await followFailover(client, workflowId, !!opts.json);
+          return opts.json ? printJson(st) : void process.stdout.write(`${renderFailover(workflowId, st)}\n`);
+        }
+        const r = st as RestoreStatus;
+        if (opts.wait) return await follow(client, workflowId, !!opts.json);
+        if (opts.json) printJson(r);
+        else process.stdout.write(`${render(workflowId, r)}\n`);
       } finally {
         await client.connection.close();
       }

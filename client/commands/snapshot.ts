@@ -102,7 +102,7 @@ export function cronOf(c: CalendarDescription): string {
 }
 
 /** One readable line for a schedule's spec (the server turns a cron string into calendars). */
-function specSummary(spec: ScheduleDescription['spec']): string {
+export function specSummary(spec: ScheduleDescription['spec']): string {
   const parts: string[] = [];
   for (const i of spec.intervals ?? []) parts.push(`every ${formatDuration(Number(i.every))}${i.offset ? ` (offset ${formatDuration(Number(i.offset))})` : ''}`);
   for (const c of spec.calendars ?? []) parts.push(c.comment ? `cron '${c.comment}'` : `cron '${cronOf(c)}'`);

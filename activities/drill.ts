@@ -1,0 +1,162 @@
+// DR drill activities: the plan from the worker's config, a read-only preflight, the cleanup proof
+// and the evidence report in the off-site bucket. The drill's restore, verification and DNS steps
+// are the failover's own activities (activities/failover.ts), pointed at the DR site and the drill
+// record instead of production.
+import { ApplicationFailure } from '@temporalio/common';
+import { renderDrillHtml } from '../common/drill-html.ts';
+import { DRILL_CRITERIA, type DrillCriterion, type DrillPlan, type DrillPreflight, type DrillReport, drillReportKeys } from '../common/drill.ts';
+import { FailureType, failure } from '../common/errors.ts';
+import type { CheckResult } from '../common/failover.ts';
+import type { Gateways } from '../worker/gateways.ts';
+import { backupRef, newestCompleted } from './failover.ts';
+import { heartbeat } from './support.ts';
+import { createSnapshotActivities } from './snapshot.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function createDrillActivities(gw: Gateways) {
+  const planOf = (name: string) => {
+    const d = gw.config.drills.find((x) => x.name === name);
+    if (!d) {
+      throw ApplicationFailure.create({
+        type: FailureType.PreflightFailed,
+        nonRetryable: true,
+        message: `no drill plan '${name}' in the worker's config (plans: ${gw.config.drills.map((x) => x.name).join(', ') || 'none'})`,
+      });
+    }
+    return d;
+  };
+
+  return {
+    /** The plan as the worker's config says, resolved: criteria, targets in seconds, approvers. */
+    async loadDrillPlan(input: { plan: string }): Promise<DrillPlan> {
+      const d = planOf(input.plan);
+      const criteria: DrillCriterion[] = d.criteria ?? DRILL_CRITERIA.filter((c) => c !== 'etcd-restore' || d.etcdRestore);
+      const tiers = [...new Set(d.workloads.map((w) => w.tier))];
+      return {
+        name: d.name,
+        from: d.from,
+        to: d.to,
+        workloads: d.workloads,
+        record: d.record,
+        criteria,
+        etcdRestore: d.etcdRestore,
+        approvalTimeoutMs: d.approvalTimeout ?? gw.config.approvals.timeout,
+        signoffTimeoutMs: d.signoffTimeout,
+        verifyTimeoutMs: d.verifyTimeout,
+        approvers: gw.config.approvals.approvers,
+        twoPersonRule: gw.config.approvals.twoPersonRule,
+        targets: Object.fromEntries(tiers.map((t) => [t, { rpoSeconds: gw.config.targets[t]!.rpo / 1000, rtoSeconds: gw.config.targets[t]!.rto / 1000 }])),
+        webUi: gw.config.temporal.webUi,
+      };
+    },
+
+    /**
+     * Read-only: is the DR site ready, which backup would be restored, what the drill record and
+     * the source's workloads look like now. A namespace of the plan that already exists at the DR
+     * site refuses the drill: restoring over it would touch something live.
+     */
+    async drillPreflight(input: { plan: DrillPlan }): Promise<DrillPreflight> {
+      const { plan } = input;
+      const to = gw.site(plan.to);
+      const from = gw.site(plan.from);
+      if (!to.appAddress) throw failure(FailureType.PreflightFailed, `site ${to.name} has no appAddress for the drill record`);
+      const namespaces = [...new Set(plan.workloads.flatMap((w) => w.namespaces))];
+      const kube = gw.kube(to.cluster.name);
+      const velero = gw.velero(to.name);
+      const [readyz, nodes, bsl, backups, record, existing, source, snapshots] = await Promise.all([
+        kube.readyz(),
+        kube.nodes().catch((e: Error) => e),
+        velero.storageLocation(to.velero.storageLocation),
+        velero.backups(),
+        gw.dns().getA(plan.record.name),
+        Promise.all(namespaces.map(async (ns) => ((await kube.namespacePhase(ns)) ? ns : undefined))),
+        sourceWorkloads(from.cluster.name, namespaces),
+        plan.etcdRestore ? listEtcdSnapshots(to.cluster.name) : Promise.resolve(undefined),
+      ]);
+      const drReady: CheckResult[] = [
+        { check: `${to.name} API server ready`, ok: readyz.ready, detail: readyz.detail.slice(0, 120) },
+        nodes instanceof Error
+          ? { check: `${to.name} nodes Ready`, ok: false, detail: nodes.message }
+          : { check: `${to.name} nodes Ready`, ok: nodes.length > 0 && nodes.every((n) => n.ready), detail: `${nodes.filter((n) => n.ready).length}/${nodes.length} Ready` },
+        { check: `${to.name} Velero sees BackupStorageLocation ${to.velero.storageLocation}`, ok: bsl?.phase === 'Available', detail: bsl ? `${bsl.phase ?? 'unknown'}, ${bsl.accessMode}` : 'not found' },
+      ];
+      const newest = newestCompleted(backups, namespaces, to.velero.storageLocation);
+      return {
+        plan,
+        namespaces,
+        drReady,
+        backup: newest ? backupRef(newest) : undefined,
+        existingAtTarget: existing.filter((x): x is string => !!x),
+        recordBefore: record?.addresses ?? [],
+        toAddress: to.appAddress,
+        sourceWorkloads: source.workloads,
+        sourceDetail: source.detail,
+        etcdSnapshot: snapshots?.[0],
+      };
+    },
+
+    /** Deployments at a site, for comparing the DR site's pods with the source's. */
+    async siteDeployments(input: { site: string; namespaces: string[] }): Promise<{ name: string; available: number; replicas: number }[]> {
+      const kube = gw.kube(gw.site(input.site).cluster.name);
+      const out: { name: string; available: number; replicas: number }[] = [];
+      for (const ns of input.namespaces) {
+        if (!(await kube.namespacePhase(ns))) continue;
+        for (const d of await kube.deployments(ns)) out.push({ name: `${ns}/${d.name}`, available: d.available, replicas: d.replicas });
+      }
+      return out;
+    },
+
+    /**
+     * Proof that the drill left nothing behind: the plan's namespaces are gone from the DR site
+     * (waiting out their termination) and the drill record answers what it did before.
+     */
+    async drillCleanupCheck(input: { site: string; namespaces: string[]; record: string; recordBefore: string[]; timeoutMs?: number }): Promise<{ ok: boolean; detail: string }> {
+      const kube = gw.kube(gw.site(input.site).cluster.name);
+      const deadline = Date.now() + (input.timeoutMs ?? 60_000);
+      for (;;) {
+        const left = (await Promise.all(input.namespaces.map(async (ns) => ((await kube.namespacePhase(ns)) ? ns : undefined)))).filter(Boolean);
+        const now = (await gw.dns().getA(input.record))?.addresses ?? [];
+        const recordOk = now.join(',') === [...input.recordBefore].sort().join(',');
+        heartbeat({ left, recordOk });
+        if (!left.length && recordOk) {
+          return { ok: true, detail: `${input.namespaces.join(', ')} gone from ${input.site}; ${input.record} back to ${input.recordBefore.join(',') || '(no record)'}` };
+        }
+        if (Date.now() > deadline) {
+          const why = [left.length ? `still at ${input.site}: ${left.join(', ')}` : '', recordOk ? '' : `${input.record} is ${now.join(',') || '(none)'}, was ${input.recordBefore.join(',') || '(none)'}`];
+          return { ok: false, detail: why.filter(Boolean).join('; ') };
+        }
+        await sleep(1000);
+      }
+    },
+
+    /** Stores the report (JSON + self-contained HTML) in the off-site bucket. Same keys each time: idempotent. */
+    async writeDrillReport(input: { report: DrillReport }): Promise<NonNullable<DrillReport['location']>> {
+      const store = gw.store();
+      const keys = drillReportKeys(gw.config.objectStore.prefix, input.report.plan, input.report.workflowId);
+      const location = { bucket: gw.config.objectStore.bucket, ...keys };
+      const report: DrillReport = { ...input.report, location };
+      const meta = { plan: report.plan, outcome: report.outcome, 'workflow-id': report.workflowId };
+      await store.put(keys.json, `${JSON.stringify(report, null, 2)}\n`, meta);
+      await store.put(keys.html, renderDrillHtml(report), meta);
+      return location;
+    },
+  };
+
+  async function sourceWorkloads(cluster: string, namespaces: string[]): Promise<{ workloads?: Record<string, number>; detail: string }> {
+    const kube = gw.kube(cluster);
+    const ready = await kube.readyz(3000);
+    if (!ready.ready) return { detail: `${cluster} API not reachable (${ready.detail.slice(0, 80)})` };
+    const workloads: Record<string, number> = {};
+    for (const ns of namespaces) {
+      if (!(await kube.namespacePhase(ns))) continue;
+      for (const d of await kube.deployments(ns)) workloads[`${ns}/${d.name}`] = d.replicas;
+    }
+    return { workloads, detail: `${Object.keys(workloads).length} deployment(s) at ${cluster}` };
+  }
+
+  async function listEtcdSnapshots(cluster: string): Promise<{ key: string; takenAt: string }[]> {
+    const refs = await createSnapshotActivities(gw).listSnapshots(cluster);
+    return refs.map((r) => ({ key: r.key, takenAt: r.takenAt }));
+  }
+}

@@ -1,0 +1,239 @@
+// The DR drill contract: what `drctl drill run` and a drill Schedule send, the evidence report the
+// workflow writes, and the pure judgements (per-tier RTO/RPO verdicts, success criteria) the
+// workflow, the CLI and the tests share. Pure code: workflows import it.
+import type { BackupRef, CheckResult } from './failover.ts';
+import type { DecisionRecord } from './restore.ts';
+
+export const DRILL_STEPS = [
+  'preflight',
+  'approval',
+  'etcd-restore',
+  'restore',
+  'verify',
+  'switch-drill-record',
+  'measure',
+  'cleanup',
+  'report',
+  'sign-off',
+] as const;
+export type DrillStep = (typeof DRILL_STEPS)[number];
+
+/** The seed's success criteria, plus the targets; a plan picks which of them decide its verdict. */
+export const DRILL_CRITERIA = ['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rpo-met', 'rto-met', 'etcd-restore', 'cleanup'] as const;
+export type DrillCriterion = (typeof DRILL_CRITERIA)[number];
+
+export interface DrillInput {
+  /** Plan name from the config's drills section. */
+  plan: string;
+  /** A person, or `schedule:<id>` for a scheduled drill (then any approver may approve it). */
+  requestedBy: string;
+  reason?: string;
+  approvalTimeoutMs?: number;
+}
+
+/** A plan as the worker resolved it from its config (no credentials: safe for history). */
+export interface DrillPlan {
+  name: string;
+  from: string;
+  to: string;
+  workloads: { tier: string; namespaces: string[] }[];
+  record: { name: string; ttl: number };
+  criteria: DrillCriterion[];
+  etcdRestore: boolean;
+  approvalTimeoutMs: number;
+  signoffTimeoutMs: number;
+  verifyTimeoutMs: number;
+  approvers: string[];
+  twoPersonRule: boolean;
+  targets: Record<string, { rpoSeconds: number; rtoSeconds: number }>;
+  webUi?: string;
+}
+
+export interface DrillPreflight {
+  plan: DrillPlan;
+  namespaces: string[];
+  drReady: CheckResult[];
+  backup?: BackupRef;
+  /** Namespaces of the plan that already exist at the DR site: a drill there would touch live objects. */
+  existingAtTarget: string[];
+  /** The drill record before the drill (restored afterwards), and where the DR site's app lives. */
+  recordBefore: string[];
+  toAddress: string;
+  /** Deployments at the source site (name → replicas); undefined when its API is unreachable. */
+  sourceWorkloads?: Record<string, number>;
+  sourceDetail: string;
+  /** The DR cluster's newest off-site etcd snapshot, when the plan restores etcd too. */
+  etcdSnapshot?: { key: string; takenAt: string };
+}
+
+export interface DrillStepRecord {
+  step: DrillStep | string;
+  state: 'pending' | 'running' | 'done' | 'failed' | 'skipped';
+  startedAt?: string;
+  endedAt?: string;
+  seconds?: number;
+  detail?: string;
+  items: Record<string, string>;
+}
+
+export interface TierResult {
+  tier: string;
+  namespaces: string[];
+  rpoSeconds?: number;
+  rpoTargetSeconds: number;
+  rtoSeconds?: number;
+  rtoTargetSeconds: number;
+  rpoMet: boolean;
+  rtoMet: boolean;
+}
+
+export interface Verdict {
+  criterion: DrillCriterion;
+  ok: boolean;
+  detail: string;
+}
+
+export interface SignOff {
+  by: string;
+  comment?: string;
+  at: string;
+}
+
+export type DrillOutcome = 'passed' | 'failed' | 'cancelled';
+
+export interface DrillReport {
+  kind: 'drctl.drill-report/v1';
+  plan: string;
+  workflowId: string;
+  runId: string;
+  outcome: DrillOutcome;
+  requestedBy: string;
+  reason?: string;
+  from: string;
+  to: string;
+  record: string;
+  namespaces: string[];
+  startedAt: string;
+  endedAt: string;
+  /** RTO clock: from the go (approval) to the app answering through the drill record. */
+  clockStartedAt?: string;
+  servingAt?: string;
+  approvalWaitSeconds?: number;
+  backup?: BackupRef;
+  tiers: TierResult[];
+  verdicts: Verdict[];
+  checks: CheckResult[];
+  timeline: DrillStepRecord[];
+  approvals: DecisionRecord[];
+  signOff?: SignOff;
+  failures: string[];
+  compensations: { name: string; state: 'done' | 'failed'; detail?: string }[];
+  etcd?: { cluster: string; workflowId: string; outcome: string; seconds?: number; snapshot?: string; detail?: string };
+  /** Where the report lives in the off-site bucket. */
+  location?: { bucket: string; json: string; html: string };
+  warnings: string[];
+}
+
+export interface DrillStatus {
+  plan: string;
+  phase: 'running' | 'waiting-approval' | 'cleaning-up' | 'waiting-signoff' | 'completed' | 'aborted';
+  requestedBy: string;
+  decisions: DecisionRecord[];
+  steps: DrillStepRecord[];
+  evidence?: {
+    from: string;
+    to: string;
+    namespaces: string[];
+    backup?: BackupRef;
+    record: string;
+    recordBefore: string[];
+    recordDuring: string[];
+    etcdSnapshot?: string;
+    approvers: string[];
+    approvalDeadline: string;
+    warnings: string[];
+  };
+  report?: DrillReport;
+  error?: string;
+}
+
+/** Per tier: the achieved RPO (the restored backup's age) and RTO (go → serving) against its targets. */
+export function tierResults(plan: DrillPlan, rpoSeconds: number | undefined, rtoSeconds: number | undefined): TierResult[] {
+  return plan.workloads.map((w) => {
+    const t = plan.targets[w.tier]!;
+    return {
+      tier: w.tier,
+      namespaces: w.namespaces,
+      rpoSeconds,
+      rpoTargetSeconds: t.rpoSeconds,
+      rtoSeconds,
+      rtoTargetSeconds: t.rtoSeconds,
+      rpoMet: rpoSeconds !== undefined && rpoSeconds <= t.rpoSeconds,
+      rtoMet: rtoSeconds !== undefined && rtoSeconds <= t.rtoSeconds,
+    };
+  });
+}
+
+/** Deployments at the DR site against the source: every source deployment there with as many available replicas. */
+export function podsMatch(source: Record<string, number> | undefined, dr: { name: string; available: number }[]): { ok: boolean; detail: string } {
+  if (!source) return { ok: false, detail: 'source site unreachable: nothing to compare with' };
+  const names = Object.keys(source).sort();
+  if (!names.length) return { ok: false, detail: 'no deployments at the source' };
+  const have = new Map(dr.map((d) => [d.name, d.available]));
+  const off = names.filter((n) => (have.get(n) ?? -1) !== source[n]);
+  const show = (n: string) => `${n} ${have.get(n) ?? 'missing'}/${source[n]}`;
+  return off.length ? { ok: false, detail: `differs: ${off.map(show).join(', ')}` } : { ok: true, detail: names.map(show).join(', ') };
+}
+
+export interface DrillFacts {
+  backup?: BackupRef;
+  restore?: { phase: string; errors: number; itemsRestored?: number; totalItems?: number };
+  podsMatch?: { ok: boolean; detail: string };
+  appServes?: CheckResult;
+  tiers: TierResult[];
+  etcd?: DrillReport['etcd'];
+  cleanup?: { ok: boolean; detail: string };
+}
+
+/** One verdict per criterion the plan names; a criterion whose step never ran fails ("not reached"). */
+export function verdicts(criteria: DrillCriterion[], f: DrillFacts): Verdict[] {
+  const notReached = 'not reached';
+  const one = (criterion: DrillCriterion): Verdict => {
+    switch (criterion) {
+      case 'backup-present':
+        return { criterion, ok: !!f.backup, detail: f.backup ? `${f.backup.name}, completed ${f.backup.completedAt}` : 'no completed backup covering the namespaces' };
+      case 'restore-complete': {
+        const r = f.restore;
+        if (!r) return { criterion, ok: false, detail: notReached };
+        const all = r.totalItems === undefined || r.itemsRestored === r.totalItems;
+        return { criterion, ok: r.phase === 'Completed' && r.errors === 0 && all, detail: `${r.phase}, ${r.itemsRestored ?? '?'}/${r.totalItems ?? '?'} items, ${r.errors} error(s)` };
+      }
+      case 'pods-match-source':
+        return { criterion, ok: !!f.podsMatch?.ok, detail: f.podsMatch?.detail ?? notReached };
+      case 'app-serves':
+        return { criterion, ok: !!f.appServes?.ok, detail: f.appServes ? `${f.appServes.check}: ${f.appServes.detail}` : notReached };
+      case 'rpo-met':
+        return {
+          criterion,
+          ok: f.tiers.length > 0 && f.tiers.every((t) => t.rpoMet),
+          detail: f.tiers.map((t) => `${t.tier}: ${t.rpoSeconds ?? '?'} s / ${t.rpoTargetSeconds} s`).join('; ') || notReached,
+        };
+      case 'rto-met':
+        return {
+          criterion,
+          ok: f.tiers.length > 0 && f.tiers.every((t) => t.rtoMet),
+          detail: f.tiers.map((t) => `${t.tier}: ${t.rtoSeconds === undefined ? '?' : t.rtoSeconds.toFixed(1)} s / ${t.rtoTargetSeconds} s`).join('; ') || notReached,
+        };
+      case 'etcd-restore':
+        return { criterion, ok: f.etcd?.outcome === 'completed', detail: f.etcd ? `${f.etcd.workflowId}: ${f.etcd.outcome}${f.etcd.detail ? ` (${f.etcd.detail})` : ''}` : notReached };
+      case 'cleanup':
+        return { criterion, ok: !!f.cleanup?.ok, detail: f.cleanup?.detail ?? notReached };
+    }
+  };
+  return criteria.map(one);
+}
+
+export const drillReportKeys = (prefix: string, plan: string, workflowId: string) => {
+  const base = `${prefix}drills/${plan}/${workflowId}`;
+  return { json: `${base}/report.json`, html: `${base}/report.html` };
+};
