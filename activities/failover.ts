@@ -253,7 +253,9 @@ export function createFailoverActivities(gw: Gateways) {
       const velero = gw.velero(input.site);
       await velero.create('restores', 'Restore', {
         metadata: { name: input.restoreName, labels: { 'app.kubernetes.io/managed-by': 'drctl' } },
-        spec: { backupName: input.backup, includedNamespaces: input.namespaces, existingResourcePolicy: 'update', restorePVs: false },
+        // Endpoints and EndpointSlices name the source site's pod IPs: restored, they would stay
+        // stale next to the ones the target's controllers make (and fool the endpoint check).
+        spec: { backupName: input.backup, includedNamespaces: input.namespaces, excludedResources: ['endpoints', 'endpointslices.discovery.k8s.io'], existingResourcePolicy: 'update', restorePVs: false },
       });
       const deadline = Date.now() + (input.timeoutMs ?? cfg().restoreTimeout);
       for (;;) {

