@@ -94,6 +94,10 @@ function controllerManager(site: LabSite, node: LabNode): object {
     `--cluster-signing-key-file=${nodePki}/ca.key`,
     '--service-cluster-ip-range=10.96.0.0/16',
     '--allocate-node-cidrs=false',
+    // A kubelet re-reports its pods' readiness when its node comes back; kwok does not. So a short
+    // API outage (an etcd restore of this site) must not get the kwok nodes marked NotReady: their
+    // pods would stay Ready=False for good. A burned site (lab site down --hard) has no API anyway.
+    '--node-monitor-grace-period=10m',
     '--profiling=false',
   ]);
 }

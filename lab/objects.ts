@@ -277,7 +277,8 @@ async function reviveStalePods(api: KubernetesObjectApi): Promise<string[]> {
   const pods = (await api.list<Pod>('v1', 'Pod')).items;
   const stale = pods.filter((p) => {
     const c = new Map((p.status?.conditions ?? []).map((x) => [x.type, x.status]));
-    return c.get('Ready') === 'False' && c.get('ContainersReady') === 'True' && p.metadata?.namespace !== 'kube-system';
+    // Only pods a controller owns come back by themselves.
+    return c.get('Ready') === 'False' && c.get('ContainersReady') === 'True' && (p.metadata?.ownerReferences?.length ?? 0) > 0;
   });
   await Promise.all(stale.map((p) => api.delete({ apiVersion: 'v1', kind: 'Pod', metadata: { name: p.metadata?.name, namespace: p.metadata?.namespace } }, undefined, undefined, 0).catch((err: unknown) => {
     if (code(err) !== 404) throw err;

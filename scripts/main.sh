@@ -2,9 +2,20 @@
 # The main job on the embedded lab: set-up, `drctl lab up` (Temporal + UI, MinIO, two sites of
 # three control-plane nodes with sshd, etcd and kube-apiserver, and a drctl worker), then through
 # Temporal: the cluster-health runbook on both sites, a verified off-site etcd snapshot of each,
-# and a quorum-restore dry run. The lab stays up; `drctl lab down` stops it.
+# a quorum-restore dry run, and a DR drill end to end: it stops at the go/no-go gate until an
+# approver says go from the Web UI or the CLI (`--unattended`: this script approves as bob and signs
+# off as carol), restores into site-b, switches only the drill record, measures RTO/RPO, cleans up
+# and prints where its evidence report is. The lab stays up; `drctl lab down` stops it.
+#   npm run main [-- --unattended]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+unattended=false
+for a in "$@"; do
+  case "$a" in
+    --unattended) unattended=true ;;
+    *) echo "main: unknown option '$a' (known: --unattended)" >&2; exit 2 ;;
+  esac
+done
 bash scripts/setup.sh
 node bin/drctl.js lab up
 export DRCTL_CONFIG="$PWD/.lab/drctl.yaml"
@@ -21,6 +32,25 @@ drctl snapshot list --cluster site-a
 echo; echo "== quorum restore of site-a: dry run (the plan and exact per-node commands; nothing changes) =="
 drctl etcd restore --cluster site-a --snapshot latest --dry-run
 
+echo; echo "== DR drill 'quarterly': restore into site-b, switch drill.app.example.com (not production), measure, clean up =="
+wf=$(drctl drill run --plan quarterly --as "${DRCTL_USER:-oncall}" --reason "main job" --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).workflowId)')
+webui="http://127.0.0.1:8233/namespaces/default/workflows/$wf"
+if $unattended; then
+  echo "unattended: approving as bob"
+  drctl approve "$wf" --as bob --reason "unattended main job"
+else
+  cat <<TXT
+The drill $wf waits for go/no-go by an approver (alice, bob or carol; not the requester):
+  Web UI: $webui → More Actions → Send a Signal → approve, input {"by": "bob", "reason": "go"}
+  CLI:    DRCTL_CONFIG=$DRCTL_CONFIG node bin/drctl.js approve $wf --as bob --reason go
+(unattended: npm run main -- --unattended)
+TXT
+fi
+drctl status "$wf" --wait
+if $unattended; then drctl drill sign "$wf" --as carol --comment "unattended main job"; fi
+drctl drill report "$wf" --out .lab/drill-report.html
+echo "evidence report: .lab/drill-report.html (self-contained HTML; JSON: drctl drill report $wf --json), stored off-site as shown above"
+
 cat <<TXT
 
 Try a real restore (site-a has quorum, hence --force; it waits for go/no-go):
@@ -30,6 +60,10 @@ Try a real restore (site-a has quorum, hence --force; it waits for go/no-go):
   node bin/drctl.js approve etcd-restore-site-a --as bob --reason "drill"
     (or in the Temporal UI, http://127.0.0.1:8233: the workflow → Signal → approve, input {"by":"bob"})
   node bin/drctl.js status etcd-restore-site-a --wait
+Drills:
+  node bin/drctl.js drill schedule --plan quarterly        # a Temporal Schedule, quarterly (overlap SKIP)
+  node bin/drctl.js drill list | history                    # schedules; past drills with verdicts
+  node bin/drctl.js drill sign $wf --as carol --comment ok  # sign the report off
 Other:
   node bin/drctl.js lab status                           # every component, address, pid, health
   eval "\$(node bin/drctl.js lab env --site site-a)"; etcdctl endpoint status -w table

@@ -1,6 +1,6 @@
 // Records the workflow histories that test/replay.test.ts replays against the current code, so a
 // change that would break runs in flight fails CI. Run against the lab after an intended change
-// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|failover|all]
+// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|failover|drill|all]
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -9,6 +9,7 @@ import { createWorker } from '../worker/worker.ts';
 import { clusterHealth } from '../workflows/cluster-health.ts';
 import { approveSignal, decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
 import { etcdSnapshot } from '../workflows/etcd-snapshot.ts';
+import { drDrill, drillStatusQuery, signoffSignal } from '../workflows/drill.ts';
 import { healthWatch } from '../workflows/health-watch.ts';
 import { failoverStatusQuery, siteFailover } from '../workflows/site-failover.ts';
 import { labCli, resetFailoverLab } from '../test/support/failover.ts';
@@ -20,6 +21,9 @@ const which = process.argv[3] ?? 'all';
 const taskQueue = `record-${Date.now()}`;
 const config = labConfig(taskQueue);
 config.failover!.healthWatch.interval = 500;
+// The recorded drill covers the etcd restore drill (a child workflow) as well.
+config.drills[0]!.etcdRestore = true;
+config.drills[0]!.criteria = [...new Set([...(config.drills[0]!.criteria ?? ['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rpo-met', 'rto-met', 'cleanup'] as const)]), 'etcd-restore'];
 const client = await temporalClient(config);
 const gw = createGateways(config);
 const w = await createWorker(config);
@@ -68,6 +72,20 @@ await w.worker.runUntil(async () => {
     await until('continued as new', () => watch.describe(), (d) => d.runId !== watch.firstExecutionRunId, 60_000);
     save('health-watch', watch, watch.firstExecutionRunId);
     await watch.terminate('recorded');
+  }
+
+  if (which === 'drill' || which === 'all') {
+    // A drill with the etcd restore drill on site B: go by bob, then a sign-off from the Web UI's signal.
+    await resetFailoverLab(gw, config);
+    await client.workflow.execute(etcdSnapshot, { taskQueue, workflowId: id('snapshot-b'), args: [{ cluster: 'site-b', keep: 50 }] });
+    const drill = await client.workflow.start(drDrill, { taskQueue, workflowId: id('drill'), args: [{ plan: config.drills[0]!.name, requestedBy: 'alice', reason: 'recording' }] });
+    await until('waiting-approval', () => drill.query(drillStatusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    await drill.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
+    const st = await until('waiting-signoff', () => drill.query(drillStatusQuery), (s) => s.phase === 'waiting-signoff' || s.phase === 'aborted', 600_000);
+    console.log(`drill: ${st.report?.outcome}; ${st.report?.verdicts.map((v) => `${v.criterion} ${v.ok}`).join(', ')}; etcd ${JSON.stringify(st.report?.etcd)}`);
+    await drill.signal(signoffSignal, { by: 'carol', comment: 'recording' });
+    await drill.result();
+    save('dr-drill', drill);
   }
 });
 gw.close();

@@ -19,10 +19,9 @@ import type { Gateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
 import { decideUpdate, drDrill, drillStatusQuery } from '../workflows/drill.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
-import { failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
-import { drctlCli, labConfig, startTestEnv, type TestEnv, until } from './support/lab.ts';
+import { DRILL_RECORD, failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
+import { drctlCli, labConfig, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
 
-const DRILL_RECORD = 'drill.app.example.com';
 const PLAN = 'quarterly';
 
 let env: TestEnv;
@@ -48,10 +47,7 @@ afterAll(() => env?.close());
 
 const cli = (...args: string[]) => drctlCli(['--config', cfgFile, ...args]);
 
-async function baseline() {
-  await resetFailoverLab(gw, env.config);
-  await gw.dns().setA({ name: DRILL_RECORD, ttl: 30, addresses: [A] });
-}
+const baseline = () => resetFailoverLab(gw, env.config);
 
 /** Site B and both records exactly as the baseline: what every drill must leave behind. */
 async function drState() {
@@ -231,6 +227,36 @@ describe('DR drill', () => {
     const st = await h.query(drillStatusQuery);
     expect(st.report!.outcome).toBe('cancelled');
     expect(st.report!.verdicts.find((v) => v.criterion === 'cleanup')!.ok).toBe(true);
+    expect(await drState()).toEqual(BASELINE());
+  });
+
+  it('with etcdRestore: the DR cluster\'s newest off-site snapshot restored onto itself (a child runbook the drill\'s go approves), then the app drill', { timeout: 600_000 }, async () => {
+    await baseline();
+    const snap = await snapshotNow(client, env.taskQueue, gw, 'site-b');
+    await withWorker((c) => {
+      c.drills[0]!.etcdRestore = true;
+    }, async (tq) => {
+      const h = await startDrill(tq);
+      const gate = await phase(h, ['waiting-approval']);
+      expect(gate.evidence!.etcdSnapshot).toBe(snap.key);
+      await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true, reason: 'go' }] });
+      const st = await phase(h, ['waiting-signoff', 'completed'], 480_000);
+      const r = st.report!;
+      expect(r.outcome, JSON.stringify(r.verdicts)).toBe('passed');
+      expect(r.verdicts.map((v) => v.criterion)).toContain('etcd-restore');
+      expect(r.etcd).toMatchObject({ cluster: 'site-b', workflowId: `${h.workflowId}-etcd`, outcome: 'completed', snapshot: snap.key });
+      // Every member restored from that snapshot: one revision, above the snapshot's (bumped), same key count.
+      const members = [...r.etcd!.detail!.matchAll(/(cp\d) rev (\d+), (\d+) keys/g)].map((m) => ({ node: m[1], rev: Number(m[2]), keys: Number(m[3]) }));
+      expect(members.map((m) => m.node)).toEqual(['cp1', 'cp2', 'cp3']);
+      expect(new Set(members.map((m) => m.rev)).size).toBe(1);
+      expect(members[0]!.rev).toBeGreaterThan(snap.revision);
+      expect(new Set(members.map((m) => m.keys)).size).toBe(1);
+      // The child was approved by the drill's approver, not by its requester.
+      const child = await client.workflow.getHandle(`${h.workflowId}-etcd`).result();
+      expect(child.approval).toMatchObject({ by: 'bob', approve: true, accepted: true });
+      console.log(`etcd restore drill ${r.etcd!.seconds!.toFixed(1)} s; app RTO ${r.tiers[0]!.rtoSeconds!.toFixed(1)} s`);
+      await h.terminate('test done');
+    });
     expect(await drState()).toEqual(BASELINE());
   });
 

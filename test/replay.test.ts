@@ -13,17 +13,26 @@ const history = (f: string) => JSON.parse(readFileSync(new URL(f, dir), 'utf8'))
 const quiet = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, log() {} };
 let current: WorkflowBundle;
 
+/**
+ * The recorded run's workflow id, where the code derives something from it (the drill names its
+ * etcd child `<id>-etcd`): read back from that child's id. Otherwise the replayer's default.
+ */
+function recordedWorkflowId(f: string): string | undefined {
+  const child = history(f).events.find((e) => e.eventType === 'EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED') as { startChildWorkflowExecutionInitiatedEventAttributes?: { workflowId?: string } } | undefined;
+  return child?.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId?.replace(/-etcd$/, '');
+}
+
 beforeAll(async () => {
   current = await bundleWorkflowCode({ workflowsPath, logger: quiet });
 }, 120_000);
 
 describe('replay of committed histories', () => {
   it('covers every runbook', () => {
-    expect(files.sort()).toEqual(['cluster-health.json', 'etcd-restore.json', 'etcd-snapshot.json', 'health-watch.json', 'site-failover.json']);
+    expect(files.sort()).toEqual(['cluster-health.json', 'dr-drill.json', 'etcd-restore.json', 'etcd-snapshot.json', 'health-watch.json', 'site-failover.json']);
   });
 
   it.each(files)('%s replays against the current code', async (f) => {
-    await Worker.runReplayHistory({ workflowBundle: current, replayName: f }, history(f));
+    await Worker.runReplayHistory({ workflowBundle: current, replayName: f }, history(f), recordedWorkflowId(f));
   });
 
   it('the restore history is a full run: approval gate (a refused self-approval, then an update), every step', () => {
@@ -39,6 +48,14 @@ describe('replay of committed histories', () => {
     for (const step of ['failoverPreflight', 'fencePrimary', 'setStorageLocationMode', 'veleroRestore', 'backupContents', 'verifySite', 'switchDns', 'verifyDns', 'promoteSite']) expect(h).toContain(step);
     expect(h).toContain('WORKFLOW_EXECUTION_SIGNALED');
     expect(h).toContain('WORKFLOW_EXECUTION_UPDATE_ACCEPTED');
+    expect(h).toContain('WORKFLOW_EXECUTION_COMPLETED');
+  });
+
+  it('the drill history is a full run: the go, the etcd restore drill as a child approved by the drill, restore, drill record, cleanup, report, sign-off', () => {
+    const h = JSON.stringify(history('dr-drill.json'));
+    for (const x of ['drillPreflight', 'START_CHILD_WORKFLOW_EXECUTION_INITIATED', 'SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED', 'CHILD_WORKFLOW_EXECUTION_COMPLETED', 'veleroRestore', 'verifySite', 'switchDns', 'removeRestored', 'drillCleanupCheck', 'writeDrillReport']) expect(h).toContain(x);
+    expect(h).toContain('WORKFLOW_EXECUTION_UPDATE_ACCEPTED');
+    expect(h).toContain('WORKFLOW_EXECUTION_SIGNALED');
     expect(h).toContain('WORKFLOW_EXECUTION_COMPLETED');
   });
 

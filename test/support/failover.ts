@@ -8,6 +8,7 @@ import { drctlCli, until } from './lab.ts';
 
 export const NS = 'demo-app';
 export const RECORD = 'app.example.com';
+export const DRILL_RECORD = 'drill.app.example.com';
 
 export async function labCli(...args: string[]) {
   const r = await drctlCli(['lab', ...args]);
@@ -20,6 +21,7 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
   await labCli('site', 'up', 'site-a');
   await labCli('site', 'up', 'site-b');
   await gw.dns().setA({ name: RECORD, ttl: 30, addresses: [appAddress(config, 'site-a')] });
+  await gw.dns().setA({ name: DRILL_RECORD, ttl: 30, addresses: [appAddress(config, 'site-a')] });
   const kubeA = gw.kube('site-a');
   for (const d of await kubeA.deployments(NS)) {
     await kubeA.patchDeployment(NS, d.name, { replicas: Number(d.annotations[FENCED_REPLICAS] ?? (d.replicas || 3)), annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
