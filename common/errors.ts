@@ -43,3 +43,10 @@ const NON_RETRYABLE = new Set<FailureType>([
 export function failure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
   return ApplicationFailure.create({ type, message, nonRetryable: NON_RETRYABLE.has(type), details: details === undefined ? [] : [details] });
 }
+
+/** The innermost message of a failure chain: the activity's own, not "Activity task failed" around it. */
+export function rootMessage(err: unknown): string {
+  let e = err as Error & { cause?: unknown };
+  while (e.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
+  return e.message;
+}

@@ -16,11 +16,10 @@ import type { DrctlConfig } from '../config/schema.ts';
 import { objectApi } from '../lab/objects.ts';
 import { paths, SITES } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
-import { createWorker } from '../worker/worker.ts';
 import { decideUpdate, drDrill, drillStatusQuery } from '../workflows/drill.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
 import { DRILL_RECORD, failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
-import { drctlCli, labConfig, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
+import { drctlCli, snapshotNow, startTestEnv, type TestEnv, until, withWorker as withVariantWorker } from './support/lab.ts';
 
 const PLAN = 'quarterly';
 
@@ -65,18 +64,7 @@ const streamText = async (s: AsyncIterable<Buffer | string>) => {
   return out;
 };
 
-async function withWorker<T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>): Promise<T> {
-  const taskQueue = `drill-variant-${Date.now()}`;
-  const config = labConfig(taskQueue);
-  change(config);
-  const w = await createWorker(config);
-  try {
-    return await w.worker.runUntil(fn(taskQueue));
-  } finally {
-    await w.connection.close();
-    w.gateways.close();
-  }
-}
+const withWorker = <T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>) => withVariantWorker('drill', change, fn);
 
 const startDrill = (taskQueue: string) =>
   client.workflow.start(drDrill, { taskQueue, workflowId: `drill-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`, args: [{ plan: PLAN, requestedBy: 'alice', reason: 'test' }] });

@@ -16,11 +16,10 @@ import type { FailoverInput, FailoverStatus } from '../common/failover.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { paths } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
-import { createWorker } from '../worker/worker.ts';
 import { healthWatch, watchStatusQuery } from '../workflows/health-watch.ts';
 import { decideUpdate, failoverStatusQuery, rejectSignal, siteFailover } from '../workflows/site-failover.ts';
 import { failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
-import { drctlCli, labConfig, startTestEnv, type TestEnv, until } from './support/lab.ts';
+import { drctlCli, labConfig, startTestEnv, type TestEnv, until, withWorker as withVariantWorker } from './support/lab.ts';
 
 let env: TestEnv;
 let gw: Gateways;
@@ -42,19 +41,7 @@ const baseline = () => resetFailoverLab(gw, env.config);
 const siteState = () => failoverState(gw);
 const BASELINE = () => ({ dns: [A], replicasA: [3], fencedA: false, bslA: 'ReadWrite', bslB: 'ReadWrite', nsB: undefined });
 
-/** A worker on its own task queue with a changed config (policy, timeouts). */
-async function withWorker<T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>): Promise<T> {
-  const taskQueue = `failover-variant-${Date.now()}`;
-  const config = labConfig(taskQueue);
-  change(config);
-  const w = await createWorker(config);
-  try {
-    return await w.worker.runUntil(fn(taskQueue));
-  } finally {
-    await w.connection.close();
-    w.gateways.close();
-  }
-}
+const withWorker = <T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>) => withVariantWorker('failover', change, fn);
 
 const start = (taskQueue: string, args: Partial<FailoverInput> = {}, id = `failover-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`) =>
   client.workflow.start(siteFailover, { taskQueue, workflowId: id, args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: 'test', ...args }] });

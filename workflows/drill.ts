@@ -14,12 +14,10 @@ import {
   defineSignal,
   defineUpdate,
   isCancellation,
-  proxyActivities,
   setHandler,
   startChild,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.ts';
 import {
   DRILL_STEPS,
   type DrillFacts,
@@ -34,10 +32,12 @@ import {
   tierResults,
   verdicts,
 } from '../common/drill.ts';
-import { FailureType } from '../common/errors.ts';
+import { FailureType, rootMessage } from '../common/errors.ts';
 import type { CheckResult } from '../common/failover.ts';
 import { runTag } from '../common/restore.ts';
 import { approveSignal, waitForDecision } from './approval.ts';
+import { long, quick, undo } from './site-activities.ts';
+import { stepRunner } from './steps.ts';
 import { etcdRestore } from './etcd-restore.ts';
 
 export { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
@@ -46,29 +46,6 @@ export const drillStatusQuery = defineQuery<DrillStatus>('status');
 export const signoffSignal = defineSignal<[{ by: string; comment?: string }]>('signoff');
 /** CLI: the same, refused at once unless an approver signs while the drill waits for sign-off. */
 export const signoffUpdate = defineUpdate<SignOff, [{ by: string; comment?: string }]>('sign');
-
-/** The activity's own message, not the "Activity task failed" wrapping it. */
-function rootMessage(err: unknown): string {
-  let e = err as Error & { cause?: unknown };
-  while (e.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
-  return e.message;
-}
-
-const quick = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '5 seconds', maximumAttempts: 5 },
-});
-const long = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '20 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 3 },
-});
-/** Cleanup retries until it succeeds: a drill must never leave the DR site changed. */
-const undo = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '15 seconds' },
-});
 
 export async function drDrill(input: DrillInput): Promise<DrillReport> {
   const info = workflowInfo();
@@ -86,24 +63,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
   setHandler(drillStatusQuery, () => status, { description: 'Phase, evidence, progress of every step and, at the end, the report' });
 
   const step = (name: DrillStep): DrillStepRecord => status.steps.find((x) => x.step === name)!;
-  async function run<T>(name: DrillStep, fn: (s: DrillStepRecord) => Promise<T>): Promise<T> {
-    const s = step(name);
-    s.state = 'running';
-    s.startedAt = new Date().toISOString();
-    const t0 = Date.now();
-    try {
-      const out = await fn(s);
-      s.state = 'done';
-      return out;
-    } catch (err) {
-      s.state = 'failed';
-      s.detail = rootMessage(err);
-      throw err;
-    } finally {
-      s.endedAt = new Date().toISOString();
-      s.seconds = (Date.now() - t0) / 1000;
-    }
-  }
+  const run = stepRunner(step, (_, ms, s) => (s.seconds = ms / 1000));
   const skip = (name: DrillStep, why: string) => Object.assign(step(name), { state: 'skipped', detail: why });
   const refuse = (type: FailureType, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
   const abort = (err: unknown): never => {

@@ -10,6 +10,7 @@ import type { Activities } from '../activities/index.ts';
 import type { Component } from '../activities/restore.ts';
 import { FailureType } from '../common/errors.ts';
 import { waitForDecision } from './approval.ts';
+import { stepRunner } from './steps.ts';
 import {
   type DecisionRecord,
   type NodePlan,
@@ -64,24 +65,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
     return s;
   };
   /** Runs one step, recording its state and duration for `drctl status`. */
-  async function run<T>(name: RestoreStep | 'compensate', fn: (s: StepStatus) => Promise<T>): Promise<T> {
-    const s = step(name);
-    s.state = 'running';
-    s.startedAt = new Date().toISOString();
-    const t0 = Date.now();
-    try {
-      const out = await fn(s);
-      s.state = 'done';
-      return out;
-    } catch (err) {
-      s.state = 'failed';
-      s.detail = (err as Error).message;
-      throw err;
-    } finally {
-      s.endedAt = new Date().toISOString();
-      timings[name] = Date.now() - t0;
-    }
-  }
+  const run = stepRunner(step, (name, ms) => (timings[name] = ms));
   /** The same activity on every node at once, with per-node progress. */
   function onEveryNode<T>(s: StepStatus, nodes: NodePlan[], fn: (n: NodePlan) => Promise<T>): Promise<T[]> {
     return Promise.all(nodes.map(async (n) => {

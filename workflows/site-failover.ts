@@ -6,8 +6,7 @@
 // A failure or cancel after step 3 undoes in reverse: DNS back (never to a site that is down while
 // the other serves), what the restore created removed, backup locations' modes back, the old
 // primary unfenced. Each undo is registered right before its step runs.
-import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.ts';
+import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, setHandler, workflowInfo } from '@temporalio/workflow';
 import { FailureType } from '../common/errors.ts';
 import {
   type BackupRef,
@@ -24,25 +23,11 @@ import {
 } from '../common/failover.ts';
 import { type DecisionRecord, runTag } from '../common/restore.ts';
 import { waitForDecision } from './approval.ts';
+import { long, quick, undo } from './site-activities.ts';
+import { stepRunner } from './steps.ts';
 
 export { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
 export const failoverStatusQuery = defineQuery<FailoverStatus>('status');
-
-const quick = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '5 seconds', maximumAttempts: 5 },
-});
-const long = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '20 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 3 },
-});
-/** Undo steps retry until they succeed: a site briefly unreachable must still be put back. */
-const undo = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '15 seconds' },
-});
 
 export async function siteFailover(input: FailoverInput): Promise<FailoverReport> {
   const { from, to } = input;
@@ -67,24 +52,7 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
     return s;
   };
   const seconds: { step: string; seconds: number }[] = [];
-  async function run<T>(name: FailoverStep | 'compensate', fn: (s: FailoverStepStatus) => Promise<T>): Promise<T> {
-    const s = step(name);
-    s.state = 'running';
-    s.startedAt = new Date().toISOString();
-    const t0 = Date.now();
-    try {
-      const out = await fn(s);
-      s.state = 'done';
-      return out;
-    } catch (err) {
-      s.state = 'failed';
-      s.detail = (err as Error).message;
-      throw err;
-    } finally {
-      s.endedAt = new Date().toISOString();
-      seconds.push({ step: name, seconds: (Date.now() - t0) / 1000 });
-    }
-  }
+  const run = stepRunner(step, (name, ms) => seconds.push({ step: name, seconds: ms / 1000 }));
   const skip = (name: FailoverStep, why: string) => Object.assign(step(name), { state: 'skipped', detail: why });
   const fail = (err: unknown): never => {
     status.phase = 'failed';

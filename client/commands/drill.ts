@@ -18,7 +18,7 @@ import type { Command } from 'commander';
 import { renderDrillHtml } from '../../common/drill-html.ts';
 import type { DrillReport, DrillStatus } from '../../common/drill.ts';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
-import { UsageError } from '../../common/errors.ts';
+import { rootMessage, UsageError } from '../../common/errors.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { DrctlConfig, DrillConfig } from '../../config/schema.ts';
 import { drDrill, drillStatusQuery, signoffUpdate } from '../../workflows/drill.ts';
@@ -311,12 +311,6 @@ async function historyRow(client: Client, workflowId: string, runId: string, sta
     row.report = report.location ? `s3://${report.location.bucket}/${report.location.html}` : undefined;
   }
   return row;
-}
-
-function rootMessage(err: unknown): string {
-  let e = err as Error & { cause?: unknown };
-  while (e.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
-  return e.message;
 }
 
 /** The report: the result once the drill is done, else what its status query holds (written before sign-off). */

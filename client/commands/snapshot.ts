@@ -4,7 +4,7 @@ import { userInfo } from 'node:os';
 import { type Client, ScheduleAlreadyRunning, type ScheduleDescription, ScheduleNotFoundError, type ScheduleSpec, WorkflowFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
-import { UsageError } from '../../common/errors.ts';
+import { rootMessage, UsageError } from '../../common/errors.ts';
 import type { SnapshotRef } from '../../common/snapshots.ts';
 import { findCluster, loadConfig } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
@@ -38,13 +38,6 @@ function retention(opts: RetentionOpts): Pick<EtcdSnapshotInput, 'keep' | 'maxAg
     out.maxAgeMs = ms;
   }
   return out;
-}
-
-/** The innermost message of a failed run: the activity's own failure, not "Workflow execution failed". */
-function rootMessage(err: unknown): string {
-  let e = err as Error & { cause?: unknown };
-  while (e.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
-  return e.message;
 }
 
 /**

@@ -109,3 +109,17 @@ export async function startTestEnv(name: string): Promise<TestEnv> {
     },
   };
 }
+
+/** A worker on its own task queue with a changed config (a policy, a timeout), for one test's runs. */
+export async function withWorker<T>(name: string, change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>): Promise<T> {
+  const taskQueue = `${name}-variant-${Date.now()}`;
+  const config = labConfig(taskQueue);
+  change(config);
+  const w = await createWorker(config);
+  try {
+    return await w.worker.runUntil(fn(taskQueue));
+  } finally {
+    await w.connection.close();
+    w.gateways.close();
+  }
+}
