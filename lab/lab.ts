@@ -240,6 +240,27 @@ function minioCreds(): { accessKeyId: string; secretAccessKey: string } {
   };
 }
 
+/**
+ * Lab addresses that something other than this lab already listens on (a lab from another
+ * checkout, a process left behind): a server started there fails, and the leftover may even look
+ * healthy to the checks. Only addresses whose recorded lab process is not running are probed.
+ */
+async function foreignListeners(state: LabState): Promise<string[]> {
+  const probes: { what: string; host: string; port: number }[] = [];
+  const t = SERVICES.temporal;
+  if (!alive(state.pids.temporal)) probes.push({ what: 'temporal', host: t.ip, port: t.port }, { what: 'temporal ui', host: t.ip, port: t.uiPort });
+  if (!alive(state.pids.minio)) probes.push({ what: 'minio', host: SERVICES.minio.ip, port: SERVICES.minio.port });
+  if (!alive(state.pids.pdns)) probes.push({ what: 'pdns api', host: SERVICES.pdns.ip, port: SERVICES.pdns.apiPort });
+  for (const site of SITES) {
+    if (!state.sitesDown?.[site.name] && !alive(state.pids[appKey(site)])) probes.push({ what: appKey(site), host: site.appAddress, port: site.appPort });
+    for (const node of site.nodes) {
+      if (!alive(state.pids[node.id])) probes.push({ what: `${node.id} sshd`, host: node.ip, port: 22 }, { what: `${node.id} etcd`, host: node.ip, port: 2379 });
+    }
+  }
+  const open = await Promise.all(probes.map((p) => tcpOpen(p.host, p.port, 300)));
+  return probes.filter((_, i) => open[i]).map((p) => `${p.host}:${p.port} (${p.what})`);
+}
+
 function startAll(state: LabState) {
   const t = SERVICES.temporal;
   if (!alive(state.pids.temporal)) {
@@ -629,6 +650,11 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   const state = readState();
   for (const [site, d] of Object.entries(state.sitesDown ?? {})) {
     log(`${site} is down on purpose since ${d.since} (lab site down${d.hard ? ' --hard' : ''}); \`drctl lab site up ${site}\` brings it back`);
+  }
+  const foreign = await foreignListeners(state);
+  if (foreign.length) {
+    throw new Error(`lab addresses already in use, not by this lab (${LAB_DIR}): ${foreign.join(', ')}\n` +
+      `a lab from another checkout? stop it there (drctl lab down), or find the process: ss -ltnp 'sport = :PORT'`);
   }
   startAll(state);
   log('waiting for every component to be healthy ...');
