@@ -3,7 +3,10 @@
 import { describe, expect, it } from 'vitest';
 import { renderDrillHtml } from '../common/drill-html.ts';
 import { type DrillPlan, type DrillReport, podsMatch, tierResults, verdicts } from '../common/drill.ts';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { ConfigError, parseConfig } from '../config/load.ts';
 
@@ -117,5 +120,32 @@ describe('drill plans in the config', () => {
       ]),
     );
     expect(problems(withDrills([{ ...good, record: { name: 'drill.other.org' } }]))).toEqual(["drills[0].record.name: 'drill.other.org' is not in the zone example.com"]);
+  });
+});
+
+describe('drctl drill: bad input', () => {
+  // A valid config with one plan, whose Temporal address nothing listens on: bad input must be
+  // refused (exit 2, one line) before any connection is tried.
+  const VALID = parse(readFileSync(new URL('./fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const sites = (VALID.sites as object[]).map((s, i) => ({ ...s, appAddress: `10.0.${i + 1}.100` }));
+  const file = join(mkdtempSync(join(tmpdir(), 'drctl-drill-cli-')), 'drctl.yaml');
+  writeFileSync(file, stringify({
+    ...VALID,
+    sites,
+    temporal: { ...(VALID.temporal as object), address: '127.0.0.1:1' },
+    dns: { powerdns: { api: 'http://10.0.30.5:8081', apiKey: { env: 'PDNS_KEY' } }, nameserver: '10.0.30.5:53', zone: 'example.com', records: [{ name: 'app.example.com' }] },
+    drills: [{ name: 'quarterly', from: 'site-a', to: 'site-b', workloads: [{ tier: 'e-commerce', namespaces: ['shop'] }], record: { name: 'drill.app.example.com' } }],
+  }));
+  const drctl = (...args: string[]) => spawnSync(process.execPath, ['bin/drctl.js', '--config', file, 'drill', ...args], { encoding: 'utf8' });
+
+  it.each([
+    [['run', '--plan', 'nope'], "error: --plan: no drill plan 'nope' in the config (plans: quarterly)"],
+    [['run', '--plan', 'quarterly', '--approval-timeout', 'soon'], "error: --approval-timeout: expected a duration like 30m, 1h (got 'soon')"],
+    [['schedule', '--plan', 'quarterly', '--cron', 'every day'], "error: --cron: expected 5 fields (minute hour day-of-month month day-of-week) or @every/@daily, got 'every day'"],
+    [['pause', '--plan', 'yearly'], "error: --plan: no drill plan 'yearly' in the config (plans: quarterly)"],
+    [['history', '--limit', '0'], "error: --limit: expected an integer >= 1 (got '0')"],
+  ])('%j exits 2 naming what is wrong', (args, line) => {
+    const r = drctl(...args);
+    expect(`${r.status} ${r.stderr.trim()}`).toBe(`2 ${line}`);
   });
 });

@@ -54,8 +54,10 @@ async function runningDrills(client: Client, plan?: string): Promise<string[]> {
 
 export function registerDrillCommands(program: Command) {
   const cfgPath = () => program.opts<{ config: string }>().config;
-  const withClient = async <T>(fn: (c: { config: DrctlConfig; client: Client }) => Promise<T>): Promise<T> => {
+  /** Bad input (`check`) is refused before connecting: exit 2 even with Temporal down. */
+  const withClient = async <T>(fn: (c: { config: DrctlConfig; client: Client }) => Promise<T>, check: (config: DrctlConfig) => void = () => undefined): Promise<T> => {
     const { config } = loadConfig(cfgPath());
+    check(config);
     const client = await connectClient(config);
     try {
       return await fn({ config, client });
@@ -153,8 +155,7 @@ export function registerDrillCommands(program: Command) {
     .action(async (opts: { plan?: string; limit: string; json?: boolean }) => {
       const limit = Number(opts.limit);
       if (!/^\d+$/.test(opts.limit) || limit < 1) throw new UsageError(`--limit: expected an integer >= 1 (got '${opts.limit}')`);
-      await withClient(async ({ config, client }) => {
-        if (opts.plan) planOf(config, opts.plan);
+      await withClient(async ({ client }) => {
         const rows: HistoryRow[] = [];
         for await (const w of client.workflow.list({ query: `WorkflowType = 'drDrill'` })) {
           if (opts.plan && !w.workflowId.startsWith(`drill-${opts.plan}-`)) continue;
@@ -167,7 +168,7 @@ export function registerDrillCommands(program: Command) {
         const out = [['WORKFLOW', 'STARTED', 'STATUS', 'OUTCOME', 'RTO', 'RPO', 'FAILED CRITERIA', 'SIGNED OFF']];
         for (const r of shown) out.push([r.workflowId, r.startedAt, r.status, r.outcome ?? '-', r.rto ?? '-', r.rpo ?? '-', r.failed?.join(',') || (r.outcome ? 'none' : '-'), r.signedOffBy ?? '-']);
         process.stdout.write(`${table(out)}\n`);
-      });
+      }, (config) => opts.plan && planOf(config, opts.plan));
     });
 
   // Schedules: one per plan, quarterly by default; a drill never overlaps another of its plan.
@@ -178,10 +179,14 @@ export function registerDrillCommands(program: Command) {
     .option('--cron <expr>', 'cron in UTC (default: the plan\'s schedule, quarterly)')
     .option('--json', 'print the schedule as JSON')
     .action(async (opts: { plan: string; cron?: string; json?: boolean }) => {
-      await withClient(async ({ config, client }) => {
-        const plan = planOf(config, opts.plan);
+      const cronOf = (plan: DrillConfig) => {
         const cron = opts.cron ?? plan.schedule;
         if (cron.trim().split(/\s+/).length !== 5 && !cron.startsWith('@')) throw new UsageError(`--cron: expected 5 fields (minute hour day-of-month month day-of-week) or @every/@daily, got '${cron}'`);
+        return cron;
+      };
+      await withClient(async ({ config, client }) => {
+        const plan = planOf(config, opts.plan);
+        const cron = cronOf(plan);
         const id = drillScheduleId(plan.name);
         const action = {
           type: 'startWorkflow' as const,
@@ -205,7 +210,7 @@ export function registerDrillCommands(program: Command) {
         const d = await client.schedule.getHandle(id).describe();
         if (opts.json) return printJson(describeJson(d));
         process.stdout.write(`${verb} schedule ${id}: cron ${cron} (UTC), overlap SKIP; next ${d.info.nextActionTimes[0]?.toISOString() ?? '-'}\n`);
-      });
+      }, (config) => cronOf(planOf(config, opts.plan)));
     });
 
   for (const [name, what] of [['pause', 'Pause'], ['unpause', 'Unpause'], ['trigger', 'Start a drill now from'], ['delete', 'Delete']] as const) {
@@ -215,8 +220,7 @@ export function registerDrillCommands(program: Command) {
       .requiredOption('--plan <name>', 'drill plan')
       .option('--note <text>', 'why (pause/unpause)')
       .action(async (opts: { plan: string; note?: string }) => {
-        await withClient(async ({ config, client }) => {
-          planOf(config, opts.plan);
+        await withClient(async ({ client }) => {
           const id = drillScheduleId(opts.plan);
           const h = client.schedule.getHandle(id);
           try {
@@ -229,7 +233,7 @@ export function registerDrillCommands(program: Command) {
             throw err;
           }
           process.stdout.write(`${name === 'trigger' ? 'triggered' : `${name}d`} ${id}\n`);
-        });
+        }, (config) => planOf(config, opts.plan));
       });
   }
 
