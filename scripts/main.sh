@@ -33,7 +33,8 @@ echo; echo "== quorum restore of site-a: dry run (the plan and exact per-node co
 drctl etcd restore --cluster site-a --snapshot latest --dry-run
 
 echo; echo "== DR drill 'quarterly': restore into site-b, switch drill.app.example.com (not production), measure, clean up =="
-wf=$(drctl drill run --plan quarterly --as "${DRCTL_USER:-oncall}" --reason "main job" --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).workflowId)')
+started=$(drctl drill run --plan quarterly --as "${DRCTL_USER:-oncall}" --reason "main job" --json)
+wf=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).workflowId)' "$started")
 webui="http://127.0.0.1:8233/namespaces/default/workflows/$wf"
 if $unattended; then
   echo "unattended: approving as bob"
@@ -46,7 +47,9 @@ The drill $wf waits for go/no-go by an approver (alice, bob or carol; not the re
 (unattended: npm run main -- --unattended)
 TXT
 fi
-drctl status "$wf" --wait
+verdict=0
+drctl status "$wf" --wait || verdict=$?
+# A failed drill's report is evidence too: it is signed (unattended) and written all the same.
 if $unattended; then drctl drill sign "$wf" --as carol --comment "unattended main job"; fi
 drctl drill report "$wf" --out .lab/drill-report.html
 echo "evidence report: .lab/drill-report.html (self-contained HTML; JSON: drctl drill report $wf --json), stored off-site as shown above"
@@ -69,3 +72,4 @@ Other:
   eval "\$(node bin/drctl.js lab env --site site-a)"; etcdctl endpoint status -w table
   node bin/drctl.js lab down                             # stop everything the lab started
 TXT
+exit $verdict

@@ -44,10 +44,13 @@ function planOf(config: DrctlConfig, plan: string): DrillConfig {
 const uiLink = (config: DrctlConfig, client: Client, workflowId: string) =>
   config.temporal.webUi ? `${config.temporal.webUi.replace(/\/$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(workflowId)}` : undefined;
 
-async function runningDrills(client: Client, plan?: string): Promise<string[]> {
+/** Drills of the plan still doing something: one only waiting for its sign-off has left the DR site as it was. */
+async function runningDrills(client: Client, plan: string): Promise<string[]> {
   const out: string[] = [];
   for await (const w of client.workflow.list({ query: `WorkflowType = 'drDrill' AND ExecutionStatus = 'Running'` })) {
-    if (!plan || w.workflowId.startsWith(`drill-${plan}-`)) out.push(w.workflowId);
+    if (!w.workflowId.startsWith(`drill-${plan}-`)) continue;
+    const phase = await client.workflow.getHandle(w.workflowId, w.runId).query(drillStatusQuery).then((s) => s.phase, () => 'unknown');
+    if (phase !== 'waiting-signoff') out.push(w.workflowId);
   }
   return out;
 }
