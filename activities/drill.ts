@@ -37,6 +37,7 @@ export function createDrillActivities(gw: Gateways) {
         name: d.name,
         from: d.from,
         to: d.to,
+        toCluster: gw.site(d.to).cluster.name,
         workloads: d.workloads,
         record: d.record,
         criteria,

@@ -85,9 +85,18 @@ export function createRestoreActivities(gw: Gateways) {
       const cmd = component === 'etcd' ? profile.etcd[to === 'stopped' ? 'stop' : 'start'] : profile.apiserver?.[to === 'stopped' ? 'stop' : 'start'];
       act = cmd ? `acted=0\nif ${to === 'stopped' ? '' : '! '}${test}; then ${cmd}; acted=1; fi` : 'acted=0';
     }
+    // Once the API server is back on restored (or put-back) data, the node's controllers still hold
+    // caches from before: Kubernetes' etcd restore procedure restarts them (a stale EndpointSlice
+    // tracker stops publishing endpoints). Killing them is how: the kubelet (or the lab's
+    // supervisor) starts their static pods again. Only when this call started the API server.
+    const bounce = profile.profile === 'kubeadm' && component === 'kube-apiserver' && to === 'running'
+      ? ['kube-controller-manager', 'kube-scheduler'].map((c) =>
+        `if [ "$acted" = 1 ] && [ -e ${shq(`${profile.manifestsDir}/${c}.yaml`)} ] && pkill -x ${c}; then ${journalLine(plan, `restarted ${c}: its caches predate the restore`)}; fi`)
+      : [];
     const script = [
       act,
       `if [ "$acted" = 1 ]; then ${journalLine(plan, `${verb} ${component}`)}; fi`,
+      ...bounce,
       waitLoop(to === 'stopped' ? `! ${test}` : `pgrep -x ${component} >/dev/null`, `${component} ${to}`),
       'echo "acted=$acted"',
     ].join('\n');

@@ -36,6 +36,8 @@ export interface DrillPlan {
   name: string;
   from: string;
   to: string;
+  /** The DR site's cluster (what an etcd restore drill restores). */
+  toCluster: string;
   workloads: { tier: string; namespaces: string[] }[];
   record: { name: string; ttl: number };
   criteria: DrillCriterion[];

@@ -14,6 +14,7 @@ const plan: DrillPlan = {
   name: 'q',
   from: 'site-a',
   to: 'site-b',
+  toCluster: 'cluster-b',
   workloads: [{ tier: 'e-commerce', namespaces: ['shop'] }, { tier: 'payment', namespaces: ['pay'] }],
   record: { name: 'drill.app.example.com', ttl: 30 },
   criteria: ['backup-present', 'rpo-met', 'rto-met'],

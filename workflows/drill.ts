@@ -132,7 +132,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     // 3. etcd: restore the DR cluster's newest off-site snapshot onto itself (a backup never
     // restored is not a backup). The etcd runbook undoes itself if it fails; the drill goes on.
     if (plan.etcdRestore && pre.etcdSnapshot) {
-      const cluster = plan.to;
+      const cluster = plan.toCluster;
       const childId = `${info.workflowId}-etcd`;
       facts.etcd = { cluster, workflowId: childId, outcome: 'running', snapshot: pre.etcdSnapshot.key };
       await run('etcd-restore', async (s) => {
@@ -158,7 +158,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
         if (isCancellation(err)) throw err;
       });
     } else if (plan.etcdRestore) {
-      facts.etcd = { cluster: plan.to, workflowId: '-', outcome: 'failed', detail: 'no off-site snapshot of the DR cluster' };
+      facts.etcd = { cluster: plan.toCluster, workflowId: '-', outcome: 'failed', detail: 'no off-site snapshot of the DR cluster' };
       skip('etcd-restore', 'no off-site snapshot of the DR cluster');
     } else {
       skip('etcd-restore', 'not in this plan');
