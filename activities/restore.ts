@@ -85,18 +85,9 @@ export function createRestoreActivities(gw: Gateways) {
       const cmd = component === 'etcd' ? profile.etcd[to === 'stopped' ? 'stop' : 'start'] : profile.apiserver?.[to === 'stopped' ? 'stop' : 'start'];
       act = cmd ? `acted=0\nif ${to === 'stopped' ? '' : '! '}${test}; then ${cmd}; acted=1; fi` : 'acted=0';
     }
-    // Once the API server is back on restored (or put-back) data, the node's controllers still hold
-    // caches from before: Kubernetes' etcd restore procedure restarts them (a stale EndpointSlice
-    // tracker stops publishing endpoints). Killing them is how: the kubelet (or the lab's
-    // supervisor) starts their static pods again. Only when this call started the API server.
-    const bounce = profile.profile === 'kubeadm' && component === 'kube-apiserver' && to === 'running'
-      ? ['kube-controller-manager', 'kube-scheduler'].map((c) =>
-        `if [ "$acted" = 1 ] && [ -e ${shq(`${profile.manifestsDir}/${c}.yaml`)} ] && pkill -x ${c}; then ${journalLine(plan, `restarted ${c}: its caches predate the restore`)}; fi`)
-      : [];
     const script = [
       act,
       `if [ "$acted" = 1 ]; then ${journalLine(plan, `${verb} ${component}`)}; fi`,
-      ...bounce,
       waitLoop(to === 'stopped' ? `! ${test}` : `pgrep -x ${component} >/dev/null`, `${component} ${to}`),
       'echo "acted=$acted"',
     ].join('\n');
@@ -105,6 +96,29 @@ export function createRestoreActivities(gw: Gateways) {
     if (r.code === 4) throw failure(FailureType.Timeout, `${input.cluster}/${input.node}: ${r.err}`);
     if (r.code !== 0) throw failure(FailureType.RemoteCommandFailed, `${input.cluster}/${input.node}: ${verb === 'stopped' ? 'stopping' : 'starting'} ${component} failed (exit ${r.code}): ${r.err.slice(-500)}`);
     return r.out === 'acted=1';
+  }
+
+  /**
+   * Every member stops at once, but the leader waits (up to 15 s) until its peers' etcd processes
+   * are gone: a leader stopped while its followers stop tries to hand leadership to a peer that is
+   * going away, and its shutdown took 7.5 s instead of < 1 s (bench/restore.ts). Read-only.
+   */
+  async function leaderStopsLast(input: NodeRef): Promise<void> {
+    let st;
+    try {
+      st = await gw.etcd(input.cluster, input.node).status();
+    } catch {
+      return; // not running, or not answering: nothing to hand over
+    }
+    if (st.leader !== st.memberId) return;
+    const peers = gw.cluster(input.cluster).nodes.filter((n) => n.name !== input.node);
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const running = await Promise.all(peers.map(async (n) => (await gw.shell(input.cluster, n.name).exec('pgrep -x etcd >/dev/null', { timeoutMs: 10_000 }).catch(() => ({ code: 1 }))).code === 0));
+      if (!running.some(Boolean)) return;
+      heartbeat({ waiting: 'followers to stop first' });
+      await sleep(200);
+    }
   }
 
   return {
@@ -207,6 +221,7 @@ export function createRestoreActivities(gw: Gateways) {
 
     /** Stops a control-plane component and waits until it is gone (etcd: its port closed too). */
     async stopComponent(input: NodeRef & { plan: NodePlan; component: Component }): Promise<'stopped' | 'already-stopped'> {
+      if (input.component === 'etcd') await leaderStopsLast(input);
       return (await switchComponent(input, 'stopped')) ? 'stopped' : 'already-stopped';
     },
 
@@ -304,12 +319,31 @@ export function createRestoreActivities(gw: Gateways) {
       }
     },
 
+    /**
+     * Waits for /readyz; then restarts kube-controller-manager and kube-scheduler on the API server
+     * nodes (kubeadm profile): their caches predate the restore (or its undo), and Kubernetes' etcd
+     * restore procedure restarts them — a stale EndpointSlice tracker stopped publishing endpoints
+     * after two restores of site-b. Killing them is how: the kubelet (or the lab's supervisor)
+     * starts their static pods again. After readiness, so they start against a serving API (RBAC
+     * included). Repeating it (a retry) only restarts them again.
+     */
     async waitApiserverReady(input: { cluster: string; timeoutMs?: number }): Promise<string> {
       const kube = gw.kube(input.cluster);
       const deadline = Date.now() + (input.timeoutMs ?? 180_000);
       for (;;) {
         const r = await kube.readyz();
-        if (r.ready) return r.detail;
+        if (r.ready) {
+          const restarted = await Promise.all(gw.cluster(input.cluster).nodes.filter((n) => n.apiserver && n.controlPlane.profile === 'kubeadm').map(async (n) => {
+            const dir = n.controlPlane.profile === 'kubeadm' ? n.controlPlane.manifestsDir : '';
+            const out = await gw.shell(input.cluster, n.name).exec(
+              ['kube-controller-manager', 'kube-scheduler'].map((c) => `if [ -e ${shq(`${dir}/${c}.yaml`)} ] && pkill -x ${c}; then echo ${c}; fi`).join('; '),
+              { timeoutMs: 30_000 },
+            );
+            return out.stdout.trim().split('\n').filter(Boolean).map((c) => `${n.name}/${c}`);
+          }));
+          const names = restarted.flat();
+          return `${r.detail}${names.length ? `; restarted ${names.join(', ')} (caches predate the restore)` : ''}`;
+        }
         if (Date.now() > deadline) throw failure(FailureType.Timeout, `${input.cluster}: kube-apiserver not ready: ${r.detail}`);
         heartbeat(r.detail);
         await sleep(250);
