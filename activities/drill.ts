@@ -6,9 +6,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { renderDrillHtml } from '../common/drill-html.ts';
 import { DRILL_CRITERIA, type DrillCriterion, type DrillPlan, type DrillPreflight, type DrillReport, drillReportKeys } from '../common/drill.ts';
 import { FailureType, failure } from '../common/errors.ts';
-import type { CheckResult } from '../common/failover.ts';
 import type { Gateways } from '../worker/gateways.ts';
-import { backupRef, newestCompleted } from './failover.ts';
+import { backupRef, newestCompleted, siteReadiness } from './failover.ts';
 import { heartbeat } from './support.ts';
 import { createSnapshotActivities } from './snapshot.ts';
 
@@ -64,31 +63,21 @@ export function createDrillActivities(gw: Gateways) {
       if (!to.appAddress) throw failure(FailureType.PreflightFailed, `site ${to.name} has no appAddress for the drill record`);
       const namespaces = [...new Set(plan.workloads.flatMap((w) => w.namespaces))];
       const kube = gw.kube(to.cluster.name);
-      const velero = gw.velero(to.name);
-      const [readyz, nodes, bsl, backups, record, existing, source, snapshots] = await Promise.all([
-        kube.readyz(),
-        kube.nodes().catch((e: Error) => e),
-        velero.storageLocation(to.velero.storageLocation),
-        velero.backups(),
+      const [{ drReady }, backups, record, existing, source, snapshots] = await Promise.all([
+        siteReadiness(gw, to),
+        gw.velero(to.name).backups(),
         gw.dns().getA(plan.record.name),
-        Promise.all(namespaces.map(async (ns) => ((await kube.namespacePhase(ns)) ? ns : undefined))),
+        kube.existingNamespaces(namespaces),
         sourceWorkloads(from.cluster.name, namespaces),
         plan.etcdRestore ? listEtcdSnapshots(to.cluster.name) : Promise.resolve(undefined),
       ]);
-      const drReady: CheckResult[] = [
-        { check: `${to.name} API server ready`, ok: readyz.ready, detail: readyz.detail.slice(0, 120) },
-        nodes instanceof Error
-          ? { check: `${to.name} nodes Ready`, ok: false, detail: nodes.message }
-          : { check: `${to.name} nodes Ready`, ok: nodes.length > 0 && nodes.every((n) => n.ready), detail: `${nodes.filter((n) => n.ready).length}/${nodes.length} Ready` },
-        { check: `${to.name} Velero sees BackupStorageLocation ${to.velero.storageLocation}`, ok: bsl?.phase === 'Available', detail: bsl ? `${bsl.phase ?? 'unknown'}, ${bsl.accessMode}` : 'not found' },
-      ];
       const newest = newestCompleted(backups, namespaces, to.velero.storageLocation);
       return {
         plan,
         namespaces,
         drReady,
         backup: newest ? backupRef(newest) : undefined,
-        existingAtTarget: existing.filter((x): x is string => !!x),
+        existingAtTarget: existing,
         recordBefore: record?.addresses ?? [],
         toAddress: to.appAddress,
         sourceWorkloads: source.workloads,
@@ -99,13 +88,8 @@ export function createDrillActivities(gw: Gateways) {
 
     /** Deployments at a site, for comparing the DR site's pods with the source's. */
     async siteDeployments(input: { site: string; namespaces: string[] }): Promise<{ name: string; available: number; replicas: number }[]> {
-      const kube = gw.kube(gw.site(input.site).cluster.name);
-      const out: { name: string; available: number; replicas: number }[] = [];
-      for (const ns of input.namespaces) {
-        if (!(await kube.namespacePhase(ns))) continue;
-        for (const d of await kube.deployments(ns)) out.push({ name: `${ns}/${d.name}`, available: d.available, replicas: d.replicas });
-      }
-      return out;
+      const deployments = await gw.kube(gw.site(input.site).cluster.name).deploymentsIn(input.namespaces);
+      return deployments.map((d) => ({ name: `${d.namespace}/${d.name}`, available: d.available, replicas: d.replicas }));
     },
 
     /**
@@ -116,7 +100,7 @@ export function createDrillActivities(gw: Gateways) {
       const kube = gw.kube(gw.site(input.site).cluster.name);
       const deadline = Date.now() + (input.timeoutMs ?? 60_000);
       for (;;) {
-        const left = (await Promise.all(input.namespaces.map(async (ns) => ((await kube.namespacePhase(ns)) ? ns : undefined)))).filter(Boolean);
+        const left = await kube.existingNamespaces(input.namespaces);
         const now = (await gw.dns().getA(input.record))?.addresses ?? [];
         const recordOk = now.join(',') === [...input.recordBefore].sort().join(',');
         heartbeat({ left, recordOk });
@@ -148,11 +132,7 @@ export function createDrillActivities(gw: Gateways) {
     const kube = gw.kube(cluster);
     const ready = await kube.readyz(3000);
     if (!ready.ready) return { detail: `${cluster} API not reachable (${ready.detail.slice(0, 80)})` };
-    const workloads: Record<string, number> = {};
-    for (const ns of namespaces) {
-      if (!(await kube.namespacePhase(ns))) continue;
-      for (const d of await kube.deployments(ns)) workloads[`${ns}/${d.name}`] = d.replicas;
-    }
+    const workloads = Object.fromEntries((await kube.deploymentsIn(namespaces)).map((d) => [`${d.namespace}/${d.name}`, d.replicas]));
     return { workloads, detail: `${Object.keys(workloads).length} deployment(s) at ${cluster}` };
   }
 

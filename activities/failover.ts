@@ -40,6 +40,24 @@ export function backupRef(b: BackupInfo, now = Date.now()): BackupRef {
   return { name: b.name, completedAt: b.completedAt!, ageSeconds: Math.max(0, Math.round((now - capturedAt) / 1000)), itemsBackedUp: b.itemsBackedUp, includedNamespaces: b.includedNamespaces };
 }
 
+/** Is the site ready to take workloads: its API server, its nodes, its Velero storage location. */
+export async function siteReadiness(gw: Gateways, site: SiteConfig): Promise<{ drReady: CheckResult[]; bsl?: { phase?: string; accessMode: string; message?: string } }> {
+  const kube = gw.kube(site.cluster.name);
+  const [readyz, nodes, bsl] = await Promise.all([
+    kube.readyz(),
+    kube.nodes().catch((e: Error) => e),
+    gw.velero(site.name).storageLocation(site.velero.storageLocation),
+  ]);
+  const drReady: CheckResult[] = [
+    { check: `${site.name} API server ready`, ok: readyz.ready, detail: readyz.detail.slice(0, 120) },
+    nodes instanceof Error
+      ? { check: `${site.name} nodes Ready`, ok: false, detail: nodes.message }
+      : { check: `${site.name} nodes Ready`, ok: nodes.length > 0 && nodes.every((n) => n.ready), detail: `${nodes.filter((n) => n.ready).length}/${nodes.length} Ready` },
+    { check: `${site.name} Velero sees BackupStorageLocation ${site.velero.storageLocation}`, ok: bsl?.phase === 'Available', detail: bsl ? `${bsl.phase ?? 'unknown'}, ${bsl.accessMode}${bsl.message ? `: ${bsl.message}` : ''}` : 'not found' },
+  ];
+  return { drReady, bsl };
+}
+
 export function createFailoverActivities(gw: Gateways) {
   const cfg = () => {
     const f = gw.config.failover;
@@ -110,22 +128,13 @@ export function createFailoverActivities(gw: Gateways) {
       const velero = gw.velero(to.name);
       const warnings: string[] = [];
 
-      const [readyz, nodes, bsl, backups, records, primary, existing] = await Promise.all([
-        kube.readyz(),
-        kube.nodes().catch((e: Error) => e),
-        velero.storageLocation(to.velero.storageLocation),
+      const [{ drReady, bsl }, backups, records, primary, existing] = await Promise.all([
+        siteReadiness(gw, to),
         velero.backups(),
         Promise.all(dnsCfg.records.map(async (r) => ({ name: r.name, ttl: r.ttl, addresses: (await gw.dns().getA(r.name))?.addresses ?? [] }))),
         kubeOf(from.name).readyz(3000),
-        Promise.all(namespaces.map(async (ns) => ((await kube.namespacePhase(ns)) ? ns : undefined))),
+        kube.existingNamespaces(namespaces),
       ]);
-      const drReady: CheckResult[] = [
-        { check: `${to.name} API server ready`, ok: readyz.ready, detail: readyz.detail.slice(0, 120) },
-        nodes instanceof Error
-          ? { check: `${to.name} nodes Ready`, ok: false, detail: nodes.message }
-          : { check: `${to.name} nodes Ready`, ok: nodes.length > 0 && nodes.every((n) => n.ready), detail: `${nodes.filter((n) => n.ready).length}/${nodes.length} Ready` },
-        { check: `${to.name} Velero sees BackupStorageLocation ${to.velero.storageLocation}`, ok: bsl?.phase === 'Available', detail: bsl ? `${bsl.phase ?? 'unknown'}, ${bsl.accessMode}${bsl.message ? `: ${bsl.message}` : ''}` : 'not found' },
-      ];
       const newest = newestCompleted(backups, namespaces, to.velero.storageLocation);
       return {
         tier: f.tier,
@@ -139,7 +148,7 @@ export function createFailoverActivities(gw: Gateways) {
         drReady,
         storageLocation: { name: to.velero.storageLocation, phase: bsl?.phase, accessMode: bsl?.accessMode ?? 'unknown' },
         backup: newest ? backupRef(newest) : undefined,
-        existingAtTarget: existing.filter((x): x is string => !!x),
+        existingAtTarget: existing,
         primaryReachable: primary.ready,
         primaryDetail: primary.detail.slice(0, 120),
         warnings,
@@ -184,16 +193,13 @@ export function createFailoverActivities(gw: Gateways) {
       const ready = await kube.readyz(3000);
       if (!ready.ready) return { fenced: [], skipped: `${s.name} API server not reachable (${ready.detail.slice(0, 80)}): nothing to fence` };
       const fenced: string[] = [];
-      for (const ns of input.namespaces) {
-        if (!(await kube.namespacePhase(ns))) continue;
-        for (const d of await kube.deployments(ns)) {
-          if (d.annotations[FENCED_REPLICAS] !== undefined) {
-            fenced.push(`${ns}/${d.name} (already)`);
-            continue;
-          }
-          await kube.patchDeployment(ns, d.name, { replicas: 0, annotations: { [FENCED_REPLICAS]: String(d.replicas), [FENCED_BY]: input.tag } });
-          fenced.push(`${ns}/${d.name} ${d.replicas}→0`);
+      for (const d of await kube.deploymentsIn(input.namespaces)) {
+        if (d.annotations[FENCED_REPLICAS] !== undefined) {
+          fenced.push(`${d.namespace}/${d.name} (already)`);
+          continue;
         }
+        await kube.patchDeployment(d.namespace, d.name, { replicas: 0, annotations: { [FENCED_REPLICAS]: String(d.replicas), [FENCED_BY]: input.tag } });
+        fenced.push(`${d.namespace}/${d.name} ${d.replicas}→0`);
       }
       await setMode(s.name, 'ReadOnly', input.tag);
       fenced.push(`BackupStorageLocation ${s.velero.storageLocation} ReadOnly`);
@@ -205,14 +211,11 @@ export function createFailoverActivities(gw: Gateways) {
       const s = siteOf(input.site);
       const kube = kubeOf(s.name);
       const done: string[] = [];
-      for (const ns of input.namespaces) {
-        if (!(await kube.namespacePhase(ns))) continue;
-        for (const d of await kube.deployments(ns)) {
-          const before = d.annotations[FENCED_REPLICAS];
-          if (before === undefined || d.annotations[FENCED_BY] !== input.tag) continue;
-          await kube.patchDeployment(ns, d.name, { replicas: Number(before), annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
-          done.push(`${ns}/${d.name} →${before}`);
-        }
+      for (const d of await kube.deploymentsIn(input.namespaces)) {
+        const before = d.annotations[FENCED_REPLICAS];
+        if (before === undefined || d.annotations[FENCED_BY] !== input.tag) continue;
+        await kube.patchDeployment(d.namespace, d.name, { replicas: Number(before), annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
+        done.push(`${d.namespace}/${d.name} →${before}`);
       }
       done.push(...(await restoreMode(s.name, input.tag)));
       return done;
@@ -235,13 +238,10 @@ export function createFailoverActivities(gw: Gateways) {
       const s = siteOf(input.site);
       const kube = kubeOf(s.name);
       const done: string[] = [];
-      for (const ns of input.namespaces) {
-        if (!(await kube.namespacePhase(ns))) continue;
-        for (const d of await kube.deployments(ns)) {
-          if (d.annotations[FENCED_REPLICAS] === undefined) continue;
-          await kube.patchDeployment(ns, d.name, { annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
-          done.push(`${ns}/${d.name}: fence marks cleared`);
-        }
+      for (const d of await kube.deploymentsIn(input.namespaces)) {
+        if (d.annotations[FENCED_REPLICAS] === undefined) continue;
+        await kube.patchDeployment(d.namespace, d.name, { annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
+        done.push(`${d.namespace}/${d.name}: fence marks cleared`);
       }
       await gw.velero(s.name).mergePatch('backupstoragelocations', s.velero.storageLocation, { metadata: { annotations: { [MODE_BEFORE]: null } }, spec: { accessMode: 'ReadWrite' } });
       done.push(`BackupStorageLocation ${s.velero.storageLocation} ReadWrite`);
@@ -299,13 +299,10 @@ export function createFailoverActivities(gw: Gateways) {
         await kube.deleteNamespace(ns, 180_000, () => heartbeat({ deleting: ns }));
         done.push(`namespace ${ns} deleted`);
       }));
-      for (const ns of input.existed) {
-        if (!(await kube.namespacePhase(ns))) continue;
-        for (const d of await kube.deployments(ns)) {
-          if (d.replicas === 0) continue;
-          await kube.patchDeployment(ns, d.name, { replicas: 0 });
-          done.push(`${ns}/${d.name} →0`);
-        }
+      for (const d of await kube.deploymentsIn(input.existed)) {
+        if (d.replicas === 0) continue;
+        await kube.patchDeployment(d.namespace, d.name, { replicas: 0 });
+        done.push(`${d.namespace}/${d.name} →0`);
       }
       await gw.velero(input.site).delete('restores', input.restoreName);
       return done;

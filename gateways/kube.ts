@@ -82,6 +82,18 @@ export class KubeGateway {
     }
   }
 
+  /** Those of `namespaces` that exist. */
+  async existingNamespaces(namespaces: string[]): Promise<string[]> {
+    const found = await Promise.all(namespaces.map(async (ns) => ((await this.namespacePhase(ns)) ? ns : undefined)));
+    return found.filter((ns): ns is string => ns !== undefined);
+  }
+
+  /** Deployments of several namespaces, each with its namespace (a missing namespace lists none). */
+  async deploymentsIn(namespaces: string[]): Promise<(DeploymentState & { namespace: string })[]> {
+    const lists = await Promise.all(namespaces.map(async (ns) => (await this.deployments(ns)).map((d) => ({ ...d, namespace: ns }))));
+    return lists.flat();
+  }
+
   async deployments(ns: string): Promise<DeploymentState[]> {
     const list = await this.call(`list deployments in ${ns}`, () => this.apps.listNamespacedDeployment({ namespace: ns }));
     return list.items.map((d) => ({
