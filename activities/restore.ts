@@ -85,9 +85,18 @@ export function createRestoreActivities(gw: Gateways) {
       const cmd = component === 'etcd' ? profile.etcd[to === 'stopped' ? 'stop' : 'start'] : profile.apiserver?.[to === 'stopped' ? 'stop' : 'start'];
       act = cmd ? `acted=0\nif ${to === 'stopped' ? '' : '! '}${test}; then ${cmd}; acted=1; fi` : 'acted=0';
     }
+    // A parked kube-apiserver keeps serving its open watches until the kubelet kills it; its data
+    // is about to be replaced, so after the grace there is nothing left worth waiting for.
+    const graceMs = profile.profile === 'kubeadm' && component === 'kube-apiserver' && to === 'stopped' ? profile.apiserverStopGrace : 0;
     const script = [
       act,
       `if [ "$acted" = 1 ]; then ${journalLine(plan, `${verb} ${component}`)}; fi`,
+      ...(graceMs > 0
+        ? [
+            `for i in $(seq 1 ${Math.ceil(graceMs / 100)}); do if ! ${test}; then break; fi; sleep 0.1; done`,
+            `if ${test} && pkill -KILL -x ${component}; then ${journalLine(plan, `killed ${component}, still draining after ${graceMs / 1000} s`)}; fi`,
+          ]
+        : []),
       waitLoop(to === 'stopped' ? `! ${test}` : `pgrep -x ${component} >/dev/null`, `${component} ${to}`),
       'echo "acted=$acted"',
     ].join('\n');
@@ -181,8 +190,8 @@ export function createRestoreActivities(gw: Gateways) {
     },
 
     /**
-     * Streams the snapshot from the bucket to the node (S3 GET → SFTP write, nothing buffered whole),
-     * then checks its sha256 and `snapshot status` on the node. Idempotent: a staged file that
+     * Streams the snapshot from the bucket to the node (S3 GET → `cat >` over an SSH exec channel,
+     * nothing buffered whole), then checks its sha256 and `snapshot status` on the node. Idempotent: a staged file that
      * already verifies is kept.
      */
     async stageSnapshot(input: NodeRef & { plan: NodePlan; snapshot: SnapshotRef }): Promise<{ sha256: string; revision: number; skipped: boolean }> {
@@ -333,10 +342,13 @@ export function createRestoreActivities(gw: Gateways) {
       for (;;) {
         const r = await kube.readyz();
         if (r.ready) {
-          const restarted = await Promise.all(gw.cluster(input.cluster).nodes.filter((n) => n.apiserver && n.controlPlane.profile === 'kubeadm').map(async (n) => {
-            const dir = n.controlPlane.profile === 'kubeadm' ? n.controlPlane.manifestsDir : '';
+          const restarted = await Promise.all(gw.cluster(input.cluster).nodes.map(async (n) => {
+            const cp = n.controlPlane;
+            if (cp.profile !== 'kubeadm' || !cp.restartAfterRestore.length) return [];
+            // Matched on the command line (`pkill -x` sees only 15 characters of a name): its first
+            // word is the binary, with or without a path. The kubelet starts the pod again.
             const out = await gw.shell(input.cluster, n.name).exec(
-              ['kube-controller-manager', 'kube-scheduler'].map((c) => `if [ -e ${shq(`${dir}/${c}.yaml`)} ] && pkill -x ${c}; then echo ${c}; fi`).join('; '),
+              cp.restartAfterRestore.map((c) => `if [ -e ${shq(`${cp.manifestsDir}/${c}.yaml`)} ] && pkill -f ${shq(`^([^ ]*/)?${c}( |$)`)}; then echo ${c}; fi`).join('; '),
               { timeoutMs: 30_000 },
             );
             return out.stdout.trim().split('\n').filter(Boolean).map((c) => `${n.name}/${c}`);

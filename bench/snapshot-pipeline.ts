@@ -1,12 +1,12 @@
 // Benchmark: the snapshot pipeline's upload with a ~1 GB etcd snapshot of site-b.
 //
-//   drctl:    the uploadSnapshot activity (SFTP read stream → streaming sha256 → lib-storage
-//             multipart Upload, SHA256 part checksums) running in a `drctl worker` PROCESS this
+//   drctl:    the uploadSnapshot activity (SSH read stream → streaming sha256 → lib-storage
+//             multipart Upload, CRC32 part checksums) running in a `drctl worker` PROCESS this
 //             script spawns on its own task queue; its RSS (/proc/<pid>/status VmRSS) is sampled
 //             every 100 ms: before, peak during, VmHWM.
 //   baseline: `ssh root@node cat FILE` (system OpenSSH) piped into a plain lib-storage Upload (same
-//             part size and queue), in a fresh Node process; also a variant with drctl's hashing
-//             (SHA256 part checksums + streaming sha256) to tell transport from hashing.
+//             part size and queue, the SDK's default CRC32 part checksums), in a fresh Node
+//             process; also a variant with drctl's streaming sha256 to tell transport from hashing.
 // All upload the same node-local file (taken and verified by drctl's own take/verify activities in
 // the same worker). Targets: drctl MB/s >= 0.8 x baseline MB/s, RSS growth <= 150 MB.
 // BENCH_RUNS (default 2) rounds, each drctl → baseline → baseline+sha256. site-b only.

@@ -75,6 +75,18 @@ const controlPlaneProfile = z.discriminatedUnion(
       manifestsDir: absPath.default('/etc/kubernetes/manifests'),
       /** Where manifests are parked while stopped (must be outside the kubelet's manifest dir). */
       parkedDir: absPath.default('/etc/kubernetes/manifests-parked'),
+      /**
+       * How long a restore lets a parked kube-apiserver drain before killing it. Its data is about
+       * to be replaced, and by default it does not end its watches on SIGTERM, so it otherwise
+       * stays until the kubelet's grace period runs out (30 s on kubeadm).
+       */
+      apiserverStopGrace: duration.default(3_000),
+      /**
+       * Static pods on this node restarted once a restore's API server is ready: their caches and
+       * in-memory state predate the restore (a stale EndpointSlice tracker, a Velero backup left
+       * InProgress in the snapshot that blocks its schedule until the server restarts).
+       */
+      restartAfterRestore: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, { error: 'expected a static pod name' })).default(['kube-controller-manager', 'kube-scheduler']),
     }),
     z.strictObject({
       profile: z.literal('command'),
@@ -93,6 +105,8 @@ const node = z.strictObject({
     profile: 'kubeadm',
     manifestsDir: '/etc/kubernetes/manifests',
     parkedDir: '/etc/kubernetes/manifests-parked',
+    apiserverStopGrace: 3_000,
+    restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
   }),
   /** Whether this node runs a kube-apiserver (kubeadm: every control-plane node; the lab: the first). */
   apiserver: z.boolean().default(true),

@@ -587,7 +587,8 @@ export function labConfig(): object {
           name: node.name,
           ssh: { host: node.ip, port: 22, user: 'root', privateKeyPath: paths.sshKey, hostKeyFingerprint: hostKeyFingerprint(node) },
           etcd: { memberName: node.name, clientUrl: `https://${node.ip}:2379`, peerUrl: `https://${node.ip}:2380`, dataDir: '/var/lib/etcd' },
-          controlPlane: { profile: 'kubeadm' },
+          // The lab runs the Velero server as a static pod next to the controllers (lab/controlplane.ts).
+          controlPlane: { profile: 'kubeadm', restartAfterRestore: ['kube-controller-manager', 'kube-scheduler', 'velero'] },
           apiserver: node.runsApiserver,
         })),
       },

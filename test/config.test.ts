@@ -57,6 +57,7 @@ const BAD: [string, string, string[]][] = [
   ['two-person rule with one approver', edit(['approvals', 'approvers'], ['alice']), ['approvals.approvers: the two-person rule needs at least two approvers']],
   ['bad duration', edit(['targets', 'payment', 'rto'], 'fast'), ['targets.payment.rto: expected a duration like 90s, 15m, 1h (got "fast")']],
   ['unknown control-plane profile', edit([...node0b, 'controlPlane'], { profile: 'systemd' }), ["sites[1].cluster.nodes[0].controlPlane.profile: expected profile 'kubeadm' or 'command'"]],
+  ['a restart-after-restore pod given as a path', edit([...node0b, 'controlPlane'], { profile: 'kubeadm', restartAfterRestore: ['/usr/bin/velero'] }), ['sites[1].cluster.nodes[0].controlPlane.restartAfterRestore[0]: expected a static pod name']],
   ['relative node path', edit([...node0b, 'etcd', 'dataDir'], 'var/lib/etcd'), ['sites[1].cluster.nodes[0].etcd.dataDir: expected an absolute path']],
   ['no sites', edit(['sites'], []), ['sites: expected at least one site']],
   ['YAML: a key given twice', `${VALID}\napprovals: { approvers: [mallory] }\n`, ['line 46 column 1: Map keys must be unique']],
@@ -77,7 +78,10 @@ describe('drctl config check', () => {
     expect(r.code).toBe(0);
     const cfg = parseConfig(VALID, join(dir, 'x.yaml'));
     expect(cfg.sites[0]!.cluster.nodes[0]!.etcd.dataDir).toBe('/var/lib/etcd');
-    expect(cfg.sites[0]!.cluster.nodes[0]!.controlPlane).toMatchObject({ profile: 'kubeadm', manifestsDir: '/etc/kubernetes/manifests' });
+    expect(cfg.sites[0]!.cluster.nodes[0]!.controlPlane).toEqual({
+      profile: 'kubeadm', manifestsDir: '/etc/kubernetes/manifests', parkedDir: '/etc/kubernetes/manifests-parked',
+      apiserverStopGrace: 3_000, restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
+    });
     // Worker-side relative paths are resolved against the config file's directory.
     expect(cfg.sites[1]!.cluster.kubeconfig).toBe(join(dir, 'kube/prod-b.conf'));
     expect(cfg.targets['internal']).toEqual({ rpo: 3_600_000, rto: 14_400_000 });

@@ -45,7 +45,17 @@ describe.each([
     await informer.start();
     const cached = () => informer.list().map((c) => c.metadata?.name ?? '').sort();
 
-    const snap: SnapshotRef = await snapshotNow(client, taskQueue, gw, cluster);
+    // A scheduled Velero backup the snapshot catches InProgress (the lab's schedule runs every
+    // 2 min): once restored, nothing processes it, and Velero skips the schedule while one of its
+    // backups is InProgress, until the server restarts and marks it Failed.
+    const velero = gw.velero(cluster);
+    const orphan = `orphan-${Date.now()}`;
+    await velero.create('backups', 'Backup', {
+      metadata: { name: orphan, labels: { 'velero.io/schedule-name': 'drctl-test-orphan' } },
+      spec: { includedNamespaces: ['drctl-test-orphan'], storageLocation: 'default' },
+      status: { phase: 'InProgress' },
+    });
+    const snap: SnapshotRef = await snapshotNow(client, taskQueue, gw, cluster).finally(() => velero.delete('backups', orphan));
     expect(snap.etcdVersion).toMatch(version);
 
     // After the snapshot: more writes, an overwrite, a delete and a new Kubernetes object.
@@ -80,6 +90,15 @@ describe.each([
     const final = await handle.query(statusQuery);
     expect(final.phase).toBe('completed');
     expect(final.steps.every((s) => s.state === 'done')).toBe(true);
+    // The static pods whose state predates the restore were restarted once the API server was ready,
+    // and the restarted Velero server failed the backup the snapshot held InProgress.
+    expect(final.steps.find((s) => s.step === 'verify')!.detail).toContain('restarted cp1/kube-controller-manager, cp1/kube-scheduler, cp1/velero');
+    try {
+      const b = await until(`Velero fails ${orphan}`, () => velero.get('backups', orphan), (o) => o?.status?.phase !== 'InProgress', 60_000, 500);
+      expect(b?.status).toMatchObject({ phase: 'Failed', failureReason: expect.stringContaining('during the server starting') });
+    } finally {
+      await velero.delete('backups', orphan);
+    }
 
     for (const node of ['cp1', 'cp2', 'cp3']) {
       expect(await keysOn(gw, cluster, node, prefix), node).toEqual({ [`${prefix}a`]: '1', [`${prefix}b`]: '2', [`${prefix}c`]: '3' });
@@ -105,6 +124,12 @@ describe.each([
       const j = await gw.shell(cluster, n.node).exec(`cat ${n.workDir}/journal`, { check: true });
       expect(j.stdout.match(/ moved-aside /g), n.node).toHaveLength(1);
       expect(j.stdout.match(/ restored /g), n.node).toHaveLength(1);
+      // The API server holds its clients' watches open after SIGTERM (kube-apiserver's default):
+      // drctl killed it after the 3 s grace instead of waiting for the lab supervisor's 10 s kill.
+      if (n.apiserver) {
+        expect(j.stdout.match(/ stopped kube-apiserver/g), n.node).toHaveLength(1);
+        expect(j.stdout, n.node).toContain(' killed kube-apiserver, still draining after 3 s');
+      }
     }
   });
 });

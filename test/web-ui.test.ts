@@ -6,9 +6,11 @@ import { type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FailureType } from '../common/errors.ts';
+import { createFailoverActivities } from '../activities/failover.ts';
 import type { FailoverStatus, FailoverStep } from '../common/failover.ts';
 import { failoverStatusQuery, siteFailover } from '../workflows/site-failover.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
+import { NS } from './support/failover.ts';
 import { startTestEnv, type TestEnv, until } from './support/lab.ts';
 
 let env: TestEnv;
@@ -49,6 +51,8 @@ async function failoverAtGate(): Promise<WorkflowHandle<typeof siteFailover>> {
 it('rejects a failover waiting at its gate through the Web UI\'s Signal action', { timeout: 360_000 }, async () => {
   const webUi = env.config.temporal.webUi;
   if (!webUi) throw new Error("temporal.webUi is not set in the lab's config");
+  // The preflight wants a backup within the RPO: this test is about the gate, not the schedule.
+  await createFailoverActivities(env.gw).takeBackup({ site: 'site-a', seenBy: 'site-b', name: `web-ui-${Date.now()}`, namespaces: [NS] });
   const handle = await failoverAtGate();
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   try {

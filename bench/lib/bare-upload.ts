@@ -1,8 +1,8 @@
 // The baseline for bench/snapshot-pipeline.ts, run in a fresh Node process:
 //   ssh root@node cat FILE | @aws-sdk/lib-storage Upload (same part size and queue as drctl)
-// with the system OpenSSH client and a plain S3 client. Prints one JSON line with what it measured.
-// With "sha256": true it also does what drctl adds on top: SHA256 part checksums and a streaming
-// sha256 of the bytes (to tell the transport's cost from the hashing's).
+// with the system OpenSSH client and a plain S3 client (the SDK's default CRC32 part checksums, as
+// drctl). Prints one JSON line with what it measured. With "sha256": true it also does what drctl
+// adds on top: a streaming sha256 of the bytes (to tell the transport's cost from the hashing's).
 //   node --import tsx bench/lib/bare-upload.ts '<json args>'
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -62,7 +62,7 @@ if (a.sha256) {
 }
 const upload = new Upload({
   client,
-  params: { Bucket: a.bucket, Key: a.key, Body: body, ...(a.sha256 ? { ChecksumAlgorithm: 'SHA256' as const } : {}) },
+  params: { Bucket: a.bucket, Key: a.key, Body: body },
   partSize: a.partSize,
   queueSize: a.queueSize,
   leavePartsOnError: false,

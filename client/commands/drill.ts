@@ -159,13 +159,13 @@ export function registerDrillCommands(program: Command) {
       const limit = Number(opts.limit);
       if (!/^\d+$/.test(opts.limit) || limit < 1) throw new UsageError(`--limit: expected an integer >= 1 (got '${opts.limit}')`);
       await withClient(async ({ client }) => {
-        const rows: HistoryRow[] = [];
+        // The listing is cheap; each row's result or query is a round trip: only the newest `limit`.
+        const runs = [];
         for await (const w of client.workflow.list({ query: `WorkflowType = 'drDrill'` })) {
-          if (opts.plan && !w.workflowId.startsWith(`drill-${opts.plan}-`)) continue;
-          rows.push(await historyRow(client, w.workflowId, w.runId, w.status.name, w.startTime));
+          if (!opts.plan || w.workflowId.startsWith(`drill-${opts.plan}-`)) runs.push(w);
         }
-        rows.sort((a, b) => b.startedAt.localeCompare(a.startedAt));
-        const shown = rows.slice(0, limit);
+        runs.sort((a, b) => b.startTime.getTime() - a.startTime.getTime());
+        const shown = await Promise.all(runs.slice(0, limit).map((w) => historyRow(client, w.workflowId, w.runId, w.status.name, w.startTime)));
         if (opts.json) return printJson(shown);
         if (!shown.length) return void process.stdout.write('no drills yet: drctl drill run --plan NAME\n');
         const out = [['WORKFLOW', 'STARTED', 'STATUS', 'OUTCOME', 'RTO', 'RPO', 'FAILED CRITERIA', 'SIGNED OFF']];
