@@ -78,9 +78,10 @@ const controlPlaneProfile = z.discriminatedUnion(
       /**
        * How long a restore lets a parked kube-apiserver drain before killing it. Its data is about
        * to be replaced, and by default it does not end its watches on SIGTERM, so it otherwise
-       * stays until the kubelet's grace period runs out (30 s on kubeadm).
+       * stays until the kubelet's grace period runs out (30 s on kubeadm). Its shutdown hooks
+       * (lease cleanup) finish within milliseconds; the rest is waiting on watches.
        */
-      apiserverStopGrace: duration.default(3_000),
+      apiserverStopGrace: duration.default(1_000),
       /**
        * Static pods on this node restarted once a restore's API server is ready: their caches and
        * in-memory state predate the restore (a stale EndpointSlice tracker, a Velero backup left
@@ -105,7 +106,7 @@ const node = z.strictObject({
     profile: 'kubeadm',
     manifestsDir: '/etc/kubernetes/manifests',
     parkedDir: '/etc/kubernetes/manifests-parked',
-    apiserverStopGrace: 3_000,
+    apiserverStopGrace: 1_000,
     restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
   }),
   /** Whether this node runs a kube-apiserver (kubeadm: every control-plane node; the lab: the first). */

@@ -80,7 +80,7 @@ describe('drctl config check', () => {
     expect(cfg.sites[0]!.cluster.nodes[0]!.etcd.dataDir).toBe('/var/lib/etcd');
     expect(cfg.sites[0]!.cluster.nodes[0]!.controlPlane).toEqual({
       profile: 'kubeadm', manifestsDir: '/etc/kubernetes/manifests', parkedDir: '/etc/kubernetes/manifests-parked',
-      apiserverStopGrace: 3_000, restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
+      apiserverStopGrace: 1_000, restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
     });
     // Worker-side relative paths are resolved against the config file's directory.
     expect(cfg.sites[1]!.cluster.kubeconfig).toBe(join(dir, 'kube/prod-b.conf'));

@@ -125,10 +125,10 @@ describe.each([
       expect(j.stdout.match(/ moved-aside /g), n.node).toHaveLength(1);
       expect(j.stdout.match(/ restored /g), n.node).toHaveLength(1);
       // The API server holds its clients' watches open after SIGTERM (kube-apiserver's default):
-      // drctl killed it after the 3 s grace instead of waiting for the lab supervisor's 10 s kill.
+      // drctl killed it after the 1 s grace instead of waiting for the lab supervisor's 10 s kill.
       if (n.apiserver) {
         expect(j.stdout.match(/ stopped kube-apiserver/g), n.node).toHaveLength(1);
-        expect(j.stdout, n.node).toContain(' killed kube-apiserver, still draining after 3 s');
+        expect(j.stdout, n.node).toContain(' killed kube-apiserver, still draining after 1 s');
       }
     }
   });

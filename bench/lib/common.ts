@@ -137,7 +137,8 @@ export async function siteHealthy(gw: Gateways, timeoutMs = 10_000): Promise<{ o
 /** `drctl cluster check --cluster site-b` through the lab's worker; its exit code and output. */
 export function drctlClusterCheck(): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/drctl.js', 'cluster', 'check', '--cluster', CLUSTER], { cwd: REPO, env: process.env });
+    const config = process.env.DRCTL_CONFIG ?? join(REPO, '.lab/drctl.yaml');
+    const child = spawn(process.execPath, ['bin/drctl.js', 'cluster', 'check', '--cluster', CLUSTER, '--config', config], { cwd: REPO, env: process.env });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -1,13 +1,15 @@
-// Diagnostic for bench/snapshot-pipeline.ts: where does the SFTP read's time go? Reads the first
+// Diagnostic for bench/snapshot-pipeline.ts: where does a node read's time go? Reads the first
 // `bytes` of a node file and discards them (no S3), through:
-//   1 drctl's RemoteShell.readStream (ssh2 SFTP, 256 KiB highWaterMark: one read in flight)
-//   2 the same with an ssh2 connection of our own (same settings), to check 1 ≈ 2
+//   1 drctl's RemoteShell.readStream (`cat` on an exec channel, TCP_NODELAY)
+//   2 ssh2 SFTP on a connection of our own (256 KiB highWaterMark: one read in flight), which
+//     drctl used before
 //   3 as 2, with TCP_NODELAY on the client socket
 //   4 as 2, with 4 MiB highWaterMark
 //   5 ssh2 exec `head -c N FILE` on our own connection (a plain byte stream on the channel)
 //   6 the system OpenSSH client: ssh node head -c N FILE
-// and, for the restore's distribute step, SFTP writes of `bytes` (64 KiB chunks, as an S3 GET body
-// arrives) to <file>.probe-write: drctl's RemoteShell.writeStream, then with TCP_NODELAY.
+// and, for the restore's distribute step, writes of `bytes` (64 KiB chunks, as an S3 GET body
+// arrives) to <file>.probe-write: drctl's RemoteShell.writeStream (`cat >`), then ssh2 SFTP with
+// TCP_NODELAY.
 //   npx tsx bench/lib/transport-probe.ts <node> <path> [MiB]     (site-b only)
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -63,7 +65,7 @@ async function timed(path: string, fn: () => Promise<number>): Promise<ProbeResu
 
 export async function transportProbe(gw: Gateways, node: string, file: string, bytes: number, knownHosts?: string): Promise<ProbeResult[]> {
   const out: ProbeResult[] = [];
-  out.push(await timed('drctl RemoteShell.readStream (SFTP, 256 KiB)', async () => drain(await gw.shell(CLUSTER, node).readStream(file), bytes)));
+  out.push(await timed('drctl RemoteShell.readStream (exec `cat`)', async () => drain(await gw.shell(CLUSTER, node).readStream(file), bytes)));
   const sftpRead = async (opts: { noDelay?: boolean; highWaterMark: number }) => {
     const c = await connect(gw, node);
     try {
@@ -98,7 +100,7 @@ export async function transportProbe(gw: Gateways, node: string, file: string, b
     })());
   };
   const target = `${file}.probe-write`;
-  out.push(await timed('drctl RemoteShell.writeStream (SFTP write)', async () => {
+  out.push(await timed('drctl RemoteShell.writeStream (exec `cat >`)', async () => {
     await pipeline(chunks(), await gw.shell(CLUSTER, node).writeStream(target));
     return bytes;
   }));
