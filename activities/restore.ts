@@ -191,8 +191,8 @@ export function createRestoreActivities(gw: Gateways) {
 
     /**
      * Streams the snapshot from the bucket to the node (S3 GET → `cat >` over an SSH exec channel,
-     * nothing buffered whole), then checks its sha256 and `snapshot status` on the node. Idempotent: a staged file that
-     * already verifies is kept.
+     * nothing buffered whole), then checks its sha256 and `snapshot status` on the node.
+     * Idempotent: a staged file that already verifies is kept.
      */
     async stageSnapshot(input: NodeRef & { plan: NodePlan; snapshot: SnapshotRef }): Promise<{ sha256: string; revision: number; skipped: boolean }> {
       const { plan, snapshot } = input;

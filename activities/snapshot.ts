@@ -173,8 +173,9 @@ export function createSnapshotActivities(gw: Gateways) {
 
     /**
      * Streams the node's file (`cat` over an SSH exec channel) into the bucket (multipart), hashing
-     * the bytes on the way: no copy in memory or on the worker's disk. The streamed sha256 must be the one verified on the
-     * node, else the object is deleted. Skips an object that already holds exactly these bytes.
+     * the bytes on the way: no copy in memory or on the worker's disk. The streamed sha256 must be
+     * the one verified on the node, else the object is deleted. Skips an object that already holds
+     * exactly these bytes.
      */
     async uploadSnapshot(input: NodeRef & { path: string; meta: SnapshotMeta }): Promise<SnapshotRef & { skipped: boolean }> {
       const { meta } = input;
@@ -192,7 +193,7 @@ export function createSnapshotActivities(gw: Gateways) {
 
       const source = await gw.shell(input.cluster, input.node).readStream(input.path);
       const m = meter((bytes) => heartbeat({ phase: 'read', bytes, of: meta.size }));
-      // pipeline() forwards a read error (the remote `cat` failing) into the body, which fails the upload.
+      // pipeline() forwards a read error (the remote `cat` failing) into the body: the upload fails.
       pipeline(source, m.stream, () => undefined);
       const onCancel = () => m.stream.destroy(new Error('activity cancelled'));
       const signal = activitySignal();
