@@ -353,7 +353,12 @@ export function createRestoreActivities(gw: Gateways) {
             );
             return out.stdout.trim().split('\n').filter(Boolean).map((c) => `${n.name}/${c}`);
           }));
-          const names = restarted.flat();
+          // In-cluster controllers: a rollout, as `kubectl rollout restart` does.
+          const rolled = await Promise.all(gw.cluster(input.cluster).rolloutAfterRestore.map(async (ref) => {
+            const [ns = '', name = ''] = ref.split('/');
+            return (await kube.rolloutRestart(ns, name)) === 'restarted' ? [`deployment ${ref}`] : [];
+          }));
+          const names = [...restarted.flat(), ...rolled.flat()];
           return `${r.detail}${names.length ? `; restarted ${names.join(', ')} (caches predate the restore)` : ''}`;
         }
         if (Date.now() > deadline) throw failure(FailureType.Timeout, `${input.cluster}: kube-apiserver not ready: ${r.detail}`);

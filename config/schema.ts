@@ -118,6 +118,15 @@ const cluster = z.strictObject({
   kubeconfig: path,
   context: z.string().min(1).optional(),
   nodes: z.array(node, { error: 'expected a list of control-plane nodes' }).min(1, { error: 'expected at least one node' }),
+  /**
+   * Deployments (namespace/name) rolled once a restore's API server is ready, like the static
+   * pods in a node's restartAfterRestore: in-cluster controllers whose state predates the restore.
+   * Velero's: a backup the snapshot caught InProgress blocks its schedule until the server
+   * restarts. One that is missing or scaled to 0 is skipped.
+   */
+  rolloutAfterRestore: z
+    .array(z.string().regex(/^[a-z0-9][a-z0-9-]*\/[a-z0-9][a-z0-9.-]*$/, { error: 'expected namespace/deployment' }))
+    .default(['velero/velero']),
 });
 
 const ipv4 = z.ipv4({ error: 'expected an IPv4 address' });

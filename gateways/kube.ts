@@ -104,6 +104,19 @@ export class KubeGateway {
     }));
   }
 
+  /**
+   * `kubectl rollout restart`: a new pod-template annotation makes the Deployment replace its pods.
+   * Returns what happened: restarted, or why not (missing, scaled to 0: nothing runs to restart).
+   */
+  async rolloutRestart(ns: string, name: string, at = new Date()): Promise<'restarted' | 'not found' | 'scaled to 0'> {
+    const d = await this.maybe(`get deployment ${ns}/${name}`, () => this.apps.readNamespacedDeployment({ namespace: ns, name }));
+    if (!d) return 'not found';
+    if ((d.spec?.replicas ?? 1) === 0) return 'scaled to 0';
+    const body = { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at.toISOString() } } } } };
+    await this.call(`restart deployment ${ns}/${name}`, () => this.apps.patchNamespacedDeployment({ namespace: ns, name, body }, mergePatch));
+    return 'restarted';
+  }
+
   /** Sets replicas and annotations (null removes one) in one merge patch. */
   async patchDeployment(ns: string, name: string, patch: { replicas?: number; annotations?: Record<string, string | null> }): Promise<void> {
     const body: Record<string, unknown> = {};

@@ -142,7 +142,8 @@ function velero(node: LabNode): object {
     `--metrics-address=${node.ip}:${CP_PORTS.veleroMetrics}`,
     `--profiler-address=${node.ip}:${CP_PORTS.veleroProfiler}`,
     // Both sites' locations name the same bucket: a backup taken at one site appears at the other
-    // within one sync period.
+    // at its next sync. The period is a floor: Velero 1.18's sync loop wakes once a minute
+    // (backupSyncReconcilePeriod), so a backup takes up to ~1 min to appear at the other site.
     '--backup-sync-period=5s',
     '--store-validation-frequency=10s',
     '--log-level=info',

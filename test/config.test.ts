@@ -58,6 +58,7 @@ const BAD: [string, string, string[]][] = [
   ['bad duration', edit(['targets', 'payment', 'rto'], 'fast'), ['targets.payment.rto: expected a duration like 90s, 15m, 1h (got "fast")']],
   ['unknown control-plane profile', edit([...node0b, 'controlPlane'], { profile: 'systemd' }), ["sites[1].cluster.nodes[0].controlPlane.profile: expected profile 'kubeadm' or 'command'"]],
   ['a restart-after-restore pod given as a path', edit([...node0b, 'controlPlane'], { profile: 'kubeadm', restartAfterRestore: ['/usr/bin/velero'] }), ['sites[1].cluster.nodes[0].controlPlane.restartAfterRestore[0]: expected a static pod name']],
+  ['a rollout without its namespace', edit(['sites', 1, 'cluster', 'rolloutAfterRestore'], ['velero']), ['sites[1].cluster.rolloutAfterRestore[0]: expected namespace/deployment']],
   ['relative node path', edit([...node0b, 'etcd', 'dataDir'], 'var/lib/etcd'), ['sites[1].cluster.nodes[0].etcd.dataDir: expected an absolute path']],
   ['no sites', edit(['sites'], []), ['sites: expected at least one site']],
   ['YAML: a key given twice', `${VALID}\napprovals: { approvers: [mallory] }\n`, ['line 46 column 1: Map keys must be unique']],
@@ -82,6 +83,7 @@ describe('drctl config check', () => {
       profile: 'kubeadm', manifestsDir: '/etc/kubernetes/manifests', parkedDir: '/etc/kubernetes/manifests-parked',
       apiserverStopGrace: 1_000, restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
     });
+    expect(cfg.sites[0]!.cluster.rolloutAfterRestore).toEqual(['velero/velero']);
     // Worker-side relative paths are resolved against the config file's directory.
     expect(cfg.sites[1]!.cluster.kubeconfig).toBe(join(dir, 'kube/prod-b.conf'));
     expect(cfg.targets['internal']).toEqual({ rpo: 3_600_000, rto: 14_400_000 });

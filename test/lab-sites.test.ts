@@ -173,7 +173,8 @@ describe('Velero at both sites, one shared bucket', () => {
     const names = (await velero(A()).list('backups')).map((b) => b.metadata.name);
     expect(names).toContain('demo-app-initial');
     const newest = atA[0]!.metadata.name;
-    await until(`backup ${newest} synced to site B`, async () => (await demoBackups(B())).map((b) => b.metadata.name), (n) => n.includes(newest), 20_000);
+    // Velero's backup-sync loop runs once a minute whatever --backup-sync-period says.
+    await until(`backup ${newest} synced to site B`, async () => (await demoBackups(B())).map((b) => b.metadata.name), (n) => n.includes(newest), 90_000);
     const schedule = await velero(A()).get('schedules', 'demo-app');
     expect(schedule.spec).toMatchObject({ schedule: '*/2 * * * *', template: { includedNamespaces: ['demo-app'], ttl: '72h0m0s' } });
   });

@@ -1,6 +1,6 @@
 // etcd quorum restore against the lab: real etcd 3.5 (site A) and 3.6 (site B) members over SSH,
 // real kube-apiservers, real MinIO, the real Temporal server and drctl's worker.
-import { CoreV1Api, makeInformer, type V1ConfigMap } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, makeInformer, type V1ConfigMap } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RestoreResult, RestoreStatus } from '../common/restore.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
@@ -14,8 +14,13 @@ let gw: Gateways;
 let client: Client;
 let taskQueue: string;
 
+/** A Deployment that runs, for the roll after the restore (the lab's Velero Deployment is at 0). */
+const PROBE = 'restore-probe';
+
 beforeAll(async () => {
-  env = await startTestEnv('restore-test');
+  env = await startTestEnv('restore-test', (c) => {
+    for (const s of c.sites) s.cluster.rolloutAfterRestore = ['velero/velero', `default/${PROBE}`];
+  });
   ({ gw, client, taskQueue } = env);
 });
 afterAll(() => env.close());
@@ -55,6 +60,15 @@ describe.each([
       spec: { includedNamespaces: ['drctl-test-orphan'], storageLocation: 'default' },
       status: { phase: 'InProgress' },
     });
+    const apps = gw.kube(cluster).kc.makeApiClient(AppsV1Api);
+    await apps.deleteNamespacedDeployment({ namespace: 'default', name: PROBE }).catch(() => undefined);
+    await apps.createNamespacedDeployment({
+      namespace: 'default',
+      body: {
+        metadata: { name: PROBE },
+        spec: { replicas: 1, selector: { matchLabels: { app: PROBE } }, template: { metadata: { labels: { app: PROBE } }, spec: { containers: [{ name: 'probe', image: 'busybox' }] } } },
+      },
+    });
     const snap: SnapshotRef = await snapshotNow(client, taskQueue, gw, cluster).finally(() => velero.delete('backups', orphan));
     expect(snap.etcdVersion).toMatch(version);
 
@@ -92,7 +106,12 @@ describe.each([
     expect(final.steps.every((s) => s.state === 'done')).toBe(true);
     // The static pods whose state predates the restore were restarted once the API server was ready,
     // and the restarted Velero server failed the backup the snapshot held InProgress.
-    expect(final.steps.find((s) => s.step === 'verify')!.detail).toContain('restarted cp1/kube-controller-manager, cp1/kube-scheduler, cp1/velero');
+    // Deployments: the probe is rolled, Velero's (scaled to 0 in the lab) is skipped.
+    expect(final.steps.find((s) => s.step === 'verify')!.detail).toContain(`restarted cp1/kube-controller-manager, cp1/kube-scheduler, cp1/velero, deployment default/${PROBE}`);
+    expect(final.steps.find((s) => s.step === 'verify')!.detail).not.toContain('deployment velero/velero');
+    const probe = await apps.readNamespacedDeployment({ namespace: 'default', name: PROBE });
+    expect(Date.parse(probe.spec?.template.metadata?.annotations?.['kubectl.kubernetes.io/restartedAt'] ?? '')).toBeGreaterThan(Date.parse(final.steps.find((s) => s.step === 'verify')!.startedAt!));
+    await apps.deleteNamespacedDeployment({ namespace: 'default', name: PROBE });
     try {
       const b = await until(`Velero fails ${orphan}`, () => velero.get('backups', orphan), (o) => o?.status?.phase !== 'InProgress', 60_000, 500);
       expect(b?.status).toMatchObject({ phase: 'Failed', failureReason: expect.stringContaining('during the server starting') });

@@ -90,9 +90,10 @@ export interface TestEnv {
 }
 
 /** A drctl worker running in this process on its own task queue, a client, and gateways. */
-export async function startTestEnv(name: string): Promise<TestEnv> {
+export async function startTestEnv(name: string, change: (c: DrctlConfig) => void = () => undefined): Promise<TestEnv> {
   const taskQueue = `${name}-${Date.now()}`;
   const config = labConfig(taskQueue);
+  change(config);
   const worker = await createWorker(config);
   const running = worker.worker.run();
   const gw = createGateways(config);
