@@ -691,12 +691,13 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   const primary = SITES.find((s) => s.role === 'primary')!;
   if (reachable.includes(primary)) {
     const b = await ensureDemoBackups(primary, Math.max(10_000, deadline - Date.now()), log);
-    // A backup just taken: wait until the other sites' Velero servers have synced it from the bucket,
-    // so a failover right after `lab up` finds it. Velero 1.18 enqueues its backup sync once a minute
+    // The newest backup (just taken here, or by the Schedule catching up on a lab that was stopped):
+    // wait until the other sites' Velero servers have synced it from the bucket, so a failover or
+    // drill right after `lab up` finds it. Velero 1.18 enqueues its backup sync once a minute
     // whatever --backup-sync-period says (backupSyncReconcilePeriod is a constant), and its first
     // sync at start-up ran before its location was validated (skipped). A restarted server syncs at
     // once (its location is Available by then): restart it rather than wait up to a minute.
-    await Promise.all((b.created ? reachable.filter((s) => s !== primary) : []).map(async (site) => {
+    await Promise.all(reachable.filter((s) => s !== primary).map(async (site) => {
       const t = Date.now();
       let restarted = false;
       for (;;) {
