@@ -130,6 +130,34 @@ export function createRestoreActivities(gw: Gateways) {
     }
   }
 
+  /**
+   * The static pods in each kubeadm node's restartAfterRestore (a stale EndpointSlice tracker
+   * publishes no endpoints; a Velero backup the snapshot caught InProgress blocks its schedule until
+   * the server restarts), killed so the kubelet starts them again, then the cluster's
+   * rolloutAfterRestore Deployments. Returns what was restarted ("cp1/velero", "deployment ns/name").
+   */
+  async function restartStaleControllers(cluster: string): Promise<string[]> {
+    const c = gw.cluster(cluster);
+    const [pods, deployments] = await Promise.all([
+      Promise.all(c.nodes.map(async (n) => {
+        const cp = n.controlPlane;
+        if (cp.profile !== 'kubeadm' || !cp.restartAfterRestore.length) return [];
+        // Matched on the command line (`pkill -x` sees only 15 characters of a name): its first
+        // word is the binary, with or without a path.
+        const out = await gw.shell(cluster, n.name).exec(
+          cp.restartAfterRestore.map((p) => `if [ -e ${shq(`${cp.manifestsDir}/${p}.yaml`)} ] && pkill -f ${shq(`^([^ ]*/)?${p}( |$)`)}; then echo ${p}; fi`).join('; '),
+          { timeoutMs: 30_000 },
+        );
+        return out.stdout.trim().split('\n').filter(Boolean).map((p) => `${n.name}/${p}`);
+      })),
+      Promise.all(c.rolloutAfterRestore.map(async (ref) => {
+        const [ns = '', name = ''] = ref.split('/');
+        return (await gw.kube(cluster).rolloutRestart(ns, name)) === 'restarted' ? [`deployment ${ref}`] : [];
+      })),
+    ]);
+    return [...pods.flat(), ...deployments.flat()];
+  }
+
   return {
     async loadApprovalPolicy(): Promise<{ approvers: string[]; twoPersonRule: boolean; timeoutMs: number }> {
       const a = gw.config.approvals;
@@ -329,12 +357,9 @@ export function createRestoreActivities(gw: Gateways) {
     },
 
     /**
-     * Waits for /readyz; then restarts kube-controller-manager and kube-scheduler on the API server
-     * nodes (kubeadm profile): their caches predate the restore (or its undo), and Kubernetes' etcd
-     * restore procedure restarts them — a stale EndpointSlice tracker stopped publishing endpoints
-     * after two restores of site-b. Killing them is how: the kubelet (or the lab's supervisor)
-     * starts their static pods again. After readiness, so they start against a serving API (RBAC
-     * included). Repeating it (a retry) only restarts them again.
+     * Waits for /readyz, then restarts what holds state from before the restore (or its undo), as
+     * Kubernetes' etcd restore procedure says: after readiness, so they start against a serving API
+     * (RBAC included). Repeating it (a retry) only restarts them again.
      */
     async waitApiserverReady(input: { cluster: string; timeoutMs?: number }): Promise<string> {
       const kube = gw.kube(input.cluster);
@@ -342,23 +367,7 @@ export function createRestoreActivities(gw: Gateways) {
       for (;;) {
         const r = await kube.readyz();
         if (r.ready) {
-          const restarted = await Promise.all(gw.cluster(input.cluster).nodes.map(async (n) => {
-            const cp = n.controlPlane;
-            if (cp.profile !== 'kubeadm' || !cp.restartAfterRestore.length) return [];
-            // Matched on the command line (`pkill -x` sees only 15 characters of a name): its first
-            // word is the binary, with or without a path. The kubelet starts the pod again.
-            const out = await gw.shell(input.cluster, n.name).exec(
-              cp.restartAfterRestore.map((c) => `if [ -e ${shq(`${cp.manifestsDir}/${c}.yaml`)} ] && pkill -f ${shq(`^([^ ]*/)?${c}( |$)`)}; then echo ${c}; fi`).join('; '),
-              { timeoutMs: 30_000 },
-            );
-            return out.stdout.trim().split('\n').filter(Boolean).map((c) => `${n.name}/${c}`);
-          }));
-          // In-cluster controllers: a rollout, as `kubectl rollout restart` does.
-          const rolled = await Promise.all(gw.cluster(input.cluster).rolloutAfterRestore.map(async (ref) => {
-            const [ns = '', name = ''] = ref.split('/');
-            return (await kube.rolloutRestart(ns, name)) === 'restarted' ? [`deployment ${ref}`] : [];
-          }));
-          const names = [...restarted.flat(), ...rolled.flat()];
+          const names = await restartStaleControllers(input.cluster);
           return `${r.detail}${names.length ? `; restarted ${names.join(', ')} (caches predate the restore)` : ''}`;
         }
         if (Date.now() > deadline) throw failure(FailureType.Timeout, `${input.cluster}: kube-apiserver not ready: ${r.detail}`);

@@ -304,28 +304,28 @@ const isDemoBackup = (b: VeleroBackup) => (b.spec?.includedNamespaces ?? []).inc
 
 /**
  * At the primary site: a first backup of the demo app (unless a Completed one exists; another if
- * the newest is stale because the lab was stopped), waited
- * until Completed, then the Schedule (every 2 minutes, well inside the e-commerce RPO of 5 minutes; skipImmediately, the first backup is the one
- * just taken). Returns the name of the newest Completed demo-app backup.
+ * the newest is stale because the lab was stopped), waited until Completed, then the Schedule
+ * (every 2 minutes, well inside the e-commerce RPO of 5 minutes; skipImmediately, the first backup
+ * is the one just taken). Returns the name of the newest Completed demo-app backup.
  */
-export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log: (m: string) => void = () => undefined): Promise<{ backup: string; created: boolean }> {
+export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log: (m: string) => void = () => undefined): Promise<{ backup: string }> {
   const api = objectApi(site);
   const deadline = Date.now() + timeoutMs;
   const newest = (bs: VeleroBackup[]) => bs.filter((b) => isDemoBackup(b) && b.status?.phase === 'Completed')
     .sort((a, b) => String(b.status?.completionTimestamp).localeCompare(String(a.status?.completionTimestamp)))[0];
-  let done = newest(await backups(site));
-  let created = false;
+  const all = await backups(site);
+  let done = newest(all);
   // A lab that was stopped missed its schedule's runs: its newest backup would be older than the
   // e-commerce RPO (5 min), which a site running its schedule never is. Catch up once.
   const ageMs = done ? Date.now() - Date.parse(String(done.status?.completionTimestamp)) : 0;
   if (!done || ageMs > STALE_AFTER_MS) {
     let name = done ? `${SCHEDULE}-catchup-${Math.floor(Date.now() / 1000)}` : INITIAL_BACKUP;
-    const existing = (await backups(site)).find((b) => b.metadata.name === name);
+    const existing = all.find((b) => b.metadata.name === name);
     if (existing && /Failed|Deleting/.test(existing.status?.phase ?? '')) name = `${INITIAL_BACKUP}-${Math.floor(Date.now() / 1000)}`;
     log(done
       ? `newest Velero backup of ${DEMO_NS} at ${site.name} is ${Math.round(ageMs / 60_000)} min old (the lab was stopped): taking ${name} ...`
       : `taking the first Velero backup of ${DEMO_NS} at ${site.name} (${name}) ...`);
-    created = await ensure(api, { apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name, namespace: VELERO_NS }, spec: backupTemplate });
+    await ensure(api, { apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name, namespace: VELERO_NS }, spec: backupTemplate });
     for (;;) {
       const b = (await backups(site)).find((x) => x.metadata.name === name);
       const phase = b?.status?.phase ?? 'New';
@@ -344,5 +344,5 @@ export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log:
     metadata: { name: SCHEDULE, namespace: VELERO_NS },
     spec: { schedule: '*/2 * * * *', skipImmediately: true, useOwnerReferencesInBackup: false, template: backupTemplate },
   });
-  return { backup: done!.metadata.name, created };
+  return { backup: done!.metadata.name };
 }
