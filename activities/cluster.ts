@@ -11,7 +11,14 @@ export function createClusterActivities(gw: Gateways) {
       const c = gw.cluster(cluster);
       return {
         cluster,
-        nodes: c.nodes.map((n) => ({ name: n.name, memberName: n.etcd.memberName, peerUrl: n.etcd.peerUrl, clientUrl: n.etcd.clientUrl, dataDir: n.etcd.dataDir, apiserver: n.apiserver })),
+        nodes: c.nodes.map((n) => ({
+          name: n.name,
+          memberName: n.etcd.memberName,
+          peerUrl: n.etcd.peerUrl,
+          clientUrl: n.etcd.clientUrl,
+          dataDir: n.etcd.dataDir,
+          apiserver: n.apiserver,
+        })),
       };
     },
 
@@ -33,12 +40,25 @@ export function createClusterActivities(gw: Gateways) {
       }
       const etcd = gw.etcd(input.cluster, input.node);
       const health = await etcd.health();
-      if (!health.health) return { node: input.node, reachable: true, etcd: { healthy: false, error: health.error }, tookMs: Date.now() - t0 };
+      if (!health.health)
+        return {
+          node: input.node,
+          reachable: true,
+          etcd: { healthy: false, error: health.error },
+          tookMs: Date.now() - t0,
+        };
       const st = await etcd.status();
       return {
         node: input.node,
         reachable: true,
-        etcd: { healthy: true, version: st.version, revision: st.revision, leader: st.leader, memberId: st.memberId, dbSize: st.dbSize },
+        etcd: {
+          healthy: true,
+          version: st.version,
+          revision: st.revision,
+          leader: st.leader,
+          memberId: st.memberId,
+          dbSize: st.dbSize,
+        },
         tookMs: Date.now() - t0,
       };
     },

@@ -4,7 +4,14 @@
 // record instead of production.
 import { ApplicationFailure } from '@temporalio/common';
 import { renderDrillHtml } from '../common/drill-html.ts';
-import { DRILL_CRITERIA, type DrillCriterion, type DrillPlan, type DrillPreflight, type DrillReport, drillReportKeys } from '../common/drill.ts';
+import {
+  DRILL_CRITERIA,
+  type DrillCriterion,
+  type DrillPlan,
+  type DrillPreflight,
+  type DrillReport,
+  drillReportKeys,
+} from '../common/drill.ts';
 import { FailureType, failure } from '../common/errors.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { backupRef, newestCompleted, siteReadiness } from './failover.ts';
@@ -30,7 +37,8 @@ export function createDrillActivities(gw: Gateways) {
     /** The plan as the worker's config says, resolved: criteria, targets in seconds, approvers. */
     async loadDrillPlan(input: { plan: string }): Promise<DrillPlan> {
       const d = planOf(input.plan);
-      const criteria: DrillCriterion[] = d.criteria ?? DRILL_CRITERIA.filter((c) => c !== 'etcd-restore' || d.etcdRestore);
+      const criteria: DrillCriterion[] =
+        d.criteria ?? DRILL_CRITERIA.filter((c) => c !== 'etcd-restore' || d.etcdRestore);
       const tiers = [...new Set(d.workloads.map((w) => w.tier))];
       return {
         name: d.name,
@@ -46,7 +54,12 @@ export function createDrillActivities(gw: Gateways) {
         verifyTimeoutMs: d.verifyTimeout,
         approvers: gw.config.approvals.approvers,
         twoPersonRule: gw.config.approvals.twoPersonRule,
-        targets: Object.fromEntries(tiers.map((t) => [t, { rpoSeconds: gw.config.targets[t]!.rpo / 1000, rtoSeconds: gw.config.targets[t]!.rto / 1000 }])),
+        targets: Object.fromEntries(
+          tiers.map((t) => [
+            t,
+            { rpoSeconds: gw.config.targets[t]!.rpo / 1000, rtoSeconds: gw.config.targets[t]!.rto / 1000 },
+          ]),
+        ),
         webUi: gw.config.temporal.webUi,
       };
     },
@@ -60,7 +73,8 @@ export function createDrillActivities(gw: Gateways) {
       const { plan } = input;
       const to = gw.site(plan.to);
       const from = gw.site(plan.from);
-      if (!to.appAddress) throw failure(FailureType.PreflightFailed, `site ${to.name} has no appAddress for the drill record`);
+      if (!to.appAddress)
+        throw failure(FailureType.PreflightFailed, `site ${to.name} has no appAddress for the drill record`);
       const namespaces = [...new Set(plan.workloads.flatMap((w) => w.namespaces))];
       const kube = gw.kube(to.cluster.name);
       const [{ drReady }, backups, record, existing, source, snapshots] = await Promise.all([
@@ -87,16 +101,29 @@ export function createDrillActivities(gw: Gateways) {
     },
 
     /** Deployments at a site, for comparing the DR site's pods with the source's. */
-    async siteDeployments(input: { site: string; namespaces: string[] }): Promise<{ name: string; available: number; replicas: number }[]> {
+    async siteDeployments(input: {
+      site: string;
+      namespaces: string[];
+    }): Promise<{ name: string; available: number; replicas: number }[]> {
       const deployments = await gw.kube(gw.site(input.site).cluster.name).deploymentsIn(input.namespaces);
-      return deployments.map((d) => ({ name: `${d.namespace}/${d.name}`, available: d.available, replicas: d.replicas }));
+      return deployments.map((d) => ({
+        name: `${d.namespace}/${d.name}`,
+        available: d.available,
+        replicas: d.replicas,
+      }));
     },
 
     /**
      * Proof that the drill left nothing behind: the plan's namespaces are gone from the DR site
      * (waiting out their termination) and the drill record answers what it did before.
      */
-    async drillCleanupCheck(input: { site: string; namespaces: string[]; record: string; recordBefore: string[]; timeoutMs?: number }): Promise<{ ok: boolean; detail: string }> {
+    async drillCleanupCheck(input: {
+      site: string;
+      namespaces: string[];
+      record: string;
+      recordBefore: string[];
+      timeoutMs?: number;
+    }): Promise<{ ok: boolean; detail: string }> {
       const kube = gw.kube(gw.site(input.site).cluster.name);
       const deadline = Date.now() + (input.timeoutMs ?? 60_000);
       for (;;) {
@@ -105,10 +132,18 @@ export function createDrillActivities(gw: Gateways) {
         const recordOk = now.join(',') === [...input.recordBefore].sort().join(',');
         heartbeat({ left, recordOk });
         if (!left.length && recordOk) {
-          return { ok: true, detail: `${input.namespaces.join(', ')} gone from ${input.site}; ${input.record} back to ${input.recordBefore.join(',') || '(no record)'}` };
+          return {
+            ok: true,
+            detail: `${input.namespaces.join(', ')} gone from ${input.site}; ${input.record} back to ${input.recordBefore.join(',') || '(no record)'}`,
+          };
         }
         if (Date.now() > deadline) {
-          const why = [left.length ? `still at ${input.site}: ${left.join(', ')}` : '', recordOk ? '' : `${input.record} is ${now.join(',') || '(none)'}, was ${input.recordBefore.join(',') || '(none)'}`];
+          const why = [
+            left.length ? `still at ${input.site}: ${left.join(', ')}` : '',
+            recordOk
+              ? ''
+              : `${input.record} is ${now.join(',') || '(none)'}, was ${input.recordBefore.join(',') || '(none)'}`,
+          ];
           return { ok: false, detail: why.filter(Boolean).join('; ') };
         }
         await sleep(1000);
@@ -128,11 +163,16 @@ export function createDrillActivities(gw: Gateways) {
     },
   };
 
-  async function sourceWorkloads(cluster: string, namespaces: string[]): Promise<{ workloads?: Record<string, number>; detail: string }> {
+  async function sourceWorkloads(
+    cluster: string,
+    namespaces: string[],
+  ): Promise<{ workloads?: Record<string, number>; detail: string }> {
     const kube = gw.kube(cluster);
     const ready = await kube.readyz(3000);
     if (!ready.ready) return { detail: `${cluster} API not reachable (${ready.detail.slice(0, 80)})` };
-    const workloads = Object.fromEntries((await kube.deploymentsIn(namespaces)).map((d) => [`${d.namespace}/${d.name}`, d.replicas]));
+    const workloads = Object.fromEntries(
+      (await kube.deploymentsIn(namespaces)).map((d) => [`${d.namespace}/${d.name}`, d.replicas]),
+    );
     return { workloads, detail: `${Object.keys(workloads).length} deployment(s) at ${cluster}` };
   }
 

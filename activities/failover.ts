@@ -37,11 +37,20 @@ export function newestCompleted(backups: BackupInfo[], namespaces: string[], loc
 export function backupRef(b: BackupInfo, now = Date.now()): BackupRef {
   // The data is as old as the backup's start: that is what the RPO measures.
   const capturedAt = Date.parse(b.startedAt ?? b.completedAt!);
-  return { name: b.name, completedAt: b.completedAt!, ageSeconds: Math.max(0, Math.round((now - capturedAt) / 1000)), itemsBackedUp: b.itemsBackedUp, includedNamespaces: b.includedNamespaces };
+  return {
+    name: b.name,
+    completedAt: b.completedAt!,
+    ageSeconds: Math.max(0, Math.round((now - capturedAt) / 1000)),
+    itemsBackedUp: b.itemsBackedUp,
+    includedNamespaces: b.includedNamespaces,
+  };
 }
 
 /** Is the site ready to take workloads: its API server, its nodes, its Velero storage location. */
-export async function siteReadiness(gw: Gateways, site: SiteConfig): Promise<{ drReady: CheckResult[]; bsl?: { phase?: string; accessMode: string; message?: string } }> {
+export async function siteReadiness(
+  gw: Gateways,
+  site: SiteConfig,
+): Promise<{ drReady: CheckResult[]; bsl?: { phase?: string; accessMode: string; message?: string } }> {
   const kube = gw.kube(site.cluster.name);
   const [readyz, nodes, bsl] = await Promise.all([
     kube.readyz(),
@@ -52,8 +61,18 @@ export async function siteReadiness(gw: Gateways, site: SiteConfig): Promise<{ d
     { check: `${site.name} API server ready`, ok: readyz.ready, detail: readyz.detail.slice(0, 120) },
     nodes instanceof Error
       ? { check: `${site.name} nodes Ready`, ok: false, detail: nodes.message }
-      : { check: `${site.name} nodes Ready`, ok: nodes.length > 0 && nodes.every((n) => n.ready), detail: `${nodes.filter((n) => n.ready).length}/${nodes.length} Ready` },
-    { check: `${site.name} Velero sees BackupStorageLocation ${site.velero.storageLocation}`, ok: bsl?.phase === 'Available', detail: bsl ? `${bsl.phase ?? 'unknown'}, ${bsl.accessMode}${bsl.message ? `: ${bsl.message}` : ''}` : 'not found' },
+      : {
+          check: `${site.name} nodes Ready`,
+          ok: nodes.length > 0 && nodes.every((n) => n.ready),
+          detail: `${nodes.filter((n) => n.ready).length}/${nodes.length} Ready`,
+        },
+    {
+      check: `${site.name} Velero sees BackupStorageLocation ${site.velero.storageLocation}`,
+      ok: bsl?.phase === 'Available',
+      detail: bsl
+        ? `${bsl.phase ?? 'unknown'}, ${bsl.accessMode}${bsl.message ? `: ${bsl.message}` : ''}`
+        : 'not found',
+    },
   ];
   return { drReady, bsl };
 }
@@ -74,7 +93,11 @@ export function createFailoverActivities(gw: Gateways) {
   }
 
   /** The post-restore checklist (the seed's "pods Ready but 503" questions), once. */
-  async function checklist(site: string, namespaces: string[], expected: { secrets: string[]; configMaps: string[] }): Promise<CheckResult[]> {
+  async function checklist(
+    site: string,
+    namespaces: string[],
+    expected: { secrets: string[]; configMaps: string[] },
+  ): Promise<CheckResult[]> {
     const kube = kubeOf(site);
     const out: CheckResult[] = [];
     for (const ns of namespaces) {
@@ -87,25 +110,58 @@ export function createFailoverActivities(gw: Gateways) {
         kube.names('ConfigMap', ns),
       ]);
       const notAvail = deps.filter((d) => d.available < d.replicas);
-      out.push({ check: `${ns}: deployments available`, ok: deps.length > 0 && notAvail.length === 0,
-        detail: deps.length === 0 ? 'no deployments' : notAvail.length ? notAvail.map((d) => `${d.name} ${d.available}/${d.replicas}`).join(', ') : deps.map((d) => `${d.name} ${d.available}/${d.replicas}`).join(', ') });
+      out.push({
+        check: `${ns}: deployments available`,
+        ok: deps.length > 0 && notAvail.length === 0,
+        detail:
+          deps.length === 0
+            ? 'no deployments'
+            : notAvail.length
+              ? notAvail.map((d) => `${d.name} ${d.available}/${d.replicas}`).join(', ')
+              : deps.map((d) => `${d.name} ${d.available}/${d.replicas}`).join(', '),
+      });
       const empty = eps.filter((e) => e.ready === 0);
-      out.push({ check: `${ns}: endpointslices populated`, ok: empty.length === 0,
-        detail: empty.length ? `no ready endpoints: ${empty.map((e) => e.service).join(', ')}` : eps.map((e) => `${e.service}: ${e.ready}`).join(', ') || 'no services with selectors' });
+      out.push({
+        check: `${ns}: endpointslices populated`,
+        ok: empty.length === 0,
+        detail: empty.length
+          ? `no ready endpoints: ${empty.map((e) => e.service).join(', ')}`
+          : eps.map((e) => `${e.service}: ${e.ready}`).join(', ') || 'no services with selectors',
+      });
       const unbound = pvcs.filter((c) => c.phase !== 'Bound');
-      out.push({ check: `${ns}: pvcs bound`, ok: unbound.length === 0, detail: unbound.length ? unbound.map((c) => `${c.name} ${c.phase}`).join(', ') : `${pvcs.length} bound` });
+      out.push({
+        check: `${ns}: pvcs bound`,
+        ok: unbound.length === 0,
+        detail: unbound.length ? unbound.map((c) => `${c.name} ${c.phase}`).join(', ') : `${pvcs.length} bound`,
+      });
       const missing = [
-        ...expected.secrets.filter((x) => x.startsWith(`${ns}/`) && !secrets.includes(x.slice(ns.length + 1))).map((x) => `Secret ${x}`),
-        ...expected.configMaps.filter((x) => x.startsWith(`${ns}/`) && !cms.includes(x.slice(ns.length + 1))).map((x) => `ConfigMap ${x}`),
+        ...expected.secrets
+          .filter((x) => x.startsWith(`${ns}/`) && !secrets.includes(x.slice(ns.length + 1)))
+          .map((x) => `Secret ${x}`),
+        ...expected.configMaps
+          .filter((x) => x.startsWith(`${ns}/`) && !cms.includes(x.slice(ns.length + 1)))
+          .map((x) => `ConfigMap ${x}`),
       ];
-      out.push({ check: `${ns}: secrets and configmaps from the backup present`, ok: missing.length === 0, detail: missing.length ? `missing ${missing.join(', ')}` : 'all present' });
+      out.push({
+        check: `${ns}: secrets and configmaps from the backup present`,
+        ok: missing.length === 0,
+        detail: missing.length ? `missing ${missing.join(', ')}` : 'all present',
+      });
       const pending = pods.filter((p) => p.phase === 'Pending');
-      out.push({ check: `${ns}: no pending pods`, ok: pending.length === 0,
-        detail: pending.length ? pending.map((p) => `${p.name}${p.unschedulable ? ` (${p.unschedulable})` : ''}`).join('; ') : `${pods.length} pods, ${pods.filter((p) => p.ready).length} ready` });
+      out.push({
+        check: `${ns}: no pending pods`,
+        ok: pending.length === 0,
+        detail: pending.length
+          ? pending.map((p) => `${p.name}${p.unschedulable ? ` (${p.unschedulable})` : ''}`).join('; ')
+          : `${pods.length} pods, ${pods.filter((p) => p.ready).length} ready`,
+      });
     }
     const dns = (await kube.deployments('kube-system')).filter((d) => d.name === 'coredns');
-    out.push({ check: 'cluster DNS (kube-system/coredns) available', ok: dns.length === 1 && dns[0]!.available > 0 && dns[0]!.available >= dns[0]!.replicas,
-      detail: dns[0] ? `${dns[0].available}/${dns[0].replicas}` : 'no coredns deployment' });
+    out.push({
+      check: 'cluster DNS (kube-system/coredns) available',
+      ok: dns.length === 1 && dns[0]!.available > 0 && dns[0]!.available >= dns[0]!.replicas,
+      detail: dns[0] ? `${dns[0].available}/${dns[0].replicas}` : 'no coredns deployment',
+    });
     const app = await probe(site);
     out.push({ check: `app endpoint ${siteOf(site).appEndpoint ?? '(none)'}`, ok: app.ok, detail: app.detail });
     return out;
@@ -117,13 +173,15 @@ export function createFailoverActivities(gw: Gateways) {
       const f = cfg();
       const from = siteOf(input.from);
       const to = siteOf(input.to);
-      if (from.name === to.name) throw failure(FailureType.FailoverRefused, `--from and --to are the same site (${from.name})`);
+      if (from.name === to.name)
+        throw failure(FailureType.FailoverRefused, `--from and --to are the same site (${from.name})`);
       const namespaces = input.namespaces?.length ? input.namespaces : f.namespaces;
       const target = gw.config.targets[f.tier];
       if (!target) throw failure(FailureType.PreflightFailed, `unknown tier ${f.tier}`);
       const dnsCfg = gw.config.dns;
       if (!dnsCfg) throw failure(FailureType.PreflightFailed, "no dns section in the worker's config");
-      if (!from.appAddress || !to.appAddress) throw failure(FailureType.PreflightFailed, 'both sites need an appAddress');
+      if (!from.appAddress || !to.appAddress)
+        throw failure(FailureType.PreflightFailed, 'both sites need an appAddress');
       const kube = kubeOf(to.name);
       const velero = gw.velero(to.name);
       const warnings: string[] = [];
@@ -131,7 +189,13 @@ export function createFailoverActivities(gw: Gateways) {
       const [{ drReady, bsl }, backups, records, primary, existing] = await Promise.all([
         siteReadiness(gw, to),
         velero.backups(),
-        Promise.all(dnsCfg.records.map(async (r) => ({ name: r.name, ttl: r.ttl, addresses: (await gw.dns().getA(r.name))?.addresses ?? [] }))),
+        Promise.all(
+          dnsCfg.records.map(async (r) => ({
+            name: r.name,
+            ttl: r.ttl,
+            addresses: (await gw.dns().getA(r.name))?.addresses ?? [],
+          })),
+        ),
         kubeOf(from.name).readyz(3000),
         kube.existingNamespaces(namespaces),
       ]);
@@ -146,7 +210,11 @@ export function createFailoverActivities(gw: Gateways) {
         fromAddress: from.appAddress,
         toAddress: to.appAddress,
         drReady,
-        storageLocation: { name: to.velero.storageLocation, phase: bsl?.phase, accessMode: bsl?.accessMode ?? 'unknown' },
+        storageLocation: {
+          name: to.velero.storageLocation,
+          phase: bsl?.phase,
+          accessMode: bsl?.accessMode ?? 'unknown',
+        },
         backup: newest ? backupRef(newest) : undefined,
         existingAtTarget: existing,
         primaryReachable: primary.ready,
@@ -156,12 +224,23 @@ export function createFailoverActivities(gw: Gateways) {
     },
 
     /** Failback's first step: a fresh backup of the serving site, visible at the other site's Velero. */
-    async takeBackup(input: { site: string; seenBy: string; name: string; namespaces: string[]; timeoutMs?: number }): Promise<BackupRef> {
+    async takeBackup(input: {
+      site: string;
+      seenBy: string;
+      name: string;
+      namespaces: string[];
+      timeoutMs?: number;
+    }): Promise<BackupRef> {
       const s = siteOf(input.site);
       const velero = gw.velero(s.name);
       await velero.create('backups', 'Backup', {
         metadata: { name: input.name, labels: { 'app.kubernetes.io/managed-by': 'drctl' } },
-        spec: { includedNamespaces: input.namespaces, storageLocation: s.velero.storageLocation, snapshotVolumes: false, ttl: '720h0m0s' },
+        spec: {
+          includedNamespaces: input.namespaces,
+          storageLocation: s.velero.storageLocation,
+          snapshotVolumes: false,
+          ttl: '720h0m0s',
+        },
       });
       const deadline = Date.now() + (input.timeoutMs ?? 5 * 60_000);
       for (;;) {
@@ -170,9 +249,14 @@ export function createFailoverActivities(gw: Gateways) {
         heartbeat({ phase });
         if (phase === 'Completed') break;
         if (['Failed', 'PartiallyFailed', 'FailedValidation'].includes(phase)) {
-          throw ApplicationFailure.create({ type: FailureType.VeleroError, nonRetryable: true, message: `backup ${input.name} at ${s.name} ended ${phase}: ${JSON.stringify(b?.status?.validationErrors ?? b?.status?.failureReason ?? '')}` });
+          throw ApplicationFailure.create({
+            type: FailureType.VeleroError,
+            nonRetryable: true,
+            message: `backup ${input.name} at ${s.name} ended ${phase}: ${JSON.stringify(b?.status?.validationErrors ?? b?.status?.failureReason ?? '')}`,
+          });
         }
-        if (Date.now() > deadline) throw failure(FailureType.Timeout, `backup ${input.name} at ${s.name} still ${phase}`);
+        if (Date.now() > deadline)
+          throw failure(FailureType.Timeout, `backup ${input.name} at ${s.name} still ${phase}`);
         await sleep(1000);
       }
       // The other site's Velero learns of the backup through its backup-sync loop.
@@ -180,25 +264,41 @@ export function createFailoverActivities(gw: Gateways) {
       for (;;) {
         const b = await seen.get('backups', input.name);
         heartbeat({ phase: 'syncing' });
-        if (b?.status?.phase === 'Completed') return backupRef((await seen.backups()).find((x) => x.name === input.name)!);
-        if (Date.now() > deadline) throw failure(FailureType.Timeout, `backup ${input.name} not visible at ${input.seenBy} yet (Velero backup sync)`);
+        if (b?.status?.phase === 'Completed')
+          return backupRef((await seen.backups()).find((x) => x.name === input.name)!);
+        if (Date.now() > deadline)
+          throw failure(
+            FailureType.Timeout,
+            `backup ${input.name} not visible at ${input.seenBy} yet (Velero backup sync)`,
+          );
         await sleep(1000);
       }
     },
 
     /** Scales the primary's workloads to 0 and makes its backup location read-only. Remembers what it changed. */
-    async fencePrimary(input: { site: string; namespaces: string[]; tag: string }): Promise<{ fenced: string[]; skipped?: string }> {
+    async fencePrimary(input: {
+      site: string;
+      namespaces: string[];
+      tag: string;
+    }): Promise<{ fenced: string[]; skipped?: string }> {
       const s = siteOf(input.site);
       const kube = kubeOf(s.name);
       const ready = await kube.readyz(3000);
-      if (!ready.ready) return { fenced: [], skipped: `${s.name} API server not reachable (${ready.detail.slice(0, 80)}): nothing to fence` };
+      if (!ready.ready)
+        return {
+          fenced: [],
+          skipped: `${s.name} API server not reachable (${ready.detail.slice(0, 80)}): nothing to fence`,
+        };
       const fenced: string[] = [];
       for (const d of await kube.deploymentsIn(input.namespaces)) {
         if (d.annotations[FENCED_REPLICAS] !== undefined) {
           fenced.push(`${d.namespace}/${d.name} (already)`);
           continue;
         }
-        await kube.patchDeployment(d.namespace, d.name, { replicas: 0, annotations: { [FENCED_REPLICAS]: String(d.replicas), [FENCED_BY]: input.tag } });
+        await kube.patchDeployment(d.namespace, d.name, {
+          replicas: 0,
+          annotations: { [FENCED_REPLICAS]: String(d.replicas), [FENCED_BY]: input.tag },
+        });
         fenced.push(`${d.namespace}/${d.name} ${d.replicas}→0`);
       }
       await setMode(s.name, 'ReadOnly', input.tag);
@@ -214,7 +314,10 @@ export function createFailoverActivities(gw: Gateways) {
       for (const d of await kube.deploymentsIn(input.namespaces)) {
         const before = d.annotations[FENCED_REPLICAS];
         if (before === undefined || d.annotations[FENCED_BY] !== input.tag) continue;
-        await kube.patchDeployment(d.namespace, d.name, { replicas: Number(before), annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
+        await kube.patchDeployment(d.namespace, d.name, {
+          replicas: Number(before),
+          annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null },
+        });
         done.push(`${d.namespace}/${d.name} →${before}`);
       }
       done.push(...(await restoreMode(s.name, input.tag)));
@@ -240,22 +343,39 @@ export function createFailoverActivities(gw: Gateways) {
       const done: string[] = [];
       for (const d of await kube.deploymentsIn(input.namespaces)) {
         if (d.annotations[FENCED_REPLICAS] === undefined) continue;
-        await kube.patchDeployment(d.namespace, d.name, { annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
+        await kube.patchDeployment(d.namespace, d.name, {
+          annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null },
+        });
         done.push(`${d.namespace}/${d.name}: fence marks cleared`);
       }
-      await gw.velero(s.name).mergePatch('backupstoragelocations', s.velero.storageLocation, { metadata: { annotations: { [MODE_BEFORE]: null } }, spec: { accessMode: 'ReadWrite' } });
+      await gw.velero(s.name).mergePatch('backupstoragelocations', s.velero.storageLocation, {
+        metadata: { annotations: { [MODE_BEFORE]: null } },
+        spec: { accessMode: 'ReadWrite' },
+      });
       done.push(`BackupStorageLocation ${s.velero.storageLocation} ReadWrite`);
       return done;
     },
 
     /** Creates the Velero Restore (once: the name is the run's) and waits for it to finish. */
-    async veleroRestore(input: { site: string; backup: string; namespaces: string[]; restoreName: string; timeoutMs?: number }) {
+    async veleroRestore(input: {
+      site: string;
+      backup: string;
+      namespaces: string[];
+      restoreName: string;
+      timeoutMs?: number;
+    }) {
       const velero = gw.velero(input.site);
       await velero.create('restores', 'Restore', {
         metadata: { name: input.restoreName, labels: { 'app.kubernetes.io/managed-by': 'drctl' } },
         // Endpoints and EndpointSlices name the source site's pod IPs: restored, they would stay
         // stale next to the ones the target's controllers make (and fool the endpoint check).
-        spec: { backupName: input.backup, includedNamespaces: input.namespaces, excludedResources: ['endpoints', 'endpointslices.discovery.k8s.io'], existingResourcePolicy: 'update', restorePVs: false },
+        spec: {
+          backupName: input.backup,
+          includedNamespaces: input.namespaces,
+          excludedResources: ['endpoints', 'endpointslices.discovery.k8s.io'],
+          existingResourcePolicy: 'update',
+          restorePVs: false,
+        },
       });
       const deadline = Date.now() + (input.timeoutMs ?? cfg().restoreTimeout);
       for (;;) {
@@ -283,7 +403,11 @@ export function createFailoverActivities(gw: Gateways) {
             details: [{ phase: r.phase, errors: items }],
           });
         }
-        if (Date.now() > deadline) throw failure(FailureType.Timeout, `restore ${input.restoreName} still ${r.phase} after ${Math.round((input.timeoutMs ?? cfg().restoreTimeout) / 1000)} s`);
+        if (Date.now() > deadline)
+          throw failure(
+            FailureType.Timeout,
+            `restore ${input.restoreName} still ${r.phase} after ${Math.round((input.timeoutMs ?? cfg().restoreTimeout) / 1000)} s`,
+          );
         // A lab restore takes ~1.5 s: a 1 s poll added up to a second to the RTO (bench/failover.ts).
         await sleep(250);
       }
@@ -293,13 +417,21 @@ export function createFailoverActivities(gw: Gateways) {
      * Undo of the restore: deletes the namespaces the restore created (they did not exist before)
      * and fences again what it updated in namespaces that did; then the Restore object.
      */
-    async removeRestored(input: { site: string; restoreName: string; created: string[]; existed: string[]; tag: string }): Promise<string[]> {
+    async removeRestored(input: {
+      site: string;
+      restoreName: string;
+      created: string[];
+      existed: string[];
+      tag: string;
+    }): Promise<string[]> {
       const kube = kubeOf(input.site);
       const done: string[] = [];
-      await Promise.all(input.created.map(async (ns) => {
-        await kube.deleteNamespace(ns, 180_000, () => heartbeat({ deleting: ns }));
-        done.push(`namespace ${ns} deleted`);
-      }));
+      await Promise.all(
+        input.created.map(async (ns) => {
+          await kube.deleteNamespace(ns, 180_000, () => heartbeat({ deleting: ns }));
+          done.push(`namespace ${ns} deleted`);
+        }),
+      );
       for (const d of await kube.deploymentsIn(input.existed)) {
         if (d.replicas === 0) continue;
         await kube.patchDeployment(d.namespace, d.name, { replicas: 0 });
@@ -310,13 +442,25 @@ export function createFailoverActivities(gw: Gateways) {
     },
 
     /** What the backup holds: Secrets and ConfigMaps the restored site must have afterwards. */
-    async backupContents(input: { site: string; backup: string }): Promise<{ secrets: string[]; configMaps: string[]; total: number }> {
+    async backupContents(input: {
+      site: string;
+      backup: string;
+    }): Promise<{ secrets: string[]; configMaps: string[]; total: number }> {
       const list = await gw.velero(input.site).download<Record<string, string[]>>('BackupResourceList', input.backup);
-      return { secrets: list['v1/Secret'] ?? [], configMaps: list['v1/ConfigMap'] ?? [], total: Object.values(list).reduce((a, l) => a + l.length, 0) };
+      return {
+        secrets: list['v1/Secret'] ?? [],
+        configMaps: list['v1/ConfigMap'] ?? [],
+        total: Object.values(list).reduce((a, l) => a + l.length, 0),
+      };
     },
 
     /** Runs the checklist until every check passes (pods take a moment) or the time is up. */
-    async verifySite(input: { site: string; namespaces: string[]; expected: { secrets: string[]; configMaps: string[] }; timeoutMs?: number }): Promise<CheckResult[]> {
+    async verifySite(input: {
+      site: string;
+      namespaces: string[];
+      expected: { secrets: string[]; configMaps: string[] };
+      timeoutMs?: number;
+    }): Promise<CheckResult[]> {
       const deadline = Date.now() + (input.timeoutMs ?? cfg().verifyTimeout);
       for (;;) {
         const checks = await checklist(input.site, input.namespaces, input.expected);
@@ -326,7 +470,10 @@ export function createFailoverActivities(gw: Gateways) {
           throw ApplicationFailure.create({
             type: FailureType.VerificationFailed,
             nonRetryable: true,
-            message: `post-restore verification failed at ${input.site}:\n${checks.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail}`).join('\n')}`,
+            message: `post-restore verification failed at ${input.site}:\n${checks
+              .filter((c) => !c.ok)
+              .map((c) => `${c.check}: ${c.detail}`)
+              .join('\n')}`,
             details: [checks],
           });
         }
@@ -349,7 +496,11 @@ export function createFailoverActivities(gw: Gateways) {
     async loadWatchPolicy(input: { record: string }) {
       const f = cfg();
       if (!gw.config.dns?.records.some((r) => r.name === input.record)) {
-        throw ApplicationFailure.create({ type: FailureType.PreflightFailed, nonRetryable: true, message: `record ${input.record} is not in the config's dns.records` });
+        throw ApplicationFailure.create({
+          type: FailureType.PreflightFailed,
+          nonRetryable: true,
+          message: `record ${input.record} is not in the config's dns.records`,
+        });
       }
       const w = f.healthWatch;
       return {
@@ -370,7 +521,10 @@ export function createFailoverActivities(gw: Gateways) {
     },
 
     /** Points the records at `addresses` (PowerDNS REPLACE: idempotent). Returns what they were. */
-    async switchDns(input: { records: { name: string; ttl: number }[]; addresses: string[] }): Promise<{ name: string; before: string[] }[]> {
+    async switchDns(input: {
+      records: { name: string; ttl: number }[];
+      addresses: string[];
+    }): Promise<{ name: string; before: string[] }[]> {
       const dns = gw.dns();
       const out: { name: string; before: string[] }[] = [];
       for (const r of input.records) {
@@ -384,16 +538,27 @@ export function createFailoverActivities(gw: Gateways) {
     },
 
     /** The authoritative server answers the new addresses, and the app answers through that name. */
-    async verifyDns(input: { records: string[]; addresses: string[]; site: string; timeoutMs?: number }): Promise<CheckResult[]> {
+    async verifyDns(input: {
+      records: string[];
+      addresses: string[];
+      site: string;
+      timeoutMs?: number;
+    }): Promise<CheckResult[]> {
       const dns = gw.dns();
       const health = siteOf(input.site).appEndpoint;
       const deadline = Date.now() + (input.timeoutMs ?? 30_000);
       for (;;) {
         const out: CheckResult[] = [];
         for (const name of input.records) {
-          const ans = await dns.resolveA(name).catch((e: Error) => ({ addresses: [] as string[], ttl: 0, error: e.message }));
+          const ans = await dns
+            .resolveA(name)
+            .catch((e: Error) => ({ addresses: [] as string[], ttl: 0, error: e.message }));
           const ok = ans.addresses.join(',') === [...input.addresses].sort().join(',');
-          out.push({ check: `DNS ${name} → ${input.addresses.join(',')}`, ok, detail: 'error' in ans ? ans.error : `answers ${ans.addresses.join(',')} (ttl ${ans.ttl})` });
+          out.push({
+            check: `DNS ${name} → ${input.addresses.join(',')}`,
+            ok,
+            detail: 'error' in ans ? ans.error : `answers ${ans.addresses.join(',')} (ttl ${ans.ttl})`,
+          });
           if (ok && health && ans.addresses[0]) {
             const u = new URL(health);
             u.hostname = ans.addresses[0];
@@ -404,7 +569,15 @@ export function createFailoverActivities(gw: Gateways) {
         heartbeat({ failing: out.filter((c) => !c.ok).length });
         if (out.every((c) => c.ok)) return out;
         if (Date.now() > deadline) {
-          throw ApplicationFailure.create({ type: FailureType.VerificationFailed, nonRetryable: true, message: `DNS switch not effective:\n${out.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail}`).join('\n')}`, details: [out] });
+          throw ApplicationFailure.create({
+            type: FailureType.VerificationFailed,
+            nonRetryable: true,
+            message: `DNS switch not effective:\n${out
+              .filter((c) => !c.ok)
+              .map((c) => `${c.check}: ${c.detail}`)
+              .join('\n')}`,
+            details: [out],
+          });
         }
         await sleep(500);
       }
@@ -415,7 +588,12 @@ export function createFailoverActivities(gw: Gateways) {
       const hook = gw.config.failover?.healthWatch.webhook;
       if (!hook) return 'no webhook configured';
       try {
-        const res = await fetch(hook, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(input), signal: AbortSignal.timeout(5000) });
+        const res = await fetch(hook, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify(input),
+          signal: AbortSignal.timeout(5000),
+        });
         return `webhook HTTP ${res.status}`;
       } catch (err) {
         return `webhook failed: ${(err as Error).message}`;
@@ -433,7 +611,10 @@ export function createFailoverActivities(gw: Gateways) {
     // Remember the mode from before the first change only (a retry must not overwrite it).
     const remember = ann[MODE_BEFORE] === undefined ? { [MODE_BEFORE]: `${current}:${tag}` } : {};
     if (current === mode && !Object.keys(remember).length) return;
-    await velero.mergePatch('backupstoragelocations', s.velero.storageLocation, { metadata: { annotations: remember }, spec: { accessMode: mode } });
+    await velero.mergePatch('backupstoragelocations', s.velero.storageLocation, {
+      metadata: { annotations: remember },
+      spec: { accessMode: mode },
+    });
   }
 
   async function restoreMode(site: string, tag: string): Promise<string[]> {
@@ -445,7 +626,10 @@ export function createFailoverActivities(gw: Gateways) {
     const cut = before.indexOf(':');
     const mode = before.slice(0, cut);
     if (before.slice(cut + 1) !== tag) return [];
-    await velero.mergePatch('backupstoragelocations', s.velero.storageLocation, { metadata: { annotations: { [MODE_BEFORE]: null } }, spec: { accessMode: mode } });
+    await velero.mergePatch('backupstoragelocations', s.velero.storageLocation, {
+      metadata: { annotations: { [MODE_BEFORE]: null } },
+      spec: { accessMode: mode },
+    });
     return [`BackupStorageLocation ${s.velero.storageLocation} ${mode}`];
   }
 }

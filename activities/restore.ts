@@ -34,7 +34,12 @@ async function exists(shell: RemoteShell, path: string): Promise<boolean> {
  * journal line travel together, so a step costs one SSH round trip (measured: ~0.17 s each on the
  * lab; the first version spent 2-3 s per step in 6-10 of them). Heartbeats while it runs.
  */
-async function step(shell: RemoteShell, script: string, what: string, timeoutMs = 120_000): Promise<{ code: number; out: string; err: string }> {
+async function step(
+  shell: RemoteShell,
+  script: string,
+  what: string,
+  timeoutMs = 120_000,
+): Promise<{ code: number; out: string; err: string }> {
   const hb = setInterval(() => heartbeat(what), 5_000);
   try {
     const r = await shell.exec(`set -e\n${script}`, { timeoutMs });
@@ -63,7 +68,10 @@ export function createRestoreActivities(gw: Gateways) {
    * manifestsDir, so parking the manifest stops it and unparking starts it; `command`: the
    * configured command, only when the process is (not) running. Then waits for the process.
    */
-  async function switchComponent(input: NodeRef & { plan: NodePlan; component: Component }, to: 'stopped' | 'running'): Promise<boolean> {
+  async function switchComponent(
+    input: NodeRef & { plan: NodePlan; component: Component },
+    to: 'stopped' | 'running',
+  ): Promise<boolean> {
     const { plan, component } = input;
     const shell = gw.shell(input.cluster, input.node);
     const profile = profileOf(input);
@@ -82,12 +90,18 @@ export function createRestoreActivities(gw: Gateways) {
         `fi`,
       ].join('\n');
     } else {
-      const cmd = component === 'etcd' ? profile.etcd[to === 'stopped' ? 'stop' : 'start'] : profile.apiserver?.[to === 'stopped' ? 'stop' : 'start'];
+      const cmd =
+        component === 'etcd'
+          ? profile.etcd[to === 'stopped' ? 'stop' : 'start']
+          : profile.apiserver?.[to === 'stopped' ? 'stop' : 'start'];
       act = cmd ? `acted=0\nif ${to === 'stopped' ? '' : '! '}${test}; then ${cmd}; acted=1; fi` : 'acted=0';
     }
     // A parked kube-apiserver keeps serving its open watches until the kubelet kills it; its data
     // is about to be replaced, so after the grace there is nothing left worth waiting for.
-    const graceMs = profile.profile === 'kubeadm' && component === 'kube-apiserver' && to === 'stopped' ? profile.apiserverStopGrace : 0;
+    const graceMs =
+      profile.profile === 'kubeadm' && component === 'kube-apiserver' && to === 'stopped'
+        ? profile.apiserverStopGrace
+        : 0;
     const script = [
       act,
       `if [ "$acted" = 1 ]; then ${journalLine(plan, `${verb} ${component}`)}; fi`,
@@ -103,7 +117,11 @@ export function createRestoreActivities(gw: Gateways) {
     const r = await step(shell, script, `${component} ${to}`);
     if (r.code === 3) throw failure(FailureType.PreflightFailed, `${input.cluster}/${input.node}: ${r.err}`);
     if (r.code === 4) throw failure(FailureType.Timeout, `${input.cluster}/${input.node}: ${r.err}`);
-    if (r.code !== 0) throw failure(FailureType.RemoteCommandFailed, `${input.cluster}/${input.node}: ${verb === 'stopped' ? 'stopping' : 'starting'} ${component} failed (exit ${r.code}): ${r.err.slice(-500)}`);
+    if (r.code !== 0)
+      throw failure(
+        FailureType.RemoteCommandFailed,
+        `${input.cluster}/${input.node}: ${verb === 'stopped' ? 'stopping' : 'starting'} ${component} failed (exit ${r.code}): ${r.err.slice(-500)}`,
+      );
     return r.out === 'acted=1';
   }
 
@@ -123,7 +141,17 @@ export function createRestoreActivities(gw: Gateways) {
     const peers = gw.cluster(input.cluster).nodes.filter((n) => n.name !== input.node);
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
-      const running = await Promise.all(peers.map(async (n) => (await gw.shell(input.cluster, n.name).exec('pgrep -x etcd >/dev/null', { timeoutMs: 10_000 }).catch(() => ({ code: 1 }))).code === 0));
+      const running = await Promise.all(
+        peers.map(
+          async (n) =>
+            (
+              await gw
+                .shell(input.cluster, n.name)
+                .exec('pgrep -x etcd >/dev/null', { timeoutMs: 10_000 })
+                .catch(() => ({ code: 1 }))
+            ).code === 0,
+        ),
+      );
       if (!running.some(Boolean)) return;
       heartbeat({ waiting: 'followers to stop first' });
       await sleep(200);
@@ -139,21 +167,36 @@ export function createRestoreActivities(gw: Gateways) {
   async function restartStaleControllers(cluster: string): Promise<string[]> {
     const c = gw.cluster(cluster);
     const [pods, deployments] = await Promise.all([
-      Promise.all(c.nodes.map(async (n) => {
-        const cp = n.controlPlane;
-        if (cp.profile !== 'kubeadm' || !cp.restartAfterRestore.length) return [];
-        // Matched on the command line (`pkill -x` sees only 15 characters of a name): its first
-        // word is the binary, with or without a path.
-        const out = await gw.shell(cluster, n.name).exec(
-          cp.restartAfterRestore.map((p) => `if [ -e ${shq(`${cp.manifestsDir}/${p}.yaml`)} ] && pkill -f ${shq(`^([^ ]*/)?${p}( |$)`)}; then echo ${p}; fi`).join('; '),
-          { timeoutMs: 30_000 },
-        );
-        return out.stdout.trim().split('\n').filter(Boolean).map((p) => `${n.name}/${p}`);
-      })),
-      Promise.all(c.rolloutAfterRestore.map(async (ref) => {
-        const [ns = '', name = ''] = ref.split('/');
-        return (await gw.kube(cluster).rolloutRestart(ns, name)) === 'restarted' ? [`deployment ${ref}`] : [];
-      })),
+      Promise.all(
+        c.nodes.map(async (n) => {
+          const cp = n.controlPlane;
+          if (cp.profile !== 'kubeadm' || !cp.restartAfterRestore.length) return [];
+          // Matched on the command line (`pkill -x` sees only 15 characters of a name): its first
+          // word is the binary, with or without a path.
+          const out = await gw
+            .shell(cluster, n.name)
+            .exec(
+              cp.restartAfterRestore
+                .map(
+                  (p) =>
+                    `if [ -e ${shq(`${cp.manifestsDir}/${p}.yaml`)} ] && pkill -f ${shq(`^([^ ]*/)?${p}( |$)`)}; then echo ${p}; fi`,
+                )
+                .join('; '),
+              { timeoutMs: 30_000 },
+            );
+          return out.stdout
+            .trim()
+            .split('\n')
+            .filter(Boolean)
+            .map((p) => `${n.name}/${p}`);
+        }),
+      ),
+      Promise.all(
+        c.rolloutAfterRestore.map(async (ref) => {
+          const [ns = '', name = ''] = ref.split('/');
+          return (await gw.kube(cluster).rolloutRestart(ns, name)) === 'restarted' ? [`deployment ${ref}`] : [];
+        }),
+      ),
     ]);
     return [...pods.flat(), ...deployments.flat()];
   }
@@ -169,7 +212,10 @@ export function createRestoreActivities(gw: Gateways) {
       const store = gw.store();
       const keys =
         input.snapshot === 'latest'
-          ? (await store.list(snapshotPrefix(gw.config.objectStore.prefix, input.cluster))).map((o) => o.key).sort().reverse()
+          ? (await store.list(snapshotPrefix(gw.config.objectStore.prefix, input.cluster)))
+              .map((o) => o.key)
+              .sort()
+              .reverse()
           : [input.snapshot];
       for (const key of keys) {
         const head = await store.head(key);
@@ -177,14 +223,24 @@ export function createRestoreActivities(gw: Gateways) {
         const meta = fromObjectMetadata(head.metadata);
         if (!meta) continue; // not a verified snapshot (no complete metadata): never a restore source
         if (meta.cluster !== input.cluster) {
-          throw failure(FailureType.SnapshotNotFound, `${key} is a snapshot of cluster '${meta.cluster}', not '${input.cluster}'`);
+          throw failure(
+            FailureType.SnapshotNotFound,
+            `${key} is a snapshot of cluster '${meta.cluster}', not '${input.cluster}'`,
+          );
         }
-        if (head.size !== meta.size) throw failure(FailureType.SnapshotCorrupt, `${key}: object is ${head.size} bytes, metadata says ${meta.size}`);
+        if (head.size !== meta.size)
+          throw failure(
+            FailureType.SnapshotCorrupt,
+            `${key}: object is ${head.size} bytes, metadata says ${meta.size}`,
+          );
         return { key, ...meta };
       }
-      throw failure(FailureType.SnapshotNotFound, input.snapshot === 'latest'
-        ? `no verified snapshot of cluster '${input.cluster}' in s3://${gw.config.objectStore.bucket}/${snapshotPrefix(gw.config.objectStore.prefix, input.cluster)}`
-        : `snapshot ${input.snapshot} not found (or without drctl metadata) in s3://${gw.config.objectStore.bucket}`);
+      throw failure(
+        FailureType.SnapshotNotFound,
+        input.snapshot === 'latest'
+          ? `no verified snapshot of cluster '${input.cluster}' in s3://${gw.config.objectStore.bucket}/${snapshotPrefix(gw.config.objectStore.prefix, input.cluster)}`
+          : `snapshot ${input.snapshot} not found (or without drctl metadata) in s3://${gw.config.objectStore.bucket}`,
+      );
     },
 
     /** Read-only: reachability (pinned host key), etcd version and restore tool, free disk, health. */
@@ -194,7 +250,10 @@ export function createRestoreActivities(gw: Gateways) {
       try {
         const tools = await new EtcdSnapshotTools(shell, node).restoreTool();
         const parent = node.etcd.dataDir.replace(/\/[^/]+\/?$/, '') || '/';
-        const df = await shell.exec(`df -B1 --output=avail ${shq(parent)} | tail -1; test -d ${shq(node.etcd.dataDir)} && echo yes || echo no`, { check: true });
+        const df = await shell.exec(
+          `df -B1 --output=avail ${shq(parent)} | tail -1; test -d ${shq(node.etcd.dataDir)} && echo yes || echo no`,
+          { check: true },
+        );
         const [avail, dirExists] = df.stdout.trim().split('\n');
         const etcd = gw.etcd(r.cluster, r.node);
         const health = await etcd.health();
@@ -222,17 +281,25 @@ export function createRestoreActivities(gw: Gateways) {
      * nothing buffered whole), then checks its sha256 and `snapshot status` on the node.
      * Idempotent: a staged file that already verifies is kept.
      */
-    async stageSnapshot(input: NodeRef & { plan: NodePlan; snapshot: SnapshotRef }): Promise<{ sha256: string; revision: number; skipped: boolean }> {
+    async stageSnapshot(
+      input: NodeRef & { plan: NodePlan; snapshot: SnapshotRef },
+    ): Promise<{ sha256: string; revision: number; skipped: boolean }> {
       const { plan, snapshot } = input;
       const shell = gw.shell(input.cluster, input.node);
       const tools = new EtcdSnapshotTools(shell, gw.node(input.cluster, input.node));
       const verify = async () => {
         const st = await tools.status(plan.stagedSnapshot);
         if (st.sha256 !== snapshot.sha256) {
-          throw failure(FailureType.SnapshotCorrupt, `${input.cluster}/${input.node}: staged snapshot sha256 ${st.sha256} does not match ${snapshot.key}'s recorded ${snapshot.sha256}`);
+          throw failure(
+            FailureType.SnapshotCorrupt,
+            `${input.cluster}/${input.node}: staged snapshot sha256 ${st.sha256} does not match ${snapshot.key}'s recorded ${snapshot.sha256}`,
+          );
         }
         if (st.revision !== snapshot.revision || st.hash !== snapshot.etcdHash) {
-          throw failure(FailureType.SnapshotCorrupt, `${input.cluster}/${input.node}: snapshot status (revision ${st.revision}, hash ${st.hash}) does not match the recorded (revision ${snapshot.revision}, hash ${snapshot.etcdHash})`);
+          throw failure(
+            FailureType.SnapshotCorrupt,
+            `${input.cluster}/${input.node}: snapshot status (revision ${st.revision}, hash ${st.hash}) does not match the recorded (revision ${snapshot.revision}, hash ${snapshot.etcdHash})`,
+          );
         }
         return { sha256: st.sha256, revision: st.revision };
       };
@@ -250,35 +317,50 @@ export function createRestoreActivities(gw: Gateways) {
       const streamed = m.digest();
       if (streamed !== snapshot.sha256) {
         await shell.exec(`rm -f ${shq(part)}`);
-        throw failure(FailureType.SnapshotCorrupt, `${snapshot.key}: the object's bytes hash to ${streamed}, not the recorded ${snapshot.sha256}: the off-site copy is corrupt`);
+        throw failure(
+          FailureType.SnapshotCorrupt,
+          `${snapshot.key}: the object's bytes hash to ${streamed}, not the recorded ${snapshot.sha256}: the off-site copy is corrupt`,
+        );
       }
       await shell.exec(`mv -f ${shq(part)} ${shq(plan.stagedSnapshot)}`, { check: true });
       return { ...(await verify()), skipped: false };
     },
 
     /** Stops a control-plane component and waits until it is gone (etcd: its port closed too). */
-    async stopComponent(input: NodeRef & { plan: NodePlan; component: Component }): Promise<'stopped' | 'already-stopped'> {
+    async stopComponent(
+      input: NodeRef & { plan: NodePlan; component: Component },
+    ): Promise<'stopped' | 'already-stopped'> {
       if (input.component === 'etcd') await leaderStopsLast(input);
       return (await switchComponent(input, 'stopped')) ? 'stopped' : 'already-stopped';
     },
 
     /** Starts a component (kubeadm: puts its manifest back) and waits for its process. */
-    async startComponent(input: NodeRef & { plan: NodePlan; component: Component }): Promise<'started' | 'already-running'> {
+    async startComponent(
+      input: NodeRef & { plan: NodePlan; component: Component },
+    ): Promise<'started' | 'already-running'> {
       return (await switchComponent(input, 'running')) ? 'started' : 'already-running';
     },
 
     /** Moves the data dir aside under a name carrying the run id. Never twice: the aside dir is the marker. */
     async moveDataDirAside(input: NodeRef & { plan: NodePlan }): Promise<'moved' | 'already-moved' | 'no-data-dir'> {
       const { plan } = input;
-      const r = await step(gw.shell(input.cluster, input.node), [
-        `if ${runningTest(input, 'etcd')}; then echo 'etcd is still running; refusing to move its data dir' >&2; exit 3; fi`,
-        `if [ -e ${shq(plan.asideDir)} ]; then echo already-moved; exit 0; fi`,
-        `if [ ! -e ${shq(plan.dataDir)} ]; then ${journalLine(plan, `no data dir at ${plan.dataDir}`)}; echo no-data-dir; exit 0; fi`,
-        `mv ${shq(plan.dataDir)} ${shq(plan.asideDir)} && ${journalLine(plan, `moved-aside ${plan.dataDir} -> ${plan.asideDir}`)}`,
-        'echo moved',
-      ].join('\n'), 'move aside');
+      const r = await step(
+        gw.shell(input.cluster, input.node),
+        [
+          `if ${runningTest(input, 'etcd')}; then echo 'etcd is still running; refusing to move its data dir' >&2; exit 3; fi`,
+          `if [ -e ${shq(plan.asideDir)} ]; then echo already-moved; exit 0; fi`,
+          `if [ ! -e ${shq(plan.dataDir)} ]; then ${journalLine(plan, `no data dir at ${plan.dataDir}`)}; echo no-data-dir; exit 0; fi`,
+          `mv ${shq(plan.dataDir)} ${shq(plan.asideDir)} && ${journalLine(plan, `moved-aside ${plan.dataDir} -> ${plan.asideDir}`)}`,
+          'echo moved',
+        ].join('\n'),
+        'move aside',
+      );
       if (r.code === 3) throw failure(FailureType.PreflightFailed, `${input.cluster}/${input.node}: ${r.err}`);
-      if (r.code !== 0) throw failure(FailureType.RemoteCommandFailed, `${input.cluster}/${input.node}: moving ${plan.dataDir} aside failed (exit ${r.code}): ${r.err.slice(-500)}`);
+      if (r.code !== 0)
+        throw failure(
+          FailureType.RemoteCommandFailed,
+          `${input.cluster}/${input.node}: moving ${plan.dataDir} aside failed (exit ${r.code}): ${r.err.slice(-500)}`,
+        );
       return r.out as 'moved' | 'already-moved' | 'no-data-dir';
     },
 
@@ -291,18 +373,27 @@ export function createRestoreActivities(gw: Gateways) {
       const marker = `${plan.workDir}/restored.done`;
       const scratch = `${plan.workDir}/restored`;
       const log = `${plan.workDir}/restore.log`;
-      const r = await step(gw.shell(input.cluster, input.node), [
-        `if [ -e ${shq(marker)} ] && [ -e ${shq(plan.dataDir)} ]; then echo already-restored; exit 0; fi`,
-        `if [ ! -e ${shq(plan.asideDir)} ] && [ -e ${shq(plan.dataDir)} ]; then echo ${shq(`${plan.dataDir} was not moved aside; refusing to restore over it`)} >&2; exit 3; fi`,
-        // Left by an attempt that died half-way: ours to remove (the original is safe in asideDir).
-        `rm -rf ${shq(scratch)} ${shq(plan.dataDir)}`,
-        `if ! ${plan.restoreCommand} > ${shq(log)} 2>&1; then tail -c 1500 ${shq(log)} >&2; exit 5; fi`,
-        `chmod 700 ${shq(scratch)} && mv ${shq(scratch)} ${shq(plan.dataDir)} && touch ${shq(marker)}`,
-        journalLine(plan, `restored ${plan.dataDir} from ${plan.stagedSnapshot}`),
-        'echo restored',
-      ].join('\n'), 'restore', 20 * 60_000);
+      const r = await step(
+        gw.shell(input.cluster, input.node),
+        [
+          `if [ -e ${shq(marker)} ] && [ -e ${shq(plan.dataDir)} ]; then echo already-restored; exit 0; fi`,
+          `if [ ! -e ${shq(plan.asideDir)} ] && [ -e ${shq(plan.dataDir)} ]; then echo ${shq(`${plan.dataDir} was not moved aside; refusing to restore over it`)} >&2; exit 3; fi`,
+          // Left by an attempt that died half-way: ours to remove (the original is safe in asideDir).
+          `rm -rf ${shq(scratch)} ${shq(plan.dataDir)}`,
+          `if ! ${plan.restoreCommand} > ${shq(log)} 2>&1; then tail -c 1500 ${shq(log)} >&2; exit 5; fi`,
+          `chmod 700 ${shq(scratch)} && mv ${shq(scratch)} ${shq(plan.dataDir)} && touch ${shq(marker)}`,
+          journalLine(plan, `restored ${plan.dataDir} from ${plan.stagedSnapshot}`),
+          'echo restored',
+        ].join('\n'),
+        'restore',
+        20 * 60_000,
+      );
       if (r.code === 3) throw failure(FailureType.PreflightFailed, `${input.cluster}/${input.node}: ${r.err}`);
-      if (r.code !== 0) throw failure(FailureType.RemoteCommandFailed, `${input.cluster}/${input.node}: restore failed: ${r.err.slice(-1500)}`);
+      if (r.code !== 0)
+        throw failure(
+          FailureType.RemoteCommandFailed,
+          `${input.cluster}/${input.node}: restore failed: ${r.err.slice(-1500)}`,
+        );
       return r.out as 'restored' | 'already-restored';
     },
 
@@ -312,45 +403,67 @@ export function createRestoreActivities(gw: Gateways) {
      */
     async putOriginalBack(input: NodeRef & { plan: NodePlan }): Promise<'put-back' | 'nothing-to-undo'> {
       const { plan } = input;
-      const r = await step(gw.shell(input.cluster, input.node), [
-        `if [ ! -e ${shq(plan.asideDir)} ]; then echo nothing-to-undo; exit 0; fi`,
-        `if ${runningTest(input, 'etcd')}; then echo 'etcd must be stopped before its data dir is put back' >&2; exit 3; fi`,
-        `rm -rf ${shq(plan.dataDir)} && mv ${shq(plan.asideDir)} ${shq(plan.dataDir)} && rm -f ${shq(`${plan.workDir}/restored.done`)}`,
-        journalLine(plan, `put-back ${plan.asideDir} -> ${plan.dataDir}`),
-        'echo put-back',
-      ].join('\n'), 'put back');
+      const r = await step(
+        gw.shell(input.cluster, input.node),
+        [
+          `if [ ! -e ${shq(plan.asideDir)} ]; then echo nothing-to-undo; exit 0; fi`,
+          `if ${runningTest(input, 'etcd')}; then echo 'etcd must be stopped before its data dir is put back' >&2; exit 3; fi`,
+          `rm -rf ${shq(plan.dataDir)} && mv ${shq(plan.asideDir)} ${shq(plan.dataDir)} && rm -f ${shq(`${plan.workDir}/restored.done`)}`,
+          journalLine(plan, `put-back ${plan.asideDir} -> ${plan.dataDir}`),
+          'echo put-back',
+        ].join('\n'),
+        'put back',
+      );
       if (r.code === 3) throw failure(FailureType.PreflightFailed, `${input.cluster}/${input.node}: ${r.err}`);
-      if (r.code !== 0) throw failure(FailureType.RemoteCommandFailed, `${input.cluster}/${input.node}: putting ${plan.asideDir} back failed (exit ${r.code}): ${r.err.slice(-500)}`);
+      if (r.code !== 0)
+        throw failure(
+          FailureType.RemoteCommandFailed,
+          `${input.cluster}/${input.node}: putting ${plan.asideDir} back failed (exit ${r.code}): ${r.err.slice(-500)}`,
+        );
       return r.out as 'put-back' | 'nothing-to-undo';
     },
 
     /** Quorum: every planned member healthy, the member list exactly as planned, revisions agree. */
-    async verifyQuorum(input: { cluster: string; plan: { nodes: NodePlan[] }; minRevision?: number; timeoutMs?: number }) {
+    async verifyQuorum(input: {
+      cluster: string;
+      plan: { nodes: NodePlan[] };
+      minRevision?: number;
+      timeoutMs?: number;
+    }) {
       const deadline = Date.now() + (input.timeoutMs ?? 180_000);
       let last = '';
       for (;;) {
         try {
-          const statuses = await Promise.all(input.plan.nodes.map(async (n) => {
-            const etcd = gw.etcd(input.cluster, n.node);
-            const h = await etcd.health();
-            if (!h.health) throw new Error(`${n.node}: ${h.error ?? 'unhealthy'}`);
-            return { node: n.node, ...(await etcd.status()) };
-          }));
+          const statuses = await Promise.all(
+            input.plan.nodes.map(async (n) => {
+              const etcd = gw.etcd(input.cluster, n.node);
+              const h = await etcd.health();
+              if (!h.health) throw new Error(`${n.node}: ${h.error ?? 'unhealthy'}`);
+              return { node: n.node, ...(await etcd.status()) };
+            }),
+          );
           const members = await gw.etcd(input.cluster, input.plan.nodes[0]!.node).members();
           const want = input.plan.nodes.map((n) => `${n.memberName}=${n.peerUrl}`).sort();
           const got = members.map((m) => `${m.name}=${m.peerURLs[0] ?? ''}`).sort();
-          if (JSON.stringify(want) !== JSON.stringify(got)) throw new Error(`member list ${got.join(',')} is not the planned ${want.join(',')}`);
+          if (JSON.stringify(want) !== JSON.stringify(got))
+            throw new Error(`member list ${got.join(',')} is not the planned ${want.join(',')}`);
           const revs = new Set(statuses.map((s) => s.revision));
           const leaders = new Set(statuses.map((s) => s.leader));
           if (leaders.size !== 1) throw new Error(`no single leader yet (${[...leaders].join(', ')})`);
-          if (revs.size !== 1) throw new Error(`revisions differ: ${statuses.map((s) => `${s.node}=${s.revision}`).join(' ')}`);
+          if (revs.size !== 1)
+            throw new Error(`revisions differ: ${statuses.map((s) => `${s.node}=${s.revision}`).join(' ')}`);
           const revision = statuses[0]!.revision;
-          if (input.minRevision !== undefined && revision < input.minRevision) throw new Error(`revision ${revision} is below the expected ${input.minRevision}`);
+          if (input.minRevision !== undefined && revision < input.minRevision)
+            throw new Error(`revision ${revision} is below the expected ${input.minRevision}`);
           return { revision, leader: statuses[0]!.leader, members: got };
         } catch (err) {
           last = (err as Error).message;
         }
-        if (Date.now() > deadline) throw failure(FailureType.QuorumNotReached, `${input.cluster}: no quorum after ${(input.timeoutMs ?? 180_000) / 1000} s: ${last}`);
+        if (Date.now() > deadline)
+          throw failure(
+            FailureType.QuorumNotReached,
+            `${input.cluster}: no quorum after ${(input.timeoutMs ?? 180_000) / 1000} s: ${last}`,
+          );
         heartbeat(last);
         await sleep(250);
       }
@@ -370,30 +483,44 @@ export function createRestoreActivities(gw: Gateways) {
           const names = await restartStaleControllers(input.cluster);
           return `${r.detail}${names.length ? `; restarted ${names.join(', ')} (caches predate the restore)` : ''}`;
         }
-        if (Date.now() > deadline) throw failure(FailureType.Timeout, `${input.cluster}: kube-apiserver not ready: ${r.detail}`);
+        if (Date.now() > deadline)
+          throw failure(FailureType.Timeout, `${input.cluster}: kube-apiserver not ready: ${r.detail}`);
         heartbeat(r.detail);
         await sleep(250);
       }
     },
 
     /** Key count and revision as each member itself holds them (serializable reads stay local). */
-    async countKeys(input: { cluster: string; plan: { nodes: NodePlan[] } }): Promise<{ node: string; revision: number; keys: number }[]> {
-      return Promise.all(input.plan.nodes.map(async (n) => {
-        const shell = gw.shell(input.cluster, n.node);
-        const r = await shell.exec(etcdctl(gw.node(input.cluster, n.node), 'get "" --prefix --count-only --consistency=s -w fields'), { check: true, timeoutMs: 60_000 });
-        const field = (name: string) => Number(r.stdout.match(new RegExp(`"${name}" : (\\d+)`))?.[1] ?? NaN);
-        return { node: n.node, revision: field('Revision'), keys: field('Count') };
-      }));
+    async countKeys(input: {
+      cluster: string;
+      plan: { nodes: NodePlan[] };
+    }): Promise<{ node: string; revision: number; keys: number }[]> {
+      return Promise.all(
+        input.plan.nodes.map(async (n) => {
+          const shell = gw.shell(input.cluster, n.node);
+          const r = await shell.exec(
+            etcdctl(gw.node(input.cluster, n.node), 'get "" --prefix --count-only --consistency=s -w fields'),
+            { check: true, timeoutMs: 60_000 },
+          );
+          const field = (name: string) => Number(r.stdout.match(new RegExp(`"${name}" : (\\d+)`))?.[1] ?? NaN);
+          return { node: n.node, revision: field('Revision'), keys: field('Count') };
+        }),
+      );
     },
 
     /** Removes the staged snapshot (the journal and the aside dir stay for the record). */
     async cleanupStaged(input: NodeRef & { plan: NodePlan }): Promise<void> {
       const shell = gw.shell(input.cluster, input.node);
-      await shell.exec(`rm -f ${shq(input.plan.stagedSnapshot)} ${shq(`${input.plan.stagedSnapshot}.part`)} && rm -rf ${shq(`${input.plan.workDir}/restored`)}`, { check: true });
+      await shell.exec(
+        `rm -f ${shq(input.plan.stagedSnapshot)} ${shq(`${input.plan.stagedSnapshot}.part`)} && rm -rf ${shq(`${input.plan.workDir}/restored`)}`,
+        { check: true },
+      );
     },
 
     async readJournal(input: NodeRef & { plan: NodePlan }): Promise<string[]> {
-      const r = await gw.shell(input.cluster, input.node).exec(`cat ${shq(`${input.plan.workDir}/journal`)} 2>/dev/null || true`);
+      const r = await gw
+        .shell(input.cluster, input.node)
+        .exec(`cat ${shq(`${input.plan.workDir}/journal`)} 2>/dev/null || true`);
       return r.stdout.trim().split('\n').filter(Boolean);
     },
   };

@@ -5,7 +5,14 @@ import { type Readable, Writable, pipeline } from 'node:stream';
 import { Context } from '@temporalio/activity';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { FailureType, failure } from '../common/errors.ts';
-import { fromObjectMetadata, type SnapshotMeta, snapshotKey, snapshotPrefix, type SnapshotRef, toObjectMetadata } from '../common/snapshots.ts';
+import {
+  fromObjectMetadata,
+  type SnapshotMeta,
+  snapshotKey,
+  snapshotPrefix,
+  type SnapshotRef,
+  toObjectMetadata,
+} from '../common/snapshots.ts';
 import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
 import { shq } from '../gateways/ssh.ts';
 import type { Gateways } from '../worker/gateways.ts';
@@ -44,7 +51,11 @@ async function sha256Of(body: Readable, onBytes: (total: number) => void): Promi
 }
 
 const sameSnapshot = (a: SnapshotMeta, b: SnapshotMeta) =>
-  a.cluster === b.cluster && a.sha256 === b.sha256 && a.size === b.size && a.revision === b.revision && a.etcdHash === b.etcdHash;
+  a.cluster === b.cluster &&
+  a.sha256 === b.sha256 &&
+  a.size === b.size &&
+  a.revision === b.revision &&
+  a.etcdHash === b.etcdHash;
 
 export function createSnapshotActivities(gw: Gateways) {
   const prefixOf = (cluster: string) => snapshotPrefix(gw.config.objectStore.prefix, cluster);
@@ -60,7 +71,9 @@ export function createSnapshotActivities(gw: Gateways) {
     const ignored: string[] = [];
     // HEAD a few at a time: a long retention list should not open a connection per object.
     for (let i = 0; i < objects.length; i += 8) {
-      const heads = await Promise.all(objects.slice(i, i + 8).map(async (o) => ({ key: o.key, head: await store.head(o.key) })));
+      const heads = await Promise.all(
+        objects.slice(i, i + 8).map(async (o) => ({ key: o.key, head: await store.head(o.key) })),
+      );
       for (const { key, head } of heads) {
         const meta = head ? fromObjectMetadata(head.metadata) : undefined;
         if (head && meta && meta.cluster === cluster && meta.size === head.size) refs.push({ key, ...meta });
@@ -78,13 +91,27 @@ export function createSnapshotActivities(gw: Gateways) {
    */
   async function checkIntegrityHash(input: NodeRef & { path: string }, size: number) {
     const where = `${input.cluster}/${input.node}: ${input.path}`;
-    if (size % 512 !== 32) throw failure(FailureType.SnapshotCorrupt, `${where}: ${size} bytes, no integrity hash appended (not written by \`snapshot save\`, or truncated)`);
+    if (size % 512 !== 32)
+      throw failure(
+        FailureType.SnapshotCorrupt,
+        `${where}: ${size} bytes, no integrity hash appended (not written by \`snapshot save\`, or truncated)`,
+      );
     const p = shq(input.path);
-    const r = await gw.shell(input.cluster, input.node).exec(
-      `head -c ${size - 32} ${p} | sha256sum | cut -c1-64 && tail -c 32 ${p} | od -An -v -tx1 | tr -d ' \\n'`, { timeoutMs: 10 * 60_000, check: true });
-    const [computed = '', appended = ''] = r.stdout.trim().split('\n').map((l) => l.trim());
+    const r = await gw
+      .shell(input.cluster, input.node)
+      .exec(`head -c ${size - 32} ${p} | sha256sum | cut -c1-64 && tail -c 32 ${p} | od -An -v -tx1 | tr -d ' \\n'`, {
+        timeoutMs: 10 * 60_000,
+        check: true,
+      });
+    const [computed = '', appended = ''] = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.trim());
     if (!/^[0-9a-f]{64}$/.test(computed) || computed !== appended) {
-      throw failure(FailureType.SnapshotCorrupt, `${where}: integrity hash mismatch: the db hashes to ${computed}, the appended hash is ${appended}`);
+      throw failure(
+        FailureType.SnapshotCorrupt,
+        `${where}: integrity hash mismatch: the db hashes to ${computed}, the appended hash is ${appended}`,
+      );
     }
   }
 
@@ -93,7 +120,10 @@ export function createSnapshotActivities(gw: Gateways) {
     const st = await tools.status(input.path);
     const { etcdVersion } = await tools.restoreTool();
     if (!(st.size > 0) || !(st.revision > 0)) {
-      throw failure(FailureType.SnapshotCorrupt, `${input.cluster}/${input.node}: ${input.path} is not a usable snapshot (size ${st.size}, revision ${st.revision})`);
+      throw failure(
+        FailureType.SnapshotCorrupt,
+        `${input.cluster}/${input.node}: ${input.path} is not a usable snapshot (size ${st.size}, revision ${st.revision})`,
+      );
     }
     await checkIntegrityHash(input, st.size);
     return {
@@ -113,21 +143,31 @@ export function createSnapshotActivities(gw: Gateways) {
     /** A healthy member, a follower if there is one: `snapshot save` streams the whole db, so spare the leader. */
     async pickSnapshotMember(cluster: string): Promise<SnapshotMember> {
       const nodes = gw.cluster(cluster).nodes;
-      const seen = await Promise.all(nodes.map(async (n) => {
-        try {
-          const etcd = gw.etcd(cluster, n.name);
-          if (!(await etcd.health()).health) return { node: n.name, problem: 'unhealthy' };
-          const st = await etcd.status();
-          return { node: n.name, member: n.etcd.memberName, leader: st.leader === st.memberId, revision: st.revision };
-        } catch (err) {
-          return { node: n.name, problem: (err as Error).message };
-        }
-      }));
+      const seen = await Promise.all(
+        nodes.map(async (n) => {
+          try {
+            const etcd = gw.etcd(cluster, n.name);
+            if (!(await etcd.health()).health) return { node: n.name, problem: 'unhealthy' };
+            const st = await etcd.status();
+            return {
+              node: n.name,
+              member: n.etcd.memberName,
+              leader: st.leader === st.memberId,
+              revision: st.revision,
+            };
+          } catch (err) {
+            return { node: n.name, problem: (err as Error).message };
+          }
+        }),
+      );
       const healthy = seen.filter((s): s is SnapshotMember => 'member' in s);
       // Among followers, the most caught-up one; config order breaks ties so the choice is stable.
       const pick = [...healthy].sort((a, b) => Number(a.leader) - Number(b.leader) || b.revision - a.revision)[0];
       if (!pick) {
-        throw failure(FailureType.EtcdUnhealthy, `${cluster}: no healthy etcd member to snapshot (${seen.map((s) => `${s.node}: ${'problem' in s ? s.problem : 'ok'}`).join('; ')})`);
+        throw failure(
+          FailureType.EtcdUnhealthy,
+          `${cluster}: no healthy etcd member to snapshot (${seen.map((s) => `${s.node}: ${'problem' in s ? s.problem : 'ok'}`).join('; ')})`,
+        );
       }
       return pick;
     },
@@ -136,7 +176,9 @@ export function createSnapshotActivities(gw: Gateways) {
      * `snapshot save` into `<nodeDir>/<cluster>-<runId>.db` on the node. A file left by an earlier
      * attempt of the same run is reused if it verifies, else deleted and taken again.
      */
-    async takeSnapshot(input: NodeRef & { runId: string }): Promise<{ path: string; takenAt: string; reused: boolean }> {
+    async takeSnapshot(
+      input: NodeRef & { runId: string },
+    ): Promise<{ path: string; takenAt: string; reused: boolean }> {
       const shell = gw.shell(input.cluster, input.node);
       const node = gw.node(input.cluster, input.node);
       const tools = new EtcdSnapshotTools(shell, node);
@@ -146,7 +188,11 @@ export function createSnapshotActivities(gw: Gateways) {
           await heartbeating('verify earlier attempt', verify({ ...input, path }));
           // The earlier attempt's save finished when the file was last written.
           const mtime = await shell.exec(`stat -c %.3Y ${shq(path)}`, { check: true });
-          return { path, takenAt: new Date(Math.round(Number(mtime.stdout.trim()) * 1000)).toISOString(), reused: true };
+          return {
+            path,
+            takenAt: new Date(Math.round(Number(mtime.stdout.trim()) * 1000)).toISOString(),
+            reused: true,
+          };
         } catch (err) {
           if ((err as { type?: string }).type !== FailureType.SnapshotCorrupt) throw err;
           await shell.exec(`rm -f ${shq(path)}`, { check: true });
@@ -154,7 +200,10 @@ export function createSnapshotActivities(gw: Gateways) {
       }
       // A linearizable read on this member first: it returns only once the member has applied
       // everything committed so far, so a follower's snapshot is not behind writes that preceded us.
-      await shell.exec(`${etcdctl(node, 'get --consistency=l drctl/snapshot-barrier')} >/dev/null`, { timeoutMs: 30_000, check: true });
+      await shell.exec(`${etcdctl(node, 'get --consistency=l drctl/snapshot-barrier')} >/dev/null`, {
+        timeoutMs: 30_000,
+        check: true,
+      });
       const takenAt = new Date().toISOString();
       try {
         await heartbeating('snapshot save', tools.save(path));
@@ -177,7 +226,9 @@ export function createSnapshotActivities(gw: Gateways) {
      * the one verified on the node, else the object is deleted. Skips an object that already holds
      * exactly these bytes.
      */
-    async uploadSnapshot(input: NodeRef & { path: string; meta: SnapshotMeta }): Promise<SnapshotRef & { skipped: boolean }> {
+    async uploadSnapshot(
+      input: NodeRef & { path: string; meta: SnapshotMeta },
+    ): Promise<SnapshotRef & { skipped: boolean }> {
       const { meta } = input;
       const store = gw.store();
       const key = snapshotKey(gw.config.objectStore.prefix, input.cluster, new Date(meta.takenAt), meta.revision);
@@ -199,7 +250,9 @@ export function createSnapshotActivities(gw: Gateways) {
       const signal = activitySignal();
       signal?.addEventListener('abort', onCancel, { once: true });
       try {
-        await store.put(key, m.stream, toObjectMetadata(meta), (loaded) => heartbeat({ phase: 'upload', bytes: loaded, of: meta.size }));
+        await store.put(key, m.stream, toObjectMetadata(meta), (loaded) =>
+          heartbeat({ phase: 'upload', bytes: loaded, of: meta.size }),
+        );
       } finally {
         signal?.removeEventListener('abort', onCancel);
         source.destroy();
@@ -208,15 +261,19 @@ export function createSnapshotActivities(gw: Gateways) {
       const streamed = m.digest();
       if (streamed !== meta.sha256 || m.bytes() !== meta.size) {
         await store.delete(key);
-        throw failure(FailureType.SnapshotCorrupt,
-          `${label}: ${input.path} streamed ${m.bytes()} bytes hashing to ${streamed}, but verified as ${meta.size} bytes ${meta.sha256}: changed after verification; object deleted`);
+        throw failure(
+          FailureType.SnapshotCorrupt,
+          `${label}: ${input.path} streamed ${m.bytes()} bytes hashing to ${streamed}, but verified as ${meta.size} bytes ${meta.sha256}: changed after verification; object deleted`,
+        );
       }
       const head = await store.head(key);
       const stored = head ? fromObjectMetadata(head.metadata) : undefined;
       if (!head || !stored || head.size !== meta.size || !sameSnapshot(stored, meta)) {
         if (head) await store.delete(key);
-        throw failure(FailureType.ObjectStoreError,
-          `s3://${store.bucket}/${key}: after upload the object is ${head ? `${head.size} bytes with metadata ${JSON.stringify(head.metadata)}` : 'missing'}; expected ${meta.size} bytes, sha256 ${meta.sha256}`);
+        throw failure(
+          FailureType.ObjectStoreError,
+          `s3://${store.bucket}/${key}: after upload the object is ${head ? `${head.size} bytes with metadata ${JSON.stringify(head.metadata)}` : 'missing'}; expected ${meta.size} bytes, sha256 ${meta.sha256}`,
+        );
       }
       return { key, ...meta, skipped: false };
     },
@@ -228,10 +285,13 @@ export function createSnapshotActivities(gw: Gateways) {
     async pruneSnapshots(input: { cluster: string; keep?: number; maxAgeMs?: number }): Promise<string[]> {
       const keep = input.keep ?? gw.config.snapshots.keep;
       const maxAgeMs = input.maxAgeMs ?? gw.config.snapshots.maxAge;
-      if (!Number.isInteger(keep) || keep < 1) throw failure(FailureType.PreflightFailed, `keep must be an integer >= 1 (got ${keep})`);
+      if (!Number.isInteger(keep) || keep < 1)
+        throw failure(FailureType.PreflightFailed, `keep must be an integer >= 1 (got ${keep})`);
       const { refs } = await verifiedSnapshots(input.cluster);
       const now = Date.now();
-      const doomed = refs.filter((r, i) => i > 0 && (i >= keep || (maxAgeMs !== undefined && now - Date.parse(r.takenAt) > maxAgeMs)));
+      const doomed = refs.filter(
+        (r, i) => i > 0 && (i >= keep || (maxAgeMs !== undefined && now - Date.parse(r.takenAt) > maxAgeMs)),
+      );
       for (const r of doomed) {
         await gw.store().delete(r.key);
         heartbeat({ deleted: r.key });
@@ -241,7 +301,9 @@ export function createSnapshotActivities(gw: Gateways) {
 
     /** Idempotent: a file that is already gone is fine. */
     async removeNodeSnapshot(input: NodeRef & { path: string }): Promise<void> {
-      await gw.shell(input.cluster, input.node).exec(`rm -f ${shq(input.path)} ${shq(`${input.path}.part`)}`, { timeoutMs: 60_000, check: true });
+      await gw
+        .shell(input.cluster, input.node)
+        .exec(`rm -f ${shq(input.path)} ${shq(`${input.path}.part`)}`, { timeoutMs: 60_000, check: true });
     },
 
     /** The cluster's verified snapshots, newest first (the restore runbook's 'latest' is the first). */
@@ -259,4 +321,3 @@ function activitySignal(): AbortSignal | undefined {
     return undefined;
   }
 }
-

@@ -41,7 +41,11 @@ async function drctlRun(i: number) {
   const client = await temporalClient(config);
   try {
     await labCli('site', 'down', 'site-a');
-    const h = await client.workflow.start(siteFailover, { taskQueue, workflowId: `bench-failover-${Date.now()}`, args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: `bench run ${i}` }] });
+    const h = await client.workflow.start(siteFailover, {
+      taskQueue,
+      workflowId: `bench-failover-${Date.now()}`,
+      args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: `bench run ${i}` }],
+    });
     for (;;) {
       const st = await h.query(failoverStatusQuery);
       if (st.phase === 'waiting-approval') break;
@@ -53,7 +57,8 @@ async function drctlRun(i: number) {
     const report: FailoverReport = await h.result();
     const servedMs = Date.parse(report.servingAt) - t0;
     const st = await h.query(failoverStatusQuery);
-    const steps = st.steps.filter((s) => s.startedAt && s.endedAt && Date.parse(s.startedAt) >= t0 - 1000)
+    const steps = st.steps
+      .filter((s) => s.startedAt && s.endedAt && Date.parse(s.startedAt) >= t0 - 1000)
       .map((s) => ({ step: s.step, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt!) }));
     return { servedMs, steps, rto: report.rtoSeconds, rpo: report.rpoSeconds, restoreName: report.restoreName };
   } finally {
@@ -69,24 +74,74 @@ async function manualRun(i: number) {
     await fn();
     steps.push({ step, ms: Date.now() - t });
   };
-  const backups = JSON.parse(await sh(kubectl, ['-n', 'velero', 'get', 'backups.velero.io', '-o', 'json'], 'site-b')) as { items: { metadata: { name: string }; status?: { phase?: string; completionTimestamp?: string } }[] };
-  const newest = backups.items.filter((b) => b.status?.phase === 'Completed').sort((a, b) => Date.parse(b.status!.completionTimestamp!) - Date.parse(a.status!.completionTimestamp!))[0]!.metadata.name;
+  const backups = JSON.parse(
+    await sh(kubectl, ['-n', 'velero', 'get', 'backups.velero.io', '-o', 'json'], 'site-b'),
+  ) as { items: { metadata: { name: string }; status?: { phase?: string; completionTimestamp?: string } }[] };
+  const newest = backups.items
+    .filter((b) => b.status?.phase === 'Completed')
+    .sort((a, b) => Date.parse(b.status!.completionTimestamp!) - Date.parse(a.status!.completionTimestamp!))[0]!
+    .metadata.name;
   const restore = `bench-manual-${Date.now()}-${i}`;
   const t0 = Date.now();
-  await timed('fence A (scale to 0)', () => sh(kubectl, ['-n', NS, 'scale', 'deployment', '--all', '--replicas=0'], 'site-a'));
+  await timed('fence A (scale to 0)', () =>
+    sh(kubectl, ['-n', NS, 'scale', 'deployment', '--all', '--replicas=0'], 'site-a'),
+  );
   await timed('BSLs ReadOnly', async () => {
-    for (const s of ['site-a', 'site-b']) await sh(kubectl, ['-n', 'velero', 'patch', 'backupstoragelocations.velero.io', 'default', '--type=merge', '-p', '{"spec":{"accessMode":"ReadOnly"}}'], s);
+    for (const s of ['site-a', 'site-b'])
+      await sh(
+        kubectl,
+        [
+          '-n',
+          'velero',
+          'patch',
+          'backupstoragelocations.velero.io',
+          'default',
+          '--type=merge',
+          '-p',
+          '{"spec":{"accessMode":"ReadOnly"}}',
+        ],
+        s,
+      );
   });
-  await timed('velero restore --wait', () => sh(bin.velero, ['--kubeconfig', kubeconfig('site-b'), '-n', 'velero', 'restore', 'create', restore, '--from-backup', newest, '--include-namespaces', NS,
-    // The flags drctl's restore uses: without --existing-resource-policy=update, the PV an earlier
-    // restore left Released at site-b is skipped as existing and the PVC never binds.
-    '--existing-resource-policy=update', '--exclude-resources', 'endpoints,endpointslices.discovery.k8s.io', '--restore-volumes=false', '--wait'], 'site-b'));
-  await timed('rollout status', () => sh(kubectl, ['-n', NS, 'rollout', 'status', 'deployment/nginx', '--timeout=120s'], 'site-b'));
+  await timed('velero restore --wait', () =>
+    sh(
+      bin.velero,
+      [
+        '--kubeconfig',
+        kubeconfig('site-b'),
+        '-n',
+        'velero',
+        'restore',
+        'create',
+        restore,
+        '--from-backup',
+        newest,
+        '--include-namespaces',
+        NS,
+        // The flags drctl's restore uses: without --existing-resource-policy=update, the PV an earlier
+        // restore left Released at site-b is skipped as existing and the PVC never binds.
+        '--existing-resource-policy=update',
+        '--exclude-resources',
+        'endpoints,endpointslices.discovery.k8s.io',
+        '--restore-volumes=false',
+        '--wait',
+      ],
+      'site-b',
+    ),
+  );
+  await timed('rollout status', () =>
+    sh(kubectl, ['-n', NS, 'rollout', 'status', 'deployment/nginx', '--timeout=120s'], 'site-b'),
+  );
   await timed('DNS API PATCH', async () => {
     const key = gw.dns().target.apiKey;
     const res = await fetch(`${config.dns!.powerdns.api}/api/v1/servers/localhost/zones/example.com.`, {
-      method: 'PATCH', headers: { 'X-API-Key': key, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ rrsets: [{ name: `${RECORD}.`, type: 'A', ttl: 30, changetype: 'REPLACE', records: [{ content: B, disabled: false }] }] }),
+      method: 'PATCH',
+      headers: { 'X-API-Key': key, 'Content-Type': 'application/json' },
+      body: JSON.stringify({
+        rrsets: [
+          { name: `${RECORD}.`, type: 'A', ttl: 30, changetype: 'REPLACE', records: [{ content: B, disabled: false }] },
+        ],
+      }),
     });
     if (!res.ok) throw new Error(`PowerDNS PATCH: HTTP ${res.status}`);
   });
@@ -99,13 +154,18 @@ async function manualRun(i: number) {
   });
   await timed('curl app until 200', async () => {
     for (;;) {
-      const ok = await fetch(`http://${B}:8080/`, { headers: { Host: RECORD } }).then((r) => r.ok, () => false);
+      const ok = await fetch(`http://${B}:8080/`, { headers: { Host: RECORD } }).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return;
       await sleep(100);
     }
   });
   const servedMs = Date.now() - t0;
-  await sh(kubectl, ['-n', 'velero', 'delete', 'restores.velero.io', restore, '--wait=false'], 'site-b').catch(() => '');
+  await sh(kubectl, ['-n', 'velero', 'delete', 'restores.velero.io', restore, '--wait=false'], 'site-b').catch(
+    () => '',
+  );
   return { servedMs, steps };
 }
 
@@ -135,23 +195,37 @@ async function main() {
   const a = drctl.map((r) => r.servedMs);
   const b = manual.map((r) => r.servedMs);
   process.stdout.write(`\nLab failover site-a → site-b (${NS}; DNS ${RECORD}: ${A} → ${B})\n\n`);
-  process.stdout.write(`${table(['measurement', ...drctl.map((_, i) => `run ${i + 1} (s)`)], [
-    ['(a) drctl: approval → DNS switched + app healthy', ...a.map(secs)],
-    ['(b) manual commands, sequential: first → same point', ...b.map(secs)],
-    ['    drctl RTO as reported (start → serving, incl. gate)', ...drctl.map((r) => r.rto.toFixed(2))],
-    ['    RPO (backup age at restore)', ...drctl.map((r) => String(r.rpo))],
-  ])}\n\n`);
+  process.stdout.write(
+    `${table(
+      ['measurement', ...drctl.map((_, i) => `run ${i + 1} (s)`)],
+      [
+        ['(a) drctl: approval → DNS switched + app healthy', ...a.map(secs)],
+        ['(b) manual commands, sequential: first → same point', ...b.map(secs)],
+        ['    drctl RTO as reported (start → serving, incl. gate)', ...drctl.map((r) => r.rto.toFixed(2))],
+        ['    RPO (backup age at restore)', ...drctl.map((r) => String(r.rpo))],
+      ],
+    )}\n\n`,
+  );
   const stepNames = [...new Set(drctl.flatMap((r) => r.steps.map((s) => s.step)))];
-  process.stdout.write(`drctl steps after the approval (s)\n${table(['step', ...drctl.map((_, i) => `run ${i + 1}`)], [...stepNames.map((n) => [n, ...drctl.map((r) => secs(r.steps.find((s) => s.step === n)?.ms))])])}\n\n`);
+  process.stdout.write(
+    `drctl steps after the approval (s)\n${table(['step', ...drctl.map((_, i) => `run ${i + 1}`)], [...stepNames.map((n) => [n, ...drctl.map((r) => secs(r.steps.find((s) => s.step === n)?.ms))])])}\n\n`,
+  );
   const mNames = [...new Set(manual.flatMap((r) => r.steps.map((s) => s.step)))];
-  process.stdout.write(`manual steps (s)\n${table(['step', ...manual.map((_, i) => `run ${i + 1}`)], [...mNames.map((n) => [n, ...manual.map((r) => secs(r.steps.find((s) => s.step === n)?.ms))])])}\n\n`);
+  process.stdout.write(
+    `manual steps (s)\n${table(['step', ...manual.map((_, i) => `run ${i + 1}`)], [...mNames.map((n) => [n, ...manual.map((r) => secs(r.steps.find((s) => s.step === n)?.ms))])])}\n\n`,
+  );
   const ok = a.every((x) => x <= TARGET_S * 1000);
-  process.stdout.write(`${ok ? 'PASS' : 'FAIL'}  (a) <= ${TARGET_S} s: ${a.map(secs).join(', ')} s (median ${secs(median(a))}); a/b = ${a.map((x, i) => (x / b[i]!).toFixed(2)).join(', ')}\n`);
+  process.stdout.write(
+    `${ok ? 'PASS' : 'FAIL'}  (a) <= ${TARGET_S} s: ${a.map(secs).join(', ')} s (median ${secs(median(a))}); a/b = ${a.map((x, i) => (x / b[i]!).toFixed(2)).join(', ')}\n`,
+  );
   const file = writeResults('failover', { runs: RUNS, drctl, manual, targetSeconds: TARGET_S });
   process.stdout.write(`\nresults: ${file}\n`);
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

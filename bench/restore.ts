@@ -89,13 +89,23 @@ interface DrctlRun {
   restoreCommand?: string;
 }
 
-async function waitPhase(client: Client, id: string, phase: RestoreStatus['phase'], timeoutMs: number): Promise<RestoreStatus> {
+async function waitPhase(
+  client: Client,
+  id: string,
+  phase: RestoreStatus['phase'],
+  timeoutMs: number,
+): Promise<RestoreStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const st = await client.workflow.getHandle(id).query(statusQuery).catch(() => undefined);
+    const st = await client.workflow
+      .getHandle(id)
+      .query(statusQuery)
+      .catch(() => undefined);
     if (st?.phase === phase) return st;
-    if (st && ['failed', 'aborted', 'compensated', 'completed'].includes(st.phase)) throw new Error(`${id}: phase ${st.phase} (${st.error ?? ''}) while waiting for ${phase}`);
-    if (Date.now() > deadline) throw new Error(`${id}: not in phase ${phase} after ${timeoutMs / 1000} s (now ${st?.phase})`);
+    if (st && ['failed', 'aborted', 'compensated', 'completed'].includes(st.phase))
+      throw new Error(`${id}: phase ${st.phase} (${st.error ?? ''}) while waiting for ${phase}`);
+    if (Date.now() > deadline)
+      throw new Error(`${id}: not in phase ${phase} after ${timeoutMs / 1000} s (now ${st?.phase})`);
     await sleep(250);
   }
 }
@@ -104,7 +114,8 @@ async function waitPhase(client: Client, id: string, phase: RestoreStatus['phase
 async function drctlRestore(client: Client, key: string, label: string) {
   const workflowId = `bench-restore-${CLUSTER}-${label}-${Date.now()}`;
   const handle = await client.workflow.start(etcdRestore, {
-    taskQueue, workflowId,
+    taskQueue,
+    workflowId,
     args: [{ cluster: CLUSTER, snapshot: key, requestedBy: 'alice', force: true, approvalTimeoutMs: 30 * 60_000 }],
   });
   const tStarted = Date.now();
@@ -124,7 +135,9 @@ async function measureDrctl(client: Client, i: number): Promise<DrctlRun> {
   const snap = await drctlSnapshot(client, taskQueue);
   created.snapshots.push(snap.key);
   lastSnapshot = snap.key;
-  say(`(a) run ${i}: ${snap.key} (${(snap.size / 1e6).toFixed(1)} MB, ${secs(snap.ms)} s); drctl restore, approving at the gate`);
+  say(
+    `(a) run ${i}: ${snap.key} (${(snap.size / 1e6).toFixed(1)} MB, ${secs(snap.ms)} s); drctl restore, approving at the gate`,
+  );
   const r = await drctlRestore(client, snap.key, `a${i}`);
   if (r.result.outcome !== 'completed') throw new Error(`${r.workflowId}: outcome ${r.result.outcome}`);
   const at = (step: string, which: 'startedAt' | 'endedAt') => {
@@ -146,18 +159,26 @@ async function measureDrctl(client: Client, i: number): Promise<DrctlRun> {
     approveToApiReadyMs: at('verify', 'endedAt') - r.tApprove,
     approveToResultMs: r.tResult - r.tApprove,
     updateRoundTripMs: r.tAccepted - r.tApprove,
-    steps: r.final.steps.filter((s) => s.startedAt && s.endedAt).map((s) => ({
-      step: s.step, startMs: Date.parse(s.startedAt!) - r.tApprove, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt!),
-    })),
+    steps: r.final.steps
+      .filter((s) => s.startedAt && s.endedAt)
+      .map((s) => ({
+        step: s.step,
+        startMs: Date.parse(s.startedAt!) - r.tApprove,
+        ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt!),
+      })),
     // (The history's ActivityTaskStarted time is written lazily for retryable activities, so only
     // scheduled → closed is meaningful; with an idle in-process worker the queueing is negligible.)
     activities: spans.map(({ scheduledAt, startedAt: _started, closedAt, ...rest }) => ({
-      ...rest, atMs: Math.round(scheduledAt - r.tApprove), ms: Math.round(closedAt - scheduledAt),
+      ...rest,
+      atMs: Math.round(scheduledAt - r.tApprove),
+      ms: Math.round(closedAt - scheduledAt),
     })),
     bumpRevision: r.result.plan.nodes[0]?.bumpRevision,
     restoreCommand: r.result.plan.nodes[0]?.restoreCommand,
   };
-  say(`(a) run ${i}: approval → quorum ${secs(run.approveToQuorumMs)} s, → API ready ${secs(run.approveToApiReadyMs)} s`);
+  say(
+    `(a) run ${i}: approval → quorum ${secs(run.approveToQuorumMs)} s, → API ready ${secs(run.approveToApiReadyMs)} s`,
+  );
   await assertHealthy(`after (a) run ${i}`);
   await removeDrctlLeftovers(runTag(r.result.plan.runId));
   return run;
@@ -200,7 +221,8 @@ async function timed(steps: ManualStep[], t0: number, node: string, step: string
   steps.push({ node, step, startMs: s - t0, ms: Date.now() - s });
 }
 
-const waitGone = (proc: string) => `timeout 120 bash -c ${shq(`while pgrep -x ${proc} >/dev/null; do sleep 0.1; done`)}`;
+const waitGone = (proc: string) =>
+  `timeout 120 bash -c ${shq(`while pgrep -x ${proc} >/dev/null; do sleep 0.1; done`)}`;
 const waitUp = (proc: string) => `timeout 120 bash -c ${shq(`until pgrep -x ${proc} >/dev/null; do sleep 0.1; done`)}`;
 
 async function measureManual(client: Client, i: number): Promise<ManualRun> {
@@ -222,7 +244,8 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
     await shell.exec(`mkdir -p ${shq(dir)} && chmod 700 ${shq(dir)}`, { check: true });
     await pipeline(await gw.store().get(snap.key), await shell.writeStream(staged, 0o600));
     const sum = await shell.exec(`sha256sum ${shq(staged)}`, { check: true, timeoutMs: 120_000 });
-    if (sum.stdout.slice(0, 64) !== snap.sha256) throw new Error(`${n}: staged copy hashes to ${sum.stdout.slice(0, 64)}, not ${snap.sha256}`);
+    if (sum.stdout.slice(0, 64) !== snap.sha256)
+      throw new Error(`${n}: staged copy hashes to ${sum.stdout.slice(0, 64)}, not ${snap.sha256}`);
     copyMs.push({ node: n, ms: Date.now() - t });
   }
 
@@ -234,19 +257,27 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
   const nodes = gw.cluster(CLUSTER).nodes;
   const initialCluster = nodes.map((n) => `${n.etcd.memberName}=${n.etcd.peerUrl}`).join(',');
   const token = `bench-${CLUSTER}-${id}`;
-  const restoreCmd = (n: (typeof nodes)[number]) => [
-    'etcdutl snapshot restore', shq(staged),
-    `--name=${shq(n.etcd.memberName)}`,
-    `--initial-cluster=${shq(initialCluster)}`,
-    `--initial-cluster-token=${shq(token)}`,
-    `--initial-advertise-peer-urls=${shq(n.etcd.peerUrl)}`,
-    `--data-dir=${shq(`${dir}/restored`)}`,
-    `--bump-revision=${bump}`, '--mark-compacted',
-  ].join(' ');
+  const restoreCmd = (n: (typeof nodes)[number]) =>
+    [
+      'etcdutl snapshot restore',
+      shq(staged),
+      `--name=${shq(n.etcd.memberName)}`,
+      `--initial-cluster=${shq(initialCluster)}`,
+      `--initial-cluster-token=${shq(token)}`,
+      `--initial-advertise-peer-urls=${shq(n.etcd.peerUrl)}`,
+      `--data-dir=${shq(`${dir}/restored`)}`,
+      `--bump-revision=${bump}`,
+      '--mark-compacted',
+    ].join(' ');
   for (const n of nodes) {
     const p = profile(n.name);
-    const r = await gw.shell(CLUSTER, n.name).exec(`ls ${shq(p.parkedDir)} 2>/dev/null | grep -E '^(etcd|kube-apiserver)\\.yaml$' || true`);
-    if (r.stdout.trim()) throw new Error(`${n.name}: ${p.parkedDir} already holds ${r.stdout.trim()}; refusing to start the manual baseline`);
+    const r = await gw
+      .shell(CLUSTER, n.name)
+      .exec(`ls ${shq(p.parkedDir)} 2>/dev/null | grep -E '^(etcd|kube-apiserver)\\.yaml$' || true`);
+    if (r.stdout.trim())
+      throw new Error(
+        `${n.name}: ${p.parkedDir} already holds ${r.stdout.trim()}; refusing to start the manual baseline`,
+      );
   }
 
   say(`(b) run ${i}: manual runbook, node after node (bump ${bump})`);
@@ -255,19 +286,47 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
   // Stop the API server first (it must never see etcd swapped underneath it).
   for (const n of nodes.filter((x) => x.apiserver)) {
     const p = profile(n.name);
-    await timed(steps, t0, n.name, 'stop kube-apiserver',
-      `mkdir -p ${shq(p.parkedDir)} && mv ${shq(`${p.manifestsDir}/kube-apiserver.yaml`)} ${shq(`${p.parkedDir}/kube-apiserver.yaml`)} && ${waitGone('kube-apiserver')}`);
+    await timed(
+      steps,
+      t0,
+      n.name,
+      'stop kube-apiserver',
+      `mkdir -p ${shq(p.parkedDir)} && mv ${shq(`${p.manifestsDir}/kube-apiserver.yaml`)} ${shq(`${p.parkedDir}/kube-apiserver.yaml`)} && ${waitGone('kube-apiserver')}`,
+    );
   }
   for (const n of nodes) {
     const p = profile(n.name);
     const dataDir = n.etcd.dataDir;
-    await timed(steps, t0, n.name, 'stop etcd',
-      `mkdir -p ${shq(p.parkedDir)} && mv ${shq(`${p.manifestsDir}/etcd.yaml`)} ${shq(`${p.parkedDir}/etcd.yaml`)} && ${waitGone('etcd')}`);
+    await timed(
+      steps,
+      t0,
+      n.name,
+      'stop etcd',
+      `mkdir -p ${shq(p.parkedDir)} && mv ${shq(`${p.manifestsDir}/etcd.yaml`)} ${shq(`${p.parkedDir}/etcd.yaml`)} && ${waitGone('etcd')}`,
+    );
     await timed(steps, t0, n.name, 'move-aside', `mv ${shq(dataDir)} ${shq(`${dataDir}.bench-${id}`)}`);
-    await timed(steps, t0, n.name, 'restore', `${restoreCmd(n)} >${shq(`${dir}/restore.log`)} 2>&1 || { tail -5 ${shq(`${dir}/restore.log`)} >&2; exit 1; }`, 20 * 60_000);
-    await timed(steps, t0, n.name, 'into place', `chmod 700 ${shq(`${dir}/restored`)} && mv ${shq(`${dir}/restored`)} ${shq(dataDir)}`);
-    await timed(steps, t0, n.name, 'start etcd',
-      `mv ${shq(`${p.parkedDir}/etcd.yaml`)} ${shq(`${p.manifestsDir}/etcd.yaml`)} && ${waitUp('etcd')}`);
+    await timed(
+      steps,
+      t0,
+      n.name,
+      'restore',
+      `${restoreCmd(n)} >${shq(`${dir}/restore.log`)} 2>&1 || { tail -5 ${shq(`${dir}/restore.log`)} >&2; exit 1; }`,
+      20 * 60_000,
+    );
+    await timed(
+      steps,
+      t0,
+      n.name,
+      'into place',
+      `chmod 700 ${shq(`${dir}/restored`)} && mv ${shq(`${dir}/restored`)} ${shq(dataDir)}`,
+    );
+    await timed(
+      steps,
+      t0,
+      n.name,
+      'start etcd',
+      `mv ${shq(`${p.parkedDir}/etcd.yaml`)} ${shq(`${p.manifestsDir}/etcd.yaml`)} && ${waitUp('etcd')}`,
+    );
   }
   const tLastStart = Date.now();
   // Quorum, by drctl's own criteria: every member healthy, planned member list, one leader, one revision.
@@ -277,8 +336,13 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
   steps.push({ node: 'all', step: 'wait for quorum', startMs: s - t0, ms: tQuorum - s });
   for (const n of nodes.filter((x) => x.apiserver)) {
     const p = profile(n.name);
-    await timed(steps, t0, n.name, 'start kube-apiserver',
-      `mv ${shq(`${p.parkedDir}/kube-apiserver.yaml`)} ${shq(`${p.manifestsDir}/kube-apiserver.yaml`)} && ${waitUp('kube-apiserver')}`);
+    await timed(
+      steps,
+      t0,
+      n.name,
+      'start kube-apiserver',
+      `mv ${shq(`${p.parkedDir}/kube-apiserver.yaml`)} ${shq(`${p.manifestsDir}/kube-apiserver.yaml`)} && ${waitUp('kube-apiserver')}`,
+    );
   }
   s = Date.now();
   await acts.waitApiserverReady({ cluster: CLUSTER });
@@ -308,7 +372,9 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
     perNode,
     bareMaxMs: Math.max(...perNode.map((p) => p.bareMs)),
   };
-  say(`(b) run ${i}: first stop → quorum ${secs(run.firstStopToQuorumMs)} s, → API ready ${secs(run.firstStopToApiReadyMs)} s; (c) max bare ${secs(run.bareMaxMs)} s`);
+  say(
+    `(b) run ${i}: first stop → quorum ${secs(run.firstStopToQuorumMs)} s, → API ready ${secs(run.firstStopToApiReadyMs)} s; (c) max bare ${secs(run.bareMaxMs)} s`,
+  );
   await assertHealthy(`after (b) run ${i}`);
   return run;
 }
@@ -354,7 +420,12 @@ kill $pid; wait $pid || true
 rm -rf ${shq(d)}
 echo "$t0 $t1 $t2 $t3"`;
     const r = await gw.shell(CLUSTER, n.name).exec(`bash -c ${shq(script)}`, { check: true, timeoutMs: 10 * 60_000 });
-    const [t0, t1, t2, t3] = r.stdout.trim().split('\n').pop()!.split(' ').map((x) => Number(BigInt(x) / 1000n) / 1000);
+    const [t0, t1, t2, t3] = r.stdout
+      .trim()
+      .split('\n')
+      .pop()!
+      .split(' ')
+      .map((x) => Number(BigInt(x) / 1000n) / 1000);
     out.push({ node: n.name, restoreMs: t1! - t0!, spawnMs: t2! - t1!, healthyMs: t3! - t2!, totalMs: t3! - t0! });
   }
   say(`(c) run ${i}: single-member max ${secs(Math.max(...out.map((o) => o.totalMs)))} s`);
@@ -373,7 +444,12 @@ async function sshRoundTrip() {
   for (let i = 0; i < 10; i++) for (const n of NODES) seq.push(await one(n));
   const par: number[] = [];
   for (let i = 0; i < 10; i++) par.push(...(await Promise.all(NODES.map(one))));
-  return { sequentialMedianMs: median(seq), sequentialMaxMs: Math.max(...seq), parallel3MedianMs: median(par), parallel3MaxMs: Math.max(...par) };
+  return {
+    sequentialMedianMs: median(seq),
+    sequentialMaxMs: Math.max(...seq),
+    parallel3MedianMs: median(par),
+    parallel3MaxMs: Math.max(...par),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -386,11 +462,24 @@ async function assertHealthy(when: string) {
 
 async function removeDrctlLeftovers(short: string) {
   // drctl keeps the moved-aside data dir and the journal "for the record"; a benchmark does not.
-  await Promise.all(NODES.map((n) => gw.shell(CLUSTER, n).exec(`rm -rf /var/lib/etcd.drctl-${short} /var/lib/drctl-restore-${short}`, { check: true, timeoutMs: 120_000 })));
+  await Promise.all(
+    NODES.map((n) =>
+      gw.shell(CLUSTER, n).exec(`rm -rf /var/lib/etcd.drctl-${short} /var/lib/drctl-restore-${short}`, {
+        check: true,
+        timeoutMs: 120_000,
+      }),
+    ),
+  );
 }
 
 async function removeManualLeftovers(id: string) {
-  await Promise.all(NODES.map((n) => gw.shell(CLUSTER, n).exec(`rm -rf ${shq(work(id))} /var/lib/etcd.bench-${id}`, { check: true, timeoutMs: 120_000 })));
+  await Promise.all(
+    NODES.map((n) =>
+      gw
+        .shell(CLUSTER, n)
+        .exec(`rm -rf ${shq(work(id))} /var/lib/etcd.bench-${id}`, { check: true, timeoutMs: 120_000 }),
+    ),
+  );
 }
 
 /** After a failed measurement: if site-b is not healthy, put it back with a drctl restore. */
@@ -416,11 +505,14 @@ async function cleanup(client: Client | undefined) {
   if (client) await attempt('recovery', () => recoverIfNeeded(client));
   await attempt(`delete ${PREFIX} keys, compact, defrag`, async () => {
     const sizes = await deleteCompactDefrag(gw, [PREFIX]);
-    say(`cleanup: ${PREFIX} deleted, compacted, defragmented: db ${sizes.map((s) => `${s.node}=${(s.dbSize / 1e6).toFixed(1)} MB`).join(' ')}`);
+    say(
+      `cleanup: ${PREFIX} deleted, compacted, defragmented: db ${sizes.map((s) => `${s.node}=${(s.dbSize / 1e6).toFixed(1)} MB`).join(' ')}`,
+    );
   });
   for (const key of created.snapshots) await attempt(`delete ${key}`, () => gw.store().delete(key));
   for (const s of created.drctlShorts) await attempt(`remove drctl run ${s} leftovers`, () => removeDrctlLeftovers(s));
-  for (const id of created.manualIds) await attempt(`remove manual run ${id} leftovers`, () => removeManualLeftovers(id));
+  for (const id of created.manualIds)
+    await attempt(`remove manual run ${id} leftovers`, () => removeManualLeftovers(id));
   say(`cleanup: ${created.snapshots.length} benchmark snapshot object(s) deleted, node-local leftovers removed`);
   return problems;
 }
@@ -451,8 +543,11 @@ async function main(): Promise<number> {
     }
     say(`fill: ${KEYS} x 1 MiB under ${PREFIX} (generated on cp1, ${PARALLEL} parallel batches)`);
     fillInfo = await fill(gw, { prefix: PREFIX, count: KEYS, rawBytes: RAW_BYTES, parallel: PARALLEL });
-    if (!fillInfo.ok || fillInfo.keys !== KEYS) throw new Error(`fill wrote ${fillInfo.keys}/${KEYS} keys: ${fillInfo.error ?? ''}`);
-    say(`fill: ${fillInfo.keys} keys in ${secs(fillInfo.ms)} s; db ${(fillInfo.dbSize / 1e6).toFixed(1)} MB at revision ${fillInfo.revision}`);
+    if (!fillInfo.ok || fillInfo.keys !== KEYS)
+      throw new Error(`fill wrote ${fillInfo.keys}/${KEYS} keys: ${fillInfo.error ?? ''}`);
+    say(
+      `fill: ${fillInfo.keys} keys in ${secs(fillInfo.ms)} s; db ${(fillInfo.dbSize / 1e6).toFixed(1)} MB at revision ${fillInfo.revision}`,
+    );
     for (let i = 1; i <= RUNS; i++) {
       ssh.push(await sshRoundTrip());
       say(`ssh exec round trip: ${JSON.stringify(ssh[ssh.length - 1])}`);
@@ -489,54 +584,127 @@ async function main(): Promise<number> {
   const n = Math.min(a.length, b.length, c.length);
   const runCols = Array.from({ length: Math.max(a.length, b.length) }, (_, i) => `run ${i + 1} (s)`);
   const row = (label: string, xs: number[]) => [label, ...runCols.map((_, i) => secs(xs[i]))];
-  console.log(`\nRestore of ${CLUSTER} (3 members), snapshot ~${drctlRuns[0] ? (drctlRuns[0].snapshotBytes / 1e6).toFixed(0) : '?'} MB (${KEYS} x 1 MiB under ${PREFIX})\n`);
-  console.log(table(['measurement', ...runCols], [
-    row('(a) drctl: approval → verify-quorum end', a),
-    row('(a) drctl: approval → verify end (API ready)', aApi),
-    row('    drctl distribute (before the gate, excluded)', drctlRuns.map((r) => r.distributeMs)),
-    row('(b) manual sequential: first stop → quorum', b),
-    row('(b) manual sequential: first stop → API ready', bApi),
-    row('    manual copy to 3 nodes, sequential (excluded)', manualRuns.map((r) => r.copyTotalMs)),
-    row('    drctl snapshot before (a): upload step', drctlRuns.map((r) => r.snapshotTimings.upload ?? NaN)),
-    row('(c) slowest node: restore + start (process up)', c),
-    row('(c\') slowest node: single-member restore + healthy', cSingle),
-    row('    one SSH command (`true`), median, sequential', ssh.map((x) => x.sequentialMedianMs)),
-    row('    one SSH command (`true`), median, 3 nodes at once', ssh.map((x) => x.parallel3MedianMs)),
-  ]));
+  console.log(
+    `\nRestore of ${CLUSTER} (3 members), snapshot ~${drctlRuns[0] ? (drctlRuns[0].snapshotBytes / 1e6).toFixed(0) : '?'} MB (${KEYS} x 1 MiB under ${PREFIX})\n`,
+  );
+  console.log(
+    table(
+      ['measurement', ...runCols],
+      [
+        row('(a) drctl: approval → verify-quorum end', a),
+        row('(a) drctl: approval → verify end (API ready)', aApi),
+        row(
+          '    drctl distribute (before the gate, excluded)',
+          drctlRuns.map((r) => r.distributeMs),
+        ),
+        row('(b) manual sequential: first stop → quorum', b),
+        row('(b) manual sequential: first stop → API ready', bApi),
+        row(
+          '    manual copy to 3 nodes, sequential (excluded)',
+          manualRuns.map((r) => r.copyTotalMs),
+        ),
+        row(
+          '    drctl snapshot before (a): upload step',
+          drctlRuns.map((r) => r.snapshotTimings.upload ?? NaN),
+        ),
+        row('(c) slowest node: restore + start (process up)', c),
+        row("(c') slowest node: single-member restore + healthy", cSingle),
+        row(
+          '    one SSH command (`true`), median, sequential',
+          ssh.map((x) => x.sequentialMedianMs),
+        ),
+        row(
+          '    one SSH command (`true`), median, 3 nodes at once',
+          ssh.map((x) => x.parallel3MedianMs),
+        ),
+      ],
+    ),
+  );
   if (drctlRuns.length) {
     console.log(`\ndrctl steps (ms; start offset from approval in brackets)\n`);
     const steps = drctlRuns[0]!.steps.map((s) => s.step);
-    console.log(table(['step', ...drctlRuns.map((_, i) => `run ${i + 1}`)], steps.map((st) => [st, ...drctlRuns.map((r) => {
-      const s = r.steps.find((x) => x.step === st);
-      return s ? `${s.ms} [${s.startMs}]` : '-';
-    })])));
+    console.log(
+      table(
+        ['step', ...drctlRuns.map((_, i) => `run ${i + 1}`)],
+        steps.map((st) => [
+          st,
+          ...drctlRuns.map((r) => {
+            const s = r.steps.find((x) => x.step === st);
+            return s ? `${s.ms} [${s.startMs}]` : '-';
+          }),
+        ]),
+      ),
+    );
   }
   if (drctlRuns.length) {
     console.log(`\ndrctl activities after the approval, run 1 (ms; 'at' = scheduled, ms after the approval)\n`);
-    console.log(table(['activity', 'node', 'at', 'ms'], drctlRuns[0]!.activities.filter((x) => x.atMs >= 0).map((x) => [x.type, x.what, x.atMs, x.ms])));
+    console.log(
+      table(
+        ['activity', 'node', 'at', 'ms'],
+        drctlRuns[0]!.activities.filter((x) => x.atMs >= 0).map((x) => [x.type, x.what, x.atMs, x.ms]),
+      ),
+    );
   }
   if (manualRuns.length) {
     console.log(`\nmanual steps (ms), run 1\n`);
-    console.log(table(['node', 'step', 'ms', 'at'], manualRuns[0]!.steps.map((s) => [s.node, s.step, s.ms, s.startMs])));
+    console.log(
+      table(
+        ['node', 'step', 'ms', 'at'],
+        manualRuns[0]!.steps.map((s) => [s.node, s.step, s.ms, s.startMs]),
+      ),
+    );
     console.log(`\n(c) per node (ms): restore + into place + start, from (b); single-member restore + healthy\n`);
-    console.log(table(['run', 'node', 'restore', 'into place', 'start', 'bare', 'single restore', 'single healthy', 'single total'],
-      manualRuns.flatMap((m, i) => m.perNode.map((p) => {
-        const s = singleRuns[i]?.find((x) => x.node === p.node);
-        return [String(i + 1), p.node, p.restoreMs, p.intoPlaceMs, p.startMs, p.bareMs, s?.restoreMs.toFixed(0) ?? '-', s?.healthyMs.toFixed(0) ?? '-', s?.totalMs.toFixed(0) ?? '-'];
-      }))));
+    console.log(
+      table(
+        ['run', 'node', 'restore', 'into place', 'start', 'bare', 'single restore', 'single healthy', 'single total'],
+        manualRuns.flatMap((m, i) =>
+          m.perNode.map((p) => {
+            const s = singleRuns[i]?.find((x) => x.node === p.node);
+            return [
+              String(i + 1),
+              p.node,
+              p.restoreMs,
+              p.intoPlaceMs,
+              p.startMs,
+              p.bareMs,
+              s?.restoreMs.toFixed(0) ?? '-',
+              s?.healthyMs.toFixed(0) ?? '-',
+              s?.totalMs.toFixed(0) ?? '-',
+            ];
+          }),
+        ),
+      ),
+    );
   }
   const t1 = Array.from({ length: n }, (_, i) => a[i]! <= 1.3 * c[i]!);
   const t1s = Array.from({ length: n }, (_, i) => a[i]! <= 1.3 * cSingle[i]!);
   const t2 = Array.from({ length: n }, (_, i) => a[i]! <= b[i]! / 2);
   type Target = { verdict: string; runs: { a: number | undefined; limit: number; ratio: number }[] };
-  const targets: Record<string, Target> = n ? {
-    'a <= 1.3 x c': { verdict: verdict(t1), runs: Array.from({ length: n }, (_, i) => ({ a: a[i], limit: 1.3 * c[i]!, ratio: a[i]! / c[i]! })) },
-    "a <= 1.3 x c' (single-member, cross-check)": { verdict: verdict(t1s), runs: Array.from({ length: n }, (_, i) => ({ a: a[i], limit: 1.3 * cSingle[i]!, ratio: a[i]! / cSingle[i]! })) },
-    'a <= b / 2': { verdict: verdict(t2), runs: Array.from({ length: n }, (_, i) => ({ a: a[i], limit: b[i]! / 2, ratio: a[i]! / b[i]! })) },
-  } : {};
+  const targets: Record<string, Target> = n
+    ? {
+        'a <= 1.3 x c': {
+          verdict: verdict(t1),
+          runs: Array.from({ length: n }, (_, i) => ({ a: a[i], limit: 1.3 * c[i]!, ratio: a[i]! / c[i]! })),
+        },
+        "a <= 1.3 x c' (single-member, cross-check)": {
+          verdict: verdict(t1s),
+          runs: Array.from({ length: n }, (_, i) => ({
+            a: a[i],
+            limit: 1.3 * cSingle[i]!,
+            ratio: a[i]! / cSingle[i]!,
+          })),
+        },
+        'a <= b / 2': {
+          verdict: verdict(t2),
+          runs: Array.from({ length: n }, (_, i) => ({ a: a[i], limit: b[i]! / 2, ratio: a[i]! / b[i]! })),
+        },
+      }
+    : {};
   console.log('\ntargets\n');
   for (const [name, t] of Object.entries(targets)) {
-    console.log(`${t.verdict.padEnd(5)} ${name}: ${t.runs.map((r, i) => `run ${i + 1}: a=${secs(r.a)} s vs limit ${secs(r.limit)} s (a/${name.includes('b /') ? 'b' : 'c'} = ${r.ratio.toFixed(2)})`).join('; ')}`);
+    console.log(
+      `${t.verdict.padEnd(5)} ${name}: ${t.runs.map((r, i) => `run ${i + 1}: a=${secs(r.a)} s vs limit ${secs(r.limit)} s (a/${name.includes('b /') ? 'b' : 'c'} = ${r.ratio.toFixed(2)})`).join('; ')}`,
+    );
   }
   const file = writeResults('restore', {
     startedFor: { cluster: CLUSTER, keys: KEYS, valueBytes: 1_048_576, runs: RUNS, taskQueue },

@@ -118,7 +118,9 @@ async function spawnDrctlWorker(): Promise<{ child: ChildProcess; logFile: strin
   const logFile = join(RESULTS_DIR, `snapshot-pipeline-${ts}-worker.log`);
   const log = createWriteStream(logFile);
   const child = spawn(process.execPath, ['bin/drctl.js', '--config', cfgFile, 'worker'], {
-    cwd: REPO, env: { ...process.env, DRCTL_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: REPO,
+    env: { ...process.env, DRCTL_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   const ready = new Promise<void>((resolve, reject) => {
@@ -129,7 +131,9 @@ async function spawnDrctlWorker(): Promise<{ child: ChildProcess; logFile: strin
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`drctl worker exited (${code}) before it was ready: ${out.slice(-1000)}`)));
+    child.on('exit', (code) =>
+      reject(new Error(`drctl worker exited (${code}) before it was ready: ${out.slice(-1000)}`)),
+    );
     setTimeout(() => reject(new Error(`drctl worker not ready after 120 s: ${out.slice(-1000)}`)), 120_000);
   });
   await ready;
@@ -145,11 +149,17 @@ async function stopChild(child: ChildProcess) {
   clearTimeout(t);
 }
 
-async function act<T>(client: Client, name: BenchActivityInput['name'], args: unknown[]): Promise<{ value: T; ms: number; activityMs: number; workflowId: string }> {
+async function act<T>(
+  client: Client,
+  name: BenchActivityInput['name'],
+  args: unknown[],
+): Promise<{ value: T; ms: number; activityMs: number; workflowId: string }> {
   const workflowId = `bench-snap-${name}-${Date.now()}`;
   const t0 = Date.now();
   const value = (await client.workflow.execute('benchRunActivity', {
-    taskQueue: wfQueue, workflowId, args: [{ activityTaskQueue: taskQueue, name, args } satisfies BenchActivityInput],
+    taskQueue: wfQueue,
+    workflowId,
+    args: [{ activityTaskQueue: taskQueue, name, args } satisfies BenchActivityInput],
   })) as T;
   const ms = Date.now() - t0;
   const span = (await activitySpans(client, workflowId))[0];
@@ -175,39 +185,80 @@ interface UploadRun {
   hwmAfter: number;
 }
 
-async function measureDrctl(client: Client, workerPid: number, node: string, path: string, meta: SnapshotMeta, round: number): Promise<UploadRun> {
+async function measureDrctl(
+  client: Client,
+  workerPid: number,
+  node: string,
+  path: string,
+  meta: SnapshotMeta,
+  round: number,
+): Promise<UploadRun> {
   // A distinct takenAt per round gives a distinct key, so each round really uploads (drctl skips an
   // object that already holds these bytes).
   const m = { ...meta, takenAt: new Date(Date.parse(meta.takenAt) + round * 1000).toISOString() };
   const before = await idleRss(workerPid);
   const sampler = new Sampler(workerPid).start(100);
-  const r = await act<SnapshotRef & { skipped: boolean }>(client, 'uploadSnapshot', [{ cluster: CLUSTER, node, path, meta: m }]);
+  const r = await act<SnapshotRef & { skipped: boolean }>(client, 'uploadSnapshot', [
+    { cluster: CLUSTER, node, path, meta: m },
+  ]);
   const samples = sampler.stop();
   if (r.value.skipped) throw new Error(`drctl upload round ${round} was skipped (object already there)`);
   uploaded.push(r.value.key);
   const peak = Math.max(...samples.map((s) => s.rss));
   const run: UploadRun = {
-    kind: 'drctl', round, key: r.value.key, bytes: r.value.size, ms: r.activityMs, e2eMs: r.ms,
+    kind: 'drctl',
+    round,
+    key: r.value.key,
+    bytes: r.value.size,
+    ms: r.activityMs,
+    e2eMs: r.ms,
     mbPerS: r.value.size / 1e6 / (r.activityMs / 1000),
-    rssBefore: before.rss, rssPeak: peak, rssGrowth: peak - before.rss, hwmBefore: before.hwm, hwmAfter: samples[samples.length - 1]!.hwm,
+    rssBefore: before.rss,
+    rssPeak: peak,
+    rssGrowth: peak - before.rss,
+    hwmBefore: before.hwm,
+    hwmAfter: samples[samples.length - 1]!.hwm,
   };
   await gw.store().delete(r.value.key);
   uploaded.splice(uploaded.indexOf(r.value.key), 1);
   return run;
 }
 
-async function measureBaseline(node: string, path: string, knownHosts: string, round: number, sha256: boolean, expectSha: string): Promise<UploadRun> {
+async function measureBaseline(
+  node: string,
+  path: string,
+  knownHosts: string,
+  round: number,
+  sha256: boolean,
+  expectSha: string,
+): Promise<UploadRun> {
   const n = gw.node(CLUSTER, node);
   const key = `${config.objectStore.prefix}bench/snapshot-pipeline-${ts}/${sha256 ? 'baseline-sha256' : 'baseline'}-${round}.db`;
   uploaded.push(key);
   const creds = config.objectStore.credentials;
-  if (!('file' in creds)) throw new Error('the baseline reads object-store credentials from the config\'s credentials file');
+  if (!('file' in creds))
+    throw new Error("the baseline reads object-store credentials from the config's credentials file");
   const args = {
-    host: n.ssh.host, port: n.ssh.port, user: n.ssh.user, identity: n.ssh.privateKeyPath, knownHosts, path,
-    endpoint: config.objectStore.endpoint, region: config.objectStore.region, forcePathStyle: config.objectStore.forcePathStyle,
-    bucket: config.objectStore.bucket, key, credentialsFile: creds.file, partSize: PART_SIZE, queueSize: QUEUE_SIZE, sha256,
+    host: n.ssh.host,
+    port: n.ssh.port,
+    user: n.ssh.user,
+    identity: n.ssh.privateKeyPath,
+    knownHosts,
+    path,
+    endpoint: config.objectStore.endpoint,
+    region: config.objectStore.region,
+    forcePathStyle: config.objectStore.forcePathStyle,
+    bucket: config.objectStore.bucket,
+    key,
+    credentialsFile: creds.file,
+    partSize: PART_SIZE,
+    queueSize: QUEUE_SIZE,
+    sha256,
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/lib/bare-upload.ts', JSON.stringify(args)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/lib/bare-upload.ts', JSON.stringify(args)], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -217,24 +268,47 @@ async function measureBaseline(node: string, path: string, knownHosts: string, r
   const code = await new Promise<number>((r) => child.on('close', (c) => r(c ?? 1)));
   const samples = sampler.stop();
   if (code !== 0) throw new Error(`baseline upload exited ${code}: ${err.slice(-1500)} ${out.slice(-500)}`);
-  const res = JSON.parse(out.trim().split('\n').pop()!) as { bytes: number; ms: number; mbPerS: number; sha256?: string; maxRssBytes: number };
-  if (sha256 && res.sha256 !== expectSha) throw new Error(`baseline streamed sha256 ${res.sha256}, the node's file is ${expectSha}`);
+  const res = JSON.parse(out.trim().split('\n').pop()!) as {
+    bytes: number;
+    ms: number;
+    mbPerS: number;
+    sha256?: string;
+    maxRssBytes: number;
+  };
+  if (sha256 && res.sha256 !== expectSha)
+    throw new Error(`baseline streamed sha256 ${res.sha256}, the node's file is ${expectSha}`);
   const rss = samples.map((s) => s.rss).filter((x) => x > 0);
   await gw.store().delete(key);
   uploaded.splice(uploaded.indexOf(key), 1);
   return {
-    kind: sha256 ? 'baseline+sha256' : 'baseline', round, key, bytes: res.bytes, ms: res.ms, mbPerS: res.mbPerS,
-    rssBefore: rss[0] ?? NaN, rssPeak: Math.max(res.maxRssBytes, ...rss), rssGrowth: Math.max(res.maxRssBytes, ...rss) - (rss[0] ?? 0), hwmAfter: res.maxRssBytes,
+    kind: sha256 ? 'baseline+sha256' : 'baseline',
+    round,
+    key,
+    bytes: res.bytes,
+    ms: res.ms,
+    mbPerS: res.mbPerS,
+    rssBefore: rss[0] ?? NaN,
+    rssPeak: Math.max(res.maxRssBytes, ...rss),
+    rssGrowth: Math.max(res.maxRssBytes, ...rss) - (rss[0] ?? 0),
+    hwmAfter: res.maxRssBytes,
   };
 }
 
 /** known_hosts for the node: its key as the node presents it, accepted only if it matches the pinned fingerprint. */
 function knownHostsFor(node: string): string {
   const n = gw.node(CLUSTER, node);
-  const scanned = execFileSync('ssh-keyscan', ['-p', String(n.ssh.port), '-t', 'ed25519,ecdsa,rsa', n.ssh.host], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const scanned = execFileSync('ssh-keyscan', ['-p', String(n.ssh.port), '-t', 'ed25519,ecdsa,rsa', n.ssh.host], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const lines = scanned.split('\n').filter((l) => l && !l.startsWith('#'));
-  const pinned = lines.filter((l) => execFileSync('ssh-keygen', ['-lf', '-'], { input: l, encoding: 'utf8' }).split(' ')[1] === n.ssh.hostKeyFingerprint);
-  if (!pinned.length) throw new Error(`${CLUSTER}/${node}: no host key from ssh-keyscan matches the pinned ${n.ssh.hostKeyFingerprint}`);
+  const pinned = lines.filter(
+    (l) =>
+      execFileSync('ssh-keygen', ['-lf', '-'], { input: l, encoding: 'utf8' }).split(' ')[1] ===
+      n.ssh.hostKeyFingerprint,
+  );
+  if (!pinned.length)
+    throw new Error(`${CLUSTER}/${node}: no host key from ssh-keyscan matches the pinned ${n.ssh.hostKeyFingerprint}`);
   const file = join(tmp, `known_hosts-${node}`);
   writeFileSync(file, `${pinned.join('\n')}\n`);
   return file;
@@ -262,11 +336,15 @@ async function main(): Promise<number> {
     const pid = drctlWorker.child.pid!;
     info.workerPid = pid;
     info.workerRssAtReady = procStatus(pid);
-    say(`drctl worker pid ${pid} ready (RSS ${((procStatus(pid)?.rss ?? 0) / 1e6).toFixed(0)} MB); log ${drctlWorker.logFile}`);
+    say(
+      `drctl worker pid ${pid} ready (RSS ${((procStatus(pid)?.rss ?? 0) / 1e6).toFixed(0)} MB); log ${drctlWorker.logFile}`,
+    );
     const { connectionOptions, namespace } = temporalConnectConfig(config.temporal);
     const connection = await NativeConnection.connect(connectionOptions);
     const worker = await Worker.create({
-      connection, namespace, taskQueue: wfQueue,
+      connection,
+      namespace,
+      taskQueue: wfQueue,
       workflowsPath: fileURLToPath(new URL('./lib/bench-workflows.ts', import.meta.url)),
     });
     wf = { worker, running: worker.run(), connection };
@@ -279,25 +357,43 @@ async function main(): Promise<number> {
     say(`fill: ${KEYS} x 1 MiB under ${PREFIX} (generated on cp1, ${PARALLEL} parallel batches)`);
     const f = await fill(gw, { prefix: PREFIX, count: KEYS, rawBytes: RAW_BYTES, parallel: PARALLEL });
     info.fill = f;
-    say(`fill: ${f.keys} keys in ${secs(f.ms)} s; db ${(f.dbSize / 1e6).toFixed(0)} MB at revision ${f.revision}${f.ok ? '' : `; stopped early: ${f.error}`}`);
+    say(
+      `fill: ${f.keys} keys in ${secs(f.ms)} s; db ${(f.dbSize / 1e6).toFixed(0)} MB at revision ${f.revision}${f.ok ? '' : `; stopped early: ${f.error}`}`,
+    );
     if (f.keys < MIN_KEYS) throw new Error(`fill: only ${f.keys} keys (< ${MIN_KEYS}): ${f.error ?? ''}`);
 
     // The file: drctl's own pick/take/verify, in the worker under test.
     const pick = await act<SnapshotMember>(client, 'pickSnapshotMember', [CLUSTER]);
     const node = pick.value.node;
-    const take = await act<{ path: string; takenAt: string }>(client, 'takeSnapshot', [{ cluster: CLUSTER, node, runId: `bench-${ts}` }]);
+    const take = await act<{ path: string; takenAt: string }>(client, 'takeSnapshot', [
+      { cluster: CLUSTER, node, runId: `bench-${ts}` },
+    ]);
     nodeFile = { node, path: take.value.path };
     say(`take: ${node}:${take.value.path} in ${secs(take.activityMs)} s`);
-    const verify = await act<VerifiedSnapshot>(client, 'verifySnapshot', [{ cluster: CLUSTER, node, path: take.value.path }]);
+    const verify = await act<VerifiedSnapshot>(client, 'verifySnapshot', [
+      { cluster: CLUSTER, node, path: take.value.path },
+    ]);
     const meta: SnapshotMeta = { ...verify.value, takenAt: take.value.takenAt };
-    info.snapshot = { node, path: take.value.path, size: meta.size, sha256: meta.sha256, revision: meta.revision, takeMs: take.activityMs, verifyMs: verify.activityMs };
-    say(`verify: ${(meta.size / 1e6).toFixed(0)} MB, sha256 ${meta.sha256.slice(0, 12)}…, in ${secs(verify.activityMs)} s`);
+    info.snapshot = {
+      node,
+      path: take.value.path,
+      size: meta.size,
+      sha256: meta.sha256,
+      revision: meta.revision,
+      takeMs: take.activityMs,
+      verifyMs: verify.activityMs,
+    };
+    say(
+      `verify: ${(meta.size / 1e6).toFixed(0)} MB, sha256 ${meta.sha256.slice(0, 12)}…, in ${secs(verify.activityMs)} s`,
+    );
     const knownHosts = knownHostsFor(node);
 
     for (let round = 1; round <= RUNS; round++) {
       const d = await measureDrctl(client, pid, node, take.value.path, meta, round);
       runs.push(d);
-      say(`round ${round} drctl:            ${d.mbPerS.toFixed(1)} MB/s (${secs(d.ms)} s); RSS ${(d.rssBefore / 1e6).toFixed(0)} → peak ${(d.rssPeak / 1e6).toFixed(0)} MB (+${(d.rssGrowth / 1e6).toFixed(0)}), VmHWM ${(d.hwmAfter / 1e6).toFixed(0)} MB`);
+      say(
+        `round ${round} drctl:            ${d.mbPerS.toFixed(1)} MB/s (${secs(d.ms)} s); RSS ${(d.rssBefore / 1e6).toFixed(0)} → peak ${(d.rssPeak / 1e6).toFixed(0)} MB (+${(d.rssGrowth / 1e6).toFixed(0)}), VmHWM ${(d.hwmAfter / 1e6).toFixed(0)} MB`,
+      );
       const b = await measureBaseline(node, take.value.path, knownHosts, round, false, meta.sha256);
       runs.push(b);
       say(`round ${round} baseline:         ${b.mbPerS.toFixed(1)} MB/s (${secs(b.ms)} s)`);
@@ -306,7 +402,8 @@ async function main(): Promise<number> {
       say(`round ${round} baseline+sha256:  ${bs.mbPerS.toFixed(1)} MB/s (${secs(bs.ms)} s)`);
       if (PROBE_BYTES > 0) {
         say(`round ${round} transport diagnostic: first ${PROBE_BYTES / 1024 / 1024} MiB of the file, no S3`);
-        for (const p of await transportProbe(gw, node, take.value.path, PROBE_BYTES, knownHosts)) probes.push({ round, ...p });
+        for (const p of await transportProbe(gw, node, take.value.path, PROBE_BYTES, knownHosts))
+          probes.push({ round, ...p });
       }
     }
   } catch (err) {
@@ -325,13 +422,17 @@ async function main(): Promise<number> {
   };
   if (nodeFile) {
     const f = nodeFile;
-    await attempt(`remove ${f.node}:${f.path}`, () => gw.shell(CLUSTER, f.node).exec(`rm -f '${f.path}' '${f.path}.part'`, { check: true }));
+    await attempt(`remove ${f.node}:${f.path}`, () =>
+      gw.shell(CLUSTER, f.node).exec(`rm -f '${f.path}' '${f.path}.part'`, { check: true }),
+    );
   }
   for (const key of [...uploaded]) await attempt(`delete ${key}`, () => gw.store().delete(key));
   await attempt(`delete ${PREFIX}, compact, defrag`, async () => {
     const sizes = await deleteCompactDefrag(gw, [PREFIX]);
     info.afterCleanupDbSize = sizes;
-    say(`cleanup: ${PREFIX} deleted, compacted, defragmented: db ${sizes.map((s) => `${s.node}=${(s.dbSize / 1e6).toFixed(1)} MB`).join(' ')}`);
+    say(
+      `cleanup: ${PREFIX} deleted, compacted, defragmented: db ${sizes.map((s) => `${s.node}=${(s.dbSize / 1e6).toFixed(1)} MB`).join(' ')}`,
+    );
   });
   if (wf) {
     wf.worker.shutdown();
@@ -351,17 +452,44 @@ async function main(): Promise<number> {
   const rounds = Array.from({ length: Math.max(0, ...runs.map((r) => r.round)) }, (_, i) => i + 1);
   const get = (kind: UploadRun['kind'], round: number) => runs.find((r) => r.kind === kind && r.round === round);
   const mb = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '-' : (x / 1e6).toFixed(0));
-  console.log(`\nSnapshot upload of a ${info.snapshot ? mb((info.snapshot as { size: number }).size) : '?'} MB etcd snapshot of ${CLUSTER} (MB = 10^6 bytes)\n`);
-  console.log(table(['round', 'path', 'MB/s', 's', 'RSS before MB', 'RSS peak MB', 'growth MB', 'VmHWM after MB'], rounds.flatMap((r) =>
-    (['drctl', 'baseline', 'baseline+sha256'] as const).map((k) => {
-      const x = get(k, r);
-      return [String(r), k, x ? x.mbPerS.toFixed(1) : '-', secs(x?.ms), mb(x?.rssBefore), mb(x?.rssPeak), mb(x?.rssGrowth), mb(x?.hwmAfter)];
-    }))));
+  console.log(
+    `\nSnapshot upload of a ${info.snapshot ? mb((info.snapshot as { size: number }).size) : '?'} MB etcd snapshot of ${CLUSTER} (MB = 10^6 bytes)\n`,
+  );
+  console.log(
+    table(
+      ['round', 'path', 'MB/s', 's', 'RSS before MB', 'RSS peak MB', 'growth MB', 'VmHWM after MB'],
+      rounds.flatMap((r) =>
+        (['drctl', 'baseline', 'baseline+sha256'] as const).map((k) => {
+          const x = get(k, r);
+          return [
+            String(r),
+            k,
+            x ? x.mbPerS.toFixed(1) : '-',
+            secs(x?.ms),
+            mb(x?.rssBefore),
+            mb(x?.rssPeak),
+            mb(x?.rssGrowth),
+            mb(x?.hwmAfter),
+          ];
+        }),
+      ),
+    ),
+  );
   console.log('\n(baseline RSS is the fresh process\'s own, from 0: its "growth" is its whole size)');
   if (probes.length) {
-    console.log(`\ntransport diagnostic (not a target): ${PROBE_BYTES / 1024 / 1024} MiB of the same file read (or written) and discarded, no S3 — MB/s per round\n`);
+    console.log(
+      `\ntransport diagnostic (not a target): ${PROBE_BYTES / 1024 / 1024} MiB of the same file read (or written) and discarded, no S3 — MB/s per round\n`,
+    );
     const names = [...new Set(probes.map((p) => p.path))];
-    console.log(table(['path', ...rounds.map((r) => `round ${r}`)], names.map((nm) => [nm, ...rounds.map((r) => probes.find((p) => p.path === nm && p.round === r)?.mbPerS.toFixed(1) ?? '-')])));
+    console.log(
+      table(
+        ['path', ...rounds.map((r) => `round ${r}`)],
+        names.map((nm) => [
+          nm,
+          ...rounds.map((r) => probes.find((p) => p.path === nm && p.round === r)?.mbPerS.toFixed(1) ?? '-'),
+        ]),
+      ),
+    );
   }
   type Target = { verdict: string; detail: string };
   const targets: Record<string, Target> = {};
@@ -370,19 +498,43 @@ async function main(): Promise<number> {
     const ok = pairs.map((p) => p.d!.mbPerS >= 0.8 * p.b!.mbPerS);
     targets['drctl MB/s >= 0.8 x baseline'] = {
       verdict: ok.every(Boolean) ? 'PASS' : ok.some(Boolean) ? 'MIXED' : 'FAIL',
-      detail: pairs.map((p) => `round ${p.r}: ${p.d!.mbPerS.toFixed(1)} vs 0.8 x ${p.b!.mbPerS.toFixed(1)} = ${(0.8 * p.b!.mbPerS).toFixed(1)} (ratio ${(p.d!.mbPerS / p.b!.mbPerS).toFixed(2)})`).join('; '),
+      detail: pairs
+        .map(
+          (p) =>
+            `round ${p.r}: ${p.d!.mbPerS.toFixed(1)} vs 0.8 x ${p.b!.mbPerS.toFixed(1)} = ${(0.8 * p.b!.mbPerS).toFixed(1)} (ratio ${(p.d!.mbPerS / p.b!.mbPerS).toFixed(2)})`,
+        )
+        .join('; '),
     };
   }
   if (of('drctl').length) {
     const ok = of('drctl').map((d) => d.rssGrowth <= 150e6);
     targets['drctl worker RSS growth <= 150 MB'] = {
       verdict: ok.every(Boolean) ? 'PASS' : ok.some(Boolean) ? 'MIXED' : 'FAIL',
-      detail: of('drctl').map((d) => `round ${d.round}: +${mb(d.rssGrowth)} MB (${mb(d.rssBefore)} → ${mb(d.rssPeak)}; VmHWM ${mb(d.hwmBefore)} → ${mb(d.hwmAfter)})`).join('; '),
+      detail: of('drctl')
+        .map(
+          (d) =>
+            `round ${d.round}: +${mb(d.rssGrowth)} MB (${mb(d.rssBefore)} → ${mb(d.rssPeak)}; VmHWM ${mb(d.hwmBefore)} → ${mb(d.hwmAfter)})`,
+        )
+        .join('; '),
     };
   }
   console.log('\ntargets\n');
   for (const [name, t] of Object.entries(targets)) console.log(`${t.verdict.padEnd(5)} ${name}: ${t.detail}`);
-  const file = writeResults('snapshot-pipeline', { cluster: CLUSTER, keys: KEYS, partSize: PART_SIZE, queueSize: QUEUE_SIZE, runs: RUNS, info, uploads: runs, transportProbe: probes, targets, failed: failed?.message, cleanupProblems: problems, finalHealth: health, finalClusterCheck: check });
+  const file = writeResults('snapshot-pipeline', {
+    cluster: CLUSTER,
+    keys: KEYS,
+    partSize: PART_SIZE,
+    queueSize: QUEUE_SIZE,
+    runs: RUNS,
+    info,
+    uploads: runs,
+    transportProbe: probes,
+    targets,
+    failed: failed?.message,
+    cleanupProblems: problems,
+    finalHealth: health,
+    finalClusterCheck: check,
+  });
   console.log(`\nresults: ${file}`);
   if (problems.length) console.log(`cleanup problems:\n  ${problems.join('\n  ')}`);
   return failed || problems.length || !health.ok || check.code !== 0 ? 1 : 0;

@@ -40,10 +40,17 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2;
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help'
+        ? 0
+        : 2;
     }
     if (err instanceof UsageError) {
-      process.stderr.write(`${err.message.split('\n').map((l) => `error: ${l}`).join('\n')}\n`);
+      process.stderr.write(
+        `${err.message
+          .split('\n')
+          .map((l) => `error: ${l}`)
+          .join('\n')}\n`,
+      );
       return 2;
     }
     if (err instanceof FailedOutcome) {
@@ -55,4 +62,3 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
-

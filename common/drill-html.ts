@@ -4,9 +4,19 @@
 import type { DrillReport, TierResult } from './drill.ts';
 
 const esc = (s: unknown) =>
-  String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  String(s ?? '').replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 
-const secs = (n: number | undefined) => (n === undefined ? '—' : n < 120 ? `${n.toFixed(1)} s` : n < 7200 ? `${(n / 60).toFixed(1)} min` : `${(n / 3600).toFixed(1)} h`);
+const secs = (n: number | undefined) =>
+  n === undefined
+    ? '—'
+    : n < 120
+      ? `${n.toFixed(1)} s`
+      : n < 7200
+        ? `${(n / 60).toFixed(1)} min`
+        : `${(n / 3600).toFixed(1)} h`;
 
 /** Horizontal bars per tier: achieved (solid) against target (outline), one row for RTO, one for RPO. */
 function chart(tiers: TierResult[]): string {
@@ -59,15 +69,29 @@ function timeline(r: DrillReport): string {
 }
 
 export function renderDrillHtml(r: DrillReport): string {
-  const verdictRows = r.verdicts.map((v) => `<tr><td>${esc(v.criterion)}</td><td class="${v.ok ? 'ok' : 'bad'}">${v.ok ? 'PASS' : 'FAIL'}</td><td>${esc(v.detail)}</td></tr>`).join('\n');
+  const verdictRows = r.verdicts
+    .map(
+      (v) =>
+        `<tr><td>${esc(v.criterion)}</td><td class="${v.ok ? 'ok' : 'bad'}">${v.ok ? 'PASS' : 'FAIL'}</td><td>${esc(v.detail)}</td></tr>`,
+    )
+    .join('\n');
   const tierRows = r.tiers
-    .map((t) => `<tr><td>${esc(t.tier)}</td><td>${esc(t.namespaces.join(', '))}</td><td class="num">${secs(t.rtoSeconds)}</td><td class="num">${secs(t.rtoTargetSeconds)}</td><td class="${t.rtoMet ? 'ok' : 'bad'}">${t.rtoMet ? 'met' : 'missed'}</td><td class="num">${secs(t.rpoSeconds)}</td><td class="num">${secs(t.rpoTargetSeconds)}</td><td class="${t.rpoMet ? 'ok' : 'bad'}">${t.rpoMet ? 'met' : 'missed'}</td></tr>`)
+    .map(
+      (t) =>
+        `<tr><td>${esc(t.tier)}</td><td>${esc(t.namespaces.join(', '))}</td><td class="num">${secs(t.rtoSeconds)}</td><td class="num">${secs(t.rtoTargetSeconds)}</td><td class="${t.rtoMet ? 'ok' : 'bad'}">${t.rtoMet ? 'met' : 'missed'}</td><td class="num">${secs(t.rpoSeconds)}</td><td class="num">${secs(t.rpoTargetSeconds)}</td><td class="${t.rpoMet ? 'ok' : 'bad'}">${t.rpoMet ? 'met' : 'missed'}</td></tr>`,
+    )
     .join('\n');
   const approvals = r.approvals
-    .map((d) => `<li>${esc(d.approve ? 'approve' : 'reject')} by <b>${esc(d.by)}</b> at ${esc(d.at)}${d.reason ? ` — “${esc(d.reason)}”` : ''}: ${d.accepted ? 'accepted' : `refused (${esc(d.why)})`}</li>`)
+    .map(
+      (d) =>
+        `<li>${esc(d.approve ? 'approve' : 'reject')} by <b>${esc(d.by)}</b> at ${esc(d.at)}${d.reason ? ` — “${esc(d.reason)}”` : ''}: ${d.accepted ? 'accepted' : `refused (${esc(d.why)})`}</li>`,
+    )
     .join('');
-  const list = (items: string[]) => (items.length ? `<ul>${items.map((i) => `<li>${esc(i)}</li>`).join('')}</ul>` : '<p>none</p>');
-  const checks = r.checks.map((c) => `<li class="${c.ok ? 'ok' : 'bad'}">${c.ok ? 'ok' : 'FAIL'} ${esc(c.check)}: ${esc(c.detail)}</li>`).join('');
+  const list = (items: string[]) =>
+    items.length ? `<ul>${items.map((i) => `<li>${esc(i)}</li>`).join('')}</ul>` : '<p>none</p>';
+  const checks = r.checks
+    .map((c) => `<li class="${c.ok ? 'ok' : 'bad'}">${c.ok ? 'ok' : 'FAIL'} ${esc(c.check)}: ${esc(c.detail)}</li>`)
+    .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>DR drill ${esc(r.plan)}: ${esc(r.outcome.toUpperCase())}</title>
 <style>

@@ -19,7 +19,16 @@ export const DRILL_STEPS = [
 export type DrillStep = (typeof DRILL_STEPS)[number];
 
 /** The seed's success criteria, plus the targets; a plan picks which of them decide its verdict. */
-export const DRILL_CRITERIA = ['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rpo-met', 'rto-met', 'etcd-restore', 'cleanup'] as const;
+export const DRILL_CRITERIA = [
+  'backup-present',
+  'restore-complete',
+  'pods-match-source',
+  'app-serves',
+  'rpo-met',
+  'rto-met',
+  'etcd-restore',
+  'cleanup',
+] as const;
 export type DrillCriterion = (typeof DRILL_CRITERIA)[number];
 
 export interface DrillInput {
@@ -160,7 +169,11 @@ export interface DrillStatus {
 }
 
 /** Per tier: the achieved RPO (the restored backup's age) and RTO (go → serving) against its targets. */
-export function tierResults(plan: DrillPlan, rpoSeconds: number | undefined, rtoSeconds: number | undefined): TierResult[] {
+export function tierResults(
+  plan: DrillPlan,
+  rpoSeconds: number | undefined,
+  rtoSeconds: number | undefined,
+): TierResult[] {
   return plan.workloads.map((w) => {
     const t = plan.targets[w.tier]!;
     return {
@@ -177,14 +190,19 @@ export function tierResults(plan: DrillPlan, rpoSeconds: number | undefined, rto
 }
 
 /** Deployments at the DR site against the source: every source deployment there with as many available replicas. */
-export function podsMatch(source: Record<string, number> | undefined, dr: { name: string; available: number }[]): { ok: boolean; detail: string } {
+export function podsMatch(
+  source: Record<string, number> | undefined,
+  dr: { name: string; available: number }[],
+): { ok: boolean; detail: string } {
   if (!source) return { ok: false, detail: 'source site unreachable: nothing to compare with' };
   const names = Object.keys(source).sort();
   if (!names.length) return { ok: false, detail: 'no deployments at the source' };
   const have = new Map(dr.map((d) => [d.name, d.available]));
   const off = names.filter((n) => (have.get(n) ?? -1) !== source[n]);
   const show = (n: string) => `${n} ${have.get(n) ?? 'missing'}/${source[n]}`;
-  return off.length ? { ok: false, detail: `differs: ${off.map(show).join(', ')}` } : { ok: true, detail: names.map(show).join(', ') };
+  return off.length
+    ? { ok: false, detail: `differs: ${off.map(show).join(', ')}` }
+    : { ok: true, detail: names.map(show).join(', ') };
 }
 
 export interface DrillFacts {
@@ -203,31 +221,59 @@ export function verdicts(criteria: DrillCriterion[], f: DrillFacts): Verdict[] {
   const one = (criterion: DrillCriterion): Verdict => {
     switch (criterion) {
       case 'backup-present':
-        return { criterion, ok: !!f.backup, detail: f.backup ? `${f.backup.name}, completed ${f.backup.completedAt}` : 'no completed backup covering the namespaces' };
+        return {
+          criterion,
+          ok: !!f.backup,
+          detail: f.backup
+            ? `${f.backup.name}, completed ${f.backup.completedAt}`
+            : 'no completed backup covering the namespaces',
+        };
       case 'restore-complete': {
         const r = f.restore;
         if (!r) return { criterion, ok: false, detail: notReached };
         const all = r.totalItems === undefined || r.itemsRestored === r.totalItems;
-        return { criterion, ok: r.phase === 'Completed' && r.errors === 0 && all, detail: `${r.phase}, ${r.itemsRestored ?? '?'}/${r.totalItems ?? '?'} items, ${r.errors} error(s)` };
+        return {
+          criterion,
+          ok: r.phase === 'Completed' && r.errors === 0 && all,
+          detail: `${r.phase}, ${r.itemsRestored ?? '?'}/${r.totalItems ?? '?'} items, ${r.errors} error(s)`,
+        };
       }
       case 'pods-match-source':
         return { criterion, ok: !!f.podsMatch?.ok, detail: f.podsMatch?.detail ?? notReached };
       case 'app-serves':
-        return { criterion, ok: !!f.appServes?.ok, detail: f.appServes ? `${f.appServes.check}: ${f.appServes.detail}` : notReached };
+        return {
+          criterion,
+          ok: !!f.appServes?.ok,
+          detail: f.appServes ? `${f.appServes.check}: ${f.appServes.detail}` : notReached,
+        };
       case 'rpo-met':
         return {
           criterion,
           ok: f.tiers.length > 0 && f.tiers.every((t) => t.rpoMet),
-          detail: f.tiers.map((t) => `${t.tier}: ${t.rpoSeconds ?? '?'} s / ${t.rpoTargetSeconds} s`).join('; ') || notReached,
+          detail:
+            f.tiers.map((t) => `${t.tier}: ${t.rpoSeconds ?? '?'} s / ${t.rpoTargetSeconds} s`).join('; ') ||
+            notReached,
         };
       case 'rto-met':
         return {
           criterion,
           ok: f.tiers.length > 0 && f.tiers.every((t) => t.rtoMet),
-          detail: f.tiers.map((t) => `${t.tier}: ${t.rtoSeconds === undefined ? '?' : t.rtoSeconds.toFixed(1)} s / ${t.rtoTargetSeconds} s`).join('; ') || notReached,
+          detail:
+            f.tiers
+              .map(
+                (t) =>
+                  `${t.tier}: ${t.rtoSeconds === undefined ? '?' : t.rtoSeconds.toFixed(1)} s / ${t.rtoTargetSeconds} s`,
+              )
+              .join('; ') || notReached,
         };
       case 'etcd-restore':
-        return { criterion, ok: f.etcd?.outcome === 'completed', detail: f.etcd ? `${f.etcd.workflowId}: ${f.etcd.outcome}${f.etcd.detail ? ` (${f.etcd.detail})` : ''}` : notReached };
+        return {
+          criterion,
+          ok: f.etcd?.outcome === 'completed',
+          detail: f.etcd
+            ? `${f.etcd.workflowId}: ${f.etcd.outcome}${f.etcd.detail ? ` (${f.etcd.detail})` : ''}`
+            : notReached,
+        };
       case 'cleanup':
         return { criterion, ok: !!f.cleanup?.ok, detail: f.cleanup?.detail ?? notReached };
     }

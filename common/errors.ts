@@ -41,7 +41,12 @@ const NON_RETRYABLE = new Set<FailureType>([
 ]);
 
 export function failure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
-  return ApplicationFailure.create({ type, message, nonRetryable: NON_RETRYABLE.has(type), details: details === undefined ? [] : [details] });
+  return ApplicationFailure.create({
+    type,
+    message,
+    nonRetryable: NON_RETRYABLE.has(type),
+    details: details === undefined ? [] : [details],
+  });
 }
 
 /** The innermost message of a failure chain: the activity's own, not "Activity task failed" around it. */

@@ -129,7 +129,11 @@ export interface FailoverReport {
 export type { Decision, DecisionRecord };
 
 /** Whether a backup this old may be restored under the tier's RPO target and policy. */
-export function rpoVerdict(ageSeconds: number, rpoTargetMs: number, policy: 'refuse' | 'warn'): { ok: boolean; refuse: boolean; message?: string } {
+export function rpoVerdict(
+  ageSeconds: number,
+  rpoTargetMs: number,
+  policy: 'refuse' | 'warn',
+): { ok: boolean; refuse: boolean; message?: string } {
   const over = ageSeconds * 1000 > rpoTargetMs;
   if (!over) return { ok: true, refuse: false };
   const message = `newest backup is ${ageSeconds} s old, over the RPO target of ${Math.round(rpoTargetMs / 1000)} s`;

@@ -31,14 +31,22 @@ export function nextHealth(
   if (ok) {
     const successes = h.successes + 1;
     if (!h.up && successes >= policy.successesToUp) {
-      return { health: { up: true, failures: 0, successes, since: at, lastDetail: detail }, event: { site, at, state: 'up', detail } };
+      return {
+        health: { up: true, failures: 0, successes, since: at, lastDetail: detail },
+        event: { site, at, state: 'up', detail },
+      };
     }
-    return { health: { ...h, failures: 0, successes, firstFailureAt: h.up ? undefined : h.firstFailureAt, lastDetail: detail } };
+    return {
+      health: { ...h, failures: 0, successes, firstFailureAt: h.up ? undefined : h.firstFailureAt, lastDetail: detail },
+    };
   }
   const failures = h.failures + 1;
   const firstFailureAt = h.failures === 0 && h.up ? at : (h.firstFailureAt ?? at);
   if (h.up && failures >= policy.failuresToDown) {
-    return { health: { up: false, failures, successes: 0, since: at, firstFailureAt, lastDetail: detail }, event: { site, at, state: 'down', detail } };
+    return {
+      health: { up: false, failures, successes: 0, since: at, firstFailureAt, lastDetail: detail },
+      event: { site, at, state: 'down', detail },
+    };
   }
   return { health: { ...h, failures, successes: 0, firstFailureAt, lastDetail: detail } };
 }

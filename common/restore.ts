@@ -74,18 +74,21 @@ export interface DecisionRecord extends Decision {
   why?: string;
 }
 
-export const RESTORE_STEPS = ['preflight', 'distribute', 'approval', 'stop', 'move-aside', 'restore', 'start', 'verify-quorum', 'verify'] as const;
+export const RESTORE_STEPS = [
+  'preflight',
+  'distribute',
+  'approval',
+  'stop',
+  'move-aside',
+  'restore',
+  'start',
+  'verify-quorum',
+  'verify',
+] as const;
 export type RestoreStep = (typeof RESTORE_STEPS)[number];
 
 export type RestorePhase =
-  | 'running'
-  | 'waiting-approval'
-  | 'completed'
-  | 'dry-run'
-  | 'aborted'
-  | 'compensating'
-  | 'compensated'
-  | 'failed';
+  'running' | 'waiting-approval' | 'completed' | 'dry-run' | 'aborted' | 'compensating' | 'compensated' | 'failed';
 
 export interface StepStatus {
   step: RestoreStep | 'compensate';
@@ -180,7 +183,8 @@ export function planRestore(args: {
     const stagedSnapshot = `${workDir}/snapshot.db`;
     const restoreCommand = [
       tool === 'etcdutl' ? 'etcdutl' : 'ETCDCTL_API=3 etcdctl',
-      'snapshot restore', shq(stagedSnapshot),
+      'snapshot restore',
+      shq(stagedSnapshot),
       `--name=${shq(n.memberName)}`,
       `--initial-cluster=${shq(initialCluster)}`,
       `--initial-cluster-token=${shq(token)}`,

@@ -26,7 +26,10 @@ export const snapshotPrefix = (prefix: string, cluster: string) => `${prefix}sna
 
 /** Keys sort by time: `<prefix>snapshots/<cluster>/20261124T160102Z-rev1234.db`. */
 export function snapshotKey(prefix: string, cluster: string, takenAt: Date, revision: number): string {
-  const ts = takenAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const ts = takenAt
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${snapshotPrefix(prefix, cluster)}${ts}-rev${revision}.db`;
 }
 
@@ -60,6 +63,7 @@ export function fromObjectMetadata(md: Record<string, string>): SnapshotMeta | u
     etcdVersion: md['etcd-version'] ?? '',
     takenAt: md['taken-at'] ?? '',
   };
-  const complete = m.cluster && m.sha256.length === 64 && Number.isFinite(m.revision) && Number.isFinite(m.size) && m.takenAt;
+  const complete =
+    m.cluster && m.sha256.length === 64 && Number.isFinite(m.revision) && Number.isFinite(m.size) && m.takenAt;
   return complete ? m : undefined;
 }

@@ -2,7 +2,14 @@
 
 export interface ClusterShape {
   cluster: string;
-  nodes: { name: string; memberName: string; peerUrl: string; clientUrl: string; dataDir: string; apiserver: boolean }[];
+  nodes: {
+    name: string;
+    memberName: string;
+    peerUrl: string;
+    clientUrl: string;
+    dataDir: string;
+    apiserver: boolean;
+  }[];
 }
 
 export interface NodeCheck {

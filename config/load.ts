@@ -46,7 +46,8 @@ function issueLines(issues: z.core.$ZodIssue[]): string[] {
       for (const key of issue.keys) lines.push(`${formatPath([...issue.path, key])}: unknown field`);
       continue;
     }
-    const message = issue.code === 'invalid_type' && issue.input === undefined ? `required: ${issue.message}` : issue.message;
+    const message =
+      issue.code === 'invalid_type' && issue.input === undefined ? `required: ${issue.message}` : issue.message;
     lines.push(`${formatPath(issue.path)}: ${message}`);
   }
   return lines;
@@ -98,7 +99,10 @@ export function loadConfig(explicit?: string): LoadedConfig {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found (use --config, $DRCTL_CONFIG, or run `drctl lab up`)' : `cannot read (${code})`;
+    const why =
+      code === 'ENOENT'
+        ? 'file not found (use --config, $DRCTL_CONFIG, or run `drctl lab up`)'
+        : `cannot read (${code})`;
     throw new ConfigError(path, [why]);
   }
   return { path, config: parseConfig(text, path) };
@@ -107,6 +111,7 @@ export function loadConfig(explicit?: string): LoadedConfig {
 /** Finds a cluster by name, with a usage error listing the known ones. */
 export function findCluster(cfg: DrctlConfig, cluster: string) {
   const site = cfg.sites.find((s) => s.cluster.name === cluster || s.name === cluster);
-  if (!site) throw new UsageError(`unknown cluster '${cluster}' (known: ${cfg.sites.map((s) => s.cluster.name).join(', ')})`);
+  if (!site)
+    throw new UsageError(`unknown cluster '${cluster}' (known: ${cfg.sites.map((s) => s.cluster.name).join(', ')})`);
   return site;
 }

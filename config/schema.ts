@@ -25,7 +25,9 @@ const port = z
   .max(65535, { error: 'expected an integer 1-65535' });
 
 const url = z.url({ error: 'expected a URL like https://10.0.0.1:2379' });
-const absPath = z.string({ error: 'expected an absolute path' }).startsWith('/', { error: 'expected an absolute path' });
+const absPath = z
+  .string({ error: 'expected an absolute path' })
+  .startsWith('/', { error: 'expected an absolute path' });
 const path = z.string({ error: 'expected a file path' }).min(1, { error: 'expected a file path' });
 const envVarName = z
   .string({ error: 'expected an environment variable name' })
@@ -34,7 +36,9 @@ const envVarName = z
 /** OpenSSH's `ssh-keygen -lf` form: SHA256 + unpadded base64 of the 32-byte digest. */
 const fingerprint = z
   .string({ error: 'expected a host-key fingerprint like SHA256:...' })
-  .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, { error: 'expected a host-key fingerprint like SHA256:<43 base64 chars> (ssh-keygen -lf)' });
+  .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
+    error: 'expected a host-key fingerprint like SHA256:<43 base64 chars> (ssh-keygen -lf)',
+  });
 
 const ssh = z.strictObject({
   host: z.string({ error: 'expected a host name or address' }).min(1),
@@ -87,7 +91,9 @@ const controlPlaneProfile = z.discriminatedUnion(
        * in-memory state predate the restore (a stale EndpointSlice tracker, a Velero backup left
        * InProgress in the snapshot that blocks its schedule until the server restarts).
        */
-      restartAfterRestore: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, { error: 'expected a static pod name' })).default(['kube-controller-manager', 'kube-scheduler']),
+      restartAfterRestore: z
+        .array(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, { error: 'expected a static pod name' }))
+        .default(['kube-controller-manager', 'kube-scheduler']),
     }),
     z.strictObject({
       profile: z.literal('command'),
@@ -117,7 +123,9 @@ const cluster = z.strictObject({
   name,
   kubeconfig: path,
   context: z.string().min(1).optional(),
-  nodes: z.array(node, { error: 'expected a list of control-plane nodes' }).min(1, { error: 'expected at least one node' }),
+  nodes: z
+    .array(node, { error: 'expected a list of control-plane nodes' })
+    .min(1, { error: 'expected at least one node' }),
   /**
    * Deployments (namespace/name) rolled once a restore's API server is ready, like the static
    * pods in a node's restartAfterRestore: in-cluster controllers whose state predates the restore.
@@ -150,10 +158,7 @@ const site = z.strictObject({
 });
 
 const credentials = z.union(
-  [
-    z.strictObject({ accessKeyIdEnv: envVarName, secretAccessKeyEnv: envVarName }),
-    z.strictObject({ file: path }),
-  ],
+  [z.strictObject({ accessKeyIdEnv: envVarName, secretAccessKeyEnv: envVarName }), z.strictObject({ file: path })],
   { error: 'expected { accessKeyIdEnv, secretAccessKeyEnv } or { file } (never inline keys)' },
 );
 
@@ -240,7 +245,16 @@ const failover = z.strictObject({
     .default({ interval: 10_000, failuresToDown: 3, successesToUp: 5, autoFailover: true, autoApprove: false }),
 });
 
-const DRILL_CRITERIA = ['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rpo-met', 'rto-met', 'etcd-restore', 'cleanup'] as const;
+const DRILL_CRITERIA = [
+  'backup-present',
+  'restore-complete',
+  'pods-match-source',
+  'app-serves',
+  'rpo-met',
+  'rto-met',
+  'etcd-restore',
+  'cleanup',
+] as const;
 
 /** Quarterly: 06:00 UTC on the first day of January, April, July and October. */
 export const QUARTERLY = '0 6 1 1,4,7,10 *';
@@ -252,7 +266,12 @@ const drill = z.strictObject({
   /** The DR site the drill restores into. Nothing at `from` is touched. */
   to: name,
   workloads: z
-    .array(z.strictObject({ tier: z.string().min(1), namespaces: z.array(name).min(1, { error: 'expected at least one namespace' }) }))
+    .array(
+      z.strictObject({
+        tier: z.string().min(1),
+        namespaces: z.array(name).min(1, { error: 'expected at least one namespace' }),
+      }),
+    )
     .min(1, { error: 'expected at least one workload (tier + namespaces)' }),
   /** The record the drill points at the DR site instead of the production one, e.g. drill.app.example.com. */
   record: z.strictObject({ name: z.string().min(1), ttl: z.number().int().min(1).max(86_400).default(30) }),
@@ -276,11 +295,18 @@ export const DEFAULT_TARGETS = {
 } as const;
 
 function defaultTargets(): Record<string, { rpo: number; rto: number }> {
-  return Object.fromEntries(Object.entries(DEFAULT_TARGETS).map(([tier, t]) => [tier, { rpo: parseDuration(t.rpo)!, rto: parseDuration(t.rto)! }]));
+  return Object.fromEntries(
+    Object.entries(DEFAULT_TARGETS).map(([tier, t]) => [
+      tier,
+      { rpo: parseDuration(t.rpo)!, rto: parseDuration(t.rto)! },
+    ]),
+  );
 }
 
 const approvals = z.strictObject({
-  approvers: z.array(z.string().min(1), { error: 'expected a list of approver names' }).min(1, { error: 'expected at least one approver' }),
+  approvers: z
+    .array(z.string().min(1), { error: 'expected a list of approver names' })
+    .min(1, { error: 'expected at least one approver' }),
   twoPersonRule: z.boolean().default(true),
   timeout: duration.default(3_600_000),
 });
@@ -307,7 +333,10 @@ export const configSchema = z
     failover: failover.optional(),
     drills: z.array(drill).default([]),
     /** Per workload tier; tiers not named here keep the defaults above. */
-    targets: z.record(z.string(), target).optional().transform((t) => ({ ...defaultTargets(), ...t })),
+    targets: z
+      .record(z.string(), target)
+      .optional()
+      .transform((t) => ({ ...defaultTargets(), ...t })),
   })
   .superRefine((cfg, ctx) => {
     const dup = <T>(items: T[], key: (t: T) => string, path: (i: number) => (string | number)[], what: string) => {
@@ -315,56 +344,142 @@ export const configSchema = z
       items.forEach((item, i) => {
         const k = key(item);
         const first = seen.get(k);
-        if (first !== undefined) ctx.addIssue({ code: 'custom', path: path(i), message: `duplicate ${what} '${k}' (also at index ${first})` });
+        if (first !== undefined)
+          ctx.addIssue({ code: 'custom', path: path(i), message: `duplicate ${what} '${k}' (also at index ${first})` });
         else seen.set(k, i);
       });
     };
-    dup(cfg.sites, (s) => s.name, (i) => ['sites', i, 'name'], 'site name');
-    dup(cfg.sites, (s) => s.cluster.name, (i) => ['sites', i, 'cluster', 'name'], 'cluster name');
+    dup(
+      cfg.sites,
+      (s) => s.name,
+      (i) => ['sites', i, 'name'],
+      'site name',
+    );
+    dup(
+      cfg.sites,
+      (s) => s.cluster.name,
+      (i) => ['sites', i, 'cluster', 'name'],
+      'cluster name',
+    );
     const primaries = cfg.sites.filter((s) => s.role === 'primary').length;
-    if (cfg.sites.length > 0 && primaries !== 1) ctx.addIssue({ code: 'custom', path: ['sites'], message: `expected exactly one site with role 'primary' (found ${primaries})` });
+    if (cfg.sites.length > 0 && primaries !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sites'],
+        message: `expected exactly one site with role 'primary' (found ${primaries})`,
+      });
     cfg.sites.forEach((s, si) => {
       const nodes = s.cluster.nodes;
-      dup(nodes, (n) => n.name, (i) => ['sites', si, 'cluster', 'nodes', i, 'name'], 'node name');
-      dup(nodes, (n) => n.etcd.memberName, (i) => ['sites', si, 'cluster', 'nodes', i, 'etcd', 'memberName'], 'etcd member name');
-      dup(nodes, (n) => n.etcd.peerUrl, (i) => ['sites', si, 'cluster', 'nodes', i, 'etcd', 'peerUrl'], 'etcd peer URL');
+      dup(
+        nodes,
+        (n) => n.name,
+        (i) => ['sites', si, 'cluster', 'nodes', i, 'name'],
+        'node name',
+      );
+      dup(
+        nodes,
+        (n) => n.etcd.memberName,
+        (i) => ['sites', si, 'cluster', 'nodes', i, 'etcd', 'memberName'],
+        'etcd member name',
+      );
+      dup(
+        nodes,
+        (n) => n.etcd.peerUrl,
+        (i) => ['sites', si, 'cluster', 'nodes', i, 'etcd', 'peerUrl'],
+        'etcd peer URL',
+      );
       if (nodes.length % 2 === 0) {
-        ctx.addIssue({ code: 'custom', path: ['sites', si, 'cluster', 'nodes'], message: `expected an odd number of etcd members for quorum (found ${nodes.length})` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sites', si, 'cluster', 'nodes'],
+          message: `expected an odd number of etcd members for quorum (found ${nodes.length})`,
+        });
       }
     });
     if (cfg.failover && !(cfg.failover.tier in cfg.targets)) {
-      ctx.addIssue({ code: 'custom', path: ['failover', 'tier'], message: `unknown tier '${cfg.failover.tier}' (targets: ${Object.keys(cfg.targets).join(', ')})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['failover', 'tier'],
+        message: `unknown tier '${cfg.failover.tier}' (targets: ${Object.keys(cfg.targets).join(', ')})`,
+      });
     }
     if (cfg.dns) {
       cfg.sites.forEach((s, si) => {
-        if (!s.appAddress) ctx.addIssue({ code: 'custom', path: ['sites', si, 'appAddress'], message: 'expected the address DNS points at while this site serves (dns is configured)' });
+        if (!s.appAddress)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sites', si, 'appAddress'],
+            message: 'expected the address DNS points at while this site serves (dns is configured)',
+          });
       });
     }
-    dup(cfg.drills, (d) => d.name, (i) => ['drills', i, 'name'], 'drill plan name');
+    dup(
+      cfg.drills,
+      (d) => d.name,
+      (i) => ['drills', i, 'name'],
+      'drill plan name',
+    );
     const siteNames = cfg.sites.map((s) => s.name);
     cfg.drills.forEach((d, di) => {
       for (const k of ['from', 'to'] as const) {
-        if (!siteNames.includes(d[k])) ctx.addIssue({ code: 'custom', path: ['drills', di, k], message: `unknown site '${d[k]}' (sites: ${siteNames.join(', ')})` });
+        if (!siteNames.includes(d[k]))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['drills', di, k],
+            message: `unknown site '${d[k]}' (sites: ${siteNames.join(', ')})`,
+          });
       }
-      if (d.from === d.to) ctx.addIssue({ code: 'custom', path: ['drills', di, 'to'], message: `the DR site must differ from 'from' (${d.from})` });
+      if (d.from === d.to)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['drills', di, 'to'],
+          message: `the DR site must differ from 'from' (${d.from})`,
+        });
       d.workloads.forEach((w, wi) => {
-        if (!(w.tier in cfg.targets)) ctx.addIssue({ code: 'custom', path: ['drills', di, 'workloads', wi, 'tier'], message: `unknown tier '${w.tier}' (targets: ${Object.keys(cfg.targets).join(', ')})` });
+        if (!(w.tier in cfg.targets))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['drills', di, 'workloads', wi, 'tier'],
+            message: `unknown tier '${w.tier}' (targets: ${Object.keys(cfg.targets).join(', ')})`,
+          });
       });
-      if (!cfg.dns) ctx.addIssue({ code: 'custom', path: ['drills', di, 'record'], message: 'a drill switches a DNS record: the config needs a dns section' });
+      if (!cfg.dns)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['drills', di, 'record'],
+          message: 'a drill switches a DNS record: the config needs a dns section',
+        });
       else {
         const rec = d.record.name.replace(/\.$/, '');
         if (cfg.dns.records.some((r) => r.name.replace(/\.$/, '') === rec)) {
-          ctx.addIssue({ code: 'custom', path: ['drills', di, 'record', 'name'], message: `'${rec}' is a production record (dns.records): a drill must switch its own record` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['drills', di, 'record', 'name'],
+            message: `'${rec}' is a production record (dns.records): a drill must switch its own record`,
+          });
         }
         const zone = cfg.dns.zone.replace(/\.$/, '');
-        if (rec !== zone && !rec.endsWith(`.${zone}`)) ctx.addIssue({ code: 'custom', path: ['drills', di, 'record', 'name'], message: `'${rec}' is not in the zone ${zone}` });
+        if (rec !== zone && !rec.endsWith(`.${zone}`))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['drills', di, 'record', 'name'],
+            message: `'${rec}' is not in the zone ${zone}`,
+          });
       }
       if (d.criteria?.includes('etcd-restore') && !d.etcdRestore) {
-        ctx.addIssue({ code: 'custom', path: ['drills', di, 'criteria'], message: "criterion 'etcd-restore' needs etcdRestore: true" });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['drills', di, 'criteria'],
+          message: "criterion 'etcd-restore' needs etcdRestore: true",
+        });
       }
     });
     if (cfg.approvals.twoPersonRule && cfg.approvals.approvers.length < 2) {
-      ctx.addIssue({ code: 'custom', path: ['approvals', 'approvers'], message: 'the two-person rule needs at least two approvers' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approvals', 'approvers'],
+        message: 'the two-person rule needs at least two approvers',
+      });
     }
   });
 

@@ -1,7 +1,12 @@
 // Temporal connection settings: drctl.yaml's `temporal:` section as the base, with an envconfig
 // profile (TOML file + TEMPORAL_* environment variables) layered on top, so the same worker and
 // CLI run against the dev server, a self-hosted cluster or Temporal Cloud.
-import { loadClientConfigProfile, toClientOptions, type ClientConfigProfile, type ClientConnectConfig } from '@temporalio/envconfig';
+import {
+  loadClientConfigProfile,
+  toClientOptions,
+  type ClientConfigProfile,
+  type ClientConnectConfig,
+} from '@temporalio/envconfig';
 import { UsageError } from '../common/errors.ts';
 import type { TemporalConfig } from './schema.ts';
 

@@ -47,16 +47,28 @@ export class DnsGateway {
       throw failure(FailureType.DnsError, `DNS API ${method} ${url}: ${(err as Error).message}`);
     }
     const text = await res.text();
-    if (!res.ok) throw failure(FailureType.DnsError, `DNS API ${method} ${url}: HTTP ${res.status}: ${text.slice(0, 300)}`, { status: res.status });
+    if (!res.ok)
+      throw failure(FailureType.DnsError, `DNS API ${method} ${url}: HTTP ${res.status}: ${text.slice(0, 300)}`, {
+        status: res.status,
+      });
     return text ? (JSON.parse(text) as unknown) : undefined;
   }
 
   /** The record as the server's database holds it (undefined when there is none). */
   async getA(name: string): Promise<ARecord | undefined> {
-    const zone = (await this.call('GET', `/zones/${encodeURIComponent(fqdn(this.target.zone))}?rrsets=true`)) as { rrsets?: RRSet[] };
+    const zone = (await this.call('GET', `/zones/${encodeURIComponent(fqdn(this.target.zone))}?rrsets=true`)) as {
+      rrsets?: RRSet[];
+    };
     const rr = zone.rrsets?.find((r) => r.type === 'A' && r.name === fqdn(name));
     if (!rr) return undefined;
-    return { name: bare(rr.name), ttl: rr.ttl, addresses: rr.records.filter((r) => !r.disabled).map((r) => r.content).sort() };
+    return {
+      name: bare(rr.name),
+      ttl: rr.ttl,
+      addresses: rr.records
+        .filter((r) => !r.disabled)
+        .map((r) => r.content)
+        .sort(),
+    };
   }
 
   /** Replaces the A record's addresses (idempotent: the same call twice leaves the same record). */

@@ -53,17 +53,31 @@ export class EtcdGateway {
     } catch {
       // fall through: etcdctl printed no JSON (e.g. dial failure)
     }
-    return { endpoint: this.node.etcd.clientUrl, health: false, error: (r.stderr || r.stdout).trim().split('\n').pop() ?? `exit ${r.code}` };
+    return {
+      endpoint: this.node.etcd.clientUrl,
+      health: false,
+      error: (r.stderr || r.stdout).trim().split('\n').pop() ?? `exit ${r.code}`,
+    };
   }
 
   async status(): Promise<EndpointStatus> {
     const r = await this.shell.exec(etcdctl(this.node, 'endpoint status -w json'), { timeoutMs: 15_000 });
-    if (r.code !== 0) throw failure(FailureType.EtcdUnhealthy, `${this.shell.target.label}: endpoint status failed: ${r.stderr.trim()}`);
+    if (r.code !== 0)
+      throw failure(
+        FailureType.EtcdUnhealthy,
+        `${this.shell.target.label}: endpoint status failed: ${r.stderr.trim()}`,
+      );
     const [entry] = JSON.parse(quoteBigInts(r.stdout)) as {
       Endpoint: string;
-      Status: { header: { member_id: string; revision: number; raft_term: number }; version: string; dbSize: number; leader: string };
+      Status: {
+        header: { member_id: string; revision: number; raft_term: number };
+        version: string;
+        dbSize: number;
+        leader: string;
+      };
     }[];
-    if (!entry) throw failure(FailureType.EtcdUnhealthy, `${this.shell.target.label}: endpoint status returned nothing`);
+    if (!entry)
+      throw failure(FailureType.EtcdUnhealthy, `${this.shell.target.label}: endpoint status returned nothing`);
     return {
       endpoint: entry.Endpoint,
       version: entry.Status.version,
@@ -77,8 +91,15 @@ export class EtcdGateway {
 
   async members(): Promise<Member[]> {
     const r = await this.shell.exec(etcdctl(this.node, 'member list -w json'), { timeoutMs: 15_000, check: true });
-    const parsed = JSON.parse(quoteBigInts(r.stdout)) as { members?: { ID: string; name: string; peerURLs?: string[]; clientURLs?: string[] }[] };
-    return (parsed.members ?? []).map((m) => ({ id: hex(m.ID), name: m.name, peerURLs: m.peerURLs ?? [], clientURLs: m.clientURLs ?? [] }));
+    const parsed = JSON.parse(quoteBigInts(r.stdout)) as {
+      members?: { ID: string; name: string; peerURLs?: string[]; clientURLs?: string[] }[];
+    };
+    return (parsed.members ?? []).map((m) => ({
+      id: hex(m.ID),
+      name: m.name,
+      peerURLs: m.peerURLs ?? [],
+      clientURLs: m.clientURLs ?? [],
+    }));
   }
 }
 
@@ -121,20 +142,33 @@ export class EtcdSnapshotTools {
   ) {}
 
   async restoreTool(): Promise<RestoreTool> {
-    const r = await this.shell.exec('etcd --version 2>/dev/null | head -1; command -v etcdutl || true', { timeoutMs: 15_000 });
+    const r = await this.shell.exec('etcd --version 2>/dev/null | head -1; command -v etcdutl || true', {
+      timeoutMs: 15_000,
+    });
     const [versionLine = '', utl = ''] = r.stdout.trim().split('\n');
     const etcdVersion = versionLine.match(/(\d+\.\d+\.\d+)/)?.[1];
-    if (!etcdVersion) throw failure(FailureType.RemoteCommandFailed, `${this.shell.target.label}: cannot find the etcd binary's version (\`etcd --version\`)`);
-    return { tool: utl.trim() ? 'etcdutl' : 'etcdctl', etcdVersion, supportsBumpRevision: supportsBumpRevision(etcdVersion) };
+    if (!etcdVersion)
+      throw failure(
+        FailureType.RemoteCommandFailed,
+        `${this.shell.target.label}: cannot find the etcd binary's version (\`etcd --version\`)`,
+      );
+    return {
+      tool: utl.trim() ? 'etcdutl' : 'etcdctl',
+      etcdVersion,
+      supportsBumpRevision: supportsBumpRevision(etcdVersion),
+    };
   }
 
   /** `etcdctl snapshot save` against this node's member, into `path` on the node. */
   async save(path: string): Promise<void> {
     const dir = path.replace(/\/[^/]+$/, '');
-    await this.shell.exec(`mkdir -p ${shq(dir)} && ${etcdctl(this.node, `snapshot save ${shq(path)}`).replace('--command-timeout=5s', '--command-timeout=10m')}`, {
-      timeoutMs: 15 * 60_000,
-      check: true,
-    });
+    await this.shell.exec(
+      `mkdir -p ${shq(dir)} && ${etcdctl(this.node, `snapshot save ${shq(path)}`).replace('--command-timeout=5s', '--command-timeout=10m')}`,
+      {
+        timeoutMs: 15 * 60_000,
+        check: true,
+      },
+    );
   }
 
   /** `snapshot status -w json` with etcdutl where present (3.6 has nothing else), and the file's sha256. */
@@ -143,13 +177,20 @@ export class EtcdSnapshotTools {
     const cmd = `${tool} snapshot status ${shq(path)} -w json && sha256sum ${shq(path)} && stat -c %s ${shq(path)}`;
     const r = await this.shell.exec(cmd, { timeoutMs: 10 * 60_000 });
     if (r.code !== 0) {
-      throw failure(FailureType.SnapshotCorrupt, `${this.shell.target.label}: ${path} failed verification: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' ')}`);
+      throw failure(
+        FailureType.SnapshotCorrupt,
+        `${this.shell.target.label}: ${path} failed verification: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' ')}`,
+      );
     }
     const lines = r.stdout.trim().split('\n');
     const json = lines.find((l) => l.startsWith('{'));
     const shaLine = lines.find((l) => /^[0-9a-f]{64}\s/.test(l));
     const size = Number(lines[lines.length - 1]);
-    if (!json || !shaLine) throw failure(FailureType.SnapshotCorrupt, `${this.shell.target.label}: unexpected snapshot status output: ${r.stdout.slice(0, 300)}`);
+    if (!json || !shaLine)
+      throw failure(
+        FailureType.SnapshotCorrupt,
+        `${this.shell.target.label}: unexpected snapshot status output: ${r.stdout.slice(0, 300)}`,
+      );
     const st = JSON.parse(json) as SnapshotStatus;
     return { ...st, sha256: shaLine.slice(0, 64), size };
   }

@@ -1,6 +1,14 @@
 // KubeGateway: the few Kubernetes API calls drctl needs, over the site's kubeconfig (client cert).
 import { request } from 'node:https';
-import { ApiException, AppsV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  ApiException,
+  AppsV1Api,
+  CoreV1Api,
+  DiscoveryV1Api,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import { FailureType, failure } from '../common/errors.ts';
 
 export interface KubeTarget {
@@ -76,7 +84,11 @@ export class KubeGateway {
     await this.maybe(`delete namespace ${ns}`, () => this.core.deleteNamespace({ name: ns }));
     const deadline = Date.now() + timeoutMs;
     while ((await this.namespacePhase(ns)) !== undefined) {
-      if (Date.now() > deadline) throw failure(FailureType.KubeApiError, `${this.target.label}: namespace ${ns} still terminating after ${timeoutMs / 1000} s`);
+      if (Date.now() > deadline)
+        throw failure(
+          FailureType.KubeApiError,
+          `${this.target.label}: namespace ${ns} still terminating after ${timeoutMs / 1000} s`,
+        );
       onWait?.();
       await new Promise((r) => setTimeout(r, 500));
     }
@@ -90,12 +102,16 @@ export class KubeGateway {
 
   /** Deployments of several namespaces, each with its namespace (a missing namespace lists none). */
   async deploymentsIn(namespaces: string[]): Promise<(DeploymentState & { namespace: string })[]> {
-    const lists = await Promise.all(namespaces.map(async (ns) => (await this.deployments(ns)).map((d) => ({ ...d, namespace: ns }))));
+    const lists = await Promise.all(
+      namespaces.map(async (ns) => (await this.deployments(ns)).map((d) => ({ ...d, namespace: ns }))),
+    );
     return lists.flat();
   }
 
   async deployments(ns: string): Promise<DeploymentState[]> {
-    const list = await this.call(`list deployments in ${ns}`, () => this.apps.listNamespacedDeployment({ namespace: ns }));
+    const list = await this.call(`list deployments in ${ns}`, () =>
+      this.apps.listNamespacedDeployment({ namespace: ns }),
+    );
     return list.items.map((d) => ({
       name: d.metadata?.name ?? '',
       replicas: d.spec?.replicas ?? 1,
@@ -109,20 +125,32 @@ export class KubeGateway {
    * Returns what happened: restarted, or why not (missing, scaled to 0: nothing runs to restart).
    */
   async rolloutRestart(ns: string, name: string, at = new Date()): Promise<'restarted' | 'not found' | 'scaled to 0'> {
-    const d = await this.maybe(`get deployment ${ns}/${name}`, () => this.apps.readNamespacedDeployment({ namespace: ns, name }));
+    const d = await this.maybe(`get deployment ${ns}/${name}`, () =>
+      this.apps.readNamespacedDeployment({ namespace: ns, name }),
+    );
     if (!d) return 'not found';
     if ((d.spec?.replicas ?? 1) === 0) return 'scaled to 0';
-    const body = { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at.toISOString() } } } } };
-    await this.call(`restart deployment ${ns}/${name}`, () => this.apps.patchNamespacedDeployment({ namespace: ns, name, body }, mergePatch));
+    const body = {
+      spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at.toISOString() } } } },
+    };
+    await this.call(`restart deployment ${ns}/${name}`, () =>
+      this.apps.patchNamespacedDeployment({ namespace: ns, name, body }, mergePatch),
+    );
     return 'restarted';
   }
 
   /** Sets replicas and annotations (null removes one) in one merge patch. */
-  async patchDeployment(ns: string, name: string, patch: { replicas?: number; annotations?: Record<string, string | null> }): Promise<void> {
+  async patchDeployment(
+    ns: string,
+    name: string,
+    patch: { replicas?: number; annotations?: Record<string, string | null> },
+  ): Promise<void> {
     const body: Record<string, unknown> = {};
     if (patch.annotations) body.metadata = { annotations: patch.annotations };
     if (patch.replicas !== undefined) body.spec = { replicas: patch.replicas };
-    await this.call(`patch deployment ${ns}/${name}`, () => this.apps.patchNamespacedDeployment({ namespace: ns, name, body }, mergePatch));
+    await this.call(`patch deployment ${ns}/${name}`, () =>
+      this.apps.patchNamespacedDeployment({ namespace: ns, name, body }, mergePatch),
+    );
   }
 
   /** Services with a selector, and how many ready endpoints their EndpointSlices hold. */
@@ -157,20 +185,27 @@ export class KubeGateway {
   }
 
   async pvcs(ns: string): Promise<{ name: string; phase: string }[]> {
-    const list = await this.call(`list pvcs in ${ns}`, () => this.core.listNamespacedPersistentVolumeClaim({ namespace: ns }));
+    const list = await this.call(`list pvcs in ${ns}`, () =>
+      this.core.listNamespacedPersistentVolumeClaim({ namespace: ns }),
+    );
     return list.items.map((c) => ({ name: c.metadata?.name ?? '', phase: c.status?.phase ?? 'Pending' }));
   }
 
   async names(kind: 'Secret' | 'ConfigMap', ns: string): Promise<string[]> {
-    const list = kind === 'Secret'
-      ? await this.call(`list secrets in ${ns}`, () => this.core.listNamespacedSecret({ namespace: ns }))
-      : await this.call(`list configmaps in ${ns}`, () => this.core.listNamespacedConfigMap({ namespace: ns }));
+    const list =
+      kind === 'Secret'
+        ? await this.call(`list secrets in ${ns}`, () => this.core.listNamespacedSecret({ namespace: ns }))
+        : await this.call(`list configmaps in ${ns}`, () => this.core.listNamespacedConfigMap({ namespace: ns }));
     return list.items.map((o) => o.metadata?.name ?? '');
   }
 
   get server(): string {
     const c = this.kc.getCurrentCluster();
-    if (!c) throw failure(FailureType.KubeApiError, `${this.target.label}: kubeconfig ${this.target.kubeconfig} has no current cluster`);
+    if (!c)
+      throw failure(
+        FailureType.KubeApiError,
+        `${this.target.label}: kubeconfig ${this.target.kubeconfig} has no current cluster`,
+      );
     return c.server;
   }
 
@@ -192,7 +227,9 @@ export class KubeGateway {
       const req = request(url, opts, (res) => {
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve({ ready: res.statusCode === 200, detail: `${res.statusCode} ${body.trim().slice(0, 500)}` }));
+        res.on('end', () =>
+          resolve({ ready: res.statusCode === 200, detail: `${res.statusCode} ${body.trim().slice(0, 500)}` }),
+        );
       });
       req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
       req.on('error', (err) => resolve({ ready: false, detail: err.message }));
@@ -202,7 +239,11 @@ export class KubeGateway {
 
   private translate(err: unknown, what: string) {
     if (err instanceof ApiException) {
-      return failure(FailureType.KubeApiError, `${this.target.label}: ${what}: HTTP ${err.code}: ${String(err.body).slice(0, 300)}`, { code: err.code });
+      return failure(
+        FailureType.KubeApiError,
+        `${this.target.label}: ${what}: HTTP ${err.code}: ${String(err.body).slice(0, 300)}`,
+        { code: err.code },
+      );
     }
     return failure(FailureType.KubeApiError, `${this.target.label}: ${what}: ${(err as Error).message}`);
   }

@@ -34,13 +34,17 @@ export function readCredentials(cfg: ObjectStoreConfig): { accessKeyId: string; 
     const parsed = parse(readFileSync(c.file, 'utf8')) as Record<string, string> | null;
     const accessKeyId = parsed?.accessKeyId ?? parsed?.AWS_ACCESS_KEY_ID;
     const secretAccessKey = parsed?.secretAccessKey ?? parsed?.AWS_SECRET_ACCESS_KEY;
-    if (!accessKeyId || !secretAccessKey) throw failure(FailureType.ObjectStoreError, `credentials file ${c.file} needs accessKeyId and secretAccessKey`);
+    if (!accessKeyId || !secretAccessKey)
+      throw failure(FailureType.ObjectStoreError, `credentials file ${c.file} needs accessKeyId and secretAccessKey`);
     return { accessKeyId, secretAccessKey };
   }
   const accessKeyId = process.env[c.accessKeyIdEnv];
   const secretAccessKey = process.env[c.secretAccessKeyEnv];
   if (!accessKeyId || !secretAccessKey) {
-    throw failure(FailureType.ObjectStoreError, `object store credentials: set $${c.accessKeyIdEnv} and $${c.secretAccessKeyEnv} on the worker`);
+    throw failure(
+      FailureType.ObjectStoreError,
+      `object store credentials: set $${c.accessKeyIdEnv} and $${c.secretAccessKeyEnv} on the worker`,
+    );
   }
   return { accessKeyId, secretAccessKey };
 }
@@ -57,7 +61,9 @@ export class ObjectStore {
       forcePathStyle: cfg.forcePathStyle,
       credentials: readCredentials(cfg),
       requestChecksumCalculation: 'WHEN_SUPPORTED',
-      ...(cfg.caFile ? { requestHandler: new NodeHttpHandler({ httpsAgent: new Agent({ ca: readFileSync(cfg.caFile) }) }) } : {}),
+      ...(cfg.caFile
+        ? { requestHandler: new NodeHttpHandler({ httpsAgent: new Agent({ ca: readFileSync(cfg.caFile) }) }) }
+        : {}),
     });
   }
 
@@ -73,7 +79,8 @@ export class ObjectStore {
       try {
         await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
       } catch (err) {
-        if (!(err instanceof S3ServiceException && /BucketAlready(OwnedByYou|Exists)/.test(err.name))) throw this.wrap('create bucket', err);
+        if (!(err instanceof S3ServiceException && /BucketAlready(OwnedByYou|Exists)/.test(err.name)))
+          throw this.wrap('create bucket', err);
       }
     }
   }
@@ -84,7 +91,12 @@ export class ObjectStore {
    * SHA-256, computed by the caller on the same bytes; a second SHA-256 pass per part cost 10-20 %
    * of the throughput on 2 cores (bench/snapshot-pipeline.ts).
    */
-  async put(key: string, body: Readable | Buffer | string, metadata: Record<string, string> = {}, onProgress?: (loaded: number) => void): Promise<string> {
+  async put(
+    key: string,
+    body: Readable | Buffer | string,
+    metadata: Record<string, string> = {},
+    onProgress?: (loaded: number) => void,
+  ): Promise<string> {
     try {
       const upload = new Upload({
         client: this.client,
@@ -115,7 +127,8 @@ export class ObjectStore {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return { size: out.ContentLength ?? 0, metadata: out.Metadata ?? {} };
     } catch (err) {
-      if (err instanceof S3ServiceException && (err.$metadata.httpStatusCode === 404 || err.name === 'NotFound')) return undefined;
+      if (err instanceof S3ServiceException && (err.$metadata.httpStatusCode === 404 || err.name === 'NotFound'))
+        return undefined;
       throw this.wrap(`head ${key}`, err);
     }
   }
@@ -125,8 +138,11 @@ export class ObjectStore {
     let token: string | undefined;
     try {
       do {
-        const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
-        for (const o of page.Contents ?? []) out.push({ key: o.Key ?? '', size: o.Size ?? 0, lastModified: o.LastModified });
+        const page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+        );
+        for (const o of page.Contents ?? [])
+          out.push({ key: o.Key ?? '', size: o.Size ?? 0, lastModified: o.LastModified });
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
     } catch (err) {

@@ -69,8 +69,12 @@ class Ssh2Shell implements RemoteShell {
         .on('error', (err: Error & { level?: string }) => {
           this.reset(client);
           if (seenKey !== undefined && seenKey !== t.hostKeyFingerprint) {
-            reject(failure(FailureType.HostKeyMismatch,
-              `${t.label} (${t.host}:${t.port}): host key ${seenKey} does not match the pinned ${t.hostKeyFingerprint}; refusing to connect`));
+            reject(
+              failure(
+                FailureType.HostKeyMismatch,
+                `${t.label} (${t.host}:${t.port}): host key ${seenKey} does not match the pinned ${t.hostKeyFingerprint}; refusing to connect`,
+              ),
+            );
           } else {
             reject(failure(FailureType.SshUnreachable, `${t.label} (${t.host}:${t.port}): ${err.message}`));
           }
@@ -80,7 +84,12 @@ class Ssh2Shell implements RemoteShell {
       try {
         privateKey = readFileSync(t.privateKeyPath);
       } catch (err) {
-        reject(failure(FailureType.SshUnreachable, `${t.label}: cannot read private key ${t.privateKeyPath}: ${(err as Error).message}`));
+        reject(
+          failure(
+            FailureType.SshUnreachable,
+            `${t.label}: cannot read private key ${t.privateKeyPath}: ${(err as Error).message}`,
+          ),
+        );
         return;
       }
       client.connect({
@@ -104,11 +113,14 @@ class Ssh2Shell implements RemoteShell {
   }
 
   private reset(client: Client) {
-    void this.conn?.then((c) => {
-      if (c === client) this.conn = undefined;
-    }, () => {
-      this.conn = undefined;
-    });
+    void this.conn?.then(
+      (c) => {
+        if (c === client) this.conn = undefined;
+      },
+      () => {
+        this.conn = undefined;
+      },
+    );
   }
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
@@ -152,9 +164,11 @@ class Ssh2Shell implements RemoteShell {
       });
     });
     if (opts.check && result.code !== 0) {
-      throw failure(FailureType.RemoteCommandFailed,
+      throw failure(
+        FailureType.RemoteCommandFailed,
         `${t.label}: \`${command}\` exited ${result.code}: ${(result.stderr || result.stdout).trim().slice(-2000)}`,
-        { node: t.label, command, code: result.code });
+        { node: t.label, command, code: result.code },
+      );
     }
     return result;
   }
@@ -163,7 +177,11 @@ class Ssh2Shell implements RemoteShell {
   private async channel(command: string): Promise<ClientChannel> {
     const client = await this.connect();
     return new Promise((resolve, reject) =>
-      client.exec(command, (err, ch) => (err ? reject(failure(FailureType.SshUnreachable, `${this.target.label}: exec failed: ${err.message}`)) : resolve(ch))),
+      client.exec(command, (err, ch) =>
+        err
+          ? reject(failure(FailureType.SshUnreachable, `${this.target.label}: exec failed: ${err.message}`))
+          : resolve(ch),
+      ),
     );
   }
 
@@ -180,7 +198,13 @@ class Ssh2Shell implements RemoteShell {
     ch.pipe(out, { end: false });
     ch.on('close', () => {
       if (code === 0) out.end();
-      else out.destroy(failure(FailureType.RemoteCommandFailed, `${this.target.label}: reading ${path} failed (exit ${code}): ${stderr.trim()}`));
+      else
+        out.destroy(
+          failure(
+            FailureType.RemoteCommandFailed,
+            `${this.target.label}: reading ${path} failed (exit ${code}): ${stderr.trim()}`,
+          ),
+        );
     });
     out.on('close', () => ch.close());
     return out;
@@ -200,7 +224,8 @@ class Ssh2Shell implements RemoteShell {
       ch.on('close', () => ((closed = true), resolve(code)));
     });
     const label = this.target.label;
-    const failed = (code: number | null) => failure(FailureType.RemoteCommandFailed, `${label}: writing ${path} failed (exit ${code}): ${stderr.trim()}`);
+    const failed = (code: number | null) =>
+      failure(FailureType.RemoteCommandFailed, `${label}: writing ${path} failed (exit ${code}): ${stderr.trim()}`);
     return new Writable({
       highWaterMark: 1024 * 1024,
       write(chunk: Buffer, _enc, cb) {
@@ -225,7 +250,10 @@ class Ssh2Shell implements RemoteShell {
   }
 
   close(): void {
-    void this.conn?.then((c) => c.end(), () => undefined);
+    void this.conn?.then(
+      (c) => c.end(),
+      () => undefined,
+    );
     this.conn = undefined;
   }
 }

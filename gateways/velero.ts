@@ -12,7 +12,14 @@ const VERSION = 'v1';
 export interface VeleroObject {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; creationTimestamp?: string; uid?: string };
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    creationTimestamp?: string;
+    uid?: string;
+  };
   spec?: Record<string, unknown>;
   status?: Record<string, unknown>;
 }
@@ -104,14 +111,24 @@ export class VeleroGateway {
 
   private translate(err: unknown, what: string) {
     if (err instanceof ApiException) {
-      return failure(FailureType.VeleroError, `${this.label}: ${what}: HTTP ${err.code}: ${String(err.body).slice(0, 300)}`, { code: err.code });
+      return failure(
+        FailureType.VeleroError,
+        `${this.label}: ${what}: HTTP ${err.code}: ${String(err.body).slice(0, 300)}`,
+        { code: err.code },
+      );
     }
     return failure(FailureType.VeleroError, `${this.label}: ${what}: ${(err as Error).message}`);
   }
 
   async list(plural: string, labelSelector?: string): Promise<VeleroObject[]> {
     try {
-      const r = (await this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.namespace, plural, labelSelector })) as { items: VeleroObject[] };
+      const r = (await this.api.listNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: this.namespace,
+        plural,
+        labelSelector,
+      })) as { items: VeleroObject[] };
       return r.items;
     } catch (err) {
       throw this.translate(err, `list ${plural}`);
@@ -121,7 +138,13 @@ export class VeleroGateway {
   /** The object, or undefined when it does not exist. */
   async get(plural: string, name: string): Promise<VeleroObject | undefined> {
     try {
-      return (await this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.namespace, plural, name })) as VeleroObject;
+      return (await this.api.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: this.namespace,
+        plural,
+        name,
+      })) as VeleroObject;
     } catch (err) {
       if (err instanceof ApiException && err.code === 404) return undefined;
       throw this.translate(err, `get ${plural}/${name}`);
@@ -136,7 +159,12 @@ export class VeleroGateway {
         version: VERSION,
         namespace: this.namespace,
         plural,
-        body: { apiVersion: `${GROUP}/${VERSION}`, kind, ...body, metadata: { ...body.metadata, namespace: this.namespace } },
+        body: {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind,
+          ...body,
+          metadata: { ...body.metadata, namespace: this.namespace },
+        },
       })) as VeleroObject;
     } catch (err) {
       if (err instanceof ApiException && err.code === 409) {
@@ -160,7 +188,13 @@ export class VeleroGateway {
 
   async delete(plural: string, name: string): Promise<void> {
     try {
-      await this.api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.namespace, plural, name });
+      await this.api.deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: this.namespace,
+        plural,
+        name,
+      });
     } catch (err) {
       if (err instanceof ApiException && err.code === 404) return;
       throw this.translate(err, `delete ${plural}/${name}`);
@@ -171,7 +205,11 @@ export class VeleroGateway {
     return (await this.list('backups')).map(backupInfo);
   }
 
-  async storageLocation(name: string): Promise<{ name: string; phase?: string; accessMode: string; lastValidated?: string; message?: string } | undefined> {
+  async storageLocation(
+    name: string,
+  ): Promise<
+    { name: string; phase?: string; accessMode: string; lastValidated?: string; message?: string } | undefined
+  > {
     const o = await this.get('backupstoragelocations', name);
     if (!o) return undefined;
     return {
@@ -194,7 +232,10 @@ export class VeleroGateway {
   async download<T>(kind: 'RestoreResults' | 'BackupResourceList', name: string, timeoutMs = 30_000): Promise<T> {
     const reqName = `drctl-${kind.toLowerCase()}-${name}`.slice(0, 63).replace(/-+$/, '');
     await this.delete('downloadrequests', reqName);
-    await this.create('downloadrequests', 'DownloadRequest', { metadata: { name: reqName }, spec: { target: { kind, name } } });
+    await this.create('downloadrequests', 'DownloadRequest', {
+      metadata: { name: reqName },
+      spec: { target: { kind, name } },
+    });
     const deadline = Date.now() + timeoutMs;
     try {
       for (;;) {
@@ -202,10 +243,15 @@ export class VeleroGateway {
         const url = str(o?.status?.downloadURL);
         if (url && o?.status?.phase === 'Processed') {
           const res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
-          if (!res.ok) throw failure(FailureType.VeleroError, `${this.label}: download ${kind} ${name}: HTTP ${res.status}`);
+          if (!res.ok)
+            throw failure(FailureType.VeleroError, `${this.label}: download ${kind} ${name}: HTTP ${res.status}`);
           return JSON.parse(gunzipSync(Buffer.from(await res.arrayBuffer())).toString('utf8')) as T;
         }
-        if (Date.now() > deadline) throw failure(FailureType.VeleroError, `${this.label}: no download URL for ${kind} ${name} within ${timeoutMs / 1000} s`);
+        if (Date.now() > deadline)
+          throw failure(
+            FailureType.VeleroError,
+            `${this.label}: no download URL for ${kind} ${name} within ${timeoutMs / 1000} s`,
+          );
         await new Promise((r) => setTimeout(r, 500));
       }
     } finally {

@@ -33,7 +33,12 @@ let cached: Health | undefined;
 let inflight: Promise<Health> | undefined;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms).unref())]);
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms).unref(),
+    ),
+  ]);
 }
 
 const missing = (err: unknown) => err instanceof ApiException && err.code === 404;
@@ -46,25 +51,41 @@ const reason = (err: unknown) => {
 async function check(): Promise<Health> {
   const at = Date.now();
   try {
-    return await withTimeout((async () => {
-      try {
-        await core.readNamespace({ name: NS });
-      } catch (err) {
-        if (missing(err)) return { ok: false, text: `unavailable ${site}: namespace ${NS} not found`, at };
-        throw err;
-      }
-      const [svc, cm, slices] = await Promise.all([
-        core.readNamespacedService({ namespace: NS, name: SERVICE }).catch((err: unknown) => (missing(err) ? undefined : Promise.reject(err))),
-        core.readNamespacedConfigMap({ namespace: NS, name: CONFIGMAP }).catch((err: unknown) => (missing(err) ? undefined : Promise.reject(err))),
-        discovery.listNamespacedEndpointSlice({ namespace: NS, labelSelector: `kubernetes.io/service-name=${SERVICE}` }),
-      ]);
-      if (!svc) return { ok: false, text: `unavailable ${site}: service ${NS}/${SERVICE} not found`, at };
-      if (!cm) return { ok: false, text: `unavailable ${site}: configmap ${NS}/${CONFIGMAP} not found`, at };
-      // An endpoint whose `ready` is unset counts as ready (the EndpointSlice API's rule).
-      const ready = new Set(slices.items.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).flatMap((e) => e.addresses)));
-      if (ready.size === 0) return { ok: false, text: `unavailable ${site}: service ${NS}/${SERVICE} has no ready endpoints`, at };
-      return { ok: true, text: `ok ${site}: ${ready.size} ready endpoints`, at };
-    })(), 3000, 'API server');
+    return await withTimeout(
+      (async () => {
+        try {
+          await core.readNamespace({ name: NS });
+        } catch (err) {
+          if (missing(err)) return { ok: false, text: `unavailable ${site}: namespace ${NS} not found`, at };
+          throw err;
+        }
+        const [svc, cm, slices] = await Promise.all([
+          core
+            .readNamespacedService({ namespace: NS, name: SERVICE })
+            .catch((err: unknown) => (missing(err) ? undefined : Promise.reject(err))),
+          core
+            .readNamespacedConfigMap({ namespace: NS, name: CONFIGMAP })
+            .catch((err: unknown) => (missing(err) ? undefined : Promise.reject(err))),
+          discovery.listNamespacedEndpointSlice({
+            namespace: NS,
+            labelSelector: `kubernetes.io/service-name=${SERVICE}`,
+          }),
+        ]);
+        if (!svc) return { ok: false, text: `unavailable ${site}: service ${NS}/${SERVICE} not found`, at };
+        if (!cm) return { ok: false, text: `unavailable ${site}: configmap ${NS}/${CONFIGMAP} not found`, at };
+        // An endpoint whose `ready` is unset counts as ready (the EndpointSlice API's rule).
+        const ready = new Set(
+          slices.items.flatMap((s) =>
+            (s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).flatMap((e) => e.addresses),
+          ),
+        );
+        if (ready.size === 0)
+          return { ok: false, text: `unavailable ${site}: service ${NS}/${SERVICE} has no ready endpoints`, at };
+        return { ok: true, text: `ok ${site}: ${ready.size} ready endpoints`, at };
+      })(),
+      3000,
+      'API server',
+    );
   } catch (err) {
     return { ok: false, text: `unavailable ${site}: ${reason(err)}`, at };
   }
@@ -93,7 +114,9 @@ const server = createServer((req, res) => {
   res.end(`demo-app served by ${site} (${address})\n`);
 });
 server.keepAliveTimeout = 1000;
-server.listen(port, address, () => process.stderr.write(`${new Date().toISOString()} app endpoint ${site} on http://${address}:${port}\n`));
+server.listen(port, address, () =>
+  process.stderr.write(`${new Date().toISOString()} app endpoint ${site} on http://${address}:${port}\n`),
+);
 const stop = () => {
   server.close(() => process.exit(0));
   server.closeAllConnections();

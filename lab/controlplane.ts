@@ -30,8 +30,10 @@ export function staticPod(name: string, image: string, command: string[], env: R
   };
 }
 
-export const manifestPath = (node: LabNode, name: string) => join(node.root, 'etc/kubernetes/manifests', `${name}.yaml`);
-export const parkedPath = (node: LabNode, name: string) => join(node.root, 'etc/kubernetes/manifests-parked', `${name}.yaml`);
+export const manifestPath = (node: LabNode, name: string) =>
+  join(node.root, 'etc/kubernetes/manifests', `${name}.yaml`);
+export const parkedPath = (node: LabNode, name: string) =>
+  join(node.root, 'etc/kubernetes/manifests-parked', `${name}.yaml`);
 
 /**
  * Writes a static pod manifest unless it is parked (moved aside on purpose: by `lab site down
@@ -61,7 +63,12 @@ export function kubeconfig(site: LabSite, user: string, caCrt: string, certBase:
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name: site.name, cluster: { server: site.apiserver, 'certificate-authority-data': b64(caCrt) } }],
-    users: [{ name: user, user: { 'client-certificate-data': b64(`${certBase}.crt`), 'client-key-data': b64(`${certBase}.key`) } }],
+    users: [
+      {
+        name: user,
+        user: { 'client-certificate-data': b64(`${certBase}.crt`), 'client-key-data': b64(`${certBase}.key`) },
+      },
+    ],
     contexts: [{ name: ctx, context: { cluster: site.name, user } }],
     'current-context': ctx,
   });
@@ -133,25 +140,30 @@ function kwok(site: LabSite, node: LabNode): object {
 }
 
 function velero(node: LabNode): object {
-  return staticPod('velero', `velero/velero:${VERSIONS.velero}`, [
+  return staticPod(
     'velero',
-    'server',
-    '--kubeconfig=/etc/kubernetes/velero.conf',
-    `--namespace=${VELERO_NS}`,
-    `--plugin-dir=${bin.veleroPluginDir}`,
-    `--metrics-address=${node.ip}:${CP_PORTS.veleroMetrics}`,
-    `--profiler-address=${node.ip}:${CP_PORTS.veleroProfiler}`,
-    // Both sites' locations name the same bucket: a backup taken at one site appears at the other
-    // at its next sync. The period is a floor: Velero 1.18's sync loop wakes once a minute
-    // (backupSyncReconcilePeriod), so a backup takes up to ~1 min to appear at the other site.
-    '--backup-sync-period=5s',
-    '--store-validation-frequency=10s',
-    '--log-level=info',
-  ], {
-    // Velero writes the location's credentials to $TMPDIR/credentials/<namespace>/...: keep the
-    // two sites' servers apart (the host's /tmp is shared; /var/lib is cp1's own).
-    TMPDIR: '/var/lib/velero/tmp',
-  });
+    `velero/velero:${VERSIONS.velero}`,
+    [
+      'velero',
+      'server',
+      '--kubeconfig=/etc/kubernetes/velero.conf',
+      `--namespace=${VELERO_NS}`,
+      `--plugin-dir=${bin.veleroPluginDir}`,
+      `--metrics-address=${node.ip}:${CP_PORTS.veleroMetrics}`,
+      `--profiler-address=${node.ip}:${CP_PORTS.veleroProfiler}`,
+      // Both sites' locations name the same bucket: a backup taken at one site appears at the other
+      // at its next sync. The period is a floor: Velero 1.18's sync loop wakes once a minute
+      // (backupSyncReconcilePeriod), so a backup takes up to ~1 min to appear at the other site.
+      '--backup-sync-period=5s',
+      '--store-validation-frequency=10s',
+      '--log-level=info',
+    ],
+    {
+      // Velero writes the location's credentials to $TMPDIR/credentials/<namespace>/...: keep the
+      // two sites' servers apart (the host's /tmp is shared; /var/lib is cp1's own).
+      TMPDIR: '/var/lib/velero/tmp',
+    },
+  );
 }
 
 /**
@@ -170,7 +182,8 @@ export function layoutControlPlane(site: LabSite, node: LabNode, kubeCa: { crt: 
     writeFileSync(r(`etc/kubernetes/${c.file}`), kubeconfig(site, c.cn, kubeCa.crt, base), { mode: 0o600 });
   }
   const binDir = r('usr/local/bin');
-  for (const tool of ['kube-controller-manager', 'kube-scheduler']) linkTool(join(bin.kubeDir, tool), join(binDir, tool));
+  for (const tool of ['kube-controller-manager', 'kube-scheduler'])
+    linkTool(join(bin.kubeDir, tool), join(binDir, tool));
   linkTool(join(bin.kwokDir, 'kwok'), join(binDir, 'kwok'));
   linkTool(bin.velero, join(binDir, 'velero'));
   mkdirSync(r('var/lib/velero/tmp'), { recursive: true });

@@ -6,21 +6,69 @@
 // `site down|up` simulates losing a site. Nothing here is imported by drctl's workflows or activities.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { CP1_PODS, KWOK_NODES, layoutControlPlane, manifestPath, parkedPath, staticPod, VELERO_NS, writeVeleroManifest } from './controlplane.ts';
+import {
+  CP1_PODS,
+  KWOK_NODES,
+  layoutControlPlane,
+  manifestPath,
+  parkedPath,
+  staticPod,
+  VELERO_NS,
+  writeVeleroManifest,
+} from './controlplane.ts';
 import { layoutPdns, pdnsApi, pdnsCommand, queryA } from './pdns.ts';
 import { ca, leaf, serviceAccountKeys } from './pki.ts';
-import { bin, binariesPresent, CP_PORTS, LAB_DIR, type LabNode, type LabSite, onHost, paths, REPO, SERVICES, SITES, VERSIONS } from './topology.ts';
+import {
+  bin,
+  binariesPresent,
+  CP_PORTS,
+  LAB_DIR,
+  type LabNode,
+  type LabSite,
+  onHost,
+  paths,
+  REPO,
+  SERVICES,
+  SITES,
+  VERSIONS,
+} from './topology.ts';
 import { QUARTERLY } from '../config/schema.ts';
 
 export interface Component {
   name: string;
-  kind: 'temporal' | 'minio' | 'node' | 'sshd' | 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kwok' | 'velero' | 'pdns' | 'app' | 'worker';
+  kind:
+    | 'temporal'
+    | 'minio'
+    | 'node'
+    | 'sshd'
+    | 'etcd'
+    | 'kube-apiserver'
+    | 'kube-controller-manager'
+    | 'kube-scheduler'
+    | 'kwok'
+    | 'velero'
+    | 'pdns'
+    | 'app'
+    | 'worker';
   address: string;
   pid?: number;
   healthy: boolean;
@@ -41,7 +89,8 @@ interface LabState {
   sitesDown?: Record<string, SiteDown>;
 }
 
-const readState = (): LabState => (existsSync(paths.state) ? (JSON.parse(readFileSync(paths.state, 'utf8')) as LabState) : { pids: {} });
+const readState = (): LabState =>
+  existsSync(paths.state) ? (JSON.parse(readFileSync(paths.state, 'utf8')) as LabState) : { pids: {} };
 const writeState = (s: LabState) => writeFileSync(paths.state, JSON.stringify(s, null, 2));
 
 export function alive(pid: number | undefined): boolean {
@@ -63,7 +112,9 @@ function sshKeygen(args: string[]) {
 
 /** `ssh-keygen -lf` prints "256 SHA256:... comment (ED25519)": the pinned form drctl.yaml takes. */
 export function hostKeyFingerprint(node: LabNode): string {
-  const out = execFileSync('ssh-keygen', ['-lf', join(node.root, 'etc/ssh/ssh_host_ed25519_key.pub')], { encoding: 'utf8' });
+  const out = execFileSync('ssh-keygen', ['-lf', join(node.root, 'etc/ssh/ssh_host_ed25519_key.pub')], {
+    encoding: 'utf8',
+  });
   return out.split(' ')[1]!;
 }
 
@@ -127,7 +178,15 @@ function layoutSite(site: LabSite, clientPub: string) {
   const kubeCa = ca(join(pki, 'kubernetes'), `${site.name}-kubernetes-ca`);
   for (const node of site.nodes) {
     const r = (p: string) => join(node.root, p);
-    for (const d of ['etc/kubernetes/pki/etcd', 'etc/kubernetes/manifests', 'etc/ssh', 'var/lib', 'var/log', 'usr/local/bin', 'run']) {
+    for (const d of [
+      'etc/kubernetes/pki/etcd',
+      'etc/kubernetes/manifests',
+      'etc/ssh',
+      'var/lib',
+      'var/log',
+      'usr/local/bin',
+      'run',
+    ]) {
       mkdirSync(r(d), { recursive: true });
     }
     const etcdPki = r('etc/kubernetes/pki/etcd');
@@ -152,7 +211,13 @@ function layoutSite(site: LabSite, clientPub: string) {
       leaf(kubeCa, join(k, 'apiserver'), {
         cn: 'kube-apiserver',
         ips: [node.ip, '10.96.0.1', '127.0.0.1'],
-        dns: ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', node.name],
+        dns: [
+          'kubernetes',
+          'kubernetes.default',
+          'kubernetes.default.svc',
+          'kubernetes.default.svc.cluster.local',
+          node.name,
+        ],
         usage: ['server'],
       });
       leaf(etcdCa, join(k, 'apiserver-etcd-client'), { cn: 'kube-apiserver-etcd-client', usage: ['client'] });
@@ -169,14 +234,25 @@ function layoutSite(site: LabSite, clientPub: string) {
   leaf(kubeCa, admin, { cn: 'kubernetes-admin', org: 'system:masters', usage: ['client'] });
   const b64 = (f: string) => readFileSync(f).toString('base64');
   const ctx = `admin@${site.name}`;
-  writeFileSync(site.kubeconfig, stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: site.name, cluster: { server: site.apiserver, 'certificate-authority-data': b64(kubeCa.crt) } }],
-    users: [{ name: `admin-${site.name}`, user: { 'client-certificate-data': b64(`${admin}.crt`), 'client-key-data': b64(`${admin}.key`) } }],
-    contexts: [{ name: ctx, context: { cluster: site.name, user: `admin-${site.name}` } }],
-    'current-context': ctx,
-  }), { mode: 0o600 });
+  writeFileSync(
+    site.kubeconfig,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        { name: site.name, cluster: { server: site.apiserver, 'certificate-authority-data': b64(kubeCa.crt) } },
+      ],
+      users: [
+        {
+          name: `admin-${site.name}`,
+          user: { 'client-certificate-data': b64(`${admin}.crt`), 'client-key-data': b64(`${admin}.key`) },
+        },
+      ],
+      contexts: [{ name: ctx, context: { cluster: site.name, user: `admin-${site.name}` } }],
+      'current-context': ctx,
+    }),
+    { mode: 0o600 },
+  );
 }
 
 function linkTool(target: string, link: string) {
@@ -189,33 +265,49 @@ function writeSshd(node: LabNode, clientPub: string) {
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   if (!existsSync(hostKey)) sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', `${node.id}`, '-f', hostKey]);
   writeFileSync(paths.authorizedKeys, clientPub, { mode: 0o600 });
-  writeFileSync(join(dir, 'sshd_config'), [
-    `ListenAddress ${node.ip}:22`,
-    `HostKey ${hostKey}`,
-    `PidFile ${join(node.root, 'run/sshd.pid')}`,
-    `AuthorizedKeysFile ${paths.authorizedKeys}`,
-    'PermitRootLogin prohibit-password',
-    'PubkeyAuthentication yes',
-    'PasswordAuthentication no',
-    'KbdInteractiveAuthentication no',
-    'UsePAM no',
-    'StrictModes no',
-    'PrintMotd no',
-    'MaxSessions 64',
-    'MaxStartups 64:30:128',
-    'Subsystem sftp internal-sftp',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(dir, 'sshd_config'),
+    [
+      `ListenAddress ${node.ip}:22`,
+      `HostKey ${hostKey}`,
+      `PidFile ${join(node.root, 'run/sshd.pid')}`,
+      `AuthorizedKeysFile ${paths.authorizedKeys}`,
+      'PermitRootLogin prohibit-password',
+      'PubkeyAuthentication yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      'PrintMotd no',
+      'MaxSessions 64',
+      'MaxStartups 64:30:128',
+      'Subsystem sftp internal-sftp',
+      '',
+    ].join('\n'),
+  );
 }
 
 function layout() {
-  for (const d of [LAB_DIR, paths.logs, join(LAB_DIR, 'ssh'), paths.minioData, join(LAB_DIR, 'temporal'), paths.pdnsDir]) mkdirSync(d, { recursive: true });
+  for (const d of [
+    LAB_DIR,
+    paths.logs,
+    join(LAB_DIR, 'ssh'),
+    paths.minioData,
+    join(LAB_DIR, 'temporal'),
+    paths.pdnsDir,
+  ])
+    mkdirSync(d, { recursive: true });
   // Mount points for the nodes' private disks, and sshd's privilege-separation dir.
   for (const d of ['/etc/kubernetes', '/run/sshd']) mkdirSync(d, { recursive: true });
-  if (!existsSync(paths.sshKey)) sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'drctl-lab-operator', '-f', paths.sshKey]);
+  if (!existsSync(paths.sshKey))
+    sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'drctl-lab-operator', '-f', paths.sshKey]);
   const clientPub = readFileSync(`${paths.sshKey}.pub`, 'utf8');
   if (!existsSync(paths.minioCreds)) {
-    writeFileSync(paths.minioCreds, stringify({ accessKeyId: 'drctl-lab', secretAccessKey: randomBytes(18).toString('base64url') }), { mode: 0o600 });
+    writeFileSync(
+      paths.minioCreds,
+      stringify({ accessKeyId: 'drctl-lab', secretAccessKey: randomBytes(18).toString('base64url') }),
+      { mode: 0o600 },
+    );
   }
   for (const site of SITES) layoutSite(site, clientPub);
   layoutPdns();
@@ -226,7 +318,12 @@ function layout() {
 
 function launch(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): number {
   const out = openSync(join(paths.logs, `${name.replace(/\//g, '-')}.log`), 'a');
-  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', out, out], env: { ...process.env, ...env }, cwd: REPO });
+  const child = spawn(cmd, args, {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: { ...process.env, ...env },
+    cwd: REPO,
+  });
   child.unref();
   if (!child.pid) throw new Error(`could not start ${name} (${cmd})`);
   return child.pid;
@@ -248,13 +345,19 @@ function minioCreds(): { accessKeyId: string; secretAccessKey: string } {
 async function foreignListeners(state: LabState): Promise<string[]> {
   const probes: { what: string; host: string; port: number }[] = [];
   const t = SERVICES.temporal;
-  if (!alive(state.pids.temporal)) probes.push({ what: 'temporal', host: t.ip, port: t.port }, { what: 'temporal ui', host: t.ip, port: t.uiPort });
+  if (!alive(state.pids.temporal))
+    probes.push({ what: 'temporal', host: t.ip, port: t.port }, { what: 'temporal ui', host: t.ip, port: t.uiPort });
   if (!alive(state.pids.minio)) probes.push({ what: 'minio', host: SERVICES.minio.ip, port: SERVICES.minio.port });
   if (!alive(state.pids.pdns)) probes.push({ what: 'pdns api', host: SERVICES.pdns.ip, port: SERVICES.pdns.apiPort });
   for (const site of SITES) {
-    if (!state.sitesDown?.[site.name] && !alive(state.pids[appKey(site)])) probes.push({ what: appKey(site), host: site.appAddress, port: site.appPort });
+    if (!state.sitesDown?.[site.name] && !alive(state.pids[appKey(site)]))
+      probes.push({ what: appKey(site), host: site.appAddress, port: site.appPort });
     for (const node of site.nodes) {
-      if (!alive(state.pids[node.id])) probes.push({ what: `${node.id} sshd`, host: node.ip, port: 22 }, { what: `${node.id} etcd`, host: node.ip, port: 2379 });
+      if (!alive(state.pids[node.id]))
+        probes.push(
+          { what: `${node.id} sshd`, host: node.ip, port: 22 },
+          { what: `${node.id} etcd`, host: node.ip, port: 2379 },
+        );
     }
   }
   const open = await Promise.all(probes.map((p) => tcpOpen(p.host, p.port, 300)));
@@ -265,18 +368,45 @@ function startAll(state: LabState) {
   const t = SERVICES.temporal;
   if (!alive(state.pids.temporal)) {
     state.pids.temporal = launch('temporal', bin.temporal, [
-      'server', 'start-dev', '--ip', t.ip, '--port', String(t.port), '--ui-ip', t.ip, '--ui-port', String(t.uiPort),
-      '--db-filename', paths.temporalDb, '--log-level', 'warn', '--namespace', 'default',
+      'server',
+      'start-dev',
+      '--ip',
+      t.ip,
+      '--port',
+      String(t.port),
+      '--ui-ip',
+      t.ip,
+      '--ui-port',
+      String(t.uiPort),
+      '--db-filename',
+      paths.temporalDb,
+      '--log-level',
+      'warn',
+      '--namespace',
+      'default',
     ]);
   }
   const m = SERVICES.minio;
   if (!alive(state.pids.minio)) {
     const c = minioCreds();
-    state.pids.minio = launch('minio', bin.minio, ['server', paths.minioData, '--address', `${m.ip}:${m.port}`, '--console-address', `${m.ip}:${m.consolePort}`, '--quiet'], {
-      MINIO_ROOT_USER: c.accessKeyId,
-      MINIO_ROOT_PASSWORD: c.secretAccessKey,
-      MINIO_BROWSER: 'on',
-    });
+    state.pids.minio = launch(
+      'minio',
+      bin.minio,
+      [
+        'server',
+        paths.minioData,
+        '--address',
+        `${m.ip}:${m.port}`,
+        '--console-address',
+        `${m.ip}:${m.consolePort}`,
+        '--quiet',
+      ],
+      {
+        MINIO_ROOT_USER: c.accessKeyId,
+        MINIO_ROOT_PASSWORD: c.secretAccessKey,
+        MINIO_BROWSER: 'on',
+      },
+    );
   }
   if (!alive(state.pids.pdns)) {
     const [cmd, args] = pdnsCommand();
@@ -287,11 +417,26 @@ function startAll(state: LabState) {
     for (const node of site.nodes) {
       if (alive(state.pids[node.id])) continue;
       // The node's own mount + PID namespace; bash as PID 1 reaps orphans and forwards SIGTERM.
-      state.pids[node.id] = launch(node.id, 'unshare', [
-        '--mount', '--pid', '--fork', '--mount-proc', '--propagation', 'private', '--kill-child=SIGTERM', '--',
-        'bash', '-c', 'node --import tsx "$0" --root "$1" & c=$!; trap "kill -TERM $c" TERM INT; wait $c; wait $c',
-        join(REPO, 'lab/supervisor.ts'), node.root,
-      ], { PATH: `/usr/local/bin:${process.env.PATH ?? '/usr/bin:/bin'}` });
+      state.pids[node.id] = launch(
+        node.id,
+        'unshare',
+        [
+          '--mount',
+          '--pid',
+          '--fork',
+          '--mount-proc',
+          '--propagation',
+          'private',
+          '--kill-child=SIGTERM',
+          '--',
+          'bash',
+          '-c',
+          'node --import tsx "$0" --root "$1" & c=$!; trap "kill -TERM $c" TERM INT; wait $c; wait $c',
+          join(REPO, 'lab/supervisor.ts'),
+          node.root,
+        ],
+        { PATH: `/usr/local/bin:${process.env.PATH ?? '/usr/bin:/bin'}` },
+      );
     }
   }
   writeState(state);
@@ -303,8 +448,17 @@ const appKey = (site: LabSite) => `${site.name}/app`;
 function startApp(state: LabState, site: LabSite): boolean {
   if (alive(state.pids[appKey(site)])) return false;
   state.pids[appKey(site)] = launch(appKey(site), process.execPath, [
-    '--import', 'tsx', join(REPO, 'lab/app-endpoint.ts'),
-    '--site', site.name, '--address', site.appAddress, '--port', String(site.appPort), '--kubeconfig', site.kubeconfig,
+    '--import',
+    'tsx',
+    join(REPO, 'lab/app-endpoint.ts'),
+    '--site',
+    site.name,
+    '--address',
+    site.appAddress,
+    '--port',
+    String(site.appPort),
+    '--kubeconfig',
+    site.kubeconfig,
   ]);
   return true;
 }
@@ -330,13 +484,19 @@ function sshBanner(host: string): Promise<string | undefined> {
   });
 }
 
-function httpsGet(url: string, tls: { ca: string; cert: string; key: string }): Promise<{ status: number; body: string }> {
+function httpsGet(
+  url: string,
+  tls: { ca: string; cert: string; key: string },
+): Promise<{ status: number; body: string }> {
   let creds: { ca: Buffer; cert: Buffer; key: Buffer };
   try {
     // A lab that was never brought up (fresh clone) has no PKI yet: that is "down", not a crash.
     creds = { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
   } catch (err) {
-    return Promise.resolve({ status: 0, body: `no client certificate (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+    return Promise.resolve({
+      status: 0,
+      body: `no client certificate (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    });
   }
   return new Promise((resolve) => {
     const req = httpsRequest(url, { ...creds, timeout: 3000 }, (res) => {
@@ -374,7 +534,11 @@ function nsPidTable(): Map<string, number> {
   return table;
 }
 
-function hostPid(table: () => Map<string, number>, nodeInitPid: number | undefined, nsPid: number | undefined): number | undefined {
+function hostPid(
+  table: () => Map<string, number>,
+  nodeInitPid: number | undefined,
+  nsPid: number | undefined,
+): number | undefined {
   if (!nodeInitPid || !nsPid) return undefined;
   try {
     const pidNs = readlinkSync(`/proc/${childOf(nodeInitPid) ?? nodeInitPid}/ns/pid`);
@@ -402,7 +566,11 @@ async function workerStatus(pid: number): Promise<Component> {
   try {
     const conn = await Connection.connect({ address: `${t.ip}:${t.port}`, connectTimeout: 2000 });
     try {
-      const r = await conn.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: LAB_TASK_QUEUE }, taskQueueType: 1 });
+      const r = await conn.workflowService.describeTaskQueue({
+        namespace: 'default',
+        taskQueue: { name: LAB_TASK_QUEUE },
+        taskQueueType: 1,
+      });
       pollers = r.pollers?.length ?? 0;
       detail = `${pollers} workflow poller(s) on '${LAB_TASK_QUEUE}'`;
     } finally {
@@ -411,7 +579,14 @@ async function workerStatus(pid: number): Promise<Component> {
   } catch (err) {
     detail = (err as Error).message;
   }
-  return { name: 'worker', kind: 'worker', address: `task queue ${LAB_TASK_QUEUE}`, pid, healthy: alive(pid) && pollers > 0, detail };
+  return {
+    name: 'worker',
+    kind: 'worker',
+    address: `task queue ${LAB_TASK_QUEUE}`,
+    pid,
+    healthy: alive(pid) && pollers > 0,
+    detail,
+  };
 }
 
 /** HTTPS GET without a client certificate, not verifying the server (self-signed serving certificates). */
@@ -441,7 +616,11 @@ async function httpGet(url: string, timeoutMs = 3000): Promise<{ status: number;
 /** A GET on the site's API server with the admin client certificate. */
 function adminGet(site: LabSite, path: string): Promise<{ status: number; body: string }> {
   const pki = join(paths.pki(site.name), 'kubernetes');
-  return httpsGet(`${site.apiserver}${path}`, { ca: join(pki, 'ca.crt'), cert: join(pki, 'admin.crt'), key: join(pki, 'admin.key') });
+  return httpsGet(`${site.apiserver}${path}`, {
+    ca: join(pki, 'ca.crt'),
+    cert: join(pki, 'admin.crt'),
+    key: join(pki, 'admin.key'),
+  });
 }
 
 function json<T>(body: string): T | undefined {
@@ -454,18 +633,33 @@ function json<T>(body: string): T | undefined {
 
 async function kwokNodesReady(site: LabSite): Promise<{ ready: number; detail: string }> {
   const r = await adminGet(site, '/api/v1/nodes?labelSelector=type%3Dkwok');
-  const list = r.status === 200 ? json<{ items: { metadata: { name: string }; status?: { conditions?: { type: string; status: string }[] } }[] }>(r.body) : undefined;
+  const list =
+    r.status === 200
+      ? json<{ items: { metadata: { name: string }; status?: { conditions?: { type: string; status: string }[] } }[] }>(
+          r.body,
+        )
+      : undefined;
   if (!list) return { ready: 0, detail: `nodes: ${r.status || r.body}` };
-  const ready = list.items.filter((n) => KWOK_NODES.includes(n.metadata.name) && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
+  const ready = list.items.filter(
+    (n) =>
+      KWOK_NODES.includes(n.metadata.name) &&
+      n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+  ).length;
   return { ready, detail: `${ready}/${KWOK_NODES.length} kwok nodes Ready` };
 }
 
 async function storageLocation(site: LabSite): Promise<{ phase?: string; detail: string }> {
   const r = await adminGet(site, `/apis/velero.io/v1/namespaces/${VELERO_NS}/backupstoragelocations/default`);
-  const bsl = r.status === 200 ? json<{ spec?: { accessMode?: string }; status?: { phase?: string; message?: string } }>(r.body) : undefined;
+  const bsl =
+    r.status === 200
+      ? json<{ spec?: { accessMode?: string }; status?: { phase?: string; message?: string } }>(r.body)
+      : undefined;
   if (!bsl) return { detail: `storage location default: ${r.status === 404 ? 'not created yet' : r.status || r.body}` };
   const phase = bsl.status?.phase ?? 'not validated yet';
-  return { phase, detail: `storage location default ${phase} (${bsl.spec?.accessMode ?? 'ReadWrite'})${bsl.status?.message ? `: ${bsl.status.message}` : ''}` };
+  return {
+    phase,
+    detail: `storage location default ${phase} (${bsl.spec?.accessMode ?? 'ReadWrite'})${bsl.status?.message ? `: ${bsl.status.message}` : ''}`,
+  };
 }
 
 export async function status(): Promise<Component[]> {
@@ -478,37 +672,80 @@ export async function status(): Promise<Component[]> {
   const checks: Promise<Component>[] = [
     (async () => {
       const grpc = await tcpOpen(t.ip, t.port);
-      const ui = await fetch(`http://${t.ip}:${t.uiPort}/`).then((r) => r.ok, () => false);
-      return { name: 'temporal', kind: 'temporal', address: `${t.ip}:${t.port} (UI http://${t.ip}:${t.uiPort})`, pid: state.pids.temporal,
-        healthy: alive(state.pids.temporal) && grpc && ui, detail: `grpc ${grpc ? 'up' : 'down'}, ui ${ui ? 'up' : 'down'}` };
+      const ui = await fetch(`http://${t.ip}:${t.uiPort}/`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      return {
+        name: 'temporal',
+        kind: 'temporal',
+        address: `${t.ip}:${t.port} (UI http://${t.ip}:${t.uiPort})`,
+        pid: state.pids.temporal,
+        healthy: alive(state.pids.temporal) && grpc && ui,
+        detail: `grpc ${grpc ? 'up' : 'down'}, ui ${ui ? 'up' : 'down'}`,
+      };
     })(),
     (async () => {
-      const ok = await fetch(`http://${m.ip}:${m.port}/minio/health/live`).then((r) => r.ok, () => false);
-      return { name: 'minio', kind: 'minio', address: `${m.ip}:${m.port}`, pid: state.pids.minio, healthy: alive(state.pids.minio) && ok, detail: ok ? 'live' : 'not answering' };
+      const ok = await fetch(`http://${m.ip}:${m.port}/minio/health/live`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      return {
+        name: 'minio',
+        kind: 'minio',
+        address: `${m.ip}:${m.port}`,
+        pid: state.pids.minio,
+        healthy: alive(state.pids.minio) && ok,
+        detail: ok ? 'live' : 'not answering',
+      };
     })(),
     (async () => {
       // A real DNS query, as a resolver would ask.
       const name = d.records[0]!;
       const r = await queryA(name);
       const ok = 'addresses' in r && r.addresses.length > 0;
-      return { name: 'pdns', kind: 'pdns', address: `${d.ip}:${d.port} (API ${pdnsApi})`, pid: state.pids.pdns, healthy: alive(state.pids.pdns) && ok,
-        detail: 'addresses' in r ? `${name} A ${r.addresses.join(',')} TTL ${r.ttl}` : `${name}: ${r.error}` };
+      return {
+        name: 'pdns',
+        kind: 'pdns',
+        address: `${d.ip}:${d.port} (API ${pdnsApi})`,
+        pid: state.pids.pdns,
+        healthy: alive(state.pids.pdns) && ok,
+        detail: 'addresses' in r ? `${name} A ${r.addresses.join(',')} TTL ${r.ttl}` : `${name}: ${r.error}`,
+      };
     })(),
   ];
   if (state.pids.worker) checks.push(workerStatus(state.pids.worker));
   for (const site of SITES) {
     const down = state.sitesDown?.[site.name];
     const onPurpose = (c: Component, parked: boolean): Component =>
-      (parked ? { ...c, healthy: false, downOnPurpose: true, detail: `down on purpose (drctl lab site down${down?.hard ? ' --hard' : ''}); ${c.detail}` } : c);
-    checks.push((async () => {
-      // The primary site's app must serve (200); the DR site's answers 503 until the app is restored there.
-      const pid = state.pids[appKey(site)];
-      const r = await httpGet(`http://${site.appAddress}:${site.appPort}/healthz`);
-      const answering = r.status === 200 || r.status === 503;
-      const healthy = alive(pid) && (site.role === 'primary' ? r.status === 200 : answering);
-      return onPurpose({ name: appKey(site), kind: 'app', address: `http://${site.appAddress}:${site.appPort}`, pid: alive(pid) ? pid : undefined, healthy,
-        detail: r.status ? `HTTP ${r.status} ${r.body}` : r.body }, !!down);
-    })());
+      parked
+        ? {
+            ...c,
+            healthy: false,
+            downOnPurpose: true,
+            detail: `down on purpose (drctl lab site down${down?.hard ? ' --hard' : ''}); ${c.detail}`,
+          }
+        : c;
+    checks.push(
+      (async () => {
+        // The primary site's app must serve (200); the DR site's answers 503 until the app is restored there.
+        const pid = state.pids[appKey(site)];
+        const r = await httpGet(`http://${site.appAddress}:${site.appPort}/healthz`);
+        const answering = r.status === 200 || r.status === 503;
+        const healthy = alive(pid) && (site.role === 'primary' ? r.status === 200 : answering);
+        return onPurpose(
+          {
+            name: appKey(site),
+            kind: 'app',
+            address: `http://${site.appAddress}:${site.appPort}`,
+            pid: alive(pid) ? pid : undefined,
+            healthy,
+            detail: r.status ? `HTTP ${r.status} ${r.body}` : r.body,
+          },
+          !!down,
+        );
+      })(),
+    );
     for (const node of site.nodes) {
       const initPid = state.pids[node.id];
       let sup: SupervisorState | undefined;
@@ -519,50 +756,123 @@ export async function status(): Promise<Component[]> {
       }
       const podPid = (pod: string) => hostPid(pids, initPid, sup?.pods[pod]?.pid);
       const parked = (pod: string) => !!down?.parked.includes(`${pod}.yaml`);
-      checks.push((async () => ({ name: node.id, kind: 'node', address: node.ip, pid: initPid, healthy: alive(initPid), detail: alive(initPid) ? 'namespace up' : 'down' }))());
-      checks.push((async () => {
-        const banner = await sshBanner(node.ip);
-        return { name: `${node.id}/sshd`, kind: 'sshd', address: `${node.ip}:22`, pid: hostPid(pids, initPid, sup?.sshd), healthy: !!banner?.startsWith('SSH-2.0'), detail: banner ?? 'no banner' };
-      })());
-      checks.push((async () => {
-        const tls = {
-          ca: onHost(node, '/etc/kubernetes/pki/etcd/ca.crt'),
-          cert: onHost(node, '/etc/kubernetes/pki/etcd/healthcheck-client.crt'),
-          key: onHost(node, '/etc/kubernetes/pki/etcd/healthcheck-client.key'),
-        };
-        const r = await httpsGet(`https://${node.ip}:2379/health`, tls);
-        const healthy = r.status === 200 && /"health":\s*"true"/.test(r.body);
-        return { name: `${node.id}/etcd`, kind: 'etcd', address: `https://${node.ip}:2379`, pid: podPid('etcd'), healthy,
-          detail: `${site.etcdVersion} ${r.status ? `${r.status} ${r.body}` : r.body}` };
-      })());
+      checks.push(
+        (async () => ({
+          name: node.id,
+          kind: 'node',
+          address: node.ip,
+          pid: initPid,
+          healthy: alive(initPid),
+          detail: alive(initPid) ? 'namespace up' : 'down',
+        }))(),
+      );
+      checks.push(
+        (async () => {
+          const banner = await sshBanner(node.ip);
+          return {
+            name: `${node.id}/sshd`,
+            kind: 'sshd',
+            address: `${node.ip}:22`,
+            pid: hostPid(pids, initPid, sup?.sshd),
+            healthy: !!banner?.startsWith('SSH-2.0'),
+            detail: banner ?? 'no banner',
+          };
+        })(),
+      );
+      checks.push(
+        (async () => {
+          const tls = {
+            ca: onHost(node, '/etc/kubernetes/pki/etcd/ca.crt'),
+            cert: onHost(node, '/etc/kubernetes/pki/etcd/healthcheck-client.crt'),
+            key: onHost(node, '/etc/kubernetes/pki/etcd/healthcheck-client.key'),
+          };
+          const r = await httpsGet(`https://${node.ip}:2379/health`, tls);
+          const healthy = r.status === 200 && /"health":\s*"true"/.test(r.body);
+          return {
+            name: `${node.id}/etcd`,
+            kind: 'etcd',
+            address: `https://${node.ip}:2379`,
+            pid: podPid('etcd'),
+            healthy,
+            detail: `${site.etcdVersion} ${r.status ? `${r.status} ${r.body}` : r.body}`,
+          };
+        })(),
+      );
       if (!node.runsApiserver) continue;
-      checks.push((async () => {
-        const r = await adminGet(site, '/readyz');
-        return onPurpose({ name: `${site.name}/kube-apiserver`, kind: 'kube-apiserver', address: site.apiserver, pid: podPid('kube-apiserver'),
-          healthy: r.status === 200, detail: `readyz ${r.status || r.body}` }, parked('kube-apiserver'));
-      })());
-      for (const [pod, kind, port] of [['kube-controller-manager', 'kube-controller-manager', CP_PORTS.controllerManager], ['kube-scheduler', 'kube-scheduler', CP_PORTS.scheduler]] as const) {
-        checks.push((async () => {
-          const r = await httpsProbe(`https://${node.ip}:${port}/healthz`);
-          const pid = podPid(pod);
-          return onPurpose({ name: `${site.name}/${pod}`, kind, address: `https://${node.ip}:${port}`, pid, healthy: !!pid && r.status === 200,
-            detail: `healthz ${r.status ? `${r.status} ${r.body.slice(0, 80)}` : r.body}` }, parked(pod));
-        })());
+      checks.push(
+        (async () => {
+          const r = await adminGet(site, '/readyz');
+          return onPurpose(
+            {
+              name: `${site.name}/kube-apiserver`,
+              kind: 'kube-apiserver',
+              address: site.apiserver,
+              pid: podPid('kube-apiserver'),
+              healthy: r.status === 200,
+              detail: `readyz ${r.status || r.body}`,
+            },
+            parked('kube-apiserver'),
+          );
+        })(),
+      );
+      for (const [pod, kind, port] of [
+        ['kube-controller-manager', 'kube-controller-manager', CP_PORTS.controllerManager],
+        ['kube-scheduler', 'kube-scheduler', CP_PORTS.scheduler],
+      ] as const) {
+        checks.push(
+          (async () => {
+            const r = await httpsProbe(`https://${node.ip}:${port}/healthz`);
+            const pid = podPid(pod);
+            return onPurpose(
+              {
+                name: `${site.name}/${pod}`,
+                kind,
+                address: `https://${node.ip}:${port}`,
+                pid,
+                healthy: !!pid && r.status === 200,
+                detail: `healthz ${r.status ? `${r.status} ${r.body.slice(0, 80)}` : r.body}`,
+              },
+              parked(pod),
+            );
+          })(),
+        );
       }
-      checks.push((async () => {
-        // kwok fakes the nodes' kubelets: healthy when it runs and its nodes are Ready.
-        const pid = podPid('kwok');
-        const r = await kwokNodesReady(site);
-        return onPurpose({ name: `${site.name}/kwok`, kind: 'kwok', address: `http://${node.ip}:${CP_PORTS.kwok}`, pid, healthy: !!pid && r.ready === KWOK_NODES.length,
-          detail: r.detail }, parked('kwok'));
-      })());
-      checks.push((async () => {
-        // Velero is healthy when it has validated its storage location (the shared bucket) as Available.
-        const pid = podPid('velero');
-        const r = await storageLocation(site);
-        return onPurpose({ name: `${site.name}/velero`, kind: 'velero', address: `http://${node.ip}:${CP_PORTS.veleroMetrics}`, pid, healthy: !!pid && r.phase === 'Available',
-          detail: r.detail }, parked('velero'));
-      })());
+      checks.push(
+        (async () => {
+          // kwok fakes the nodes' kubelets: healthy when it runs and its nodes are Ready.
+          const pid = podPid('kwok');
+          const r = await kwokNodesReady(site);
+          return onPurpose(
+            {
+              name: `${site.name}/kwok`,
+              kind: 'kwok',
+              address: `http://${node.ip}:${CP_PORTS.kwok}`,
+              pid,
+              healthy: !!pid && r.ready === KWOK_NODES.length,
+              detail: r.detail,
+            },
+            parked('kwok'),
+          );
+        })(),
+      );
+      checks.push(
+        (async () => {
+          // Velero is healthy when it has validated its storage location (the shared bucket) as Available.
+          const pid = podPid('velero');
+          const r = await storageLocation(site);
+          return onPurpose(
+            {
+              name: `${site.name}/velero`,
+              kind: 'velero',
+              address: `http://${node.ip}:${CP_PORTS.veleroMetrics}`,
+              pid,
+              healthy: !!pid && r.phase === 'Available',
+              detail: r.detail,
+            },
+            parked('velero'),
+          );
+        })(),
+      );
     }
   }
   return Promise.all(checks);
@@ -573,7 +883,12 @@ export async function status(): Promise<Component[]> {
 
 export function labConfig(): object {
   return {
-    temporal: { address: `${SERVICES.temporal.ip}:${SERVICES.temporal.port}`, namespace: 'default', taskQueue: LAB_TASK_QUEUE, webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}` },
+    temporal: {
+      address: `${SERVICES.temporal.ip}:${SERVICES.temporal.port}`,
+      namespace: 'default',
+      taskQueue: LAB_TASK_QUEUE,
+      webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}`,
+    },
     sites: SITES.map((site) => ({
       name: site.name,
       role: site.role,
@@ -585,10 +900,24 @@ export function labConfig(): object {
         kubeconfig: site.kubeconfig,
         nodes: site.nodes.map((node) => ({
           name: node.name,
-          ssh: { host: node.ip, port: 22, user: 'root', privateKeyPath: paths.sshKey, hostKeyFingerprint: hostKeyFingerprint(node) },
-          etcd: { memberName: node.name, clientUrl: `https://${node.ip}:2379`, peerUrl: `https://${node.ip}:2380`, dataDir: '/var/lib/etcd' },
+          ssh: {
+            host: node.ip,
+            port: 22,
+            user: 'root',
+            privateKeyPath: paths.sshKey,
+            hostKeyFingerprint: hostKeyFingerprint(node),
+          },
+          etcd: {
+            memberName: node.name,
+            clientUrl: `https://${node.ip}:2379`,
+            peerUrl: `https://${node.ip}:2380`,
+            dataDir: '/var/lib/etcd',
+          },
           // The lab runs the Velero server as a static pod next to the controllers (lab/controlplane.ts).
-          controlPlane: { profile: 'kubeadm', restartAfterRestore: ['kube-controller-manager', 'kube-scheduler', 'velero'] },
+          controlPlane: {
+            profile: 'kubeadm',
+            restartAfterRestore: ['kube-controller-manager', 'kube-scheduler', 'velero'],
+          },
           apiserver: node.runsApiserver,
         })),
       },
@@ -650,12 +979,16 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   layout();
   const state = readState();
   for (const [site, d] of Object.entries(state.sitesDown ?? {})) {
-    log(`${site} is down on purpose since ${d.since} (lab site down${d.hard ? ' --hard' : ''}); \`drctl lab site up ${site}\` brings it back`);
+    log(
+      `${site} is down on purpose since ${d.since} (lab site down${d.hard ? ' --hard' : ''}); \`drctl lab site up ${site}\` brings it back`,
+    );
   }
   const foreign = await foreignListeners(state);
   if (foreign.length) {
-    throw new Error(`lab addresses already in use, not by this lab (${LAB_DIR}): ${foreign.join(', ')}\n` +
-      `a lab from another checkout? stop it there (drctl lab down), or find the process: ss -ltnp 'sport = :PORT'`);
+    throw new Error(
+      `lab addresses already in use, not by this lab (${LAB_DIR}): ${foreign.join(', ')}\n` +
+        `a lab from another checkout? stop it there (drctl lab down), or find the process: ss -ltnp 'sport = :PORT'`,
+    );
   }
   startAll(state);
   log('waiting for every component to be healthy ...');
@@ -664,7 +997,9 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   // The servers first; then what lives in them (buckets, the DNS zone, each site's objects); then
   // everything that depends on those (Velero validates its bucket, the app needs its pods Ready).
   const since = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
-  await waitHealthy(deadline, t0, (c) => ['temporal', 'minio', 'node', 'sshd', 'etcd', 'kube-apiserver'].includes(c.kind));
+  await waitHealthy(deadline, t0, (c) =>
+    ['temporal', 'minio', 'node', 'sshd', 'etcd', 'kube-apiserver'].includes(c.kind),
+  );
   log(`servers up (${since()}); creating buckets, the DNS zone and the sites' objects ...`);
   const { ensureDemoBackups, ensureSiteObjects, backups, INITIAL_BACKUP } = await import('./objects.ts');
   const { ensureZone } = await import('./pdns.ts');
@@ -697,41 +1032,66 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
     // whatever --backup-sync-period says (backupSyncReconcilePeriod is a constant), and its first
     // sync at start-up ran before its location was validated (skipped). A restarted server syncs at
     // once (its location is Available by then): restart it rather than wait up to a minute.
-    await Promise.all(reachable.filter((s) => s !== primary).map(async (site) => {
-      const t = Date.now();
-      let restarted = false;
-      for (;;) {
-        const synced = (await backups(site)).some((x) => x.metadata.name === b.backup && x.status?.phase === 'Completed');
-        if (synced) break;
-        if (!restarted && Date.now() - t > 6000) {
-          const pid = (await status()).find((c) => c.name === `${site.name}/velero`)?.pid;
-          if (pid) process.kill(pid, 'SIGTERM');
-          restarted = true;
-        }
-        if (Date.now() > deadline) throw new Error(`${site.name}: Velero has not synced backup ${b.backup} (${INITIAL_BACKUP}) from the bucket`);
-        await sleep(500);
-      }
-      log(`${site.name} sees backup ${b.backup} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
-    }));
+    await Promise.all(
+      reachable
+        .filter((s) => s !== primary)
+        .map(async (site) => {
+          const t = Date.now();
+          let restarted = false;
+          for (;;) {
+            const synced = (await backups(site)).some(
+              (x) => x.metadata.name === b.backup && x.status?.phase === 'Completed',
+            );
+            if (synced) break;
+            if (!restarted && Date.now() - t > 6000) {
+              const pid = (await status()).find((c) => c.name === `${site.name}/velero`)?.pid;
+              if (pid) process.kill(pid, 'SIGTERM');
+              restarted = true;
+            }
+            if (Date.now() > deadline)
+              throw new Error(
+                `${site.name}: Velero has not synced backup ${b.backup} (${INITIAL_BACKUP}) from the bucket`,
+              );
+            await sleep(500);
+          }
+          log(`${site.name} sees backup ${b.backup} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+        }),
+    );
   }
   writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
   chmodSync(paths.config, 0o600);
   // Always a fresh worker, so it runs the code and config as they are now.
   await stopPid(state.pids.worker);
-  state.pids.worker = launch('worker', process.execPath, [join(REPO, 'bin/drctl.js'), '--config', paths.config, 'worker']);
+  state.pids.worker = launch('worker', process.execPath, [
+    join(REPO, 'bin/drctl.js'),
+    '--config',
+    paths.config,
+    'worker',
+  ]);
   writeState(state);
   const comps = await waitHealthy(deadline, t0);
-  return { config: paths.config, webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}`, seconds: (Date.now() - t0) / 1000, components: comps };
+  return {
+    config: paths.config,
+    webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}`,
+    seconds: (Date.now() - t0) / 1000,
+    components: comps,
+  };
 }
 
 /** Waits until every selected component is healthy (components down on purpose are not waited for). */
-async function waitHealthy(deadline: number, t0: number, which: (c: Component) => boolean = () => true): Promise<Component[]> {
+async function waitHealthy(
+  deadline: number,
+  t0: number,
+  which: (c: Component) => boolean = () => true,
+): Promise<Component[]> {
   for (;;) {
     const comps = (await status()).filter((c) => which(c) && !c.downOnPurpose);
     if (comps.every((c) => c.healthy)) return comps;
     if (Date.now() > deadline) {
       const bad = comps.filter((c) => !c.healthy).map((c) => `${c.name}: ${c.detail}`);
-      throw new Error(`lab not healthy after ${Math.round((Date.now() - t0) / 1000)} s:\n  ${bad.join('\n  ')}\n(logs in ${paths.logs} and ${LAB_DIR}/nodes/*/var/log)`);
+      throw new Error(
+        `lab not healthy after ${Math.round((Date.now() - t0) / 1000)} s:\n  ${bad.join('\n  ')}\n(logs in ${paths.logs} and ${LAB_DIR}/nodes/*/var/log)`,
+      );
     }
     await sleep(1000);
   }
@@ -740,7 +1100,11 @@ async function waitHealthy(deadline: number, t0: number, which: (c: Component) =
 async function ensureBucket(bucket: string) {
   const { ObjectStore } = await import('../gateways/s3.ts');
   const store = new ObjectStore({
-    endpoint: `http://${SERVICES.minio.ip}:${SERVICES.minio.port}`, bucket, region: 'us-east-1', forcePathStyle: true, prefix: 'drctl/',
+    endpoint: `http://${SERVICES.minio.ip}:${SERVICES.minio.port}`,
+    bucket,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    prefix: 'drctl/',
     credentials: { file: paths.minioCreds },
   });
   await store.ensureBucket();
@@ -778,9 +1142,13 @@ export async function down(opts: { purge?: boolean } = {}): Promise<string[]> {
   for (const name of Object.keys(state.sitesDown ?? {})) unpark(siteNamed(name), state.sitesDown![name]!.parked);
   // The worker first: it should not see its servers vanish under it.
   if (await stopPid(state.pids.worker)) stopped.push(`worker (pid ${state.pids.worker})`);
-  await Promise.all(Object.entries(state.pids).filter(([name]) => name !== 'worker').map(async ([name, pid]) => {
-    if (await stopPid(pid, isNodeId(name))) stopped.push(`${name} (pid ${pid})`);
-  }));
+  await Promise.all(
+    Object.entries(state.pids)
+      .filter(([name]) => name !== 'worker')
+      .map(async ([name, pid]) => {
+        if (await stopPid(pid, isNodeId(name))) stopped.push(`${name} (pid ${pid})`);
+      }),
+  );
   writeState({ pids: {} });
   if (opts.purge) rmSync(LAB_DIR, { recursive: true, force: true });
   return stopped.sort();
@@ -851,7 +1219,14 @@ export async function siteDown(siteName: string, opts: { hard?: boolean } = {}):
     const ip = cp1Of(site).ip;
     for (let i = 0; i < 200 && (await tcpOpen(ip, CP_PORTS.apiserver, 300)); i++) await sleep(100);
   }
-  return { site: site.name, action: 'down', hard: rec.hard, changed, appEndpoint: 'stopped', apiserver: rec.hard ? 'stopped' : 'running' };
+  return {
+    site: site.name,
+    action: 'down',
+    hard: rec.hard,
+    changed,
+    appEndpoint: 'stopped',
+    apiserver: rec.hard ? 'stopped' : 'running',
+  };
 }
 
 export async function siteUp(siteName: string, opts: { timeoutMs?: number } = {}): Promise<SiteChange> {
@@ -862,18 +1237,34 @@ export async function siteUp(siteName: string, opts: { timeoutMs?: number } = {}
   const changed: string[] = [];
   if (rec?.parked.length) {
     // The API server first, then its clients: they would only crash-loop against a closed port meanwhile.
-    changed.push(...unpark(site, rec.parked.filter((f) => f === 'kube-apiserver.yaml')).map((p) => `${p} started`));
+    changed.push(
+      ...unpark(
+        site,
+        rec.parked.filter((f) => f === 'kube-apiserver.yaml'),
+      ).map((p) => `${p} started`),
+    );
     while ((await adminGet(site, '/readyz')).status !== 200 && Date.now() < deadline) await sleep(300);
-    changed.push(...unpark(site, rec.parked.filter((f) => f !== 'kube-apiserver.yaml')).map((p) => `${p} started`));
+    changed.push(
+      ...unpark(
+        site,
+        rec.parked.filter((f) => f !== 'kube-apiserver.yaml'),
+      ).map((p) => `${p} started`),
+    );
   }
   if (startApp(state, site)) changed.push(`app endpoint started (pid ${state.pids[appKey(site)]})`);
   if (state.sitesDown) delete state.sitesDown[site.name];
   writeState(state);
   // Back when its API server is ready and its app endpoint answers (200, or 503 while the app is not there).
   for (;;) {
-    const [api, app] = await Promise.all([adminGet(site, '/readyz'), httpGet(`http://${site.appAddress}:${site.appPort}/healthz`)]);
+    const [api, app] = await Promise.all([
+      adminGet(site, '/readyz'),
+      httpGet(`http://${site.appAddress}:${site.appPort}/healthz`),
+    ]);
     if (api.status === 200 && (app.status === 200 || app.status === 503)) break;
-    if (Date.now() > deadline) throw new Error(`${site.name} not back after ${opts.timeoutMs ?? 90_000} ms: API readyz ${api.status || api.body}, app ${app.status || app.body}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${site.name} not back after ${opts.timeoutMs ?? 90_000} ms: API readyz ${api.status || api.body}, app ${app.status || app.body}`,
+      );
     await sleep(300);
   }
   return { site: site.name, action: 'up', hard: !!rec?.hard, changed, appEndpoint: 'running', apiserver: 'running' };
@@ -892,7 +1283,11 @@ function nodeProcesses(nodeId: string): { pid: number; comm: string; cmdline: st
     if (!/^\d+$/.test(d)) continue;
     try {
       if (readlinkSync(`/proc/${d}/ns/pid`) !== ns) continue;
-      out.push({ pid: Number(d), comm: readFileSync(`/proc/${d}/comm`, 'utf8').trim(), cmdline: readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ') });
+      out.push({
+        pid: Number(d),
+        comm: readFileSync(`/proc/${d}/comm`, 'utf8').trim(),
+        cmdline: readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' '),
+      });
     } catch {
       /* exited meanwhile */
     }
@@ -907,7 +1302,9 @@ const nodeIdOf = (id: string) => {
 
 /** Kills the node's sshd and every session it serves, as a crashed daemon would leave it. */
 export function killSshd(nodeId: string): number[] {
-  const killed = nodeProcesses(nodeIdOf(nodeId)).filter((p) => p.comm === 'sshd').map((p) => p.pid);
+  const killed = nodeProcesses(nodeIdOf(nodeId))
+    .filter((p) => p.comm === 'sshd')
+    .map((p) => p.pid);
   for (const pid of killed) {
     try {
       process.kill(pid, 'SIGKILL');

@@ -38,10 +38,16 @@ async function ensure(api: KubernetesObjectApi, obj: Obj, timeoutMs = 30_000): P
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const exists = await api.read({ apiVersion: obj.apiVersion!, kind: obj.kind!, metadata: { name: obj.metadata!.name!, namespace: obj.metadata?.namespace } }).then(
-        () => true,
-        (err: unknown) => (code(err) === 404 ? false : Promise.reject(err)),
-      );
+      const exists = await api
+        .read({
+          apiVersion: obj.apiVersion!,
+          kind: obj.kind!,
+          metadata: { name: obj.metadata!.name!, namespace: obj.metadata?.namespace },
+        })
+        .then(
+          () => true,
+          (err: unknown) => (code(err) === 404 ? false : Promise.reject(err)),
+        );
       if (exists) return false;
       await api.create(obj);
       return true;
@@ -52,7 +58,9 @@ async function ensure(api: KubernetesObjectApi, obj: Obj, timeoutMs = 30_000): P
       // (no default ServiceAccount yet), a refused connection while the API server starts: retry.
       if (invalid || Date.now() > deadline) {
         const body = err instanceof ApiException ? ` ${String(err.body).slice(0, 300)}` : '';
-        throw new Error(`create ${obj.kind} ${obj.metadata?.namespace ? `${obj.metadata.namespace}/` : ''}${obj.metadata?.name}: ${(err as Error).message}${body}`);
+        throw new Error(
+          `create ${obj.kind} ${obj.metadata?.namespace ? `${obj.metadata.namespace}/` : ''}${obj.metadata?.name}: ${(err as Error).message}${body}`,
+        );
       }
       await sleep(300);
     }
@@ -67,7 +75,10 @@ function veleroCrdsFile(): string {
   const file = join(LAB_DIR, 'velero', `crds-${VERSIONS.velero}.yaml`);
   if (!existsSync(file)) {
     mkdirSync(dirname(file), { recursive: true });
-    const yaml = execFileSync(bin.velero, ['install', '--crds-only', '--dry-run', '-o', 'yaml'], { encoding: 'utf8', env: { ...process.env, KUBECONFIG: '/dev/null' } });
+    const yaml = execFileSync(bin.velero, ['install', '--crds-only', '--dry-run', '-o', 'yaml'], {
+      encoding: 'utf8',
+      env: { ...process.env, KUBECONFIG: '/dev/null' },
+    });
     writeFileSync(`${file}.tmp`, yaml);
     renameSync(`${file}.tmp`, file);
   }
@@ -93,7 +104,14 @@ function kwokNode(site: LabSite, name: string): Obj {
     kind: 'Node',
     metadata: {
       name,
-      labels: { type: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', 'node-role.kubernetes.io/agent': '', 'topology.kubernetes.io/zone': site.name },
+      labels: {
+        type: 'kwok',
+        'kubernetes.io/hostname': name,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': 'amd64',
+        'node-role.kubernetes.io/agent': '',
+        'topology.kubernetes.io/zone': site.name,
+      },
       annotations: { [KWOK_TAINT.key]: KWOK_TAINT.value, 'node.alpha.kubernetes.io/ttl': '0' },
     },
     spec: { taints: [KWOK_TAINT] },
@@ -117,7 +135,17 @@ function coreDns(): Obj[] {
             priorityClassName: 'system-cluster-critical',
             nodeSelector: { type: 'kwok' },
             tolerations: [kwokToleration, { key: 'CriticalAddonsOnly', operator: 'Exists' }],
-            containers: [{ name: 'coredns', image: 'registry.k8s.io/coredns/coredns:v1.12.1', args: ['-conf', '/etc/coredns/Corefile'], ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }, { name: 'dns-tcp', containerPort: 53, protocol: 'TCP' }] }],
+            containers: [
+              {
+                name: 'coredns',
+                image: 'registry.k8s.io/coredns/coredns:v1.12.1',
+                args: ['-conf', '/etc/coredns/Corefile'],
+                ports: [
+                  { name: 'dns', containerPort: 53, protocol: 'UDP' },
+                  { name: 'dns-tcp', containerPort: 53, protocol: 'TCP' },
+                ],
+              },
+            ],
           },
         },
       },
@@ -126,7 +154,14 @@ function coreDns(): Obj[] {
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'kube-dns', namespace: 'kube-system', labels },
-      spec: { selector: labels, clusterIP: '10.96.0.10', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] },
+      spec: {
+        selector: labels,
+        clusterIP: '10.96.0.10',
+        ports: [
+          { name: 'dns', port: 53, protocol: 'UDP' },
+          { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+        ],
+      },
     },
   ];
 }
@@ -140,7 +175,9 @@ function veleroConfig(minio: { accessKeyId: string; secretAccessKey: string }): 
       metadata: { name: 'cloud-credentials', namespace: VELERO_NS },
       type: 'Opaque',
       // AWS credentials-file format, what velero-plugin-for-aws reads.
-      stringData: { cloud: `[default]\naws_access_key_id=${minio.accessKeyId}\naws_secret_access_key=${minio.secretAccessKey}\n` },
+      stringData: {
+        cloud: `[default]\naws_access_key_id=${minio.accessKeyId}\naws_secret_access_key=${minio.secretAccessKey}\n`,
+      },
     },
     {
       apiVersion: 'velero.io/v1',
@@ -187,7 +224,11 @@ function demoApp(): { first: Obj[]; then: Obj[] } {
   const ns = DEMO_NS;
   return {
     first: [
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'app.kubernetes.io/part-of': 'drctl-lab-demo' } } },
+      {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: ns, labels: { 'app.kubernetes.io/part-of': 'drctl-lab-demo' } },
+      },
       {
         apiVersion: 'v1',
         kind: 'PersistentVolume',
@@ -203,13 +244,32 @@ function demoApp(): { first: Obj[]; then: Obj[] } {
       },
     ],
     then: [
-      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'nginx-config', namespace: ns, labels }, data: { 'default.conf': 'server {\n  listen 80;\n  location / { root /usr/share/nginx/html; }\n  location /healthz { return 200 "ok\\n"; }\n}\n' } },
-      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db-credentials', namespace: ns, labels }, type: 'Opaque', stringData: { username: 'shop', password: 'not-a-real-password', host: 'db.demo-app.svc' } },
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'nginx-config', namespace: ns, labels },
+        data: {
+          'default.conf':
+            'server {\n  listen 80;\n  location / { root /usr/share/nginx/html; }\n  location /healthz { return 200 "ok\\n"; }\n}\n',
+        },
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'db-credentials', namespace: ns, labels },
+        type: 'Opaque',
+        stringData: { username: 'shop', password: 'not-a-real-password', host: 'db.demo-app.svc' },
+      },
       {
         apiVersion: 'v1',
         kind: 'PersistentVolumeClaim',
         metadata: { name: 'demo-data', namespace: ns, labels },
-        spec: { accessModes: ['ReadWriteOnce'], storageClassName: STORAGE_CLASS, volumeName: 'demo-data-pv', resources: { requests: { storage: '1Gi' } } },
+        spec: {
+          accessModes: ['ReadWriteOnce'],
+          storageClassName: STORAGE_CLASS,
+          volumeName: 'demo-data-pv',
+          resources: { requests: { storage: '1Gi' } },
+        },
       },
       {
         apiVersion: 'apps/v1',
@@ -223,19 +283,32 @@ function demoApp(): { first: Obj[]; then: Obj[] } {
             spec: {
               nodeSelector: { type: 'kwok' },
               tolerations: [kwokToleration],
-              containers: [{
-                name: 'nginx',
-                image: 'nginx:1.27-alpine',
-                ports: [{ containerPort: 80 }],
-                envFrom: [{ secretRef: { name: 'db-credentials' } }],
-                volumeMounts: [{ name: 'config', mountPath: '/etc/nginx/conf.d' }, { name: 'data', mountPath: '/usr/share/nginx/html' }],
-              }],
-              volumes: [{ name: 'config', configMap: { name: 'nginx-config' } }, { name: 'data', persistentVolumeClaim: { claimName: 'demo-data' } }],
+              containers: [
+                {
+                  name: 'nginx',
+                  image: 'nginx:1.27-alpine',
+                  ports: [{ containerPort: 80 }],
+                  envFrom: [{ secretRef: { name: 'db-credentials' } }],
+                  volumeMounts: [
+                    { name: 'config', mountPath: '/etc/nginx/conf.d' },
+                    { name: 'data', mountPath: '/usr/share/nginx/html' },
+                  ],
+                },
+              ],
+              volumes: [
+                { name: 'config', configMap: { name: 'nginx-config' } },
+                { name: 'data', persistentVolumeClaim: { claimName: 'demo-data' } },
+              ],
             },
           },
         },
       },
-      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'nginx', namespace: ns, labels }, spec: { selector: labels, ports: [{ name: 'http', port: 80, targetPort: 80 }] } },
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'nginx', namespace: ns, labels },
+        spec: { selector: labels, ports: [{ name: 'http', port: 80, targetPort: 80 }] },
+      },
     ],
   };
 }
@@ -246,7 +319,10 @@ const backupTemplate = { includedNamespaces: [DEMO_NS], storageLocation: BSL, tt
  * Everything the site needs before its Velero starts, and (primary site) the demo workload.
  * Returns the objects this call created ("kind/name"), empty on a rerun.
  */
-export async function ensureSiteObjects(site: LabSite, minio: { accessKeyId: string; secretAccessKey: string }): Promise<string[]> {
+export async function ensureSiteObjects(
+  site: LabSite,
+  minio: { accessKeyId: string; secretAccessKey: string },
+): Promise<string[]> {
   const api = objectApi(site);
   const created: string[] = [];
   const all = async (objs: Obj[]) => {
@@ -256,7 +332,14 @@ export async function ensureSiteObjects(site: LabSite, minio: { accessKeyId: str
   const crds = applyVeleroCrds(site);
   await all([
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: VELERO_NS } },
-    { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name: STORAGE_CLASS }, provisioner: 'kubernetes.io/no-provisioner', reclaimPolicy: 'Retain', volumeBindingMode: 'Immediate' },
+    {
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name: STORAGE_CLASS },
+      provisioner: 'kubernetes.io/no-provisioner',
+      reclaimPolicy: 'Retain',
+      volumeBindingMode: 'Immediate',
+    },
     ...KWOK_NODES.map((n) => kwokNode(site, n)),
     ...(site.role === 'primary' ? demoApp().first : []),
   ]);
@@ -278,11 +361,26 @@ async function reviveStalePods(api: KubernetesObjectApi): Promise<string[]> {
   const stale = pods.filter((p) => {
     const c = new Map((p.status?.conditions ?? []).map((x) => [x.type, x.status]));
     // Only pods a controller owns come back by themselves.
-    return c.get('Ready') === 'False' && c.get('ContainersReady') === 'True' && (p.metadata?.ownerReferences?.length ?? 0) > 0;
+    return (
+      c.get('Ready') === 'False' &&
+      c.get('ContainersReady') === 'True' &&
+      (p.metadata?.ownerReferences?.length ?? 0) > 0
+    );
   });
-  await Promise.all(stale.map((p) => api.delete({ apiVersion: 'v1', kind: 'Pod', metadata: { name: p.metadata?.name, namespace: p.metadata?.namespace } }, undefined, undefined, 0).catch((err: unknown) => {
-    if (code(err) !== 404) throw err;
-  })));
+  await Promise.all(
+    stale.map((p) =>
+      api
+        .delete(
+          { apiVersion: 'v1', kind: 'Pod', metadata: { name: p.metadata?.name, namespace: p.metadata?.namespace } },
+          undefined,
+          undefined,
+          0,
+        )
+        .catch((err: unknown) => {
+          if (code(err) !== 404) throw err;
+        }),
+    ),
+  );
   return stale.map((p) => `Pod/${p.metadata?.namespace}/${p.metadata?.name} (recreated: stale NotReady mark)`);
 }
 
@@ -308,11 +406,17 @@ const isDemoBackup = (b: VeleroBackup) => (b.spec?.includedNamespaces ?? []).inc
  * (every 2 minutes, well inside the e-commerce RPO of 5 minutes; skipImmediately, the first backup
  * is the one just taken). Returns the name of the newest Completed demo-app backup.
  */
-export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log: (m: string) => void = () => undefined): Promise<{ backup: string }> {
+export async function ensureDemoBackups(
+  site: LabSite,
+  timeoutMs = 120_000,
+  log: (m: string) => void = () => undefined,
+): Promise<{ backup: string }> {
   const api = objectApi(site);
   const deadline = Date.now() + timeoutMs;
-  const newest = (bs: VeleroBackup[]) => bs.filter((b) => isDemoBackup(b) && b.status?.phase === 'Completed')
-    .sort((a, b) => String(b.status?.completionTimestamp).localeCompare(String(a.status?.completionTimestamp)))[0];
+  const newest = (bs: VeleroBackup[]) =>
+    bs
+      .filter((b) => isDemoBackup(b) && b.status?.phase === 'Completed')
+      .sort((a, b) => String(b.status?.completionTimestamp).localeCompare(String(a.status?.completionTimestamp)))[0];
   const all = await backups(site);
   let done = newest(all);
   // A lab that was stopped missed its schedule's runs: its newest backup would be older than the
@@ -321,11 +425,19 @@ export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log:
   if (!done || ageMs > STALE_AFTER_MS) {
     let name = done ? `${SCHEDULE}-catchup-${Math.floor(Date.now() / 1000)}` : INITIAL_BACKUP;
     const existing = all.find((b) => b.metadata.name === name);
-    if (existing && /Failed|Deleting/.test(existing.status?.phase ?? '')) name = `${INITIAL_BACKUP}-${Math.floor(Date.now() / 1000)}`;
-    log(done
-      ? `newest Velero backup of ${DEMO_NS} at ${site.name} is ${Math.round(ageMs / 60_000)} min old (the lab was stopped): taking ${name} ...`
-      : `taking the first Velero backup of ${DEMO_NS} at ${site.name} (${name}) ...`);
-    await ensure(api, { apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name, namespace: VELERO_NS }, spec: backupTemplate });
+    if (existing && /Failed|Deleting/.test(existing.status?.phase ?? ''))
+      name = `${INITIAL_BACKUP}-${Math.floor(Date.now() / 1000)}`;
+    log(
+      done
+        ? `newest Velero backup of ${DEMO_NS} at ${site.name} is ${Math.round(ageMs / 60_000)} min old (the lab was stopped): taking ${name} ...`
+        : `taking the first Velero backup of ${DEMO_NS} at ${site.name} (${name}) ...`,
+    );
+    await ensure(api, {
+      apiVersion: 'velero.io/v1',
+      kind: 'Backup',
+      metadata: { name, namespace: VELERO_NS },
+      spec: backupTemplate,
+    });
     for (;;) {
       const b = (await backups(site)).find((x) => x.metadata.name === name);
       const phase = b?.status?.phase ?? 'New';
@@ -333,8 +445,12 @@ export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log:
         done = b;
         break;
       }
-      if (/Failed/.test(phase)) throw new Error(`Velero backup ${name} at ${site.name}: ${phase} ${b?.status?.failureReason ?? ''} (velero log: ${site.nodes[0]!.root}/var/log/velero.log)`);
-      if (Date.now() > deadline) throw new Error(`Velero backup ${name} at ${site.name} still ${phase} after ${timeoutMs / 1000} s`);
+      if (/Failed/.test(phase))
+        throw new Error(
+          `Velero backup ${name} at ${site.name}: ${phase} ${b?.status?.failureReason ?? ''} (velero log: ${site.nodes[0]!.root}/var/log/velero.log)`,
+        );
+      if (Date.now() > deadline)
+        throw new Error(`Velero backup ${name} at ${site.name} still ${phase} after ${timeoutMs / 1000} s`);
       await sleep(500);
     }
   }
@@ -342,7 +458,12 @@ export async function ensureDemoBackups(site: LabSite, timeoutMs = 120_000, log:
     apiVersion: 'velero.io/v1',
     kind: 'Schedule',
     metadata: { name: SCHEDULE, namespace: VELERO_NS },
-    spec: { schedule: '*/2 * * * *', skipImmediately: true, useOwnerReferencesInBackup: false, template: backupTemplate },
+    spec: {
+      schedule: '*/2 * * * *',
+      skipImmediately: true,
+      useOwnerReferencesInBackup: false,
+      template: backupTemplate,
+    },
   });
   return { backup: done!.metadata.name };
 }

@@ -22,47 +22,66 @@ export function apiKey(): string {
 /** Config, API key and an empty database from the package's schema (each only when absent). */
 export function layoutPdns(): void {
   mkdirSync(socketDir, { recursive: true });
-  if (!existsSync(paths.pdnsApiKey)) writeFileSync(paths.pdnsApiKey, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+  if (!existsSync(paths.pdnsApiKey))
+    writeFileSync(paths.pdnsApiKey, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
   if (!existsSync(db)) {
     const tmp = `${db}.tmp`;
     rmSync(tmp, { force: true });
     execFileSync('sqlite3', [tmp], { input: readFileSync(bin.pdnsSchema), stdio: ['pipe', 'ignore', 'pipe'] });
     renameSync(tmp, db);
   }
-  writeFileSync(conf, [
-    '# Written by `drctl lab up` on every up.',
-    'launch=gsqlite3',
-    `gsqlite3-database=${db}`,
-    `local-address=${P.ip}`,
-    `local-port=${P.port}`,
-    'api=yes',
-    `api-key=${apiKey()}`,
-    'webserver=yes',
-    `webserver-address=${P.ip}`,
-    `webserver-port=${P.apiPort}`,
-    'webserver-allow-from=127.0.0.0/8',
-    `socket-dir=${socketDir}`,
-    'write-pid=no',
-    // No security-status poll: it is a DNS query to the internet every startup and every day.
-    'security-poll-suffix=',
-    // The API purges the caches of a zone it changes; short TTLs keep hand edits (sqlite3) honest too.
-    'cache-ttl=1',
-    'query-cache-ttl=1',
-    'negquery-cache-ttl=1',
-    'zone-cache-refresh-interval=5',
-    'receiver-threads=1',
-    'distributor-threads=1',
-    'loglevel=4',
-    '',
-  ].join('\n'), { mode: 0o600 });
+  writeFileSync(
+    conf,
+    [
+      '# Written by `drctl lab up` on every up.',
+      'launch=gsqlite3',
+      `gsqlite3-database=${db}`,
+      `local-address=${P.ip}`,
+      `local-port=${P.port}`,
+      'api=yes',
+      `api-key=${apiKey()}`,
+      'webserver=yes',
+      `webserver-address=${P.ip}`,
+      `webserver-port=${P.apiPort}`,
+      'webserver-allow-from=127.0.0.0/8',
+      `socket-dir=${socketDir}`,
+      'write-pid=no',
+      // No security-status poll: it is a DNS query to the internet every startup and every day.
+      'security-poll-suffix=',
+      // The API purges the caches of a zone it changes; short TTLs keep hand edits (sqlite3) honest too.
+      'cache-ttl=1',
+      'query-cache-ttl=1',
+      'negquery-cache-ttl=1',
+      'zone-cache-refresh-interval=5',
+      'receiver-threads=1',
+      'distributor-threads=1',
+      'loglevel=4',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
 }
 
 /** pdns_server's command line: foreground, no guardian, no syslog, config and socket under .lab/pdns. */
 export function pdnsCommand(): [string, string[]] {
-  return [bin.pdns, [`--config-dir=${paths.pdnsDir}`, `--socket-dir=${socketDir}`, '--daemon=no', '--guardian=no', '--disable-syslog', '--log-timestamp=yes']];
+  return [
+    bin.pdns,
+    [
+      `--config-dir=${paths.pdnsDir}`,
+      `--socket-dir=${socketDir}`,
+      '--daemon=no',
+      '--guardian=no',
+      '--disable-syslog',
+      '--log-timestamp=yes',
+    ],
+  ];
 }
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> {
+async function api(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown; text: string }> {
   const res = await fetch(`${pdnsApi}/api/v1/servers/localhost${path}`, {
     method,
     headers: { 'X-API-Key': apiKey(), ...(body ? { 'Content-Type': 'application/json' } : {}) },
@@ -95,9 +114,19 @@ interface RRSet {
 export async function ensureZone(): Promise<'created' | string[]> {
   const zone = fqdn(P.zone);
   const primary = SITES.find((s) => s.role === 'primary')!;
-  const a = (name: string, content: string, ttl = P.ttl): RRSet => ({ name: fqdn(name), type: 'A', ttl, records: [{ content, disabled: false }] });
+  const a = (name: string, content: string, ttl = P.ttl): RRSet => ({
+    name: fqdn(name),
+    type: 'A',
+    ttl,
+    records: [{ content, disabled: false }],
+  });
   const wanted: RRSet[] = [
-    { name: zone, type: 'SOA', ttl: 3600, records: [{ content: `ns1.${zone} hostmaster.${zone} 1 10800 3600 604800 30`, disabled: false }] },
+    {
+      name: zone,
+      type: 'SOA',
+      ttl: 3600,
+      records: [{ content: `ns1.${zone} hostmaster.${zone} 1 10800 3600 604800 30`, disabled: false }],
+    },
     { name: zone, type: 'NS', ttl: 3600, records: [{ content: `ns1.${zone}`, disabled: false }] },
     a(`ns1.${zone}`, P.ip, 3600),
     ...P.records.map((r) => a(r, primary.appAddress)),
@@ -112,14 +141,22 @@ export async function ensureZone(): Promise<'created' | string[]> {
   const have = ((got.json as { rrsets?: RRSet[] }).rrsets ?? []).map((r) => `${r.name} ${r.type}`);
   const missing = wanted.filter((w) => !have.includes(`${w.name} ${w.type}`));
   if (missing.length) {
-    const r = await api('PATCH', `/zones/${encodeURIComponent(zone)}`, { rrsets: missing.map((m) => ({ ...m, changetype: 'REPLACE' })) });
-    if (r.status !== 204) throw new Error(`PowerDNS: add ${missing.map((m) => m.name).join(', ')}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
+    const r = await api('PATCH', `/zones/${encodeURIComponent(zone)}`, {
+      rrsets: missing.map((m) => ({ ...m, changetype: 'REPLACE' })),
+    });
+    if (r.status !== 204)
+      throw new Error(
+        `PowerDNS: add ${missing.map((m) => m.name).join(', ')}: HTTP ${r.status} ${r.text.slice(0, 300)}`,
+      );
   }
   return missing.map((m) => `${m.name} ${m.type}`);
 }
 
 /** A real DNS query (UDP) to the server, as a resolver would ask it. */
-export async function queryA(name: string, timeoutMs = 1000): Promise<{ addresses: string[]; ttl: number } | { error: string }> {
+export async function queryA(
+  name: string,
+  timeoutMs = 1000,
+): Promise<{ addresses: string[]; ttl: number } | { error: string }> {
   const r = new Resolver({ timeout: timeoutMs, tries: 1 });
   r.setServers([`${P.ip}:${P.port}`]);
   try {

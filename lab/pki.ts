@@ -18,8 +18,25 @@ export function ca(dir: string, cn: string): { crt: string; key: string } {
   const k = join(dir, 'ca.key');
   const crt = join(dir, 'ca.crt');
   key(k);
-  if (!existsSync(crt)) openssl(['req', '-x509', '-new', '-key', k, '-subj', `/CN=${cn}`, '-days', '3650', '-sha256', '-out', crt,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']);
+  if (!existsSync(crt))
+    openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      k,
+      '-subj',
+      `/CN=${cn}`,
+      '-days',
+      '3650',
+      '-sha256',
+      '-out',
+      crt,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+    ]);
   return { crt, key: k };
 }
 
@@ -41,14 +58,34 @@ export function leaf(authority: { crt: string; key: string }, base: string, spec
   const ext = `${base}.ext`;
   const san = [...(spec.ips ?? []).map((i) => `IP:${i}`), ...(spec.dns ?? []).map((d) => `DNS:${d}`)];
   const eku = spec.usage.map((u) => (u === 'server' ? 'serverAuth' : 'clientAuth')).join(',');
-  writeFileSync(ext, [
-    'basicConstraints=CA:FALSE',
-    'keyUsage=critical,digitalSignature,keyEncipherment',
-    `extendedKeyUsage=${eku}`,
-    ...(san.length ? [`subjectAltName=${san.join(',')}`] : []),
-  ].join('\n'));
+  writeFileSync(
+    ext,
+    [
+      'basicConstraints=CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      `extendedKeyUsage=${eku}`,
+      ...(san.length ? [`subjectAltName=${san.join(',')}`] : []),
+    ].join('\n'),
+  );
   openssl(['req', '-new', '-key', k, '-subj', `/CN=${spec.cn}${spec.org ? `/O=${spec.org}` : ''}`, '-out', csr]);
-  openssl(['x509', '-req', '-in', csr, '-CA', authority.crt, '-CAkey', authority.key, '-CAcreateserial', '-days', '825', '-sha256', '-extfile', ext, '-out', crt]);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    authority.crt,
+    '-CAkey',
+    authority.key,
+    '-CAcreateserial',
+    '-days',
+    '825',
+    '-sha256',
+    '-extfile',
+    ext,
+    '-out',
+    crt,
+  ]);
   execFileSync('rm', ['-f', csr, ext]);
 }
 

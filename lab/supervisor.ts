@@ -49,8 +49,12 @@ function mountNodeDisk() {
 
 function startSshd() {
   const out = openSync(join(logDir, 'sshd.log'), 'a');
-  sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(root, 'etc/ssh/sshd_config')], { stdio: ['ignore', out, out] });
-  sshd.on('exit', (code, sig) => log(`sshd exited (${code ?? sig}); not restarted (a dead sshd is a fault to recover from)`));
+  sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(root, 'etc/ssh/sshd_config')], {
+    stdio: ['ignore', out, out],
+  });
+  sshd.on('exit', (code, sig) =>
+    log(`sshd exited (${code ?? sig}); not restarted (a dead sshd is a fault to recover from)`),
+  );
 }
 
 // Parsed manifests by file identity (inode, size, mtime): an idle node re-reads nothing.
@@ -75,7 +79,10 @@ function readManifestCached(file: string): Omit<Pod, 'restarts' | 'nextStart'> |
 function readManifest(file: string): Omit<Pod, 'restarts' | 'nextStart'> | undefined {
   try {
     const text = readFileSync(join(manifestsDir, file), 'utf8');
-    const pod = parse(text) as { metadata?: { name?: string }; spec?: { containers?: { command?: string[]; args?: string[]; env?: { name: string; value?: string }[] }[] } };
+    const pod = parse(text) as {
+      metadata?: { name?: string };
+      spec?: { containers?: { command?: string[]; args?: string[]; env?: { name: string; value?: string }[] }[] };
+    };
     const c = pod.spec?.containers?.[0];
     if (!c?.command?.length) return undefined;
     return {
@@ -139,7 +146,9 @@ function writeState() {
   const state = JSON.stringify({
     supervisor: process.pid,
     sshd: sshd?.exitCode === null ? sshd.pid : undefined,
-    pods: Object.fromEntries([...pods.values()].map((p) => [p.name, { pid: p.proc?.pid, startedAt: p.startedAt, restarts: p.restarts }])),
+    pods: Object.fromEntries(
+      [...pods.values()].map((p) => [p.name, { pid: p.proc?.pid, startedAt: p.startedAt, restarts: p.restarts }]),
+    ),
   });
   if (state === lastState) return;
   const tmp = `${stateFile}.tmp`;

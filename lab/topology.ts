@@ -40,7 +40,16 @@ export const bin = {
 };
 
 export function binariesPresent(): string[] {
-  const dirs = [dirname(bin.temporal), dirname(bin.minio), bin.etcdDir('site-a'), bin.etcdDir('site-b'), bin.kubeDir, bin.kwokDir, dirname(bin.velero), bin.veleroPluginDir];
+  const dirs = [
+    dirname(bin.temporal),
+    dirname(bin.minio),
+    bin.etcdDir('site-a'),
+    bin.etcdDir('site-b'),
+    bin.kubeDir,
+    bin.kwokDir,
+    dirname(bin.velero),
+    bin.veleroPluginDir,
+  ];
   return [
     ...dirs.filter((d) => !existsSync(join(d, '.complete'))),
     ...[bin.kwokStages, bin.pdns, bin.pdnsSchema].filter((f) => !existsSync(f)),
@@ -112,7 +121,14 @@ export const CP_PORTS = {
 export const SERVICES = {
   temporal: { ip: '127.0.0.1', port: 7233, uiPort: 8233 },
   minio: { ip: '127.0.30.2', port: 9000, consolePort: 9001, bucket: 'drctl-offsite', veleroBucket: 'velero-backups' },
-  pdns: { ip: '127.0.40.2', port: 53, apiPort: 8081, zone: 'example.com', records: ['app.example.com', 'drill.app.example.com'], ttl: 30 },
+  pdns: {
+    ip: '127.0.40.2',
+    port: 53,
+    apiPort: 8081,
+    zone: 'example.com',
+    records: ['app.example.com', 'drill.app.example.com'],
+    ttl: 30,
+  },
 };
 
 export const paths = {
@@ -136,7 +152,8 @@ export function onHost(node: LabNode, nodePath: string): string {
     ['/var/lib', 'var/lib'],
     ['/usr/local/bin', 'usr/local/bin'],
   ] as const) {
-    if (nodePath === inside || nodePath.startsWith(`${inside}/`)) return join(node.root, host, nodePath.slice(inside.length));
+    if (nodePath === inside || nodePath.startsWith(`${inside}/`))
+      return join(node.root, host, nodePath.slice(inside.length));
   }
   throw new Error(`${nodePath} is not on a node-private mount`);
 }

@@ -23,14 +23,42 @@ const config = labConfig(taskQueue);
 config.failover!.healthWatch.interval = 500;
 // The recorded drill covers the etcd restore drill (a child workflow) as well.
 config.drills[0]!.etcdRestore = true;
-config.drills[0]!.criteria = [...new Set([...(config.drills[0]!.criteria ?? ['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rpo-met', 'rto-met', 'cleanup'] as const)]), 'etcd-restore'];
+config.drills[0]!.criteria = [
+  ...new Set([
+    ...(config.drills[0]!.criteria ??
+      ([
+        'backup-present',
+        'restore-complete',
+        'pods-match-source',
+        'app-serves',
+        'rpo-met',
+        'rto-met',
+        'cleanup',
+      ] as const)),
+  ]),
+  'etcd-restore',
+];
 const client = await temporalClient(config);
 const gw = createGateways(config);
 const w = await createWorker(config);
 
 /** The Temporal CLI's JSON export: the same form the Web UI downloads and runReplayHistory takes. */
 function save(name: string, handle: WorkflowHandle, runId?: string) {
-  const json = execFileSync(bin.temporal, ['workflow', 'show', '--workflow-id', handle.workflowId, ...(runId ? ['--run-id', runId] : []), '--output', 'json', '--address', config.temporal.address!], { encoding: 'utf8' });
+  const json = execFileSync(
+    bin.temporal,
+    [
+      'workflow',
+      'show',
+      '--workflow-id',
+      handle.workflowId,
+      ...(runId ? ['--run-id', runId] : []),
+      '--output',
+      'json',
+      '--address',
+      config.temporal.address!,
+    ],
+    { encoding: 'utf8' },
+  );
   writeFileSync(new URL(`../test/histories/${name}.json`, import.meta.url), json);
   console.log(`test/histories/${name}.json: ${(JSON.parse(json) as { events: unknown[] }).events.length} events`);
 }
@@ -38,17 +66,34 @@ function save(name: string, handle: WorkflowHandle, runId?: string) {
 await w.worker.runUntil(async () => {
   const id = (n: string) => `record-${n}-${Date.now()}`;
   if (which === 'etcd' || which === 'all') {
-    const health = await client.workflow.start(clusterHealth, { taskQueue, workflowId: id('health'), args: [{ cluster }] });
+    const health = await client.workflow.start(clusterHealth, {
+      taskQueue,
+      workflowId: id('health'),
+      args: [{ cluster }],
+    });
     await health.result();
     save('cluster-health', health);
 
-    const snap = await client.workflow.start(etcdSnapshot, { taskQueue, workflowId: id('snapshot'), args: [{ cluster, keep: 50 }] });
+    const snap = await client.workflow.start(etcdSnapshot, {
+      taskQueue,
+      workflowId: id('snapshot'),
+      args: [{ cluster, keep: 50 }],
+    });
     const { key } = await snap.result();
     save('etcd-snapshot', snap);
 
     // A full restore: a refused Web-UI approval, then an approval through the CLI's update.
-    const restore = await client.workflow.start(etcdRestore, { taskQueue, workflowId: id('restore'), args: [{ cluster, snapshot: key, requestedBy: 'alice', force: true }] });
-    await until('waiting-approval', () => restore.query(statusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    const restore = await client.workflow.start(etcdRestore, {
+      taskQueue,
+      workflowId: id('restore'),
+      args: [{ cluster, snapshot: key, requestedBy: 'alice', force: true }],
+    });
+    await until(
+      'waiting-approval',
+      () => restore.query(statusQuery),
+      (s) => s.phase === 'waiting-approval',
+      120_000,
+    );
     await restore.signal(approveSignal, { by: 'alice', reason: 'self-approval is refused' });
     await restore.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
     await restore.result();
@@ -59,8 +104,17 @@ await w.worker.runUntil(async () => {
     // A full failover: site A's app down, a refused self-approval, an approval through the update.
     await resetFailoverLab(gw, config);
     await labCli('site', 'down', 'site-a');
-    const fo = await client.workflow.start(siteFailover, { taskQueue, workflowId: id('failover'), args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: 'recording' }] });
-    await until('waiting-approval', () => fo.query(failoverStatusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    const fo = await client.workflow.start(siteFailover, {
+      taskQueue,
+      workflowId: id('failover'),
+      args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: 'recording' }],
+    });
+    await until(
+      'waiting-approval',
+      () => fo.query(failoverStatusQuery),
+      (s) => s.phase === 'waiting-approval',
+      120_000,
+    );
     await fo.signal(approveSignal, { by: 'alice', reason: 'self-approval is refused' });
     await fo.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
     await fo.result();
@@ -68,8 +122,17 @@ await w.worker.runUntil(async () => {
     await resetFailoverLab(gw, config);
 
     // The health watch's first run: a few probe rounds, then continue-as-new.
-    const watch = await client.workflow.start(healthWatch, { taskQueue, workflowId: id('watch'), args: [{ record: 'app.example.com', roundsPerRun: 3 }] });
-    await until('continued as new', () => watch.describe(), (d) => d.runId !== watch.firstExecutionRunId, 60_000);
+    const watch = await client.workflow.start(healthWatch, {
+      taskQueue,
+      workflowId: id('watch'),
+      args: [{ record: 'app.example.com', roundsPerRun: 3 }],
+    });
+    await until(
+      'continued as new',
+      () => watch.describe(),
+      (d) => d.runId !== watch.firstExecutionRunId,
+      60_000,
+    );
     save('health-watch', watch, watch.firstExecutionRunId);
     await watch.terminate('recorded');
   }
@@ -77,12 +140,32 @@ await w.worker.runUntil(async () => {
   if (which === 'drill' || which === 'all') {
     // A drill with the etcd restore drill on site B: go by bob, then a sign-off from the Web UI's signal.
     await resetFailoverLab(gw, config);
-    await client.workflow.execute(etcdSnapshot, { taskQueue, workflowId: id('snapshot-b'), args: [{ cluster: 'site-b', keep: 50 }] });
-    const drill = await client.workflow.start(drDrill, { taskQueue, workflowId: id('drill'), args: [{ plan: config.drills[0]!.name, requestedBy: 'alice', reason: 'recording' }] });
-    await until('waiting-approval', () => drill.query(drillStatusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    await client.workflow.execute(etcdSnapshot, {
+      taskQueue,
+      workflowId: id('snapshot-b'),
+      args: [{ cluster: 'site-b', keep: 50 }],
+    });
+    const drill = await client.workflow.start(drDrill, {
+      taskQueue,
+      workflowId: id('drill'),
+      args: [{ plan: config.drills[0]!.name, requestedBy: 'alice', reason: 'recording' }],
+    });
+    await until(
+      'waiting-approval',
+      () => drill.query(drillStatusQuery),
+      (s) => s.phase === 'waiting-approval',
+      120_000,
+    );
     await drill.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
-    const st = await until('waiting-signoff', () => drill.query(drillStatusQuery), (s) => s.phase === 'waiting-signoff' || s.phase === 'aborted', 600_000);
-    console.log(`drill: ${st.report?.outcome}; ${st.report?.verdicts.map((v) => `${v.criterion} ${v.ok}`).join(', ')}; etcd ${JSON.stringify(st.report?.etcd)}`);
+    const st = await until(
+      'waiting-signoff',
+      () => drill.query(drillStatusQuery),
+      (s) => s.phase === 'waiting-signoff' || s.phase === 'aborted',
+      600_000,
+    );
+    console.log(
+      `drill: ${st.report?.outcome}; ${st.report?.verdicts.map((v) => `${v.criterion} ${v.ok}`).join(', ')}; etcd ${JSON.stringify(st.report?.etcd)}`,
+    );
     await drill.signal(signoffSignal, { by: 'carol', comment: 'recording' });
     await drill.result();
     save('dr-drill', drill);

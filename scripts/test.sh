@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "[test] typecheck + lint + workflow bundle" >&2
 npx tsc --noEmit -p tsconfig.json
-npx eslint .
+npm run lint --silent
 npx tsx worker/bundle.ts
 echo "[test] vitest" >&2
 npx vitest run "$@"

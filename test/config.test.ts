@@ -40,31 +40,97 @@ async function check(text: string): Promise<{ code: number; stderr: string; stdo
 const node0b = ['sites', 1, 'cluster', 'nodes', 0];
 
 const BAD: [string, string, string[]][] = [
-  ['port out of range', edit([...node0b, 'ssh', 'port'], 70000), ['sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535']],
-  ['port not a number', edit([...node0b, 'ssh', 'port'], '22x'), ['sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535']],
-  ['fingerprint missing', edit(['sites', 0, 'cluster', 'nodes', 2, 'ssh', 'hostKeyFingerprint'], null, 'delete'),
-    ['sites[0].cluster.nodes[2].ssh.hostKeyFingerprint: required: expected a host-key fingerprint like SHA256:...']],
-  ['fingerprint in MD5 form', edit(['sites', 0, 'cluster', 'nodes', 0, 'ssh', 'hostKeyFingerprint'], 'MD5:12:34'),
-    ['sites[0].cluster.nodes[0].ssh.hostKeyFingerprint: expected a host-key fingerprint like SHA256:<43 base64 chars> (ssh-keygen -lf)']],
+  [
+    'port out of range',
+    edit([...node0b, 'ssh', 'port'], 70000),
+    ['sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535'],
+  ],
+  [
+    'port not a number',
+    edit([...node0b, 'ssh', 'port'], '22x'),
+    ['sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535'],
+  ],
+  [
+    'fingerprint missing',
+    edit(['sites', 0, 'cluster', 'nodes', 2, 'ssh', 'hostKeyFingerprint'], null, 'delete'),
+    ['sites[0].cluster.nodes[2].ssh.hostKeyFingerprint: required: expected a host-key fingerprint like SHA256:...'],
+  ],
+  [
+    'fingerprint in MD5 form',
+    edit(['sites', 0, 'cluster', 'nodes', 0, 'ssh', 'hostKeyFingerprint'], 'MD5:12:34'),
+    [
+      'sites[0].cluster.nodes[0].ssh.hostKeyFingerprint: expected a host-key fingerprint like SHA256:<43 base64 chars> (ssh-keygen -lf)',
+    ],
+  ],
   ['unknown role', edit(['sites', 1, 'role'], 'secondary'), ["sites[1].role: expected 'primary' or 'dr'"]],
-  ['two primaries', edit(['sites', 1, 'role'], 'primary'), ["sites: expected exactly one site with role 'primary' (found 2)"]],
+  [
+    'two primaries',
+    edit(['sites', 1, 'role'], 'primary'),
+    ["sites: expected exactly one site with role 'primary' (found 2)"],
+  ],
   ['typo in a field name', edit(['sites', 0, 'cluster', 'nodez'], []), ['sites[0].cluster.nodez: unknown field']],
-  ['duplicate node', edit(['sites', 0, 'cluster', 'nodes', 1, 'name'], 'cp1'), ["sites[0].cluster.nodes[1].name: duplicate node name 'cp1' (also at index 0)"]],
-  ['even member count', edit(['sites', 0, 'cluster', 'nodes', 2], null, 'delete'), ['sites[0].cluster.nodes: expected an odd number of etcd members for quorum (found 2)']],
-  ['inline S3 keys', edit(['objectStore', 'credentials'], { accessKeyId: 'AKIA', secretAccessKey: 'hunter2' }),
-    ['objectStore.credentials: expected { accessKeyIdEnv, secretAccessKeyEnv } or { file } (never inline keys)']],
-  ['client URL not a URL', edit([...node0b, 'etcd', 'clientUrl'], '10.0.20.1:2379'), ['sites[1].cluster.nodes[0].etcd.clientUrl: expected a URL like https://10.0.0.1:2379']],
-  ['two-person rule with one approver', edit(['approvals', 'approvers'], ['alice']), ['approvals.approvers: the two-person rule needs at least two approvers']],
-  ['bad duration', edit(['targets', 'payment', 'rto'], 'fast'), ['targets.payment.rto: expected a duration like 90s, 15m, 1h (got "fast")']],
-  ['unknown control-plane profile', edit([...node0b, 'controlPlane'], { profile: 'systemd' }), ["sites[1].cluster.nodes[0].controlPlane.profile: expected profile 'kubeadm' or 'command'"]],
-  ['a restart-after-restore pod given as a path', edit([...node0b, 'controlPlane'], { profile: 'kubeadm', restartAfterRestore: ['/usr/bin/velero'] }), ['sites[1].cluster.nodes[0].controlPlane.restartAfterRestore[0]: expected a static pod name']],
-  ['a rollout without its namespace', edit(['sites', 1, 'cluster', 'rolloutAfterRestore'], ['velero']), ['sites[1].cluster.rolloutAfterRestore[0]: expected namespace/deployment']],
-  ['relative node path', edit([...node0b, 'etcd', 'dataDir'], 'var/lib/etcd'), ['sites[1].cluster.nodes[0].etcd.dataDir: expected an absolute path']],
+  [
+    'duplicate node',
+    edit(['sites', 0, 'cluster', 'nodes', 1, 'name'], 'cp1'),
+    ["sites[0].cluster.nodes[1].name: duplicate node name 'cp1' (also at index 0)"],
+  ],
+  [
+    'even member count',
+    edit(['sites', 0, 'cluster', 'nodes', 2], null, 'delete'),
+    ['sites[0].cluster.nodes: expected an odd number of etcd members for quorum (found 2)'],
+  ],
+  [
+    'inline S3 keys',
+    edit(['objectStore', 'credentials'], { accessKeyId: 'AKIA', secretAccessKey: 'hunter2' }),
+    ['objectStore.credentials: expected { accessKeyIdEnv, secretAccessKeyEnv } or { file } (never inline keys)'],
+  ],
+  [
+    'client URL not a URL',
+    edit([...node0b, 'etcd', 'clientUrl'], '10.0.20.1:2379'),
+    ['sites[1].cluster.nodes[0].etcd.clientUrl: expected a URL like https://10.0.0.1:2379'],
+  ],
+  [
+    'two-person rule with one approver',
+    edit(['approvals', 'approvers'], ['alice']),
+    ['approvals.approvers: the two-person rule needs at least two approvers'],
+  ],
+  [
+    'bad duration',
+    edit(['targets', 'payment', 'rto'], 'fast'),
+    ['targets.payment.rto: expected a duration like 90s, 15m, 1h (got "fast")'],
+  ],
+  [
+    'unknown control-plane profile',
+    edit([...node0b, 'controlPlane'], { profile: 'systemd' }),
+    ["sites[1].cluster.nodes[0].controlPlane.profile: expected profile 'kubeadm' or 'command'"],
+  ],
+  [
+    'a restart-after-restore pod given as a path',
+    edit([...node0b, 'controlPlane'], { profile: 'kubeadm', restartAfterRestore: ['/usr/bin/velero'] }),
+    ['sites[1].cluster.nodes[0].controlPlane.restartAfterRestore[0]: expected a static pod name'],
+  ],
+  [
+    'a rollout without its namespace',
+    edit(['sites', 1, 'cluster', 'rolloutAfterRestore'], ['velero']),
+    ['sites[1].cluster.rolloutAfterRestore[0]: expected namespace/deployment'],
+  ],
+  [
+    'relative node path',
+    edit([...node0b, 'etcd', 'dataDir'], 'var/lib/etcd'),
+    ['sites[1].cluster.nodes[0].etcd.dataDir: expected an absolute path'],
+  ],
   ['no sites', edit(['sites'], []), ['sites: expected at least one site']],
-  ['YAML: a key given twice', `${VALID}\napprovals: { approvers: [mallory] }\n`, ['line 46 column 1: Map keys must be unique']],
+  [
+    'YAML: a key given twice',
+    `${VALID}\napprovals: { approvers: [mallory] }\n`,
+    ['line 46 column 1: Map keys must be unique'],
+  ],
   ['YAML: unclosed quote', 'sites:\n  - name: "site-a\n', ['line 3 column 1: Missing closing "quote']],
-  ['two problems at once', edit([...node0b, 'ssh', 'port'], 0).replace('role: dr', 'role: standby'),
-    ["sites[1].role: expected 'primary' or 'dr'", 'sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535']],
+  [
+    'two problems at once',
+    edit([...node0b, 'ssh', 'port'], 0).replace('role: dr', 'role: standby'),
+    ["sites[1].role: expected 'primary' or 'dr'", 'sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535'],
+  ],
 ];
 
 describe('drctl config check', () => {
@@ -80,8 +146,11 @@ describe('drctl config check', () => {
     const cfg = parseConfig(VALID, join(dir, 'x.yaml'));
     expect(cfg.sites[0]!.cluster.nodes[0]!.etcd.dataDir).toBe('/var/lib/etcd');
     expect(cfg.sites[0]!.cluster.nodes[0]!.controlPlane).toEqual({
-      profile: 'kubeadm', manifestsDir: '/etc/kubernetes/manifests', parkedDir: '/etc/kubernetes/manifests-parked',
-      apiserverStopGrace: 1_000, restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
+      profile: 'kubeadm',
+      manifestsDir: '/etc/kubernetes/manifests',
+      parkedDir: '/etc/kubernetes/manifests-parked',
+      apiserverStopGrace: 1_000,
+      restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
     });
     expect(cfg.sites[0]!.cluster.rolloutAfterRestore).toEqual(['velero/velero']);
     // Worker-side relative paths are resolved against the config file's directory.
@@ -102,7 +171,9 @@ describe('drctl config check', () => {
     vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((stderr += String(s)), true));
     const code = await main(['node', 'drctl', '--config', join(dir, 'nope.yaml'), 'config', 'check']);
     expect(code).toBe(2);
-    expect(stderr).toBe(`error: ${join(dir, 'nope.yaml')}: file not found (use --config, $DRCTL_CONFIG, or run \`drctl lab up\`)\n`);
+    expect(stderr).toBe(
+      `error: ${join(dir, 'nope.yaml')}: file not found (use --config, $DRCTL_CONFIG, or run \`drctl lab up\`)\n`,
+    );
   });
 
   it('the real command exits 2 with one line per problem and no stack (subprocess)', () => {
@@ -113,8 +184,13 @@ describe('drctl config check', () => {
     expect(r.stderr.trim()).toBe(`error: ${file}: sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535`);
     const okFile = join(dir, 'ok.yaml');
     writeFileSync(okFile, VALID);
-    const out = JSON.parse(execFileSync(process.execPath, ['bin/drctl.js', '--config', okFile, 'config', 'check', '--json'], { encoding: 'utf8' })) as {
-      valid: boolean; config: { sites: { cluster: { nodes: { ssh: { port: number } }[] } }[] };
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['bin/drctl.js', '--config', okFile, 'config', 'check', '--json'], {
+        encoding: 'utf8',
+      }),
+    ) as {
+      valid: boolean;
+      config: { sites: { cluster: { nodes: { ssh: { port: number } }[] } }[] };
     };
     expect(out.valid).toBe(true);
     expect(out.config.sites[0]!.cluster.nodes[0]!.ssh.port).toBe(22);
@@ -123,7 +199,13 @@ describe('drctl config check', () => {
 
 describe('durations', () => {
   it.each([
-    ['90s', 90_000], ['15m', 900_000], ['1h30m', 5_400_000], ['0', 0], ['500ms', 500], ['2d', 172_800_000], [60, 60_000],
+    ['90s', 90_000],
+    ['15m', 900_000],
+    ['1h30m', 5_400_000],
+    ['0', 0],
+    ['500ms', 500],
+    ['2d', 172_800_000],
+    [60, 60_000],
   ] as const)('%s', (input, ms) => expect(parseDuration(input)).toBe(ms));
   it.each(['fast', '15', '1x', '', '-5m'])('rejects %j', (input) => expect(parseDuration(input)).toBeUndefined());
 });

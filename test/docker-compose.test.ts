@@ -40,10 +40,12 @@ function isPinned(ref: string): boolean {
 function envOf(s: Service): Record<string, string> {
   const env = s.environment ?? {};
   if (Array.isArray(env)) {
-    return Object.fromEntries(env.map((kv) => {
-      const i = kv.indexOf('=');
-      return i === -1 ? [kv, ''] : [kv.slice(0, i), kv.slice(i + 1)];
-    }));
+    return Object.fromEntries(
+      env.map((kv) => {
+        const i = kv.indexOf('=');
+        return i === -1 ? [kv, ''] : [kv.slice(0, i), kv.slice(i + 1)];
+      }),
+    );
   }
   return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v == null ? '' : String(v)]));
 }
@@ -67,7 +69,9 @@ describe('docker-compose.yml', () => {
   });
 
   it('has the temporal, temporal-ui, minio, minio-init and worker services', () => {
-    expect(Object.keys(services)).toEqual(expect.arrayContaining(['temporal', 'temporal-ui', 'minio', 'minio-init', 'worker']));
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining(['temporal', 'temporal-ui', 'minio', 'minio-init', 'worker']),
+    );
   });
 
   it('pins every image to a tag that is not latest', () => {
@@ -79,8 +83,10 @@ describe('docker-compose.yml', () => {
   });
 
   it('recognises unpinned references (the check above can fail)', () => {
-    for (const ref of ['minio/minio', 'minio/minio:latest', 'minio/minio:', 'localhost:5000/drctl']) expect(isPinned(ref), ref).toBe(false);
-    for (const ref of ['temporalio/ui:2.42.1', 'localhost:5000/drctl:0.1.0', 'node@sha256:0123abcd']) expect(isPinned(ref), ref).toBe(true);
+    for (const ref of ['minio/minio', 'minio/minio:latest', 'minio/minio:', 'localhost:5000/drctl'])
+      expect(isPinned(ref), ref).toBe(false);
+    for (const ref of ['temporalio/ui:2.42.1', 'localhost:5000/drctl:0.1.0', 'node@sha256:0123abcd'])
+      expect(isPinned(ref), ref).toBe(true);
   });
 
   it('points the Web UI at the temporal service', () => {
@@ -145,7 +151,9 @@ describe('Dockerfile', () => {
   });
 
   it('runs drctl as a non-root user', () => {
-    const users = readFileSync(dockerfile, 'utf8').split('\n').filter((l) => /^USER\s/i.test(l.trim()));
+    const users = readFileSync(dockerfile, 'utf8')
+      .split('\n')
+      .filter((l) => /^USER\s/i.test(l.trim()));
     expect(users.length).toBeGreaterThan(0);
     expect(users.at(-1)!.trim().split(/\s+/)[1]).not.toMatch(/^(root|0)(:|$)/);
   });

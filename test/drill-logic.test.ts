@@ -15,7 +15,10 @@ const plan: DrillPlan = {
   from: 'site-a',
   to: 'site-b',
   toCluster: 'cluster-b',
-  workloads: [{ tier: 'e-commerce', namespaces: ['shop'] }, { tier: 'payment', namespaces: ['pay'] }],
+  workloads: [
+    { tier: 'e-commerce', namespaces: ['shop'] },
+    { tier: 'payment', namespaces: ['pay'] },
+  ],
   record: { name: 'drill.app.example.com', ttl: 30 },
   criteria: ['backup-present', 'rpo-met', 'rto-met'],
   etcdRestore: false,
@@ -28,31 +31,58 @@ const plan: DrillPlan = {
 };
 
 describe('drill verdicts', () => {
-  it('judges RTO and RPO per tier against that tier\'s targets', () => {
+  it("judges RTO and RPO per tier against that tier's targets", () => {
     const t = tierResults(plan, 120, 75);
     expect(t).toEqual([
-      { tier: 'e-commerce', namespaces: ['shop'], rpoSeconds: 120, rpoTargetSeconds: 300, rtoSeconds: 75, rtoTargetSeconds: 900, rpoMet: true, rtoMet: true },
-      { tier: 'payment', namespaces: ['pay'], rpoSeconds: 120, rpoTargetSeconds: 0, rtoSeconds: 75, rtoTargetSeconds: 60, rpoMet: false, rtoMet: false },
+      {
+        tier: 'e-commerce',
+        namespaces: ['shop'],
+        rpoSeconds: 120,
+        rpoTargetSeconds: 300,
+        rtoSeconds: 75,
+        rtoTargetSeconds: 900,
+        rpoMet: true,
+        rtoMet: true,
+      },
+      {
+        tier: 'payment',
+        namespaces: ['pay'],
+        rpoSeconds: 120,
+        rpoTargetSeconds: 0,
+        rtoSeconds: 75,
+        rtoTargetSeconds: 60,
+        rpoMet: false,
+        rtoMet: false,
+      },
     ]);
     // A drill that never served has no RTO: not met.
     expect(tierResults(plan, 10, undefined).every((x) => !x.rtoMet)).toBe(true);
   });
 
-  it('compares the DR site\'s available pods with the source\'s replicas', () => {
-    expect(podsMatch({ 'shop/web': 3 }, [{ name: 'shop/web', available: 3 }])).toEqual({ ok: true, detail: 'shop/web 3/3' });
-    expect(podsMatch({ 'shop/web': 3, 'shop/db': 1 }, [{ name: 'shop/web', available: 2 }])).toEqual({ ok: false, detail: 'differs: shop/db missing/1, shop/web 2/3' });
+  it("compares the DR site's available pods with the source's replicas", () => {
+    expect(podsMatch({ 'shop/web': 3 }, [{ name: 'shop/web', available: 3 }])).toEqual({
+      ok: true,
+      detail: 'shop/web 3/3',
+    });
+    expect(podsMatch({ 'shop/web': 3, 'shop/db': 1 }, [{ name: 'shop/web', available: 2 }])).toEqual({
+      ok: false,
+      detail: 'differs: shop/db missing/1, shop/web 2/3',
+    });
     expect(podsMatch(undefined, [])).toMatchObject({ ok: false, detail: expect.stringMatching(/unreachable/) });
     expect(podsMatch({}, [])).toMatchObject({ ok: false });
   });
 
   it('gives one verdict per criterion of the plan; a step never reached fails', () => {
     const backup = { name: 'b1', completedAt: '2026-11-24T10:00:00Z', ageSeconds: 60, includedNamespaces: ['shop'] };
-    const v = verdicts(['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rto-met', 'cleanup'], {
-      backup,
-      restore: { phase: 'Completed', errors: 0, itemsRestored: 9, totalItems: 10 },
-      tiers: tierResults({ ...plan, workloads: [plan.workloads[0]!] }, 60, 30),
-      cleanup: { ok: true, detail: 'gone' },
-    });
+    const v = verdicts(
+      ['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rto-met', 'cleanup'],
+      {
+        backup,
+        restore: { phase: 'Completed', errors: 0, itemsRestored: 9, totalItems: 10 },
+        tiers: tierResults({ ...plan, workloads: [plan.workloads[0]!] }, 60, 30),
+        cleanup: { ok: true, detail: 'gone' },
+      },
+    );
     expect(v.map((x) => [x.criterion, x.ok])).toEqual([
       ['backup-present', true],
       ['restore-complete', false], // 9 of 10 items: not all resources
@@ -68,11 +98,35 @@ describe('drill verdicts', () => {
 
 describe('drill report HTML', () => {
   const report: DrillReport = {
-    kind: 'drctl.drill-report/v1', plan: 'q', workflowId: 'drill-q-1', runId: 'r', outcome: 'failed', requestedBy: 'alice <script>', from: 'site-a', to: 'site-b',
-    record: 'drill.app.example.com', namespaces: ['shop'], startedAt: '2026-11-24T10:00:00.000Z', endedAt: '2026-11-24T10:01:00.000Z',
-    tiers: tierResults(plan, 120, 75), verdicts: [{ criterion: 'rto-met', ok: false, detail: 'payment: 75.0 s / 60 s' }], checks: [],
-    timeline: [{ step: 'restore', state: 'done', startedAt: '2026-11-24T10:00:10.000Z', endedAt: '2026-11-24T10:00:20.000Z', seconds: 10, items: {} }],
-    approvals: [{ by: 'bob', approve: true, at: '2026-11-24T10:00:05.000Z', accepted: true, reason: 'go' }], failures: ['x'], compensations: [{ name: 'ns', state: 'done' }], warnings: [],
+    kind: 'drctl.drill-report/v1',
+    plan: 'q',
+    workflowId: 'drill-q-1',
+    runId: 'r',
+    outcome: 'failed',
+    requestedBy: 'alice <script>',
+    from: 'site-a',
+    to: 'site-b',
+    record: 'drill.app.example.com',
+    namespaces: ['shop'],
+    startedAt: '2026-11-24T10:00:00.000Z',
+    endedAt: '2026-11-24T10:01:00.000Z',
+    tiers: tierResults(plan, 120, 75),
+    verdicts: [{ criterion: 'rto-met', ok: false, detail: 'payment: 75.0 s / 60 s' }],
+    checks: [],
+    timeline: [
+      {
+        step: 'restore',
+        state: 'done',
+        startedAt: '2026-11-24T10:00:10.000Z',
+        endedAt: '2026-11-24T10:00:20.000Z',
+        seconds: 10,
+        items: {},
+      },
+    ],
+    approvals: [{ by: 'bob', approve: true, at: '2026-11-24T10:00:05.000Z', accepted: true, reason: 'go' }],
+    failures: ['x'],
+    compensations: [{ name: 'ns', state: 'done' }],
+    warnings: [],
   };
   const html = renderDrillHtml(report);
 
@@ -90,11 +144,25 @@ describe('drill report HTML', () => {
 });
 
 describe('drill plans in the config', () => {
-  const VALID = parse(readFileSync(new URL('./fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
-  const dns = { powerdns: { api: 'http://10.0.30.5:8081', apiKey: { env: 'PDNS_KEY' } }, nameserver: '10.0.30.5:53', zone: 'example.com', records: [{ name: 'app.example.com' }] };
+  const VALID = parse(readFileSync(new URL('./fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  const dns = {
+    powerdns: { api: 'http://10.0.30.5:8081', apiKey: { env: 'PDNS_KEY' } },
+    nameserver: '10.0.30.5:53',
+    zone: 'example.com',
+    records: [{ name: 'app.example.com' }],
+  };
   const sites = (VALID.sites as { appAddress?: string }[]).map((s, i) => ({ ...s, appAddress: `10.0.${i + 1}.100` }));
   const withDrills = (drills: unknown[]) => stringify({ ...VALID, sites, dns, drills });
-  const good = { name: 'quarterly', from: 'site-a', to: 'site-b', workloads: [{ tier: 'e-commerce', namespaces: ['shop'] }], record: { name: 'drill.app.example.com' } };
+  const good = {
+    name: 'quarterly',
+    from: 'site-a',
+    to: 'site-b',
+    workloads: [{ tier: 'e-commerce', namespaces: ['shop'] }],
+    record: { name: 'drill.app.example.com' },
+  };
   const problems = (text: string): string[] => {
     try {
       parseConfig(text, 'drctl.yaml');
@@ -111,7 +179,20 @@ describe('drill plans in the config', () => {
   });
 
   it('names every wrong field: a production record, an unknown site and tier, etcd criterion without etcdRestore', () => {
-    expect(problems(withDrills([{ ...good, from: 'site-x', to: 'site-x', record: { name: 'app.example.com' }, workloads: [{ tier: 'gold', namespaces: ['shop'] }], criteria: ['etcd-restore'] }]))).toEqual(
+    expect(
+      problems(
+        withDrills([
+          {
+            ...good,
+            from: 'site-x',
+            to: 'site-x',
+            record: { name: 'app.example.com' },
+            workloads: [{ tier: 'gold', namespaces: ['shop'] }],
+            criteria: ['etcd-restore'],
+          },
+        ]),
+      ),
+    ).toEqual(
       expect.arrayContaining([
         "drills[0].from: unknown site 'site-x' (sites: site-a, site-b)",
         "drills[0].to: the DR site must differ from 'from' (site-x)",
@@ -120,29 +201,57 @@ describe('drill plans in the config', () => {
         "drills[0].criteria: criterion 'etcd-restore' needs etcdRestore: true",
       ]),
     );
-    expect(problems(withDrills([{ ...good, record: { name: 'drill.other.org' } }]))).toEqual(["drills[0].record.name: 'drill.other.org' is not in the zone example.com"]);
+    expect(problems(withDrills([{ ...good, record: { name: 'drill.other.org' } }]))).toEqual([
+      "drills[0].record.name: 'drill.other.org' is not in the zone example.com",
+    ]);
   });
 });
 
 describe('drctl drill: bad input', () => {
   // A valid config with one plan, whose Temporal address nothing listens on: bad input must be
   // refused (exit 2, one line) before any connection is tried.
-  const VALID = parse(readFileSync(new URL('./fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const VALID = parse(readFileSync(new URL('./fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<
+    string,
+    unknown
+  >;
   const sites = (VALID.sites as object[]).map((s, i) => ({ ...s, appAddress: `10.0.${i + 1}.100` }));
   const file = join(mkdtempSync(join(tmpdir(), 'drctl-drill-cli-')), 'drctl.yaml');
-  writeFileSync(file, stringify({
-    ...VALID,
-    sites,
-    temporal: { ...(VALID.temporal as object), address: '127.0.0.1:1' },
-    dns: { powerdns: { api: 'http://10.0.30.5:8081', apiKey: { env: 'PDNS_KEY' } }, nameserver: '10.0.30.5:53', zone: 'example.com', records: [{ name: 'app.example.com' }] },
-    drills: [{ name: 'quarterly', from: 'site-a', to: 'site-b', workloads: [{ tier: 'e-commerce', namespaces: ['shop'] }], record: { name: 'drill.app.example.com' } }],
-  }));
-  const drctl = (...args: string[]) => spawnSync(process.execPath, ['bin/drctl.js', '--config', file, 'drill', ...args], { encoding: 'utf8' });
+  writeFileSync(
+    file,
+    stringify({
+      ...VALID,
+      sites,
+      temporal: { ...(VALID.temporal as object), address: '127.0.0.1:1' },
+      dns: {
+        powerdns: { api: 'http://10.0.30.5:8081', apiKey: { env: 'PDNS_KEY' } },
+        nameserver: '10.0.30.5:53',
+        zone: 'example.com',
+        records: [{ name: 'app.example.com' }],
+      },
+      drills: [
+        {
+          name: 'quarterly',
+          from: 'site-a',
+          to: 'site-b',
+          workloads: [{ tier: 'e-commerce', namespaces: ['shop'] }],
+          record: { name: 'drill.app.example.com' },
+        },
+      ],
+    }),
+  );
+  const drctl = (...args: string[]) =>
+    spawnSync(process.execPath, ['bin/drctl.js', '--config', file, 'drill', ...args], { encoding: 'utf8' });
 
   it.each([
     [['run', '--plan', 'nope'], "error: --plan: no drill plan 'nope' in the config (plans: quarterly)"],
-    [['run', '--plan', 'quarterly', '--approval-timeout', 'soon'], "error: --approval-timeout: expected a duration like 30m, 1h (got 'soon')"],
-    [['schedule', '--plan', 'quarterly', '--cron', 'every day'], "error: --cron: expected 5 fields (minute hour day-of-month month day-of-week) or @every/@daily, got 'every day'"],
+    [
+      ['run', '--plan', 'quarterly', '--approval-timeout', 'soon'],
+      "error: --approval-timeout: expected a duration like 30m, 1h (got 'soon')",
+    ],
+    [
+      ['schedule', '--plan', 'quarterly', '--cron', 'every day'],
+      "error: --cron: expected 5 fields (minute hour day-of-month month day-of-week) or @every/@daily, got 'every day'",
+    ],
     [['pause', '--plan', 'yearly'], "error: --plan: no drill plan 'yearly' in the config (plans: quarterly)"],
     [['history', '--limit', '0'], "error: --limit: expected an integer >= 1 (got '0')"],
   ])('%j exits 2 naming what is wrong', (args, line) => {

@@ -19,7 +19,14 @@ import type { Gateways } from '../worker/gateways.ts';
 import { decideUpdate, drDrill, drillStatusQuery } from '../workflows/drill.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
 import { DRILL_RECORD, failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
-import { drctlCli, snapshotNow, startTestEnv, type TestEnv, until, withWorker as withVariantWorker } from './support/lab.ts';
+import {
+  drctlCli,
+  snapshotNow,
+  startTestEnv,
+  type TestEnv,
+  until,
+  withWorker as withVariantWorker,
+} from './support/lab.ts';
 
 const PLAN = 'quarterly';
 
@@ -53,10 +60,24 @@ async function drState() {
   const s = await failoverState(gw);
   return { ...s, drill: (await gw.dns().resolveA(DRILL_RECORD)).addresses };
 }
-const BASELINE = () => ({ dns: [A], drill: [A], replicasA: [3], fencedA: false, bslA: 'ReadWrite', bslB: 'ReadWrite', nsB: undefined });
+const BASELINE = () => ({
+  dns: [A],
+  drill: [A],
+  replicasA: [3],
+  fencedA: false,
+  bslA: 'ReadWrite',
+  bslB: 'ReadWrite',
+  nsB: undefined,
+});
 
 const phase = (h: WorkflowHandle, want: DrillStatus['phase'][], timeoutMs = 240_000) =>
-  until(`drill phase ${want.join('|')}`, () => h.query(drillStatusQuery), (s) => want.includes(s.phase), timeoutMs, 300);
+  until(
+    `drill phase ${want.join('|')}`,
+    () => h.query(drillStatusQuery),
+    (s) => want.includes(s.phase),
+    timeoutMs,
+    300,
+  );
 
 const streamText = async (s: AsyncIterable<Buffer | string>) => {
   let out = '';
@@ -64,235 +85,404 @@ const streamText = async (s: AsyncIterable<Buffer | string>) => {
   return out;
 };
 
-const withWorker = <T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>) => withVariantWorker('drill', change, fn);
+const withWorker = <T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>) =>
+  withVariantWorker('drill', change, fn);
 
 const startDrill = (taskQueue: string) =>
-  client.workflow.start(drDrill, { taskQueue, workflowId: `drill-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`, args: [{ plan: PLAN, requestedBy: 'alice', reason: 'test' }] });
+  client.workflow.start(drDrill, {
+    taskQueue,
+    workflowId: `drill-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`,
+    args: [{ plan: PLAN, requestedBy: 'alice', reason: 'test' }],
+  });
 
 describe('DR drill', () => {
-  it('end to end: go/no-go from the Web UI, restore into B, only the drill record moves, report matches the history, stored off-site, signed off', { timeout: 600_000 }, async () => {
-    await baseline();
-    expect(await drState()).toEqual(BASELINE());
-    const started = await cli('drill', 'run', '--plan', PLAN, '--as', 'alice', '--reason', 'Q4 drill', '--json');
-    expect(started.status, started.stderr).toBe(0);
-    const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
-    const h = client.workflow.getHandle(workflowId);
-    const gate = await phase(h, ['waiting-approval']);
-    expect(gate.evidence).toMatchObject({ from: 'site-a', to: 'site-b', namespaces: [NS], record: DRILL_RECORD, recordBefore: [A], recordDuring: [B] });
+  it(
+    'end to end: go/no-go from the Web UI, restore into B, only the drill record moves, report matches the history, stored off-site, signed off',
+    { timeout: 600_000 },
+    async () => {
+      await baseline();
+      expect(await drState()).toEqual(BASELINE());
+      const started = await cli('drill', 'run', '--plan', PLAN, '--as', 'alice', '--reason', 'Q4 drill', '--json');
+      expect(started.status, started.stderr).toBe(0);
+      const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
+      const h = client.workflow.getHandle(workflowId);
+      const gate = await phase(h, ['waiting-approval']);
+      expect(gate.evidence).toMatchObject({
+        from: 'site-a',
+        to: 'site-b',
+        namespaces: [NS],
+        record: DRILL_RECORD,
+        recordBefore: [A],
+        recordDuring: [B],
+      });
 
-    // Both records, sampled all through the drill: production never moves, the drill record does.
-    const seen = { prod: new Set<string>(), drill: new Set<string>() };
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        // The server's database (its API), not its answers: a packet cache could hide a blip.
-        const [p, d] = await Promise.all([gw.dns().getA(RECORD), gw.dns().getA(DRILL_RECORD)]);
-        seen.prod.add(p?.addresses.join(',') ?? '');
-        seen.drill.add(d?.addresses.join(',') ?? '');
-        await sleep(40);
+      // Both records, sampled all through the drill: production never moves, the drill record does.
+      const seen = { prod: new Set<string>(), drill: new Set<string>() };
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          // The server's database (its API), not its answers: a packet cache could hide a blip.
+          const [p, d] = await Promise.all([gw.dns().getA(RECORD), gw.dns().getA(DRILL_RECORD)]);
+          seen.prod.add(p?.addresses.join(',') ?? '');
+          seen.drill.add(d?.addresses.join(',') ?? '');
+          await sleep(40);
+        }
+      })();
+
+      // Go, from the Web UI's Signal action in a real browser.
+      const browser = await launchBrowser();
+      let report: DrillReport;
+      try {
+        const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+        await signalFromWebUi(page, {
+          webUi: env.config.temporal.webUi!,
+          namespace: 'default',
+          workflowId,
+          signal: 'approve',
+          input: { by: 'bob', reason: 'go from the Web UI' },
+        });
+        const st = await phase(h, ['waiting-signoff', 'completed', 'aborted']);
+        sampling = false;
+        await sampler;
+        expect(st.phase, st.error).toBe('waiting-signoff');
+        report = st.report!;
+        expect(report.outcome, JSON.stringify(report.verdicts)).toBe('passed');
+        expect(report.verdicts.map((v) => [v.criterion, v.ok])).toEqual(
+          [
+            'backup-present',
+            'restore-complete',
+            'pods-match-source',
+            'app-serves',
+            'rpo-met',
+            'rto-met',
+            'cleanup',
+          ].map((c) => [c, true]),
+        );
+        expect(report.tiers).toEqual([
+          expect.objectContaining({
+            tier: 'e-commerce',
+            namespaces: [NS],
+            rpoTargetSeconds: 300,
+            rtoTargetSeconds: 900,
+            rpoMet: true,
+            rtoMet: true,
+          }),
+        ]);
+        console.log(
+          `drill RTO ${report.tiers[0]!.rtoSeconds!.toFixed(1)} s, RPO ${report.tiers[0]!.rpoSeconds} s, approval wait ${report.approvalWaitSeconds!.toFixed(1)} s; ` +
+            report.timeline
+              .filter((s) => s.seconds !== undefined)
+              .map((s) => `${s.step} ${s.seconds!.toFixed(1)}s`)
+              .join(', '),
+        );
+        expect([...seen.prod]).toEqual([A]);
+        expect([...seen.drill]).toEqual(expect.arrayContaining([A, B]));
+        expect(await drState()).toEqual(BASELINE());
+
+        // The report against the run's own history.
+        const history = await h.fetchHistory();
+        const events = history.events ?? [];
+        const at = (e: (typeof events)[number]) =>
+          Number(e.eventTime!.seconds) * 1000 + Math.floor((e.eventTime!.nanos ?? 0) / 1e6);
+        const arg = <T>(p: { payloads?: Payload[] | null } | null | undefined) =>
+          defaultPayloadConverter.fromPayload<T>(p!.payloads![0]!);
+        const signals = events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'approve');
+        expect(signals).toHaveLength(1);
+        expect(
+          arg<{ by: string; reason: string }>(signals[0]!.workflowExecutionSignaledEventAttributes!.input),
+        ).toEqual({ by: 'bob', reason: 'go from the Web UI' });
+        expect(report.approvals).toEqual([
+          expect.objectContaining({ by: 'bob', approve: true, accepted: true, reason: 'go from the Web UI' }),
+        ]);
+        const activities = events
+          .filter((e) => e.activityTaskScheduledEventAttributes)
+          .map((e) => ({
+            type: e.activityTaskScheduledEventAttributes!.activityType!.name!,
+            at: at(e),
+            input: e.activityTaskScheduledEventAttributes!.input,
+          }));
+        expect(activities.map((a) => a.type)).toEqual([
+          'loadDrillPlan',
+          'drillPreflight',
+          'setStorageLocationMode',
+          'veleroRestore',
+          'backupContents',
+          'verifySite',
+          'siteDeployments',
+          'switchDns',
+          'verifyDns',
+          'switchDns',
+          'removeRestored',
+          'restoreStorageLocationMode',
+          'drillCleanupCheck',
+          'writeDrillReport',
+        ]);
+        const restoreInput = arg<{ backup: string; restoreName: string; namespaces: string[] }>(
+          activities.find((a) => a.type === 'veleroRestore')!.input,
+        );
+        expect(restoreInput).toMatchObject({ backup: report.backup!.name, namespaces: [NS] });
+        const step = (name: string) => report.timeline.find((s) => s.step === name)!;
+        expect(step('restore').detail).toContain(restoreInput.restoreName);
+        // The timeline's clock agrees with the server's: the go came before the restore started.
+        expect(at(signals[0]!)).toBeLessThanOrEqual(Date.parse(step('restore').startedAt!));
+        expect(Date.parse(step('restore').startedAt!)).toBeLessThanOrEqual(
+          activities.find((a) => a.type === 'veleroRestore')!.at + 1000,
+        );
+        expect(Date.parse(report.startedAt)).toBe(at(events[0]!));
+        const switched = arg<{ records: { name: string }[]; addresses: string[] }>(
+          activities.find((a) => a.type === 'switchDns')!.input,
+        );
+        expect(switched).toEqual({ records: [{ name: DRILL_RECORD, ttl: 30 }], addresses: [B] });
+        expect(report.compensations.map((c) => c.state)).toEqual(['done', 'done', 'done']);
+
+        // Stored off-site: the same JSON, and the HTML page.
+        expect(report.location!.json).toBe(`drctl/drills/${PLAN}/${workflowId}/report.json`);
+        expect(JSON.parse(await streamText(await gw.store().get(report.location!.json)))).toEqual(report);
+        const html = await streamText(await gw.store().get(report.location!.html));
+        expect(html).toContain(`data-metric="e-commerce RTO" data-value="${report.tiers[0]!.rtoSeconds}"`);
+
+        // Sign-off: an unlisted name is refused at once; an approver signs.
+        const refused = await cli('drill', 'sign', workflowId, '--as', 'mallory');
+        expect(`${refused.status} ${refused.stderr.trim()}`).toBe(
+          `2 error: ${workflowId}: mallory is not an approver (allowlist: alice, bob, carol)`,
+        );
+        const signed = await cli('drill', 'sign', workflowId, '--as', 'carol', '--comment', 'RTO well inside target');
+        expect(signed.status, signed.stderr).toBe(0);
+        const final = await h.result();
+        expect(final.signOff).toMatchObject({ by: 'carol', comment: 'RTO well inside target' });
+        expect(JSON.parse(await streamText(await gw.store().get(final.location!.json))).signOff).toMatchObject({
+          by: 'carol',
+        });
+
+        // The CLI's report and history.
+        const out = join(dir, 'report.html');
+        expect((await cli('drill', 'report', workflowId, '--out', out)).status).toBe(0);
+        const hist = await cli('drill', 'history', '--plan', PLAN, '--json');
+        expect(hist.status, hist.stderr).toBe(0);
+        expect(
+          (JSON.parse(hist.stdout) as { workflowId: string }[]).find((r) => r.workflowId === workflowId),
+        ).toMatchObject({ outcome: 'passed', failed: [], signedOffBy: 'carol' });
+
+        // The HTML report in the browser: its figures, and a screenshot kept as an artefact.
+        const rp = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+        await rp.goto(pathToFileURL(out).toString());
+        expect(await rp.locator('#outcome').textContent()).toBe('PASSED');
+        expect(await rp.locator('#signoff').textContent()).toContain('carol');
+        const bar = rp.locator('rect[data-metric="e-commerce RPO"]');
+        expect(Number(await bar.getAttribute('data-value'))).toBe(final.tiers[0]!.rpoSeconds);
+        expect(await rp.locator('#verdicts tbody tr').count()).toBe(7);
+        expect(await rp.getByText(`${final.tiers[0]!.rtoSeconds!.toFixed(1)} s / target 15.0 min ✔`).count()).toBe(1);
+        console.log(`report screenshot: ${await screenshot(rp, 'drill-report')}`);
+      } finally {
+        sampling = false;
+        await sampler;
+        await browser.close();
       }
-    })();
+    },
+  );
 
-    // Go, from the Web UI's Signal action in a real browser.
-    const browser = await launchBrowser();
-    let report: DrillReport;
-    try {
-      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-      await signalFromWebUi(page, { webUi: env.config.temporal.webUi!, namespace: 'default', workflowId, signal: 'approve', input: { by: 'bob', reason: 'go from the Web UI' } });
-      const st = await phase(h, ['waiting-signoff', 'completed', 'aborted']);
-      sampling = false;
-      await sampler;
-      expect(st.phase, st.error).toBe('waiting-signoff');
-      report = st.report!;
-      expect(report.outcome, JSON.stringify(report.verdicts)).toBe('passed');
-      expect(report.verdicts.map((v) => [v.criterion, v.ok])).toEqual(
-        ['backup-present', 'restore-complete', 'pods-match-source', 'app-serves', 'rpo-met', 'rto-met', 'cleanup'].map((c) => [c, true]),
-      );
-      expect(report.tiers).toEqual([expect.objectContaining({ tier: 'e-commerce', namespaces: [NS], rpoTargetSeconds: 300, rtoTargetSeconds: 900, rpoMet: true, rtoMet: true })]);
-      console.log(`drill RTO ${report.tiers[0]!.rtoSeconds!.toFixed(1)} s, RPO ${report.tiers[0]!.rpoSeconds} s, approval wait ${report.approvalWaitSeconds!.toFixed(1)} s; ` +
-        report.timeline.filter((s) => s.seconds !== undefined).map((s) => `${s.step} ${s.seconds!.toFixed(1)}s`).join(', '));
-      expect([...seen.prod]).toEqual([A]);
-      expect([...seen.drill]).toEqual(expect.arrayContaining([A, B]));
+  it(
+    'cleanup always runs: a failure in verification and a cancel mid-drill both leave site B and DNS as before',
+    { timeout: 600_000 },
+    async () => {
+      await baseline();
+      await labCli('site', 'down', 'site-b'); // B's app endpoint never answers: verification fails
+      try {
+        await withWorker(
+          (c) => (c.drills[0]!.verifyTimeout = 10_000),
+          async (tq) => {
+            const h = await startDrill(tq);
+            await phase(h, ['waiting-approval']);
+            await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true, reason: 'go' }] });
+            const st = await phase(h, ['waiting-signoff', 'completed']);
+            const r = st.report!;
+            expect(r.outcome).toBe('failed');
+            const verdict = Object.fromEntries(r.verdicts.map((v) => [v.criterion, v.ok]));
+            expect(verdict).toMatchObject({
+              'backup-present': true,
+              'restore-complete': true,
+              'app-serves': false,
+              'rto-met': false,
+              cleanup: true,
+            });
+            expect(r.failures.join('\n')).toMatch(/app endpoint http:\/\/127\.0\.20\.100:8080\/healthz: ECONNREFUSED/);
+            expect(r.timeline.find((s) => s.step === 'verify')!.state).toBe('failed');
+            expect(r.timeline.find((s) => s.step === 'switch-drill-record')!.state).toBe('pending');
+            expect(r.compensations.map((c) => c.state)).toEqual(['done', 'done']);
+            await h.terminate('test done');
+          },
+        );
+      } finally {
+        await labCli('site', 'up', 'site-b');
+      }
       expect(await drState()).toEqual(BASELINE());
 
-      // The report against the run's own history.
-      const history = await h.fetchHistory();
-      const events = history.events ?? [];
-      const at = (e: (typeof events)[number]) => Number(e.eventTime!.seconds) * 1000 + Math.floor((e.eventTime!.nanos ?? 0) / 1e6);
-      const arg = <T>(p: { payloads?: Payload[] | null } | null | undefined) => defaultPayloadConverter.fromPayload<T>(p!.payloads![0]!);
-      const signals = events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'approve');
-      expect(signals).toHaveLength(1);
-      expect(arg<{ by: string; reason: string }>(signals[0]!.workflowExecutionSignaledEventAttributes!.input)).toEqual({ by: 'bob', reason: 'go from the Web UI' });
-      expect(report.approvals).toEqual([expect.objectContaining({ by: 'bob', approve: true, accepted: true, reason: 'go from the Web UI' })]);
-      const activities = events.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => ({ type: e.activityTaskScheduledEventAttributes!.activityType!.name!, at: at(e), input: e.activityTaskScheduledEventAttributes!.input }));
-      expect(activities.map((a) => a.type)).toEqual([
-        'loadDrillPlan', 'drillPreflight', 'setStorageLocationMode', 'veleroRestore', 'backupContents', 'verifySite', 'siteDeployments', 'switchDns', 'verifyDns',
-        'switchDns', 'removeRestored', 'restoreStorageLocationMode', 'drillCleanupCheck', 'writeDrillReport',
-      ]);
-      const restoreInput = arg<{ backup: string; restoreName: string; namespaces: string[] }>(activities.find((a) => a.type === 'veleroRestore')!.input);
-      expect(restoreInput).toMatchObject({ backup: report.backup!.name, namespaces: [NS] });
-      const step = (name: string) => report.timeline.find((s) => s.step === name)!;
-      expect(step('restore').detail).toContain(restoreInput.restoreName);
-      // The timeline's clock agrees with the server's: the go came before the restore started.
-      expect(at(signals[0]!)).toBeLessThanOrEqual(Date.parse(step('restore').startedAt!));
-      expect(Date.parse(step('restore').startedAt!)).toBeLessThanOrEqual(activities.find((a) => a.type === 'veleroRestore')!.at + 1000);
-      expect(Date.parse(report.startedAt)).toBe(at(events[0]!));
-      const switched = arg<{ records: { name: string }[]; addresses: string[] }>(activities.find((a) => a.type === 'switchDns')!.input);
-      expect(switched).toEqual({ records: [{ name: DRILL_RECORD, ttl: 30 }], addresses: [B] });
-      expect(report.compensations.map((c) => c.state)).toEqual(['done', 'done', 'done']);
-
-      // Stored off-site: the same JSON, and the HTML page.
-      expect(report.location!.json).toBe(`drctl/drills/${PLAN}/${workflowId}/report.json`);
-      expect(JSON.parse(await streamText(await gw.store().get(report.location!.json)))).toEqual(report);
-      const html = await streamText(await gw.store().get(report.location!.html));
-      expect(html).toContain(`data-metric="e-commerce RTO" data-value="${report.tiers[0]!.rtoSeconds}"`);
-
-      // Sign-off: an unlisted name is refused at once; an approver signs.
-      const refused = await cli('drill', 'sign', workflowId, '--as', 'mallory');
-      expect(`${refused.status} ${refused.stderr.trim()}`).toBe(`2 error: ${workflowId}: mallory is not an approver (allowlist: alice, bob, carol)`);
-      const signed = await cli('drill', 'sign', workflowId, '--as', 'carol', '--comment', 'RTO well inside target');
-      expect(signed.status, signed.stderr).toBe(0);
-      const final = await h.result();
-      expect(final.signOff).toMatchObject({ by: 'carol', comment: 'RTO well inside target' });
-      expect(JSON.parse(await streamText(await gw.store().get(final.location!.json))).signOff).toMatchObject({ by: 'carol' });
-
-      // The CLI's report and history.
-      const out = join(dir, 'report.html');
-      expect((await cli('drill', 'report', workflowId, '--out', out)).status).toBe(0);
-      const hist = await cli('drill', 'history', '--plan', PLAN, '--json');
-      expect(hist.status, hist.stderr).toBe(0);
-      expect((JSON.parse(hist.stdout) as { workflowId: string }[]).find((r) => r.workflowId === workflowId)).toMatchObject({ outcome: 'passed', failed: [], signedOffBy: 'carol' });
-
-      // The HTML report in the browser: its figures, and a screenshot kept as an artefact.
-      const rp = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-      await rp.goto(pathToFileURL(out).toString());
-      expect(await rp.locator('#outcome').textContent()).toBe('PASSED');
-      expect(await rp.locator('#signoff').textContent()).toContain('carol');
-      const bar = rp.locator('rect[data-metric="e-commerce RPO"]');
-      expect(Number(await bar.getAttribute('data-value'))).toBe(final.tiers[0]!.rpoSeconds);
-      expect(await rp.locator('#verdicts tbody tr').count()).toBe(7);
-      expect(await rp.getByText(`${final.tiers[0]!.rtoSeconds!.toFixed(1)} s / target 15.0 min ✔`).count()).toBe(1);
-      console.log(`report screenshot: ${await screenshot(rp, 'drill-report')}`);
-    } finally {
-      sampling = false;
-      await sampler;
-      await browser.close();
-    }
-  });
-
-  it('cleanup always runs: a failure in verification and a cancel mid-drill both leave site B and DNS as before', { timeout: 600_000 }, async () => {
-    await baseline();
-    await labCli('site', 'down', 'site-b'); // B's app endpoint never answers: verification fails
-    try {
-      await withWorker((c) => (c.drills[0]!.verifyTimeout = 10_000), async (tq) => {
-        const h = await startDrill(tq);
-        await phase(h, ['waiting-approval']);
-        await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true, reason: 'go' }] });
-        const st = await phase(h, ['waiting-signoff', 'completed']);
-        const r = st.report!;
-        expect(r.outcome).toBe('failed');
-        const verdict = Object.fromEntries(r.verdicts.map((v) => [v.criterion, v.ok]));
-        expect(verdict).toMatchObject({ 'backup-present': true, 'restore-complete': true, 'app-serves': false, 'rto-met': false, cleanup: true });
-        expect(r.failures.join('\n')).toMatch(/app endpoint http:\/\/127\.0\.20\.100:8080\/healthz: ECONNREFUSED/);
-        expect(r.timeline.find((s) => s.step === 'verify')!.state).toBe('failed');
-        expect(r.timeline.find((s) => s.step === 'switch-drill-record')!.state).toBe('pending');
-        expect(r.compensations.map((c) => c.state)).toEqual(['done', 'done']);
-        await h.terminate('test done');
-      });
-    } finally {
-      await labCli('site', 'up', 'site-b');
-    }
-    expect(await drState()).toEqual(BASELINE());
-
-    // Cancelled mid-restore: still cleaned up, and a report says so.
-    const h = await startDrill(env.taskQueue);
-    await phase(h, ['waiting-approval']);
-    await h.executeUpdate(decideUpdate, { args: [{ by: 'carol', approve: true }] });
-    await until('the restore under way', () => h.query(drillStatusQuery), (s) => s.steps.find((x) => x.step === 'restore')!.state !== 'pending', 120_000, 100);
-    await h.cancel();
-    const err = await h.result().then(() => undefined, (e: unknown) => e);
-    expect(err).toBeInstanceOf(WorkflowFailedError);
-    const st = await h.query(drillStatusQuery);
-    expect(st.report!.outcome).toBe('cancelled');
-    expect(st.report!.verdicts.find((v) => v.criterion === 'cleanup')!.ok).toBe(true);
-    expect(await drState()).toEqual(BASELINE());
-  });
-
-  it('with etcdRestore: the DR cluster\'s newest off-site snapshot restored onto itself (a child runbook the drill\'s go approves), then the app drill', { timeout: 600_000 }, async () => {
-    await baseline();
-    const snap = await snapshotNow(client, env.taskQueue, gw, 'site-b');
-    await withWorker((c) => {
-      c.drills[0]!.etcdRestore = true;
-    }, async (tq) => {
-      const h = await startDrill(tq);
-      const gate = await phase(h, ['waiting-approval']);
-      expect(gate.evidence!.etcdSnapshot).toBe(snap.key);
-      await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true, reason: 'go' }] });
-      const st = await phase(h, ['waiting-signoff', 'completed'], 480_000);
-      const r = st.report!;
-      expect(r.outcome, JSON.stringify(r.verdicts)).toBe('passed');
-      expect(r.verdicts.map((v) => v.criterion)).toContain('etcd-restore');
-      expect(r.etcd).toMatchObject({ cluster: 'site-b', workflowId: `${h.workflowId}-etcd`, outcome: 'completed', snapshot: snap.key });
-      // Every member restored from that snapshot: one revision, above the snapshot's (bumped), same key count.
-      const members = [...r.etcd!.detail!.matchAll(/(cp\d) rev (\d+), (\d+) keys/g)].map((m) => ({ node: m[1], rev: Number(m[2]), keys: Number(m[3]) }));
-      expect(members.map((m) => m.node)).toEqual(['cp1', 'cp2', 'cp3']);
-      expect(new Set(members.map((m) => m.rev)).size).toBe(1);
-      expect(members[0]!.rev).toBeGreaterThan(snap.revision);
-      expect(new Set(members.map((m) => m.keys)).size).toBe(1);
-      // The child was approved by the drill's approver, not by its requester.
-      const child = await client.workflow.getHandle(`${h.workflowId}-etcd`).result();
-      expect(child.approval).toMatchObject({ by: 'bob', approve: true, accepted: true });
-      console.log(`etcd restore drill ${r.etcd!.seconds!.toFixed(1)} s; app RTO ${r.tiers[0]!.rtoSeconds!.toFixed(1)} s`);
-      await h.terminate('test done');
-    });
-    expect(await drState()).toEqual(BASELINE());
-  });
-
-  it('refuses to drill into namespaces that already exist at the DR site (it would touch live objects)', { timeout: 120_000 }, async () => {
-    const api = objectApi(SITES.find((s) => s.name === 'site-b')!);
-    const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } };
-    await api.create(ns);
-    try {
+      // Cancelled mid-restore: still cleaned up, and a report says so.
       const h = await startDrill(env.taskQueue);
-      const err = (await h.result().then(() => undefined, (e: unknown) => e)) as WorkflowFailedError;
+      await phase(h, ['waiting-approval']);
+      await h.executeUpdate(decideUpdate, { args: [{ by: 'carol', approve: true }] });
+      await until(
+        'the restore under way',
+        () => h.query(drillStatusQuery),
+        (s) => s.steps.find((x) => x.step === 'restore')!.state !== 'pending',
+        120_000,
+        100,
+      );
+      await h.cancel();
+      const err = await h.result().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(WorkflowFailedError);
-      expect((err.cause as { cause?: unknown })?.cause ?? err.cause).toMatchObject({ type: FailureType.PreflightFailed, message: expect.stringMatching(/demo-app already exist at site-b: is it serving\?/) });
-    } finally {
-      await gw.kube('site-b').deleteNamespace(NS, 120_000);
-    }
-  });
+      const st = await h.query(drillStatusQuery);
+      expect(st.report!.outcome).toBe('cancelled');
+      expect(st.report!.verdicts.find((v) => v.criterion === 'cleanup')!.ok).toBe(true);
+      expect(await drState()).toEqual(BASELINE());
+    },
+  );
 
-  it('a schedule per plan: created quarterly, triggered, an overlapping trigger skipped, paused, deleted', { timeout: 300_000 }, async () => {
-    await baseline();
-    const created = await cli('drill', 'schedule', '--plan', PLAN, '--json');
-    expect(created.status, created.stderr).toBe(0);
-    const s = JSON.parse(created.stdout) as { scheduleId: string; schedule: string; overlap: string; paused: boolean; nextActionTimes: string[] };
-    expect(s).toMatchObject({ scheduleId: `drill-${PLAN}`, paused: false });
-    expect(s.schedule).toMatch(/0 6 1 1,4,7,10 \*/);
-    const next = new Date(s.nextActionTimes[0]!);
-    expect([0, 3, 6, 9]).toContain(next.getUTCMonth());
-    expect([next.getUTCDate(), next.getUTCHours(), next.getUTCMinutes()]).toEqual([1, 6, 0]);
-    try {
-      expect((await cli('drill', 'trigger', '--plan', PLAN)).status).toBe(0);
-      const describe = () => client.schedule.getHandle(`drill-${PLAN}`).describe();
-      const running = await until('the scheduled drill running', describe, (d) => d.info.runningActions.length === 1, 60_000, 300);
-      const first = running.info.runningActions[0]!.workflow.workflowId;
-      await phase(client.workflow.getHandle(first), ['waiting-approval']);
-      expect((await cli('drill', 'trigger', '--plan', PLAN)).status).toBe(0);
-      const skipped = await until('the overlapping trigger skipped', describe, (d) => d.info.numActionsSkippedOverlap >= 1, 30_000, 300);
-      expect(skipped.info.runningActions.map((a) => a.workflow.workflowId)).toEqual([first]);
-      expect((await cli('drill', 'pause', '--plan', PLAN, '--note', 'change freeze')).status).toBe(0);
-      const list = JSON.parse((await cli('drill', 'list', '--json')).stdout) as { scheduleId: string; paused: boolean; note: string; numActionsSkippedOverlap: number; running: string[] }[];
-      expect(list.find((x) => x.scheduleId === `drill-${PLAN}`)).toMatchObject({ paused: true, note: 'change freeze', numActionsSkippedOverlap: 1, running: [first] });
-      // A scheduled drill was asked for by nobody in particular: any approver decides. No-go here.
-      const rejected = await cli('reject', first, '--as', 'alice', '--reason', 'not today');
-      expect(rejected.status, rejected.stderr).toBe(0);
-      const err = await client.workflow.getHandle(first).result().then(() => undefined, (e: unknown) => e);
-      expect((err as WorkflowFailedError).cause).toMatchObject({ type: FailureType.ApprovalRejected });
-    } finally {
-      expect((await cli('drill', 'delete', '--plan', PLAN)).status).toBe(0);
-    }
-    expect((await cli('drill', 'trigger', '--plan', PLAN)).status).toBe(1);
-    expect(await drState()).toEqual(BASELINE());
-  });
+  it(
+    "with etcdRestore: the DR cluster's newest off-site snapshot restored onto itself (a child runbook the drill's go approves), then the app drill",
+    { timeout: 600_000 },
+    async () => {
+      await baseline();
+      const snap = await snapshotNow(client, env.taskQueue, gw, 'site-b');
+      await withWorker(
+        (c) => {
+          c.drills[0]!.etcdRestore = true;
+        },
+        async (tq) => {
+          const h = await startDrill(tq);
+          const gate = await phase(h, ['waiting-approval']);
+          expect(gate.evidence!.etcdSnapshot).toBe(snap.key);
+          await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true, reason: 'go' }] });
+          const st = await phase(h, ['waiting-signoff', 'completed'], 480_000);
+          const r = st.report!;
+          expect(r.outcome, JSON.stringify(r.verdicts)).toBe('passed');
+          expect(r.verdicts.map((v) => v.criterion)).toContain('etcd-restore');
+          expect(r.etcd).toMatchObject({
+            cluster: 'site-b',
+            workflowId: `${h.workflowId}-etcd`,
+            outcome: 'completed',
+            snapshot: snap.key,
+          });
+          // Every member restored from that snapshot: one revision, above the snapshot's (bumped), same key count.
+          const members = [...r.etcd!.detail!.matchAll(/(cp\d) rev (\d+), (\d+) keys/g)].map((m) => ({
+            node: m[1],
+            rev: Number(m[2]),
+            keys: Number(m[3]),
+          }));
+          expect(members.map((m) => m.node)).toEqual(['cp1', 'cp2', 'cp3']);
+          expect(new Set(members.map((m) => m.rev)).size).toBe(1);
+          expect(members[0]!.rev).toBeGreaterThan(snap.revision);
+          expect(new Set(members.map((m) => m.keys)).size).toBe(1);
+          // The child was approved by the drill's approver, not by its requester.
+          const child = await client.workflow.getHandle(`${h.workflowId}-etcd`).result();
+          expect(child.approval).toMatchObject({ by: 'bob', approve: true, accepted: true });
+          console.log(
+            `etcd restore drill ${r.etcd!.seconds!.toFixed(1)} s; app RTO ${r.tiers[0]!.rtoSeconds!.toFixed(1)} s`,
+          );
+          await h.terminate('test done');
+        },
+      );
+      expect(await drState()).toEqual(BASELINE());
+    },
+  );
+
+  it(
+    'refuses to drill into namespaces that already exist at the DR site (it would touch live objects)',
+    { timeout: 120_000 },
+    async () => {
+      const api = objectApi(SITES.find((s) => s.name === 'site-b')!);
+      const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } };
+      await api.create(ns);
+      try {
+        const h = await startDrill(env.taskQueue);
+        const err = (await h.result().then(
+          () => undefined,
+          (e: unknown) => e,
+        )) as WorkflowFailedError;
+        expect(err).toBeInstanceOf(WorkflowFailedError);
+        expect((err.cause as { cause?: unknown })?.cause ?? err.cause).toMatchObject({
+          type: FailureType.PreflightFailed,
+          message: expect.stringMatching(/demo-app already exist at site-b: is it serving\?/),
+        });
+      } finally {
+        await gw.kube('site-b').deleteNamespace(NS, 120_000);
+      }
+    },
+  );
+
+  it(
+    'a schedule per plan: created quarterly, triggered, an overlapping trigger skipped, paused, deleted',
+    { timeout: 300_000 },
+    async () => {
+      await baseline();
+      const created = await cli('drill', 'schedule', '--plan', PLAN, '--json');
+      expect(created.status, created.stderr).toBe(0);
+      const s = JSON.parse(created.stdout) as {
+        scheduleId: string;
+        schedule: string;
+        overlap: string;
+        paused: boolean;
+        nextActionTimes: string[];
+      };
+      expect(s).toMatchObject({ scheduleId: `drill-${PLAN}`, paused: false });
+      expect(s.schedule).toMatch(/0 6 1 1,4,7,10 \*/);
+      const next = new Date(s.nextActionTimes[0]!);
+      expect([0, 3, 6, 9]).toContain(next.getUTCMonth());
+      expect([next.getUTCDate(), next.getUTCHours(), next.getUTCMinutes()]).toEqual([1, 6, 0]);
+      try {
+        expect((await cli('drill', 'trigger', '--plan', PLAN)).status).toBe(0);
+        const describe = () => client.schedule.getHandle(`drill-${PLAN}`).describe();
+        const running = await until(
+          'the scheduled drill running',
+          describe,
+          (d) => d.info.runningActions.length === 1,
+          60_000,
+          300,
+        );
+        const first = running.info.runningActions[0]!.workflow.workflowId;
+        await phase(client.workflow.getHandle(first), ['waiting-approval']);
+        expect((await cli('drill', 'trigger', '--plan', PLAN)).status).toBe(0);
+        const skipped = await until(
+          'the overlapping trigger skipped',
+          describe,
+          (d) => d.info.numActionsSkippedOverlap >= 1,
+          30_000,
+          300,
+        );
+        expect(skipped.info.runningActions.map((a) => a.workflow.workflowId)).toEqual([first]);
+        expect((await cli('drill', 'pause', '--plan', PLAN, '--note', 'change freeze')).status).toBe(0);
+        const list = JSON.parse((await cli('drill', 'list', '--json')).stdout) as {
+          scheduleId: string;
+          paused: boolean;
+          note: string;
+          numActionsSkippedOverlap: number;
+          running: string[];
+        }[];
+        expect(list.find((x) => x.scheduleId === `drill-${PLAN}`)).toMatchObject({
+          paused: true,
+          note: 'change freeze',
+          numActionsSkippedOverlap: 1,
+          running: [first],
+        });
+        // A scheduled drill was asked for by nobody in particular: any approver decides. No-go here.
+        const rejected = await cli('reject', first, '--as', 'alice', '--reason', 'not today');
+        expect(rejected.status, rejected.stderr).toBe(0);
+        const err = await client.workflow
+          .getHandle(first)
+          .result()
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        expect((err as WorkflowFailedError).cause).toMatchObject({ type: FailureType.ApprovalRejected });
+      } finally {
+        expect((await cli('drill', 'delete', '--plan', PLAN)).status).toBe(0);
+      }
+      expect((await cli('drill', 'trigger', '--plan', PLAN)).status).toBe(1);
+      expect(await drState()).toEqual(BASELINE());
+    },
+  );
 });

@@ -45,7 +45,11 @@ describe('RPO policy', () => {
     expect(rpoVerdict(120, 300_000, 'refuse')).toEqual({ ok: true, refuse: false });
   });
   it('an older one is refused under refuse, allowed with a warning under warn', () => {
-    expect(rpoVerdict(301, 300_000, 'refuse')).toMatchObject({ ok: false, refuse: true, message: expect.stringContaining('301 s old, over the RPO target of 300 s') });
+    expect(rpoVerdict(301, 300_000, 'refuse')).toMatchObject({
+      ok: false,
+      refuse: true,
+      message: expect.stringContaining('301 s old, over the RPO target of 300 s'),
+    });
     expect(rpoVerdict(301, 300_000, 'warn')).toMatchObject({ ok: false, refuse: false });
   });
 });

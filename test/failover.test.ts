@@ -19,7 +19,14 @@ import type { Gateways } from '../worker/gateways.ts';
 import { healthWatch, watchStatusQuery } from '../workflows/health-watch.ts';
 import { decideUpdate, failoverStatusQuery, rejectSignal, siteFailover } from '../workflows/site-failover.ts';
 import { failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
-import { drctlCli, labConfig, startTestEnv, type TestEnv, until, withWorker as withVariantWorker } from './support/lab.ts';
+import {
+  drctlCli,
+  labConfig,
+  startTestEnv,
+  type TestEnv,
+  until,
+  withWorker as withVariantWorker,
+} from './support/lab.ts';
 
 let env: TestEnv;
 let gw: Gateways;
@@ -39,84 +46,160 @@ afterAll(() => env?.close());
 const lab = labCli;
 const baseline = () => resetFailoverLab(gw, env.config);
 const siteState = () => failoverState(gw);
-const BASELINE = () => ({ dns: [A], replicasA: [3], fencedA: false, bslA: 'ReadWrite', bslB: 'ReadWrite', nsB: undefined });
+const BASELINE = () => ({
+  dns: [A],
+  replicasA: [3],
+  fencedA: false,
+  bslA: 'ReadWrite',
+  bslB: 'ReadWrite',
+  nsB: undefined,
+});
 
-const withWorker = <T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>) => withVariantWorker('failover', change, fn);
+const withWorker = <T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>) =>
+  withVariantWorker('failover', change, fn);
 
-const start = (taskQueue: string, args: Partial<FailoverInput> = {}, id = `failover-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`) =>
-  client.workflow.start(siteFailover, { taskQueue, workflowId: id, args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: 'test', ...args }] });
+const start = (
+  taskQueue: string,
+  args: Partial<FailoverInput> = {},
+  id = `failover-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`,
+) =>
+  client.workflow.start(siteFailover, {
+    taskQueue,
+    workflowId: id,
+    args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: 'test', ...args }],
+  });
 
-async function failureOf(p: Promise<unknown>): Promise<{ type?: string; message: string; cause?: { type?: string; message: string } }> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+async function failureOf(
+  p: Promise<unknown>,
+): Promise<{ type?: string; message: string; cause?: { type?: string; message: string } }> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(WorkflowFailedError);
   return (err as WorkflowFailedError).cause as { type?: string; message: string };
 }
 
 const waiting = (h: { query: (q: typeof failoverStatusQuery) => Promise<FailoverStatus> }) =>
-  until('waiting for approval', () => h.query(failoverStatusQuery), (s) => s.phase === 'waiting-approval' || s.phase === 'failed', 120_000, 250);
+  until(
+    'waiting for approval',
+    () => h.query(failoverStatusQuery),
+    (s) => s.phase === 'waiting-approval' || s.phase === 'failed',
+    120_000,
+    250,
+  );
 
 beforeEach(baseline, 300_000);
 
 describe('site failover', () => {
-  it('a backup older than the RPO target is refused under policy refuse, and only warned under warn', { timeout: 300_000 }, async () => {
-    await withWorker((c) => (c.failover!.tier = 'payment'), async (tq) => {
-      const f = await failureOf((await start(tq)).result());
-      expect(f).toMatchObject({ type: FailureType.BackupTooOld, message: expect.stringMatching(/over the RPO target of 0 s; policy is refuse/) });
-    });
-    await withWorker((c) => {
-      c.failover!.tier = 'payment';
-      c.failover!.rpoPolicy = 'warn';
-    }, async (tq) => {
-      const h = await start(tq);
-      const st = await waiting(h);
-      expect(st.phase).toBe('waiting-approval');
-      expect(st.evidence!.warnings.join('\n')).toMatch(/over the RPO target of 0 s \(policy: warn\)/);
-      await h.signal(rejectSignal, { by: 'bob', reason: 'drill only' });
-      expect(await failureOf(h.result())).toMatchObject({ type: FailureType.ApprovalRejected });
-    });
-    expect(await siteState()).toEqual(BASELINE());
-  });
+  it(
+    'a backup older than the RPO target is refused under policy refuse, and only warned under warn',
+    { timeout: 300_000 },
+    async () => {
+      await withWorker(
+        (c) => (c.failover!.tier = 'payment'),
+        async (tq) => {
+          const f = await failureOf((await start(tq)).result());
+          expect(f).toMatchObject({
+            type: FailureType.BackupTooOld,
+            message: expect.stringMatching(/over the RPO target of 0 s; policy is refuse/),
+          });
+        },
+      );
+      await withWorker(
+        (c) => {
+          c.failover!.tier = 'payment';
+          c.failover!.rpoPolicy = 'warn';
+        },
+        async (tq) => {
+          const h = await start(tq);
+          const st = await waiting(h);
+          expect(st.phase).toBe('waiting-approval');
+          expect(st.evidence!.warnings.join('\n')).toMatch(/over the RPO target of 0 s \(policy: warn\)/);
+          await h.signal(rejectSignal, { by: 'bob', reason: 'drill only' });
+          expect(await failureOf(h.result())).toMatchObject({ type: FailureType.ApprovalRejected });
+        },
+      );
+      expect(await siteState()).toEqual(BASELINE());
+    },
+  );
 
-  it('a failure in post-restore verification is compensated: DNS on A, nothing left at B, A unfenced', { timeout: 400_000 }, async () => {
-    await lab('site', 'down', 'site-b'); // B's app endpoint never answers: verification must fail
-    await withWorker((c) => (c.failover!.verifyTimeout = 15_000), async (tq) => {
-      const h = await start(tq);
-      expect((await waiting(h)).phase).toBe('waiting-approval');
-      await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', reason: 'go', approve: true }] });
-      const f = await failureOf(h.result());
-      expect(f.type).toBe('FailoverCompensated');
-      // FailoverCompensated ← ActivityFailure ← the activity's own failure.
-      const root = (f.cause as { cause?: unknown } | undefined)?.cause;
-      expect(root).toMatchObject({ type: FailureType.VerificationFailed, message: expect.stringMatching(/app endpoint http:\/\/127\.0\.20\.100:8080\/healthz: ECONNREFUSED/) });
-      // Everything but the app endpoint was fine: the restore itself worked.
-      expect((root as Error).message.split('\n')).toHaveLength(2);
-      const st = await h.query(failoverStatusQuery);
-      expect(st.phase).toBe('compensated');
-      expect(st.steps.find((s) => s.step === 'restore')!.state).toBe('done');
-      expect(st.steps.find((s) => s.step === 'switch-dns')!.state).toBe('pending');
-    });
-    expect(await siteState()).toEqual(BASELINE());
-  });
+  it(
+    'a failure in post-restore verification is compensated: DNS on A, nothing left at B, A unfenced',
+    { timeout: 400_000 },
+    async () => {
+      await lab('site', 'down', 'site-b'); // B's app endpoint never answers: verification must fail
+      await withWorker(
+        (c) => (c.failover!.verifyTimeout = 15_000),
+        async (tq) => {
+          const h = await start(tq);
+          expect((await waiting(h)).phase).toBe('waiting-approval');
+          await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', reason: 'go', approve: true }] });
+          const f = await failureOf(h.result());
+          expect(f.type).toBe('FailoverCompensated');
+          // FailoverCompensated ← ActivityFailure ← the activity's own failure.
+          const root = (f.cause as { cause?: unknown } | undefined)?.cause;
+          expect(root).toMatchObject({
+            type: FailureType.VerificationFailed,
+            message: expect.stringMatching(/app endpoint http:\/\/127\.0\.20\.100:8080\/healthz: ECONNREFUSED/),
+          });
+          // Everything but the app endpoint was fine: the restore itself worked.
+          expect((root as Error).message.split('\n')).toHaveLength(2);
+          const st = await h.query(failoverStatusQuery);
+          expect(st.phase).toBe('compensated');
+          expect(st.steps.find((s) => s.step === 'restore')!.state).toBe('done');
+          expect(st.steps.find((s) => s.step === 'switch-dns')!.state).toBe('pending');
+        },
+      );
+      expect(await siteState()).toEqual(BASELINE());
+    },
+  );
 
-  it('fails over with site A\'s app down (approved from the CLI), then fails back', { timeout: 600_000 }, async () => {
+  it("fails over with site A's app down (approved from the CLI), then fails back", { timeout: 600_000 }, async () => {
     await lab('site', 'down', 'site-a');
     const h = await start(env.taskQueue);
     const st = await waiting(h);
     expect(st.phase).toBe('waiting-approval');
-    expect(st.evidence).toMatchObject({ namespaces: [NS], records: [{ name: RECORD, from: [A], to: [B] }], primaryReachable: true });
+    expect(st.evidence).toMatchObject({
+      namespaces: [NS],
+      records: [{ name: RECORD, from: [A], to: [B] }],
+      primaryReachable: true,
+    });
     expect(st.evidence!.backup!.name).toBeTruthy();
     const refused = await drctlCli(['--config', paths.config, 'approve', h.workflowId, '--as', 'alice']);
-    expect(`${refused.status} ${refused.stderr.trim()}`).toBe(`2 error: ${h.workflowId}: two-person rule: alice requested this failover and cannot approve it`);
-    const ok = await drctlCli(['--config', paths.config, 'approve', h.workflowId, '--as', 'bob', '--reason', 'site A app is down']);
+    expect(`${refused.status} ${refused.stderr.trim()}`).toBe(
+      `2 error: ${h.workflowId}: two-person rule: alice requested this failover and cannot approve it`,
+    );
+    const ok = await drctlCli([
+      '--config',
+      paths.config,
+      'approve',
+      h.workflowId,
+      '--as',
+      'bob',
+      '--reason',
+      'site A app is down',
+    ]);
     expect(ok.status, ok.stderr).toBe(0);
     const report = await h.result();
     expect(report).toMatchObject({ outcome: 'completed', from: 'site-a', to: 'site-b', rpoMet: true });
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
-    expect(report.checks.map((c) => c.check)).toEqual(expect.arrayContaining([`${NS}: endpointslices populated`, `${NS}: pvcs bound`, `app answers through ${RECORD}`]));
-    console.log(`failover RTO ${report.rtoSeconds.toFixed(1)} s (approval wait ${report.approvalWaitSeconds.toFixed(1)} s), RPO ${report.rpoSeconds} s; steps ${report.steps.map((s) => `${s.step} ${s.seconds.toFixed(1)}s`).join(', ')}`);
+    expect(report.checks.map((c) => c.check)).toEqual(
+      expect.arrayContaining([`${NS}: endpointslices populated`, `${NS}: pvcs bound`, `app answers through ${RECORD}`]),
+    );
+    console.log(
+      `failover RTO ${report.rtoSeconds.toFixed(1)} s (approval wait ${report.approvalWaitSeconds.toFixed(1)} s), RPO ${report.rpoSeconds} s; steps ${report.steps.map((s) => `${s.step} ${s.seconds.toFixed(1)}s`).join(', ')}`,
+    );
     expect((await gw.dns().resolveA(RECORD)).addresses).toEqual([B]);
     const after = await siteState();
-    expect(after).toMatchObject({ dns: [B], replicasA: [0], fencedA: true, bslA: 'ReadOnly', bslB: 'ReadWrite', nsB: 'Active' });
+    expect(after).toMatchObject({
+      dns: [B],
+      replicasA: [0],
+      fencedA: true,
+      bslA: 'ReadOnly',
+      bslB: 'ReadWrite',
+      nsB: 'Active',
+    });
     expect((await drctlCli(['--config', paths.config, 'status', h.workflowId])).stdout).toContain('COMPLETED');
 
     // Failback: back up B first, restore at A, DNS back to A; B fenced.
@@ -130,36 +213,56 @@ describe('site failover', () => {
     expect((await gw.dns().resolveA(RECORD)).addresses).toEqual([A]);
     const depsB = await gw.kube('site-b').deployments(NS);
     expect(depsB.map((d) => d.replicas)).toEqual([0]);
-    expect(await siteState()).toMatchObject({ dns: [A], replicasA: [3], fencedA: false, bslA: 'ReadWrite', bslB: 'ReadOnly' });
+    expect(await siteState()).toMatchObject({
+      dns: [A],
+      replicasA: [3],
+      fencedA: false,
+      bslA: 'ReadWrite',
+      bslB: 'ReadOnly',
+    });
   });
 
-  it('a worker killed mid-failover: a new one resumes and completes; nothing destructive ran twice', { timeout: 600_000 }, async () => {
-    const taskQueue = `failover-kill-${Date.now()}`;
-    const config = labConfig(taskQueue);
-    const file = join(dir, 'worker.yaml');
-    writeFileSync(file, stringify(config));
-    const spawnWorker = (n: number): ChildProcess =>
-      spawn(process.execPath, ['bin/drctl.js', '--config', file, 'worker'], { stdio: ['ignore', openSync(join(dir, `worker-${n}.log`), 'a'), openSync(join(dir, `worker-${n}.log`), 'a')] });
-    let worker = spawnWorker(1);
-    try {
-      const h = await start(taskQueue);
-      expect((await waiting(h)).phase).toBe('waiting-approval');
-      await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true }] });
-      await until('restore under way', () => h.query(failoverStatusQuery), (s) => s.steps.find((x) => x.step === 'restore')?.state === 'running', 120_000, 50);
-      worker.kill('SIGKILL');
-      await sleep(1000);
-      worker = spawnWorker(2);
-      const report = await h.result();
-      expect(report.outcome).toBe('completed');
-      // Fenced once: the annotation still records the replicas from before the fence (3, not 0).
-      const depsA = await gw.kube('site-a').deployments(NS);
-      expect(depsA.map((d) => [d.replicas, d.annotations[FENCED_REPLICAS]])).toEqual([[0, '3']]);
-      const restores = (await gw.velero('site-b').list('restores')).filter((r) => r.metadata.name === report.restoreName);
-      expect(restores).toHaveLength(1);
-    } finally {
-      worker.kill('SIGTERM');
-    }
-  });
+  it(
+    'a worker killed mid-failover: a new one resumes and completes; nothing destructive ran twice',
+    { timeout: 600_000 },
+    async () => {
+      const taskQueue = `failover-kill-${Date.now()}`;
+      const config = labConfig(taskQueue);
+      const file = join(dir, 'worker.yaml');
+      writeFileSync(file, stringify(config));
+      const spawnWorker = (n: number): ChildProcess =>
+        spawn(process.execPath, ['bin/drctl.js', '--config', file, 'worker'], {
+          stdio: ['ignore', openSync(join(dir, `worker-${n}.log`), 'a'), openSync(join(dir, `worker-${n}.log`), 'a')],
+        });
+      let worker = spawnWorker(1);
+      try {
+        const h = await start(taskQueue);
+        expect((await waiting(h)).phase).toBe('waiting-approval');
+        await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true }] });
+        await until(
+          'restore under way',
+          () => h.query(failoverStatusQuery),
+          (s) => s.steps.find((x) => x.step === 'restore')?.state === 'running',
+          120_000,
+          50,
+        );
+        worker.kill('SIGKILL');
+        await sleep(1000);
+        worker = spawnWorker(2);
+        const report = await h.result();
+        expect(report.outcome).toBe('completed');
+        // Fenced once: the annotation still records the replicas from before the fence (3, not 0).
+        const depsA = await gw.kube('site-a').deployments(NS);
+        expect(depsA.map((d) => [d.replicas, d.annotations[FENCED_REPLICAS]])).toEqual([[0, '3']]);
+        const restores = (await gw.velero('site-b').list('restores')).filter(
+          (r) => r.metadata.name === report.restoreName,
+        );
+        expect(restores).toHaveLength(1);
+      } finally {
+        worker.kill('SIGTERM');
+      }
+    },
+  );
 });
 
 describe('health watch', () => {
@@ -186,34 +289,68 @@ describe('health watch', () => {
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-  it('a flapping endpoint does not trigger; three failures in a row start a failover that waits at the gate, and notify', { timeout: 300_000 }, async () => {
-    await withWorker((c) => {
-      c.sites[0]!.appEndpoint = `http://${addr}:8080/healthz`;
-      c.failover!.healthWatch.interval = 500;
-      c.failover!.healthWatch.webhook = `http://${addr}:8080/hook`;
-    }, async (tq) => {
-      const watch = await client.workflow.start(healthWatch, { taskQueue: tq, workflowId: `watch-test-${Date.now()}`, args: [{ record: RECORD, roundsPerRun: 8 }] });
-      try {
-        // 12 rounds of flapping (across a continue-as-new): site A stays up, no failover.
-        const flapped = await until('12 rounds', () => watch.query(watchStatusQuery), (s) => s.rounds >= 12, 60_000, 200);
-        expect(flapped.serving).toBe('site-a');
-        expect(flapped.sites['site-a']!.up).toBe(true);
-        expect(flapped.failovers).toEqual([]);
-        mode = 'down';
-        const down = await until('failover started', () => watch.query(watchStatusQuery), (s) => s.failovers.length > 0, 60_000, 200);
-        expect(down.sites['site-a']).toMatchObject({ up: false });
-        expect(down.events.at(-1)).toMatchObject({ site: 'site-a', state: 'down' });
-        const fo = client.workflow.getHandle(down.failovers[0]!.workflowId);
-        const st = await waiting(fo);
-        expect(st).toMatchObject({ phase: 'waiting-approval', requestedBy: 'health-watch', from: 'site-a', to: 'site-b' });
-        await until('webhook called', async () => hooks.length, (x) => x > 0, 10_000, 100);
-        expect(hooks[0]).toMatchObject({ event: 'failover-started', workflowId: down.failovers[0]!.workflowId });
-        await fo.signal(rejectSignal, { by: 'bob', reason: 'test' });
-        await failureOf(fo.result());
-      } finally {
-        await watch.terminate('test over');
-      }
-    });
-    expect(await siteState()).toEqual(BASELINE());
-  });
+  it(
+    'a flapping endpoint does not trigger; three failures in a row start a failover that waits at the gate, and notify',
+    { timeout: 300_000 },
+    async () => {
+      await withWorker(
+        (c) => {
+          c.sites[0]!.appEndpoint = `http://${addr}:8080/healthz`;
+          c.failover!.healthWatch.interval = 500;
+          c.failover!.healthWatch.webhook = `http://${addr}:8080/hook`;
+        },
+        async (tq) => {
+          const watch = await client.workflow.start(healthWatch, {
+            taskQueue: tq,
+            workflowId: `watch-test-${Date.now()}`,
+            args: [{ record: RECORD, roundsPerRun: 8 }],
+          });
+          try {
+            // 12 rounds of flapping (across a continue-as-new): site A stays up, no failover.
+            const flapped = await until(
+              '12 rounds',
+              () => watch.query(watchStatusQuery),
+              (s) => s.rounds >= 12,
+              60_000,
+              200,
+            );
+            expect(flapped.serving).toBe('site-a');
+            expect(flapped.sites['site-a']!.up).toBe(true);
+            expect(flapped.failovers).toEqual([]);
+            mode = 'down';
+            const down = await until(
+              'failover started',
+              () => watch.query(watchStatusQuery),
+              (s) => s.failovers.length > 0,
+              60_000,
+              200,
+            );
+            expect(down.sites['site-a']).toMatchObject({ up: false });
+            expect(down.events.at(-1)).toMatchObject({ site: 'site-a', state: 'down' });
+            const fo = client.workflow.getHandle(down.failovers[0]!.workflowId);
+            const st = await waiting(fo);
+            expect(st).toMatchObject({
+              phase: 'waiting-approval',
+              requestedBy: 'health-watch',
+              from: 'site-a',
+              to: 'site-b',
+            });
+            await until(
+              'webhook called',
+              async () => hooks.length,
+              (x) => x > 0,
+              10_000,
+              100,
+            );
+            expect(hooks[0]).toMatchObject({ event: 'failover-started', workflowId: down.failovers[0]!.workflowId });
+            await fo.signal(rejectSignal, { by: 'bob', reason: 'test' });
+            await failureOf(fo.result());
+          } finally {
+            await watch.terminate('test over');
+          }
+        },
+      );
+      expect(await siteState()).toEqual(BASELINE());
+    },
+  );
 });

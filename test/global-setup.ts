@@ -9,7 +9,9 @@ export default async function setup() {
   let started = false;
   if (!before.every((c) => c.healthy)) {
     const owned = !before.some((c) => c.healthy);
-    process.stderr.write(`[global-setup] ${owned ? 'starting the lab' : 'bringing back what is down in the running lab'} ...\n`);
+    process.stderr.write(
+      `[global-setup] ${owned ? 'starting the lab' : 'bringing back what is down in the running lab'} ...\n`,
+    );
     const r = await up({ log: (m) => process.stderr.write(`[global-setup] ${m}\n`) });
     process.stderr.write(`[global-setup] lab up in ${r.seconds.toFixed(1)} s\n`);
     started = owned;

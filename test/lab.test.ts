@@ -41,10 +41,14 @@ async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolea
 
 describe('SSH with pinned host keys', () => {
   it('runs a command on every control-plane node, each its own host', async () => {
-    const results = await Promise.all(allNodes().map(async ({ cluster, node }) => {
-      const r = await gw.shell(cluster, node.name).exec('pgrep -a etcd; cat /etc/kubernetes/manifests/etcd.yaml | grep -- --name=', { check: true });
-      return { cluster, node: node.name, out: r.stdout };
-    }));
+    const results = await Promise.all(
+      allNodes().map(async ({ cluster, node }) => {
+        const r = await gw
+          .shell(cluster, node.name)
+          .exec('pgrep -a etcd; cat /etc/kubernetes/manifests/etcd.yaml | grep -- --name=', { check: true });
+        return { cluster, node: node.name, out: r.stdout };
+      }),
+    );
     expect(results).toHaveLength(6);
     for (const r of results) {
       // Only this node's etcd is visible on it (its own PID namespace), and its manifest names it.
@@ -56,7 +60,9 @@ describe('SSH with pinned host keys', () => {
 
   it('the pinned fingerprint is what ssh-keygen -lf prints for the host key', () => {
     const node = SITES[0]!.nodes[1]!;
-    const pub = execFileSync('cat', [`${node.root}/etc/ssh/ssh_host_ed25519_key.pub`], { encoding: 'utf8' }).split(' ')[1]!;
+    const pub = execFileSync('cat', [`${node.root}/etc/ssh/ssh_host_ed25519_key.pub`], { encoding: 'utf8' }).split(
+      ' ',
+    )[1]!;
     expect(fingerprintOf(Buffer.from(pub, 'base64'))).toBe(config.sites[0]!.cluster.nodes[1]!.ssh.hostKeyFingerprint);
   });
 
@@ -64,8 +70,13 @@ describe('SSH with pinned host keys', () => {
     const shell = gw.shell('site-a', 'cp2');
     const data = randomBytes(3 * 1024 * 1024 + 17);
     const { pipeline } = await import('node:stream/promises');
-    await pipeline(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), await shell.writeStream('/var/lib/drctl-stream-test', 0o600));
-    expect((await shell.exec('stat -c "%s %a" /var/lib/drctl-stream-test', { check: true })).stdout.trim()).toBe(`${data.length} 600`);
+    await pipeline(
+      Readable.from([data.subarray(0, 1000), data.subarray(1000)]),
+      await shell.writeStream('/var/lib/drctl-stream-test', 0o600),
+    );
+    expect((await shell.exec('stat -c "%s %a" /var/lib/drctl-stream-test', { check: true })).stdout.trim()).toBe(
+      `${data.length} 600`,
+    );
     const hash = createHash('sha256');
     await pipeline(await shell.readStream('/var/lib/drctl-stream-test'), async function* (src: AsyncIterable<Buffer>) {
       for await (const c of src) hash.update(c);
@@ -76,16 +87,28 @@ describe('SSH with pinned host keys', () => {
     const drain = async function* (src: AsyncIterable<Buffer>) {
       for await (const chunk of src) void chunk;
     };
-    await expect(pipeline(await shell.readStream('/var/lib/no-such-file'), drain)).rejects.toMatchObject({ type: FailureType.RemoteCommandFailed, message: expect.stringContaining('No such file') });
-    await expect(pipeline(Readable.from([data]), await shell.writeStream('/no/such/dir/file'))).rejects.toMatchObject({ type: FailureType.RemoteCommandFailed });
+    await expect(pipeline(await shell.readStream('/var/lib/no-such-file'), drain)).rejects.toMatchObject({
+      type: FailureType.RemoteCommandFailed,
+      message: expect.stringContaining('No such file'),
+    });
+    await expect(pipeline(Readable.from([data]), await shell.writeStream('/no/such/dir/file'))).rejects.toMatchObject({
+      type: FailureType.RemoteCommandFailed,
+    });
   });
 
   it('refuses a host whose key does not match (another node answering at that address)', async () => {
     const a1 = config.sites[0]!.cluster.nodes[0]!;
     const a2 = config.sites[0]!.cluster.nodes[1]!;
-    const shell: RemoteShell = connectShell({ label: 'site-a/cp1', ...a1.ssh, hostKeyFingerprint: a2.ssh.hostKeyFingerprint });
+    const shell: RemoteShell = connectShell({
+      label: 'site-a/cp1',
+      ...a1.ssh,
+      hostKeyFingerprint: a2.ssh.hostKeyFingerprint,
+    });
     try {
-      const err = await shell.exec('touch /tmp/should-never-run').then(() => undefined, (e: unknown) => e);
+      const err = await shell.exec('touch /tmp/should-never-run').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toMatchObject({ type: FailureType.HostKeyMismatch, nonRetryable: true });
       expect(String((err as Error).message)).toContain(`does not match the pinned ${a2.ssh.hostKeyFingerprint}`);
     } finally {
@@ -96,10 +119,12 @@ describe('SSH with pinned host keys', () => {
 
 describe('etcd over SSH', () => {
   it('every one of the six members is healthy, site A on 3.5 and site B on 3.6', async () => {
-    const checks = await Promise.all(allNodes().map(async ({ cluster, node }) => {
-      const etcd = gw.etcd(cluster, node.name);
-      return { cluster, node: node.name, health: await etcd.health(), status: await etcd.status() };
-    }));
+    const checks = await Promise.all(
+      allNodes().map(async ({ cluster, node }) => {
+        const etcd = gw.etcd(cluster, node.name);
+        return { cluster, node: node.name, health: await etcd.health(), status: await etcd.status() };
+      }),
+    );
     for (const c of checks) {
       expect(c.health.health, `${c.cluster}/${c.node}: ${c.health.error}`).toBe(true);
       expect(c.status.version).toMatch(c.cluster === 'site-a' ? /^3\.5\.\d+$/ : /^3\.6\.\d+$/);
@@ -108,7 +133,7 @@ describe('etcd over SSH', () => {
     expect(members.map((m) => m.name).sort()).toEqual(['cp1', 'cp2', 'cp3']);
   });
 
-  it('moving a node\'s etcd manifest aside stops that member; moving it back starts it', async () => {
+  it("moving a node's etcd manifest aside stops that member; moving it back starts it", async () => {
     // site-b/cp3 carries only etcd, so the site keeps quorum and its API server throughout.
     const shell = gw.shell('site-b', 'cp3');
     const node = gw.node('site-b', 'cp3') as NodeConfig & { controlPlane: { manifestsDir: string; parkedDir: string } };
@@ -116,14 +141,24 @@ describe('etcd over SSH', () => {
     const { manifestsDir, parkedDir } = node.controlPlane;
     await shell.exec(`mkdir -p ${parkedDir} && mv ${manifestsDir}/etcd.yaml ${parkedDir}/etcd.yaml`, { check: true });
     try {
-      await until('etcd process gone on site-b/cp3', () => shell.exec('pgrep -x etcd'), (r) => r.code === 1, 30_000);
+      await until(
+        'etcd process gone on site-b/cp3',
+        () => shell.exec('pgrep -x etcd'),
+        (r) => r.code === 1,
+        30_000,
+      );
       expect((await etcd.health()).health).toBe(false);
       // The rest of the cluster keeps quorum.
       expect((await gw.etcd('site-b', 'cp1').health()).health).toBe(true);
     } finally {
       await shell.exec(`mv ${parkedDir}/etcd.yaml ${manifestsDir}/etcd.yaml`, { check: true });
     }
-    await until('etcd healthy again on site-b/cp3', () => etcd.health(), (h) => h.health, 60_000);
+    await until(
+      'etcd healthy again on site-b/cp3',
+      () => etcd.health(),
+      (h) => h.health,
+      60_000,
+    );
     const r = await shell.exec('pgrep -x etcd');
     expect(r.stdout.trim()).toMatch(/^\d+$/);
   });
@@ -158,24 +193,40 @@ describe('object store (MinIO)', () => {
 });
 
 describe('Kubernetes API servers', () => {
-  it.each(['site-a', 'site-b'])('%s: ready, and lists its namespaces with the admin client certificate', async (cluster) => {
-    const kube = gw.kube(cluster);
-    expect((await kube.readyz()).ready).toBe(true);
-    const ns = await kube.listNamespaces();
-    expect(ns).toEqual(expect.arrayContaining(['default', 'kube-system', 'kube-public']));
-  });
+  it.each(['site-a', 'site-b'])(
+    '%s: ready, and lists its namespaces with the admin client certificate',
+    async (cluster) => {
+      const kube = gw.kube(cluster);
+      expect((await kube.readyz()).ready).toBe(true);
+      const ns = await kube.listNamespaces();
+      expect(ns).toEqual(expect.arrayContaining(['default', 'kube-system', 'kube-public']));
+    },
+  );
 });
 
-describe('Temporal round-trip through the project\'s worker', () => {
+describe("Temporal round-trip through the project's worker", () => {
   it('runs the cluster-health runbook for both sites on the real dev server', async () => {
     const taskQueue = `test-${Date.now()}`;
-    const { worker, gateways, connection: wconn } = await createWorker({ ...config, temporal: { ...config.temporal, taskQueue } });
+    const {
+      worker,
+      gateways,
+      connection: wconn,
+    } = await createWorker({ ...config, temporal: { ...config.temporal, taskQueue } });
     const { connectionOptions, namespace } = temporalConnectConfig(config.temporal);
     const connection = await Connection.connect(connectionOptions);
     const client = new Client({ connection, namespace });
     try {
-      const reports = await worker.runUntil(Promise.all(['site-a', 'site-b'].map((cluster) =>
-        client.workflow.execute(clusterHealth, { taskQueue, workflowId: `test-health-${cluster}-${Date.now()}`, args: [{ cluster }] }))));
+      const reports = await worker.runUntil(
+        Promise.all(
+          ['site-a', 'site-b'].map((cluster) =>
+            client.workflow.execute(clusterHealth, {
+              taskQueue,
+              workflowId: `test-health-${cluster}-${Date.now()}`,
+              args: [{ cluster }],
+            }),
+          ),
+        ),
+      );
       for (const r of reports) {
         expect(r.problems).toEqual([]);
         expect(r).toMatchObject({ ok: true, quorum: true, healthyMembers: 3, members: 3 });
@@ -194,12 +245,17 @@ describe('Temporal round-trip through the project\'s worker', () => {
 
 describe('drctl lab status / env (CLI)', () => {
   it('status --json lists every component healthy with an address and a pid', () => {
-    const comps = JSON.parse(execFileSync(process.execPath, ['bin/drctl.js', 'lab', 'status', '--json'], { encoding: 'utf8' })) as
-      { name: string; kind: string; address: string; pid?: number; healthy: boolean; detail: string }[];
+    const comps = JSON.parse(
+      execFileSync(process.execPath, ['bin/drctl.js', 'lab', 'status', '--json'], { encoding: 'utf8' }),
+    ) as { name: string; kind: string; address: string; pid?: number; healthy: boolean; detail: string }[];
     expect(comps.filter((c) => c.kind === 'etcd')).toHaveLength(6);
     expect(comps.filter((c) => c.kind === 'sshd')).toHaveLength(6);
     expect(comps.filter((c) => c.kind === 'kube-apiserver')).toHaveLength(2);
-    for (const kind of ['kube-controller-manager', 'kube-scheduler', 'kwok', 'velero', 'app']) expect(comps.filter((c) => c.kind === kind), kind).toHaveLength(2);
+    for (const kind of ['kube-controller-manager', 'kube-scheduler', 'kwok', 'velero', 'app'])
+      expect(
+        comps.filter((c) => c.kind === kind),
+        kind,
+      ).toHaveLength(2);
     expect(comps.filter((c) => c.kind === 'pdns')).toHaveLength(1);
     for (const c of comps) {
       expect(c.healthy, c.name).toBe(true);
@@ -209,8 +265,15 @@ describe('drctl lab status / env (CLI)', () => {
     }
   });
 
-  it('env --site exports work with the real etcdctl and the site\'s kube-apiserver', () => {
-    const out = execFileSync('bash', ['-c', 'eval "$(node bin/drctl.js lab env --site site-b)"; etcdctl endpoint health -w json; kubectl get ns -o name'], { encoding: 'utf8' });
+  it("env --site exports work with the real etcdctl and the site's kube-apiserver", () => {
+    const out = execFileSync(
+      'bash',
+      [
+        '-c',
+        'eval "$(node bin/drctl.js lab env --site site-b)"; etcdctl endpoint health -w json; kubectl get ns -o name',
+      ],
+      { encoding: 'utf8' },
+    );
     const [healthJson, ...ns] = out.trim().split('\n');
     const health = JSON.parse(healthJson!) as { health: boolean }[];
     expect(health).toHaveLength(3);

@@ -9,7 +9,8 @@ import { workflowsPath } from '../worker/worker.ts';
 
 const dir = new URL('./histories/', import.meta.url);
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
-const history = (f: string) => JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as { events: { eventType: string; [k: string]: unknown }[] };
+const history = (f: string) =>
+  JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as { events: { eventType: string; [k: string]: unknown }[] };
 const quiet = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, log() {} };
 let current: WorkflowBundle;
 
@@ -18,7 +19,8 @@ let current: WorkflowBundle;
  * etcd child `<id>-etcd`): read back from that child's id. Otherwise the replayer's default.
  */
 function recordedWorkflowId(f: string): string | undefined {
-  const child = history(f).events.find((e) => e.eventType === 'EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED') as { startChildWorkflowExecutionInitiatedEventAttributes?: { workflowId?: string } } | undefined;
+  const child = history(f).events.find((e) => e.eventType === 'EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED') as
+    { startChildWorkflowExecutionInitiatedEventAttributes?: { workflowId?: string } } | undefined;
   return child?.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId?.replace(/-etcd$/, '');
 }
 
@@ -28,7 +30,14 @@ beforeAll(async () => {
 
 describe('replay of committed histories', () => {
   it('covers every runbook', () => {
-    expect(files.sort()).toEqual(['cluster-health.json', 'dr-drill.json', 'etcd-restore.json', 'etcd-snapshot.json', 'health-watch.json', 'site-failover.json']);
+    expect(files.sort()).toEqual([
+      'cluster-health.json',
+      'dr-drill.json',
+      'etcd-restore.json',
+      'etcd-snapshot.json',
+      'health-watch.json',
+      'site-failover.json',
+    ]);
   });
 
   it.each(files)('%s replays against the current code', async (f) => {
@@ -37,7 +46,15 @@ describe('replay of committed histories', () => {
 
   it('the restore history is a full run: approval gate (a refused self-approval, then an update), every step', () => {
     const h = JSON.stringify(history('etcd-restore.json'));
-    for (const step of ['stopComponent', 'moveDataDirAside', 'restoreMember', 'startComponent', 'verifyQuorum', 'countKeys']) expect(h).toContain(step);
+    for (const step of [
+      'stopComponent',
+      'moveDataDirAside',
+      'restoreMember',
+      'startComponent',
+      'verifyQuorum',
+      'countKeys',
+    ])
+      expect(h).toContain(step);
     expect(h).toContain('WORKFLOW_EXECUTION_SIGNALED');
     expect(h).toContain('WORKFLOW_EXECUTION_UPDATE_ACCEPTED');
     expect(h).toContain('WORKFLOW_EXECUTION_COMPLETED');
@@ -45,7 +62,18 @@ describe('replay of committed histories', () => {
 
   it('the failover history is a full run: a refused self-approval, an update, every step to the DNS switch', () => {
     const h = JSON.stringify(history('site-failover.json'));
-    for (const step of ['failoverPreflight', 'fencePrimary', 'setStorageLocationMode', 'veleroRestore', 'backupContents', 'verifySite', 'switchDns', 'verifyDns', 'promoteSite']) expect(h).toContain(step);
+    for (const step of [
+      'failoverPreflight',
+      'fencePrimary',
+      'setStorageLocationMode',
+      'veleroRestore',
+      'backupContents',
+      'verifySite',
+      'switchDns',
+      'verifyDns',
+      'promoteSite',
+    ])
+      expect(h).toContain(step);
     expect(h).toContain('WORKFLOW_EXECUTION_SIGNALED');
     expect(h).toContain('WORKFLOW_EXECUTION_UPDATE_ACCEPTED');
     expect(h).toContain('WORKFLOW_EXECUTION_COMPLETED');
@@ -53,7 +81,19 @@ describe('replay of committed histories', () => {
 
   it('the drill history is a full run: the go, the etcd restore drill as a child approved by the drill, restore, drill record, cleanup, report, sign-off', () => {
     const h = JSON.stringify(history('dr-drill.json'));
-    for (const x of ['drillPreflight', 'START_CHILD_WORKFLOW_EXECUTION_INITIATED', 'SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED', 'CHILD_WORKFLOW_EXECUTION_COMPLETED', 'veleroRestore', 'verifySite', 'switchDns', 'removeRestored', 'drillCleanupCheck', 'writeDrillReport']) expect(h).toContain(x);
+    for (const x of [
+      'drillPreflight',
+      'START_CHILD_WORKFLOW_EXECUTION_INITIATED',
+      'SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED',
+      'CHILD_WORKFLOW_EXECUTION_COMPLETED',
+      'veleroRestore',
+      'verifySite',
+      'switchDns',
+      'removeRestored',
+      'drillCleanupCheck',
+      'writeDrillReport',
+    ])
+      expect(h).toContain(x);
     expect(h).toContain('WORKFLOW_EXECUTION_UPDATE_ACCEPTED');
     expect(h).toContain('WORKFLOW_EXECUTION_SIGNALED');
     expect(h).toContain('WORKFLOW_EXECUTION_COMPLETED');
@@ -61,20 +101,43 @@ describe('replay of committed histories', () => {
 
   it('the health-watch history probes, sleeps and continues as new', () => {
     const h = JSON.stringify(history('health-watch.json'));
-    for (const x of ['loadWatchPolicy', 'servingSite', 'probeSite', 'TIMER_STARTED', 'WORKFLOW_EXECUTION_CONTINUED_AS_NEW']) expect(h).toContain(x);
+    for (const x of [
+      'loadWatchPolicy',
+      'servingSite',
+      'probeSite',
+      'TIMER_STARTED',
+      'WORKFLOW_EXECUTION_CONTINUED_AS_NEW',
+    ])
+      expect(h).toContain(x);
   });
 
   it('an incompatible change to a workflow is caught as a DeterminismViolationError', async () => {
-    const changed = await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('./fixtures/changed-workflows.ts', import.meta.url)), logger: quiet });
-    await expect(Worker.runReplayHistory({ workflowBundle: changed, replayName: 'changed' }, history('etcd-snapshot.json'))).rejects.toBeInstanceOf(DeterminismViolationError);
+    const changed = await bundleWorkflowCode({
+      workflowsPath: fileURLToPath(new URL('./fixtures/changed-workflows.ts', import.meta.url)),
+      logger: quiet,
+    });
+    await expect(
+      Worker.runReplayHistory({ workflowBundle: changed, replayName: 'changed' }, history('etcd-snapshot.json')),
+    ).rejects.toBeInstanceOf(DeterminismViolationError);
   }, 120_000);
 
   it('no history carries a secret: payloads hold names and paths, never keys or credentials', () => {
     for (const f of files) {
       const text = readFileSync(new URL(f, dir), 'utf8');
-      const payloads = [...text.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
+      const payloads = [...text.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)]
+        .map((m) => Buffer.from(m[1]!, 'base64').toString('utf8'))
+        .join('\n');
       expect(payloads.length, f).toBeGreaterThan(100);
-      for (const bad of ['PRIVATE KEY', 'secretAccessKey', 'accessKeyId', 'privateKeyPath', 'client-key-data', 'apiKey', 'aws_secret_access_key']) expect(payloads, `${f} contains ${bad}`).not.toContain(bad);
+      for (const bad of [
+        'PRIVATE KEY',
+        'secretAccessKey',
+        'accessKeyId',
+        'privateKeyPath',
+        'client-key-data',
+        'apiKey',
+        'aws_secret_access_key',
+      ])
+        expect(payloads, `${f} contains ${bad}`).not.toContain(bad);
     }
   });
 });

@@ -33,18 +33,36 @@ afterAll(() => env.close());
 
 /** etcd's pid on every node of a cluster: unchanged pids prove nothing was stopped. */
 async function etcdPids(cluster: string): Promise<string[]> {
-  return Promise.all(['cp1', 'cp2', 'cp3'].map(async (n) => (await gw.shell(cluster, n).exec('pgrep -x etcd', { check: true })).stdout.trim()));
+  return Promise.all(
+    ['cp1', 'cp2', 'cp3'].map(async (n) =>
+      (await gw.shell(cluster, n).exec('pgrep -x etcd', { check: true })).stdout.trim(),
+    ),
+  );
 }
 
 async function failureOf(p: Promise<unknown>): Promise<{ type?: string; message: string }> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(WorkflowFailedError);
-  const cause = (err as WorkflowFailedError).cause as { type?: string; message: string; cause?: { type?: string; message: string } };
+  const cause = (err as WorkflowFailedError).cause as {
+    type?: string;
+    message: string;
+    cause?: { type?: string; message: string };
+  };
   return cause.type ? cause : (cause.cause ?? cause);
 }
 
-const start = (args: Partial<Parameters<typeof etcdRestore>[0]>, id = `safety-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`) =>
-  client.workflow.start(etcdRestore, { taskQueue, workflowId: id, args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', ...args }] });
+const start = (
+  args: Partial<Parameters<typeof etcdRestore>[0]>,
+  id = `safety-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`,
+) =>
+  client.workflow.start(etcdRestore, {
+    taskQueue,
+    workflowId: id,
+    args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', ...args }],
+  });
 
 describe('etcd restore safety', () => {
   it('--dry-run returns the per-node plan with exact commands and changes nothing', async () => {
@@ -54,7 +72,9 @@ describe('etcd restore safety', () => {
     expect(r.refusal).toMatch(/^site-b has quorum \(3\/3 members healthy \(quorum\)\)/);
     expect(r.plan.nodes).toHaveLength(3);
     for (const n of r.plan.nodes) {
-      expect(n.restoreCommand).toMatch(new RegExp(`^etcdutl snapshot restore \\S+ --name=${n.node} --initial-cluster=`));
+      expect(n.restoreCommand).toMatch(
+        new RegExp(`^etcdutl snapshot restore \\S+ --name=${n.node} --initial-cluster=`),
+      );
       expect(n.restoreCommand).toContain(`--initial-advertise-peer-urls=${n.peerUrl}`);
       expect(n.restoreCommand).toContain(`--initial-cluster-token=${r.plan.token}`);
       const ls = await gw.shell('site-b', n.node).exec(`test -e ${n.workDir} || echo absent`);
@@ -94,7 +114,11 @@ describe('etcd restore safety', () => {
     nodes[2]!.ssh.hostKeyFingerprint = nodes[0]!.ssh.hostKeyFingerprint;
     const w2 = await createWorker(bad);
     try {
-      const h = await client.workflow.start(etcdRestore, { taskQueue: q, workflowId: `badkey-${Date.now()}`, args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', force: true }] });
+      const h = await client.workflow.start(etcdRestore, {
+        taskQueue: q,
+        workflowId: `badkey-${Date.now()}`,
+        args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', force: true }],
+      });
       const f = await w2.worker.runUntil(failureOf(h.result()));
       expect(f.message).toMatch(/cp3.*does not match the pinned/);
     } finally {
@@ -106,15 +130,29 @@ describe('etcd restore safety', () => {
   it('an unlisted approver or the requester does not open the gate (Web UI signals); a reject aborts with nothing changed', async () => {
     const pids = await etcdPids('site-b');
     const handle = await start({ force: true });
-    await until('waiting-approval', () => handle.query(statusQuery), (s) => s.phase === 'waiting-approval', 120_000);
+    await until(
+      'waiting-approval',
+      () => handle.query(statusQuery),
+      (s) => s.phase === 'waiting-approval',
+      120_000,
+    );
     // The Web UI lists a workflow's signals from this built-in query.
-    const meta = await handle.query<{ definition: { signalDefinitions: { name: string; description?: string }[]; updateDefinitions: { name: string }[] } }>('__temporal_workflow_metadata');
+    const meta = await handle.query<{
+      definition: {
+        signalDefinitions: { name: string; description?: string }[];
+        updateDefinitions: { name: string }[];
+      };
+    }>('__temporal_workflow_metadata');
     expect(meta.definition.signalDefinitions.map((d) => d.name).sort()).toEqual(['approve', 'reject']);
     expect(meta.definition.signalDefinitions.find((d) => d.name === 'approve')?.description).toContain('{"by"');
     expect(meta.definition.updateDefinitions.map((d) => d.name)).toEqual(['decide']);
     await handle.signal(approveSignal, { by: 'mallory' });
     await handle.signal(approveSignal, { by: 'alice', reason: 'my own restore' });
-    const st = await until('two refused decisions', () => handle.query(statusQuery), (s) => s.decisions.length === 2);
+    const st = await until(
+      'two refused decisions',
+      () => handle.query(statusQuery),
+      (s) => s.decisions.length === 2,
+    );
     expect(st.phase).toBe('waiting-approval');
     expect(st.decisions.map((d) => [d.by, d.accepted, d.why])).toEqual([
       ['mallory', false, 'mallory is not an approver (allowlist: alice, bob, carol)'],
@@ -151,22 +189,32 @@ describe('etcd restore safety', () => {
     const id = first.stdout.trim();
     expect(id).toBe('etcd-restore-site-b');
     try {
-    const second = await drctl('etcd', 'restore', '--cluster', 'site-b', '--force');
-    expect(second.status).toBe(1);
-    expect(second.stderr).toContain(`a restore of cluster 'site-b' is already running (workflow ${id})`);
-    await until('waiting-approval', () => client.workflow.getHandle(id).query(statusQuery), (s) => s.phase === 'waiting-approval', 120_000);
-    const self = await drctl('approve', id, '--as', 'alice');
-    expect(`${self.status} ${self.stderr}`).toMatch(/^2 /);
-    expect(self.stderr.trim()).toMatch(/^error: etcd-restore-site-b: two-person rule: alice requested this restore and cannot approve it$/);
-    const status = await drctl('status', id, '--json');
-    expect(JSON.parse(status.stdout)).toMatchObject({ phase: 'waiting-approval', requestedBy: 'alice' });
-    const rej = await drctl('reject', id, '--as', 'bob', '--reason', 'drill over');
-    expect(rej.status).toBe(0);
-    const end = await drctl('status', id, '--wait');
-    expect(end.status).toBe(1);
-    expect(end.stdout).toContain('ABORTED');
+      const second = await drctl('etcd', 'restore', '--cluster', 'site-b', '--force');
+      expect(second.status).toBe(1);
+      expect(second.stderr).toContain(`a restore of cluster 'site-b' is already running (workflow ${id})`);
+      await until(
+        'waiting-approval',
+        () => client.workflow.getHandle(id).query(statusQuery),
+        (s) => s.phase === 'waiting-approval',
+        120_000,
+      );
+      const self = await drctl('approve', id, '--as', 'alice');
+      expect(`${self.status} ${self.stderr}`).toMatch(/^2 /);
+      expect(self.stderr.trim()).toMatch(
+        /^error: etcd-restore-site-b: two-person rule: alice requested this restore and cannot approve it$/,
+      );
+      const status = await drctl('status', id, '--json');
+      expect(JSON.parse(status.stdout)).toMatchObject({ phase: 'waiting-approval', requestedBy: 'alice' });
+      const rej = await drctl('reject', id, '--as', 'bob', '--reason', 'drill over');
+      expect(rej.status).toBe(0);
+      const end = await drctl('status', id, '--wait');
+      expect(end.status).toBe(1);
+      expect(end.stdout).toContain('ABORTED');
     } finally {
-      await client.workflow.getHandle(id).terminate('test cleanup').catch(() => undefined);
+      await client.workflow
+        .getHandle(id)
+        .terminate('test cleanup')
+        .catch(() => undefined);
     }
   });
 });

@@ -26,129 +26,202 @@ beforeAll(async () => {
 afterAll(() => env.close());
 
 const waitPhase = (id: string, phase: RestoreStatus['phase']) =>
-  until(`${id} in phase ${phase}`, () => client.workflow.getHandle(id).query(statusQuery), (s) => s.phase === phase, 180_000, 500);
+  until(
+    `${id} in phase ${phase}`,
+    () => client.workflow.getHandle(id).query(statusQuery),
+    (s) => s.phase === phase,
+    180_000,
+    500,
+  );
 
 describe.each([
   { cluster: 'site-a', version: /^3\.5\./ },
   { cluster: 'site-b', version: /^3\.6\./ },
 ])('quorum restore of $cluster', ({ cluster, version }) => {
-  it('every member ends with exactly the snapshot\'s keys; Kubernetes objects made after the snapshot are gone', { timeout: 600_000 }, async () => {
-    const prefix = `/drctl-test/${Date.now()}/`;
-    const core = gw.kube(cluster).kc.makeApiClient(CoreV1Api);
-    const before = `before-${Date.now()}`;
-    const after = `after-${Date.now()}`;
-    await putKeys(gw, cluster, { [`${prefix}a`]: '1', [`${prefix}b`]: '2', [`${prefix}c`]: '3' });
-    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: before }, data: { x: '1' } } });
-    // An informer watching across the restore, restarted on errors as controllers do.
-    const informer = makeInformer<V1ConfigMap>(gw.kube(cluster).kc, '/api/v1/namespaces/default/configmaps', () => core.listNamespacedConfigMap({ namespace: 'default' }));
-    let watchErrors = 0;
-    let stopped = false;
-    informer.on('error', () => {
-      watchErrors++;
-      if (!stopped) setTimeout(() => void informer.start().catch(() => undefined), 1000);
-    });
-    await informer.start();
-    const cached = () => informer.list().map((c) => c.metadata?.name ?? '').sort();
+  it(
+    "every member ends with exactly the snapshot's keys; Kubernetes objects made after the snapshot are gone",
+    { timeout: 600_000 },
+    async () => {
+      const prefix = `/drctl-test/${Date.now()}/`;
+      const core = gw.kube(cluster).kc.makeApiClient(CoreV1Api);
+      const before = `before-${Date.now()}`;
+      const after = `after-${Date.now()}`;
+      await putKeys(gw, cluster, { [`${prefix}a`]: '1', [`${prefix}b`]: '2', [`${prefix}c`]: '3' });
+      await core.createNamespacedConfigMap({
+        namespace: 'default',
+        body: { metadata: { name: before }, data: { x: '1' } },
+      });
+      // An informer watching across the restore, restarted on errors as controllers do.
+      const informer = makeInformer<V1ConfigMap>(gw.kube(cluster).kc, '/api/v1/namespaces/default/configmaps', () =>
+        core.listNamespacedConfigMap({ namespace: 'default' }),
+      );
+      let watchErrors = 0;
+      let stopped = false;
+      informer.on('error', () => {
+        watchErrors++;
+        if (!stopped) setTimeout(() => void informer.start().catch(() => undefined), 1000);
+      });
+      await informer.start();
+      const cached = () =>
+        informer
+          .list()
+          .map((c) => c.metadata?.name ?? '')
+          .sort();
 
-    // A scheduled Velero backup the snapshot catches InProgress (the lab's schedule runs every
-    // 2 min): once restored, nothing processes it, and Velero skips the schedule while one of its
-    // backups is InProgress, until the server restarts and marks it Failed.
-    const velero = gw.velero(cluster);
-    const orphan = `orphan-${Date.now()}`;
-    await velero.create('backups', 'Backup', {
-      metadata: { name: orphan, labels: { 'velero.io/schedule-name': 'drctl-test-orphan' } },
-      spec: { includedNamespaces: ['drctl-test-orphan'], storageLocation: 'default' },
-      status: { phase: 'InProgress' },
-    });
-    const apps = gw.kube(cluster).kc.makeApiClient(AppsV1Api);
-    await apps.deleteNamespacedDeployment({ namespace: 'default', name: PROBE }).catch(() => undefined);
-    await apps.createNamespacedDeployment({
-      namespace: 'default',
-      body: {
-        metadata: { name: PROBE },
-        spec: { replicas: 1, selector: { matchLabels: { app: PROBE } }, template: { metadata: { labels: { app: PROBE } }, spec: { containers: [{ name: 'probe', image: 'busybox' }] } } },
-      },
-    });
-    const snap: SnapshotRef = await snapshotNow(client, taskQueue, gw, cluster).finally(() => velero.delete('backups', orphan));
-    expect(snap.etcdVersion).toMatch(version);
+      // A scheduled Velero backup the snapshot catches InProgress (the lab's schedule runs every
+      // 2 min): once restored, nothing processes it, and Velero skips the schedule while one of its
+      // backups is InProgress, until the server restarts and marks it Failed.
+      const velero = gw.velero(cluster);
+      const orphan = `orphan-${Date.now()}`;
+      await velero.create('backups', 'Backup', {
+        metadata: { name: orphan, labels: { 'velero.io/schedule-name': 'drctl-test-orphan' } },
+        spec: { includedNamespaces: ['drctl-test-orphan'], storageLocation: 'default' },
+        status: { phase: 'InProgress' },
+      });
+      const apps = gw.kube(cluster).kc.makeApiClient(AppsV1Api);
+      await apps.deleteNamespacedDeployment({ namespace: 'default', name: PROBE }).catch(() => undefined);
+      await apps.createNamespacedDeployment({
+        namespace: 'default',
+        body: {
+          metadata: { name: PROBE },
+          spec: {
+            replicas: 1,
+            selector: { matchLabels: { app: PROBE } },
+            template: {
+              metadata: { labels: { app: PROBE } },
+              spec: { containers: [{ name: 'probe', image: 'busybox' }] },
+            },
+          },
+        },
+      });
+      const snap: SnapshotRef = await snapshotNow(client, taskQueue, gw, cluster).finally(() =>
+        velero.delete('backups', orphan),
+      );
+      expect(snap.etcdVersion).toMatch(version);
 
-    // After the snapshot: more writes, an overwrite, a delete and a new Kubernetes object.
-    await putKeys(gw, cluster, { [`${prefix}d`]: '4', [`${prefix}a`]: 'changed' });
-    await gw.shell(cluster, 'cp1').exec(`etcdctl --endpoints=${gw.node(cluster, 'cp1').etcd.clientUrl} --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key del ${prefix}b`, { check: true });
-    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: after }, data: { x: '2' } } });
-    await until('the informer sees the post-snapshot object', async () => cached(), (c) => c.includes(after), 30_000);
+      // After the snapshot: more writes, an overwrite, a delete and a new Kubernetes object.
+      await putKeys(gw, cluster, { [`${prefix}d`]: '4', [`${prefix}a`]: 'changed' });
+      await gw
+        .shell(cluster, 'cp1')
+        .exec(
+          `etcdctl --endpoints=${gw.node(cluster, 'cp1').etcd.clientUrl} --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key del ${prefix}b`,
+          { check: true },
+        );
+      await core.createNamespacedConfigMap({
+        namespace: 'default',
+        body: { metadata: { name: after }, data: { x: '2' } },
+      });
+      await until(
+        'the informer sees the post-snapshot object',
+        async () => cached(),
+        (c) => c.includes(after),
+        30_000,
+      );
 
-    const id = `restore-${cluster}-${Date.now()}`;
-    const handle = await client.workflow.start(etcdRestore, {
-      taskQueue, workflowId: id,
-      args: [{ cluster, snapshot: snap.key, requestedBy: 'alice', force: true, approvalTimeoutMs: 10 * 60_000 }],
-    });
-    const waiting = await waitPhase(id, 'waiting-approval');
-    expect(waiting.evidence).toMatchObject({ snapshotKey: snap.key, revision: snap.revision, etcdHash: snap.etcdHash, quorumAtPreflight: true });
-    expect(waiting.evidence!.writesLost).toBeGreaterThanOrEqual(3);
-    expect(waiting.evidence!.perNode.map((n) => n.node)).toEqual(['cp1', 'cp2', 'cp3']);
-    for (const n of waiting.evidence!.perNode) {
-      expect(n.command).toContain(`--name=${n.node}`);
-      expect(n.command).toContain('--bump-revision=1000000000 --mark-compacted');
-    }
-
-    // The gate: self-approval and an unlisted approver are refused; bob opens it.
-    await expect(handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'alice' }] })).rejects.toThrow();
-    await expect(handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'mallory' }] })).rejects.toThrow();
-    expect((await handle.query(statusQuery)).phase).toBe('waiting-approval');
-    await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'test restore' }] });
-
-    const result: RestoreResult = await handle.result();
-    expect(result.outcome).toBe('completed');
-    expect(result.approval).toMatchObject({ by: 'bob', accepted: true });
-    const final = await handle.query(statusQuery);
-    expect(final.phase).toBe('completed');
-    expect(final.steps.every((s) => s.state === 'done')).toBe(true);
-    // The static pods whose state predates the restore were restarted once the API server was ready,
-    // and the restarted Velero server failed the backup the snapshot held InProgress.
-    // Deployments: the probe is rolled, Velero's (scaled to 0 in the lab) is skipped.
-    expect(final.steps.find((s) => s.step === 'verify')!.detail).toContain(`restarted cp1/kube-controller-manager, cp1/kube-scheduler, cp1/velero, deployment default/${PROBE}`);
-    expect(final.steps.find((s) => s.step === 'verify')!.detail).not.toContain('deployment velero/velero');
-    const probe = await apps.readNamespacedDeployment({ namespace: 'default', name: PROBE });
-    expect(Date.parse(probe.spec?.template.metadata?.annotations?.['kubectl.kubernetes.io/restartedAt'] ?? '')).toBeGreaterThan(Date.parse(final.steps.find((s) => s.step === 'verify')!.startedAt!));
-    await apps.deleteNamespacedDeployment({ namespace: 'default', name: PROBE });
-    try {
-      const b = await until(`Velero fails ${orphan}`, () => velero.get('backups', orphan), (o) => o?.status?.phase !== 'InProgress', 60_000, 500);
-      expect(b?.status).toMatchObject({ phase: 'Failed', failureReason: expect.stringContaining('during the server starting') });
-    } finally {
-      await velero.delete('backups', orphan);
-    }
-
-    for (const node of ['cp1', 'cp2', 'cp3']) {
-      expect(await keysOn(gw, cluster, node, prefix), node).toEqual({ [`${prefix}a`]: '1', [`${prefix}b`]: '2', [`${prefix}c`]: '3' });
-    }
-    for (const v of result.verification!) expect(v.revision).toBeGreaterThanOrEqual(snap.revision + 1_000_000_000);
-    const names = (await core.listNamespacedConfigMap({ namespace: 'default' })).items.map((c) => c.metadata?.name);
-    expect(names).toContain(before);
-    expect(names).not.toContain(after);
-    // The informer ends consistent with the restored state: it dropped the object the restore undid.
-    try {
-      const server = () => core.listNamespacedConfigMap({ namespace: 'default' }).then((l) => l.items.map((c) => c.metadata?.name ?? '').sort());
-      await until('informer cache == API server', async () => ({ cache: cached(), server: await server() }), (v) => JSON.stringify(v.cache) === JSON.stringify(v.server), 120_000, 500);
-      expect(cached()).not.toContain(after);
-      expect(cached()).toContain(before);
-      expect(watchErrors).toBeGreaterThan(0);
-    } finally {
-      stopped = true;
-      await informer.stop();
-    }
-
-    // Each destructive step ran exactly once per node.
-    for (const n of result.plan.nodes) {
-      const j = await gw.shell(cluster, n.node).exec(`cat ${n.workDir}/journal`, { check: true });
-      expect(j.stdout.match(/ moved-aside /g), n.node).toHaveLength(1);
-      expect(j.stdout.match(/ restored /g), n.node).toHaveLength(1);
-      // The API server holds its clients' watches open after SIGTERM (kube-apiserver's default):
-      // drctl killed it after the 1 s grace instead of waiting for the lab supervisor's 10 s kill.
-      if (n.apiserver) {
-        expect(j.stdout.match(/ stopped kube-apiserver/g), n.node).toHaveLength(1);
-        expect(j.stdout, n.node).toContain(' killed kube-apiserver, still draining after 1 s');
+      const id = `restore-${cluster}-${Date.now()}`;
+      const handle = await client.workflow.start(etcdRestore, {
+        taskQueue,
+        workflowId: id,
+        args: [{ cluster, snapshot: snap.key, requestedBy: 'alice', force: true, approvalTimeoutMs: 10 * 60_000 }],
+      });
+      const waiting = await waitPhase(id, 'waiting-approval');
+      expect(waiting.evidence).toMatchObject({
+        snapshotKey: snap.key,
+        revision: snap.revision,
+        etcdHash: snap.etcdHash,
+        quorumAtPreflight: true,
+      });
+      expect(waiting.evidence!.writesLost).toBeGreaterThanOrEqual(3);
+      expect(waiting.evidence!.perNode.map((n) => n.node)).toEqual(['cp1', 'cp2', 'cp3']);
+      for (const n of waiting.evidence!.perNode) {
+        expect(n.command).toContain(`--name=${n.node}`);
+        expect(n.command).toContain('--bump-revision=1000000000 --mark-compacted');
       }
-    }
-  });
+
+      // The gate: self-approval and an unlisted approver are refused; bob opens it.
+      await expect(handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'alice' }] })).rejects.toThrow();
+      await expect(handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'mallory' }] })).rejects.toThrow();
+      expect((await handle.query(statusQuery)).phase).toBe('waiting-approval');
+      await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'test restore' }] });
+
+      const result: RestoreResult = await handle.result();
+      expect(result.outcome).toBe('completed');
+      expect(result.approval).toMatchObject({ by: 'bob', accepted: true });
+      const final = await handle.query(statusQuery);
+      expect(final.phase).toBe('completed');
+      expect(final.steps.every((s) => s.state === 'done')).toBe(true);
+      // The static pods whose state predates the restore were restarted once the API server was ready,
+      // and the restarted Velero server failed the backup the snapshot held InProgress.
+      // Deployments: the probe is rolled, Velero's (scaled to 0 in the lab) is skipped.
+      expect(final.steps.find((s) => s.step === 'verify')!.detail).toContain(
+        `restarted cp1/kube-controller-manager, cp1/kube-scheduler, cp1/velero, deployment default/${PROBE}`,
+      );
+      expect(final.steps.find((s) => s.step === 'verify')!.detail).not.toContain('deployment velero/velero');
+      const probe = await apps.readNamespacedDeployment({ namespace: 'default', name: PROBE });
+      expect(
+        Date.parse(probe.spec?.template.metadata?.annotations?.['kubectl.kubernetes.io/restartedAt'] ?? ''),
+      ).toBeGreaterThan(Date.parse(final.steps.find((s) => s.step === 'verify')!.startedAt!));
+      await apps.deleteNamespacedDeployment({ namespace: 'default', name: PROBE });
+      try {
+        const b = await until(
+          `Velero fails ${orphan}`,
+          () => velero.get('backups', orphan),
+          (o) => o?.status?.phase !== 'InProgress',
+          60_000,
+          500,
+        );
+        expect(b?.status).toMatchObject({
+          phase: 'Failed',
+          failureReason: expect.stringContaining('during the server starting'),
+        });
+      } finally {
+        await velero.delete('backups', orphan);
+      }
+
+      for (const node of ['cp1', 'cp2', 'cp3']) {
+        expect(await keysOn(gw, cluster, node, prefix), node).toEqual({
+          [`${prefix}a`]: '1',
+          [`${prefix}b`]: '2',
+          [`${prefix}c`]: '3',
+        });
+      }
+      for (const v of result.verification!) expect(v.revision).toBeGreaterThanOrEqual(snap.revision + 1_000_000_000);
+      const names = (await core.listNamespacedConfigMap({ namespace: 'default' })).items.map((c) => c.metadata?.name);
+      expect(names).toContain(before);
+      expect(names).not.toContain(after);
+      // The informer ends consistent with the restored state: it dropped the object the restore undid.
+      try {
+        const server = () =>
+          core
+            .listNamespacedConfigMap({ namespace: 'default' })
+            .then((l) => l.items.map((c) => c.metadata?.name ?? '').sort());
+        await until(
+          'informer cache == API server',
+          async () => ({ cache: cached(), server: await server() }),
+          (v) => JSON.stringify(v.cache) === JSON.stringify(v.server),
+          120_000,
+          500,
+        );
+        expect(cached()).not.toContain(after);
+        expect(cached()).toContain(before);
+        expect(watchErrors).toBeGreaterThan(0);
+      } finally {
+        stopped = true;
+        await informer.stop();
+      }
+
+      // Each destructive step ran exactly once per node.
+      for (const n of result.plan.nodes) {
+        const j = await gw.shell(cluster, n.node).exec(`cat ${n.workDir}/journal`, { check: true });
+        expect(j.stdout.match(/ moved-aside /g), n.node).toHaveLength(1);
+        expect(j.stdout.match(/ restored /g), n.node).toHaveLength(1);
+        // The API server holds its clients' watches open after SIGTERM (kube-apiserver's default):
+        // drctl killed it after the 1 s grace instead of waiting for the lab supervisor's 10 s kill.
+        if (n.apiserver) {
+          expect(j.stdout.match(/ stopped kube-apiserver/g), n.node).toHaveLength(1);
+          expect(j.stdout, n.node).toContain(' killed kube-apiserver, still draining after 1 s');
+        }
+      }
+    },
+  );
 });

@@ -25,7 +25,12 @@ import { shq } from '../gateways/ssh.ts';
 import { paths } from '../lab/topology.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
-import { type EtcdSnapshotResult, etcdSnapshot, listEtcdSnapshots, snapshotStepQuery } from '../workflows/etcd-snapshot.ts';
+import {
+  type EtcdSnapshotResult,
+  etcdSnapshot,
+  listEtcdSnapshots,
+  snapshotStepQuery,
+} from '../workflows/etcd-snapshot.ts';
 
 const stamp = `${Date.now().toString(36)}${process.pid.toString(36)}`;
 const taskQueue = `test-snapshot-${stamp}`;
@@ -71,7 +76,11 @@ beforeAll(async () => {
 
   // The CLI's config: the lab's, on this test's task queue, with the alias site, and with object
   // store credentials that do not exist — the CLI must never need them (the worker reads the bucket).
-  const yaml = parse(readFileSync(paths.config, 'utf8')) as { temporal: { taskQueue: string }; sites: { name: string; cluster: { name: string } }[]; objectStore: { credentials: unknown } };
+  const yaml = parse(readFileSync(paths.config, 'utf8')) as {
+    temporal: { taskQueue: string };
+    sites: { name: string; cluster: { name: string } }[];
+    objectStore: { credentials: unknown };
+  };
   yaml.temporal.taskQueue = taskQueue;
   const b = structuredClone(yaml.sites.find((s) => s.name === 'site-b')!);
   b.name = alias;
@@ -86,12 +95,19 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    await client?.schedule.getHandle(`etcd-snapshot-${alias}`).delete().catch(() => undefined);
+    await client?.schedule
+      .getHandle(`etcd-snapshot-${alias}`)
+      .delete()
+      .catch(() => undefined);
     if (gw) {
       const store = gw.store();
       for (const o of await store.list(prefix)) await store.delete(o.key);
       for (const cluster of ['site-a', 'site-b']) {
-        for (const n of gw.cluster(cluster).nodes) await gw.shell(cluster, n.name).exec(`rm -f ${shq(config.snapshots.nodeDir)}/test-snapshot-${stamp}-*`).catch(() => undefined);
+        for (const n of gw.cluster(cluster).nodes)
+          await gw
+            .shell(cluster, n.name)
+            .exec(`rm -f ${shq(config.snapshots.nodeDir)}/test-snapshot-${stamp}-*`)
+            .catch(() => undefined);
       }
     }
   } finally {
@@ -109,19 +125,29 @@ afterAll(async () => {
 /** Writes keys through etcdctl on the cluster's first node; returns the revision after the last write. */
 async function writeKeys(cluster: string, n: number): Promise<number> {
   const node = gw.cluster(cluster).nodes[0]!;
-  const puts = Array.from({ length: n }, (_, i) => etcdctl(node, `put ${shq(`/drctl-test/snapshot/${stamp}/${i}`)} ${shq(`v${i}-${Date.now()}`)} -w json`));
+  const puts = Array.from({ length: n }, (_, i) =>
+    etcdctl(node, `put ${shq(`/drctl-test/snapshot/${stamp}/${i}`)} ${shq(`v${i}-${Date.now()}`)} -w json`),
+  );
   const r = await gw.shell(cluster, node.name).exec(puts.join(' && '), { check: true });
   const last = r.stdout.trim().split('\n').pop()!;
   return (JSON.parse(last) as { header: { revision: number } }).header.revision;
 }
 
 async function snapshot(cluster: string, extra: { keep?: number; maxAgeMs?: number } = {}) {
-  const handle = await client.workflow.start(etcdSnapshot, { taskQueue, workflowId: `test-snapshot-${cluster}-${stamp}-${Date.now()}`, args: [{ cluster, ...extra }] });
+  const handle = await client.workflow.start(etcdSnapshot, {
+    taskQueue,
+    workflowId: `test-snapshot-${cluster}-${stamp}-${Date.now()}`,
+    args: [{ cluster, ...extra }],
+  });
   return { handle, result: await handle.result() };
 }
 
 async function listed(cluster: string): Promise<SnapshotRef[]> {
-  return client.workflow.execute(listEtcdSnapshots, { taskQueue, workflowId: `test-snapshot-list-${stamp}-${Date.now()}`, args: [{ cluster }] });
+  return client.workflow.execute(listEtcdSnapshots, {
+    taskQueue,
+    workflowId: `test-snapshot-list-${stamp}-${Date.now()}`,
+    args: [{ cluster }],
+  });
 }
 
 async function sha256OfObject(key: string): Promise<{ sha256: string; size: number }> {
@@ -148,40 +174,55 @@ describe('etcdSnapshot runbook', () => {
   it.each([
     { cluster: 'site-b', version: /^3\.6\./ },
     { cluster: 'site-a', version: /^3\.5\./ },
-  ])('$cluster: a follower\'s snapshot, verified, off-site with the contract\'s metadata; the node file is gone', async ({ cluster, version }) => {
-    const revisionAfterWrites = await writeKeys(cluster, 5);
-    const t0 = Date.now();
-    const { handle, result: r } = await snapshot(cluster);
-    const took = Date.now() - t0;
+  ])(
+    "$cluster: a follower's snapshot, verified, off-site with the contract's metadata; the node file is gone",
+    async ({ cluster, version }) => {
+      const revisionAfterWrites = await writeKeys(cluster, 5);
+      const t0 = Date.now();
+      const { handle, result: r } = await snapshot(cluster);
+      const took = Date.now() - t0;
 
-    expect(r.revision).toBeGreaterThanOrEqual(revisionAfterWrites);
-    expect(r.key).toBe(snapshotKey(prefix, cluster, new Date(r.takenAt), r.revision));
-    expect(r.pruned).toEqual([]);
+      expect(r.revision).toBeGreaterThanOrEqual(revisionAfterWrites);
+      expect(r.key).toBe(snapshotKey(prefix, cluster, new Date(r.takenAt), r.revision));
+      expect(r.pruned).toEqual([]);
 
-    // The object: metadata per common/snapshots.ts, bytes that hash to what the node verified.
-    const head = await gw.store().head(r.key);
-    expect(head).toBeDefined();
-    const meta = fromObjectMetadata(head!.metadata);
-    const installed = (await gw.shell(cluster, r.node).exec('etcd --version | head -1', { check: true })).stdout.match(/(\d+\.\d+\.\d+)/)![1];
-    expect(meta).toEqual({
-      cluster, member: gw.node(cluster, r.node).etcd.memberName, revision: r.revision, etcdHash: r.etcdHash, totalKey: expect.any(Number) as number,
-      totalSize: expect.any(Number) as number, sha256: r.sha256, size: r.size, etcdVersion: installed, takenAt: r.takenAt,
-    });
-    expect(meta!.etcdVersion).toMatch(version);
-    expect(meta!.totalKey).toBeGreaterThan(5);
-    expect(head!.size).toBe(r.size);
-    const back = await sha256OfObject(r.key);
-    expect(back).toEqual({ sha256: r.sha256, size: r.size });
+      // The object: metadata per common/snapshots.ts, bytes that hash to what the node verified.
+      const head = await gw.store().head(r.key);
+      expect(head).toBeDefined();
+      const meta = fromObjectMetadata(head!.metadata);
+      const installed = (
+        await gw.shell(cluster, r.node).exec('etcd --version | head -1', { check: true })
+      ).stdout.match(/(\d+\.\d+\.\d+)/)![1];
+      expect(meta).toEqual({
+        cluster,
+        member: gw.node(cluster, r.node).etcd.memberName,
+        revision: r.revision,
+        etcdHash: r.etcdHash,
+        totalKey: expect.any(Number) as number,
+        totalSize: expect.any(Number) as number,
+        sha256: r.sha256,
+        size: r.size,
+        etcdVersion: installed,
+        takenAt: r.takenAt,
+      });
+      expect(meta!.etcdVersion).toMatch(version);
+      expect(meta!.totalKey).toBeGreaterThan(5);
+      expect(head!.size).toBe(r.size);
+      const back = await sha256OfObject(r.key);
+      expect(back).toEqual({ sha256: r.sha256, size: r.size });
 
-    // A follower was chosen (spare the leader).
-    const st = await gw.etcd(cluster, r.node).status();
-    expect(st.leader).not.toBe(st.memberId);
+      // A follower was chosen (spare the leader).
+      const st = await gw.etcd(cluster, r.node).status();
+      expect(st.leader).not.toBe(st.memberId);
 
-    // The node-local file is removed.
-    expect(await nodeFileExists(cluster, r.node, nodeFile(cluster, handle.firstExecutionRunId))).toBe(false);
-    expect(await handle.query(snapshotStepQuery)).toBe('done');
-    measured.push(`${cluster}: ${r.size} bytes, revision ${r.revision}, ${took} ms end to end; steps ${JSON.stringify(r.timings)}`);
-  });
+      // The node-local file is removed.
+      expect(await nodeFileExists(cluster, r.node, nodeFile(cluster, handle.firstExecutionRunId))).toBe(false);
+      expect(await handle.query(snapshotStepQuery)).toBe('done');
+      measured.push(
+        `${cluster}: ${r.size} bytes, revision ${r.revision}, ${took} ms end to end; steps ${JSON.stringify(r.timings)}`,
+      );
+    },
+  );
 
   it('retention: keep=2 leaves the newest two; max age deletes the rest but never the newest; foreign objects are left alone', async () => {
     const cluster = 'site-b';
@@ -221,7 +262,8 @@ describe('activities look before they act', () => {
     const env = mockEnv();
     const beats: unknown[] = [];
     env.on('heartbeat', (d: unknown) => beats.push(d));
-    const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) => env.run(fn, ...args) as Promise<R>;
+    const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) =>
+      env.run(fn, ...args) as Promise<R>;
 
     const member = await run(acts.pickSnapshotMember, cluster);
     expect(member.leader).toBe(false);
@@ -241,16 +283,35 @@ describe('activities look before they act', () => {
       const verified = await run(acts.verifySnapshot, { cluster, node, path: retaken.path });
       const meta = { ...verified, takenAt: retaken.takenAt };
       const up1 = await run(acts.uploadSnapshot, { cluster, node, path: retaken.path, meta });
-      expect(up1).toMatchObject({ skipped: false, sha256: verified.sha256, key: snapshotKey(prefix, cluster, new Date(retaken.takenAt), verified.revision) });
-      expect(beats.some((b) => (b as { phase?: string; bytes?: number }).phase === 'upload' && (b as { bytes: number }).bytes === verified.size)).toBe(true);
+      expect(up1).toMatchObject({
+        skipped: false,
+        sha256: verified.sha256,
+        key: snapshotKey(prefix, cluster, new Date(retaken.takenAt), verified.revision),
+      });
+      expect(
+        beats.some(
+          (b) =>
+            (b as { phase?: string; bytes?: number }).phase === 'upload' &&
+            (b as { bytes: number }).bytes === verified.size,
+        ),
+      ).toBe(true);
       const up2 = await run(acts.uploadSnapshot, { cluster, node, path: retaken.path, meta });
       expect(up2).toMatchObject({ skipped: true, key: up1.key });
 
       // Metadata claiming other bytes (the file changed after verify): the upload is refused and removed.
-      const other = { ...meta, takenAt: new Date(Date.parse(meta.takenAt) + 7_000).toISOString(), sha256: 'f'.repeat(64) };
-      const err = await run(acts.uploadSnapshot, { cluster, node, path: retaken.path, meta: other }).then(() => undefined, (e: unknown) => e);
+      const other = {
+        ...meta,
+        takenAt: new Date(Date.parse(meta.takenAt) + 7_000).toISOString(),
+        sha256: 'f'.repeat(64),
+      };
+      const err = await run(acts.uploadSnapshot, { cluster, node, path: retaken.path, meta: other }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toMatchObject({ type: FailureType.SnapshotCorrupt, nonRetryable: true });
-      expect(await gw.store().head(snapshotKey(prefix, cluster, new Date(other.takenAt), other.revision))).toBeUndefined();
+      expect(
+        await gw.store().head(snapshotKey(prefix, cluster, new Date(other.takenAt), other.revision)),
+      ).toBeUndefined();
       expect(await sha256OfObject(up1.key)).toEqual({ sha256: verified.sha256, size: verified.size });
     } finally {
       await run(acts.removeNodeSnapshot, { cluster, node, path: nodeFile(cluster, runId) });
@@ -272,13 +333,19 @@ describe('a snapshot that fails verification is never uploaded', () => {
     const env = mockEnv();
     try {
       await new EtcdSnapshotTools(shell, gw.node(cluster, node)).save(good);
-      await shell.exec(`head -c 65536 ${good} > ${truncated} && cp ${good} ${flipped} && printf '\\377\\377\\377\\377' | dd of=${flipped} bs=1 seek=20000 conv=notrunc 2>/dev/null`, { check: true });
+      await shell.exec(
+        `head -c 65536 ${good} > ${truncated} && cp ${good} ${flipped} && printf '\\377\\377\\377\\377' | dd of=${flipped} bs=1 seek=20000 conv=notrunc 2>/dev/null`,
+        { check: true },
+      );
       const ok: VerifiedSnapshot = await env.run(verifySnapshot, { cluster, node, path: good });
       const sha = (await shell.exec(`sha256sum ${good}`, { check: true })).stdout.slice(0, 64);
       expect(ok).toMatchObject({ cluster, member: 'cp2', sha256: sha });
       expect(ok.revision).toBeGreaterThan(0);
       for (const path of [truncated, flipped]) {
-        const err = await env.run(verifySnapshot, { cluster, node, path }).then(() => undefined, (e: unknown) => e);
+        const err = await env.run(verifySnapshot, { cluster, node, path }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         expect(err, path).toMatchObject({ type: FailureType.SnapshotCorrupt, nonRetryable: true });
       }
     } finally {
@@ -290,8 +357,18 @@ describe('a snapshot that fails verification is never uploaded', () => {
     const cluster = 'site-b';
     const before = (await gw.store().list(snapshotPrefix(prefix, cluster))).map((o) => o.key).sort();
     damageAfterTake = (path) => `truncate -s 65536 ${shq(path)}`;
-    const handle = await client.workflow.start(etcdSnapshot, { taskQueue, workflowId: `test-snapshot-corrupt-${stamp}`, args: [{ cluster }] });
-    const err = await handle.result().then(() => undefined, (e: unknown) => e).finally(() => (damageAfterTake = undefined));
+    const handle = await client.workflow.start(etcdSnapshot, {
+      taskQueue,
+      workflowId: `test-snapshot-corrupt-${stamp}`,
+      args: [{ cluster }],
+    });
+    const err = await handle
+      .result()
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      .finally(() => (damageAfterTake = undefined));
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect((err as WorkflowFailedError).cause?.cause).toMatchObject({ type: FailureType.SnapshotCorrupt });
     expect(await handle.query(snapshotStepQuery)).toBe('failed');
@@ -306,13 +383,23 @@ describe('a snapshot that fails verification is never uploaded', () => {
       const started = e.activityTaskStartedEventAttributes;
       if (started) attempts.set(String(started.scheduledEventId), started.attempt ?? 0);
       const f = e.activityTaskFailedEventAttributes;
-      if (f) failed.push({ name: scheduled.get(String(f.scheduledEventId)) ?? '?', attempt: attempts.get(String(f.scheduledEventId)) ?? 0 });
+      if (f)
+        failed.push({
+          name: scheduled.get(String(f.scheduledEventId)) ?? '?',
+          attempt: attempts.get(String(f.scheduledEventId)) ?? 0,
+        });
     }
-    expect([...scheduled.values()]).toEqual(['pickSnapshotMember', 'takeSnapshot', 'verifySnapshot', 'removeNodeSnapshot']);
+    expect([...scheduled.values()]).toEqual([
+      'pickSnapshotMember',
+      'takeSnapshot',
+      'verifySnapshot',
+      'removeNodeSnapshot',
+    ]);
     expect(failed).toEqual([{ name: 'verifySnapshot', attempt: 1 }]);
 
     expect((await gw.store().list(snapshotPrefix(prefix, cluster))).map((o) => o.key).sort()).toEqual(before);
-    for (const n of gw.cluster(cluster).nodes) expect(await nodeFileExists(cluster, n.name, nodeFile(cluster, handle.firstExecutionRunId))).toBe(false);
+    for (const n of gw.cluster(cluster).nodes)
+      expect(await nodeFileExists(cluster, n.name, nodeFile(cluster, handle.firstExecutionRunId))).toBe(false);
   });
 });
 
@@ -325,9 +412,14 @@ interface CliResult {
 /** The real CLI in a child process (async: the in-process worker must keep polling meanwhile). */
 function cli(...args: string[]): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/drctl.js', '--config', cliConfig, ...args], { encoding: 'utf8', timeout: 90_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['bin/drctl.js', '--config', cliConfig, ...args],
+      { encoding: 'utf8', timeout: 90_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -336,7 +428,14 @@ describe('drctl snapshot (CLI)', () => {
     const r = await cli('snapshot', 'now', '--cluster', 'site-b', '--wait', '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as { key: string; revision: number; hash: number; sha256: string; size: number; takenAt: string };
+    const out = JSON.parse(r.stdout) as {
+      key: string;
+      revision: number;
+      hash: number;
+      sha256: string;
+      size: number;
+      takenAt: string;
+    };
     expect(out.key.startsWith(snapshotPrefix(prefix, 'site-b'))).toBe(true);
     expect(out.revision).toBeGreaterThan(0);
     expect(out.hash).toEqual(expect.any(Number));
@@ -354,7 +453,10 @@ describe('drctl snapshot (CLI)', () => {
 
     const l = await cli('snapshot', 'list', '--cluster', 'site-b', '--json');
     expect(l.code).toBe(0);
-    const list = JSON.parse(l.stdout) as { rpo: { tier: string; targetMs: number; newestAgeMs: number; over: boolean }; snapshots: SnapshotRef[] };
+    const list = JSON.parse(l.stdout) as {
+      rpo: { tier: string; targetMs: number; newestAgeMs: number; over: boolean };
+      snapshots: SnapshotRef[];
+    };
     expect(list.snapshots[0]!.key).toBe(r.key);
     const times = list.snapshots.map((s) => Date.parse(s.takenAt));
     expect(times).toEqual([...times].sort((a, b) => b - a));
@@ -362,7 +464,9 @@ describe('drctl snapshot (CLI)', () => {
     expect(list.rpo.newestAgeMs).toBeLessThan(5 * 60_000);
 
     // RPO 0 (payment) cannot be met by periodic snapshots: always flagged.
-    const strict = JSON.parse((await cli('snapshot', 'list', '--cluster', 'site-b', '--tier', 'payment', '--json')).stdout) as typeof list;
+    const strict = JSON.parse(
+      (await cli('snapshot', 'list', '--cluster', 'site-b', '--tier', 'payment', '--json')).stdout,
+    ) as typeof list;
     expect(strict.rpo).toMatchObject({ tier: 'payment', targetMs: 0, over: true });
     const human = await cli('snapshot', 'list', '--cluster', 'site-b', '--tier', 'internal');
     expect(human.stdout).toContain(`within the internal RPO of ${formatDuration(3_600_000)}`);
@@ -373,10 +477,25 @@ describe('drctl snapshot (CLI)', () => {
     const created = await cli('snapshot', 'schedule', '--cluster', alias, '--every', '24h', '--json');
     expect(created.stderr).toBe('');
     expect(JSON.parse(created.stdout)).toMatchObject({
-      result: 'created', scheduleId: `etcd-snapshot-${alias}`, overlap: 'SKIP', intervalsMs: [86_400_000], catchupWindowMs: 60_000,
-      paused: false, workflowType: 'etcdSnapshot', taskQueue, args: [{ cluster: alias }],
+      result: 'created',
+      scheduleId: `etcd-snapshot-${alias}`,
+      overlap: 'SKIP',
+      intervalsMs: [86_400_000],
+      catchupWindowMs: 60_000,
+      paused: false,
+      workflowType: 'etcdSnapshot',
+      taskQueue,
+      args: [{ cluster: alias }],
     });
-    const describe = async () => JSON.parse((await cli('snapshot', 'describe', '--cluster', alias, '--json')).stdout) as { paused: boolean; note?: string; schedule: string; intervalsMs: number[]; overlap: string; args: unknown };
+    const describe = async () =>
+      JSON.parse((await cli('snapshot', 'describe', '--cluster', alias, '--json')).stdout) as {
+        paused: boolean;
+        note?: string;
+        schedule: string;
+        intervalsMs: number[];
+        overlap: string;
+        args: unknown;
+      };
     expect(await describe()).toMatchObject({ paused: false, overlap: 'SKIP', schedule: 'every 24h' });
 
     expect((await cli('snapshot', 'pause', '--cluster', alias, '--note', 'maintenance window')).code).toBe(0);
@@ -384,8 +503,24 @@ describe('drctl snapshot (CLI)', () => {
     expect((await cli('snapshot', 'unpause', '--cluster', alias)).code).toBe(0);
     expect((await describe()).paused).toBe(false);
 
-    const updated = await cli('snapshot', 'schedule', '--cluster', alias, '--cron', '*/30 * * * *', '--keep', '5', '--json');
-    expect(JSON.parse(updated.stdout)).toMatchObject({ result: 'updated', schedule: "cron '*/30 * * * *'", intervalsMs: [], overlap: 'SKIP', args: [{ cluster: alias, keep: 5 }] });
+    const updated = await cli(
+      'snapshot',
+      'schedule',
+      '--cluster',
+      alias,
+      '--cron',
+      '*/30 * * * *',
+      '--keep',
+      '5',
+      '--json',
+    );
+    expect(JSON.parse(updated.stdout)).toMatchObject({
+      result: 'updated',
+      schedule: "cron '*/30 * * * *'",
+      intervalsMs: [],
+      overlap: 'SKIP',
+      args: [{ cluster: alias, keep: 5 }],
+    });
     const text = await cli('snapshot', 'describe', '--cluster', alias);
     expect(text.stdout).toContain("cron '*/30 * * * *'");
     expect(text.stdout).toContain('overlap SKIP');
@@ -412,7 +547,15 @@ describe('drctl snapshot (CLI)', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain(names);
     // Nothing was created by a rejected command.
-    expect(await client.schedule.getHandle(`etcd-snapshot-${alias}`).describe().then(() => 'exists', () => 'absent')).toBe('absent');
+    expect(
+      await client.schedule
+        .getHandle(`etcd-snapshot-${alias}`)
+        .describe()
+        .then(
+          () => 'exists',
+          () => 'absent',
+        ),
+    ).toBe('absent');
   });
 
   it('a missing required flag exits 2', async () => {

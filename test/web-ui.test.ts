@@ -40,19 +40,31 @@ async function failoverAtGate(): Promise<WorkflowHandle<typeof siteFailover>> {
       workflowId: `web-ui-probe-${Math.random().toString(36).slice(2, 10)}`,
       args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', approvalTimeoutMs: 120_000 }],
     });
-    const st = await until('the failover past its preflight', () => handle.query(failoverStatusQuery), (s) => s.phase !== 'running', 120_000, 250);
+    const st = await until(
+      'the failover past its preflight',
+      () => handle.query(failoverStatusQuery),
+      (s) => s.phase !== 'running',
+      120_000,
+      250,
+    );
     if (st.phase === 'waiting-approval') return handle;
-    if (Date.now() > deadline) throw new Error(`no failover reached its gate within 3 minutes; the last one ended ${st.phase}: ${st.error}`);
+    if (Date.now() > deadline)
+      throw new Error(`no failover reached its gate within 3 minutes; the last one ended ${st.phase}: ${st.error}`);
     process.stderr.write(`[web-ui] ${handle.workflowId} ended ${st.phase} before the gate (${st.error}); retrying\n`);
     await sleep(10_000);
   }
 }
 
-it('rejects a failover waiting at its gate through the Web UI\'s Signal action', { timeout: 360_000 }, async () => {
+it("rejects a failover waiting at its gate through the Web UI's Signal action", { timeout: 360_000 }, async () => {
   const webUi = env.config.temporal.webUi;
   if (!webUi) throw new Error("temporal.webUi is not set in the lab's config");
   // The preflight wants a backup within the RPO: this test is about the gate, not the schedule.
-  await createFailoverActivities(env.gw).takeBackup({ site: 'site-a', seenBy: 'site-b', name: `web-ui-${Date.now()}`, namespaces: [NS] });
+  await createFailoverActivities(env.gw).takeBackup({
+    site: 'site-a',
+    seenBy: 'site-b',
+    name: `web-ui-${Date.now()}`,
+    namespaces: [NS],
+  });
   const handle = await failoverAtGate();
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   try {
@@ -66,7 +78,10 @@ it('rejects a failover waiting at its gate through the Web UI\'s Signal action',
     });
     process.stderr.write(`[web-ui] signal sent through the Web UI in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 
-    const err = await handle.result().then(() => undefined, (e: unknown) => e);
+    const err = await handle.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect((err as WorkflowFailedError).cause).toMatchObject({
       type: FailureType.ApprovalRejected,
@@ -75,18 +90,28 @@ it('rejects a failover waiting at its gate through the Web UI\'s Signal action',
 
     const st: FailoverStatus = await handle.query(failoverStatusQuery);
     expect(st.phase).toBe('aborted');
-    expect(st.decisions).toEqual([expect.objectContaining({ by: 'bob', reason: 'web ui test', approve: false, accepted: true })]);
+    expect(st.decisions).toEqual([
+      expect.objectContaining({ by: 'bob', reason: 'web ui test', approve: false, accepted: true }),
+    ]);
     expect(st.approval).toMatchObject({ by: 'bob', approve: false });
     // Nothing changed: no step past the gate started, and the only activities were the read-only ones.
-    expect(Object.fromEntries(st.steps.filter((s) => AFTER_GATE.includes(s.step as FailoverStep)).map((s) => [s.step, s.state])))
-      .toEqual(Object.fromEntries(AFTER_GATE.map((s) => [s, 'pending'])));
+    expect(
+      Object.fromEntries(
+        st.steps.filter((s) => AFTER_GATE.includes(s.step as FailoverStep)).map((s) => [s.step, s.state]),
+      ),
+    ).toEqual(Object.fromEntries(AFTER_GATE.map((s) => [s, 'pending'])));
     const history = await handle.fetchHistory();
-    const activities = new Set((history.events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []));
+    const activities = new Set(
+      (history.events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []),
+    );
     expect([...activities].sort()).toEqual(['failoverPreflight', 'loadApprovalPolicy']);
 
     // The operator's view of the outcome, kept as the artefact.
     await page.reload();
-    await page.getByRole('row', { name: /Workflow Execution Failed/ }).filter({ hasText: 'rejected by bob: web ui test' }).waitFor({ timeout: 30_000 });
+    await page
+      .getByRole('row', { name: /Workflow Execution Failed/ })
+      .filter({ hasText: 'rejected by bob: web ui test' })
+      .waitFor({ timeout: 30_000 });
   } finally {
     process.stderr.write(`[web-ui] screenshot: ${await screenshot(page, 'web-ui-reject')}\n`);
     await page.close();

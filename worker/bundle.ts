@@ -3,5 +3,8 @@
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { workflowsPath } from './worker.ts';
 
-const { code } = await bundleWorkflowCode({ workflowsPath, logger: { info() {}, warn: console.warn, error: console.error, debug() {}, trace() {}, log() {} } });
+const { code } = await bundleWorkflowCode({
+  workflowsPath,
+  logger: { info() {}, warn: console.warn, error: console.error, debug() {}, trace() {}, log() {} },
+});
 console.log(`workflow bundle ok: ${(code.length / 1024).toFixed(0)} KiB`);

@@ -32,7 +32,11 @@ export function createGateways(config: DrctlConfig): Gateways {
   let dns: DnsGateway | undefined;
   const site = (name: string): SiteConfig => {
     const s = config.sites.find((x) => x.name === name);
-    if (!s) throw failure(FailureType.UnknownCluster, `unknown site '${name}' in the worker's config (sites: ${config.sites.map((x) => x.name).join(', ')})`);
+    if (!s)
+      throw failure(
+        FailureType.UnknownCluster,
+        `unknown site '${name}' in the worker's config (sites: ${config.sites.map((x) => x.name).join(', ')})`,
+      );
     return s;
   };
   const cluster = (name: string): ClusterConfig => {
@@ -42,7 +46,11 @@ export function createGateways(config: DrctlConfig): Gateways {
   };
   const node = (clusterName: string, nodeName: string): NodeConfig => {
     const n = cluster(clusterName).nodes.find((x) => x.name === nodeName);
-    if (!n) throw failure(FailureType.UnknownCluster, `cluster '${clusterName}' has no node '${nodeName}' in the worker's config`);
+    if (!n)
+      throw failure(
+        FailureType.UnknownCluster,
+        `cluster '${clusterName}' has no node '${nodeName}' in the worker's config`,
+      );
     return n;
   };
   const shell = (clusterName: string, nodeName: string): RemoteShell => {
@@ -80,11 +88,21 @@ export function createGateways(config: DrctlConfig): Gateways {
     dns: () => {
       if (!dns) {
         const d = config.dns;
-        if (!d) throw failure(FailureType.PreflightFailed, 'no dns section in the worker\'s config');
+        if (!d) throw failure(FailureType.PreflightFailed, "no dns section in the worker's config");
         const ref = d.powerdns.apiKey;
         const apiKey = 'env' in ref ? process.env[ref.env] : readFileSync(ref.file, 'utf8').trim();
-        if (!apiKey) throw failure(FailureType.PreflightFailed, `the DNS API key is not set (${'env' in ref ? `environment variable ${ref.env}` : ref.file})`);
-        dns = new DnsGateway({ api: d.powerdns.api, apiKey, serverId: d.powerdns.serverId, nameserver: d.nameserver, zone: d.zone });
+        if (!apiKey)
+          throw failure(
+            FailureType.PreflightFailed,
+            `the DNS API key is not set (${'env' in ref ? `environment variable ${ref.env}` : ref.file})`,
+          );
+        dns = new DnsGateway({
+          api: d.powerdns.api,
+          apiKey,
+          serverId: d.powerdns.serverId,
+          nameserver: d.nameserver,
+          zone: d.zone,
+        });
       }
       return dns;
     },

@@ -1,7 +1,14 @@
 // The drctl worker: activities built over gateways from this worker's own config (credentials are
 // read here and never leave), workflows from workflows/.
 import { fileURLToPath } from 'node:url';
-import { type LogLevel, type LogMetadata, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import {
+  type LogLevel,
+  type LogMetadata,
+  NativeConnection,
+  Runtime,
+  Worker,
+  type WorkerOptions,
+} from '@temporalio/worker';
 import { log } from '../common/log.ts';
 import { createActivities } from '../activities/index.ts';
 import type { DrctlConfig } from '../config/schema.ts';

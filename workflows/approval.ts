@@ -30,13 +30,22 @@ export async function waitForDecision(
   const refusal = (d: Decision & { approve: boolean }): string | undefined => {
     if (!d || typeof d.by !== 'string' || !d.by) return 'a decision needs {"by": "<approver>"}';
     if (status.phase !== 'waiting-approval') return `not waiting for approval (phase: ${status.phase})`;
-    if (!policy.approvers.includes(d.by)) return `${d.by} is not an approver (allowlist: ${policy.approvers.join(', ')})`;
-    if (d.approve && policy.twoPersonRule && d.by === requestedBy) return `two-person rule: ${d.by} requested this ${what} and cannot approve it`;
+    if (!policy.approvers.includes(d.by))
+      return `${d.by} is not an approver (allowlist: ${policy.approvers.join(', ')})`;
+    if (d.approve && policy.twoPersonRule && d.by === requestedBy)
+      return `two-person rule: ${d.by} requested this ${what} and cannot approve it`;
     return undefined;
   };
   const consider = (d: Decision & { approve: boolean }): DecisionRecord => {
     const why = refusal(d);
-    const rec: DecisionRecord = { by: d?.by ?? '', reason: d?.reason, approve: d.approve, at: new Date().toISOString(), accepted: !why && !decision, why };
+    const rec: DecisionRecord = {
+      by: d?.by ?? '',
+      reason: d?.reason,
+      approve: d.approve,
+      at: new Date().toISOString(),
+      accepted: !why && !decision,
+      why,
+    };
     status.decisions.push(rec);
     if (rec.accepted) decision = rec;
     return rec;
@@ -51,7 +60,7 @@ export async function waitForDecision(
     description: 'No-go: abort with nothing changed. Input {"by": "<approver>", "reason": "..."}',
   });
   setHandler(decideUpdate, (d) => consider(d), {
-    description: 'The CLI\'s approve/reject: refused at once unless the approver may decide',
+    description: "The CLI's approve/reject: refused at once unless the approver may decide",
     validator: (d) => {
       const why = refusal(d);
       if (why) throw new Error(why);
@@ -60,7 +69,11 @@ export async function waitForDecision(
   const decided = await condition(() => decision !== undefined, timeoutMs);
   if (!decided) {
     status.phase = 'aborted';
-    throw ApplicationFailure.create({ type: FailureType.ApprovalTimedOut, nonRetryable: true, message: `no approval within ${Math.round(timeoutMs / 1000)} s; nothing was changed` });
+    throw ApplicationFailure.create({
+      type: FailureType.ApprovalTimedOut,
+      nonRetryable: true,
+      message: `no approval within ${Math.round(timeoutMs / 1000)} s; nothing was changed`,
+    });
   }
   return decision!;
 }

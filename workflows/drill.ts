@@ -60,12 +60,15 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     decisions: [],
     steps: DRILL_STEPS.map((step) => ({ step, state: 'pending', items: {} })),
   };
-  setHandler(drillStatusQuery, () => status, { description: 'Phase, evidence, progress of every step and, at the end, the report' });
+  setHandler(drillStatusQuery, () => status, {
+    description: 'Phase, evidence, progress of every step and, at the end, the report',
+  });
 
   const step = (name: DrillStep): DrillStepRecord => status.steps.find((x) => x.step === name)!;
   const run = stepRunner(step, (_, ms, s) => (s.seconds = ms / 1000));
   const skip = (name: DrillStep, why: string) => Object.assign(step(name), { state: 'skipped', detail: why });
-  const refuse = (type: FailureType, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
+  const refuse = (type: FailureType, message: string) =>
+    ApplicationFailure.create({ type, message, nonRetryable: true });
   const abort = (err: unknown): never => {
     status.phase = 'aborted';
     status.error = rootMessage(err);
@@ -78,18 +81,27 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     const p = await quick.drillPreflight({ plan });
     for (const c of p.drReady) s.items[c.check] = `${c.ok ? 'ok' : 'FAIL'}: ${c.detail}`;
     const bad = p.drReady.filter((c) => !c.ok);
-    if (bad.length) throw refuse(FailureType.PreflightFailed, `DR site ${plan.to} is not ready:\n${bad.map((c) => `${c.check}: ${c.detail}`).join('\n')}`);
+    if (bad.length)
+      throw refuse(
+        FailureType.PreflightFailed,
+        `DR site ${plan.to} is not ready:\n${bad.map((c) => `${c.check}: ${c.detail}`).join('\n')}`,
+      );
     if (p.existingAtTarget.length) {
-      throw refuse(FailureType.PreflightFailed, `${p.existingAtTarget.join(', ')} already exist at ${plan.to}: is it serving? A drill restores only into namespaces that do not exist there`);
+      throw refuse(
+        FailureType.PreflightFailed,
+        `${p.existingAtTarget.join(', ')} already exist at ${plan.to}: is it serving? A drill restores only into namespaces that do not exist there`,
+      );
     }
     s.detail = `${p.backup ? `newest backup ${p.backup.name} (${p.backup.ageSeconds} s old)` : 'no backup'}; ${p.sourceDetail}`;
     return p;
   }).catch(abort);
   const { plan } = pre;
   const warnings: string[] = [];
-  if (!pre.backup) warnings.push(`no completed backup of ${pre.namespaces.join(', ')} visible at ${plan.to}: nothing to restore`);
+  if (!pre.backup)
+    warnings.push(`no completed backup of ${pre.namespaces.join(', ')} visible at ${plan.to}: nothing to restore`);
   if (!pre.sourceWorkloads) warnings.push(`${plan.from}: ${pre.sourceDetail}; pods cannot be compared with the source`);
-  if (plan.etcdRestore && !pre.etcdSnapshot) warnings.push(`no off-site etcd snapshot of ${plan.to}'s cluster: the etcd restore drill will fail`);
+  if (plan.etcdRestore && !pre.etcdSnapshot)
+    warnings.push(`no off-site etcd snapshot of ${plan.to}'s cluster: the etcd restore drill will fail`);
 
   // 2. Go/no-go, with the evidence; a scheduled drill tells people it waits.
   const timeoutMs = input.approvalTimeoutMs ?? plan.approvalTimeoutMs;
@@ -107,7 +119,12 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     warnings,
   };
   if (input.requestedBy.startsWith('schedule:')) {
-    await quick.notify({ event: 'drill-waiting-approval', text: `DR drill ${plan.name} (${plan.from} → ${plan.to}) waits for go/no-go`, workflowId: info.workflowId, url: plan.webUi });
+    await quick.notify({
+      event: 'drill-waiting-approval',
+      text: `DR drill ${plan.name} (${plan.from} → ${plan.to}) waits for go/no-go`,
+      workflowId: info.workflowId,
+      url: plan.webUi,
+    });
   }
   const gateStart = Date.now();
   const approval = await run('approval', async (s) => {
@@ -116,7 +133,13 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     return d;
   }).catch(abort);
   const approvalWaitSeconds = (Date.now() - gateStart) / 1000;
-  if (!approval.approve) abort(refuse(FailureType.ApprovalRejected, `rejected by ${approval.by}${approval.reason ? `: ${approval.reason}` : ''}; nothing was changed`));
+  if (!approval.approve)
+    abort(
+      refuse(
+        FailureType.ApprovalRejected,
+        `rejected by ${approval.by}${approval.reason ? `: ${approval.reason}` : ''}; nothing was changed`,
+      ),
+    );
   status.phase = 'running';
 
   const compensations: { name: string; fn: () => Promise<unknown> }[] = [];
@@ -139,18 +162,36 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
         const t0 = Date.now();
         const child = await startChild(etcdRestore, {
           workflowId: childId,
-          args: [{ cluster, snapshot: pre.etcdSnapshot!.key, requestedBy: input.requestedBy, force: true, approvalTimeoutMs: 10 * 60_000 }],
+          args: [
+            {
+              cluster,
+              snapshot: pre.etcdSnapshot!.key,
+              requestedBy: input.requestedBy,
+              force: true,
+              approvalTimeoutMs: 10 * 60_000,
+            },
+          ],
         });
         // The drill's approver approved this too (the gate's evidence names the snapshot).
         await child.signal(approveSignal, { by: approval.by, reason: `part of DR drill ${info.workflowId}` });
         try {
           const r = await child.result();
           const members = (r.verification ?? []).map((m) => `${m.node} rev ${m.revision}, ${m.keys} keys`).join('; ');
-          facts.etcd = { ...facts.etcd!, outcome: 'completed', seconds: (Date.now() - t0) / 1000, detail: members || undefined };
+          facts.etcd = {
+            ...facts.etcd!,
+            outcome: 'completed',
+            seconds: (Date.now() - t0) / 1000,
+            detail: members || undefined,
+          };
           s.detail = `${pre.etcdSnapshot!.key} restored on every member of ${cluster} in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
         } catch (err) {
           if (isCancellation(err)) throw err;
-          facts.etcd = { ...facts.etcd!, outcome: 'failed', seconds: (Date.now() - t0) / 1000, detail: rootMessage(err) };
+          facts.etcd = {
+            ...facts.etcd!,
+            outcome: 'failed',
+            seconds: (Date.now() - t0) / 1000,
+            detail: rootMessage(err),
+          };
           failures.push(`etcd restore drill: ${rootMessage(err)}`);
           throw err;
         }
@@ -158,13 +199,22 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
         if (isCancellation(err)) throw err;
       });
     } else if (plan.etcdRestore) {
-      facts.etcd = { cluster: plan.toCluster, workflowId: '-', outcome: 'failed', detail: 'no off-site snapshot of the DR cluster' };
+      facts.etcd = {
+        cluster: plan.toCluster,
+        workflowId: '-',
+        outcome: 'failed',
+        detail: 'no off-site snapshot of the DR cluster',
+      };
       skip('etcd-restore', 'no off-site snapshot of the DR cluster');
     } else {
       skip('etcd-restore', 'not in this plan');
     }
 
-    if (!pre.backup) throw refuse(FailureType.PreflightFailed, `no completed backup of ${pre.namespaces.join(', ')} visible at ${plan.to}`);
+    if (!pre.backup)
+      throw refuse(
+        FailureType.PreflightFailed,
+        `no completed backup of ${pre.namespaces.join(', ')} visible at ${plan.to}`,
+      );
     const backup = pre.backup;
 
     // 4. Velero restore into the DR site; its backup location read-only meanwhile.
@@ -173,8 +223,14 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
       onCleanup(`${plan.to} backup location mode back`, () => undo.restoreStorageLocationMode({ site: plan.to, tag }));
       await quick.setStorageLocationMode({ site: plan.to, mode: 'ReadOnly', tag });
       onCleanup(`delete what restore ${restoreName} created at ${plan.to}`, () =>
-        undo.removeRestored({ site: plan.to, restoreName, created: pre.namespaces, existed: [], tag }));
-      const r = await long.veleroRestore({ site: plan.to, backup: backup.name, namespaces: pre.namespaces, restoreName });
+        undo.removeRestored({ site: plan.to, restoreName, created: pre.namespaces, existed: [], tag }),
+      );
+      const r = await long.veleroRestore({
+        site: plan.to,
+        backup: backup.name,
+        namespaces: pre.namespaces,
+        restoreName,
+      });
       facts.restore = { phase: r.phase, errors: r.errors, itemsRestored: r.itemsRestored, totalItems: r.totalItems };
       s.detail = `${restoreName} from ${backup.name}: ${r.phase}, ${r.itemsRestored ?? '?'}/${r.totalItems ?? '?'} items, ${r.warnings} warning(s)`;
     });
@@ -183,7 +239,12 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     await run('verify', async (s) => {
       const expected = await quick.backupContents({ site: plan.to, backup: backup.name });
       try {
-        checks = await long.verifySite({ site: plan.to, namespaces: pre.namespaces, expected, timeoutMs: plan.verifyTimeoutMs });
+        checks = await long.verifySite({
+          site: plan.to,
+          namespaces: pre.namespaces,
+          expected,
+          timeoutMs: plan.verifyTimeoutMs,
+        });
       } finally {
         const dr = await quick.siteDeployments({ site: plan.to, namespaces: pre.namespaces });
         facts.podsMatch = podsMatch(pre.sourceWorkloads, dr);
@@ -195,7 +256,9 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     // 6. The drill record (never the production one) to the DR site; the app must answer through it.
     await run('switch-drill-record', async (s) => {
       const record = { name: plan.record.name, ttl: plan.record.ttl };
-      onCleanup(`${record.name} back to ${pre.recordBefore.join(',') || '(no record)'}`, () => undo.switchDns({ records: [record], addresses: pre.recordBefore }));
+      onCleanup(`${record.name} back to ${pre.recordBefore.join(',') || '(no record)'}`, () =>
+        undo.switchDns({ records: [record], addresses: pre.recordBefore }),
+      );
       await quick.switchDns({ records: [record], addresses: [pre.toAddress] });
       s.items[record.name] = `${pre.recordBefore.join(',') || '(none)'} → ${pre.toAddress}`;
       const dns = await long.verifyDns({ records: [record.name], addresses: [pre.toAddress], site: plan.to });
@@ -208,7 +271,12 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     await run('measure', async (s) => {
       const rto = (Date.parse(servingAt!) - Date.parse(clockStartedAt!)) / 1000;
       facts.tiers = tierResults(plan, backup.ageSeconds, rto);
-      s.detail = facts.tiers.map((t) => `${t.tier}: RTO ${rto.toFixed(1)} s / ${t.rtoTargetSeconds} s, RPO ${t.rpoSeconds} s / ${t.rpoTargetSeconds} s`).join('; ');
+      s.detail = facts.tiers
+        .map(
+          (t) =>
+            `${t.tier}: RTO ${rto.toFixed(1)} s / ${t.rtoTargetSeconds} s, RPO ${t.rpoSeconds} s / ${t.rpoTargetSeconds} s`,
+        )
+        .join('; ');
     });
   } catch (err) {
     if (isCancellation(err)) cancelled = err;
@@ -232,7 +300,12 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
           undone.push({ name: c.name, state: 'failed', detail: rootMessage(err) });
         }
       }
-      facts.cleanup = await undo.drillCleanupCheck({ site: plan.to, namespaces: pre.namespaces, record: plan.record.name, recordBefore: pre.recordBefore });
+      facts.cleanup = await undo.drillCleanupCheck({
+        site: plan.to,
+        namespaces: pre.namespaces,
+        record: plan.record.name,
+        recordBefore: pre.recordBefore,
+      });
       s.detail = facts.cleanup.detail;
       if (!facts.cleanup.ok) failures.push(`cleanup incomplete: ${facts.cleanup.detail}`);
     }),
@@ -240,7 +313,11 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
 
   // 9. The evidence report, in the off-site bucket.
   const v = verdicts(plan.criteria, facts);
-  const outcome: DrillOutcome = cancelled ? 'cancelled' : v.every((x) => x.ok) && !failures.length ? 'passed' : 'failed';
+  const outcome: DrillOutcome = cancelled
+    ? 'cancelled'
+    : v.every((x) => x.ok) && !failures.length
+      ? 'passed'
+      : 'failed';
   const report: DrillReport = {
     kind: 'drctl.drill-report/v1',
     plan: plan.name,
@@ -274,7 +351,11 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
       run('report', async (s) => {
         report.endedAt = new Date().toISOString();
         // The report step itself ends with this write: recorded as done in what is written.
-        report.timeline = status.steps.map((x) => (x.step === 'report' ? { ...x, state: 'done', endedAt: report.endedAt, items: {} } : { ...x, items: { ...x.items } }));
+        report.timeline = status.steps.map((x) =>
+          x.step === 'report'
+            ? { ...x, state: 'done', endedAt: report.endedAt, items: {} }
+            : { ...x, items: { ...x.items } },
+        );
         report.location = await undo.writeDrillReport({ report });
         s.detail = `s3://${report.location.bucket}/${report.location.html}`;
         status.report = report;
@@ -300,7 +381,9 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     return rec;
   };
   status.phase = 'waiting-signoff';
-  setHandler(signoffSignal, (d) => void sign(d), { description: 'Sign the drill report off. Input {"by": "<approver>", "comment": "..."}' });
+  setHandler(signoffSignal, (d) => void sign(d), {
+    description: 'Sign the drill report off. Input {"by": "<approver>", "comment": "..."}',
+  });
   setHandler(signoffUpdate, sign, {
     description: "The CLI's sign-off: refused at once unless an approver signs",
     validator: (d) => {
@@ -310,7 +393,9 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
   });
   await run('sign-off', async (s) => {
     const signed = await condition(() => signOff !== undefined, plan.signoffTimeoutMs);
-    s.detail = signed ? `signed off by ${signOff!.by}${signOff!.comment ? `: ${signOff!.comment}` : ''}` : `no sign-off within ${Math.round(plan.signoffTimeoutMs / 3_600_000)} h`;
+    s.detail = signed
+      ? `signed off by ${signOff!.by}${signOff!.comment ? `: ${signOff!.comment}` : ''}`
+      : `no sign-off within ${Math.round(plan.signoffTimeoutMs / 3_600_000)} h`;
   });
   report.signOff = signOff;
   step('report').state = 'pending';

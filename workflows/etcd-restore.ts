@@ -5,7 +5,15 @@
 // A failure or cancel in 4-8 undoes in reverse on every node and proves the cluster is back on its
 // pre-restore data. Each step's undo is registered right before the step runs (its fan-out may
 // fail half-way; every undo is idempotent, so undoing a node the step never reached is harmless).
-import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { Component } from '../activities/restore.ts';
 import { FailureType } from '../common/errors.ts';
@@ -37,7 +45,12 @@ const quick = proxyActivities<Activities>({
 const long = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5, nonRetryableErrorTypes: [FailureType.SnapshotCorrupt] },
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '10 seconds',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: [FailureType.SnapshotCorrupt],
+  },
 });
 /** Undo steps retry until they succeed: a node that is briefly unreachable must still be put back. */
 const undo = proxyActivities<Activities>({
@@ -68,17 +81,19 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
   const run = stepRunner(step, (name, ms) => (timings[name] = ms));
   /** The same activity on every node at once, with per-node progress. */
   function onEveryNode<T>(s: StepStatus, nodes: NodePlan[], fn: (n: NodePlan) => Promise<T>): Promise<T[]> {
-    return Promise.all(nodes.map(async (n) => {
-      s.nodes[n.node] = 'running';
-      try {
-        const out = await fn(n);
-        s.nodes[n.node] = typeof out === 'string' ? out : 'done';
-        return out;
-      } catch (err) {
-        s.nodes[n.node] = `failed: ${(err as Error).message}`;
-        throw err;
-      }
-    }));
+    return Promise.all(
+      nodes.map(async (n) => {
+        s.nodes[n.node] = 'running';
+        try {
+          const out = await fn(n);
+          s.nodes[n.node] = typeof out === 'string' ? out : 'done';
+          return out;
+        } catch (err) {
+          s.nodes[n.node] = `failed: ${(err as Error).message}`;
+          throw err;
+        }
+      }),
+    );
   }
 
   const fail = (err: unknown): never => {
@@ -97,13 +112,22 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
     const preflight = await Promise.all(shape.nodes.map((n) => quick.restorePreflightNode({ cluster, node: n.name })));
     const problems: string[] = [];
     for (const p of preflight) {
-      s.nodes[p.node] = p.reachable ? `etcd ${p.etcdVersion} via ${p.tool}, ${p.etcdHealthy ? 'healthy' : 'down'}` : `unreachable: ${p.error}`;
+      s.nodes[p.node] = p.reachable
+        ? `etcd ${p.etcdVersion} via ${p.tool}, ${p.etcdHealthy ? 'healthy' : 'down'}`
+        : `unreachable: ${p.error}`;
       if (!p.reachable) problems.push(`${p.node}: unreachable: ${p.error}`);
       else if ((p.freeBytes ?? 0) < snapshot.size * 2 + 64 * 1024 * 1024) {
-        problems.push(`${p.node}: ${p.freeBytes} bytes free next to the data dir; needs ${snapshot.size * 2 + 64 * 1024 * 1024} (staged + restored snapshot)`);
+        problems.push(
+          `${p.node}: ${p.freeBytes} bytes free next to the data dir; needs ${snapshot.size * 2 + 64 * 1024 * 1024} (staged + restored snapshot)`,
+        );
       }
     }
-    if (problems.length) throw ApplicationFailure.create({ type: FailureType.PreflightFailed, message: `preflight failed:\n${problems.join('\n')}`, nonRetryable: true });
+    if (problems.length)
+      throw ApplicationFailure.create({
+        type: FailureType.PreflightFailed,
+        message: `preflight failed:\n${problems.join('\n')}`,
+        nonRetryable: true,
+      });
     const healthy = preflight.filter((p) => p.etcdHealthy).length;
     const quorum = healthy >= Math.floor(shape.nodes.length / 2) + 1;
     s.detail = `${healthy}/${shape.nodes.length} members healthy${quorum ? ' (quorum)' : ''}`;
@@ -123,27 +147,41 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
     writesLost: plan.writesLost,
     bumpRevision: plan.nodes[0]?.bumpRevision,
     quorumAtPreflight: preflight.filter((p) => p.etcdHealthy).length >= Math.floor(shape.nodes.length / 2) + 1,
-    perNode: plan.nodes.map((n) => ({ node: n.node, command: n.restoreCommand, etcdVersion: preflight.find((p) => p.node === n.node)?.etcdVersion, freeBytes: preflight.find((p) => p.node === n.node)?.freeBytes })),
+    perNode: plan.nodes.map((n) => ({
+      node: n.node,
+      command: n.restoreCommand,
+      etcdVersion: preflight.find((p) => p.node === n.node)?.etcdVersion,
+      freeBytes: preflight.find((p) => p.node === n.node)?.freeBytes,
+    })),
     approvers: policy.approvers,
     twoPersonRule: policy.twoPersonRule,
     approvalDeadline: new Date(Date.now() + timeoutMs).toISOString(),
   };
   status.evidence = evidence;
   // Restoring a healthy cluster throws away its newer writes: only with --force.
-  const refusal = evidence.quorumAtPreflight && !input.force
-    ? `${cluster} has quorum (${step('preflight').detail}): restoring would throw away every write since the snapshot. Use --force if that is what you want.`
-    : undefined;
+  const refusal =
+    evidence.quorumAtPreflight && !input.force
+      ? `${cluster} has quorum (${step('preflight').detail}): restoring would throw away every write since the snapshot. Use --force if that is what you want.`
+      : undefined;
   if (input.dryRun) {
     status.phase = 'dry-run';
     for (const s of status.steps) if (s.state === 'pending') s.state = 'skipped';
     return { outcome: 'dry-run', plan, timings, refusal };
   }
-  if (refusal) fail(ApplicationFailure.create({ type: FailureType.ClusterHasQuorum, nonRetryable: true, message: refusal }));
+  if (refusal)
+    fail(ApplicationFailure.create({ type: FailureType.ClusterHasQuorum, nonRetryable: true, message: refusal }));
 
   // 2. Distribute: the same snapshot to every node, checked there. Nothing is touched yet.
-  const cleanupStaged = () => Promise.all(plan.nodes.map((n) => undo.cleanupStaged({ cluster, node: n.node, plan: n })));
+  const cleanupStaged = () =>
+    Promise.all(plan.nodes.map((n) => undo.cleanupStaged({ cluster, node: n.node, plan: n })));
   try {
-    await run('distribute', (s) => onEveryNode(s, plan.nodes, (n) => long.stageSnapshot({ cluster, node: n.node, plan: n, snapshot }).then((r) => (r.skipped ? 'already staged' : 'staged + verified'))));
+    await run('distribute', (s) =>
+      onEveryNode(s, plan.nodes, (n) =>
+        long
+          .stageSnapshot({ cluster, node: n.node, plan: n, snapshot })
+          .then((r) => (r.skipped ? 'already staged' : 'staged + verified')),
+      ),
+    );
   } catch (err) {
     await CancellationScope.nonCancellable(cleanupStaged);
     fail(err);
@@ -166,7 +204,11 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
   if (!approval.approve) {
     await CancellationScope.nonCancellable(cleanupStaged);
     status.phase = 'aborted';
-    throw ApplicationFailure.create({ type: FailureType.ApprovalRejected, nonRetryable: true, message: `rejected by ${approval.by}${approval.reason ? `: ${approval.reason}` : ''}; nothing was changed` });
+    throw ApplicationFailure.create({
+      type: FailureType.ApprovalRejected,
+      nonRetryable: true,
+      message: `rejected by ${approval.by}${approval.reason ? `: ${approval.reason}` : ''}; nothing was changed`,
+    });
   }
   status.phase = 'running';
 
@@ -183,12 +225,16 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
         await each('kube-apiserver', apiNodes, 'startComponent');
         await undo.waitApiserverReady({ cluster });
       });
-      await onEveryNode(s, apiNodes, (n) => quick.stopComponent({ cluster, node: n.node, plan: n, component: 'kube-apiserver' }));
+      await onEveryNode(s, apiNodes, (n) =>
+        quick.stopComponent({ cluster, node: n.node, plan: n, component: 'kube-apiserver' }),
+      );
       onFailure('start etcd and prove the pre-restore cluster is back', async () => {
         await each('etcd', plan.nodes, 'startComponent');
         await undo.verifyQuorum({ cluster, plan, minRevision: plan.liveRevision });
       });
-      await onEveryNode(s, plan.nodes, (n) => quick.stopComponent({ cluster, node: n.node, plan: n, component: 'etcd' }));
+      await onEveryNode(s, plan.nodes, (n) =>
+        quick.stopComponent({ cluster, node: n.node, plan: n, component: 'etcd' }),
+      );
     });
 
     // 5. Move every data dir aside (named after this run).
@@ -201,19 +247,31 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
     });
 
     // 6. Restore every member in parallel, each with its own name and peer URL.
-    await run('restore', (s) => onEveryNode(s, plan.nodes, (n) => long.restoreMember({ cluster, node: n.node, plan: n })));
+    await run('restore', (s) =>
+      onEveryNode(s, plan.nodes, (n) => long.restoreMember({ cluster, node: n.node, plan: n })),
+    );
 
     // 7. Start etcd everywhere and prove quorum: every member healthy, the planned member list,
     //    one leader, one revision past the snapshot's + bump, and the same keys on every member
     //    (counted before any API server writes again).
-    await run('start', (s) => onEveryNode(s, plan.nodes, (n) => quick.startComponent({ cluster, node: n.node, plan: n, component: 'etcd' })));
+    await run('start', (s) =>
+      onEveryNode(s, plan.nodes, (n) => quick.startComponent({ cluster, node: n.node, plan: n, component: 'etcd' })),
+    );
     const verification = await run('verify-quorum', async (s) => {
-      const quorum = await long.verifyQuorum({ cluster, plan, minRevision: snapshot.revision + (plan.nodes[0]?.bumpRevision ?? 0) });
+      const quorum = await long.verifyQuorum({
+        cluster,
+        plan,
+        minRevision: snapshot.revision + (plan.nodes[0]?.bumpRevision ?? 0),
+      });
       s.detail = `revision ${quorum.revision}, leader ${quorum.leader}`;
       const counts = await quick.countKeys({ cluster, plan });
       for (const c of counts) s.nodes[c.node] = `${c.keys} keys at revision ${c.revision}`;
       if (new Set(counts.map((c) => `${c.keys}@${c.revision}`)).size !== 1) {
-        throw ApplicationFailure.create({ type: FailureType.VerificationFailed, nonRetryable: true, message: `members disagree: ${counts.map((c) => `${c.node}=${c.keys} keys@${c.revision}`).join(' ')}` });
+        throw ApplicationFailure.create({
+          type: FailureType.VerificationFailed,
+          nonRetryable: true,
+          message: `members disagree: ${counts.map((c) => `${c.node}=${c.keys} keys@${c.revision}`).join(' ')}`,
+        });
       }
       return counts;
     });
@@ -223,7 +281,9 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
       // An API server must never see its etcd swapped underneath it (its watch cache would see
       // revisions go backwards): undoing from here stops them first.
       onFailure('stop kube-apiserver', () => each('kube-apiserver', apiNodes, 'stopComponent'));
-      await onEveryNode(s, apiNodes, (n) => quick.startComponent({ cluster, node: n.node, plan: n, component: 'kube-apiserver' }));
+      await onEveryNode(s, apiNodes, (n) =>
+        quick.startComponent({ cluster, node: n.node, plan: n, component: 'kube-apiserver' }),
+      );
       s.detail = await long.waitApiserverReady({ cluster });
     });
     await Promise.all(plan.nodes.map((n) => undo.cleanupStaged({ cluster, node: n.node, plan: n })));

@@ -4,7 +4,15 @@
 //   5 remove the node-local file — always, even when 3 or 4 failed or the run was cancelled
 //   6 prune: keep the newest N (and none older than max age; never the newest).
 // A snapshot that fails verification is never uploaded, so it can never be a restore source.
-import { ApplicationFailure, CancellationScope, defineQuery, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import { FailureType } from '../common/errors.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
@@ -43,22 +51,41 @@ export type SnapshotStep = 'pick' | 'take' | 'verify' | 'upload' | 'prune' | 'cl
 /** `temporal workflow query --type step`: where the run is now. */
 export const snapshotStepQuery = defineQuery<SnapshotStep>('step');
 
-const NON_RETRYABLE = [FailureType.SnapshotCorrupt, FailureType.HostKeyMismatch, FailureType.UnknownCluster, FailureType.PreflightFailed];
+const NON_RETRYABLE = [
+  FailureType.SnapshotCorrupt,
+  FailureType.HostKeyMismatch,
+  FailureType.UnknownCluster,
+  FailureType.PreflightFailed,
+];
 
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '10 seconds',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: NON_RETRYABLE,
+  },
 });
 const long = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
+  retry: {
+    initialInterval: '2 seconds',
+    maximumInterval: '30 seconds',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: NON_RETRYABLE,
+  },
 });
 
 export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapshotResult> {
   const { cluster } = input;
   if (input.keep !== undefined && !(Number.isInteger(input.keep) && input.keep >= 1)) {
-    throw ApplicationFailure.create({ type: FailureType.PreflightFailed, message: `keep must be an integer >= 1 (got ${input.keep})`, nonRetryable: true });
+    throw ApplicationFailure.create({
+      type: FailureType.PreflightFailed,
+      message: `keep must be an integer >= 1 (got ${input.keep})`,
+      nonRetryable: true,
+    });
   }
   let step: SnapshotStep = 'pick';
   setHandler(snapshotStepQuery, () => step);
@@ -86,12 +113,16 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
       // 3. Verify on the node.
       const verified = await run('verify', () => long.verifySnapshot({ cluster, node, path: taken.path }));
       // 4. Upload.
-      ref = await run('upload', () => long.uploadSnapshot({ cluster, node, path: taken.path, meta: { ...verified, takenAt: taken.takenAt } }));
+      ref = await run('upload', () =>
+        long.uploadSnapshot({ cluster, node, path: taken.path, meta: { ...verified, takenAt: taken.takenAt } }),
+      );
     } finally {
       // 5. The node-local copy goes whatever happened (also when this run is cancelled). Failing to
       // remove it must neither hide why the run failed nor fail a snapshot that is safely off-site.
       try {
-        await run('cleanup', () => CancellationScope.nonCancellable(() => quick.removeNodeSnapshot({ cluster, node, path: taken.path })));
+        await run('cleanup', () =>
+          CancellationScope.nonCancellable(() => quick.removeNodeSnapshot({ cluster, node, path: taken.path })),
+        );
       } catch (err) {
         cleanupError = `${node}: ${taken.path} not removed: ${(err as Error).message}`;
         log.warn('node-local snapshot not removed', { cluster, node, path: taken.path, error: cleanupError });

@@ -46,7 +46,9 @@ export const watchStatusQuery = defineQuery<WatchState>('status');
 export async function healthWatch(input: HealthWatchInput): Promise<never> {
   const state: WatchState = input.state ?? { sites: {}, events: [], failovers: [], rounds: 0 };
   // Registered before anything else, so the query answers from the first moment of every run.
-  setHandler(watchStatusQuery, () => state, { description: 'Each site\'s health, recent transitions and failovers started' });
+  setHandler(watchStatusQuery, () => state, {
+    description: "Each site's health, recent transitions and failovers started",
+  });
   const policy = await quick.loadWatchPolicy({ record: input.record });
   for (const s of policy.sites) state.sites[s] ??= { up: true, failures: 0, successes: 0 };
   const perRun = input.roundsPerRun ?? 360;
@@ -60,10 +62,12 @@ export async function healthWatch(input: HealthWatchInput): Promise<never> {
     }
     // The serving site must answer as the app; a standby has no app running (active-passive), so
     // it counts as up while its platform answers (API server ready) — it can take the traffic.
-    const probes = await Promise.all(policy.sites.map(async (site) => ({
-      site,
-      ...(await quick.probeSite({ site, as: site === serving.site ? 'app' : 'standby' })),
-    })));
+    const probes = await Promise.all(
+      policy.sites.map(async (site) => ({
+        site,
+        ...(await quick.probeSite({ site, as: site === serving.site ? 'app' : 'standby' })),
+      })),
+    );
     const now = new Date().toISOString();
     for (const p of probes) {
       const { health, event } = nextHealth(state.sites[p.site]!, p.ok, policy, now, p.site, p.detail);
@@ -76,18 +80,36 @@ export async function healthWatch(input: HealthWatchInput): Promise<never> {
     const to = policy.sites.find((s) => s !== from);
     if (from && to && !state.sites[from]!.up && state.sites[to]!.up && policy.autoFailover) {
       const workflowId = `failover-${from}-to-${to}`;
-      if (!state.failovers.some((f) => f.workflowId === workflowId && f.from === from && Date.parse(f.at) >= Date.parse(state.sites[from]!.since ?? now))) {
+      if (
+        !state.failovers.some(
+          (f) =>
+            f.workflowId === workflowId &&
+            f.from === from &&
+            Date.parse(f.at) >= Date.parse(state.sites[from]!.since ?? now),
+        )
+      ) {
         try {
           await startChild(siteFailover, {
             workflowId,
             parentClosePolicy: ParentClosePolicy.ABANDON,
-            args: [{ from, to, requestedBy: 'health-watch', reason: `${from} down since ${state.sites[from]!.since}`, declaredAt: state.sites[from]!.firstFailureAt, autoApprove: policy.autoApprove }],
+            args: [
+              {
+                from,
+                to,
+                requestedBy: 'health-watch',
+                reason: `${from} down since ${state.sites[from]!.since}`,
+                declaredAt: state.sites[from]!.firstFailureAt,
+                autoApprove: policy.autoApprove,
+              },
+            ],
           });
           state.failovers = [...state.failovers, { workflowId, from, to, at: now }].slice(-10);
           await quick.notify({
             event: 'failover-started',
             workflowId,
-            url: policy.webUi ? `${policy.webUi}/namespaces/${workflowInfo().namespace}/workflows/${workflowId}` : undefined,
+            url: policy.webUi
+              ? `${policy.webUi}/namespaces/${workflowInfo().namespace}/workflows/${workflowId}`
+              : undefined,
             text: `${from} is down (${state.sites[from]!.lastDetail}); failover ${from} → ${to} started${policy.autoApprove ? ' (auto-approved)' : ' and waits for go/no-go'}`,
           });
         } catch (err) {

@@ -6,7 +6,14 @@
 // A failure or cancel after step 3 undoes in reverse: DNS back (never to a site that is down while
 // the other serves), what the restore created removed, backup locations' modes back, the old
 // primary unfenced. Each undo is registered right before its step runs.
-import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import { FailureType } from '../common/errors.ts';
 import {
   type BackupRef,
@@ -59,16 +66,32 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
     status.error = (err as Error).message;
     throw err;
   };
-  const refuse = (type: FailureType, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
+  const refuse = (type: FailureType, message: string) =>
+    ApplicationFailure.create({ type, message, nonRetryable: true });
 
   // 1. Preflight: read-only.
   const { pre, policy } = await run('preflight', async (s) => {
-    const [pre, policy] = await Promise.all([quick.failoverPreflight({ from, to, namespaces: input.namespaces }), quick.loadApprovalPolicy()]);
+    const [pre, policy] = await Promise.all([
+      quick.failoverPreflight({ from, to, namespaces: input.namespaces }),
+      quick.loadApprovalPolicy(),
+    ]);
     for (const c of pre.drReady) s.nodes[c.check] = `${c.ok ? 'ok' : 'FAIL'}: ${c.detail}`;
     const bad = pre.drReady.filter((c) => !c.ok);
-    if (bad.length) throw refuse(FailureType.PreflightFailed, `preflight failed at ${to}:\n${bad.map((c) => `${c.check}: ${c.detail}`).join('\n')}`);
-    if (input.backupFirst && !pre.primaryReachable) throw refuse(FailureType.PreflightFailed, `failback backs up ${from} first, but its API server is not reachable (${pre.primaryDetail})`);
-    if (!input.backupFirst && !pre.backup) throw refuse(FailureType.PreflightFailed, `no Completed Velero backup of ${pre.namespaces.join(', ')} in location ${pre.storageLocation.name} is visible at ${to}`);
+    if (bad.length)
+      throw refuse(
+        FailureType.PreflightFailed,
+        `preflight failed at ${to}:\n${bad.map((c) => `${c.check}: ${c.detail}`).join('\n')}`,
+      );
+    if (input.backupFirst && !pre.primaryReachable)
+      throw refuse(
+        FailureType.PreflightFailed,
+        `failback backs up ${from} first, but its API server is not reachable (${pre.primaryDetail})`,
+      );
+    if (!input.backupFirst && !pre.backup)
+      throw refuse(
+        FailureType.PreflightFailed,
+        `no Completed Velero backup of ${pre.namespaces.join(', ')} in location ${pre.storageLocation.name} is visible at ${to}`,
+      );
     s.detail = `${pre.backup ? `newest backup ${pre.backup.name} (${pre.backup.ageSeconds} s old)` : 'no backup yet'}; ${from} ${pre.primaryReachable ? 'reachable' : 'unreachable'}`;
     return { pre, policy };
   }).catch(fail);
@@ -77,7 +100,12 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
   let backup: BackupRef;
   if (input.backupFirst) {
     backup = await run('backup-source', async (s) => {
-      const b = await long.takeBackup({ site: from, seenBy: to, name: `drctl-failback-${tagOfRun}`, namespaces: pre.namespaces });
+      const b = await long.takeBackup({
+        site: from,
+        seenBy: to,
+        name: `drctl-failback-${tagOfRun}`,
+        namespaces: pre.namespaces,
+      });
       s.detail = `${b.name} completed ${b.completedAt}, ${b.itemsBackedUp ?? '?'} items`;
       return b;
     }).catch(fail);
@@ -88,10 +116,19 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
   const rpo = rpoVerdict(backup.ageSeconds, pre.rpoTargetMs, pre.rpoPolicy);
   const warnings = [...pre.warnings];
   if (!rpo.ok) {
-    if (rpo.refuse) fail(refuse(FailureType.BackupTooOld, `${rpo.message}; policy is refuse (set failover.rpoPolicy: warn to go on anyway)`));
+    if (rpo.refuse)
+      fail(
+        refuse(
+          FailureType.BackupTooOld,
+          `${rpo.message}; policy is refuse (set failover.rpoPolicy: warn to go on anyway)`,
+        ),
+      );
     warnings.push(`${rpo.message} (policy: warn)`);
   }
-  if (pre.existingAtTarget.length) warnings.push(`already at ${to}: ${pre.existingAtTarget.join(', ')} (the restore updates them; an undo scales them to 0 rather than deleting them)`);
+  if (pre.existingAtTarget.length)
+    warnings.push(
+      `already at ${to}: ${pre.existingAtTarget.join(', ')} (the restore updates them; an undo scales them to 0 rather than deleting them)`,
+    );
   if (!pre.primaryReachable) warnings.push(`${from} is not reachable: it cannot be fenced; make sure it stays down`);
 
   // 3. Go/no-go, with the evidence.
@@ -113,8 +150,14 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
   let approval: DecisionRecord;
   const gateStart = Date.now();
   if (input.autoApprove) {
-    approval = { by: 'health-watch', reason: 'failover.healthWatch.autoApprove is on', approve: true, at: new Date().toISOString(), accepted: true };
-    skip('approval', 'auto-approved by the config\'s policy');
+    approval = {
+      by: 'health-watch',
+      reason: 'failover.healthWatch.autoApprove is on',
+      approve: true,
+      at: new Date().toISOString(),
+      accepted: true,
+    };
+    skip('approval', "auto-approved by the config's policy");
   } else {
     try {
       approval = await run('approval', async (s) => {
@@ -131,7 +174,10 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
   status.approval = approval;
   if (!approval.approve) {
     status.phase = 'aborted';
-    throw refuse(FailureType.ApprovalRejected, `rejected by ${approval.by}${approval.reason ? `: ${approval.reason}` : ''}; nothing was changed`);
+    throw refuse(
+      FailureType.ApprovalRejected,
+      `rejected by ${approval.by}${approval.reason ? `: ${approval.reason}` : ''}; nothing was changed`,
+    );
   }
   status.phase = 'running';
 
@@ -155,7 +201,8 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
       onFailure(`${to} backup location mode back`, () => undo.restoreStorageLocationMode({ site: to, tag }));
       await quick.setStorageLocationMode({ site: to, mode: 'ReadOnly', tag });
       onFailure(`remove what restore ${restoreName} created at ${to}`, () =>
-        undo.removeRestored({ site: to, restoreName, created, existed: pre.existingAtTarget, tag }));
+        undo.removeRestored({ site: to, restoreName, created, existed: pre.existingAtTarget, tag }),
+      );
       const r = await long.veleroRestore({ site: to, backup: backup.name, namespaces: pre.namespaces, restoreName });
       s.detail = `${restoreName} from ${backup.name}: ${r.phase}, ${r.itemsRestored ?? '?'} items, ${r.warnings} warning(s)`;
       return r;
@@ -177,12 +224,17 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
         if (dnsOnUndo(oldUp.ok, newUp.ok) === 'revert') {
           await undo.switchDns({ records, addresses: [pre.fromAddress] });
         } else {
-          step('compensate').nodes['DNS kept on target'] = `${from} is down (${oldUp.detail}) and ${to} answers: DNS stays on ${to}`;
+          step('compensate').nodes['DNS kept on target'] =
+            `${from} is down (${oldUp.detail}) and ${to} answers: DNS stays on ${to}`;
         }
       });
       const before = await quick.switchDns({ records, addresses: [pre.toAddress] });
       for (const b of before) s.nodes[b.name] = `${b.before.join(',') || '(none)'} → ${pre.toAddress}`;
-      const dnsChecks = await long.verifyDns({ records: records.map((r) => r.name), addresses: [pre.toAddress], site: to });
+      const dnsChecks = await long.verifyDns({
+        records: records.map((r) => r.name),
+        addresses: [pre.toAddress],
+        site: to,
+      });
       checks = [...checks, ...dnsChecks];
       status.checks = checks;
     });

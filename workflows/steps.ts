@@ -10,7 +10,10 @@ export interface StepRecord {
 }
 
 /** `run(name, fn)` for the step records `step(name)` finds; `ended` hears each step's duration (ms). */
-export function stepRunner<N extends string, S extends StepRecord>(step: (name: N) => S, ended: (name: N, ms: number, s: S) => void = () => undefined) {
+export function stepRunner<N extends string, S extends StepRecord>(
+  step: (name: N) => S,
+  ended: (name: N, ms: number, s: S) => void = () => undefined,
+) {
   return async function run<T>(name: N, fn: (s: S) => Promise<T>): Promise<T> {
     const s = step(name);
     s.state = 'running';

@@ -37,15 +37,33 @@ const client = new S3Client({
   endpoint: a.endpoint,
   region: a.region,
   forcePathStyle: a.forcePathStyle,
-  credentials: { accessKeyId: creds.accessKeyId ?? creds.AWS_ACCESS_KEY_ID ?? '', secretAccessKey: creds.secretAccessKey ?? creds.AWS_SECRET_ACCESS_KEY ?? '' },
+  credentials: {
+    accessKeyId: creds.accessKeyId ?? creds.AWS_ACCESS_KEY_ID ?? '',
+    secretAccessKey: creds.secretAccessKey ?? creds.AWS_SECRET_ACCESS_KEY ?? '',
+  },
 });
 
 const t0 = performance.now();
-const ssh = spawn('ssh', [
-  '-i', a.identity, '-p', String(a.port),
-  '-o', `UserKnownHostsFile=${a.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes',
-  `${a.user}@${a.host}`, `cat '${a.path.replace(/'/g, `'\\''`)}'`,
-], { stdio: ['ignore', 'pipe', 'pipe'] });
+const ssh = spawn(
+  'ssh',
+  [
+    '-i',
+    a.identity,
+    '-p',
+    String(a.port),
+    '-o',
+    `UserKnownHostsFile=${a.knownHosts}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    `${a.user}@${a.host}`,
+    `cat '${a.path.replace(/'/g, `'\\''`)}'`,
+  ],
+  { stdio: ['ignore', 'pipe', 'pipe'] },
+);
 let stderr = '';
 ssh.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
 const exited = new Promise<number>((resolve) => ssh.on('close', (code) => resolve(code ?? 128)));
@@ -53,12 +71,14 @@ const exited = new Promise<number>((resolve) => ssh.on('close', (code) => resolv
 let body: Readable = ssh.stdout;
 const hash = createHash('sha256');
 if (a.sha256) {
-  body = ssh.stdout.pipe(new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      cb(null, chunk);
-    },
-  }));
+  body = ssh.stdout.pipe(
+    new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        cb(null, chunk);
+      },
+    }),
+  );
 }
 const upload = new Upload({
   client,
@@ -72,9 +92,16 @@ const code = await exited;
 const ms = performance.now() - t0;
 const head = await client.send(new HeadObjectCommand({ Bucket: a.bucket, Key: a.key }));
 const bytes = head.ContentLength ?? 0;
-process.stdout.write(`${JSON.stringify({
-  bytes, ms, mbPerS: bytes / 1e6 / (ms / 1000), sshExit: code, sshStderr: stderr.trim().slice(-500),
-  sha256: a.sha256 ? hash.digest('hex') : undefined, maxRssBytes: process.resourceUsage().maxRSS * 1024,
-})}\n`);
+process.stdout.write(
+  `${JSON.stringify({
+    bytes,
+    ms,
+    mbPerS: bytes / 1e6 / (ms / 1000),
+    sshExit: code,
+    sshStderr: stderr.trim().slice(-500),
+    sha256: a.sha256 ? hash.digest('hex') : undefined,
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+  })}\n`,
+);
 client.destroy();
 process.exit(code === 0 ? 0 : 1);

@@ -25,8 +25,13 @@ export const NODES = ['cp1', 'cp2', 'cp3'] as const;
 log.level = process.env.DRCTL_LOG_LEVEL ?? 'warn';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-export const secs = (ms: number | undefined) => (ms === undefined || !Number.isFinite(ms) ? '-' : (ms / 1000).toFixed(2));
-export const stamp = () => new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+export const secs = (ms: number | undefined) =>
+  ms === undefined || !Number.isFinite(ms) ? '-' : (ms / 1000).toFixed(2);
+export const stamp = () =>
+  new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -50,7 +55,10 @@ export async function temporalClient(config: DrctlConfig): Promise<Client> {
 
 /** etcdctl on a site-b node against its own member; a longer command timeout than drctl's 5 s. */
 export async function etcdOn(gw: Gateways, node: string, args: string, timeoutMs = 120_000): Promise<string> {
-  const cmd = etcdctl(gw.node(CLUSTER, node), args).replace('--command-timeout=5s', `--command-timeout=${Math.round(timeoutMs / 1000)}s`);
+  const cmd = etcdctl(gw.node(CLUSTER, node), args).replace(
+    '--command-timeout=5s',
+    `--command-timeout=${Math.round(timeoutMs / 1000)}s`,
+  );
   const r = await gw.shell(CLUSTER, node).exec(cmd, { check: true, timeoutMs: timeoutMs + 10_000 });
   return r.stdout;
 }
@@ -66,7 +74,10 @@ export async function countPrefix(gw: Gateways, prefix: string): Promise<number>
  */
 export async function fill(gw: Gateways, opts: { prefix: string; count: number; rawBytes: number; parallel: number }) {
   const node = gw.node(CLUSTER, 'cp1');
-  const put = etcdctl(node, `put ${shq(opts.prefix)}"$(printf %05d $i)"`).replace('--command-timeout=5s', '--command-timeout=60s');
+  const put = etcdctl(node, `put ${shq(opts.prefix)}"$(printf %05d $i)"`).replace(
+    '--command-timeout=5s',
+    '--command-timeout=60s',
+  );
   const script = [
     'set -o pipefail; fail=0',
     `for b in $(seq 0 ${opts.parallel - 1}); do`,
@@ -82,7 +93,14 @@ export async function fill(gw: Gateways, opts: { prefix: string; count: number; 
   const ms = Date.now() - t0;
   const keys = await countPrefix(gw, opts.prefix);
   const st = await gw.etcd(CLUSTER, 'cp1').status();
-  return { ms, keys, ok: r.code === 0, error: r.code === 0 ? undefined : r.stderr.trim().slice(-800), dbSize: st.dbSize, revision: st.revision };
+  return {
+    ms,
+    keys,
+    ok: r.code === 0,
+    error: r.code === 0 ? undefined : r.stderr.trim().slice(-800),
+    dbSize: st.dbSize,
+    revision: st.revision,
+  };
 }
 
 /** Deletes a prefix; then compacts to the current revision and defragments each member in turn. */
@@ -116,8 +134,18 @@ export async function drctlSnapshot(client: Client, taskQueue: string): Promise<
 export function quorumPlan(gw: Gateways): { nodes: NodePlan[] } {
   return {
     nodes: gw.cluster(CLUSTER).nodes.map((n) => ({
-      node: n.name, memberName: n.etcd.memberName, peerUrl: n.etcd.peerUrl, clientUrl: n.etcd.clientUrl, dataDir: n.etcd.dataDir,
-      asideDir: '', workDir: '', stagedSnapshot: '', tool: 'etcdutl', markCompacted: false, apiserver: n.apiserver, restoreCommand: '',
+      node: n.name,
+      memberName: n.etcd.memberName,
+      peerUrl: n.etcd.peerUrl,
+      clientUrl: n.etcd.clientUrl,
+      dataDir: n.etcd.dataDir,
+      asideDir: '',
+      workDir: '',
+      stagedSnapshot: '',
+      tool: 'etcdutl',
+      markCompacted: false,
+      apiserver: n.apiserver,
+      restoreCommand: '',
     })),
   };
 }
@@ -128,7 +156,10 @@ export async function siteHealthy(gw: Gateways, timeoutMs = 10_000): Promise<{ o
   try {
     const q = await acts.verifyQuorum({ cluster: CLUSTER, plan: quorumPlan(gw), timeoutMs });
     const api = await gw.kube(CLUSTER).readyz();
-    return { ok: api.ready, detail: `quorum 3/3, leader ${q.leader}, revision ${q.revision}; kube-apiserver ${api.ready ? 'ready' : `NOT ready: ${api.detail}`}` };
+    return {
+      ok: api.ready,
+      detail: `quorum 3/3, leader ${q.leader}, revision ${q.revision}; kube-apiserver ${api.ready ? 'ready' : `NOT ready: ${api.detail}`}`,
+    };
   } catch (err) {
     return { ok: false, detail: (err as Error).message };
   }
@@ -138,7 +169,11 @@ export async function siteHealthy(gw: Gateways, timeoutMs = 10_000): Promise<{ o
 export function drctlClusterCheck(): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     const config = process.env.DRCTL_CONFIG ?? join(REPO, '.lab/drctl.yaml');
-    const child = spawn(process.execPath, ['bin/drctl.js', 'cluster', 'check', '--cluster', CLUSTER, '--config', config], { cwd: REPO, env: process.env });
+    const child = spawn(
+      process.execPath,
+      ['bin/drctl.js', 'cluster', 'check', '--cluster', CLUSTER, '--config', config],
+      { cwd: REPO, env: process.env },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -167,7 +202,9 @@ export function tsMs(t: { seconds?: unknown; nanos?: number | null } | null | un
 }
 
 /** The first JSON payload of an activity's input, decoded (drctl's activities take one object). */
-export function firstPayload(payloads: { payloads?: { data?: Uint8Array | null }[] | null } | null | undefined): unknown {
+export function firstPayload(
+  payloads: { payloads?: { data?: Uint8Array | null }[] | null } | null | undefined,
+): unknown {
   const d = payloads?.payloads?.[0]?.data;
   if (!d) return undefined;
   try {
@@ -199,7 +236,15 @@ export async function activitySpans(client: Client, workflowId: string): Promise
       const a = e.activityTaskScheduledEventAttributes;
       const input = firstPayload(a.input) as { node?: string; component?: string } | string | undefined;
       const what = typeof input === 'string' ? input : [input?.node, input?.component].filter(Boolean).join(' ');
-      spans.set(id, { type: a.activityType?.name ?? '?', what, scheduledAt: at, startedAt: NaN, closedAt: NaN, attempt: 0, outcome: 'open' });
+      spans.set(id, {
+        type: a.activityType?.name ?? '?',
+        what,
+        scheduledAt: at,
+        startedAt: NaN,
+        closedAt: NaN,
+        attempt: 0,
+        outcome: 'open',
+      });
     } else if (e.activityTaskStartedEventAttributes) {
       const s = spans.get(String(e.activityTaskStartedEventAttributes.scheduledEventId));
       if (s) {

@@ -50,7 +50,10 @@ function connect(gw: Gateways, node: string): Promise<Client> {
     const c = new Client();
     c.on('ready', () => resolve(c)).on('error', reject);
     c.connect({
-      host: t.host, port: t.port, username: t.user, privateKey: readFileSync(t.privateKeyPath),
+      host: t.host,
+      port: t.port,
+      username: t.user,
+      privateKey: readFileSync(t.privateKeyPath),
       hostVerifier: (key: Buffer) => fingerprintOf(key) === t.hostKeyFingerprint,
     });
   });
@@ -63,9 +66,19 @@ async function timed(path: string, fn: () => Promise<number>): Promise<ProbeResu
   return { path, bytes, ms, mbPerS: bytes / 1e6 / (ms / 1000) };
 }
 
-export async function transportProbe(gw: Gateways, node: string, file: string, bytes: number, knownHosts?: string): Promise<ProbeResult[]> {
+export async function transportProbe(
+  gw: Gateways,
+  node: string,
+  file: string,
+  bytes: number,
+  knownHosts?: string,
+): Promise<ProbeResult[]> {
   const out: ProbeResult[] = [];
-  out.push(await timed('drctl RemoteShell.readStream (exec `cat`)', async () => drain(await gw.shell(CLUSTER, node).readStream(file), bytes)));
+  out.push(
+    await timed('drctl RemoteShell.readStream (exec `cat`)', async () =>
+      drain(await gw.shell(CLUSTER, node).readStream(file), bytes),
+    ),
+  );
   const sftpRead = async (opts: { noDelay?: boolean; highWaterMark: number }) => {
     const c = await connect(gw, node);
     try {
@@ -76,53 +89,89 @@ export async function transportProbe(gw: Gateways, node: string, file: string, b
       c.end();
     }
   };
-  out.push(await timed('ssh2 SFTP readStream, 256 KiB (own connection)', () => sftpRead({ highWaterMark: 256 * 1024 })));
-  out.push(await timed('ssh2 SFTP readStream, 256 KiB, TCP_NODELAY', () => sftpRead({ noDelay: true, highWaterMark: 256 * 1024 })));
+  out.push(
+    await timed('ssh2 SFTP readStream, 256 KiB (own connection)', () => sftpRead({ highWaterMark: 256 * 1024 })),
+  );
+  out.push(
+    await timed('ssh2 SFTP readStream, 256 KiB, TCP_NODELAY', () =>
+      sftpRead({ noDelay: true, highWaterMark: 256 * 1024 }),
+    ),
+  );
   out.push(await timed('ssh2 SFTP readStream, 4 MiB', () => sftpRead({ highWaterMark: 4 * 1024 * 1024 })));
-  out.push(await timed('ssh2 exec `head -c` (own connection)', async () => {
-    const c = await connect(gw, node);
-    try {
-      const stream = await new Promise<Readable>((res, rej) => c.exec(`head -c ${bytes} ${shq(file)}`, (e, s) => (e ? rej(e) : res(s))));
-      return await drain(stream, bytes);
-    } finally {
-      c.end();
-    }
-  }));
+  out.push(
+    await timed('ssh2 exec `head -c` (own connection)', async () => {
+      const c = await connect(gw, node);
+      try {
+        const stream = await new Promise<Readable>((res, rej) =>
+          c.exec(`head -c ${bytes} ${shq(file)}`, (e, s) => (e ? rej(e) : res(s))),
+        );
+        return await drain(stream, bytes);
+      } finally {
+        c.end();
+      }
+    }),
+  );
   const chunks = () => {
     const chunk = Buffer.alloc(64 * 1024, 7);
     let left = bytes;
-    return Readable.from((function* () {
-      while (left > 0) {
-        const n = Math.min(left, chunk.length);
-        left -= n;
-        yield n === chunk.length ? chunk : chunk.subarray(0, n);
-      }
-    })());
+    return Readable.from(
+      (function* () {
+        while (left > 0) {
+          const n = Math.min(left, chunk.length);
+          left -= n;
+          yield n === chunk.length ? chunk : chunk.subarray(0, n);
+        }
+      })(),
+    );
   };
   const target = `${file}.probe-write`;
-  out.push(await timed('drctl RemoteShell.writeStream (exec `cat >`)', async () => {
-    await pipeline(chunks(), await gw.shell(CLUSTER, node).writeStream(target));
-    return bytes;
-  }));
-  out.push(await timed('ssh2 SFTP writeStream, TCP_NODELAY', async () => {
-    const c = await connect(gw, node);
-    try {
-      c.setNoDelay(true);
-      const sftp = await new Promise<SFTPWrapper>((res, rej) => c.sftp((e, s) => (e ? rej(e) : res(s))));
-      await pipeline(chunks(), sftp.createWriteStream(target) as Writable);
+  out.push(
+    await timed('drctl RemoteShell.writeStream (exec `cat >`)', async () => {
+      await pipeline(chunks(), await gw.shell(CLUSTER, node).writeStream(target));
       return bytes;
-    } finally {
-      c.end();
-    }
-  }));
+    }),
+  );
+  out.push(
+    await timed('ssh2 SFTP writeStream, TCP_NODELAY', async () => {
+      const c = await connect(gw, node);
+      try {
+        c.setNoDelay(true);
+        const sftp = await new Promise<SFTPWrapper>((res, rej) => c.sftp((e, s) => (e ? rej(e) : res(s))));
+        await pipeline(chunks(), sftp.createWriteStream(target) as Writable);
+        return bytes;
+      } finally {
+        c.end();
+      }
+    }),
+  );
   await gw.shell(CLUSTER, node).exec(`rm -f ${shq(target)}`, { check: true });
   if (knownHosts) {
     const t = gw.node(CLUSTER, node).ssh;
-    out.push(await timed('OpenSSH `ssh node head -c`', async () => {
-      const child = spawn('ssh', ['-i', t.privateKeyPath, '-p', String(t.port), '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
-        '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', `${t.user}@${t.host}`, `head -c ${bytes} ${shq(file)}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-      return drain(child.stdout, bytes);
-    }));
+    out.push(
+      await timed('OpenSSH `ssh node head -c`', async () => {
+        const child = spawn(
+          'ssh',
+          [
+            '-i',
+            t.privateKeyPath,
+            '-p',
+            String(t.port),
+            '-o',
+            `UserKnownHostsFile=${knownHosts}`,
+            '-o',
+            'StrictHostKeyChecking=yes',
+            '-o',
+            'BatchMode=yes',
+            '-o',
+            'IdentitiesOnly=yes',
+            `${t.user}@${t.host}`,
+            `head -c ${bytes} ${shq(file)}`,
+          ],
+          { stdio: ['ignore', 'pipe', 'inherit'] },
+        );
+        return drain(child.stdout, bytes);
+      }),
+    );
   }
   return out;
 }
@@ -133,7 +182,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const { createGateways } = await import('../../worker/gateways.ts');
   const gw = createGateways(benchConfig('bench-probe').config);
   for (const r of await transportProbe(gw, node, file, Number(mib) * 1024 * 1024)) {
-    console.log(`${r.path.padEnd(50)} ${(r.bytes / 1e6).toFixed(0).padStart(5)} MB ${(r.ms / 1000).toFixed(2).padStart(7)} s ${r.mbPerS.toFixed(1).padStart(7)} MB/s`);
+    console.log(
+      `${r.path.padEnd(50)} ${(r.bytes / 1e6).toFixed(0).padStart(5)} MB ${(r.ms / 1000).toFixed(2).padStart(7)} s ${r.mbPerS.toFixed(1).padStart(7)} MB/s`,
+    );
   }
   gw.close();
 }

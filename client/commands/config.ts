@@ -13,7 +13,9 @@ export function registerConfigCommands(program: Command) {
       if (opts.json) printJson({ path, valid: true, config: cfg });
       else {
         const nodes = cfg.sites.reduce((n, s) => n + s.cluster.nodes.length, 0);
-        process.stdout.write(`${path}: ok (${cfg.sites.length} sites, ${nodes} control-plane nodes, ${cfg.approvals.approvers.length} approvers)\n`);
+        process.stdout.write(
+          `${path}: ok (${cfg.sites.length} sites, ${nodes} control-plane nodes, ${cfg.approvals.approvers.length} approvers)\n`,
+        );
       }
     });
 }

@@ -30,26 +30,41 @@ const whoami = () => process.env.DRCTL_USER ?? process.env.USER ?? userInfo().us
 
 export const drillScheduleId = (plan: string) => `drill-${plan}`;
 /** Unique per run (history keeps every drill); sortable by start time. */
-export const drillWorkflowId = (plan: string, at = new Date()) => `drill-${plan}-${at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+export const drillWorkflowId = (plan: string, at = new Date()) =>
+  `drill-${plan}-${at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}`;
 
 /** Phases after which `drill run --wait` stops following (sign-off may take days). */
 const SETTLED = new Set(['waiting-signoff', 'completed', 'aborted']);
 
 function planOf(config: DrctlConfig, plan: string): DrillConfig {
   const p = config.drills.find((d) => d.name === plan);
-  if (!p) throw new UsageError(`--plan: no drill plan '${plan}' in the config (plans: ${config.drills.map((d) => d.name).join(', ') || 'none; add a drills section'})`);
+  if (!p)
+    throw new UsageError(
+      `--plan: no drill plan '${plan}' in the config (plans: ${config.drills.map((d) => d.name).join(', ') || 'none; add a drills section'})`,
+    );
   return p;
 }
 
 const uiLink = (config: DrctlConfig, client: Client, workflowId: string) =>
-  config.temporal.webUi ? `${config.temporal.webUi.replace(/\/$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(workflowId)}` : undefined;
+  config.temporal.webUi
+    ? `${config.temporal.webUi.replace(/\/$/, '')}/namespaces/${encodeURIComponent(client.options.namespace)}/workflows/${encodeURIComponent(workflowId)}`
+    : undefined;
 
 /** Drills of the plan still doing something: one only waiting for its sign-off has left the DR site as it was. */
 async function runningDrills(client: Client, plan: string): Promise<string[]> {
   const out: string[] = [];
   for await (const w of client.workflow.list({ query: `WorkflowType = 'drDrill' AND ExecutionStatus = 'Running'` })) {
     if (!w.workflowId.startsWith(`drill-${plan}-`)) continue;
-    const phase = await client.workflow.getHandle(w.workflowId, w.runId).query(drillStatusQuery).then((s) => s.phase, () => 'unknown');
+    const phase = await client.workflow
+      .getHandle(w.workflowId, w.runId)
+      .query(drillStatusQuery)
+      .then(
+        (s) => s.phase,
+        () => 'unknown',
+      );
     if (phase !== 'waiting-signoff') out.push(w.workflowId);
   }
   return out;
@@ -58,7 +73,10 @@ async function runningDrills(client: Client, plan: string): Promise<string[]> {
 export function registerDrillCommands(program: Command) {
   const cfgPath = () => program.opts<{ config: string }>().config;
   /** Bad input (`check`) is refused before connecting: exit 2 even with Temporal down. */
-  const withClient = async <T>(fn: (c: { config: DrctlConfig; client: Client }) => Promise<T>, check: (config: DrctlConfig) => void = () => undefined): Promise<T> => {
+  const withClient = async <T>(
+    fn: (c: { config: DrctlConfig; client: Client }) => Promise<T>,
+    check: (config: DrctlConfig) => void = () => undefined,
+  ): Promise<T> => {
     const { config } = loadConfig(cfgPath());
     check(config);
     const client = await connectClient(config);
@@ -69,7 +87,11 @@ export function registerDrillCommands(program: Command) {
     }
   };
 
-  const drill = program.command('drill').description('DR drills: restore into the DR site, switch a drill record, measure RTO/RPO against targets, clean up, report');
+  const drill = program
+    .command('drill')
+    .description(
+      'DR drills: restore into the DR site, switch a drill record, measure RTO/RPO against targets, clean up, report',
+    );
 
   drill
     .command('run')
@@ -80,51 +102,71 @@ export function registerDrillCommands(program: Command) {
     .option('--approval-timeout <duration>', 'abort, changing nothing, if no decision arrives in time')
     .option('--wait', 'follow the drill until its report is written')
     .option('--json', 'print JSON')
-    .action(async (opts: { plan: string; as: string; reason?: string; approvalTimeout?: string; wait?: boolean; json?: boolean }) => {
-      const { config } = loadConfig(cfgPath());
-      planOf(config, opts.plan);
-      const approvalTimeoutMs = opts.approvalTimeout === undefined ? undefined : parseDuration(opts.approvalTimeout);
-      if (opts.approvalTimeout !== undefined && !approvalTimeoutMs) throw new UsageError(`--approval-timeout: expected a duration like 30m, 1h (got '${opts.approvalTimeout}')`);
-      if (!opts.as) throw new UsageError('--as: who is asking? (set --as or $DRCTL_USER)');
-      await withClient(async ({ client }) => {
-        const running = await runningDrills(client, opts.plan);
-        if (running.length) throw new FailedOutcome(`error: a drill of plan '${opts.plan}' is already running (${running.join(', ')}); see \`drctl status ${running[0]}\``);
-        const workflowId = drillWorkflowId(opts.plan);
-        try {
-          await client.workflow.start(drDrill, {
-            taskQueue: config.temporal.taskQueue,
-            workflowId,
-            workflowIdConflictPolicy: 'FAIL',
-            args: [{ plan: opts.plan, requestedBy: opts.as, reason: opts.reason, approvalTimeoutMs }],
-          });
-        } catch (err) {
-          if (err instanceof WorkflowExecutionAlreadyStartedError) throw new FailedOutcome(`error: ${workflowId} is already running`);
-          throw err;
-        }
-        if (!opts.json) {
-          process.stdout.write(`started drill '${opts.plan}': workflow ${workflowId}\n`);
-          process.stdout.write(gateHelp(workflowId, uiLink(config, client, workflowId)));
-        }
-        if (opts.wait) await followDrill(client, workflowId, !!opts.json);
-        else if (opts.json) printJson({ workflowId });
-      });
-    });
+    .action(
+      async (opts: {
+        plan: string;
+        as: string;
+        reason?: string;
+        approvalTimeout?: string;
+        wait?: boolean;
+        json?: boolean;
+      }) => {
+        const { config } = loadConfig(cfgPath());
+        planOf(config, opts.plan);
+        const approvalTimeoutMs = opts.approvalTimeout === undefined ? undefined : parseDuration(opts.approvalTimeout);
+        if (opts.approvalTimeout !== undefined && !approvalTimeoutMs)
+          throw new UsageError(`--approval-timeout: expected a duration like 30m, 1h (got '${opts.approvalTimeout}')`);
+        if (!opts.as) throw new UsageError('--as: who is asking? (set --as or $DRCTL_USER)');
+        await withClient(async ({ client }) => {
+          const running = await runningDrills(client, opts.plan);
+          if (running.length)
+            throw new FailedOutcome(
+              `error: a drill of plan '${opts.plan}' is already running (${running.join(', ')}); see \`drctl status ${running[0]}\``,
+            );
+          const workflowId = drillWorkflowId(opts.plan);
+          try {
+            await client.workflow.start(drDrill, {
+              taskQueue: config.temporal.taskQueue,
+              workflowId,
+              workflowIdConflictPolicy: 'FAIL',
+              args: [{ plan: opts.plan, requestedBy: opts.as, reason: opts.reason, approvalTimeoutMs }],
+            });
+          } catch (err) {
+            if (err instanceof WorkflowExecutionAlreadyStartedError)
+              throw new FailedOutcome(`error: ${workflowId} is already running`);
+            throw err;
+          }
+          if (!opts.json) {
+            process.stdout.write(`started drill '${opts.plan}': workflow ${workflowId}\n`);
+            process.stdout.write(gateHelp(workflowId, uiLink(config, client, workflowId)));
+          }
+          if (opts.wait) await followDrill(client, workflowId, !!opts.json);
+          else if (opts.json) printJson({ workflowId });
+        });
+      },
+    );
 
   drill
     .command('sign')
-    .description('Sign a finished drill\'s report off (an approver from the allowlist)')
+    .description("Sign a finished drill's report off (an approver from the allowlist)")
     .argument('<workflow-id>')
     .option('--as <name>', 'approver signing off', whoami())
     .option('--comment <text>', 'what the reviewer concluded')
     .action(async (workflowId: string, opts: { as: string; comment?: string }) => {
       await withClient(async ({ client }) => {
         try {
-          const rec = await client.workflow.getHandle(workflowId).executeUpdate(signoffUpdate, { args: [{ by: opts.as, comment: opts.comment }] });
+          const rec = await client.workflow
+            .getHandle(workflowId)
+            .executeUpdate(signoffUpdate, { args: [{ by: opts.as, comment: opts.comment }] });
           process.stdout.write(`signed off ${workflowId} as ${rec.by}\n`);
         } catch (err) {
-          const desc = await client.workflow.getHandle(workflowId).describe().catch(() => undefined);
+          const desc = await client.workflow
+            .getHandle(workflowId)
+            .describe()
+            .catch(() => undefined);
           if (!desc) throw new UsageError(`${workflowId}: no such workflow`);
-          if (desc.status.name !== 'RUNNING') throw new UsageError(`${workflowId}: not waiting for sign-off (${desc.status.name.toLowerCase()})`);
+          if (desc.status.name !== 'RUNNING')
+            throw new UsageError(`${workflowId}: not waiting for sign-off (${desc.status.name.toLowerCase()})`);
           const msg = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
           throw new UsageError(`${workflowId}: ${msg}`);
         }
@@ -133,7 +175,7 @@ export function registerDrillCommands(program: Command) {
 
   drill
     .command('report')
-    .description('A drill\'s evidence report: a summary, or the self-contained HTML page / JSON with --out')
+    .description("A drill's evidence report: a summary, or the self-contained HTML page / JSON with --out")
     .argument('<workflow-id>')
     .option('--out <file>', 'write the report: .json writes JSON, anything else the HTML page')
     .option('--json', 'print the report as JSON')
@@ -141,7 +183,10 @@ export function registerDrillCommands(program: Command) {
       await withClient(async ({ client }) => {
         const report = await reportOf(client, workflowId);
         if (opts.out) {
-          writeFileSync(opts.out, opts.out.endsWith('.json') ? `${JSON.stringify(report, null, 2)}\n` : renderDrillHtml(report));
+          writeFileSync(
+            opts.out,
+            opts.out.endsWith('.json') ? `${JSON.stringify(report, null, 2)}\n` : renderDrillHtml(report),
+          );
           if (!opts.json) process.stdout.write(`wrote ${opts.out}\n`);
         }
         if (opts.json) return printJson(report);
@@ -157,86 +202,133 @@ export function registerDrillCommands(program: Command) {
     .option('--json', 'print JSON')
     .action(async (opts: { plan?: string; limit: string; json?: boolean }) => {
       const limit = Number(opts.limit);
-      if (!/^\d+$/.test(opts.limit) || limit < 1) throw new UsageError(`--limit: expected an integer >= 1 (got '${opts.limit}')`);
-      await withClient(async ({ client }) => {
-        // The listing is cheap; each row's result or query is a round trip: only the newest `limit`.
-        const runs = [];
-        for await (const w of client.workflow.list({ query: `WorkflowType = 'drDrill'` })) {
-          if (!opts.plan || w.workflowId.startsWith(`drill-${opts.plan}-`)) runs.push(w);
-        }
-        runs.sort((a, b) => b.startTime.getTime() - a.startTime.getTime());
-        const shown = await Promise.all(runs.slice(0, limit).map((w) => historyRow(client, w.workflowId, w.runId, w.status.name, w.startTime)));
-        if (opts.json) return printJson(shown);
-        if (!shown.length) return void process.stdout.write('no drills yet: drctl drill run --plan NAME\n');
-        const out = [['WORKFLOW', 'STARTED', 'STATUS', 'OUTCOME', 'RTO', 'RPO', 'FAILED CRITERIA', 'SIGNED OFF']];
-        for (const r of shown) out.push([r.workflowId, r.startedAt, r.status, r.outcome ?? '-', r.rto ?? '-', r.rpo ?? '-', r.failed?.join(',') || (r.outcome ? 'none' : '-'), r.signedOffBy ?? '-']);
-        process.stdout.write(`${table(out)}\n`);
-      }, (config) => opts.plan && planOf(config, opts.plan));
+      if (!/^\d+$/.test(opts.limit) || limit < 1)
+        throw new UsageError(`--limit: expected an integer >= 1 (got '${opts.limit}')`);
+      await withClient(
+        async ({ client }) => {
+          // The listing is cheap; each row's result or query is a round trip: only the newest `limit`.
+          const runs = [];
+          for await (const w of client.workflow.list({ query: `WorkflowType = 'drDrill'` })) {
+            if (!opts.plan || w.workflowId.startsWith(`drill-${opts.plan}-`)) runs.push(w);
+          }
+          runs.sort((a, b) => b.startTime.getTime() - a.startTime.getTime());
+          const shown = await Promise.all(
+            runs.slice(0, limit).map((w) => historyRow(client, w.workflowId, w.runId, w.status.name, w.startTime)),
+          );
+          if (opts.json) return printJson(shown);
+          if (!shown.length) return void process.stdout.write('no drills yet: drctl drill run --plan NAME\n');
+          const out = [['WORKFLOW', 'STARTED', 'STATUS', 'OUTCOME', 'RTO', 'RPO', 'FAILED CRITERIA', 'SIGNED OFF']];
+          for (const r of shown)
+            out.push([
+              r.workflowId,
+              r.startedAt,
+              r.status,
+              r.outcome ?? '-',
+              r.rto ?? '-',
+              r.rpo ?? '-',
+              r.failed?.join(',') || (r.outcome ? 'none' : '-'),
+              r.signedOffBy ?? '-',
+            ]);
+          process.stdout.write(`${table(out)}\n`);
+        },
+        (config) => opts.plan && planOf(config, opts.plan),
+      );
     });
 
   // Schedules: one per plan, quarterly by default; a drill never overlaps another of its plan.
   drill
     .command('schedule')
-    .description('Create or update the plan\'s drill schedule (Temporal Schedule drill-<plan>, overlap SKIP)')
+    .description("Create or update the plan's drill schedule (Temporal Schedule drill-<plan>, overlap SKIP)")
     .requiredOption('--plan <name>', 'drill plan from the config')
-    .option('--cron <expr>', 'cron in UTC (default: the plan\'s schedule, quarterly)')
+    .option('--cron <expr>', "cron in UTC (default: the plan's schedule, quarterly)")
     .option('--json', 'print the schedule as JSON')
     .action(async (opts: { plan: string; cron?: string; json?: boolean }) => {
       const cronOf = (plan: DrillConfig) => {
         const cron = opts.cron ?? plan.schedule;
-        if (cron.trim().split(/\s+/).length !== 5 && !cron.startsWith('@')) throw new UsageError(`--cron: expected 5 fields (minute hour day-of-month month day-of-week) or @every/@daily, got '${cron}'`);
+        if (cron.trim().split(/\s+/).length !== 5 && !cron.startsWith('@'))
+          throw new UsageError(
+            `--cron: expected 5 fields (minute hour day-of-month month day-of-week) or @every/@daily, got '${cron}'`,
+          );
         return cron;
       };
-      await withClient(async ({ config, client }) => {
-        const plan = planOf(config, opts.plan);
-        const cron = cronOf(plan);
-        const id = drillScheduleId(plan.name);
-        const action = {
-          type: 'startWorkflow' as const,
-          workflowType: drDrill,
-          taskQueue: config.temporal.taskQueue,
-          workflowId: `drill-${plan.name}`,
-          args: [{ plan: plan.name, requestedBy: `schedule:${id}`, reason: 'scheduled drill' }] as [Parameters<typeof drDrill>[0]],
-        };
-        const spec = { cronExpressions: [cron] };
-        const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour', pauseOnFailure: false };
-        let verb = 'created';
-        try {
-          await client.schedule.create({ scheduleId: id, spec, action, policies, state: { note: `drctl: DR drill ${plan.name} (${plan.from} → ${plan.to}), cron ${cron}` } });
-        } catch (err) {
-          if (!(err instanceof ScheduleAlreadyRunning)) throw invalidCron(err, cron);
-          await client.schedule.getHandle(id).update((prev) => ({ ...prev, spec, action, policies })).catch((e: unknown) => {
-            throw invalidCron(e, cron);
-          });
-          verb = 'updated';
-        }
-        const d = await client.schedule.getHandle(id).describe();
-        if (opts.json) return printJson(describeJson(d));
-        process.stdout.write(`${verb} schedule ${id}: cron ${cron} (UTC), overlap SKIP; next ${d.info.nextActionTimes[0]?.toISOString() ?? '-'}\n`);
-      }, (config) => cronOf(planOf(config, opts.plan)));
+      await withClient(
+        async ({ config, client }) => {
+          const plan = planOf(config, opts.plan);
+          const cron = cronOf(plan);
+          const id = drillScheduleId(plan.name);
+          const action = {
+            type: 'startWorkflow' as const,
+            workflowType: drDrill,
+            taskQueue: config.temporal.taskQueue,
+            workflowId: `drill-${plan.name}`,
+            args: [{ plan: plan.name, requestedBy: `schedule:${id}`, reason: 'scheduled drill' }] as [
+              Parameters<typeof drDrill>[0],
+            ],
+          };
+          const spec = { cronExpressions: [cron] };
+          const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour', pauseOnFailure: false };
+          let verb = 'created';
+          try {
+            await client.schedule.create({
+              scheduleId: id,
+              spec,
+              action,
+              policies,
+              state: { note: `drctl: DR drill ${plan.name} (${plan.from} → ${plan.to}), cron ${cron}` },
+            });
+          } catch (err) {
+            if (!(err instanceof ScheduleAlreadyRunning)) throw invalidCron(err, cron);
+            await client.schedule
+              .getHandle(id)
+              .update((prev) => ({ ...prev, spec, action, policies }))
+              .catch((e: unknown) => {
+                throw invalidCron(e, cron);
+              });
+            verb = 'updated';
+          }
+          const d = await client.schedule.getHandle(id).describe();
+          if (opts.json) return printJson(describeJson(d));
+          process.stdout.write(
+            `${verb} schedule ${id}: cron ${cron} (UTC), overlap SKIP; next ${d.info.nextActionTimes[0]?.toISOString() ?? '-'}\n`,
+          );
+        },
+        (config) => cronOf(planOf(config, opts.plan)),
+      );
     });
 
-  for (const [name, what] of [['pause', 'Pause'], ['unpause', 'Unpause'], ['trigger', 'Start a drill now from'], ['delete', 'Delete']] as const) {
+  for (const [name, what] of [
+    ['pause', 'Pause'],
+    ['unpause', 'Unpause'],
+    ['trigger', 'Start a drill now from'],
+    ['delete', 'Delete'],
+  ] as const) {
     drill
       .command(name)
       .description(`${what} the plan's drill schedule`)
       .requiredOption('--plan <name>', 'drill plan')
       .option('--note <text>', 'why (pause/unpause)')
       .action(async (opts: { plan: string; note?: string }) => {
-        await withClient(async ({ client }) => {
-          const id = drillScheduleId(opts.plan);
-          const h = client.schedule.getHandle(id);
-          try {
-            if (name === 'pause') await h.pause(opts.note ?? `paused by ${whoami()}`);
-            else if (name === 'unpause') await h.unpause(opts.note ?? `unpaused by ${whoami()}`);
-            else if (name === 'trigger') await h.trigger(ScheduleOverlapPolicy.SKIP); // the SDK's default would be ALLOW_ALL
-            else await h.delete();
-          } catch (err) {
-            if (err instanceof ScheduleNotFoundError) throw new FailedOutcome(`error: no drill schedule for plan '${opts.plan}' (${id}); create one with \`drctl drill schedule --plan ${opts.plan}\``);
-            throw err;
-          }
-          process.stdout.write(`${name === 'trigger' ? 'triggered' : `${name}d`} ${id}\n`);
-        }, (config) => planOf(config, opts.plan));
+        await withClient(
+          async ({ client }) => {
+            const id = drillScheduleId(opts.plan);
+            const h = client.schedule.getHandle(id);
+            try {
+              if (name === 'pause') await h.pause(opts.note ?? `paused by ${whoami()}`);
+              else if (name === 'unpause') await h.unpause(opts.note ?? `unpaused by ${whoami()}`);
+              else if (name === 'trigger')
+                await h.trigger(ScheduleOverlapPolicy.SKIP); // the SDK's default would be ALLOW_ALL
+              else await h.delete();
+            } catch (err) {
+              if (err instanceof ScheduleNotFoundError)
+                throw new FailedOutcome(
+                  `error: no drill schedule for plan '${opts.plan}' (${id}); create one with \`drctl drill schedule --plan ${opts.plan}\``,
+                );
+              throw err;
+            }
+            process.stdout.write(`${name === 'trigger' ? 'triggered' : `${name}d`} ${id}\n`);
+          },
+          (config) => planOf(config, opts.plan),
+        );
       });
   }
 
@@ -258,7 +350,16 @@ export function registerDrillCommands(program: Command) {
         if (opts.json) return printJson(out);
         if (!out.length) return void process.stdout.write('no drill schedules: drctl drill schedule --plan NAME\n');
         const rows = [['SCHEDULE', 'WHEN (UTC)', 'PAUSED', 'NEXT', 'RUNS', 'SKIPPED', 'RUNNING']];
-        for (const s of out) rows.push([s.scheduleId, s.schedule, s.paused ? `yes${s.note ? ` (${s.note})` : ''}` : 'no', s.nextActionTimes[0] ?? '-', String(s.numActionsTaken), String(s.numActionsSkippedOverlap), s.running.join(', ') || '-']);
+        for (const s of out)
+          rows.push([
+            s.scheduleId,
+            s.schedule,
+            s.paused ? `yes${s.note ? ` (${s.note})` : ''}` : 'no',
+            s.nextActionTimes[0] ?? '-',
+            String(s.numActionsTaken),
+            String(s.numActionsSkippedOverlap),
+            s.running.join(', ') || '-',
+          ]);
         process.stdout.write(`${table(rows)}\n`);
       });
     });
@@ -266,7 +367,9 @@ export function registerDrillCommands(program: Command) {
 
 function invalidCron(err: unknown, cron: string): Error {
   const msg = (err as Error).message ?? String(err);
-  return /invalid|cron|parse/i.test(msg) ? new UsageError(`--cron: the server refused '${cron}': ${msg}`) : (err as Error);
+  return /invalid|cron|parse/i.test(msg)
+    ? new UsageError(`--cron: the server refused '${cron}': ${msg}`)
+    : (err as Error);
 }
 
 function describeJson(d: ScheduleDescription) {
@@ -280,7 +383,11 @@ function describeJson(d: ScheduleDescription) {
     numActionsTaken: d.info.numActionsTaken,
     numActionsSkippedOverlap: d.info.numActionsSkippedOverlap,
     running: d.info.runningActions.map((a) => a.workflow.workflowId),
-    recentActions: d.info.recentActions.map((a) => ({ scheduledAt: a.scheduledAt.toISOString(), takenAt: a.takenAt.toISOString(), workflowId: a.action.workflow.workflowId })),
+    recentActions: d.info.recentActions.map((a) => ({
+      scheduledAt: a.scheduledAt.toISOString(),
+      takenAt: a.takenAt.toISOString(),
+      workflowId: a.action.workflow.workflowId,
+    })),
   };
 }
 
@@ -297,7 +404,13 @@ interface HistoryRow {
   error?: string;
 }
 
-async function historyRow(client: Client, workflowId: string, runId: string, status: string, started: Date): Promise<HistoryRow> {
+async function historyRow(
+  client: Client,
+  workflowId: string,
+  runId: string,
+  status: string,
+  started: Date,
+): Promise<HistoryRow> {
   const row: HistoryRow = { workflowId, startedAt: started.toISOString(), status };
   let report: DrillReport | undefined;
   try {
@@ -311,7 +424,10 @@ async function historyRow(client: Client, workflowId: string, runId: string, sta
   }
   if (report) {
     row.outcome = report.outcome;
-    row.rto = report.tiers.map((x) => (x.rtoSeconds === undefined ? '?' : `${x.rtoSeconds.toFixed(1)}s/${x.rtoTargetSeconds}s`)).join(' ') || undefined;
+    row.rto =
+      report.tiers
+        .map((x) => (x.rtoSeconds === undefined ? '?' : `${x.rtoSeconds.toFixed(1)}s/${x.rtoTargetSeconds}s`))
+        .join(' ') || undefined;
     row.rpo = report.tiers.map((x) => `${x.rpoSeconds ?? '?'}s/${x.rpoTargetSeconds}s`).join(' ') || undefined;
     row.failed = report.verdicts.filter((v) => !v.ok).map((v) => v.criterion);
     row.signedOffBy = report.signOff?.by;
@@ -375,7 +491,10 @@ export async function followDrill(client: Client, workflowId: string, json: bool
       if (st.report) {
         if (!json) {
           process.stdout.write(`${renderSummary(st.report)}\n`);
-          if (st.phase === 'waiting-signoff') process.stdout.write(`sign it off: drctl drill sign ${workflowId} --as APPROVER --comment TEXT (or Signal 'signoff' in the Web UI)\n`);
+          if (st.phase === 'waiting-signoff')
+            process.stdout.write(
+              `sign it off: drctl drill sign ${workflowId} --as APPROVER --comment TEXT (or Signal 'signoff' in the Web UI)\n`,
+            );
         }
         if (st.report.outcome !== 'passed') throw new FailedOutcome(`${workflowId}: drill ${st.report.outcome}`);
       }
@@ -389,28 +508,63 @@ export function renderDrill(workflowId: string, st: DrillStatus): string {
   const lines = [`${workflowId}: ${st.phase.toUpperCase()} (drill ${st.plan}, requested by ${st.requestedBy})`];
   const e = st.evidence;
   if (e) {
-    lines.push(`restore ${e.backup?.name ?? '(no backup)'}${e.backup ? ` (${formatDuration(e.backup.ageSeconds * 1000)} old)` : ''} into ${e.to}; namespaces ${e.namespaces.join(', ')}`);
-    lines.push(`drill record ${e.record}: ${e.recordBefore.join(',') || '(none)'} → ${e.recordDuring.join(',')} (production records untouched)`);
+    lines.push(
+      `restore ${e.backup?.name ?? '(no backup)'}${e.backup ? ` (${formatDuration(e.backup.ageSeconds * 1000)} old)` : ''} into ${e.to}; namespaces ${e.namespaces.join(', ')}`,
+    );
+    lines.push(
+      `drill record ${e.record}: ${e.recordBefore.join(',') || '(none)'} → ${e.recordDuring.join(',')} (production records untouched)`,
+    );
     if (e.etcdSnapshot) lines.push(`etcd restore drill on ${e.to} from ${e.etcdSnapshot}`);
     for (const w of e.warnings) lines.push(`warning: ${w}`);
-    if (st.phase === 'waiting-approval') lines.push(`waiting for go/no-go until ${e.approvalDeadline}; approvers: ${e.approvers.join(', ')}`);
+    if (st.phase === 'waiting-approval')
+      lines.push(`waiting for go/no-go until ${e.approvalDeadline}; approvers: ${e.approvers.join(', ')}`);
   }
   const rows = [['STEP', 'STATE', 'TOOK', 'DETAIL']];
-  for (const s of st.steps) rows.push([s.step, s.state, s.seconds === undefined ? (s.startedAt ? '…' : '') : formatDuration(s.seconds * 1000), (s.detail ?? Object.entries(s.items).map(([k, v]) => `${k}: ${v}`).join('; ')).split('\n')[0]!.slice(0, 110)]);
+  for (const s of st.steps)
+    rows.push([
+      s.step,
+      s.state,
+      s.seconds === undefined ? (s.startedAt ? '…' : '') : formatDuration(s.seconds * 1000),
+      (
+        s.detail ??
+        Object.entries(s.items)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('; ')
+      )
+        .split('\n')[0]!
+        .slice(0, 110),
+    ]);
   lines.push(table(rows));
-  for (const d of st.decisions) lines.push(`  ${d.approve ? 'approve' : 'reject'} by ${d.by} at ${d.at}: ${d.accepted ? 'ACCEPTED' : `refused (${d.why})`}${d.reason ? ` — ${d.reason}` : ''}`);
+  for (const d of st.decisions)
+    lines.push(
+      `  ${d.approve ? 'approve' : 'reject'} by ${d.by} at ${d.at}: ${d.accepted ? 'ACCEPTED' : `refused (${d.why})`}${d.reason ? ` — ${d.reason}` : ''}`,
+    );
   if (st.error) lines.push(`error: ${st.error}`);
   return lines.join('\n');
 }
 
 export function renderSummary(r: DrillReport): string {
-  const lines = [`drill ${r.plan} (${r.workflowId}): ${r.outcome.toUpperCase()}; ${r.from} → ${r.to}, ${r.startedAt} → ${r.endedAt}`];
+  const lines = [
+    `drill ${r.plan} (${r.workflowId}): ${r.outcome.toUpperCase()}; ${r.from} → ${r.to}, ${r.startedAt} → ${r.endedAt}`,
+  ];
   for (const t of r.tiers) {
-    lines.push(`  ${t.tier}: RTO ${t.rtoSeconds === undefined ? '?' : `${t.rtoSeconds.toFixed(1)} s`} / ${formatDuration(t.rtoTargetSeconds * 1000)} ${t.rtoMet ? 'met' : 'MISSED'}, RPO ${t.rpoSeconds ?? '?'} s / ${formatDuration(t.rpoTargetSeconds * 1000)} ${t.rpoMet ? 'met' : 'MISSED'}`);
+    lines.push(
+      `  ${t.tier}: RTO ${t.rtoSeconds === undefined ? '?' : `${t.rtoSeconds.toFixed(1)} s`} / ${formatDuration(t.rtoTargetSeconds * 1000)} ${t.rtoMet ? 'met' : 'MISSED'}, RPO ${t.rpoSeconds ?? '?'} s / ${formatDuration(t.rpoTargetSeconds * 1000)} ${t.rpoMet ? 'met' : 'MISSED'}`,
+    );
   }
   for (const v of r.verdicts) lines.push(`  ${v.ok ? 'PASS' : 'FAIL'} ${v.criterion}: ${v.detail}`);
   for (const f of r.failures) lines.push(`  failure: ${f.split('\n')[0]}`);
-  lines.push(`  approvals: ${r.approvals.filter((a) => a.accepted).map((a) => `${a.approve ? 'go' : 'no-go'} by ${a.by}`).join(', ') || 'none'}; sign-off: ${r.signOff ? `${r.signOff.by}${r.signOff.comment ? ` (${r.signOff.comment})` : ''}` : 'pending'}`);
-  if (r.location) lines.push(`  report: s3://${r.location.bucket}/${r.location.html} (and report.json); drctl drill report ${r.workflowId} --out report.html`);
+  lines.push(
+    `  approvals: ${
+      r.approvals
+        .filter((a) => a.accepted)
+        .map((a) => `${a.approve ? 'go' : 'no-go'} by ${a.by}`)
+        .join(', ') || 'none'
+    }; sign-off: ${r.signOff ? `${r.signOff.by}${r.signOff.comment ? ` (${r.signOff.comment})` : ''}` : 'pending'}`,
+  );
+  if (r.location)
+    lines.push(
+      `  report: s3://${r.location.bucket}/${r.location.html} (and report.json); drctl drill report ${r.workflowId} --out report.html`,
+    );
   return lines.join('\n');
 }

@@ -6,10 +6,14 @@ import { FailedOutcome, printJson, table } from '../output.ts';
 const lab = () => import('../../lab/lab.ts');
 
 export function registerLabCommands(program: Command) {
-  const cmd = program.command('lab').description('The embedded local lab: two sites of real servers on loopback addresses');
+  const cmd = program
+    .command('lab')
+    .description('The embedded local lab: two sites of real servers on loopback addresses');
   cmd
     .command('up')
-    .description('Install (first time), start every lab server, create what the sites need (idempotent), wait until healthy, write the lab config')
+    .description(
+      'Install (first time), start every lab server, create what the sites need (idempotent), wait until healthy, write the lab config',
+    )
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }) => {
       const { up } = await lab();
@@ -38,7 +42,14 @@ export function registerLabCommands(program: Command) {
       if (opts.json) printJson(comps);
       else {
         const rows = [['COMPONENT', 'ADDRESS', 'PID', 'HEALTH', 'DETAIL']];
-        for (const c of comps) rows.push([c.name, c.address, c.pid ? String(c.pid) : '-', c.healthy ? 'healthy' : 'DOWN', c.detail.slice(0, 60)]);
+        for (const c of comps)
+          rows.push([
+            c.name,
+            c.address,
+            c.pid ? String(c.pid) : '-',
+            c.healthy ? 'healthy' : 'DOWN',
+            c.detail.slice(0, 60),
+          ]);
         process.stdout.write(`${table(rows)}\n`);
       }
       if (!comps.every((c) => c.healthy)) throw new FailedOutcome('');
@@ -76,18 +87,29 @@ export function registerLabCommands(program: Command) {
   const site = cmd.command('site').description('Lose a site on purpose, and bring it back (failover drills and tests)');
   const siteName = async (name: string) => {
     const { SITES } = await import('../../lab/topology.ts');
-    if (!SITES.some((s) => s.name === name)) throw new UsageError(`unknown site '${name}' (lab sites: ${SITES.map((s) => s.name).join(', ')})`);
+    if (!SITES.some((s) => s.name === name))
+      throw new UsageError(`unknown site '${name}' (lab sites: ${SITES.map((s) => s.name).join(', ')})`);
     return name;
   };
-  const printChange = (r: { site: string; action: string; hard: boolean; changed: string[]; appEndpoint: string; apiserver: string }, json?: boolean) => {
+  const printChange = (
+    r: { site: string; action: string; hard: boolean; changed: string[]; appEndpoint: string; apiserver: string },
+    json?: boolean,
+  ) => {
     if (json) return printJson(r);
-    process.stdout.write(`${r.site} is ${r.action}${r.action === 'down' && r.hard ? ' (hard: API server and cp1 controllers parked)' : ''}: ${r.changed.length ? r.changed.join(', ') : 'nothing to change'}\n`);
+    process.stdout.write(
+      `${r.site} is ${r.action}${r.action === 'down' && r.hard ? ' (hard: API server and cp1 controllers parked)' : ''}: ${r.changed.length ? r.changed.join(', ') : 'nothing to change'}\n`,
+    );
   };
   site
     .command('down')
-    .description("Stop a site's app endpoint (its app is lost; the app's DNS name still points there until a failover). Idempotent")
+    .description(
+      "Stop a site's app endpoint (its app is lost; the app's DNS name still points there until a failover). Idempotent",
+    )
     .argument('<site>', 'site-a or site-b')
-    .option('--hard', "also park the site's kube-apiserver, controllers, kwok and Velero (a burned site: its API is unreachable)")
+    .option(
+      '--hard',
+      "also park the site's kube-apiserver, controllers, kwok and Velero (a burned site: its API is unreachable)",
+    )
     .option('--json', 'print the result as JSON')
     .addHelpText('after', '\n`drctl lab site up <site>` reverses it; `drctl lab down` + `up` bring the site back too.')
     .action(async (name: string, opts: { hard?: boolean; json?: boolean }) => {
@@ -112,7 +134,8 @@ export function registerLabCommands(program: Command) {
     .action(async (opts: { site: string }) => {
       const { env } = await lab();
       const { SITES } = await import('../../lab/topology.ts');
-      if (!SITES.some((s) => s.name === opts.site)) throw new UsageError(`--site: unknown site '${opts.site}' (lab sites: ${SITES.map((s) => s.name).join(', ')})`);
+      if (!SITES.some((s) => s.name === opts.site))
+        throw new UsageError(`--site: unknown site '${opts.site}' (lab sites: ${SITES.map((s) => s.name).join(', ')})`);
       process.stdout.write(`${env(opts.site)}\n`);
     });
 }

@@ -21,7 +21,9 @@ const CHROMIUM_ARGS = [
 
 export async function launchBrowser(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} not found: the browser tests need Debian's chromium package (bash lab/install.sh installs it, or apt-get install chromium)`);
+    throw new Error(
+      `${CHROMIUM} not found: the browser tests need Debian's chromium package (bash lab/install.sh installs it, or apt-get install chromium)`,
+    );
   }
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 }
@@ -62,7 +64,9 @@ export async function signalFromWebUi(page: Page, opts: WebUiSignal): Promise<vo
   await page.getByRole('button', { name: 'More Actions' }).click({ timeout });
   const sendSignal = page.getByRole('menuitem', { name: 'Send a Signal' });
   if (!(await appears(sendSignal, Math.min(timeout, 5_000)))) {
-    throw new Error(`Web UI: no "Send a Signal" action for ${workflowId} (status ${await runStatus(page)}); only a running workflow takes signals`);
+    throw new Error(
+      `Web UI: no "Send a Signal" action for ${workflowId} (status ${await runStatus(page)}); only a running workflow takes signals`,
+    );
   }
   await sendSignal.click({ timeout });
   const dialog = page.getByRole('dialog', { name: 'Send a Signal' });
@@ -87,11 +91,15 @@ export async function signalFromWebUi(page: Page, opts: WebUiSignal): Promise<vo
     await dialog.getByRole('heading', { name: 'Send a Signal' }).click();
   }
   const submit = dialog.getByRole('button', { name: 'Submit' });
-  if (!(await submit.isEnabled())) throw new Error(`Web UI: Submit stays disabled for signal ${signal} to ${workflowId}: ${await dialogText(dialog)}`);
+  if (!(await submit.isEnabled()))
+    throw new Error(`Web UI: Submit stays disabled for signal ${signal} to ${workflowId}: ${await dialogText(dialog)}`);
   await submit.click({ timeout });
 
   const confirmed = page.getByText('Workflow signaled', { exact: false });
-  if (!(await appears(confirmed.first(), timeout))) throw new Error(`Web UI: no "Workflow signaled" confirmation for ${signal} to ${workflowId} within ${timeout} ms; the page shows: ${await dialogText(dialog)}`);
+  if (!(await appears(confirmed.first(), timeout)))
+    throw new Error(
+      `Web UI: no "Workflow signaled" confirmation for ${signal} to ${workflowId} within ${timeout} ms; the page shows: ${await dialogText(dialog)}`,
+    );
 
   // The confirmation only says the server took the request: see it in the run's history too.
   const deadline = Date.now() + timeout;
@@ -99,7 +107,10 @@ export async function signalFromWebUi(page: Page, opts: WebUiSignal): Promise<vo
     await page.reload();
     const events = await signalEvents(page, signal, timeout);
     if ((await events.count()) > before) return;
-    if (Date.now() > deadline) throw new Error(`Web UI: the Event History of ${workflowId} shows no new ${signal} signal after ${timeout} ms (${before} before sending)`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `Web UI: the Event History of ${workflowId} shows no new ${signal} signal after ${timeout} ms (${before} before sending)`,
+      );
     await page.waitForTimeout(500);
   }
 }
@@ -121,14 +132,27 @@ async function signalEvents(page: Page, signal: string, timeout: number): Promis
   await page.getByRole('tab', { name: /^Event History/ }).click({ timeout });
   // A header row, then the events: wait for the first event before counting.
   await page.getByRole('table').getByRole('row').nth(1).waitFor({ timeout });
-  return page.getByRole('row', { name: /Workflow Execution Signaled/ }).filter({ has: page.getByRole('cell', { name: `Signal Name ${signal}`, exact: true }) });
+  return page
+    .getByRole('row', { name: /Workflow Execution Signaled/ })
+    .filter({ has: page.getByRole('cell', { name: `Signal Name ${signal}`, exact: true }) });
 }
 
-const appears = (l: Locator, timeout: number): Promise<boolean> => l.waitFor({ timeout }).then(() => true, () => false);
+const appears = (l: Locator, timeout: number): Promise<boolean> =>
+  l.waitFor({ timeout }).then(
+    () => true,
+    () => false,
+  );
 
 /** The run's status badge (RUNNING, COMPLETED, FAILED, ...). */
 async function runStatus(page: Page): Promise<string> {
-  return page.getByRole('status').first().innerText({ timeout: 1_000 }).then((s) => s.trim(), () => 'unknown');
+  return page
+    .getByRole('status')
+    .first()
+    .innerText({ timeout: 1_000 })
+    .then(
+      (s) => s.trim(),
+      () => 'unknown',
+    );
 }
 
 async function dialogText(dialog: Locator): Promise<string> {

@@ -24,17 +24,38 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
   await gw.dns().setA({ name: DRILL_RECORD, ttl: 30, addresses: [appAddress(config, 'site-a')] });
   const kubeA = gw.kube('site-a');
   for (const d of await kubeA.deployments(NS)) {
-    await kubeA.patchDeployment(NS, d.name, { replicas: Number(d.annotations[FENCED_REPLICAS] ?? (d.replicas || 3)), annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null } });
+    await kubeA.patchDeployment(NS, d.name, {
+      replicas: Number(d.annotations[FENCED_REPLICAS] ?? (d.replicas || 3)),
+      annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null },
+    });
   }
   await gw.kube('site-b').deleteNamespace(NS, 180_000);
   for (const s of ['site-a', 'site-b']) {
-    await gw.velero(s).mergePatch('backupstoragelocations', 'default', { metadata: { annotations: { [MODE_BEFORE]: null } }, spec: { accessMode: 'ReadWrite' } });
+    await gw.velero(s).mergePatch('backupstoragelocations', 'default', {
+      metadata: { annotations: { [MODE_BEFORE]: null } },
+      spec: { accessMode: 'ReadWrite' },
+    });
   }
   const healthz = config.sites.find((s) => s.name === 'site-a')!.appEndpoint!;
-  await until('site A serving', () => fetch(healthz).then((r) => r.status, () => 0), (s) => s === 200, 120_000, 500);
+  await until(
+    'site A serving',
+    () =>
+      fetch(healthz).then(
+        (r) => r.status,
+        () => 0,
+      ),
+    (s) => s === 200,
+    120_000,
+    500,
+  );
   // A fresh backup of site A, visible at site B: the schedule's newest may be older than the
   // tier's RPO (or have failed while a test held the storage location read-only).
-  await createFailoverActivities(gw).takeBackup({ site: 'site-a', seenBy: 'site-b', name: `baseline-${Date.now()}`, namespaces: [NS] });
+  await createFailoverActivities(gw).takeBackup({
+    site: 'site-a',
+    seenBy: 'site-b',
+    name: `baseline-${Date.now()}`,
+    namespaces: [NS],
+  });
 }
 
 /** What the tests compare against the baseline. */

@@ -23,7 +23,13 @@ export async function temporalClient(config: DrctlConfig): Promise<Client> {
   return new Client({ connection: await Connection.connect(connectionOptions), namespace });
 }
 
-export async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 60_000, everyMs = 300): Promise<T> {
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T>,
+  ok: (v: T) => boolean,
+  timeoutMs = 60_000,
+  everyMs = 300,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
   let lastErr: unknown;
@@ -52,7 +58,12 @@ export async function putKeys(gw: Gateways, cluster: string, kv: Record<string, 
 }
 
 /** Keys and values under a prefix as one member sees them (serializable: that member's own data). */
-export async function keysOn(gw: Gateways, cluster: string, node: string, prefix: string): Promise<Record<string, string>> {
+export async function keysOn(
+  gw: Gateways,
+  cluster: string,
+  node: string,
+  prefix: string,
+): Promise<Record<string, string>> {
   const out = await etcdOn(gw, cluster, node, `get ${shq(prefix)} --prefix --consistency=s -w json`);
   const j = JSON.parse(out) as { kvs?: { key: string; value: string }[] };
   const b64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
@@ -60,15 +71,27 @@ export async function keysOn(gw: Gateways, cluster: string, node: string, prefix
 }
 
 /** A snapshot through drctl's own snapshot runbook; returns it as the restore side sees it. */
-export async function snapshotNow(client: Client, taskQueue: string, gw: Gateways, cluster: string): Promise<SnapshotRef> {
-  const r = await client.workflow.execute(etcdSnapshot, { taskQueue, workflowId: `test-snapshot-${cluster}-${Date.now()}`, args: [{ cluster, keep: 50 }] });
+export async function snapshotNow(
+  client: Client,
+  taskQueue: string,
+  gw: Gateways,
+  cluster: string,
+): Promise<SnapshotRef> {
+  const r = await client.workflow.execute(etcdSnapshot, {
+    taskQueue,
+    workflowId: `test-snapshot-${cluster}-${Date.now()}`,
+    args: [{ cluster, keep: 50 }],
+  });
   const meta = fromObjectMetadata((await gw.store().head(r.key))?.metadata ?? {});
   if (!meta) throw new Error(`${r.key}: no snapshot metadata in the bucket`);
   return { key: r.key, ...meta };
 }
 
 /** Runs the real `drctl` CLI without blocking this process (an in-process worker must keep serving). */
-export function drctlCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+export function drctlCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['bin/drctl.js', ...args], { env: { ...process.env, ...env } });
     let stdout = '';
@@ -99,7 +122,11 @@ export async function startTestEnv(name: string, change: (c: DrctlConfig) => voi
   const gw = createGateways(config);
   const client = await temporalClient(config);
   return {
-    config, taskQueue, gw, client, worker,
+    config,
+    taskQueue,
+    gw,
+    client,
+    worker,
     async close() {
       worker.worker.shutdown();
       await running;
@@ -112,7 +139,11 @@ export async function startTestEnv(name: string, change: (c: DrctlConfig) => voi
 }
 
 /** A worker on its own task queue with a changed config (a policy, a timeout), for one test's runs. */
-export async function withWorker<T>(name: string, change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>): Promise<T> {
+export async function withWorker<T>(
+  name: string,
+  change: (c: DrctlConfig) => void,
+  fn: (taskQueue: string) => Promise<T>,
+): Promise<T> {
   const taskQueue = `${name}-variant-${Date.now()}`;
   const config = labConfig(taskQueue);
   change(config);
