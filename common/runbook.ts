@@ -1,0 +1,128 @@
+// The shapes every runbook shares: its status (the `status` query, the memo a run keeps on the
+// server, `drctl status`), its steps, the go/no-go decisions and the search attributes the Web UI
+// filters on. Pure code: workflows, the CLI and tests import this.
+
+/** Every runbook drctl runs, by its workflow type. */
+export const RUNBOOKS = {
+  clusterHealth: 'cluster-health',
+  etcdSnapshot: 'etcd-snapshot',
+  etcdRestore: 'etcd-restore',
+  siteFailover: 'site-failover',
+  healthWatch: 'health-watch',
+  drDrill: 'drill',
+} as const;
+export type WorkflowType = keyof typeof RUNBOOKS;
+export type RunbookName = (typeof RUNBOOKS)[WorkflowType];
+
+export type StepState = 'pending' | 'running' | 'done' | 'failed' | 'skipped';
+
+/** One step as `drctl status`, the memo and the drill report show it. */
+export interface Step {
+  step: string;
+  state: StepState;
+  startedAt?: string;
+  endedAt?: string;
+  seconds?: number;
+  /** One line: what the step found or did, or the activity's own message when it failed. */
+  detail?: string;
+  /** Per-item progress (a node, a check, an undo): 'running', 'done', or what happened to it. */
+  items: Record<string, string>;
+}
+
+export type Phase =
+  | 'running'
+  | 'waiting-approval'
+  | 'compensating'
+  | 'cleaning-up'
+  | 'waiting-signoff'
+  | 'completed'
+  | 'dry-run'
+  | 'aborted'
+  | 'compensated'
+  | 'needs-attention'
+  | 'failed';
+
+/** Phases after which the run changes nothing more (a drill waiting for sign-off is not one). */
+export const FINAL_PHASES: readonly Phase[] = [
+  'completed',
+  'dry-run',
+  'aborted',
+  'compensated',
+  'needs-attention',
+  'failed',
+];
+
+/** An undo that could not finish: what it was, why, and what a human must check now. */
+export interface Attention {
+  undo: string;
+  error: string;
+  check: string;
+}
+
+export interface Decision {
+  by: string;
+  reason?: string;
+}
+
+export interface DecisionRecord extends Decision {
+  approve: boolean;
+  at: string;
+  accepted: boolean;
+  why?: string;
+}
+
+/** The `status` query of every runbook; runbooks add their own fields (plan, checks, report). */
+export interface RunbookStatus<E = unknown> {
+  runbook: RunbookName;
+  /** One line for a person: "etcd restore of site-a from snapshot …". */
+  title: string;
+  phase: Phase;
+  requestedBy?: string;
+  sites: string[];
+  cluster?: string;
+  steps: Step[];
+  decisions: DecisionRecord[];
+  approval?: DecisionRecord;
+  evidence?: E;
+  /** What the run waits for while it waits for a person. */
+  waitingFor?: string;
+  /** Why the run failed: the root cause's own message. */
+  error?: string;
+  /** Set with phase `needs-attention`: the undos that could not finish. */
+  attention?: Attention[];
+}
+
+/** What a run keeps in its memo (readable from the server when no worker answers the query). */
+export type StatusMemo = Pick<RunbookStatus, 'runbook' | 'title' | 'phase' | 'waitingFor' | 'error' | 'attention'> & {
+  steps: Omit<Step, 'items'>[];
+};
+export const STATUS_MEMO_KEY = 'drctlStatus';
+
+/** Search attributes every run upserts, registered by the lab's Temporal server at start. */
+export const SEARCH_ATTRIBUTES = {
+  runbook: 'DrctlRunbook',
+  sites: 'DrctlSites',
+  cluster: 'DrctlCluster',
+  phase: 'DrctlPhase',
+  requestedBy: 'DrctlRequestedBy',
+} as const;
+/** `temporal server start-dev --search-attribute NAME=TYPE` for each of them. */
+export const SEARCH_ATTRIBUTE_TYPES: Record<(typeof SEARCH_ATTRIBUTES)[keyof typeof SEARCH_ATTRIBUTES], string> = {
+  DrctlRunbook: 'Keyword',
+  DrctlSites: 'KeywordList',
+  DrctlCluster: 'Keyword',
+  DrctlPhase: 'Keyword',
+  DrctlRequestedBy: 'Keyword',
+};
+
+export function memoOf(s: RunbookStatus): StatusMemo {
+  return {
+    runbook: s.runbook,
+    title: s.title,
+    phase: s.phase,
+    waitingFor: s.waitingFor,
+    error: s.error,
+    attention: s.attention,
+    steps: s.steps.map(({ items: _items, ...rest }) => rest),
+  };
+}
