@@ -2,7 +2,7 @@
 // workflow writes, and the pure judgements (per-tier RTO/RPO verdicts, success criteria) the
 // workflow, the CLI and the tests share. Pure code: workflows import it.
 import type { BackupRef, CheckResult } from './failover.ts';
-import type { DecisionRecord } from './restore.ts';
+import type { DecisionRecord, RunbookStatus, Step } from './runbook.ts';
 
 export const DRILL_STEPS = [
   'preflight',
@@ -15,6 +15,7 @@ export const DRILL_STEPS = [
   'cleanup',
   'report',
   'sign-off',
+  'signed-report',
 ] as const;
 export type DrillStep = (typeof DRILL_STEPS)[number];
 
@@ -77,16 +78,6 @@ export interface DrillPreflight {
   etcdSnapshot?: { key: string; takenAt: string };
 }
 
-export interface DrillStepRecord {
-  step: DrillStep | string;
-  state: 'pending' | 'running' | 'done' | 'failed' | 'skipped';
-  startedAt?: string;
-  endedAt?: string;
-  seconds?: number;
-  detail?: string;
-  items: Record<string, string>;
-}
-
 export interface TierResult {
   tier: string;
   namespaces: string[];
@@ -134,7 +125,7 @@ export interface DrillReport {
   tiers: TierResult[];
   verdicts: Verdict[];
   checks: CheckResult[];
-  timeline: DrillStepRecord[];
+  timeline: Step[];
   approvals: DecisionRecord[];
   signOff?: SignOff;
   failures: string[];
@@ -145,27 +136,23 @@ export interface DrillReport {
   warnings: string[];
 }
 
-export interface DrillStatus {
+export interface DrillEvidence {
+  from: string;
+  to: string;
+  namespaces: string[];
+  backup?: BackupRef;
+  record: string;
+  recordBefore: string[];
+  recordDuring: string[];
+  etcdSnapshot?: string;
+  approvers: string[];
+  approvalDeadline: string;
+  warnings: string[];
+}
+
+export interface DrillStatus extends RunbookStatus<DrillEvidence> {
   plan: string;
-  phase: 'running' | 'waiting-approval' | 'cleaning-up' | 'waiting-signoff' | 'completed' | 'aborted';
-  requestedBy: string;
-  decisions: DecisionRecord[];
-  steps: DrillStepRecord[];
-  evidence?: {
-    from: string;
-    to: string;
-    namespaces: string[];
-    backup?: BackupRef;
-    record: string;
-    recordBefore: string[];
-    recordDuring: string[];
-    etcdSnapshot?: string;
-    approvers: string[];
-    approvalDeadline: string;
-    warnings: string[];
-  };
   report?: DrillReport;
-  error?: string;
 }
 
 /** Per tier: the achieved RPO (the restored backup's age) and RTO (go → serving) against its targets. */

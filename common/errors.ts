@@ -28,6 +28,10 @@ export enum FailureType {
   VeleroError = 'VeleroError',
   BackupTooOld = 'BackupTooOld',
   FailoverRefused = 'FailoverRefused',
+  /** A runbook failed after changing things, and its undo put everything back. */
+  Compensated = 'Compensated',
+  /** A runbook failed and an undo could not finish: a human must check what its message names. */
+  NeedsAttention = 'NeedsAttention',
 }
 
 /** Failures that no retry can fix: a wrong host key stays wrong. */

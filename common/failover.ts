@@ -1,6 +1,6 @@
 // The site failover contract: what `drctl failover|failback` sends, what the workflow reports, and
 // the pure decisions (RPO policy, DNS safety) the workflow and the tests share. Pure code.
-import type { Decision, DecisionRecord, StepStatus } from './restore.ts';
+import type { Decision, DecisionRecord, RunbookStatus } from './runbook.ts';
 
 export const FAILOVER_STEPS = [
   'preflight',
@@ -79,27 +79,10 @@ export interface FailoverEvidence {
   approvalDeadline: string;
 }
 
-export interface FailoverStepStatus {
-  step: FailoverStep | 'compensate';
-  state: StepStatus['state'];
-  startedAt?: string;
-  endedAt?: string;
-  detail?: string;
-  /** Per-item progress (namespace, record, check), rendered like the restore's per-node progress. */
-  nodes: Record<string, string>;
-}
-
-export interface FailoverStatus {
+export interface FailoverStatus extends RunbookStatus<FailoverEvidence> {
   from: string;
   to: string;
-  phase: 'running' | 'waiting-approval' | 'compensating' | 'completed' | 'compensated' | 'failed' | 'aborted';
-  requestedBy: string;
-  steps: FailoverStepStatus[];
-  decisions: DecisionRecord[];
-  evidence?: FailoverEvidence;
-  approval?: DecisionRecord;
   checks?: CheckResult[];
-  error?: string;
 }
 
 export interface FailoverReport {

@@ -1,5 +1,6 @@
 // The etcd quorum-restore plan and its shapes. Pure code: the workflow builds the plan with this,
 // the CLI prints it for --dry-run, unit tests check it.
+import type { DecisionRecord, RunbookStatus } from './runbook.ts';
 import type { ClusterShape } from './types.ts';
 import type { SnapshotRef } from './snapshots.ts';
 import { shq } from './shell.ts';
@@ -62,18 +63,9 @@ export interface RestorePlan {
   writesLost?: number;
 }
 
-export interface Decision {
-  by: string;
-  reason?: string;
-}
+export type { Decision, DecisionRecord } from './runbook.ts';
 
-export interface DecisionRecord extends Decision {
-  approve: boolean;
-  at: string;
-  accepted: boolean;
-  why?: string;
-}
-
+/** The runbook's steps, in order, as the workflow runs them and `drctl status` lists them. */
 export const RESTORE_STEPS = [
   'preflight',
   'distribute',
@@ -83,32 +75,14 @@ export const RESTORE_STEPS = [
   'restore',
   'start',
   'verify-quorum',
-  'verify',
+  'start-apiserver',
+  'restart-controllers',
+  'remove-staged',
 ] as const;
 export type RestoreStep = (typeof RESTORE_STEPS)[number];
 
-export type RestorePhase =
-  'running' | 'waiting-approval' | 'completed' | 'dry-run' | 'aborted' | 'compensating' | 'compensated' | 'failed';
-
-export interface StepStatus {
-  step: RestoreStep | 'compensate';
-  state: 'pending' | 'running' | 'done' | 'failed' | 'skipped';
-  startedAt?: string;
-  endedAt?: string;
-  nodes: Record<string, string>;
-  detail?: string;
-}
-
-export interface RestoreStatus {
-  cluster: string;
-  phase: RestorePhase;
-  requestedBy: string;
-  steps: StepStatus[];
+export interface RestoreStatus extends RunbookStatus<RestoreEvidence> {
   plan?: RestorePlan;
-  evidence?: RestoreEvidence;
-  decisions: DecisionRecord[];
-  approval?: DecisionRecord;
-  error?: string;
 }
 
 export interface RestoreEvidence {

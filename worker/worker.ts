@@ -14,6 +14,7 @@ import { createActivities } from '../activities/index.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
 import { createGateways, type Gateways } from './gateways.ts';
+import { heartbeatWhileRunning } from './heartbeat.ts';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -57,6 +58,7 @@ export async function createWorker(config: DrctlConfig, overrides: Partial<Worke
     taskQueue: config.temporal.taskQueue,
     workflowsPath,
     activities: createActivities(gateways),
+    interceptors: { activity: [heartbeatWhileRunning] },
     ...overrides,
   });
   return { worker, gateways, connection };

@@ -4,29 +4,18 @@
 //   6 switch the DRILL record (never the production one) to the DR site, prove the app answers
 //   7 measure RTO/RPO per tier  8 clean up — always, also after a failure or a cancel
 //   9 evidence report (JSON + HTML) in the off-site bucket  10 sign-off by an approver
-// Each change registers its undo right before it runs; cleanup runs them in reverse and then proves
-// the DR site and the drill record are as they were.
-import {
-  ApplicationFailure,
-  CancellationScope,
-  condition,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
-  isCancellation,
-  setHandler,
-  startChild,
-  workflowInfo,
-} from '@temporalio/workflow';
+//   11 the signed report replaces the unsigned one
+// Each change registers its undo right before it runs; cleanup runs them all in reverse (one that
+// fails does not stop the others) and then proves the DR site and the drill record are as before.
+import { defineSignal, defineUpdate, isCancellation, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import {
   DRILL_STEPS,
+  type DrillEvidence,
   type DrillFacts,
   type DrillInput,
   type DrillOutcome,
   type DrillReport,
   type DrillStatus,
-  type DrillStep,
-  type DrillStepRecord,
   podsMatch,
   type SignOff,
   tierResults,
@@ -35,13 +24,11 @@ import {
 import { FailureType, rootMessage } from '../common/errors.ts';
 import type { CheckResult } from '../common/failover.ts';
 import { runTag } from '../common/restore.ts';
-import { approveSignal, waitForDecision } from './approval.ts';
-import { long, quick, undo } from './site-activities.ts';
-import { stepRunner } from './steps.ts';
+import { long, quick, undo } from './activity-options.ts';
 import { etcdRestore } from './etcd-restore.ts';
+import { approveSignal, refuse, Runbook } from './runbook.ts';
 
-export { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
-export const drillStatusQuery = defineQuery<DrillStatus>('status');
+export { approveSignal, decideUpdate, rejectSignal, statusQuery } from './runbook.ts';
 /** Web UI: Signal → `signoff`, input `{"by": "carol", "comment": "RTO fine, RPO tight"}`. */
 export const signoffSignal = defineSignal<[{ by: string; comment?: string }]>('signoff');
 /** CLI: the same, refused at once unless an approver signs while the drill waits for sign-off. */
@@ -53,31 +40,27 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
   const tag = `${info.workflowId}.${tagOfRun}`;
   const restoreName = `drctl-drill-${tagOfRun}`;
   const startedAt = new Date(info.startTime).toISOString();
-  const status: DrillStatus = {
-    plan: input.plan,
-    phase: 'running',
-    requestedBy: input.requestedBy,
-    decisions: [],
-    steps: DRILL_STEPS.map((step) => ({ step, state: 'pending', items: {} })),
-  };
-  setHandler(drillStatusQuery, () => status, {
-    description: 'Phase, evidence, progress of every step and, at the end, the report',
-  });
-
-  const step = (name: DrillStep): DrillStepRecord => status.steps.find((x) => x.step === name)!;
-  const run = stepRunner(step, (_, ms, s) => (s.seconds = ms / 1000));
-  const skip = (name: DrillStep, why: string) => Object.assign(step(name), { state: 'skipped', detail: why });
-  const refuse = (type: FailureType, message: string) =>
-    ApplicationFailure.create({ type, message, nonRetryable: true });
+  const rb = new Runbook<DrillEvidence, Pick<DrillStatus, 'plan' | 'report'>>(
+    {
+      runbook: 'drill',
+      title: `DR drill ${input.plan}`,
+      steps: DRILL_STEPS,
+      requestedBy: input.requestedBy,
+      undoStep: 'cleanup',
+    },
+    { plan: input.plan },
+  );
+  const { run, skip, status } = rb;
   const abort = (err: unknown): never => {
-    status.phase = 'aborted';
     status.error = rootMessage(err);
+    rb.setPhase('aborted');
     throw err;
   };
 
   // 1. Preflight: read-only. A drill that would touch something live stops here.
   const pre = await run('preflight', async (s) => {
     const plan = await quick.loadDrillPlan({ plan: input.plan });
+    status.sites = [plan.from, plan.to];
     const p = await quick.drillPreflight({ plan });
     for (const c of p.drReady) s.items[c.check] = `${c.ok ? 'ok' : 'FAIL'}: ${c.detail}`;
     const bad = p.drReady.filter((c) => !c.ok);
@@ -127,23 +110,9 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     });
   }
   const gateStart = Date.now();
-  const approval = await run('approval', async (s) => {
-    const d = await waitForDecision(status, plan, input.requestedBy, timeoutMs, 'drill');
-    s.detail = `${d.approve ? 'approved' : 'rejected'} by ${d.by}${d.reason ? `: ${d.reason}` : ''}`;
-    return d;
-  }).catch(abort);
+  const approval = await rb.gate(plan, timeoutMs, 'drill').catch(abort);
   const approvalWaitSeconds = (Date.now() - gateStart) / 1000;
-  if (!approval.approve)
-    abort(
-      refuse(
-        FailureType.ApprovalRejected,
-        `rejected by ${approval.by}${approval.reason ? `: ${approval.reason}` : ''}; nothing was changed`,
-      ),
-    );
-  status.phase = 'running';
 
-  const compensations: { name: string; fn: () => Promise<unknown> }[] = [];
-  const onCleanup = (name: string, fn: () => Promise<unknown>) => compensations.unshift({ name, fn });
   const facts: DrillFacts = { backup: pre.backup, tiers: [] };
   const failures: string[] = [];
   let checks: CheckResult[] = [];
@@ -156,34 +125,22 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     // restored is not a backup). The etcd runbook undoes itself if it fails; the drill goes on.
     if (plan.etcdRestore && pre.etcdSnapshot) {
       const cluster = plan.toCluster;
+      const snapshot = pre.etcdSnapshot.key;
       const childId = `${info.workflowId}-etcd`;
-      facts.etcd = { cluster, workflowId: childId, outcome: 'running', snapshot: pre.etcdSnapshot.key };
+      facts.etcd = { cluster, workflowId: childId, outcome: 'running', snapshot };
       await run('etcd-restore', async (s) => {
         const t0 = Date.now();
         const child = await startChild(etcdRestore, {
           workflowId: childId,
-          args: [
-            {
-              cluster,
-              snapshot: pre.etcdSnapshot!.key,
-              requestedBy: input.requestedBy,
-              force: true,
-              approvalTimeoutMs: 10 * 60_000,
-            },
-          ],
+          args: [{ cluster, snapshot, requestedBy: input.requestedBy, force: true, approvalTimeoutMs: 10 * 60_000 }],
         });
         // The drill's approver approved this too (the gate's evidence names the snapshot).
         await child.signal(approveSignal, { by: approval.by, reason: `part of DR drill ${info.workflowId}` });
         try {
           const r = await child.result();
           const members = (r.verification ?? []).map((m) => `${m.node} rev ${m.revision}, ${m.keys} keys`).join('; ');
-          facts.etcd = {
-            ...facts.etcd!,
-            outcome: 'completed',
-            seconds: (Date.now() - t0) / 1000,
-            detail: members || undefined,
-          };
-          s.detail = `${pre.etcdSnapshot!.key} restored on every member of ${cluster} in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+          facts.etcd = { ...facts.etcd!, outcome: 'completed', seconds: (Date.now() - t0) / 1000, detail: members };
+          s.detail = `${snapshot} restored on every member of ${cluster} in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
         } catch (err) {
           if (isCancellation(err)) throw err;
           facts.etcd = {
@@ -220,10 +177,16 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     // 4. Velero restore into the DR site; its backup location read-only meanwhile.
     await run('restore', async (s) => {
       clockStartedAt = new Date().toISOString();
-      onCleanup(`${plan.to} backup location mode back`, () => undo.restoreStorageLocationMode({ site: plan.to, tag }));
+      rb.undo(
+        `${plan.to} backup location mode back`,
+        () => undo.restoreStorageLocationMode({ site: plan.to, tag }),
+        `${plan.to}: its Velero backup location's accessMode as before the drill`,
+      );
       await quick.setStorageLocationMode({ site: plan.to, mode: 'ReadOnly', tag });
-      onCleanup(`delete what restore ${restoreName} created at ${plan.to}`, () =>
-        undo.removeRestored({ site: plan.to, restoreName, created: pre.namespaces, existed: [], tag }),
+      rb.undo(
+        `delete what restore ${restoreName} created at ${plan.to}`,
+        () => undo.removeRestored({ site: plan.to, restoreName, created: pre.namespaces, existed: [], tag }),
+        `${plan.to}: namespaces ${pre.namespaces.join(', ')} deleted (restored by ${restoreName})`,
       );
       const r = await long.veleroRestore({
         site: plan.to,
@@ -256,8 +219,10 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     // 6. The drill record (never the production one) to the DR site; the app must answer through it.
     await run('switch-drill-record', async (s) => {
       const record = { name: plan.record.name, ttl: plan.record.ttl };
-      onCleanup(`${record.name} back to ${pre.recordBefore.join(',') || '(no record)'}`, () =>
-        undo.switchDns({ records: [record], addresses: pre.recordBefore }),
+      rb.undo(
+        `${record.name} back to ${pre.recordBefore.join(',') || '(no record)'}`,
+        () => undo.switchDns({ records: [record], addresses: pre.recordBefore }),
+        `${record.name}: answers ${pre.recordBefore.join(',') || 'nothing (no record)'}`,
       );
       await quick.switchDns({ records: [record], addresses: [pre.toAddress] });
       s.items[record.name] = `${pre.recordBefore.join(',') || '(none)'} → ${pre.toAddress}`;
@@ -285,31 +250,29 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
   if (!facts.tiers.length) facts.tiers = tierResults(plan, pre.backup?.ageSeconds, undefined);
 
   // 8. Cleanup: always, also on cancel; then the proof that the DR site and DNS are as before.
-  status.phase = 'cleaning-up';
-  const undone: DrillReport['compensations'] = [];
-  await CancellationScope.nonCancellable(() =>
-    run('cleanup', async (s) => {
-      for (const c of compensations) {
-        s.items[c.name] = 'running';
-        try {
-          await c.fn();
-          s.items[c.name] = 'done';
-          undone.push({ name: c.name, state: 'done' });
-        } catch (err) {
-          s.items[c.name] = `failed: ${rootMessage(err)}`;
-          undone.push({ name: c.name, state: 'failed', detail: rootMessage(err) });
-        }
-      }
-      facts.cleanup = await undo.drillCleanupCheck({
-        site: plan.to,
-        namespaces: pre.namespaces,
-        record: plan.record.name,
-        recordBefore: pre.recordBefore,
-      });
-      s.detail = facts.cleanup.detail;
-      if (!facts.cleanup.ok) failures.push(`cleanup incomplete: ${facts.cleanup.detail}`);
-    }),
-  ).catch((err: unknown) => failures.push(`cleanup: ${rootMessage(err)}`));
+  rb.setPhase('cleaning-up');
+  const attention = await rb
+    .compensate({
+      independent: true,
+      then: async (s) => {
+        facts.cleanup = await undo.drillCleanupCheck({
+          site: plan.to,
+          namespaces: pre.namespaces,
+          record: plan.record.name,
+          recordBefore: pre.recordBefore,
+        });
+        s.detail = [s.detail, facts.cleanup.detail].filter(Boolean).join('; ');
+        if (!facts.cleanup.ok) failures.push(`cleanup incomplete: ${facts.cleanup.detail}`);
+      },
+    })
+    .catch((err: unknown) => {
+      failures.push(`cleanup: ${rootMessage(err)}`);
+      return [];
+    });
+  for (const a of attention) failures.push(`cleanup: ${a.undo} failed (${a.error}); check ${a.check}`);
+  const undone: DrillReport['compensations'] = Object.entries(rb.step('cleanup').items).map(([name, state]) =>
+    state === 'done' ? { name, state: 'done' } : { name, state: 'failed', detail: state },
+  );
 
   // 9. The evidence report, in the off-site bucket.
   const v = verdicts(plan.criteria, facts);
@@ -339,67 +302,64 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     tiers: facts.tiers,
     verdicts: v,
     checks,
-    timeline: status.steps,
+    timeline: [],
     approvals: status.decisions,
     failures,
     compensations: undone,
     etcd: facts.etcd,
     warnings,
   };
-  const publish = () =>
-    CancellationScope.nonCancellable(() =>
-      run('report', async (s) => {
-        report.endedAt = new Date().toISOString();
-        // The report step itself ends with this write: recorded as done in what is written.
-        report.timeline = status.steps.map((x) =>
-          x.step === 'report'
-            ? { ...x, state: 'done', endedAt: report.endedAt, items: {} }
-            : { ...x, items: { ...x.items } },
-        );
-        report.location = await undo.writeDrillReport({ report });
-        s.detail = `s3://${report.location.bucket}/${report.location.html}`;
-        status.report = report;
-      }),
-    );
-  await publish();
+  /** Writes the report off-site as the step `name`, which the written timeline shows as done. */
+  const publish = (name: 'report' | 'signed-report') =>
+    rb.run(name, async (s) => {
+      report.endedAt = new Date().toISOString();
+      report.timeline = status.steps.map((x) =>
+        x.step === name ? { ...x, state: 'done', endedAt: report.endedAt, items: {} } : { ...x, items: { ...x.items } },
+      );
+      report.location = await undo.writeDrillReport({ report });
+      s.detail = `s3://${report.location.bucket}/${report.location.html}`;
+      status.report = report;
+    });
+  await publish('report');
   if (cancelled) {
-    status.phase = 'completed';
+    for (const s of ['sign-off', 'signed-report']) skip(s, 'the drill was cancelled');
+    rb.setPhase('completed');
     throw cancelled;
   }
 
   // 10. Sign-off: an approver reads the report and signs it (or it stands unsigned after the timeout).
-  let signOff: SignOff | undefined;
-  const signRefusal = (d: { by: string }) => {
-    if (!d || typeof d.by !== 'string' || !d.by) return 'a sign-off needs {"by": "<approver>"}';
-    if (status.phase !== 'waiting-signoff') return `not waiting for sign-off (phase: ${status.phase})`;
-    if (!plan.approvers.includes(d.by)) return `${d.by} is not an approver (allowlist: ${plan.approvers.join(', ')})`;
-    return undefined;
-  };
-  const sign = (d: { by: string; comment?: string }): SignOff => {
-    const rec: SignOff = { by: d.by, comment: d.comment, at: new Date().toISOString() };
-    if (!signRefusal(d) && !signOff) signOff = rec;
-    return rec;
-  };
-  status.phase = 'waiting-signoff';
-  setHandler(signoffSignal, (d) => void sign(d), {
-    description: 'Sign the drill report off. Input {"by": "<approver>", "comment": "..."}',
-  });
-  setHandler(signoffUpdate, sign, {
-    description: "The CLI's sign-off: refused at once unless an approver signs",
-    validator: (d) => {
-      const why = signRefusal(d);
-      if (why) throw new Error(why);
-    },
-  });
-  await run('sign-off', async (s) => {
-    const signed = await condition(() => signOff !== undefined, plan.signoffTimeoutMs);
+  const signOff = await run('sign-off', async (s) => {
+    const signed = await rb.waitForPerson<{ by: string; comment?: string }, SignOff>({
+      phase: 'waiting-signoff',
+      waitingFor: `sign-off of the report by one of ${plan.approvers.join(', ')}`,
+      timeoutMs: plan.signoffTimeoutMs,
+      listen: (consider, validate) => {
+        setHandler(signoffSignal, (d) => void consider(d), {
+          description: 'Sign the drill report off. Input {"by": "<approver>", "comment": "..."}',
+        });
+        setHandler(signoffUpdate, consider, {
+          description: "The CLI's sign-off: refused at once unless an approver signs",
+          validator: validate,
+        });
+      },
+      refusal: (d) => {
+        if (!d || typeof d.by !== 'string' || !d.by) return 'a sign-off needs {"by": "<approver>"}';
+        if (!plan.approvers.includes(d.by))
+          return `${d.by} is not an approver (allowlist: ${plan.approvers.join(', ')})`;
+        return undefined;
+      },
+      record: (d) => ({ by: d?.by ?? '', comment: d?.comment, at: new Date().toISOString() }),
+    });
     s.detail = signed
-      ? `signed off by ${signOff!.by}${signOff!.comment ? `: ${signOff!.comment}` : ''}`
+      ? `signed off by ${signed.by}${signed.comment ? `: ${signed.comment}` : ''}`
       : `no sign-off within ${Math.round(plan.signoffTimeoutMs / 3_600_000)} h`;
+    return signed;
   });
+  rb.setPhase('running');
+
+  // 11. The report again, now with its sign-off (or marked as standing unsigned).
   report.signOff = signOff;
-  step('report').state = 'pending';
-  await publish();
-  status.phase = 'completed';
+  await publish('signed-report');
+  rb.setPhase('completed');
   return report;
 }

@@ -4,18 +4,13 @@
 //   5 remove the node-local file — always, even when 3 or 4 failed or the run was cancelled
 //   6 prune: keep the newest N (and none older than max age; never the newest).
 // A snapshot that fails verification is never uploaded, so it can never be a restore source.
-import {
-  ApplicationFailure,
-  CancellationScope,
-  defineQuery,
-  log,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
-import type { Activities } from '../activities/index.ts';
-import { FailureType } from '../common/errors.ts';
+import { CancellationScope, log, workflowInfo } from '@temporalio/workflow';
+import { FailureType, rootMessage } from '../common/errors.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
+import { quick, long } from './activity-options.ts';
+import { refuse, Runbook } from './runbook.ts';
+
+export { statusQuery } from './runbook.ts';
 
 export interface EtcdSnapshotInput {
   cluster: string;
@@ -46,119 +41,81 @@ export interface EtcdSnapshotResult {
   timings: Record<string, number>;
 }
 
-export type SnapshotStep = 'pick' | 'take' | 'verify' | 'upload' | 'prune' | 'cleanup' | 'done' | 'failed';
-
-/** `temporal workflow query --type step`: where the run is now. */
-export const snapshotStepQuery = defineQuery<SnapshotStep>('step');
-
-const NON_RETRYABLE = [
-  FailureType.SnapshotCorrupt,
-  FailureType.HostKeyMismatch,
-  FailureType.UnknownCluster,
-  FailureType.PreflightFailed,
-];
-
-const quick = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
-  retry: {
-    initialInterval: '1 second',
-    maximumInterval: '10 seconds',
-    maximumAttempts: 5,
-    nonRetryableErrorTypes: NON_RETRYABLE,
-  },
-});
-const long = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: {
-    initialInterval: '2 seconds',
-    maximumInterval: '30 seconds',
-    maximumAttempts: 5,
-    nonRetryableErrorTypes: NON_RETRYABLE,
-  },
-});
+export const SNAPSHOT_STEPS = ['pick', 'take', 'verify', 'upload', 'cleanup', 'prune'] as const;
 
 export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapshotResult> {
   const { cluster } = input;
-  if (input.keep !== undefined && !(Number.isInteger(input.keep) && input.keep >= 1)) {
-    throw ApplicationFailure.create({
-      type: FailureType.PreflightFailed,
-      message: `keep must be an integer >= 1 (got ${input.keep})`,
-      nonRetryable: true,
-    });
-  }
-  let step: SnapshotStep = 'pick';
-  setHandler(snapshotStepQuery, () => step);
-  const timings: Record<string, number> = {};
-  async function run<T>(name: SnapshotStep, fn: () => Promise<T>): Promise<T> {
-    step = name;
-    const t0 = Date.now();
-    try {
-      return await fn();
-    } finally {
-      timings[name] = Date.now() - t0;
-    }
-  }
+  const rb = new Runbook(
+    { runbook: 'etcd-snapshot', title: `etcd snapshot of ${cluster}`, steps: SNAPSHOT_STEPS, cluster },
+    {},
+  );
+  const { run } = rb;
+  const timings = () =>
+    Object.fromEntries(rb.status.steps.filter((s) => s.seconds !== undefined).map((s) => [s.step, s.seconds! * 1000]));
 
-  try {
-    // 1. Pick.
-    const { node, member } = await run('pick', () => quick.pickSnapshotMember(cluster));
-    log.info('snapshot member picked', { cluster, node, member });
+  return rb.execute(
+    async () => {
+      if (input.keep !== undefined && !(Number.isInteger(input.keep) && input.keep >= 1)) {
+        throw refuse(FailureType.PreflightFailed, `keep must be an integer >= 1 (got ${input.keep})`);
+      }
+      // 1. Pick.
+      const { node, member } = await run('pick', () => quick.pickSnapshotMember(cluster));
+      log.info('snapshot member picked', { cluster, node, member });
 
-    // 2. Take. The file name carries this run's id, so a retried take finds its own earlier file.
-    const taken = await run('take', () => long.takeSnapshot({ cluster, node, runId: workflowInfo().runId }));
-    let ref: SnapshotRef;
-    let cleanupError: string | undefined;
-    try {
-      // 3. Verify on the node.
-      const verified = await run('verify', () => long.verifySnapshot({ cluster, node, path: taken.path }));
-      // 4. Upload.
-      ref = await run('upload', () =>
-        long.uploadSnapshot({ cluster, node, path: taken.path, meta: { ...verified, takenAt: taken.takenAt } }),
-      );
-    } finally {
-      // 5. The node-local copy goes whatever happened (also when this run is cancelled). Failing to
-      // remove it must neither hide why the run failed nor fail a snapshot that is safely off-site.
+      // 2. Take. The file name carries this run's id, so a retried take finds its own earlier file.
+      const taken = await run('take', () => long.takeSnapshot({ cluster, node, runId: workflowInfo().runId }));
+      let ref: SnapshotRef;
+      let cleanupError: string | undefined;
       try {
-        await run('cleanup', () =>
-          CancellationScope.nonCancellable(() => quick.removeNodeSnapshot({ cluster, node, path: taken.path })),
+        // 3. Verify on the node.
+        const verified = await run('verify', () => long.verifySnapshot({ cluster, node, path: taken.path }));
+        // 4. Upload.
+        ref = await run('upload', () =>
+          long.uploadSnapshot({ cluster, node, path: taken.path, meta: { ...verified, takenAt: taken.takenAt } }),
+        );
+      } finally {
+        // 5. The node-local copy goes whatever happened (also when this run is cancelled). Failing to
+        // remove it must neither hide why the run failed nor fail a snapshot that is safely off-site.
+        try {
+          await run('cleanup', () =>
+            CancellationScope.nonCancellable(() => quick.removeNodeSnapshot({ cluster, node, path: taken.path })),
+          );
+        } catch (err) {
+          cleanupError = `${node}: ${taken.path} not removed: ${rootMessage(err)}`;
+          log.warn('node-local snapshot not removed', { cluster, node, path: taken.path, error: cleanupError });
+        }
+      }
+
+      // 6. Prune: only after a verified snapshot is safely off-site.
+      let pruned: string[] = [];
+      let pruneError: string | undefined;
+      try {
+        pruned = await run('prune', () =>
+          quick.pruneSnapshots({ cluster, keep: input.keep, maxAgeMs: input.maxAgeMs }),
         );
       } catch (err) {
-        cleanupError = `${node}: ${taken.path} not removed: ${(err as Error).message}`;
-        log.warn('node-local snapshot not removed', { cluster, node, path: taken.path, error: cleanupError });
+        pruneError = rootMessage(err);
+        log.warn('retention failed; the snapshot itself is off-site', { cluster, key: ref.key, error: pruneError });
       }
-    }
-
-    // 6. Prune: only after a verified snapshot is safely off-site.
-    let pruned: string[] = [];
-    let pruneError: string | undefined;
-    try {
-      pruned = await run('prune', () => quick.pruneSnapshots({ cluster, keep: input.keep, maxAgeMs: input.maxAgeMs }));
-    } catch (err) {
-      pruneError = (err as Error).message;
-      log.warn('retention failed; the snapshot itself is off-site', { cluster, key: ref.key, error: pruneError });
-    }
-    step = 'done';
-    return {
-      cluster,
-      key: ref.key,
-      member: ref.member,
-      node,
-      revision: ref.revision,
-      etcdHash: ref.etcdHash,
-      sha256: ref.sha256,
-      size: ref.size,
-      etcdVersion: ref.etcdVersion,
-      takenAt: ref.takenAt,
-      pruned,
-      ...(pruneError ? { pruneError } : {}),
-      ...(cleanupError ? { cleanupError } : {}),
-      timings,
-    };
-  } catch (err) {
-    step = 'failed';
-    throw err;
-  }
+      return {
+        cluster,
+        key: ref.key,
+        member: ref.member,
+        node,
+        revision: ref.revision,
+        etcdHash: ref.etcdHash,
+        sha256: ref.sha256,
+        size: ref.size,
+        etcdVersion: ref.etcdVersion,
+        takenAt: ref.takenAt,
+        pruned,
+        ...(pruneError ? { pruneError } : {}),
+        ...(cleanupError ? { cleanupError } : {}),
+        timings: timings(),
+      };
+    },
+    (cause) => `snapshot of ${cluster} failed (${cause})`,
+  );
 }
 
 /** `drctl snapshot list`: the bucket is read on the worker, where the credentials are. */

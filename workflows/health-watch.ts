@@ -7,23 +7,19 @@
 import {
   ApplicationFailure,
   continueAsNew,
-  defineQuery,
   ParentClosePolicy,
-  proxyActivities,
-  setHandler,
   sleep,
   startChild,
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { Activities } from '../activities/index.ts';
 import { type SiteHealth, nextHealth, type WatchEvent } from '../common/health.ts';
+import type { RunbookStatus } from '../common/runbook.ts';
+import { quick } from './activity-options.ts';
+import { Runbook } from './runbook.ts';
 import { siteFailover } from './site-failover.ts';
 
-const quick = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '5 seconds', maximumAttempts: 3 },
-});
+export { statusQuery } from './runbook.ts';
 
 export interface HealthWatchInput {
   record: string;
@@ -41,15 +37,20 @@ export interface WatchState {
   rounds: number;
 }
 
-export const watchStatusQuery = defineQuery<WatchState>('status');
+/** The watch's status: the runbook status, its one step `probe` per site, and the watch's state. */
+export type WatchStatus = RunbookStatus & { watch: WatchState };
 
 export async function healthWatch(input: HealthWatchInput): Promise<never> {
   const state: WatchState = input.state ?? { sites: {}, events: [], failovers: [], rounds: 0 };
-  // Registered before anything else, so the query answers from the first moment of every run.
-  setHandler(watchStatusQuery, () => state, {
-    description: "Each site's health, recent transitions and failovers started",
-  });
+  // Created before anything else, so the query answers from the first moment of every run.
+  const rb = new Runbook(
+    { runbook: 'health-watch', title: `health watch of ${input.record}`, steps: ['probe'] },
+    { watch: state },
+  );
+  const probeStep = rb.step('probe');
+  probeStep.state = 'running';
   const policy = await quick.loadWatchPolicy({ record: input.record });
+  rb.status.sites = policy.sites;
   for (const s of policy.sites) state.sites[s] ??= { up: true, failures: 0, successes: 0 };
   const perRun = input.roundsPerRun ?? 360;
 
@@ -75,6 +76,10 @@ export async function healthWatch(input: HealthWatchInput): Promise<never> {
       if (event) state.events = [...state.events, event].slice(-20);
     }
     state.rounds++;
+    for (const [site, h] of Object.entries(state.sites)) {
+      probeStep.items[site] =
+        `${h.up ? 'up' : 'DOWN'}${site === state.serving ? ' (serving)' : ''}: ${h.lastDetail ?? ''}`;
+    }
 
     const from = serving.site;
     const to = policy.sites.find((s) => s !== from);
