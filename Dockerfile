@@ -5,7 +5,7 @@
 #   docker run --rm drctl-worker:0.1.0 --help
 #
 # docker-compose.yml builds this image for its `worker` service.
-FROM node:20.20.2-bookworm-slim
+FROM node:24.22.3-bookworm-slim
 
 # openssh-client for `ssh-keygen -lf`, which prints the SHA256 host-key fingerprints drctl.yaml pins
 # (drctl itself speaks SSH through the ssh2 package, not through this client).

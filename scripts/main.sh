@@ -16,7 +16,12 @@ for a in "$@"; do
     *) echo "main: unknown option '$a' (known: --unattended)" >&2; exit 2 ;;
   esac
 done
+source scripts/node-env.sh # Node.js 24 first on PATH: the set-up, drctl, and the lab's worker
 bash scripts/setup.sh
+# From another shell, the commands printed below run on the same Node.js 24 after this line:
+nodehint=""
+[[ -z "${DRCTL_NODE_BIN:-}" ]] || nodehint="  export PATH=$DRCTL_NODE_BIN:\$PATH   # the set-up's Node.js 24
+"
 node bin/drctl.js lab up
 export DRCTL_CONFIG="$PWD/.lab/drctl.yaml"
 drctl() { node bin/drctl.js "$@"; }
@@ -42,7 +47,7 @@ if $unattended; then
 else
   cat <<TXT
 The drill $wf waits for go/no-go by an approver (alice, bob or carol; not the requester):
-  Web UI: $webui → More Actions → Send a Signal → approve, input {"by": "bob", "reason": "go"}
+${nodehint}  Web UI: $webui → More Actions → Send a Signal → approve, input {"by": "bob", "reason": "go"}
   CLI:    DRCTL_CONFIG=$DRCTL_CONFIG node bin/drctl.js approve $wf --as bob --reason go
 (unattended: npm run main -- --unattended)
 TXT
@@ -57,7 +62,7 @@ echo "evidence report: .lab/drill-report.html (self-contained HTML; JSON: drctl 
 cat <<TXT
 
 Try a real restore (site-a has quorum, hence --force; it waits for go/no-go):
-  export DRCTL_CONFIG=$DRCTL_CONFIG
+${nodehint}  export DRCTL_CONFIG=$DRCTL_CONFIG
   node bin/drctl.js etcd restore --cluster site-a --force --as alice
   node bin/drctl.js status etcd-restore-site-a          # evidence, plan, per-node progress
   node bin/drctl.js approve etcd-restore-site-a --as bob --reason "drill"

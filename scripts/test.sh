@@ -3,6 +3,7 @@
 # lab (vitest's global setup starts the lab if it is not already up, and stops what it started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/node-env.sh # Node.js 24 first on PATH, for the set-up and every step below
 bash scripts/setup.sh
 echo "[test] typecheck + lint + workflow bundle" >&2
 npx tsc --noEmit -p tsconfig.json
