@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
-const root = new URL('../', import.meta.url);
+const root = new URL('../../', import.meta.url);
 const composeText = readFileSync(new URL('docker-compose.yml', root), 'utf8');
 
 interface Service {

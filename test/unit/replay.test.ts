@@ -5,9 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { workflowsPath } from '../worker/worker.ts';
+import { workflowsPath } from '../../worker/worker.ts';
 
-const dir = new URL('./histories/', import.meta.url);
+const dir = new URL('../histories/', import.meta.url);
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 const history = (f: string) =>
   JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as { events: { eventType: string; [k: string]: unknown }[] };
@@ -113,7 +113,7 @@ describe('replay of committed histories', () => {
 
   it('an incompatible change to a workflow is caught as a DeterminismViolationError', async () => {
     const changed = await bundleWorkflowCode({
-      workflowsPath: fileURLToPath(new URL('./fixtures/changed-workflows.ts', import.meta.url)),
+      workflowsPath: fileURLToPath(new URL('../fixtures/changed-workflows.ts', import.meta.url)),
       logger: quiet,
     });
     await expect(

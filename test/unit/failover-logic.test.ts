@@ -1,8 +1,8 @@
 // Pure decisions of the failover and the health watch (no servers involved): the up/down table,
 // the RPO policy, and where DNS goes on undo.
 import { describe, expect, it } from 'vitest';
-import { dnsOnUndo, rpoVerdict } from '../common/failover.ts';
-import { nextHealth, type SiteHealth } from '../common/health.ts';
+import { dnsOnUndo, rpoVerdict } from '../../common/failover.ts';
+import { nextHealth, type SiteHealth } from '../../common/health.ts';
 
 const policy = { failuresToDown: 3, successesToUp: 5 };
 

@@ -1,14 +1,14 @@
 // Pure drill logic: per-tier verdicts, pods against the source, the criteria, the HTML report,
 // and the config's drill plans. No lab needed.
 import { describe, expect, it } from 'vitest';
-import { renderDrillHtml } from '../common/drill-html.ts';
-import { type DrillPlan, type DrillReport, podsMatch, tierResults, verdicts } from '../common/drill.ts';
+import { renderDrillHtml } from '../../common/drill-html.ts';
+import { type DrillPlan, type DrillReport, podsMatch, tierResults, verdicts } from '../../common/drill.ts';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { ConfigError, parseConfig } from '../config/load.ts';
+import { ConfigError, parseConfig } from '../../config/load.ts';
 
 const plan: DrillPlan = {
   name: 'q',
@@ -144,7 +144,7 @@ describe('drill report HTML', () => {
 });
 
 describe('drill plans in the config', () => {
-  const VALID = parse(readFileSync(new URL('./fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<
+  const VALID = parse(readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<
     string,
     unknown
   >;
@@ -210,7 +210,7 @@ describe('drill plans in the config', () => {
 describe('drctl drill: bad input', () => {
   // A valid config with one plan, whose Temporal address nothing listens on: bad input must be
   // refused (exit 2, one line) before any connection is tried.
-  const VALID = parse(readFileSync(new URL('./fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<
+  const VALID = parse(readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8')) as Record<
     string,
     unknown
   >;

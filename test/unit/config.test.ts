@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseDocument } from 'yaml';
-import { main } from '../client/main.ts';
-import { parseDuration } from '../common/duration.ts';
-import { parseConfig } from '../config/load.ts';
+import { main } from '../../client/main.ts';
+import { parseDuration } from '../../common/duration.ts';
+import { parseConfig } from '../../config/load.ts';
 
-const VALID = readFileSync(new URL('./fixtures/valid.yaml', import.meta.url), 'utf8');
+const VALID = readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8');
 const dir = mkdtempSync(join(tmpdir(), 'drctl-config-'));
 
 /** The valid fixture with one edit applied at a YAML path. */

