@@ -10,7 +10,6 @@ import {
   type WorkflowStartOptions,
 } from '@temporalio/client';
 import { defineSearchAttributeKey, SearchAttributeType, type Workflow } from '@temporalio/common';
-import { tsToMs } from '@temporalio/common/lib/time.js';
 import { createLogUpdate } from 'log-update';
 import { UsageError } from '../common/errors.ts';
 import {
@@ -135,7 +134,9 @@ async function lastMemoUpdate(
       maximumPageSize: 200,
     });
     const ev = page.history?.events?.find((e) => e.workflowPropertiesModifiedEventAttributes);
-    if (ev?.eventTime) return new Date(tsToMs(ev.eventTime)).toISOString();
+    const t = ev?.eventTime;
+    // seconds is a Long from the wire: its decimal string is exact.
+    if (t?.seconds != null) return new Date(Number(String(t.seconds)) * 1000 + (t.nanos ?? 0) / 1e6).toISOString();
   } catch {
     // The history is a refinement: the memo's own times below are the fallback.
   }
@@ -156,7 +157,7 @@ export function statusJson(shown: Shown) {
 export async function follow(
   client: Client,
   workflowId: string,
-  opts: { json?: boolean; url?: string | null; tty?: boolean } = {},
+  opts: { json?: boolean; url?: string | null; tty?: boolean; pollMs?: number } = {},
 ): Promise<Shown & { type: WorkflowType }> {
   const live = (opts.tty ?? process.stdout.isTTY) && !opts.json ? createLogUpdate(process.stdout) : undefined;
   let prev: AnyStatus | undefined;
@@ -175,7 +176,7 @@ export async function follow(
       else if (!opts.json) process.stdout.write(`\n${frame()}\n`);
       return shown;
     }
-    await sleep(POLL_MS);
+    await sleep(opts.pollMs ?? POLL_MS);
   }
 }
 
