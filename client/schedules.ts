@@ -162,10 +162,12 @@ export async function upsertSchedule<W extends Workflow>(
   return { result, description: await client.schedule.getHandle(id).describe() };
 }
 
-export function scheduleLine(result: string, d: ScheduleDescription): string {
-  return (
+/** What `schedule [set]` prints: the schedule as the server now holds it. */
+export function printSchedule(result: 'created' | 'updated', d: ScheduleDescription, json?: boolean): void {
+  if (json) return printJson({ ...scheduleJson(d), result });
+  process.stdout.write(
     `${result} schedule ${d.scheduleId}: ${specSummary(d.spec)} (UTC), overlap ${d.policies.overlap}, catch-up ${formatDuration(d.policies.catchupWindow)}` +
-    `${d.state.paused ? ', PAUSED' : ''}; next ${d.info.nextActionTimes[0]?.toISOString() ?? '-'}\n`
+      `${d.state.paused ? ', PAUSED' : ''}; next ${d.info.nextActionTimes[0]?.toISOString() ?? '-'}\n`,
   );
 }
 
@@ -214,7 +216,7 @@ export function registerScheduleVerbs(
     const cmd = parent
       .command(opts.rename?.[verb] ?? verb, { hidden: opts.hidden })
       .description(what[verb])
-      .requiredOption(kind.flag, kind.key);
+      .requiredOption(kind.flag, `the ${kind.key} whose schedule it is`);
     if (verb === 'pause' || verb === 'unpause') cmd.option('--note <text>', 'why (shown by describe)');
     if (verb === 'describe') cmd.option('--json', 'print JSON');
     cmd.action(async (o: Record<string, string | boolean | undefined>) => {

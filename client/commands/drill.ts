@@ -13,14 +13,7 @@ import { drDrill } from '../../workflows/drill.ts';
 import { FailedOutcome, printJson, table } from '../output.ts';
 import { type AnyStatus, drillSummary } from '../render.ts';
 import { afterStart, describeRun, readStatus, SIGN_UPDATE, startRun, STATUS_QUERY } from '../runbook-kit.ts';
-import {
-  checkCron,
-  registerScheduleVerbs,
-  type ScheduleKind,
-  scheduleJson,
-  scheduleLine,
-  upsertSchedule,
-} from '../schedules.ts';
+import { checkCron, printSchedule, registerScheduleVerbs, type ScheduleKind, upsertSchedule } from '../schedules.ts';
 import { requireAs, whoami, withTemporal } from '../temporal.ts';
 
 export const drillScheduleId = (plan: string) => `drill-${plan}`;
@@ -233,8 +226,7 @@ export function registerDrillCommands(program: Command) {
               args: [{ plan: plan.name, requestedBy: `schedule:${id}`, reason: 'scheduled drill' }],
             },
           });
-          if (opts.json) return printJson({ ...scheduleJson(description), result });
-          process.stdout.write(scheduleLine(result, description));
+          printSchedule(result, description, opts.json);
         },
         (config) => {
           plan = planOf(config, opts.plan);

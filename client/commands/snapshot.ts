@@ -15,14 +15,7 @@ import {
 } from '../../workflows/etcd-snapshot.ts';
 import { printJson, table } from '../output.ts';
 import { afterStart, startRun } from '../runbook-kit.ts';
-import {
-  checkCron,
-  registerScheduleVerbs,
-  type ScheduleKind,
-  scheduleJson,
-  scheduleLine,
-  upsertSchedule,
-} from '../schedules.ts';
+import { checkCron, printSchedule, registerScheduleVerbs, type ScheduleKind, upsertSchedule } from '../schedules.ts';
 import { withTemporal } from '../temporal.ts';
 
 export const snapshotScheduleId = (cluster: string) => `etcd-snapshot-${cluster}`;
@@ -246,8 +239,7 @@ export function registerSnapshotCommands(program: Command) {
               workflowExecutionTimeout: '2 hours',
             },
           });
-          if (opts.json) return printJson({ ...scheduleJson(description), result });
-          process.stdout.write(scheduleLine(result, description));
+          printSchedule(result, description, opts.json);
         },
         (config) => void (when = specFrom(opts, config)),
       );
