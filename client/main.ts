@@ -9,6 +9,7 @@ import { registerConfigCommands } from './commands/config.ts';
 import { registerFailoverCommands } from './commands/failover.ts';
 import { registerLabCommands } from './commands/lab.ts';
 import { registerRestoreCommands } from './commands/restore.ts';
+import { registerRunbookCommands } from './commands/runbook.ts';
 import { registerSnapshotCommands } from './commands/snapshot.ts';
 import { registerWorkerCommand } from './commands/worker.ts';
 
@@ -25,12 +26,15 @@ export function buildProgram(): Command {
   registerClusterCommands(program);
   registerSnapshotCommands(program);
   registerRestoreCommands(program);
+  registerRunbookCommands(program);
   registerFailoverCommands(program);
   registerDrillCommands(program);
-  for (const cmd of program.commands) {
+  // Every level (e.g. `drill schedule pause`): commander's own errors become exit 2, not process.exit.
+  const override = (cmd: Command) => {
     cmd.exitOverride();
-    for (const sub of cmd.commands) sub.exitOverride();
-  }
+    cmd.commands.forEach(override);
+  };
+  override(program);
   return program;
 }
 

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import type { ClusterHealthReport } from '../../common/types.ts';
-import { findCluster, loadConfig } from '../../config/load.ts';
+import { findCluster } from '../../config/load.ts';
 import { clusterHealth } from '../../workflows/cluster-health.ts';
 import { FailedOutcome, printJson, table } from '../output.ts';
-import { connectClient } from '../temporal.ts';
+import { startRun } from '../runbook-kit.ts';
+import { withTemporal } from '../temporal.ts';
 
 export function registerClusterCommands(program: Command) {
   const cmd = program.command('cluster').description('Control-plane clusters');
@@ -13,36 +14,35 @@ export function registerClusterCommands(program: Command) {
       'Run the cluster-health runbook: SSH with pinned host keys, etcd quorum and leader, API server readiness',
     )
     .option('--cluster <name>', 'one cluster (default: every cluster in the config)')
-    .option('--json', 'print the reports as JSON')
+    .option('--json', 'print JSON: per cluster { workflowId, runId, runbook, url, result } (result: the report)')
     .action(async (opts: { cluster?: string; json?: boolean }) => {
-      const { config } = loadConfig(program.opts<{ config: string }>().config);
-      const clusters = opts.cluster
-        ? [findCluster(config, opts.cluster).cluster.name]
-        : config.sites.map((s) => s.cluster.name);
-      const client = await connectClient(config);
-      try {
-        const reports = await Promise.all(
-          clusters.map((cluster) =>
-            client.workflow.execute(clusterHealth, {
-              taskQueue: config.temporal.taskQueue,
-              workflowId: `cluster-health-${cluster}-${Date.now()}`,
-              args: [{ cluster }],
-              workflowExecutionTimeout: '5 minutes',
+      let clusters: string[] = [];
+      await withTemporal(
+        program.opts<{ config: string }>().config,
+        async (s) => {
+          const runs = await Promise.all(
+            clusters.map(async (cluster) => {
+              const started = await startRun(s, clusterHealth, {
+                taskQueue: s.config.temporal.taskQueue,
+                workflowId: `cluster-health-${cluster}-${Date.now()}`,
+                args: [{ cluster }],
+                workflowExecutionTimeout: '5 minutes',
+              });
+              const result = await s.client.workflow.getHandle<typeof clusterHealth>(started.workflowId).result();
+              return { ...started, result };
             }),
-          ),
-        );
-        if (opts.json) printJson(reports);
-        else for (const r of reports) process.stdout.write(`${render(r)}\n`);
-        if (!reports.every((r) => r.ok))
-          throw new FailedOutcome(
-            `unhealthy: ${reports
-              .filter((r) => !r.ok)
-              .map((r) => r.cluster)
-              .join(', ')}`,
           );
-      } finally {
-        await client.connection.close();
-      }
+          if (opts.json) printJson(runs);
+          else for (const r of runs) process.stdout.write(`${render(r.result)}\n`);
+          const unhealthy = runs.filter((r) => !r.result.ok).map((r) => r.result.cluster);
+          if (unhealthy.length) throw new FailedOutcome(`unhealthy: ${unhealthy.join(', ')}`);
+        },
+        (config) => {
+          clusters = opts.cluster
+            ? [findCluster(config, opts.cluster).cluster.name]
+            : config.sites.map((site) => site.cluster.name);
+        },
+      );
     });
 }
 

@@ -1,0 +1,260 @@
+// The commands every runbook answers to, whatever it is: approve | reject (the go/no-go gate),
+// status (its steps, live or from the server when no worker answers), cancel (it undoes what it
+// did), and runs (the runs on record, found by their search attributes).
+import { randomUUID } from 'node:crypto';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import type { Command } from 'commander';
+import { rootMessage, UsageError } from '../../common/errors.ts';
+import {
+  type Decision,
+  type DecisionRecord,
+  FINAL_PHASES,
+  type Phase,
+  RUNBOOKS,
+  type RunbookName,
+  SEARCH_ATTRIBUTES,
+} from '../../common/runbook.ts';
+import { FailedOutcome, printJson, table } from '../output.ts';
+import { compensationStep, renderStatus, serverNote } from '../render.ts';
+import {
+  DECIDE_UPDATE,
+  describeRun,
+  follow,
+  isWorkflowType,
+  outcomeOf,
+  readStatus,
+  SEARCH_KEYS,
+  statusJson,
+} from '../runbook-kit.ts';
+import { requireAs, webUiUrl, whoami, withTemporal } from '../temporal.ts';
+
+/** Every phase of common/runbook.ts, for validating --phase (the compiler checks none is missing). */
+export const PHASES = [
+  'running',
+  'waiting-approval',
+  'compensating',
+  'cleaning-up',
+  'waiting-signoff',
+  'completed',
+  'dry-run',
+  'aborted',
+  'compensated',
+  'needs-attention',
+  'failed',
+] as const satisfies readonly Phase[];
+const _everyPhase: Exclude<Phase, (typeof PHASES)[number]> extends never ? true : never = true;
+void _everyPhase;
+
+export interface RunsFilter {
+  site?: string;
+  phase?: string;
+  runbook?: string;
+}
+
+/** The visibility query for `drctl runs`; bad flags are refused here (exit 2), before connecting. */
+export function runsQuery(f: RunsFilter, sites: string[]): string {
+  const names = Object.values(RUNBOOKS) as string[];
+  const clauses: string[] = [];
+  if (f.runbook !== undefined) {
+    // Both spellings: the runbook's name (etcd-restore) and its workflow type (etcdRestore).
+    const name = isWorkflowType(f.runbook) ? RUNBOOKS[f.runbook] : f.runbook;
+    if (!names.includes(name))
+      throw new UsageError(`--runbook: unknown runbook '${f.runbook}' (runbooks: ${names.join(', ')})`);
+    clauses.push(`${SEARCH_ATTRIBUTES.runbook} = '${name}'`);
+  } else clauses.push(`${SEARCH_ATTRIBUTES.runbook} IN (${names.map((n) => `'${n}'`).join(', ')})`);
+  if (f.phase !== undefined) {
+    if (!(PHASES as readonly string[]).includes(f.phase))
+      throw new UsageError(`--phase: unknown phase '${f.phase}' (phases: ${PHASES.join(', ')})`);
+    clauses.push(`${SEARCH_ATTRIBUTES.phase} = '${f.phase}'`);
+  }
+  if (f.site !== undefined) {
+    if (!sites.includes(f.site)) throw new UsageError(`--site: unknown site '${f.site}' (sites: ${sites.join(', ')})`);
+    clauses.push(`${SEARCH_ATTRIBUTES.sites} = '${f.site}'`);
+  }
+  return clauses.join(' AND ');
+}
+
+export interface RunRow {
+  workflowId: string;
+  runId: string;
+  runbook?: string;
+  sites: string[];
+  cluster?: string;
+  phase?: string;
+  requestedBy?: string;
+  startTime: string;
+  closeTime?: string;
+  /** The execution's status on the server: RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, … */
+  execution: string;
+}
+
+export function runsTable(rows: RunRow[]): string {
+  const out = [['WORKFLOW', 'RUNBOOK', 'SITES/CLUSTER', 'PHASE', 'REQUESTED BY', 'STARTED']];
+  for (const r of rows) {
+    const where = [r.sites.join(','), r.cluster && !r.sites.includes(r.cluster) ? `cluster ${r.cluster}` : '']
+      .filter(Boolean)
+      .join(' ');
+    // A run ended from outside (terminated, timed out) never wrote its last phase: say both.
+    const stale = r.execution !== 'RUNNING' && !FINAL_PHASES.includes(r.phase as Phase) && r.phase !== undefined;
+    out.push([
+      r.workflowId,
+      r.runbook ?? '-',
+      where || '-',
+      `${r.phase ?? '-'}${stale ? ` (${r.execution.toLowerCase()})` : ''}`,
+      r.requestedBy ?? '-',
+      r.startTime,
+    ]);
+  }
+  return table(out);
+}
+
+export function registerRunbookCommands(program: Command) {
+  const cfgPath = () => program.opts<{ config: string }>().config;
+
+  for (const approve of [true, false]) {
+    program
+      .command(approve ? 'approve' : 'reject')
+      .description(
+        approve
+          ? 'Approve a run waiting at its go/no-go gate'
+          : 'Reject a run waiting at its go/no-go gate (it aborts, changing nothing)',
+      )
+      .argument('<workflow-id>')
+      .option('--as <name>', "approver (must be on the config's allowlist)", whoami())
+      .option('--reason <text>', 'why')
+      .action(async (workflowId: string, opts: { as: string; reason?: string }) => {
+        await withTemporal(
+          cfgPath(),
+          async ({ client }) => {
+            await describeRun(client, workflowId);
+            try {
+              const rec = await client.workflow
+                .getHandle(workflowId)
+                .executeUpdate<DecisionRecord, [Decision & { approve: boolean }]>(DECIDE_UPDATE, {
+                  args: [{ approve, by: opts.as, reason: opts.reason }],
+                });
+              process.stdout.write(`${approve ? 'approved' : 'rejected'} ${workflowId} as ${rec.by}\n`);
+            } catch (err) {
+              if (err instanceof WorkflowUpdateFailedError) throw new UsageError(`${workflowId}: ${rootMessage(err)}`);
+              throw err;
+            }
+          },
+          () => void requireAs(opts.as),
+        );
+      });
+  }
+
+  program
+    .command('status')
+    .description(
+      "A run's phase, evidence and every step with per-item progress (any runbook). Without a worker: what the server holds",
+    )
+    .argument('<workflow-id>')
+    .option('--wait', 'follow live until the run ends (exit 1 unless it succeeded)')
+    .option('--json', 'print JSON: the status, with source (worker|server), execution and asOf')
+    .action(async (workflowId: string, opts: { wait?: boolean; json?: boolean }) => {
+      await withTemporal(cfgPath(), async ({ config, client }) => {
+        const url = webUiUrl(config, client.options.namespace, workflowId);
+        if (opts.wait) {
+          const shown = await follow(client, workflowId, { json: opts.json, url });
+          if (opts.json) printJson(statusJson(shown));
+          const failed = outcomeOf(workflowId, shown);
+          if (failed) throw new FailedOutcome(failed);
+          return;
+        }
+        const shown = await readStatus(client, workflowId);
+        if (opts.json) {
+          if (shown.source === 'server') process.stderr.write(`${serverNote(shown.asOf)}\n`);
+          return printJson(statusJson(shown));
+        }
+        process.stdout.write(`${renderStatus(workflowId, shown.type, shown, { url })}\n`);
+      });
+    });
+
+  program
+    .command('cancel')
+    .description('Cancel a run: it stops and undoes, in reverse, what its finished steps did, then ends')
+    .argument('<workflow-id>')
+    .option('--reason <text>', 'why (kept in the run history)')
+    .option('--as <name>', 'who is cancelling (kept in the run history)', whoami())
+    .action(async (workflowId: string, opts: { reason?: string; as: string }) => {
+      await withTemporal(
+        cfgPath(),
+        async ({ client }) => {
+          const { desc, type } = await describeRun(client, workflowId);
+          if (desc.status.name !== 'RUNNING')
+            throw new UsageError(`${workflowId}: already ended (${desc.status.name.toLowerCase()}); nothing to cancel`);
+          const { status } = await readStatus(client, workflowId);
+          // The SDK's handle.cancel() sends no reason; the service call keeps it in the history.
+          await client.workflowService.requestCancelWorkflowExecution({
+            namespace: client.options.namespace,
+            workflowExecution: { workflowId, runId: desc.runId },
+            identity: `drctl:${opts.as}`,
+            requestId: randomUUID(),
+            reason: opts.reason ?? '',
+          });
+          const done = status.steps.filter((s) => s.state === 'done' || s.state === 'failed').map((s) => s.step);
+          const undo = compensationStep(type);
+          process.stdout.write(
+            [
+              `cancel requested for ${workflowId} (${RUNBOOKS[type]}, phase ${status.phase}) by ${opts.as}${opts.reason ? `: ${opts.reason}` : ''}`,
+              done.length
+                ? `  the run stops and undoes, in reverse, what these steps did: ${[...done].reverse().join(', ')} (step '${undo}')`
+                : '  no step has finished yet: the run stops with nothing to undo',
+              `  it ends 'compensated' (or 'aborted' before the go), or 'needs-attention' when an undo cannot finish`,
+              `  follow it: drctl status ${workflowId} --wait`,
+            ].join('\n') + '\n',
+          );
+        },
+        () => void requireAs(opts.as),
+      );
+    });
+
+  program
+    .command('runs')
+    .description('Runs of every runbook, newest first, from the search attributes they keep (any worker or none)')
+    .option('--site <site>', 'only runs touching this site')
+    .option('--phase <phase>', `only runs in this phase (${PHASES.join(', ')})`)
+    .option('--runbook <name>', `only this runbook (${Object.values(RUNBOOKS).join(', ')})`)
+    .option('--limit <n>', 'at most this many', '50')
+    .option('--json', 'print JSON')
+    .action(async (opts: RunsFilter & { limit: string; json?: boolean }) => {
+      const limit = Number(opts.limit);
+      let query = '';
+      await withTemporal(
+        cfgPath(),
+        async ({ client }) => {
+          const rows: RunRow[] = [];
+          for await (const w of client.workflow.list({ query })) {
+            const sa = w.typedSearchAttributes;
+            rows.push({
+              workflowId: w.workflowId,
+              runId: w.runId,
+              runbook: sa.get(SEARCH_KEYS.runbook) as RunbookName | undefined,
+              sites: sa.get(SEARCH_KEYS.sites) ?? [],
+              cluster: sa.get(SEARCH_KEYS.cluster),
+              phase: sa.get(SEARCH_KEYS.phase),
+              requestedBy: sa.get(SEARCH_KEYS.requestedBy),
+              startTime: w.startTime.toISOString(),
+              closeTime: w.closeTime?.toISOString(),
+              execution: w.status.name,
+            });
+          }
+          // Visibility on SQL stores does not sort by start time: sort here.
+          rows.sort((a, b) => b.startTime.localeCompare(a.startTime));
+          const shown = rows.slice(0, limit);
+          if (opts.json) return printJson(shown);
+          if (!shown.length) return void process.stdout.write(`no runs match (${query})\n`);
+          process.stdout.write(`${runsTable(shown)}\n`);
+        },
+        (config) => {
+          if (!/^\d+$/.test(opts.limit) || limit < 1)
+            throw new UsageError(`--limit: expected an integer >= 1 (got '${opts.limit}')`);
+          query = runsQuery(
+            opts,
+            config.sites.map((s) => s.name),
+          );
+        },
+      );
+    });
+}
