@@ -18,7 +18,7 @@ import { bin, SITES } from '../lab/topology.ts';
 import { appAddress, labCli, NS, RECORD, resetFailoverLab } from '../test/support/failover.ts';
 import { createGateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
-import { decideUpdate, failoverStatusQuery, siteFailover } from '../workflows/site-failover.ts';
+import { decideUpdate, statusQuery, siteFailover } from '../workflows/site-failover.ts';
 import { benchConfig, median, say, secs, sleep, table, temporalClient, writeResults } from './lib/common.ts';
 
 const run = promisify(execFile);
@@ -47,7 +47,7 @@ async function drctlRun(i: number) {
       args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: `bench run ${i}` }],
     });
     for (;;) {
-      const st = await h.query(failoverStatusQuery);
+      const st = await h.query(statusQuery);
       if (st.phase === 'waiting-approval') break;
       if (st.phase === 'failed') throw new Error(st.error);
       await sleep(100);
@@ -56,7 +56,7 @@ async function drctlRun(i: number) {
     await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', reason: 'bench', approve: true }] });
     const report: FailoverReport = await h.result();
     const servedMs = Date.parse(report.servingAt) - t0;
-    const st = await h.query(failoverStatusQuery);
+    const st = await h.query(statusQuery);
     const steps = st.steps
       .filter((s) => s.startedAt && s.endedAt && Date.parse(s.startedAt) >= t0 - 1000)
       .map((s) => ({ step: s.step, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt!) }));

@@ -1,6 +1,7 @@
 // How `drctl` shows a run: the status of every runbook (one header, its evidence, one step table,
 // decisions, what needs attention), the one-line transitions printed while following a run without
 // a terminal, and when a followed run is over. Pure: the unit tests feed it fixture statuses.
+import type { WatchState } from '../workflows/health-watch.ts';
 import type { DrillReport, DrillStatus } from '../common/drill.ts';
 import { formatDuration } from '../common/duration.ts';
 import type { CheckResult, FailoverEvidence } from '../common/failover.ts';
@@ -9,11 +10,9 @@ import { FINAL_PHASES, type RunbookStatus, type Step, type WorkflowType } from '
 import { table } from './output.ts';
 
 /** The health watch's own fields next to the common ones (its `status` query). */
+/** The health watch's own state (workflows/health-watch.ts `WatchStatus`). */
 export interface WatchExtras {
-  serving?: string;
-  health?: Record<string, { up: boolean; since?: string; failures: number; successes: number; lastDetail?: string }>;
-  events?: { at: string; site: string; state: string; detail: string }[];
-  failovers?: { workflowId: string; from: string; to: string; at: string }[];
+  watch?: WatchState;
 }
 
 /** Every runbook's status with the fields only some runbooks add. */
@@ -123,9 +122,9 @@ function evidenceLines(type: WorkflowType, st: AnyStatus): string[] {
       lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
   }
   if (type === 'healthWatch') {
-    for (const [site, h] of Object.entries(st.health ?? {}))
+    for (const [site, h] of Object.entries(st.watch?.sites ?? {}))
       lines.push(
-        `${site}${st.serving === site ? ' (serving)' : ''}: ${h.up ? 'up' : 'DOWN'} since ${h.since ?? '-'}, fail/ok streak ${h.failures}/${h.successes}${h.lastDetail ? ` — ${h.lastDetail}` : ''}`,
+        `${site}${st.watch?.serving === site ? ' (serving)' : ''}: ${h.up ? 'up' : 'DOWN'} since ${h.since ?? '-'}, fail/ok streak ${h.failures}/${h.successes}${h.lastDetail ? ` — ${h.lastDetail}` : ''}`,
       );
   }
   return lines;
@@ -134,8 +133,9 @@ function evidenceLines(type: WorkflowType, st: AnyStatus): string[] {
 function trailerLines(workflowId: string, type: WorkflowType, st: AnyStatus): string[] {
   const lines: string[] = [];
   for (const c of st.checks ?? []) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.check}: ${c.detail}`);
-  for (const e of (st.events ?? []).slice(-10)) lines.push(`  ${e.at} ${e.site} ${e.state}: ${e.detail}`);
-  for (const f of st.failovers ?? []) lines.push(`  failover ${f.from} → ${f.to} started ${f.at}: ${f.workflowId}`);
+  for (const e of (st.watch?.events ?? []).slice(-10)) lines.push(`  ${e.at} ${e.site} ${e.state}: ${e.detail}`);
+  for (const f of st.watch?.failovers ?? [])
+    lines.push(`  failover ${f.from} → ${f.to} started ${f.at}: ${f.workflowId}`);
   if (type === 'drDrill' && st.report) {
     lines.push(drillSummary(st.report));
     if (st.phase === 'waiting-signoff')

@@ -9,9 +9,9 @@ import { createWorker } from '../worker/worker.ts';
 import { clusterHealth } from '../workflows/cluster-health.ts';
 import { approveSignal, decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
 import { etcdSnapshot } from '../workflows/etcd-snapshot.ts';
-import { drDrill, drillStatusQuery, signoffSignal } from '../workflows/drill.ts';
+import { drDrill, statusQuery as drillStatus, signoffSignal } from '../workflows/drill.ts';
 import { healthWatch } from '../workflows/health-watch.ts';
-import { failoverStatusQuery, siteFailover } from '../workflows/site-failover.ts';
+import { statusQuery as failoverStatus, siteFailover } from '../workflows/site-failover.ts';
 import { labCli, resetFailoverLab } from '../test/support/failover.ts';
 import { bin } from '../lab/topology.ts';
 import { labConfig, temporalClient, until } from '../test/support/lab.ts';
@@ -111,7 +111,7 @@ await w.worker.runUntil(async () => {
     });
     await until(
       'waiting-approval',
-      () => fo.query(failoverStatusQuery),
+      () => fo.query(failoverStatus),
       (s) => s.phase === 'waiting-approval',
       120_000,
     );
@@ -152,14 +152,14 @@ await w.worker.runUntil(async () => {
     });
     await until(
       'waiting-approval',
-      () => drill.query(drillStatusQuery),
+      () => drill.query(drillStatus),
       (s) => s.phase === 'waiting-approval',
       120_000,
     );
     await drill.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
     const st = await until(
       'waiting-signoff',
-      () => drill.query(drillStatusQuery),
+      () => drill.query(drillStatus),
       (s) => s.phase === 'waiting-signoff' || s.phase === 'aborted',
       600_000,
     );

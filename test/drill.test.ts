@@ -16,7 +16,7 @@ import type { DrctlConfig } from '../config/schema.ts';
 import { objectApi } from '../lab/objects.ts';
 import { paths, SITES } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
-import { decideUpdate, drDrill, drillStatusQuery } from '../workflows/drill.ts';
+import { decideUpdate, drDrill, statusQuery } from '../workflows/drill.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
 import { DRILL_RECORD, failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
 import {
@@ -73,7 +73,7 @@ const BASELINE = () => ({
 const phase = (h: WorkflowHandle, want: DrillStatus['phase'][], timeoutMs = 240_000) =>
   until(
     `drill phase ${want.join('|')}`,
-    () => h.query(drillStatusQuery),
+    () => h.query(statusQuery),
     (s) => want.includes(s.phase),
     timeoutMs,
     300,
@@ -323,7 +323,7 @@ describe('DR drill', () => {
       await h.executeUpdate(decideUpdate, { args: [{ by: 'carol', approve: true }] });
       await until(
         'the restore under way',
-        () => h.query(drillStatusQuery),
+        () => h.query(statusQuery),
         (s) => s.steps.find((x) => x.step === 'restore')!.state !== 'pending',
         120_000,
         100,
@@ -334,7 +334,7 @@ describe('DR drill', () => {
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(WorkflowFailedError);
-      const st = await h.query(drillStatusQuery);
+      const st = await h.query(statusQuery);
       expect(st.report!.outcome).toBe('cancelled');
       expect(st.report!.verdicts.find((v) => v.criterion === 'cleanup')!.ok).toBe(true);
       expect(await drState()).toEqual(BASELINE());

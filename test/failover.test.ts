@@ -16,8 +16,8 @@ import type { FailoverInput, FailoverStatus } from '../common/failover.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { paths } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
-import { healthWatch, watchStatusQuery } from '../workflows/health-watch.ts';
-import { decideUpdate, failoverStatusQuery, rejectSignal, siteFailover } from '../workflows/site-failover.ts';
+import { healthWatch, statusQuery as watchStatus } from '../workflows/health-watch.ts';
+import { decideUpdate, statusQuery, rejectSignal, siteFailover } from '../workflows/site-failover.ts';
 import { failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
 import {
   drctlCli,
@@ -80,10 +80,10 @@ async function failureOf(
   return (err as WorkflowFailedError).cause as { type?: string; message: string };
 }
 
-const waiting = (h: { query: (q: typeof failoverStatusQuery) => Promise<FailoverStatus> }) =>
+const waiting = (h: { query: (q: typeof statusQuery) => Promise<FailoverStatus> }) =>
   until(
     'waiting for approval',
-    () => h.query(failoverStatusQuery),
+    () => h.query(statusQuery),
     (s) => s.phase === 'waiting-approval' || s.phase === 'failed',
     120_000,
     250,
@@ -145,7 +145,7 @@ describe('site failover', () => {
           });
           // Everything but the app endpoint was fine: the restore itself worked.
           expect((root as Error).message.split('\n')).toHaveLength(2);
-          const st = await h.query(failoverStatusQuery);
+          const st = await h.query(statusQuery);
           expect(st.phase).toBe('compensated');
           expect(st.steps.find((s) => s.step === 'restore')!.state).toBe('done');
           expect(st.steps.find((s) => s.step === 'switch-dns')!.state).toBe('pending');
@@ -241,7 +241,7 @@ describe('site failover', () => {
         await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true }] });
         await until(
           'restore under way',
-          () => h.query(failoverStatusQuery),
+          () => h.query(statusQuery),
           (s) => s.steps.find((x) => x.step === 'restore')?.state === 'running',
           120_000,
           50,
@@ -309,7 +309,7 @@ describe('health watch', () => {
             // 12 rounds of flapping (across a continue-as-new): site A stays up, no failover.
             const flapped = await until(
               '12 rounds',
-              () => watch.query(watchStatusQuery),
+              () => watch.query(watchStatus).then((s) => s.watch),
               (s) => s.rounds >= 12,
               60_000,
               200,
@@ -320,7 +320,7 @@ describe('health watch', () => {
             mode = 'down';
             const down = await until(
               'failover started',
-              () => watch.query(watchStatusQuery),
+              () => watch.query(watchStatus).then((s) => s.watch),
               (s) => s.failovers.length > 0,
               60_000,
               200,

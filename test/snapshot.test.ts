@@ -25,12 +25,7 @@ import { shq } from '../gateways/ssh.ts';
 import { paths } from '../lab/topology.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
-import {
-  type EtcdSnapshotResult,
-  etcdSnapshot,
-  listEtcdSnapshots,
-  snapshotStepQuery,
-} from '../workflows/etcd-snapshot.ts';
+import { type EtcdSnapshotResult, etcdSnapshot, listEtcdSnapshots, statusQuery } from '../workflows/etcd-snapshot.ts';
 
 const stamp = `${Date.now().toString(36)}${process.pid.toString(36)}`;
 const taskQueue = `test-snapshot-${stamp}`;
@@ -217,7 +212,7 @@ describe('etcdSnapshot runbook', () => {
 
       // The node-local file is removed.
       expect(await nodeFileExists(cluster, r.node, nodeFile(cluster, handle.firstExecutionRunId))).toBe(false);
-      expect(await handle.query(snapshotStepQuery)).toBe('done');
+      expect((await handle.query(statusQuery)).phase).toBe('completed');
       measured.push(
         `${cluster}: ${r.size} bytes, revision ${r.revision}, ${took} ms end to end; steps ${JSON.stringify(r.timings)}`,
       );
@@ -371,7 +366,10 @@ describe('a snapshot that fails verification is never uploaded', () => {
       .finally(() => (damageAfterTake = undefined));
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect((err as WorkflowFailedError).cause?.cause).toMatchObject({ type: FailureType.SnapshotCorrupt });
-    expect(await handle.query(snapshotStepQuery)).toBe('failed');
+    const st = await handle.query(statusQuery);
+    expect(st.phase).toBe('failed');
+    expect(st.steps.find((x) => x.step === 'verify')?.state).toBe('failed');
+    expect(st.steps.find((x) => x.step === 'cleanup')?.state).toBe('done');
 
     // History: which activities ran; the failed one ran once (a retry is recorded as a later attempt).
     const scheduled = new Map<string, string>();

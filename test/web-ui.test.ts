@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FailureType } from '../common/errors.ts';
 import { createFailoverActivities } from '../activities/failover.ts';
 import type { FailoverStatus, FailoverStep } from '../common/failover.ts';
-import { failoverStatusQuery, siteFailover } from '../workflows/site-failover.ts';
+import { statusQuery, siteFailover } from '../workflows/site-failover.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
 import { NS } from './support/failover.ts';
 import { startTestEnv, type TestEnv, until } from './support/lab.ts';
@@ -42,7 +42,7 @@ async function failoverAtGate(): Promise<WorkflowHandle<typeof siteFailover>> {
     });
     const st = await until(
       'the failover past its preflight',
-      () => handle.query(failoverStatusQuery),
+      () => handle.query(statusQuery),
       (s) => s.phase !== 'running',
       120_000,
       250,
@@ -88,7 +88,7 @@ it("rejects a failover waiting at its gate through the Web UI's Signal action", 
       message: 'rejected by bob: web ui test; nothing was changed',
     });
 
-    const st: FailoverStatus = await handle.query(failoverStatusQuery);
+    const st: FailoverStatus = await handle.query(statusQuery);
     expect(st.phase).toBe('aborted');
     expect(st.decisions).toEqual([
       expect.objectContaining({ by: 'bob', reason: 'web ui test', approve: false, accepted: true }),

@@ -1,10 +1,13 @@
 // Runbook: "is this control plane healthy?" — every node reachable over SSH with its pinned host
 // key, every etcd member healthy and agreeing on one leader, the API server ready. Read-only.
+import type { RunbookStatus } from '../common/runbook.ts';
+import { defineQuery } from '@temporalio/workflow';
 import type { ClusterHealthReport } from '../common/types.ts';
 import { quick } from './activity-options.ts';
 import { Runbook } from './runbook.ts';
 
-export { statusQuery } from './runbook.ts';
+/** The run's status (the kernel answers it; typed here for clients). */
+export const statusQuery = defineQuery<RunbookStatus>('status');
 
 export async function clusterHealth(input: { cluster: string }): Promise<ClusterHealthReport> {
   const { cluster } = input;

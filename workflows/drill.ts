@@ -7,7 +7,15 @@
 //   11 the signed report replaces the unsigned one
 // Each change registers its undo right before it runs; cleanup runs them all in reverse (one that
 // fails does not stop the others) and then proves the DR site and the drill record are as before.
-import { defineSignal, defineUpdate, isCancellation, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
+import {
+  defineSignal,
+  defineUpdate,
+  isCancellation,
+  setHandler,
+  startChild,
+  workflowInfo,
+  defineQuery,
+} from '@temporalio/workflow';
 import {
   DRILL_STEPS,
   type DrillEvidence,
@@ -28,7 +36,9 @@ import { long, quick, undo } from './activity-options.ts';
 import { etcdRestore } from './etcd-restore.ts';
 import { approveSignal, refuse, Runbook } from './runbook.ts';
 
-export { approveSignal, decideUpdate, rejectSignal, statusQuery } from './runbook.ts';
+export { approveSignal, decideUpdate, rejectSignal } from './runbook.ts';
+/** The run's status (the kernel answers it; typed here for clients). */
+export const statusQuery = defineQuery<DrillStatus>('status');
 /** Web UI: Signal → `signoff`, input `{"by": "carol", "comment": "RTO fine, RPO tight"}`. */
 export const signoffSignal = defineSignal<[{ by: string; comment?: string }]>('signoff');
 /** CLI: the same, refused at once unless an approver signs while the drill waits for sign-off. */

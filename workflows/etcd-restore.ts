@@ -4,7 +4,7 @@
 //   7 start etcd  8 verify-quorum  9 start-apiserver  10 restart-controllers  11 remove-staged
 // A failure or cancel in 4-10 undoes in reverse on every node and proves the cluster is back on its
 // pre-restore data; an undo that cannot finish ends the run `needs-attention`.
-import { workflowInfo } from '@temporalio/workflow';
+import { workflowInfo, defineQuery } from '@temporalio/workflow';
 import type { Component } from '../activities/restore.ts';
 import { FailureType, rootMessage } from '../common/errors.ts';
 import {
@@ -20,7 +20,9 @@ import {
 import { long, quick, undo } from './activity-options.ts';
 import { refuse, Runbook } from './runbook.ts';
 
-export { approveSignal, decideUpdate, rejectSignal, statusQuery } from './runbook.ts';
+export { approveSignal, decideUpdate, rejectSignal } from './runbook.ts';
+/** The run's status (the kernel answers it; typed here for clients). */
+export const statusQuery = defineQuery<RestoreStatus>('status');
 
 export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
   const { cluster } = input;

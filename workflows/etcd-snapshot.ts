@@ -4,13 +4,15 @@
 //   5 remove the node-local file — always, even when 3 or 4 failed or the run was cancelled
 //   6 prune: keep the newest N (and none older than max age; never the newest).
 // A snapshot that fails verification is never uploaded, so it can never be a restore source.
-import { CancellationScope, log, workflowInfo } from '@temporalio/workflow';
+import type { RunbookStatus } from '../common/runbook.ts';
+import { CancellationScope, log, workflowInfo, defineQuery } from '@temporalio/workflow';
 import { FailureType, rootMessage } from '../common/errors.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
 import { quick, long } from './activity-options.ts';
 import { refuse, Runbook } from './runbook.ts';
 
-export { statusQuery } from './runbook.ts';
+/** The run's status (the kernel answers it; typed here for clients). */
+export const statusQuery = defineQuery<RunbookStatus>('status');
 
 export interface EtcdSnapshotInput {
   cluster: string;

@@ -11,6 +11,7 @@ import {
   sleep,
   startChild,
   workflowInfo,
+  defineQuery,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { type SiteHealth, nextHealth, type WatchEvent } from '../common/health.ts';
@@ -19,7 +20,8 @@ import { quick } from './activity-options.ts';
 import { Runbook } from './runbook.ts';
 import { siteFailover } from './site-failover.ts';
 
-export { statusQuery } from './runbook.ts';
+/** The run's status (the kernel answers it; typed here for clients). */
+export const statusQuery = defineQuery<WatchStatus>('status');
 
 export interface HealthWatchInput {
   record: string;

@@ -6,7 +6,7 @@
 // A failure or cancel after step 3 undoes in reverse: DNS back (never to a site that is down while
 // the other serves), what the restore created removed, backup locations' modes back, the old
 // primary unfenced.
-import { workflowInfo } from '@temporalio/workflow';
+import { workflowInfo, defineQuery } from '@temporalio/workflow';
 import { FailureType } from '../common/errors.ts';
 import {
   type BackupRef,
@@ -23,7 +23,9 @@ import { runTag } from '../common/restore.ts';
 import { long, quick, undo } from './activity-options.ts';
 import { refuse, Runbook } from './runbook.ts';
 
-export { approveSignal, decideUpdate, rejectSignal, statusQuery } from './runbook.ts';
+export { approveSignal, decideUpdate, rejectSignal } from './runbook.ts';
+/** The run's status (the kernel answers it; typed here for clients). */
+export const statusQuery = defineQuery<FailoverStatus>('status');
 
 export async function siteFailover(input: FailoverInput): Promise<FailoverReport> {
   const { from, to } = input;

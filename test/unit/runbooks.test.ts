@@ -102,7 +102,12 @@ function once(match: (input: { component?: string; node?: string }) => boolean) 
   };
 }
 
-async function restore(failures: Parameters<typeof mockActivities>[2], decide = true) {
+/** Starts a restore requested by alice, waits for its gate, approves it as bob unless `decide` is false, then runs `then` while the worker still runs. */
+async function restore<T>(
+  failures: Parameters<typeof mockActivities>[2],
+  then: (h: WorkflowHandle, calls: Calls) => Promise<T>,
+  decide = true,
+): Promise<T> {
   const calls: Calls = [];
   const tq = id('tq');
   return withWorker(env, bundle, mockActivities(restoreImpl, calls, failures), tq, async () => {
@@ -113,7 +118,7 @@ async function restore(failures: Parameters<typeof mockActivities>[2], decide = 
     });
     await until(h, 'waiting-approval');
     if (decide) await h.signal('approve', { by: 'bob', reason: 'test' });
-    return { h, calls };
+    return then(h, calls);
   });
 }
 
@@ -162,11 +167,13 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
   ];
   for (const c of cases) {
     it(`fails at ${c.at}: compensated, undos ${c.undos.length}`, async () => {
-      const { h, calls } = await restore(c.failures);
-      const f = await failureOf(h);
+      const { f, st, calls } = await restore(c.failures, async (h, calls) => ({
+        f: await failureOf(h),
+        st: await status(h),
+        calls,
+      }));
       expect(f.type).toBe('Compensated');
       expect(f.message).toMatch(/^restore failed \(\w+ failed \(injected\)\); compensated: every node is back/);
-      const st = await status(h);
       expect(st.phase).toBe('compensated');
       expect(st.error).toMatch(/failed \(injected\)$/);
       const step = c.at.split(' ')[0]!;
@@ -182,15 +189,16 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
   }
 
   it('an undo that cannot finish ends needs-attention, names what to check, and runs no later undo', async () => {
-    const { h, calls } = await restore([
-      { activity: 'restoreMember', when: once(() => true) },
-      { activity: 'putOriginalBack', retryable: true },
-    ]);
-    const f = await failureOf(h);
+    const { f, st, calls } = await restore(
+      [
+        { activity: 'restoreMember', when: once(() => true) },
+        { activity: 'putOriginalBack', retryable: true },
+      ],
+      async (h, calls) => ({ f: await failureOf(h), st: await status(h), calls }),
+    );
     expect(f.type).toBe('NeedsAttention');
     expect(f.message).toContain('its undo could not finish; check:');
     expect(f.message).toContain('/var/lib/etcd.drctl-');
-    const st = await status(h);
     expect(st.phase).toBe('needs-attention');
     expect(st.attention?.map((a) => a.undo)).toEqual([UNDO.putBack, UNDO.etcd, UNDO.apiserver, UNDO.staged]);
     expect(undoOrder(st)[UNDO.putBack]).toBe('failed: putOriginalBack failed (injected)');
@@ -203,36 +211,47 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
   });
 
   it('a rejection changes nothing: aborted, only the staged copies removed', async () => {
-    const { h, calls } = await restore([], false);
-    await h.signal('reject', { by: 'bob', reason: 'wrong snapshot' });
-    const f = await failureOf(h);
+    const { f, st, calls } = await restore(
+      [],
+      async (h, calls) => {
+        await h.signal('reject', { by: 'bob', reason: 'wrong snapshot' });
+        return { f: await failureOf(h), st: await status(h), calls };
+      },
+      false,
+    );
     expect(f).toEqual({ type: 'ApprovalRejected', message: 'rejected by bob: wrong snapshot; nothing was changed' });
-    const st = await status(h);
     expect(st.phase).toBe('aborted');
     expect(calls.some((x) => /stopComponent|moveDataDirAside/.test(x.name))).toBe(false);
     expect(calls.filter((x) => x.name === 'cleanupStaged')).toHaveLength(3);
   });
 
   it('a self-approval is refused and recorded; the gate stays shut', async () => {
-    const { h } = await restore([], false);
-    await h.signal('approve', { by: 'alice' });
-    await h.signal('approve', { by: 'mallory' });
-    const st = await status(h);
-    expect(st.phase).toBe('waiting-approval');
-    expect(st.decisions.map((d) => [d.by, d.accepted, d.why])).toEqual([
-      ['alice', false, 'two-person rule: alice requested this restore and cannot approve it'],
-      ['mallory', false, 'mallory is not an approver (allowlist: alice, bob)'],
-    ]);
-    await h.cancel();
-    await failureOf(h);
-    expect((await status(h)).phase).toBe('aborted');
+    await restore(
+      [],
+      async (h) => {
+        await h.signal('approve', { by: 'alice' });
+        await h.signal('approve', { by: 'mallory' });
+        const st = await status(h);
+        expect(st.phase).toBe('waiting-approval');
+        expect(st.decisions.map((d) => [d.by, d.accepted, d.why])).toEqual([
+          ['alice', false, 'two-person rule: alice requested this restore and cannot approve it'],
+          ['mallory', false, 'mallory is not an approver (allowlist: alice, bob)'],
+        ]);
+        await h.cancel();
+        await failureOf(h);
+        expect((await status(h)).phase).toBe('aborted');
+      },
+      false,
+    );
   });
 
   it('completes: every step done, memo on the server says so', async () => {
-    const { h } = await restore([]);
-    const r = await h.result();
+    const { r, st, memo } = await restore([], async (h) => ({
+      r: (await h.result()) as { outcome: string },
+      st: await status(h),
+      memo: (await h.describe()).memo?.drctlStatus as { phase: string; steps: { step: string }[] },
+    }));
     expect(r.outcome).toBe('completed');
-    const st = await status(h);
     expect(st.phase).toBe('completed');
     expect(st.steps.map((s) => `${s.step}:${s.state}`)).toEqual([
       'preflight:done',
@@ -247,7 +266,6 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
       'restart-controllers:done',
       'remove-staged:done',
     ]);
-    const memo = (await h.describe()).memo?.drctlStatus as { phase: string; steps: { step: string }[] };
     expect(memo.phase).toBe('completed');
     expect(memo.steps).toHaveLength(11);
   });

@@ -14,7 +14,7 @@ const root = fileURLToPath(new URL('../../../', import.meta.url));
 
 export async function timeSkipping(): Promise<{ env: TestWorkflowEnvironment; bundle: WorkflowBundle }> {
   try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    Runtime.install({ logger: new DefaultLogger('ERROR') });
   } catch {
     // already installed in this process
   }
