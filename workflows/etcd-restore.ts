@@ -285,6 +285,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
         quick.startComponent({ cluster, node: n.node, plan: n, component: 'kube-apiserver' }),
       );
       s.detail = await long.waitApiserverReady({ cluster });
+      s.detail += `; ${await long.restartControllers({ cluster })}`;
     });
     await Promise.all(plan.nodes.map((n) => undo.cleanupStaged({ cluster, node: n.node, plan: n })));
     status.phase = 'completed';
