@@ -40,4 +40,40 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // Activities are given their gateways (gateways/index.ts); how the worker builds them, the lab
+    // and the CLI are above them.
+    files: ['activities/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/worker/**', '**/lab/**', '**/client/**'],
+              message: 'Activities get what they reach through the Gateways interface (gateways/index.ts).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // A gateway talks to one outside system; the runbooks, activities and whoever builds gateways
+    // sit above it.
+    files: ['gateways/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/activities/**', '**/workflows/**', '**/worker/**', '**/client/**', '**/lab/**'],
+              message: 'Gateways depend on config/ and common/ only, never on the layers above them.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

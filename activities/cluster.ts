@@ -3,7 +3,7 @@
 import type { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../common/errors.ts';
 import type { ClusterShape, KubeCheck, NodeCheck } from '../common/types.ts';
-import type { Gateways } from '../worker/gateways.ts';
+import type { Gateways } from '../gateways/index.ts';
 
 export function createClusterActivities(gw: Gateways) {
   return {

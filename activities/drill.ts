@@ -1,8 +1,7 @@
 // DR drill activities: the plan from the worker's config, a read-only preflight, the cleanup proof
 // and the evidence report in the off-site bucket. The drill's restore, verification and DNS steps
-// are the failover's own activities (activities/failover.ts), pointed at the DR site and the drill
-// record instead of production.
-import { ApplicationFailure } from '@temporalio/common';
+// are the failover's own activities (velero.ts, site-checks.ts, dns.ts), pointed at the DR site
+// and the drill record instead of production.
 import { renderDrillHtml } from '../common/drill-html.ts';
 import {
   DRILL_CRITERIA,
@@ -13,23 +12,20 @@ import {
   drillReportKeys,
 } from '../common/drill.ts';
 import { FailureType, failure } from '../common/errors.ts';
-import type { Gateways } from '../worker/gateways.ts';
-import { backupRef, newestCompleted, siteReadiness } from './failover.ts';
-import { heartbeat } from './support.ts';
+import type { Gateways } from '../gateways/index.ts';
+import { siteReadiness } from './site-checks.ts';
 import { createSnapshotActivities } from './snapshot.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { done, notYet, pollUntil } from './support.ts';
+import { backupRef, newestCompleted } from './velero.ts';
 
 export function createDrillActivities(gw: Gateways) {
   const planOf = (name: string) => {
     const d = gw.config.drills.find((x) => x.name === name);
-    if (!d) {
-      throw ApplicationFailure.create({
-        type: FailureType.PreflightFailed,
-        nonRetryable: true,
-        message: `no drill plan '${name}' in the worker's config (plans: ${gw.config.drills.map((x) => x.name).join(', ') || 'none'})`,
-      });
-    }
+    if (!d)
+      throw failure(
+        FailureType.PreflightFailed,
+        `no drill plan '${name}' in the worker's config (plans: ${gw.config.drills.map((x) => x.name).join(', ') || 'none'})`,
+      );
     return d;
   };
 
@@ -125,29 +121,36 @@ export function createDrillActivities(gw: Gateways) {
       timeoutMs?: number;
     }): Promise<{ ok: boolean; detail: string }> {
       const kube = gw.kube(gw.site(input.site).cluster.name);
-      const deadline = Date.now() + (input.timeoutMs ?? 60_000);
-      for (;;) {
-        const left = await kube.existingNamespaces(input.namespaces);
-        const now = (await gw.dns().getA(input.record))?.addresses ?? [];
-        const recordOk = now.join(',') === [...input.recordBefore].sort().join(',');
-        heartbeat({ left, recordOk });
-        if (!left.length && recordOk) {
-          return {
-            ok: true,
-            detail: `${input.namespaces.join(', ')} gone from ${input.site}; ${input.record} back to ${input.recordBefore.join(',') || '(no record)'}`,
-          };
-        }
-        if (Date.now() > deadline) {
-          const why = [
-            left.length ? `still at ${input.site}: ${left.join(', ')}` : '',
-            recordOk
-              ? ''
-              : `${input.record} is ${now.join(',') || '(none)'}, was ${input.recordBefore.join(',') || '(none)'}`,
-          ];
-          return { ok: false, detail: why.filter(Boolean).join('; ') };
-        }
-        await sleep(1000);
-      }
+      const wasBefore = input.recordBefore.join(',') || '(none)';
+      return pollUntil<{ ok: boolean; detail: string }, { left: string[]; now: string[]; recordOk: boolean }>(
+        {
+          what: `${input.namespaces.join(', ')} gone from ${input.site} and ${input.record} back`,
+          timeoutMs: input.timeoutMs ?? 60_000,
+          every: 1000,
+          // Not cleaned up in time is the drill's verdict, not this activity's failure.
+          onTimeout: ({ left, now, recordOk }) => ({
+            ok: false,
+            detail: [
+              left.length ? `still at ${input.site}: ${left.join(', ')}` : '',
+              recordOk ? '' : `${input.record} is ${now.join(',') || '(none)'}, was ${wasBefore}`,
+            ]
+              .filter(Boolean)
+              .join('; '),
+          }),
+          heartbeat: ({ left, recordOk }) => ({ left, recordOk }),
+        },
+        async () => {
+          const left = await kube.existingNamespaces(input.namespaces);
+          const now = (await gw.dns().getA(input.record))?.addresses ?? [];
+          const recordOk = now.join(',') === [...input.recordBefore].sort().join(',');
+          if (!left.length && recordOk)
+            return done({
+              ok: true,
+              detail: `${input.namespaces.join(', ')} gone from ${input.site}; ${input.record} back to ${input.recordBefore.join(',') || '(no record)'}`,
+            });
+          return notYet({ left, now, recordOk });
+        },
+      );
     },
 
     /** Stores the report (JSON + self-contained HTML) in the off-site bucket. Same keys each time: idempotent. */

@@ -1,6 +1,6 @@
-// All of drctl's activities, built over injected gateways (see worker/gateways.ts). Workflows use
-// `import type` of this and proxyActivities, so no gateway code enters the workflow bundle.
-import type { Gateways } from '../worker/gateways.ts';
+// All of drctl's activities, built over injected gateways (gateways/index.ts, built by the worker).
+// Workflows use `import type` of this and proxyActivities, so no gateway code enters the bundle.
+import type { Gateways } from '../gateways/index.ts';
 import { createClusterActivities } from './cluster.ts';
 import { createDrillActivities } from './drill.ts';
 import { createFailoverActivities } from './failover.ts';

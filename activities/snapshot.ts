@@ -2,7 +2,6 @@
 // off-site, prune. Every one looks before it acts, so a retry (or a new worker after a crash)
 // reuses what an earlier attempt finished instead of doing it twice.
 import { type Readable, Writable, pipeline } from 'node:stream';
-import { Context } from '@temporalio/activity';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { FailureType, failure } from '../common/errors.ts';
 import {
@@ -14,9 +13,9 @@ import {
   toObjectMetadata,
 } from '../common/snapshots.ts';
 import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
+import type { Gateways } from '../gateways/index.ts';
 import { shq } from '../gateways/ssh.ts';
-import type { Gateways } from '../worker/gateways.ts';
-import { heartbeat, meter } from './support.ts';
+import { activitySignal, heartbeat, heartbeating, meter } from './support.ts';
 
 interface NodeRef {
   cluster: string;
@@ -31,17 +30,6 @@ export interface SnapshotMember {
   member: string;
   leader: boolean;
   revision: number;
-}
-
-/** A single remote command can run for minutes (`snapshot save` of a large db): keep heartbeating meanwhile. */
-async function heartbeating<T>(what: string, work: Promise<T>): Promise<T> {
-  const timer = setInterval(() => heartbeat({ phase: what }), 5_000);
-  try {
-    heartbeat({ phase: what });
-    return await work;
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 async function sha256Of(body: Readable, onBytes: (total: number) => void): Promise<{ sha256: string; size: number }> {
@@ -312,12 +300,4 @@ export function createSnapshotActivities(gw: Gateways) {
       return (await verifiedSnapshots(cluster)).refs;
     },
   };
-}
-
-function activitySignal(): AbortSignal | undefined {
-  try {
-    return Context.current().cancellationSignal;
-  } catch {
-    return undefined;
-  }
 }

@@ -34,21 +34,43 @@ export enum FailureType {
   NeedsAttention = 'NeedsAttention',
 }
 
-/** Failures that no retry can fix: a wrong host key stays wrong. */
-const NON_RETRYABLE = new Set<FailureType>([
+/**
+ * Failures that no retry can fix: a wrong host key stays wrong, a refusal or a verdict stays the
+ * same. The one list: failure() marks these non-retryable, and a workflow's retry policy passes it
+ * as nonRetryableErrorTypes. Other types are retryable unless one instance says otherwise.
+ */
+export const NON_RETRYABLE_TYPES: readonly FailureType[] = [
   FailureType.HostKeyMismatch,
   FailureType.UnknownCluster,
   FailureType.SnapshotCorrupt,
   FailureType.SnapshotNotFound,
   FailureType.ClusterHasQuorum,
   FailureType.PreflightFailed,
-]);
+  FailureType.ApprovalRejected,
+  FailureType.ApprovalTimedOut,
+  FailureType.VerificationFailed,
+  FailureType.BackupTooOld,
+  FailureType.FailoverRefused,
+  FailureType.Compensated,
+  FailureType.NeedsAttention,
+];
 
-export function failure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
+const NON_RETRYABLE = new Set(NON_RETRYABLE_TYPES);
+
+/**
+ * `nonRetryable` overrides the type's default for one instance: a Velero restore that ended Failed
+ * is final (retrying finds the same Restore), while a VeleroError from an API call may pass.
+ */
+export function failure(
+  type: FailureType,
+  message: string,
+  details?: unknown,
+  nonRetryable = NON_RETRYABLE.has(type),
+): ApplicationFailure {
   return ApplicationFailure.create({
     type,
     message,
-    nonRetryable: NON_RETRYABLE.has(type),
+    nonRetryable,
     details: details === undefined ? [] : [details],
   });
 }

@@ -89,6 +89,16 @@ export class EtcdGateway {
     };
   }
 
+  /** Key count and revision as this member itself holds them (a serializable read stays local). */
+  async keyCount(): Promise<{ revision: number; keys: number }> {
+    const r = await this.shell.exec(etcdctl(this.node, 'get "" --prefix --count-only --consistency=s -w fields'), {
+      check: true,
+      timeoutMs: 60_000,
+    });
+    const field = (name: string) => Number(r.stdout.match(new RegExp(`"${name}" : (\\d+)`))?.[1] ?? NaN);
+    return { revision: field('Revision'), keys: field('Count') };
+  }
+
   async members(): Promise<Member[]> {
     const r = await this.shell.exec(etcdctl(this.node, 'member list -w json'), { timeoutMs: 15_000, check: true });
     const parsed = JSON.parse(quoteBigInts(r.stdout)) as {

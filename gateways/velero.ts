@@ -36,6 +36,8 @@ export interface BackupInfo {
   errors: number;
   warnings: number;
   schedule?: string;
+  failureReason?: string;
+  validationErrors?: string[];
 }
 
 export interface RestoreInfo {
@@ -75,6 +77,8 @@ export function backupInfo(o: VeleroObject): BackupInfo {
     errors: num(s.errors) ?? 0,
     warnings: num(s.warnings) ?? 0,
     schedule: o.metadata.labels?.['velero.io/schedule-name'],
+    failureReason: str(s.failureReason),
+    validationErrors: s.validationErrors as string[] | undefined,
   };
 }
 
@@ -92,6 +96,61 @@ export function restoreInfo(o: VeleroObject): RestoreInfo {
     errors: num(s.errors) ?? 0,
     warnings: num(s.warnings) ?? 0,
     failureReason: str(s.failureReason),
+  };
+}
+
+/** The label on everything drctl creates in Velero. */
+const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'drctl' };
+
+export interface BackupSpec {
+  name: string;
+  namespaces: string[];
+  storageLocation: string;
+}
+
+/** A Backup of `namespaces` without volume snapshots, kept 30 days. */
+export function backupResource(b: BackupSpec): Omit<VeleroObject, 'apiVersion' | 'kind'> {
+  return {
+    metadata: { name: b.name, labels: MANAGED_BY },
+    spec: {
+      includedNamespaces: b.namespaces,
+      storageLocation: b.storageLocation,
+      snapshotVolumes: false,
+      ttl: '720h0m0s',
+    },
+  };
+}
+
+export interface RestoreSpec {
+  name: string;
+  backup: string;
+  namespaces: string[];
+}
+
+/** A Restore of `namespaces` from `backup` that updates what exists and leaves volumes alone. */
+export function restoreResource(r: RestoreSpec): Omit<VeleroObject, 'apiVersion' | 'kind'> {
+  return {
+    metadata: { name: r.name, labels: MANAGED_BY },
+    // Endpoints and EndpointSlices name the source site's pod IPs: restored, they would stay
+    // stale next to the ones the target's controllers make (and fool the endpoint check).
+    spec: {
+      backupName: r.backup,
+      includedNamespaces: r.namespaces,
+      excludedResources: ['endpoints', 'endpointslices.discovery.k8s.io'],
+      existingResourcePolicy: 'update',
+      restorePVs: false,
+    },
+  };
+}
+
+/** A merge patch of a BackupStorageLocation: its access mode, and annotations (null removes one). */
+export function storageLocationPatch(p: {
+  accessMode?: string;
+  annotations?: Record<string, string | null>;
+}): Record<string, unknown> {
+  return {
+    ...(p.annotations ? { metadata: { annotations: p.annotations } } : {}),
+    ...(p.accessMode ? { spec: { accessMode: p.accessMode } } : {}),
   };
 }
 
@@ -205,10 +264,43 @@ export class VeleroGateway {
     return (await this.list('backups')).map(backupInfo);
   }
 
-  async storageLocation(
+  async backup(name: string): Promise<BackupInfo | undefined> {
+    const o = await this.get('backups', name);
+    return o && backupInfo(o);
+  }
+
+  async restore(name: string): Promise<RestoreInfo | undefined> {
+    const o = await this.get('restores', name);
+    return o && restoreInfo(o);
+  }
+
+  /** Creates the Backup (a retried call finds the one it created). */
+  async createBackup(b: BackupSpec): Promise<void> {
+    await this.create('backups', 'Backup', backupResource(b));
+  }
+
+  /** Creates the Restore (a retried call finds the one it created). */
+  async createRestore(r: RestoreSpec): Promise<void> {
+    await this.create('restores', 'Restore', restoreResource(r));
+  }
+
+  async patchStorageLocation(
     name: string,
-  ): Promise<
-    { name: string; phase?: string; accessMode: string; lastValidated?: string; message?: string } | undefined
+    patch: { accessMode?: string; annotations?: Record<string, string | null> },
+  ): Promise<void> {
+    await this.mergePatch('backupstoragelocations', name, storageLocationPatch(patch));
+  }
+
+  async storageLocation(name: string): Promise<
+    | {
+        name: string;
+        phase?: string;
+        accessMode: string;
+        lastValidated?: string;
+        message?: string;
+        annotations: Record<string, string>;
+      }
+    | undefined
   > {
     const o = await this.get('backupstoragelocations', name);
     if (!o) return undefined;
@@ -218,11 +310,8 @@ export class VeleroGateway {
       accessMode: str(o.spec?.accessMode) ?? 'ReadWrite',
       lastValidated: str(o.status?.lastValidationTime),
       message: str(o.status?.message),
+      annotations: o.metadata.annotations ?? {},
     };
-  }
-
-  async setAccessMode(location: string, mode: 'ReadOnly' | 'ReadWrite'): Promise<void> {
-    await this.mergePatch('backupstoragelocations', location, { spec: { accessMode: mode } });
   }
 
   /**

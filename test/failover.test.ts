@@ -136,8 +136,8 @@ describe('site failover', () => {
           expect((await waiting(h)).phase).toBe('waiting-approval');
           await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', reason: 'go', approve: true }] });
           const f = await failureOf(h.result());
-          expect(f.type).toBe('FailoverCompensated');
-          // FailoverCompensated ← ActivityFailure ← the activity's own failure.
+          expect(f.type).toBe('Compensated');
+          // Compensated ← ActivityFailure ← the activity's own failure.
           const root = (f.cause as { cause?: unknown } | undefined)?.cause;
           expect(root).toMatchObject({
             type: FailureType.VerificationFailed,

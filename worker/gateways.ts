@@ -5,31 +5,23 @@ import type { ClusterConfig, DrctlConfig, NodeConfig, SiteConfig } from '../conf
 import { readFileSync } from 'node:fs';
 import { DnsGateway } from '../gateways/dns.ts';
 import { EtcdGateway } from '../gateways/etcd.ts';
+import { HttpGateway } from '../gateways/http.ts';
+import type { Gateways } from '../gateways/index.ts';
 import { KubeGateway } from '../gateways/kube.ts';
+import { RestoreNode } from '../gateways/restore-node.ts';
 import { ObjectStore } from '../gateways/s3.ts';
 import { connectShell, type RemoteShell } from '../gateways/ssh.ts';
 import { VeleroGateway } from '../gateways/velero.ts';
 
-export interface Gateways {
-  config: DrctlConfig;
-  cluster(name: string): ClusterConfig;
-  node(cluster: string, node: string): NodeConfig;
-  shell(cluster: string, node: string): RemoteShell;
-  etcd(cluster: string, node: string): EtcdGateway;
-  kube(cluster: string): KubeGateway;
-  store(): ObjectStore;
-  /** Velero on the cluster of the named site. */
-  velero(site: string): VeleroGateway;
-  dns(): DnsGateway;
-  site(name: string): SiteConfig;
-  close(): void;
-}
+// Tests, benchmarks and scripts name the type from here, next to createGateways.
+export type { Gateways };
 
 export function createGateways(config: DrctlConfig): Gateways {
   const shells = new Map<string, RemoteShell>();
   const kubes = new Map<string, KubeGateway>();
   let store: ObjectStore | undefined;
   let dns: DnsGateway | undefined;
+  const http = new HttpGateway();
   const site = (name: string): SiteConfig => {
     const s = config.sites.find((x) => x.name === name);
     if (!s)
@@ -79,6 +71,7 @@ export function createGateways(config: DrctlConfig): Gateways {
     node,
     shell,
     etcd: (c, n) => new EtcdGateway(shell(c, n), node(c, n)),
+    restoreNode: (c, n) => new RestoreNode(shell(c, n), node(c, n)),
     kube,
     store: () => (store ??= new ObjectStore(config.objectStore)),
     velero: (s) => {
@@ -106,6 +99,7 @@ export function createGateways(config: DrctlConfig): Gateways {
       }
       return dns;
     },
+    http: () => http,
     close: () => {
       for (const s of shells.values()) s.close();
       shells.clear();
