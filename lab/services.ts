@@ -1,11 +1,17 @@
-// The lab's servers outside the nodes: the Temporal dev server (state in .lab/temporal), MinIO (the
-// off-site bucket and Velero's), PowerDNS (laid out and driven by lab/pdns.ts) and each site's app
-// endpoint (lab/app-endpoint.ts). Each is started only when its recorded process is not running.
+// The lab's servers outside the nodes: the Temporal dev server (state in .lab/temporal, the
+// runbooks' search attributes registered), MinIO (the off-site bucket and Velero's), PowerDNS (laid
+// out and driven by lab/pdns.ts) and each site's app endpoint (lab/app-endpoint.ts). Each is
+// started only when its recorded process is not running.
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { pdnsCommand } from './pdns.ts';
 import { alive, launch, type LabState } from './processes.ts';
 import { bin, type LabSite, paths, REPO, SERVICES } from './topology.ts';
+import { SEARCH_ATTRIBUTE_TYPES } from '../common/runbook.ts';
+
+const run = promisify(execFile);
 
 export const appKey = (site: LabSite) => `${site.name}/app`;
 
@@ -15,6 +21,37 @@ export function minioCreds(): { accessKeyId: string; secretAccessKey: string } {
     accessKeyId: text.match(/accessKeyId: (\S+)/)![1]!,
     secretAccessKey: text.match(/secretAccessKey: (\S+)/)![1]!,
   };
+}
+
+/**
+ * The runbooks' search attributes for a new database. start-dev applies these flags only when it
+ * creates the namespace, i.e. the database: `ensureSearchAttributes` adds them to an older one.
+ */
+const searchAttributeFlags = () =>
+  Object.entries(SEARCH_ATTRIBUTE_TYPES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]);
+
+/**
+ * Creates the runbooks' search attributes the `default` namespace lacks (a database from an older
+ * lab); returns their names. One name per call: CLI 1.9.1 against the SQLite store added only the
+ * first of several names given at once, while reporting all of them added.
+ */
+export async function ensureSearchAttributes(): Promise<string[]> {
+  const t = SERVICES.temporal;
+  const cli = (args: string[]) =>
+    run(bin.temporal, [
+      'operator',
+      'search-attribute',
+      ...args,
+      '--address',
+      `${t.ip}:${t.port}`,
+      '--namespace',
+      'default',
+    ]);
+  const { stdout } = await cli(['list', '--output', 'json']);
+  const have = (JSON.parse(stdout) as { customAttributes?: Record<string, string> }).customAttributes ?? {};
+  const missing = Object.entries(SEARCH_ATTRIBUTE_TYPES).filter(([name]) => !(name in have));
+  for (const [name, type] of missing) await cli(['create', '--name', name, '--type', type]);
+  return missing.map(([name]) => name);
 }
 
 /** Temporal, MinIO and PowerDNS, each unless it runs. */
@@ -38,6 +75,7 @@ export function startServices(state: LabState) {
       'warn',
       '--namespace',
       'default',
+      ...searchAttributeFlags(),
     ]);
   }
   const m = SERVICES.minio;

@@ -15,7 +15,7 @@ import { layout } from './layout.ts';
 import { isNodeId, startNode } from './namespaces.ts';
 import { ensureZone } from './pdns.ts';
 import { alive, launch, type LabState, readState, stopPid, writeState } from './processes.ts';
-import { appKey, ensureBucket, minioCreds, startApp, startServices } from './services.ts';
+import { appKey, ensureBucket, ensureSearchAttributes, minioCreds, startApp, startServices } from './services.ts';
 import { unpark } from './site-loss.ts';
 import { status } from './status.ts';
 import { binariesPresent, LAB_DIR, type LabSite, paths, REPO, SERVICES, siteNamed, SITES } from './topology.ts';
@@ -96,10 +96,15 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   await waitHealthy(deadline, t0, (c) =>
     ['temporal', 'minio', 'node', 'sshd', 'etcd', 'kube-apiserver'].includes(c.kind),
   );
-  log(`servers up (${since()}); creating buckets, the DNS zone and the sites' objects ...`);
+  log(`servers up (${since()}); creating search attributes, buckets, the DNS zone and the sites' objects ...`);
   const { ensureSiteObjects } = await import('./objects.ts');
   const { ensureDemoBackups } = await import('./velero.ts');
   await Promise.all([
+    (async () => {
+      // The frontend may refuse for a moment after its port opens.
+      const added = await untilDone(deadline, ensureSearchAttributes);
+      if (added.length) log(`Temporal search attributes added: ${added.join(', ')}`);
+    })(),
     ensureBucket(SERVICES.minio.bucket),
     ensureBucket(SERVICES.minio.veleroBucket),
     ...reachable.map(async (site) => {
@@ -108,15 +113,7 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
     }),
   ]);
   // PowerDNS's API answers a moment after it starts listening.
-  for (;;) {
-    try {
-      await ensureZone();
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(300);
-    }
-  }
+  await untilDone(deadline, ensureZone);
   await waitHealthy(deadline, t0, (c) => c.kind !== 'worker');
   log(`controllers, kwok, Velero, DNS and app endpoints healthy (${since()})`);
   const primary = SITES.find((s) => s.role === 'primary')!;
@@ -144,6 +141,18 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
     seconds: (Date.now() - t0) / 1000,
     components: comps,
   };
+}
+
+/** Retries `fn` every 300 ms until it succeeds; past the deadline its error stands. */
+async function untilDone<T>(deadline: number, fn: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(300);
+    }
+  }
 }
 
 /** Waits until every selected component is healthy (components down on purpose are not waited for). */
