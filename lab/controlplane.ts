@@ -1,77 +1,50 @@
-// The rest of a site's control plane, as static pods on the site's cp1 next to its kube-apiserver:
-// kube-controller-manager and kube-scheduler (each with its own client certificate, as kubeadm
-// issues them), kwok (the site's three fake worker nodes) and the Velero server. Every listener
-// binds cp1's own address: the nodes share the host's network namespace, so the default ports
-// (10257, 10259, 10247, 8085, 6060) would otherwise collide between the two sites.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+// A site's control plane beyond etcd, as static pods on the site's cp1: kube-apiserver (kubeadm's
+// serving, etcd-client and service-account keys), kube-controller-manager and kube-scheduler (each
+// with its own client certificate, as kubeadm issues them), kwok (the site's three fake worker
+// nodes) and the Velero server. Every listener binds cp1's own address: the nodes share the host's
+// network namespace, so the default ports (10257, 10259, 10247, 8085, 6060) would otherwise collide
+// between the two sites.
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { leaf } from './pki.ts';
-import { bin, CP_PORTS, type LabNode, type LabSite, paths, VERSIONS } from './topology.ts';
+import { linkTool, manifestPath, NODE_PKI, staticPod, writeManifest } from './nodes.ts';
+import { kubeconfig, leaf, serviceAccountKeys } from './pki.ts';
+import { bin, cp1Of, CP_PORTS, type LabNode, type LabSite, paths, VERSIONS } from './topology.ts';
 
-const nodePki = '/etc/kubernetes/pki';
 export const VELERO_NS = 'velero';
 export const KWOK_NODES = [1, 2, 3].map((i) => `kwok-node-${i}`);
 /** kwok's conventional taint and annotation for the nodes it fakes. */
 export const KWOK_TAINT = { key: 'kwok.x-k8s.io/node', value: 'fake', effect: 'NoSchedule' };
+/** What a pod needs to be scheduled onto kwok's nodes. */
+export const KWOK_TOLERATION = { key: KWOK_TAINT.key, operator: 'Exists', effect: KWOK_TAINT.effect };
 
 /** The static pods on cp1 besides etcd, in start order; `lab site down --hard` parks them all. */
 export const CP1_PODS = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'velero'] as const;
 export type Cp1Pod = (typeof CP1_PODS)[number];
 
-export function staticPod(name: string, image: string, command: string[], env: Record<string, string> = {}): object {
-  const container: Record<string, unknown> = { name, image, command };
-  if (Object.keys(env).length) container.env = Object.entries(env).map(([k, value]) => ({ name: k, value }));
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'kube-system', labels: { component: name, tier: 'control-plane' } },
-    spec: { hostNetwork: true, priorityClassName: 'system-node-critical', containers: [container] },
-  };
-}
-
-export const manifestPath = (node: LabNode, name: string) =>
-  join(node.root, 'etc/kubernetes/manifests', `${name}.yaml`);
-export const parkedPath = (node: LabNode, name: string) =>
-  join(node.root, 'etc/kubernetes/manifests-parked', `${name}.yaml`);
-
-/**
- * Writes a static pod manifest unless it is parked (moved aside on purpose: by `lab site down
- * --hard` or a restore runbook, which will move it back). Rewriting identical content changes
- * nothing: the supervisor restarts a pod only when its manifest's hash changes.
- */
-export function writeManifest(node: LabNode, name: string, pod: object): void {
-  if (existsSync(parkedPath(node, name))) return;
-  const file = manifestPath(node, name);
-  const text = stringify(pod);
-  if (existsSync(file) && readFileSync(file, 'utf8') === text) return;
-  writeFileSync(`${file}.tmp`, text);
-  copyFileSync(`${file}.tmp`, file);
-  rmSync(`${file}.tmp`);
-}
-
-function linkTool(target: string, link: string) {
-  rmSync(link, { force: true });
-  symlinkSync(target, link);
-}
-
-/** A kubeconfig with an embedded client certificate, like the ones kubeadm writes to /etc/kubernetes. */
-export function kubeconfig(site: LabSite, user: string, caCrt: string, certBase: string): string {
-  const b64 = (f: string) => readFileSync(f).toString('base64');
-  const ctx = `${user}@${site.name}`;
-  return stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: site.name, cluster: { server: site.apiserver, 'certificate-authority-data': b64(caCrt) } }],
-    users: [
-      {
-        name: user,
-        user: { 'client-certificate-data': b64(`${certBase}.crt`), 'client-key-data': b64(`${certBase}.key`) },
-      },
-    ],
-    contexts: [{ name: ctx, context: { cluster: site.name, user } }],
-    'current-context': ctx,
-  });
+function apiserver(site: LabSite, node: LabNode): object {
+  return staticPod('kube-apiserver', `registry.k8s.io/kube-apiserver:${VERSIONS.kubernetes}`, [
+    'kube-apiserver',
+    `--advertise-address=${node.ip}`,
+    `--bind-address=${node.ip}`,
+    '--secure-port=6443',
+    `--etcd-servers=${site.nodes.map((n) => `https://${n.ip}:2379`).join(',')}`,
+    `--etcd-cafile=${NODE_PKI}/etcd/ca.crt`,
+    `--etcd-certfile=${NODE_PKI}/apiserver-etcd-client.crt`,
+    `--etcd-keyfile=${NODE_PKI}/apiserver-etcd-client.key`,
+    `--client-ca-file=${NODE_PKI}/ca.crt`,
+    `--tls-cert-file=${NODE_PKI}/apiserver.crt`,
+    `--tls-private-key-file=${NODE_PKI}/apiserver.key`,
+    '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+    `--service-account-key-file=${NODE_PKI}/sa.pub`,
+    `--service-account-signing-key-file=${NODE_PKI}/sa.key`,
+    '--service-cluster-ip-range=10.96.0.0/16',
+    '--authorization-mode=Node,RBAC',
+    '--enable-admission-plugins=NodeRestriction',
+    '--allow-privileged=true',
+    '--profiling=false',
+    `--cert-dir=/var/lib/kube-apiserver`,
+  ]);
 }
 
 /** Identities of cp1's clients: kubeadm's for the controllers, admin-equivalent for kwok and Velero (a lab shortcut). */
@@ -94,11 +67,11 @@ function controllerManager(site: LabSite, node: LabNode): object {
     '--leader-elect=false',
     '--controllers=*',
     `--cluster-name=${site.name}`,
-    `--root-ca-file=${nodePki}/ca.crt`,
-    `--service-account-private-key-file=${nodePki}/sa.key`,
+    `--root-ca-file=${NODE_PKI}/ca.crt`,
+    `--service-account-private-key-file=${NODE_PKI}/sa.key`,
     '--use-service-account-credentials=true',
-    `--cluster-signing-cert-file=${nodePki}/ca.crt`,
-    `--cluster-signing-key-file=${nodePki}/ca.key`,
+    `--cluster-signing-cert-file=${NODE_PKI}/ca.crt`,
+    `--cluster-signing-key-file=${NODE_PKI}/ca.key`,
     '--service-cluster-ip-range=10.96.0.0/16',
     '--allocate-node-cidrs=false',
     // A kubelet re-reports its pods' readiness when its node comes back; kwok does not. So a short
@@ -167,12 +140,39 @@ function velero(node: LabNode): object {
 }
 
 /**
- * cp1's extra PKI, kubeconfigs, binaries and manifests. kube-controller-manager, kube-scheduler and
- * kwok start right away (they wait for the API server themselves); Velero's manifest is written by
- * `writeVeleroManifest` once its CRDs and storage location exist.
+ * cp1's extra PKI, kubeconfigs, binaries and manifests, after the node's own (lab/nodes.ts). The
+ * API server's manifest is written only on a `fresh` node, as etcd's is. kube-controller-manager,
+ * kube-scheduler and kwok start right away (they wait for the API server themselves); Velero's
+ * manifest is written by `writeVeleroManifest` once its CRDs and storage location exist.
  */
-export function layoutControlPlane(site: LabSite, node: LabNode, kubeCa: { crt: string; key: string }): void {
+export function layoutControlPlane(
+  site: LabSite,
+  node: LabNode,
+  cas: { etcd: { crt: string; key: string }; kube: { crt: string; key: string } },
+  fresh: boolean,
+): void {
   const r = (p: string) => join(node.root, p);
+  const kubeCa = cas.kube;
+  const k = r('etc/kubernetes/pki');
+  copyFileSync(kubeCa.crt, join(k, 'ca.crt'));
+  leaf(kubeCa, join(k, 'apiserver'), {
+    cn: 'kube-apiserver',
+    ips: [node.ip, '10.96.0.1', '127.0.0.1'],
+    dns: [
+      'kubernetes',
+      'kubernetes.default',
+      'kubernetes.default.svc',
+      'kubernetes.default.svc.cluster.local',
+      node.name,
+    ],
+    usage: ['server'],
+  });
+  leaf(cas.etcd, join(k, 'apiserver-etcd-client'), { cn: 'kube-apiserver-etcd-client', usage: ['client'] });
+  serviceAccountKeys(k);
+  const binDir = r('usr/local/bin');
+  linkTool(join(bin.kubeDir, 'kube-apiserver'), join(binDir, 'kube-apiserver'));
+  if (fresh) writeFileSync(manifestPath(node, 'kube-apiserver'), stringify(apiserver(site, node)));
+
   const pki = paths.pki(site.name);
   // kubeadm keeps the cluster CA's key on control-plane nodes: the controller-manager signs CSRs with it.
   copyFileSync(kubeCa.key, r('etc/kubernetes/pki/ca.key'));
@@ -181,7 +181,6 @@ export function layoutControlPlane(site: LabSite, node: LabNode, kubeCa: { crt: 
     leaf(kubeCa, base, { cn: c.cn, org: c.org, usage: ['client'] });
     writeFileSync(r(`etc/kubernetes/${c.file}`), kubeconfig(site, c.cn, kubeCa.crt, base), { mode: 0o600 });
   }
-  const binDir = r('usr/local/bin');
   for (const tool of ['kube-controller-manager', 'kube-scheduler'])
     linkTool(join(bin.kubeDir, tool), join(binDir, tool));
   linkTool(join(bin.kwokDir, 'kwok'), join(binDir, 'kwok'));
@@ -194,6 +193,6 @@ export function layoutControlPlane(site: LabSite, node: LabNode, kubeCa: { crt: 
 }
 
 export function writeVeleroManifest(site: LabSite): void {
-  const cp1 = site.nodes.find((n) => n.runsApiserver)!;
+  const cp1 = cp1Of(site);
   writeManifest(cp1, 'velero', velero(cp1));
 }

@@ -1,9 +1,12 @@
 // The lab's certificates, laid out like kubeadm's: an etcd CA and a Kubernetes CA per site, server
 // and peer certificates per etcd member, the API server's serving and etcd-client certificates, an
-// admin client certificate (system:masters) and the service-account key pair. Made with openssl.
+// admin client certificate (system:masters) and the service-account key pair, and the kubeconfigs
+// that carry a client certificate. Made with openssl.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
+import type { LabSite } from './topology.ts';
 
 function openssl(args: string[]) {
   execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -93,4 +96,28 @@ export function serviceAccountKeys(dir: string): void {
   const k = join(dir, 'sa.key');
   key(k);
   if (!existsSync(join(dir, 'sa.pub'))) openssl(['pkey', '-in', k, '-pubout', '-out', join(dir, 'sa.pub')]);
+}
+
+/** A kubeconfig with an embedded client certificate, like the ones kubeadm writes to /etc/kubernetes. */
+export function kubeconfig(
+  site: LabSite,
+  user: string,
+  caCrt: string,
+  certBase: string,
+  context = `${user}@${site.name}`,
+): string {
+  const b64 = (f: string) => readFileSync(f).toString('base64');
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: site.name, cluster: { server: site.apiserver, 'certificate-authority-data': b64(caCrt) } }],
+    users: [
+      {
+        name: user,
+        user: { 'client-certificate-data': b64(`${certBase}.crt`), 'client-key-data': b64(`${certBase}.key`) },
+      },
+    ],
+    contexts: [{ name: context, context: { cluster: site.name, user } }],
+    'current-context': context,
+  });
 }

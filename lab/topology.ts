@@ -108,6 +108,23 @@ export const SITES: LabSite[] = SITE_DEFS.map((s) => {
   };
 });
 
+/** The site by name; the error lists the lab's sites. */
+export function siteNamed(name: string): LabSite {
+  const site = SITES.find((s) => s.name === name);
+  if (!site) throw new Error(`unknown site '${name}' (lab sites: ${SITES.map((s) => s.name).join(', ')})`);
+  return site;
+}
+
+/** The node by id ("site-a/cp2"). */
+export function nodeNamed(id: string): LabNode {
+  const node = SITES.flatMap((s) => s.nodes).find((n) => n.id === id);
+  if (!node) throw new Error(`unknown node '${id}' (e.g. site-a/cp2)`);
+  return node;
+}
+
+/** The site's cp1: the node that runs its API server and the rest of its control plane. */
+export const cp1Of = (site: LabSite): LabNode => site.nodes.find((n) => n.runsApiserver)!;
+
 /** Ports of the servers that run as static pods on a site's cp1, each bound to cp1's own address. */
 export const CP_PORTS = {
   apiserver: 6443,

@@ -13,7 +13,7 @@ import { parse, stringify } from 'yaml';
 import type { DrillReport, DrillStatus } from '../common/drill.ts';
 import { FailureType } from '../common/errors.ts';
 import type { DrctlConfig } from '../config/schema.ts';
-import { objectApi } from '../lab/objects.ts';
+import { objectApi } from '../lab/kube.ts';
 import { paths, SITES } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { decideUpdate, drDrill, statusQuery } from '../workflows/drill.ts';

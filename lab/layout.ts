@@ -1,0 +1,59 @@
+// What `drctl lab up` writes before it starts anything, each file only where absent or when it
+// would come out the same: the lab's directories, the operator's SSH key, MinIO's credentials, per
+// site its two CAs, its nodes' disks (lab/nodes.ts, lab/controlplane.ts) and its admin kubeconfig,
+// and PowerDNS's configuration (lab/pdns.ts).
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { layoutControlPlane } from './controlplane.ts';
+import { layoutNode, sshKeygen } from './nodes.ts';
+import { layoutPdns } from './pdns.ts';
+import { ca, kubeconfig, leaf } from './pki.ts';
+import { LAB_DIR, type LabSite, paths, SITES } from './topology.ts';
+
+function layoutSite(site: LabSite, clientPub: string) {
+  const pki = paths.pki(site.name);
+  const etcdCa = ca(join(pki, 'etcd'), `${site.name}-etcd-ca`);
+  const kubeCa = ca(join(pki, 'kubernetes'), `${site.name}-kubernetes-ca`);
+  for (const node of site.nodes) {
+    const marker = join(node.root, 'var/lib/.lab-initialised');
+    const fresh = !existsSync(marker);
+    layoutNode(site, node, etcdCa, clientPub, fresh);
+    if (node.runsApiserver) layoutControlPlane(site, node, { etcd: etcdCa, kube: kubeCa }, fresh);
+    writeFileSync(marker, new Date().toISOString());
+  }
+  // Admin kubeconfig with a client certificate (system:masters), like kubeadm's admin.conf.
+  mkdirSync(join(LAB_DIR, 'kube'), { recursive: true });
+  const admin = join(pki, 'kubernetes', 'admin');
+  leaf(kubeCa, admin, { cn: 'kubernetes-admin', org: 'system:masters', usage: ['client'] });
+  writeFileSync(site.kubeconfig, kubeconfig(site, `admin-${site.name}`, kubeCa.crt, admin, `admin@${site.name}`), {
+    mode: 0o600,
+  });
+}
+
+export function layout() {
+  for (const d of [
+    LAB_DIR,
+    paths.logs,
+    join(LAB_DIR, 'ssh'),
+    paths.minioData,
+    join(LAB_DIR, 'temporal'),
+    paths.pdnsDir,
+  ])
+    mkdirSync(d, { recursive: true });
+  // Mount points for the nodes' private disks, and sshd's privilege-separation dir.
+  for (const d of ['/etc/kubernetes', '/run/sshd']) mkdirSync(d, { recursive: true });
+  if (!existsSync(paths.sshKey))
+    sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'drctl-lab-operator', '-f', paths.sshKey]);
+  const clientPub = readFileSync(`${paths.sshKey}.pub`, 'utf8');
+  if (!existsSync(paths.minioCreds)) {
+    writeFileSync(
+      paths.minioCreds,
+      stringify({ accessKeyId: 'drctl-lab', secretAccessKey: randomBytes(18).toString('base64url') }),
+      { mode: 0o600 },
+    );
+  }
+  for (const site of SITES) layoutSite(site, clientPub);
+  layoutPdns();
+}

@@ -1,0 +1,99 @@
+// `drctl lab status`: every lab component with its address, pid and health, checked the way a
+// client would use it (Temporal's gRPC and Web UI, MinIO's liveness, a real DNS query, the worker
+// polling its task queue; the sites in lab/site-status.ts).
+import { LAB_TASK_QUEUE } from './config.ts';
+import { type Component, tcpOpen } from './health.ts';
+import { nsPidTable } from './namespaces.ts';
+import { pdnsApi, queryA } from './pdns.ts';
+import { alive, readState } from './processes.ts';
+import { siteChecks } from './site-status.ts';
+import { SERVICES, SITES } from './topology.ts';
+
+/** The lab's drctl worker is healthy when it is alive and polling its task queue. */
+async function workerStatus(pid: number): Promise<Component> {
+  const { Connection } = await import('@temporalio/client');
+  const t = SERVICES.temporal;
+  let pollers = 0;
+  let detail = 'not polling';
+  try {
+    const conn = await Connection.connect({ address: `${t.ip}:${t.port}`, connectTimeout: 2000 });
+    try {
+      const r = await conn.workflowService.describeTaskQueue({
+        namespace: 'default',
+        taskQueue: { name: LAB_TASK_QUEUE },
+        taskQueueType: 1,
+      });
+      pollers = r.pollers?.length ?? 0;
+      detail = `${pollers} workflow poller(s) on '${LAB_TASK_QUEUE}'`;
+    } finally {
+      await conn.close();
+    }
+  } catch (err) {
+    detail = (err as Error).message;
+  }
+  return {
+    name: 'worker',
+    kind: 'worker',
+    address: `task queue ${LAB_TASK_QUEUE}`,
+    pid,
+    healthy: alive(pid) && pollers > 0,
+    detail,
+  };
+}
+
+export async function status(): Promise<Component[]> {
+  const state = readState();
+  let table: Map<string, number> | undefined;
+  const pids = () => (table ??= nsPidTable());
+  const t = SERVICES.temporal;
+  const m = SERVICES.minio;
+  const d = SERVICES.pdns;
+  const checks: Promise<Component>[] = [
+    (async () => {
+      const grpc = await tcpOpen(t.ip, t.port);
+      const ui = await fetch(`http://${t.ip}:${t.uiPort}/`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      return {
+        name: 'temporal',
+        kind: 'temporal',
+        address: `${t.ip}:${t.port} (UI http://${t.ip}:${t.uiPort})`,
+        pid: state.pids.temporal,
+        healthy: alive(state.pids.temporal) && grpc && ui,
+        detail: `grpc ${grpc ? 'up' : 'down'}, ui ${ui ? 'up' : 'down'}`,
+      };
+    })(),
+    (async () => {
+      const ok = await fetch(`http://${m.ip}:${m.port}/minio/health/live`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      return {
+        name: 'minio',
+        kind: 'minio',
+        address: `${m.ip}:${m.port}`,
+        pid: state.pids.minio,
+        healthy: alive(state.pids.minio) && ok,
+        detail: ok ? 'live' : 'not answering',
+      };
+    })(),
+    (async () => {
+      // A real DNS query, as a resolver would ask.
+      const name = d.records[0]!;
+      const r = await queryA(name);
+      const ok = 'addresses' in r && r.addresses.length > 0;
+      return {
+        name: 'pdns',
+        kind: 'pdns',
+        address: `${d.ip}:${d.port} (API ${pdnsApi})`,
+        pid: state.pids.pdns,
+        healthy: alive(state.pids.pdns) && ok,
+        detail: 'addresses' in r ? `${name} A ${r.addresses.join(',')} TTL ${r.ttl}` : `${name}: ${r.error}`,
+      };
+    })(),
+  ];
+  if (state.pids.worker) checks.push(workerStatus(state.pids.worker));
+  for (const site of SITES) checks.push(...siteChecks(site, state, pids));
+  return Promise.all(checks);
+}
