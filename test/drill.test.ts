@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
-import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { CancelledFailure, defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { DrillReport, DrillStatus } from '../common/drill.ts';
 import { FailureType } from '../common/errors.ts';
+import { runTag } from '../common/restore.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { objectApi } from '../lab/kube.ts';
 import { paths, SITES } from '../lab/topology.ts';
@@ -21,6 +22,8 @@ import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts
 import { DRILL_RECORD, failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
 import {
   drctlCli,
+  ensureLabHealthy,
+  itemsOf,
   snapshotNow,
   startTestEnv,
   type TestEnv,
@@ -39,6 +42,8 @@ let cfgFile: string;
 const dir = mkdtempSync(join(tmpdir(), 'drctl-drill-'));
 
 beforeAll(async () => {
+  // The etcd restore drill needs site B's members and sshd; every test then sets up the failover baseline.
+  await ensureLabHealthy();
   env = await startTestEnv('drill');
   ({ gw, client } = env);
   A = env.config.sites.find((s) => s.name === 'site-a')!.appAddress!;
@@ -87,6 +92,27 @@ const streamText = async (s: AsyncIterable<Buffer | string>) => {
 
 const withWorker = <T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>) =>
   withVariantWorker('drill', change, fn);
+
+/** The undos a drill registers for its Velero restore into site B, in the order cleanup runs them. */
+const restoreUndos = (runId: string) => [
+  `delete what restore drctl-drill-${runTag(runId)} created at site-b`,
+  'site-b backup location mode back',
+];
+
+/** The cleanup step's per-undo entries in the status query, in the order they ran. */
+const cleanupItems = (st: DrillStatus) => Object.entries(itemsOf(st.steps.find((s) => s.step === 'cleanup')));
+
+/** A run that must end cancelled: its failure is the cancel itself, not an error that came first. */
+async function cancelled(h: WorkflowHandle) {
+  await h.cancel();
+  const err = await h.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+  return h.query(statusQuery);
+}
 
 const startDrill = (taskQueue: string) =>
   client.workflow.start(drDrill, {
@@ -233,7 +259,12 @@ describe('DR drill', () => {
           activities.find((a) => a.type === 'switchDns')!.input,
         );
         expect(switched).toEqual({ records: [{ name: DRILL_RECORD, ttl: 30 }], addresses: [B] });
-        expect(report.compensations.map((c) => c.state)).toEqual(['done', 'done', 'done']);
+        expect(report.compensations).toEqual(
+          [`${DRILL_RECORD} back to ${A}`, ...restoreUndos((await h.describe()).runId)].map((name) => ({
+            name,
+            state: 'done',
+          })),
+        );
 
         // Stored off-site: the same JSON, and the HTML page.
         expect(report.location!.json).toBe(`drctl/drills/${PLAN}/${workflowId}/report.json`);
@@ -286,7 +317,8 @@ describe('DR drill', () => {
     { timeout: 600_000 },
     async () => {
       await baseline();
-      await labCli('site', 'down', 'site-b'); // B's app endpoint never answers: verification fails
+      // B's app endpoint never answers: verification fails (after 10 s), or waits until the cancel.
+      await labCli('site', 'down', 'site-b');
       try {
         await withWorker(
           (c) => (c.drills[0]!.verifyTimeout = 10_000),
@@ -308,35 +340,39 @@ describe('DR drill', () => {
             expect(r.failures.join('\n')).toMatch(/app endpoint http:\/\/127\.0\.20\.100:8080\/healthz: ECONNREFUSED/);
             expect(r.timeline.find((s) => s.step === 'verify')!.state).toBe('failed');
             expect(r.timeline.find((s) => s.step === 'switch-drill-record')!.state).toBe('pending');
-            expect(r.compensations.map((c) => c.state)).toEqual(['done', 'done']);
+            // The restore's two undos ran, in reverse; the drill record never moved, so it had none.
+            expect(cleanupItems(st)).toEqual(restoreUndos(h.firstExecutionRunId).map((u) => [u, 'done']));
+            expect(r.compensations).toEqual(
+              restoreUndos(h.firstExecutionRunId).map((name) => ({ name, state: 'done' })),
+            );
             await h.terminate('test done');
           },
         );
+        expect(await drState()).toEqual(BASELINE());
+
+        // Cancelled at a named step: while verify waits for B's app (up to the plan's 3 min), so the
+        // restore is done and its undos registered, and the drill record has not moved.
+        const h = await startDrill(env.taskQueue);
+        await phase(h, ['waiting-approval']);
+        await h.executeUpdate(decideUpdate, { args: [{ by: 'carol', approve: true }] });
+        await until(
+          'the drill in its verify step',
+          () => h.query(statusQuery),
+          (s) => s.steps.find((x) => x.step === 'verify')!.state === 'running',
+          120_000,
+          100,
+        );
+        const st = await cancelled(h);
+        const r = st.report!;
+        expect(r.outcome).toBe('cancelled');
+        expect(r.timeline.find((s) => s.step === 'restore')!.state).toBe('done');
+        expect(r.timeline.find((s) => s.step === 'switch-drill-record')!.state).toBe('pending');
+        expect(cleanupItems(st)).toEqual(restoreUndos(h.firstExecutionRunId).map((u) => [u, 'done']));
+        expect(r.compensations).toEqual(restoreUndos(h.firstExecutionRunId).map((name) => ({ name, state: 'done' })));
+        expect(r.verdicts.find((v) => v.criterion === 'cleanup')).toMatchObject({ ok: true });
       } finally {
         await labCli('site', 'up', 'site-b');
       }
-      expect(await drState()).toEqual(BASELINE());
-
-      // Cancelled mid-restore: still cleaned up, and a report says so.
-      const h = await startDrill(env.taskQueue);
-      await phase(h, ['waiting-approval']);
-      await h.executeUpdate(decideUpdate, { args: [{ by: 'carol', approve: true }] });
-      await until(
-        'the restore under way',
-        () => h.query(statusQuery),
-        (s) => s.steps.find((x) => x.step === 'restore')!.state !== 'pending',
-        120_000,
-        100,
-      );
-      await h.cancel();
-      const err = await h.result().then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(err).toBeInstanceOf(WorkflowFailedError);
-      const st = await h.query(statusQuery);
-      expect(st.report!.outcome).toBe('cancelled');
-      expect(st.report!.verdicts.find((v) => v.criterion === 'cleanup')!.ok).toBe(true);
       expect(await drState()).toEqual(BASELINE());
     },
   );
@@ -393,6 +429,9 @@ describe('DR drill', () => {
     'refuses to drill into namespaces that already exist at the DR site (it would touch live objects)',
     { timeout: 120_000 },
     async () => {
+      // The DR site up (its readiness comes first in the preflight) and the namespace freshly made there.
+      await labCli('site', 'up', 'site-b');
+      await gw.kube('site-b').deleteNamespace(NS, 120_000);
       const api = objectApi(SITES.find((s) => s.name === 'site-b')!);
       const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } };
       await api.create(ns);
@@ -418,6 +457,11 @@ describe('DR drill', () => {
     { timeout: 300_000 },
     async () => {
       await baseline();
+      // A schedule an interrupted earlier run left would make this one's create an update.
+      await client.schedule
+        .getHandle(`drill-${PLAN}`)
+        .delete()
+        .catch(() => undefined);
       const created = await cli('drill', 'schedule', '--plan', PLAN, '--json');
       expect(created.status, created.stderr).toBe(0);
       const s = JSON.parse(created.stdout) as {
@@ -467,17 +511,32 @@ describe('DR drill', () => {
           numActionsSkippedOverlap: 1,
           running: [first],
         });
-        // A scheduled drill was asked for by nobody in particular: any approver decides. No-go here.
-        const rejected = await cli('reject', first, '--as', 'alice', '--reason', 'not today');
-        expect(rejected.status, rejected.stderr).toBe(0);
-        const err = await client.workflow
-          .getHandle(first)
-          .result()
-          .then(
-            () => undefined,
-            (e: unknown) => e,
-          );
-        expect((err as WorkflowFailedError).cause).toMatchObject({ type: FailureType.ApprovalRejected });
+        // A scheduled drill was asked for by nobody in particular: any approver may approve it, alice too
+        // (who could not approve a drill she ran herself).
+        const h = client.workflow.getHandle(first);
+        expect((await h.query(statusQuery)).requestedBy).toBe(`schedule:drill-${PLAN}`);
+        const approved = await cli('approve', first, '--as', 'alice', '--reason', 'go');
+        expect(`${approved.status} ${approved.stdout.trim()}`, approved.stderr).toBe(`0 approved ${first} as alice`);
+        const past = await until(
+          'the scheduled drill past its gate',
+          () => h.query(statusQuery),
+          (st) => st.steps.find((x) => x.step === 'restore')!.state !== 'pending',
+          60_000,
+          200,
+        );
+        expect(past.steps.find((x) => x.step === 'approval')).toMatchObject({
+          state: 'done',
+          detail: 'approved by alice: go',
+        });
+        expect(past.decisions).toEqual([expect.objectContaining({ by: 'alice', approve: true, accepted: true })]);
+        // Nothing may stay at site B: a cancel cleans the drill up wherever it is.
+        const st = await cancelled(h);
+        expect(st.report!.outcome).toBe('cancelled');
+        expect(
+          st.report!.compensations.every((c) => c.state === 'done'),
+          JSON.stringify(st.report!.compensations),
+        ).toBe(true);
+        expect(st.report!.verdicts.find((v) => v.criterion === 'cleanup')).toMatchObject({ ok: true });
       } finally {
         expect((await cli('drill', 'delete', '--plan', PLAN)).status).toBe(0);
       }

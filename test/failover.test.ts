@@ -13,6 +13,7 @@ import { stringify } from 'yaml';
 import { FENCED_REPLICAS } from '../activities/failover.ts';
 import { FailureType } from '../common/errors.ts';
 import type { FailoverInput, FailoverStatus } from '../common/failover.ts';
+import { runTag } from '../common/restore.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { paths } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
@@ -21,6 +22,7 @@ import { decideUpdate, statusQuery, rejectSignal, siteFailover } from '../workfl
 import { failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
 import {
   drctlCli,
+  itemsOf,
   labConfig,
   startTestEnv,
   type TestEnv,
@@ -117,7 +119,10 @@ describe('site failover', () => {
           expect(st.phase).toBe('waiting-approval');
           expect(st.evidence!.warnings.join('\n')).toMatch(/over the RPO target of 0 s \(policy: warn\)/);
           await h.signal(rejectSignal, { by: 'bob', reason: 'drill only' });
-          expect(await failureOf(h.result())).toMatchObject({ type: FailureType.ApprovalRejected });
+          expect(await failureOf(h.result())).toMatchObject({
+            type: FailureType.ApprovalRejected,
+            message: 'rejected by bob: drill only; nothing was changed',
+          });
         },
       );
       expect(await siteState()).toEqual(BASELINE());
@@ -137,6 +142,9 @@ describe('site failover', () => {
           await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', reason: 'go', approve: true }] });
           const f = await failureOf(h.result());
           expect(f.type).toBe('Compensated');
+          expect(f.message).toMatch(
+            /^failover site-a → site-b failed \(.*\); compensated: DNS, site-b's restored objects, backup locations and site-a's workloads are back as they were$/s,
+          );
           // Compensated ← ActivityFailure ← the activity's own failure.
           const root = (f.cause as { cause?: unknown } | undefined)?.cause;
           expect(root).toMatchObject({
@@ -149,6 +157,14 @@ describe('site failover', () => {
           expect(st.phase).toBe('compensated');
           expect(st.steps.find((s) => s.step === 'restore')!.state).toBe('done');
           expect(st.steps.find((s) => s.step === 'switch-dns')!.state).toBe('pending');
+          // Every undo registered before the failure ran, in reverse; DNS never moved, so it had none.
+          const compensate = st.steps.find((s) => s.step === 'compensate');
+          expect(compensate?.state).toBe('done');
+          expect(Object.entries(itemsOf(compensate))).toEqual([
+            [`remove what restore drctl-failover-${runTag(h.firstExecutionRunId)} created at site-b`, 'done'],
+            ['site-b backup location mode back', 'done'],
+            ['unfence site-a', 'done'],
+          ]);
         },
       );
       expect(await siteState()).toEqual(BASELINE());
@@ -344,7 +360,10 @@ describe('health watch', () => {
             );
             expect(hooks[0]).toMatchObject({ event: 'failover-started', workflowId: down.failovers[0]!.workflowId });
             await fo.signal(rejectSignal, { by: 'bob', reason: 'test' });
-            await failureOf(fo.result());
+            expect(await failureOf(fo.result())).toMatchObject({
+              type: FailureType.ApprovalRejected,
+              message: 'rejected by bob: test; nothing was changed',
+            });
           } finally {
             await watch.terminate('test over');
           }

@@ -6,11 +6,15 @@ import { execFileSync } from 'node:child_process';
 import { Resolver } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, KubeConfig } from '@kubernetes/client-node';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DrctlConfig } from '../config/schema.ts';
-import { drctlCli, labConfig, until } from './support/lab.ts';
+import { createGateways, type Gateways } from '../worker/gateways.ts';
+import { resetFailoverLab } from './support/failover.ts';
+import { drctlCli, ensureLabHealthy, labConfig, until } from './support/lab.ts';
 
 let config: DrctlConfig;
+let gw: Gateways | undefined;
+afterAll(() => gw?.close());
 
 interface Site {
   name: string;
@@ -127,14 +131,15 @@ async function clearSiteB() {
   );
 }
 
-// The lab's baseline, whatever an earlier test left: both sites up, nothing restored at site B.
+// The lab's baseline, whatever an earlier file left: both sites up, app.example.com and the drill
+// record on site A, site A serving with 3 unfenced replicas, both storage locations read-write, a
+// fresh demo-app backup seen at site B, and nothing restored at site B (nor its PV).
 beforeAll(async () => {
-  for (const s of ['site-a', 'site-b']) {
-    const r = await drctlCli(['lab', 'site', 'up', s]);
-    if (r.status !== 0) throw new Error(`lab site up ${s}: ${r.stderr}`);
-  }
+  await ensureLabHealthy();
+  gw = createGateways(config);
+  await resetFailoverLab(gw, config);
   await clearSiteB();
-}, 180_000);
+}, 300_000);
 
 describe('each site: controllers, kwok nodes, CoreDNS', () => {
   it.each(['site-a', 'site-b'])(

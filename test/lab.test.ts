@@ -16,13 +16,16 @@ import { paths, SITES } from '../lab/topology.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
 import { clusterHealth } from '../workflows/cluster-health.ts';
+import { ensureLabHealthy } from './support/lab.ts';
 
 let config: DrctlConfig;
 let gw: Gateways;
 
 const allNodes = () => config.sites.flatMap((s) => s.cluster.nodes.map((n) => ({ cluster: s.cluster.name, node: n })));
 
-beforeAll(() => {
+beforeAll(async () => {
+  // Every component up, whatever the file before left (a killed sshd, a site down).
+  await ensureLabHealthy();
   config = loadConfig(paths.config).config;
   gw = createGateways(config);
 });

@@ -1,20 +1,32 @@
 // Faults injected into a running etcd restore on site A: a node's sshd dies after the stop step,
 // the worker process is SIGKILLed between stop and start, the Temporal server restarts mid-run.
+// Whatever an assertion does, each test ends with sshd back and its run ended by a worker that still
+// serves it (a cancel undoes what it changed): site A must never stay stopped for the files after.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Client, WorkflowFailedError } from '@temporalio/client';
+import { type Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { FailureType } from '../common/errors.ts';
 import type { RestoreStatus } from '../common/restore.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { killSshd, restartTemporal, startSshd } from '../lab/lab.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
 import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
-import { keysOn, labConfig, putKeys, snapshotNow, temporalClient, until } from './support/lab.ts';
+import {
+  ensureLabHealthy,
+  itemsOf,
+  keysOn,
+  labConfig,
+  putKeys,
+  snapshotNow,
+  temporalClient,
+  until,
+} from './support/lab.ts';
 
 const cluster = 'site-a';
 const nodes = ['cp1', 'cp2', 'cp3'];
@@ -23,6 +35,8 @@ let gw: Gateways;
 let client: Client;
 
 beforeAll(async () => {
+  // Site A with quorum, its API server, sshd on every node: what each fault is injected into.
+  await ensureLabHealthy();
   gw = createGateways(labConfig());
   client = await temporalClient(labConfig());
 });
@@ -30,6 +44,19 @@ afterAll(async () => {
   gw.close();
   await client.connection.close();
 });
+
+/**
+ * Ends a run a test started while a worker still serves it: a run at its gate aborts, one past it
+ * undoes every step (compensation runs to the end even when cancelled). A run that already ended
+ * is left alone.
+ */
+async function settle(handle: WorkflowHandle | undefined) {
+  if (!handle) return;
+  const d = await handle.describe();
+  if (d.status.name !== 'RUNNING') return;
+  await handle.cancel();
+  await handle.result().catch(() => undefined);
+}
 
 /** A worker in its own process, so it can be SIGKILLed like a crashed host. */
 function workerProcess(config: DrctlConfig, name: string): ChildProcess {
@@ -43,13 +70,14 @@ function stepState(st: RestoreStatus, step: string) {
   return st.steps.find((s) => s.step === step)?.state;
 }
 
-async function startApproved(taskQueue: string, snapshot: string) {
-  const id = `fault-${Date.now()}`;
-  const handle = await client.workflow.start(etcdRestore, {
+const startRestore = (taskQueue: string, snapshot: string) =>
+  client.workflow.start(etcdRestore, {
     taskQueue,
-    workflowId: id,
+    workflowId: `fault-${Date.now()}`,
     args: [{ cluster, snapshot, requestedBy: 'alice', force: true }],
   });
+
+async function approveAtGate(handle: WorkflowHandle<typeof etcdRestore>) {
   await until(
     'waiting-approval',
     () => handle.query(statusQuery),
@@ -58,7 +86,6 @@ async function startApproved(taskQueue: string, snapshot: string) {
     300,
   );
   await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'carol', reason: 'fault test' }] });
-  return handle;
 }
 
 async function journals(plan: RestoreStatus['plan']) {
@@ -76,15 +103,19 @@ describe('etcd restore under faults (site A)', () => {
     async () => {
       const taskQueue = `faults-sshd-${Date.now()}`;
       const w = await createWorker(labConfig(taskQueue));
-      await w.worker.runUntil(async () => {
+      const serving = w.worker.run();
+      let handle: WorkflowHandle<typeof etcdRestore> | undefined;
+      try {
         const prefix = `/drctl-fault/${Date.now()}/`;
         await putKeys(gw, cluster, { [`${prefix}old`]: 'before-snapshot' });
         const snap = await snapshotNow(client, taskQueue, gw, cluster);
         await putKeys(gw, cluster, { [`${prefix}new`]: 'after-snapshot' });
-        const handle = await startApproved(taskQueue, snap.key);
+        handle = await startRestore(taskQueue, snap.key);
+        await approveAtGate(handle);
+        const h = handle;
         await until(
           'stop step done',
-          () => handle.query(statusQuery),
+          () => h.query(statusQuery),
           (s) => stepState(s, 'stop') === 'done',
           120_000,
           50,
@@ -93,25 +124,47 @@ describe('etcd restore under faults (site A)', () => {
         // While cp3 is unreachable the run fails and starts undoing; it cannot finish without cp3.
         await until(
           'compensating',
-          () => handle.query(statusQuery),
+          () => h.query(statusQuery),
           (s) => s.phase === 'compensating',
           240_000,
           500,
         );
         await sleep(3000);
-        expect((await handle.query(statusQuery)).phase).toBe('compensating');
+        expect((await h.query(statusQuery)).phase).toBe('compensating');
         await startSshd('site-a/cp3');
-        const err = await handle.result().then(
+        const err = await h.result().then(
           () => undefined,
           (e: unknown) => e,
         );
         expect(err).toBeInstanceOf(WorkflowFailedError);
-        expect(((err as WorkflowFailedError).cause as Error).message).toMatch(
-          /compensated: every node is back on its pre-restore data/,
-        );
-        const st = await handle.query(statusQuery);
+        const f = (err as WorkflowFailedError).cause as Error & { type?: string; cause?: Error };
+        expect(f).toMatchObject({
+          type: 'Compensated',
+          message: expect.stringMatching(
+            /compensated: every node is back on its pre-restore data and the cluster has quorum$/,
+          ),
+        });
+        // What failed: cp3, unreachable over SSH (ActivityFailure ← the activity's own failure).
+        expect(f.cause?.cause).toMatchObject({
+          type: FailureType.SshUnreachable,
+          message: expect.stringContaining('site-a/cp3'),
+        });
+        const st = await h.query(statusQuery);
         expect(st.phase).toBe('compensated');
-        expect(stepState(st, 'compensate')).toBe('done');
+        // The step that met the dead sshd failed on cp3 (move-aside, or the restore right after it).
+        const failed = st.steps.filter((s) => s.state === 'failed').map((s) => s.step);
+        expect(failed.length, JSON.stringify(st.steps)).toBe(1);
+        expect(['move-aside', 'restore']).toContain(failed[0]);
+        expect(itemsOf(st.steps.find((s) => s.step === failed[0]))['cp3']).toMatch(/^failed: /);
+        // Every undo registered so far ran, in reverse order: the move-aside's, then the stop's two.
+        const compensate = st.steps.find((s) => s.step === 'compensate');
+        expect(compensate?.state).toBe('done');
+        expect(Object.entries(itemsOf(compensate))).toEqual([
+          ['stop etcd, remove the restored dir, move the original back', 'done'],
+          ['start etcd and prove the pre-restore cluster is back', 'done'],
+          ['start kube-apiserver and restart the controllers', 'done'],
+          ['remove the staged snapshot', 'done'],
+        ]);
         // Pre-restore data on every member, including the write made after the snapshot.
         for (const n of nodes) {
           expect(await keysOn(gw, cluster, n, prefix), n).toEqual({
@@ -125,9 +178,14 @@ describe('etcd restore under faults (site A)', () => {
           const aside = await gw.shell(cluster, n.node).exec(`test -e ${n.asideDir} && echo left || echo gone`);
           expect(aside.stdout.trim(), `${n.node} aside dir`).toBe('gone');
         }
-      });
-      w.gateways.close();
-      await w.connection.close();
+      } finally {
+        await startSshd('site-a/cp3');
+        await settle(handle);
+        w.worker.shutdown();
+        await serving;
+        w.gateways.close();
+        await w.connection.close();
+      }
     },
   );
 
@@ -138,15 +196,18 @@ describe('etcd restore under faults (site A)', () => {
       const taskQueue = `faults-worker-${Date.now()}`;
       const config = labConfig(taskQueue);
       let worker = workerProcess(config, 'worker-1');
+      let handle: WorkflowHandle<typeof etcdRestore> | undefined;
       try {
         const prefix = `/drctl-fault/${Date.now()}/`;
         await putKeys(gw, cluster, { [`${prefix}kept`]: 'yes' });
         const snap = await snapshotNow(client, taskQueue, gw, cluster);
         await putKeys(gw, cluster, { [`${prefix}lost`]: 'yes' });
-        const handle = await startApproved(taskQueue, snap.key);
+        handle = await startRestore(taskQueue, snap.key);
+        await approveAtGate(handle);
+        const h = handle;
         await until(
           'move-aside under way',
-          () => handle.query(statusQuery),
+          () => h.query(statusQuery),
           (s) => stepState(s, 'move-aside') === 'running' || stepState(s, 'move-aside') === 'done',
           120_000,
           20,
@@ -154,46 +215,62 @@ describe('etcd restore under faults (site A)', () => {
         worker.kill('SIGKILL');
         await sleep(2000);
         worker = workerProcess(config, 'worker-2');
-        const result = await handle.result();
+        const result = await h.result();
         expect(result.outcome).toBe('completed');
+        // The snapshot's data: the key written before it, not the one written after it.
         for (const n of nodes) expect(await keysOn(gw, cluster, n, prefix), n).toEqual({ [`${prefix}kept`]: 'yes' });
-        for (const [i, j] of (await journals((await handle.query(statusQuery)).plan)).entries()) {
+        for (const [i, j] of (await journals((await h.query(statusQuery)).plan)).entries()) {
           expect(j.match(/ moved-aside /g), `${nodes[i]}: ${j}`).toHaveLength(1);
           expect(j.match(/ restored /g), `${nodes[i]}: ${j}`).toHaveLength(1);
           expect(j.match(/ stopped etcd/g), `${nodes[i]}: ${j}`).toHaveLength(1);
         }
       } finally {
+        await settle(handle);
         worker.kill('SIGTERM');
       }
     },
   );
 
-  it('the Temporal server restarts mid-run → the run continues to completion', { timeout: 600_000 }, async () => {
-    const taskQueue = `faults-temporal-${Date.now()}`;
-    const worker = workerProcess(labConfig(taskQueue), 'worker-3');
-    try {
-      const snap = await snapshotNow(client, taskQueue, gw, cluster);
-      const handle = await startApproved(taskQueue, snap.key);
-      await until(
-        'restore under way',
-        () => handle.query(statusQuery),
-        (s) => ['stop', 'move-aside', 'restore'].some((x) => stepState(s, x) === 'running'),
-        120_000,
-        50,
-      );
-      await restartTemporal(2000);
-      const result = await until(
-        'result after the restart',
-        () => handle.result(),
-        () => true,
-        300_000,
-        1000,
-      );
-      expect(result.outcome).toBe('completed');
-      const health = await Promise.all(nodes.map((n) => gw.etcd(cluster, n).health()));
-      expect(health.every((h) => h.health)).toBe(true);
-    } finally {
-      worker.kill('SIGTERM');
-    }
-  });
+  it(
+    "the Temporal server restarts mid-run → the run continues to completion on the snapshot's data",
+    { timeout: 600_000 },
+    async () => {
+      const taskQueue = `faults-temporal-${Date.now()}`;
+      const worker = workerProcess(labConfig(taskQueue), 'worker-3');
+      let handle: WorkflowHandle<typeof etcdRestore> | undefined;
+      try {
+        const prefix = `/drctl-fault/${Date.now()}/`;
+        await putKeys(gw, cluster, { [`${prefix}kept`]: 'before-snapshot' });
+        const snap = await snapshotNow(client, taskQueue, gw, cluster);
+        await putKeys(gw, cluster, { [`${prefix}lost`]: 'after-snapshot' });
+        handle = await startRestore(taskQueue, snap.key);
+        await approveAtGate(handle);
+        const h = handle;
+        await until(
+          'restore under way',
+          () => h.query(statusQuery),
+          (s) => ['stop', 'move-aside', 'restore'].some((x) => stepState(s, x) === 'running'),
+          120_000,
+          50,
+        );
+        await restartTemporal(2000);
+        const result = await until(
+          'result after the restart',
+          () => h.result(),
+          () => true,
+          300_000,
+          1000,
+        );
+        expect(result.outcome).toBe('completed');
+        for (const n of nodes) {
+          expect((await gw.etcd(cluster, n).health()).health, n).toBe(true);
+          expect(await keysOn(gw, cluster, n, prefix), n).toEqual({ [`${prefix}kept`]: 'before-snapshot' });
+        }
+        expect((await gw.kube(cluster).readyz()).ready).toBe(true);
+      } finally {
+        await settle(handle).catch(() => undefined);
+        worker.kill('SIGTERM');
+      }
+    },
+  );
 });

@@ -14,7 +14,15 @@ import type { DrctlConfig } from '../config/schema.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
 import { approveSignal, etcdRestore, rejectSignal, statusQuery } from '../workflows/etcd-restore.ts';
-import { drctlCli, labConfig, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
+import {
+  drctlCli,
+  ensureLabHealthy,
+  labConfig,
+  snapshotNow,
+  startTestEnv,
+  type TestEnv,
+  until,
+} from './support/lab.ts';
 
 let env: TestEnv;
 let config: DrctlConfig;
@@ -24,9 +32,23 @@ let taskQueue: string;
 let snapB: SnapshotRef;
 const dir = mkdtempSync(join(tmpdir(), 'drctl-safety-'));
 
+/** The CLI's restore of site-b always has this id: one restore per cluster at a time. */
+const CLI_RESTORE = 'etcd-restore-site-b';
+
 beforeAll(async () => {
+  // Site B with all three members healthy (the quorum refusal names 3/3), sshd everywhere.
+  await ensureLabHealthy();
   env = await startTestEnv('restore-safety');
   ({ config, gw, client, taskQueue } = env);
+  // A CLI restore an interrupted earlier run left behind would refuse this file's own (one per
+  // cluster); its worker is gone with that run. Past its gate it would have changed site B, which
+  // ensureLabHealthy has just proven healthy, so it can only be waiting at the gate: nothing to undo.
+  const stale = client.workflow.getHandle(CLI_RESTORE);
+  const running = await stale.describe().then(
+    (d) => d.status.name === 'RUNNING',
+    () => false,
+  );
+  if (running) await stale.terminate('restore-safety: left running by an interrupted earlier test run');
   snapB = await snapshotNow(client, taskQueue, gw, 'site-b');
 });
 afterAll(() => env.close());
@@ -96,15 +118,23 @@ describe('etcd restore safety', () => {
     const body = Buffer.concat(bytes);
     body[Math.floor(body.length / 2)]! ^= 0xff; // one flipped byte, same size, same metadata
     await gw.store().put(key, Readable.from([body]), toObjectMetadata(snapB));
-    const pids = await etcdPids('site-b');
-    const handle = await start({ snapshot: key, force: true });
-    const f = await failureOf(handle.result());
-    expect(f.type).toBe(FailureType.SnapshotCorrupt);
-    const st = await handle.query(statusQuery);
-    expect(st.steps.find((s) => s.step === 'distribute')?.state).toBe('failed');
-    expect(st.steps.find((s) => s.step === 'stop')?.state).toBe('pending');
-    expect(await etcdPids('site-b')).toEqual(pids);
-    await gw.store().delete(key);
+    try {
+      const pids = await etcdPids('site-b');
+      const handle = await start({ snapshot: key, force: true });
+      const f = await failureOf(handle.result());
+      expect(f.type).toBe(FailureType.SnapshotCorrupt);
+      expect(f.message).toMatch(
+        /-corrupt\.db: the object's bytes hash to [0-9a-f]{64}, not the recorded [0-9a-f]{64}: the off-site copy is corrupt$/,
+      );
+      expect(f.message).toContain(`${key}: `);
+      expect(f.message).toContain(`not the recorded ${snapB.sha256}`);
+      const st = await handle.query(statusQuery);
+      expect(st.steps.find((s) => s.step === 'distribute')?.state).toBe('failed');
+      expect(st.steps.find((s) => s.step === 'stop')?.state).toBe('pending');
+      expect(await etcdPids('site-b')).toEqual(pids);
+    } finally {
+      await gw.store().delete(key);
+    }
   });
 
   it('a node whose host key does not match its pin is refused at preflight', async () => {
@@ -120,6 +150,7 @@ describe('etcd restore safety', () => {
         args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', force: true }],
       });
       const f = await w2.worker.runUntil(failureOf(h.result()));
+      expect(f.type).toBe(FailureType.HostKeyMismatch);
       expect(f.message).toMatch(/cp3.*does not match the pinned/);
     } finally {
       w2.gateways.close();
@@ -175,11 +206,12 @@ describe('etcd restore safety', () => {
     const handle = await start({ force: true, approvalTimeoutMs: 3000 });
     const f = await failureOf(handle.result());
     expect(f.type).toBe(FailureType.ApprovalTimedOut);
+    expect(f.message).toBe('no approval within 3 s; nothing was changed');
     expect((await handle.query(statusQuery)).phase).toBe('aborted');
     expect(await etcdPids('site-b')).toEqual(pids);
   });
 
-  it('CLI: a second restore of the same cluster is refused; approve by a non-approver exits 2; reject ends the first', async () => {
+  it('CLI: a second restore of the same cluster is refused; approve by a non-approver or by the requester exits 2 with the reason; reject ends the first', async () => {
     const cfgFile = join(dir, 'drctl.yaml');
     writeFileSync(cfgFile, stringify(config));
     const drctl = (...args: string[]) => drctlCli(['--config', cfgFile, ...args], { DRCTL_USER: 'alice' });
@@ -187,7 +219,7 @@ describe('etcd restore safety', () => {
     expect(first.stderr).toBe('');
     expect(first.status).toBe(0);
     const id = first.stdout.trim();
-    expect(id).toBe('etcd-restore-site-b');
+    expect(id).toBe(CLI_RESTORE);
     try {
       const second = await drctl('etcd', 'restore', '--cluster', 'site-b', '--force');
       expect(second.status).toBe(1);
@@ -198,13 +230,20 @@ describe('etcd restore safety', () => {
         (s) => s.phase === 'waiting-approval',
         120_000,
       );
+      const unlisted = await drctl('approve', id, '--as', 'mallory');
+      expect(`${unlisted.status} ${unlisted.stderr.trim()}`).toBe(
+        `2 error: ${id}: mallory is not an approver (allowlist: alice, bob, carol)`,
+      );
       const self = await drctl('approve', id, '--as', 'alice');
-      expect(`${self.status} ${self.stderr}`).toMatch(/^2 /);
-      expect(self.stderr.trim()).toMatch(
-        /^error: etcd-restore-site-b: two-person rule: alice requested this restore and cannot approve it$/,
+      expect(`${self.status} ${self.stderr.trim()}`).toBe(
+        `2 error: ${id}: two-person rule: alice requested this restore and cannot approve it`,
       );
       const status = await drctl('status', id, '--json');
-      expect(JSON.parse(status.stdout)).toMatchObject({ phase: 'waiting-approval', requestedBy: 'alice' });
+      expect(JSON.parse(status.stdout)).toMatchObject({
+        phase: 'waiting-approval',
+        requestedBy: 'alice',
+        decisions: [],
+      });
       const rej = await drctl('reject', id, '--as', 'bob', '--reason', 'drill over');
       expect(rej.status).toBe(0);
       const end = await drctl('status', id, '--wait');

@@ -6,8 +6,9 @@ import type { RestoreResult, RestoreStatus } from '../common/restore.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
-import { keysOn, putKeys, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
-import type { Client } from '@temporalio/client';
+import { ensureLabHealthy, keysOn, putKeys, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
+import { type Client, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 
 let env: TestEnv;
 let gw: Gateways;
@@ -18,12 +19,24 @@ let taskQueue: string;
 const PROBE = 'restore-probe';
 
 beforeAll(async () => {
+  // Both clusters with quorum, their API servers, controllers and Velero running.
+  await ensureLabHealthy();
   env = await startTestEnv('restore-test', (c) => {
     for (const s of c.sites) s.cluster.rolloutAfterRestore = ['velero/velero', `default/${PROBE}`];
   });
   ({ gw, client, taskQueue } = env);
 });
 afterAll(() => env.close());
+
+/** What the gate's update validator answered: the update must be refused by the workflow, not fail otherwise. */
+async function refusal(handle: WorkflowHandle<typeof etcdRestore>, by: string): Promise<unknown> {
+  const err = await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by }] }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `an approval by ${by}`).toBeInstanceOf(WorkflowUpdateFailedError);
+  return (err as WorkflowUpdateFailedError).cause;
+}
 
 const waitPhase = (id: string, phase: RestoreStatus['phase']) =>
   until(
@@ -139,9 +152,16 @@ describe.each([
       }
 
       // The gate: self-approval and an unlisted approver are refused; bob opens it.
-      await expect(handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'alice' }] })).rejects.toThrow();
-      await expect(handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'mallory' }] })).rejects.toThrow();
-      expect((await handle.query(statusQuery)).phase).toBe('waiting-approval');
+      const self = await refusal(handle, 'alice');
+      expect(self).toBeInstanceOf(ApplicationFailure);
+      expect((self as Error).message).toBe('two-person rule: alice requested this restore and cannot approve it');
+      const unlisted = await refusal(handle, 'mallory');
+      expect(unlisted).toBeInstanceOf(ApplicationFailure);
+      expect((unlisted as Error).message).toBe('mallory is not an approver (allowlist: alice, bob, carol)');
+      // Refused by the validator: never recorded as a decision, the gate still closed.
+      const gate = await handle.query(statusQuery);
+      expect(gate.phase).toBe('waiting-approval');
+      expect(gate.decisions).toEqual([]);
       await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'test restore' }] });
 
       const result: RestoreResult = await handle.result();
@@ -153,14 +173,16 @@ describe.each([
       // The static pods whose state predates the restore were restarted once the API server was ready,
       // and the restarted Velero server failed the backup the snapshot held InProgress.
       // Deployments: the probe is rolled, Velero's (scaled to 0 in the lab) is skipped.
-      expect(final.steps.find((s) => s.step === 'verify')!.detail).toContain(
+      expect(final.steps.find((s) => s.step === 'restart-controllers')!.detail).toContain(
         `restarted cp1/kube-controller-manager, cp1/kube-scheduler, cp1/velero, deployment default/${PROBE}`,
       );
-      expect(final.steps.find((s) => s.step === 'verify')!.detail).not.toContain('deployment velero/velero');
+      expect(final.steps.find((s) => s.step === 'restart-controllers')!.detail).not.toContain(
+        'deployment velero/velero',
+      );
       const probe = await apps.readNamespacedDeployment({ namespace: 'default', name: PROBE });
       expect(
         Date.parse(probe.spec?.template.metadata?.annotations?.['kubectl.kubernetes.io/restartedAt'] ?? ''),
-      ).toBeGreaterThan(Date.parse(final.steps.find((s) => s.step === 'verify')!.startedAt!));
+      ).toBeGreaterThan(Date.parse(final.steps.find((s) => s.step === 'restart-controllers')!.startedAt!));
       await apps.deleteNamespacedDeployment({ namespace: 'default', name: PROBE });
       try {
         const b = await until(

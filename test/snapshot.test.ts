@@ -25,6 +25,7 @@ import { shq } from '../gateways/ssh.ts';
 import { paths } from '../lab/topology.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
+import { ensureLabHealthy } from './support/lab.ts';
 import { type EtcdSnapshotResult, etcdSnapshot, listEtcdSnapshots, statusQuery } from '../workflows/etcd-snapshot.ts';
 
 const stamp = `${Date.now().toString(36)}${process.pid.toString(36)}`;
@@ -45,6 +46,8 @@ let damageAfterTake: ((path: string) => string) | undefined;
 const measured: string[] = [];
 
 beforeAll(async () => {
+  // Both clusters' members healthy and sshd on every node: snapshots are taken on a follower.
+  await ensureLabHealthy();
   const lab = loadConfig(paths.config).config;
   const siteB = lab.sites.find((s) => s.cluster.name === 'site-b')!;
   config = {

@@ -1,16 +1,14 @@
 // The Temporal Web UI as an operator uses it: a real Chromium finds a failover waiting at its
 // go/no-go gate and sends `reject` through More Actions → Send a Signal. Up to the gate a failover
-// only reads the lab, and a rejection ends it there, so this runs safely beside the other lab tests.
-import { setTimeout as sleep } from 'node:timers/promises';
-import { type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
+// only reads the lab, and a rejection ends it there: nothing changes.
+import { WorkflowFailedError } from '@temporalio/client';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FailureType } from '../common/errors.ts';
-import { createFailoverActivities } from '../activities/failover.ts';
 import type { FailoverStatus, FailoverStep } from '../common/failover.ts';
 import { statusQuery, siteFailover } from '../workflows/site-failover.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
-import { NS } from './support/failover.ts';
+import { resetFailoverLab } from './support/failover.ts';
 import { startTestEnv, type TestEnv, until } from './support/lab.ts';
 
 let env: TestEnv;
@@ -18,6 +16,9 @@ let browser: Browser;
 
 beforeAll(async () => {
   [env, browser] = await Promise.all([startTestEnv('web-ui'), launchBrowser()]);
+  // What the failover's preflight needs, whatever the file before left: both sites up, site B
+  // ready with nothing restored, DNS on site A, and a backup of site A within the RPO, seen at B.
+  await resetFailoverLab(env.gw, env.config);
 }, 300_000);
 afterAll(async () => {
   await browser?.close();
@@ -27,45 +28,23 @@ afterAll(async () => {
 /** Every step that would change something comes after the gate. */
 const AFTER_GATE: FailoverStep[] = ['fence-primary', 'restore', 'verify', 'switch-dns', 'report'];
 
-/**
- * A failover site-a → site-b waiting for its go/no-go. Its preflight reads the shared lab, which a
- * failover test running beside this one may have half down for a while (site B stopped, backups
- * being replaced): a refused preflight is retried with a fresh run for up to three minutes.
- */
-async function failoverAtGate(): Promise<WorkflowHandle<typeof siteFailover>> {
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    const handle = await env.client.workflow.start(siteFailover, {
-      taskQueue: env.taskQueue,
-      workflowId: `web-ui-probe-${Math.random().toString(36).slice(2, 10)}`,
-      args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', approvalTimeoutMs: 120_000 }],
-    });
-    const st = await until(
-      'the failover past its preflight',
-      () => handle.query(statusQuery),
-      (s) => s.phase !== 'running',
-      120_000,
-      250,
-    );
-    if (st.phase === 'waiting-approval') return handle;
-    if (Date.now() > deadline)
-      throw new Error(`no failover reached its gate within 3 minutes; the last one ended ${st.phase}: ${st.error}`);
-    process.stderr.write(`[web-ui] ${handle.workflowId} ended ${st.phase} before the gate (${st.error}); retrying\n`);
-    await sleep(10_000);
-  }
-}
-
 it("rejects a failover waiting at its gate through the Web UI's Signal action", { timeout: 360_000 }, async () => {
   const webUi = env.config.temporal.webUi;
   if (!webUi) throw new Error("temporal.webUi is not set in the lab's config");
-  // The preflight wants a backup within the RPO: this test is about the gate, not the schedule.
-  await createFailoverActivities(env.gw).takeBackup({
-    site: 'site-a',
-    seenBy: 'site-b',
-    name: `web-ui-${Date.now()}`,
-    namespaces: [NS],
+  const handle = await env.client.workflow.start(siteFailover, {
+    taskQueue: env.taskQueue,
+    workflowId: `web-ui-probe-${Math.random().toString(36).slice(2, 10)}`,
+    args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', approvalTimeoutMs: 120_000 }],
   });
-  const handle = await failoverAtGate();
+  // The lab was set up for it: a refused preflight is a failure, with the refusal's own words.
+  const gate = await until(
+    'the failover past its preflight',
+    () => handle.query(statusQuery),
+    (s) => s.phase !== 'running',
+    120_000,
+    250,
+  );
+  expect(gate.phase, `the failover ended ${gate.phase} before its gate: ${gate.error}`).toBe('waiting-approval');
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   try {
     const t0 = Date.now();

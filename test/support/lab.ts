@@ -8,7 +8,8 @@ import { temporalConnectConfig } from '../../config/temporal.ts';
 import { fromObjectMetadata, type SnapshotRef } from '../../common/snapshots.ts';
 import { etcdctl } from '../../gateways/etcd.ts';
 import { shq } from '../../gateways/ssh.ts';
-import { paths } from '../../lab/topology.ts';
+import { startSshd, status as labStatus } from '../../lab/lab.ts';
+import { paths, SITES } from '../../lab/topology.ts';
 import { createGateways, type Gateways } from '../../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../../worker/worker.ts';
 import { etcdSnapshot } from '../../workflows/etcd-snapshot.ts';
@@ -100,6 +101,32 @@ export function drctlCli(
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('close', (code) => resolve({ status: code ?? 1, stdout, stderr }));
   });
+}
+
+/**
+ * The whole lab healthy, whatever the file before this one left: sshd on every node (a fault test
+ * kills one), both sites up (a failover test takes one down), then every component of `lab status`
+ * healthy (etcd members, API servers, controllers, Velero, the app endpoints, Temporal). A lab file
+ * calls this in its beforeAll: vitest orders files by its own cache, not by their names.
+ */
+export async function ensureLabHealthy(): Promise<void> {
+  for (const n of SITES.flatMap((s) => s.nodes)) await startSshd(n.id);
+  for (const s of SITES) {
+    const r = await drctlCli(['lab', 'site', 'up', s.name]);
+    if (r.status !== 0) throw new Error(`drctl lab site up ${s.name} exited ${r.status}: ${r.stderr.trim()}`);
+  }
+  await until(
+    'every lab component healthy',
+    async () => (await labStatus()).filter((c) => !c.healthy).map((c) => `${c.name}: ${c.detail}`),
+    (unhealthy) => unhealthy.length === 0,
+    180_000,
+    1000,
+  );
+}
+
+/** Per-item progress of a status step (a node, a check, an undo), whichever name the runbook gives it. */
+export function itemsOf(step: { items: Record<string, string> } | undefined) {
+  return step?.items ?? {};
 }
 
 export interface TestEnv {
