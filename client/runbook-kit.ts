@@ -203,8 +203,26 @@ export async function startRun<W extends Workflow>(
   busy?: (workflowId: string) => string,
 ): Promise<Started> {
   if (!isWorkflowType(workflow.name)) throw new Error(`${workflow.name} is not a runbook of common/runbook.ts`);
+  // The run's search attributes (the Web UI's and `drctl runs`' filters): set at start, which also
+  // tells the run that this namespace knows them (the kernel then keeps its phase up to date). A
+  // namespace that does not know them refuses the start: start again without them.
+  const input = (options.args?.[0] ?? {}) as { requestedBy?: string };
+  const indexed = {
+    ...options,
+    typedSearchAttributes: [
+      { key: SEARCH_KEYS.runbook, value: RUNBOOKS[workflow.name] },
+      { key: SEARCH_KEYS.phase, value: 'running' },
+      ...(input.requestedBy ? [{ key: SEARCH_KEYS.requestedBy, value: input.requestedBy }] : []),
+    ],
+  } as WorkflowStartOptions<W>;
   try {
-    const handle = await s.client.workflow.start(workflow, options);
+    const handle = await s.client.workflow
+      .start(workflow, indexed)
+      .catch((err: unknown) =>
+        /search attribute/i.test(String((err as Error)?.message))
+          ? s.client.workflow.start(workflow, options)
+          : Promise.reject(err),
+      );
     return {
       workflowId: handle.workflowId,
       runId: handle.firstExecutionRunId,

@@ -180,7 +180,7 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
       expect(st.steps.find((s) => s.step === step)?.state).toBe('failed');
       expect(undoOrder(st)).toEqual(Object.fromEntries(c.undos.map((u) => [u, 'done'])));
       // Nothing after the failed step ran.
-      const later = ['restoreMember', 'verifyQuorum', 'countKeys', 'restartControllers'];
+      const later = ['moveDataDirAside', 'restoreMember', 'verifyQuorum', 'countKeys'];
       const failedAt = calls.findIndex((x) => c.failures!.some((y) => y.activity === x.name));
       const firstUndo = calls.findIndex((x, i) => i > failedAt && /cleanupStaged|putOriginalBack/.test(x.name));
       expect(firstUndo).toBeGreaterThan(failedAt);
@@ -371,7 +371,8 @@ const drillImpl: Partial<Record<keyof Activities, (input: never) => unknown>> = 
     signoffTimeoutMs: 7 * 24 * 3_600_000,
     verifyTimeoutMs: 60_000,
   }),
-  drillPreflight: () => ({
+  drillPreflight: (i: { plan: unknown }) => ({
+    plan: i.plan,
     drReady: [{ check: 'api', ok: true, detail: 'ready' }],
     existingAtTarget: [],
     backup: { name: 'b1', ageSeconds: 10, completedAt: new Date().toISOString() },
@@ -402,6 +403,8 @@ describe('drill: cleanup always runs every undo; the report is written before an
       });
       await until(h, 'waiting-approval');
       await h.signal('approve', { by: 'bob' });
+      // The failing undo's retries back off for about 30 s: let the test server skip that time.
+      await env.sleep('2 minutes');
       await until(h, 'waiting-signoff');
       await h.signal('signoff', { by: 'carol' }); // not an approver: refused
       await h.signal('signoff', { by: 'alice', comment: 'seen' });

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { DrillReport } from '../common/drill.ts';
-import type { RestoreEvidence } from '../common/restore.ts';
-import { STATUS_MEMO_KEY, type StatusMemo, memoOf } from '../common/runbook.ts';
-import { runsQuery, runsTable } from '../client/commands/runbook.ts';
-import { main } from '../client/main.ts';
+import type { DrillReport } from '../../common/drill.ts';
+import type { RestoreEvidence } from '../../common/restore.ts';
+import { STATUS_MEMO_KEY, type StatusMemo, memoOf } from '../../common/runbook.ts';
+import { runsQuery, runsTable } from '../../client/commands/runbook.ts';
+import { main } from '../../client/main.ts';
 import {
   type AnyStatus,
   failureOf,
@@ -20,9 +20,9 @@ import {
   settled,
   stepTable,
   transitions,
-} from '../client/render.ts';
-import { follow, outcomeOf, readStatus } from '../client/runbook-kit.ts';
-import { checkCron, cronOf, invalidCron } from '../client/schedules.ts';
+} from '../../client/render.ts';
+import { follow, outcomeOf, readStatus } from '../../client/runbook-kit.ts';
+import { checkCron, cronOf, invalidCron } from '../../client/schedules.ts';
 
 const T0 = Date.parse('2026-01-10T12:01:00Z');
 const at = (s: number) => new Date(T0 + s * 1000).toISOString();

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The unit project alone, without the lab: pure logic, config, the CLI's rendering, replay of the
+# committed histories, and every runbook's control flow on Temporal's time-skipping test server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/node-env.sh
+stamp=node_modules/.drctl-lock-sha256
+want="$(sha256sum package-lock.json | cut -d' ' -f1) node-$(node -p 'process.versions.node.split(".")[0]')"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+bash scripts/install-test-server.sh >/dev/null
+npx vitest run --project unit "$@"
