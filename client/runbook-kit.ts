@@ -52,6 +52,16 @@ export const SEARCH_KEYS = {
   requestedBy: defineSearchAttributeKey(SEARCH_ATTRIBUTES.requestedBy, SearchAttributeType.KEYWORD),
 };
 
+/** The search attributes a run of `workflowType` starts with (the run keeps its phase up to date). */
+export function runbookSearchAttributes(workflowType: string, requestedBy?: string) {
+  if (!isWorkflowType(workflowType)) return [];
+  return [
+    { key: SEARCH_KEYS.runbook, value: RUNBOOKS[workflowType] },
+    { key: SEARCH_KEYS.phase, value: 'running' },
+    ...(requestedBy ? [{ key: SEARCH_KEYS.requestedBy, value: requestedBy }] : []),
+  ];
+}
+
 export function isWorkflowType(type: string): type is WorkflowType {
   return Object.hasOwn(RUNBOOKS, type);
 }
@@ -209,11 +219,7 @@ export async function startRun<W extends Workflow>(
   const input = (options.args?.[0] ?? {}) as { requestedBy?: string };
   const indexed = {
     ...options,
-    typedSearchAttributes: [
-      { key: SEARCH_KEYS.runbook, value: RUNBOOKS[workflow.name] },
-      { key: SEARCH_KEYS.phase, value: 'running' },
-      ...(input.requestedBy ? [{ key: SEARCH_KEYS.requestedBy, value: input.requestedBy }] : []),
-    ],
+    typedSearchAttributes: runbookSearchAttributes(workflow.name, input.requestedBy),
   } as WorkflowStartOptions<W>;
   try {
     const handle = await s.client.workflow

@@ -19,6 +19,7 @@ import { UsageError } from '../common/errors.ts';
 import type { WorkflowType } from '../common/runbook.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { FailedOutcome, printJson, table } from './output.ts';
+import { runbookSearchAttributes } from './runbook-kit.ts';
 import { whoami, withTemporal } from './temporal.ts';
 
 type CalendarDescription = NonNullable<ScheduleDescription['spec']['calendars']>[number];
@@ -145,10 +146,25 @@ export async function upsertSchedule<W extends Workflow>(
     catchupWindow: s.catchupWindow,
     pauseOnFailure: false,
   };
-  const action = s.action as ScheduleOptionsAction;
+  // Scheduled runs carry the runbook's search attributes like runs started by hand (see startRun).
+  const requestedBy = `schedule:${id}`;
+  const indexed = {
+    ...s.action,
+    typedSearchAttributes: runbookSearchAttributes(
+      String((s.action.workflowType as { name?: string }).name ?? s.action.workflowType),
+      requestedBy,
+    ),
+  } as ScheduleOptionsAction;
+  let action = indexed;
   let result: 'created' | 'updated' = 'created';
   try {
-    await client.schedule.create({ scheduleId: id, spec: s.spec, action, policies, state: { note: s.note } });
+    await client.schedule
+      .create({ scheduleId: id, spec: s.spec, action, policies, state: { note: s.note } })
+      .catch((err: unknown) => {
+        if (!/search attribute/i.test(String((err as Error)?.message))) throw err;
+        action = s.action as ScheduleOptionsAction;
+        return client.schedule.create({ scheduleId: id, spec: s.spec, action, policies, state: { note: s.note } });
+      });
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw invalidCron(err, s.cron);
     result = 'updated';

@@ -29,18 +29,21 @@ export interface Step {
   items: Record<string, string>;
 }
 
-export type Phase =
-  | 'running'
-  | 'waiting-approval'
-  | 'compensating'
-  | 'cleaning-up'
-  | 'waiting-signoff'
-  | 'completed'
-  | 'dry-run'
-  | 'aborted'
-  | 'compensated'
-  | 'needs-attention'
-  | 'failed';
+/** Every phase a run can be in, in the order a run meets them. */
+export const PHASES = [
+  'running',
+  'waiting-approval',
+  'compensating',
+  'cleaning-up',
+  'waiting-signoff',
+  'completed',
+  'dry-run',
+  'aborted',
+  'compensated',
+  'needs-attention',
+  'failed',
+] as const;
+export type Phase = (typeof PHASES)[number];
 
 /** Phases after which the run changes nothing more (a drill waiting for sign-off is not one). */
 export const FINAL_PHASES: readonly Phase[] = [

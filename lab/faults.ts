@@ -25,7 +25,10 @@ export function killSshd(nodeId: string): number[] {
 
 export async function startSshd(nodeId: string): Promise<void> {
   const node = nodeNamed(nodeId);
-  const sup = nodeProcesses(node.id).find((p) => p.comm === 'node' && p.cmdline.includes('supervisor.ts'));
+  // By its command line: Node.js 24 names its main thread, so the process's comm is `MainThread`.
+  const sup = nodeProcesses(node.id).find(
+    (p) => /(^|\/)node$/.test(p.cmdline.split(' ')[0] ?? '') && p.cmdline.includes('supervisor.ts'),
+  );
   if (!sup) throw new Error(`${nodeId}: supervisor not found`);
   process.kill(sup.pid, 'SIGUSR1');
   for (let i = 0; i < 100; i++) {

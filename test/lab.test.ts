@@ -29,7 +29,7 @@ beforeAll(async () => {
   config = loadConfig(paths.config).config;
   gw = createGateways(config);
 });
-afterAll(() => gw.close());
+afterAll(() => gw?.close());
 
 async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

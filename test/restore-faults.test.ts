@@ -41,8 +41,8 @@ beforeAll(async () => {
   client = await temporalClient(labConfig());
 });
 afterAll(async () => {
-  gw.close();
-  await client.connection.close();
+  gw?.close();
+  await client?.connection.close();
 });
 
 /**

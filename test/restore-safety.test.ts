@@ -51,7 +51,7 @@ beforeAll(async () => {
   if (running) await stale.terminate('restore-safety: left running by an interrupted earlier test run');
   snapB = await snapshotNow(client, taskQueue, gw, 'site-b');
 });
-afterAll(() => env.close());
+afterAll(() => env?.close());
 
 /** etcd's pid on every node of a cluster: unchanged pids prove nothing was stopped. */
 async function etcdPids(cluster: string): Promise<string[]> {

@@ -26,7 +26,7 @@ beforeAll(async () => {
   });
   ({ gw, client, taskQueue } = env);
 });
-afterAll(() => env.close());
+afterAll(() => env?.close());
 
 /** What the gate's update validator answered: the update must be refused by the workflow, not fail otherwise. */
 async function refusal(handle: WorkflowHandle<typeof etcdRestore>, by: string): Promise<unknown> {

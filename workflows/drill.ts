@@ -142,6 +142,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
         const t0 = Date.now();
         const child = await startChild(etcdRestore, {
           workflowId: childId,
+          typedSearchAttributes: rb.childSearchAttributes('etcd-restore', input.requestedBy),
           args: [{ cluster, snapshot, requestedBy: input.requestedBy, force: true, approvalTimeoutMs: 10 * 60_000 }],
         });
         // The drill's approver approved this too (the gate's evidence names the snapshot).

@@ -99,6 +99,7 @@ export async function healthWatch(input: HealthWatchInput): Promise<never> {
           await startChild(siteFailover, {
             workflowId,
             parentClosePolicy: ParentClosePolicy.ABANDON,
+            typedSearchAttributes: rb.childSearchAttributes('site-failover', 'health-watch'),
             args: [
               {
                 from,

@@ -322,6 +322,19 @@ export class Runbook<E = unknown, X extends object = object> {
     return d;
   }
 
+  /**
+   * Search attributes for a child runbook this run starts: the same index, when this namespace has
+   * it (a child started with an unknown attribute would fail to start).
+   */
+  childSearchAttributes(runbook: RunbookName, requestedBy?: string) {
+    if (!this.indexed) return undefined;
+    return [
+      { key: SA.runbook, value: runbook },
+      { key: SA.phase, value: 'running' },
+      ...(requestedBy ? [{ key: SA.requestedBy, value: requestedBy }] : []),
+    ];
+  }
+
   /** The gate was passed without a person (a policy's auto-approval): the run changes things from here. */
   opened(d: DecisionRecord): void {
     this.status.approval = d;

@@ -9,6 +9,7 @@ import {
   type Decision,
   type DecisionRecord,
   FINAL_PHASES,
+  PHASES,
   type Phase,
   RUNBOOKS,
   type RunbookName,
@@ -27,23 +28,6 @@ import {
   statusJson,
 } from '../runbook-kit.ts';
 import { requireAs, webUiUrl, whoami, withTemporal } from '../temporal.ts';
-
-/** Every phase of common/runbook.ts, for validating --phase (the compiler checks none is missing). */
-export const PHASES = [
-  'running',
-  'waiting-approval',
-  'compensating',
-  'cleaning-up',
-  'waiting-signoff',
-  'completed',
-  'dry-run',
-  'aborted',
-  'compensated',
-  'needs-attention',
-  'failed',
-] as const satisfies readonly Phase[];
-const _everyPhase: Exclude<Phase, (typeof PHASES)[number]> extends never ? true : never = true;
-void _everyPhase;
 
 export interface RunsFilter {
   site?: string;

@@ -250,7 +250,7 @@ describe('drctl drill: bad input', () => {
     ],
     [
       ['schedule', '--plan', 'quarterly', '--cron', 'every day'],
-      "error: --cron: expected 5 fields (minute hour day-of-month month day-of-week) or @every/@daily, got 'every day'",
+      "error: --cron: expected a cron expression like '*/15 * * * *' or '@hourly' (got 'every day')",
     ],
     [['pause', '--plan', 'yearly'], "error: --plan: no drill plan 'yearly' in the config (plans: quarterly)"],
     [['history', '--limit', '0'], "error: --limit: expected an integer >= 1 (got '0')"],

@@ -32,12 +32,56 @@ describe('replay of committed histories', () => {
   it('covers every runbook', () => {
     expect(files.sort()).toEqual([
       'cluster-health.json',
+      'dr-drill-cancelled.json',
+      'dr-drill-failed.json',
       'dr-drill.json',
+      'etcd-restore-cancelled.json',
+      'etcd-restore-compensated.json',
+      'etcd-restore-needs-attention.json',
       'etcd-restore.json',
       'etcd-snapshot.json',
       'health-watch.json',
+      'site-failover-cancelled.json',
+      'site-failover-compensated.json',
       'site-failover.json',
     ]);
+  });
+
+  // The unhappy paths (scripts/record-unit-histories.ts): each ends as its runbook says it must.
+  it.each([
+    [
+      'etcd-restore-compensated.json',
+      'EVENT_TYPE_WORKFLOW_EXECUTION_FAILED',
+      ['putOriginalBack', 'cleanupStaged'],
+      'Compensated',
+    ],
+    [
+      'etcd-restore-needs-attention.json',
+      'EVENT_TYPE_WORKFLOW_EXECUTION_FAILED',
+      ['putOriginalBack'],
+      'NeedsAttention',
+    ],
+    ['etcd-restore-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', ['cleanupStaged'], undefined],
+    [
+      'site-failover-compensated.json',
+      'EVENT_TYPE_WORKFLOW_EXECUTION_FAILED',
+      ['unfencePrimary', 'removeRestored'],
+      'Compensated',
+    ],
+    ['site-failover-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', [], undefined],
+    ['dr-drill-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', [], undefined],
+    [
+      'dr-drill-failed.json',
+      'EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED',
+      ['removeRestored', 'drillCleanupCheck'],
+      undefined,
+    ],
+  ])('%s ends %s after its undos', (f, end, undos, type) => {
+    const events = history(f).events;
+    expect(events.at(-1)!.eventType).toBe(end);
+    const h = JSON.stringify(events);
+    for (const u of undos) expect(h).toContain(`"${u}"`);
+    if (type) expect(h).toContain(`"type":"${type}"`);
   });
 
   it.each(files)('%s replays against the current code', async (f) => {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../activities/index.ts';
 import type { DrillReport } from '../../common/drill.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
+import { drillImpl, failoverImpl, once, restoreImpl } from './support/mocks.ts';
 import { type Calls, mockActivities, timeSkipping, withWorker } from './support/time-skipping.ts';
 
 let env: TestWorkflowEnvironment;
@@ -43,48 +44,6 @@ async function failureOf(h: WorkflowHandle): Promise<{ type?: string; message: s
 const undoOrder = (st: RunbookStatus, step = 'compensate') => st.steps.find((s) => s.step === step)?.items ?? {};
 
 // ---------------------------------------------------------------- etcd restore
-const nodes = ['cp1', 'cp2', 'cp3'];
-const restoreImpl: Partial<Record<keyof Activities, (input: never) => unknown>> = {
-  describeCluster: () => ({
-    cluster: 'c1',
-    nodes: nodes.map((n, i) => ({
-      name: n,
-      memberName: n,
-      peerUrl: `https://127.0.9.${i + 1}:2380`,
-      clientUrl: `https://127.0.9.${i + 1}:2379`,
-      dataDir: '/var/lib/etcd',
-      apiserver: true,
-    })),
-  }),
-  loadApprovalPolicy: () => ({ approvers: ['alice', 'bob'], twoPersonRule: true, timeoutMs: 3_600_000 }),
-  resolveSnapshot: () => ({
-    key: 'snapshots/c1/s.db',
-    takenAt: new Date().toISOString(),
-    revision: 100,
-    etcdHash: 1,
-    sha256: 'ab',
-    size: 1000,
-    member: 'cp2',
-    etcdVersion: '3.5.35',
-  }),
-  restorePreflightNode: (r: { node: string }) => ({
-    node: r.node,
-    reachable: true,
-    etcdVersion: '3.5.35',
-    tool: 'etcdutl',
-    supportsBumpRevision: true,
-    freeBytes: 1e10,
-    etcdHealthy: false,
-    revision: 150,
-  }),
-  stageSnapshot: () => ({ skipped: false }),
-  moveDataDirAside: () => 'moved',
-  restoreMember: () => 'restored',
-  verifyQuorum: () => ({ revision: 1_000_000_200, leader: 'cp1' }),
-  countKeys: () => nodes.map((node) => ({ node, keys: 10, revision: 1_000_000_200 })),
-  waitApiserverReady: () => 'ready',
-  restartControllers: () => 'cp1/kube-controller-manager',
-};
 
 const UNDO = {
   staged: 'remove the staged snapshot',
@@ -93,14 +52,6 @@ const UNDO = {
   putBack: 'stop etcd, remove the restored dir, move the original back',
   stopApi: 'stop kube-apiserver',
 };
-/** Fails only the first call that matches: the undo calling the same activity must succeed. */
-function once(match: (input: { component?: string; node?: string }) => boolean) {
-  let done = false;
-  return (input: never) => {
-    if (done || !match(input)) return false;
-    return (done = true);
-  };
-}
 
 /** Starts a restore requested by alice, waits for its gate, approves it as bob unless `decide` is false, then runs `then` while the worker still runs. */
 async function restore<T>(
@@ -272,33 +223,6 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
 });
 
 // ---------------------------------------------------------------- site failover
-const failoverImpl: Partial<Record<keyof Activities, (input: never) => unknown>> = {
-  loadApprovalPolicy: restoreImpl.loadApprovalPolicy,
-  failoverPreflight: () => ({
-    drReady: [{ check: 'api', ok: true, detail: 'ready' }],
-    primaryReachable: true,
-    primaryDetail: 'ok',
-    backup: { name: 'b1', ageSeconds: 10, completedAt: new Date().toISOString() },
-    namespaces: ['demo-app'],
-    storageLocation: { name: 'default' },
-    rpoTargetMs: 300_000,
-    rtoTargetMs: 900_000,
-    rpoPolicy: 'refuse',
-    warnings: [],
-    existingAtTarget: [],
-    records: [{ name: 'app.example.com', addresses: ['127.0.10.100'], ttl: 30 }],
-    toAddress: '127.0.20.100',
-    fromAddress: '127.0.10.100',
-  }),
-  fencePrimary: () => ({ fenced: ['demo-app/nginx'] }),
-  veleroRestore: () => ({ phase: 'Completed', warnings: 0, itemsRestored: 10 }),
-  backupContents: () => ({}),
-  verifySite: () => [{ check: 'deployments', ok: true, detail: '1/1 available' }],
-  switchDns: (i: { records: { name: string }[] }) => i.records.map((r) => ({ name: r.name, before: ['127.0.10.100'] })),
-  verifyDns: () => [],
-  probeApp: () => ({ ok: true, detail: '200' }),
-  promoteSite: () => [],
-};
 const F = {
   unfence: 'unfence site-a',
   mode: 'site-b backup location mode back',
@@ -353,39 +277,6 @@ describe('failover: a failure at each step after the gate undoes in reverse', ()
 });
 
 // ---------------------------------------------------------------- drill
-const drillImpl: Partial<Record<keyof Activities, (input: never) => unknown>> = {
-  ...failoverImpl,
-  loadDrillPlan: () => ({
-    name: 'q',
-    from: 'site-a',
-    to: 'site-b',
-    toCluster: 'site-b',
-    etcdRestore: false,
-    record: { name: 'drill.app.example.com', ttl: 30 },
-    workloads: [{ tier: 'e-commerce', namespaces: ['demo-app'] }],
-    targets: { 'e-commerce': { rpoSeconds: 300, rtoSeconds: 900 } },
-    criteria: ['backup-present', 'restore-complete', 'app-serves', 'cleanup'],
-    approvers: ['alice', 'bob'],
-    twoPersonRule: true,
-    approvalTimeoutMs: 3_600_000,
-    signoffTimeoutMs: 7 * 24 * 3_600_000,
-    verifyTimeoutMs: 60_000,
-  }),
-  drillPreflight: (i: { plan: unknown }) => ({
-    plan: i.plan,
-    drReady: [{ check: 'api', ok: true, detail: 'ready' }],
-    existingAtTarget: [],
-    backup: { name: 'b1', ageSeconds: 10, completedAt: new Date().toISOString() },
-    namespaces: ['demo-app'],
-    sourceWorkloads: { nginx: 1 },
-    sourceDetail: '1 deployment',
-    recordBefore: ['127.0.10.100'],
-    toAddress: '127.0.20.100',
-  }),
-  siteDeployments: () => [{ name: 'nginx', available: 1 }],
-  drillCleanupCheck: () => ({ ok: true, detail: 'demo-app gone, record back' }),
-  writeDrillReport: () => ({ bucket: 'b', json: 'r.json', html: 'r.html' }),
-};
 
 describe('drill: cleanup always runs every undo; the report is written before and after sign-off', () => {
   it('a failed verification and a failing undo: the other undos still run, outcome failed, then signed', async () => {

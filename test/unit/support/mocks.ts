@@ -1,0 +1,119 @@
+// The mocked activities the unit project's runbook tests (and scripts/record-unit-histories.ts) run
+// the workflows with: what each runbook reads, shaped as the real activities return it.
+import type { Activities } from '../../../activities/index.ts';
+
+export type Impl = Partial<Record<keyof Activities, (input: never) => unknown>>;
+
+const nodes = ['cp1', 'cp2', 'cp3'];
+export const restoreImpl: Impl = {
+  describeCluster: () => ({
+    cluster: 'c1',
+    nodes: nodes.map((n, i) => ({
+      name: n,
+      memberName: n,
+      peerUrl: `https://127.0.9.${i + 1}:2380`,
+      clientUrl: `https://127.0.9.${i + 1}:2379`,
+      dataDir: '/var/lib/etcd',
+      apiserver: true,
+    })),
+  }),
+  loadApprovalPolicy: () => ({ approvers: ['alice', 'bob'], twoPersonRule: true, timeoutMs: 3_600_000 }),
+  resolveSnapshot: () => ({
+    key: 'snapshots/c1/s.db',
+    takenAt: new Date().toISOString(),
+    revision: 100,
+    etcdHash: 1,
+    sha256: 'ab',
+    size: 1000,
+    member: 'cp2',
+    etcdVersion: '3.5.35',
+  }),
+  restorePreflightNode: (r: { node: string }) => ({
+    node: r.node,
+    reachable: true,
+    etcdVersion: '3.5.35',
+    tool: 'etcdutl',
+    supportsBumpRevision: true,
+    freeBytes: 1e10,
+    etcdHealthy: false,
+    revision: 150,
+  }),
+  stageSnapshot: () => ({ skipped: false }),
+  moveDataDirAside: () => 'moved',
+  restoreMember: () => 'restored',
+  verifyQuorum: () => ({ revision: 1_000_000_200, leader: 'cp1' }),
+  countKeys: () => nodes.map((node) => ({ node, keys: 10, revision: 1_000_000_200 })),
+  waitApiserverReady: () => 'ready',
+  restartControllers: () => 'cp1/kube-controller-manager',
+};
+
+export const failoverImpl: Impl = {
+  loadApprovalPolicy: restoreImpl.loadApprovalPolicy,
+  failoverPreflight: () => ({
+    drReady: [{ check: 'api', ok: true, detail: 'ready' }],
+    primaryReachable: true,
+    primaryDetail: 'ok',
+    backup: { name: 'b1', ageSeconds: 10, completedAt: new Date().toISOString() },
+    namespaces: ['demo-app'],
+    storageLocation: { name: 'default' },
+    rpoTargetMs: 300_000,
+    rtoTargetMs: 900_000,
+    rpoPolicy: 'refuse',
+    warnings: [],
+    existingAtTarget: [],
+    records: [{ name: 'app.example.com', addresses: ['127.0.10.100'], ttl: 30 }],
+    toAddress: '127.0.20.100',
+    fromAddress: '127.0.10.100',
+  }),
+  fencePrimary: () => ({ fenced: ['demo-app/nginx'] }),
+  veleroRestore: () => ({ phase: 'Completed', warnings: 0, itemsRestored: 10 }),
+  backupContents: () => ({}),
+  verifySite: () => [{ check: 'deployments', ok: true, detail: '1/1 available' }],
+  switchDns: (i: { records: { name: string }[] }) => i.records.map((r) => ({ name: r.name, before: ['127.0.10.100'] })),
+  verifyDns: () => [],
+  probeApp: () => ({ ok: true, detail: '200' }),
+  promoteSite: () => [],
+};
+
+export const drillImpl: Impl = {
+  ...failoverImpl,
+  loadDrillPlan: () => ({
+    name: 'q',
+    from: 'site-a',
+    to: 'site-b',
+    toCluster: 'site-b',
+    etcdRestore: false,
+    record: { name: 'drill.app.example.com', ttl: 30 },
+    workloads: [{ tier: 'e-commerce', namespaces: ['demo-app'] }],
+    targets: { 'e-commerce': { rpoSeconds: 300, rtoSeconds: 900 } },
+    criteria: ['backup-present', 'restore-complete', 'app-serves', 'cleanup'],
+    approvers: ['alice', 'bob'],
+    twoPersonRule: true,
+    approvalTimeoutMs: 3_600_000,
+    signoffTimeoutMs: 7 * 24 * 3_600_000,
+    verifyTimeoutMs: 60_000,
+  }),
+  drillPreflight: (i: { plan: unknown }) => ({
+    plan: i.plan,
+    drReady: [{ check: 'api', ok: true, detail: 'ready' }],
+    existingAtTarget: [],
+    backup: { name: 'b1', ageSeconds: 10, completedAt: new Date().toISOString() },
+    namespaces: ['demo-app'],
+    sourceWorkloads: { nginx: 1 },
+    sourceDetail: '1 deployment',
+    recordBefore: ['127.0.10.100'],
+    toAddress: '127.0.20.100',
+  }),
+  siteDeployments: () => [{ name: 'nginx', available: 1 }],
+  drillCleanupCheck: () => ({ ok: true, detail: 'demo-app gone, record back' }),
+  writeDrillReport: () => ({ bucket: 'b', json: 'r.json', html: 'r.html' }),
+};
+
+/** Fails only the first call that matches: the undo calling the same activity must succeed. */
+export function once(match: (input: { component?: string; node?: string }) => boolean) {
+  let done = false;
+  return (input: never) => {
+    if (done || !match(input)) return false;
+    return (done = true);
+  };
+}
