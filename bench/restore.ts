@@ -1,7 +1,7 @@
 // Benchmark: quorum restore of site-b's 3 etcd members from a ~100 MB snapshot.
 //
 //   (a) drctl: the etcdRestore runbook through a worker on this script's own task queue, timed from
-//       the approval (executeUpdate 'decide') to the end of 'verify-quorum' (and of 'verify' = API
+//       the approval (executeUpdate 'decide') to the end of 'verify-quorum' (and of 'start-apiserver' = API
 //       server ready), from the workflow's own step timestamps. Distribute runs before the gate and
 //       is not counted.
 //   (b) the manual runbook done sequentially over SSH, node after node (stop, move aside, restore,
@@ -156,7 +156,7 @@ async function measureDrctl(client: Client, i: number): Promise<DrctlRun> {
     preflightToGateMs: r.tApprove - r.tStarted,
     distributeMs: at('distribute', 'endedAt') - at('distribute', 'startedAt'),
     approveToQuorumMs: at('verify-quorum', 'endedAt') - r.tApprove,
-    approveToApiReadyMs: at('verify', 'endedAt') - r.tApprove,
+    approveToApiReadyMs: at('start-apiserver', 'endedAt') - r.tApprove,
     approveToResultMs: r.tResult - r.tApprove,
     updateRoundTripMs: r.tAccepted - r.tApprove,
     steps: r.final.steps

@@ -52,6 +52,28 @@ export const SEARCH_KEYS = {
   requestedBy: defineSearchAttributeKey(SEARCH_ATTRIBUTES.requestedBy, SearchAttributeType.KEYWORD),
 };
 
+interface RunInput {
+  requestedBy?: string;
+  cluster?: string;
+  from?: string;
+  to?: string;
+  plan?: string;
+  record?: string;
+  snapshot?: string;
+}
+
+/** One line naming what a run is about, for the Web UI's list: "etcd-restore site-a (latest) by alice". */
+export function runSummary(runbook: RunbookName, i: RunInput): string {
+  const what = [
+    i.cluster,
+    i.from && i.to ? `${i.from} → ${i.to}` : undefined,
+    i.plan ? `plan ${i.plan}` : undefined,
+    i.record,
+    i.snapshot ? `(${i.snapshot})` : undefined,
+  ].filter(Boolean);
+  return [runbook, ...what, i.requestedBy ? `by ${i.requestedBy}` : undefined].filter(Boolean).join(' ');
+}
+
 /** The search attributes a run of `workflowType` starts with (the run keeps its phase up to date). */
 export function runbookSearchAttributes(workflowType: string, requestedBy?: string) {
   if (!isWorkflowType(workflowType)) return [];
@@ -216,9 +238,11 @@ export async function startRun<W extends Workflow>(
   // The run's search attributes (the Web UI's and `drctl runs`' filters): set at start, which also
   // tells the run that this namespace knows them (the kernel then keeps its phase up to date). A
   // namespace that does not know them refuses the start: start again without them.
-  const input = (options.args?.[0] ?? {}) as { requestedBy?: string };
+  const input = (options.args?.[0] ?? {}) as RunInput;
   const indexed = {
     ...options,
+    // The Web UI's list shows this line for the run; its current details follow its steps.
+    staticSummary: options.staticSummary ?? runSummary(RUNBOOKS[workflow.name], input),
     typedSearchAttributes: runbookSearchAttributes(workflow.name, input.requestedBy),
   } as WorkflowStartOptions<W>;
   try {

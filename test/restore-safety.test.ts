@@ -215,10 +215,10 @@ describe('etcd restore safety', () => {
     const cfgFile = join(dir, 'drctl.yaml');
     writeFileSync(cfgFile, stringify(config));
     const drctl = (...args: string[]) => drctlCli(['--config', cfgFile, ...args], { DRCTL_USER: 'alice' });
-    const first = await drctl('etcd', 'restore', '--cluster', 'site-b', '--snapshot', snapB.key, '--force');
+    const first = await drctl('etcd', 'restore', '--cluster', 'site-b', '--snapshot', snapB.key, '--force', '--json');
     expect(first.stderr).toBe('');
     expect(first.status).toBe(0);
-    const id = first.stdout.trim();
+    const id = (JSON.parse(first.stdout) as { workflowId: string; runbook: string }).workflowId;
     expect(id).toBe(CLI_RESTORE);
     try {
       const second = await drctl('etcd', 'restore', '--cluster', 'site-b', '--force');

@@ -425,21 +425,22 @@ function cli(...args: string[]): Promise<CliResult> {
 }
 
 describe('drctl snapshot (CLI)', () => {
-  it('now --wait --json runs the runbook through the worker and prints key, revision, hash, sha256, size, takenAt', async () => {
+  it('now --wait --json runs the runbook through the worker and prints its run, status and result (key, revision, hash, sha256, size, takenAt)', async () => {
     const r = await cli('snapshot', 'now', '--cluster', 'site-b', '--wait', '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as {
-      key: string;
-      revision: number;
-      hash: number;
-      sha256: string;
-      size: number;
-      takenAt: string;
+    // Every start command's --json shape; with --wait also the final status and the result.
+    const started = JSON.parse(r.stdout) as {
+      workflowId: string;
+      runbook: string;
+      status: { phase: string };
+      result: { key: string; revision: number; etcdHash: number; sha256: string; size: number; takenAt: string };
     };
+    expect(started).toMatchObject({ runbook: 'etcd-snapshot', status: { phase: 'completed' } });
+    const out = started.result;
     expect(out.key.startsWith(snapshotPrefix(prefix, 'site-b'))).toBe(true);
     expect(out.revision).toBeGreaterThan(0);
-    expect(out.hash).toEqual(expect.any(Number));
+    expect(out.etcdHash).toEqual(expect.any(Number));
     expect(out.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(Date.parse(out.takenAt)).toBeGreaterThan(Date.now() - 120_000);
     expect(await sha256OfObject(out.key)).toEqual({ sha256: out.sha256, size: out.size });

@@ -71,7 +71,7 @@ describe('visibility: search attributes, memo and status without a worker', () =
       await env.close();
       const shown = await cli(['status', workflowId]);
       expect(shown.stderr + shown.stdout).toMatch(/no worker answered the status query; showing what the server holds/);
-      expect(shown.stdout).toMatch(/waiting-approval/);
+      expect(shown.stdout).toMatch(/WAITING-APPROVAL/);
       expect(shown.stdout).toMatch(/distribute/);
     } finally {
       await h.terminate('visibility test done').catch(() => undefined);

@@ -8,6 +8,7 @@
 // Each change registers its undo right before it runs; cleanup runs them all in reverse (one that
 // fails does not stop the others) and then proves the DR site and the drill record are as before.
 import {
+  CancellationScope,
   defineSignal,
   defineUpdate,
   isCancellation,
@@ -322,15 +323,19 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
   };
   /** Writes the report off-site as the step `name`, which the written timeline shows as done. */
   const publish = (name: 'report' | 'signed-report') =>
-    rb.run(name, async (s) => {
-      report.endedAt = new Date().toISOString();
-      report.timeline = status.steps.map((x) =>
-        x.step === name ? { ...x, state: 'done', endedAt: report.endedAt, items: {} } : { ...x, items: { ...x.items } },
-      );
-      report.location = await undo.writeDrillReport({ report });
-      s.detail = `s3://${report.location.bucket}/${report.location.html}`;
-      status.report = report;
-    });
+    CancellationScope.nonCancellable(() =>
+      rb.run(name, async (s) => {
+        report.endedAt = new Date().toISOString();
+        report.timeline = status.steps.map((x) =>
+          x.step === name
+            ? { ...x, state: 'done', endedAt: report.endedAt, items: {} }
+            : { ...x, items: { ...x.items } },
+        );
+        report.location = await undo.writeDrillReport({ report });
+        s.detail = `s3://${report.location.bucket}/${report.location.html}`;
+        status.report = report;
+      }),
+    );
   await publish('report');
   if (cancelled) {
     for (const s of ['sign-off', 'signed-report']) skip(s, 'the drill was cancelled');

@@ -21,7 +21,7 @@ import {
   stepTable,
   transitions,
 } from '../../client/render.ts';
-import { follow, outcomeOf, readStatus } from '../../client/runbook-kit.ts';
+import { follow, outcomeOf, readStatus, runSummary } from '../../client/runbook-kit.ts';
 import { checkCron, cronOf, invalidCron } from '../../client/schedules.ts';
 
 const T0 = Date.parse('2026-01-10T12:01:00Z');
@@ -430,5 +430,19 @@ describe('bad input: one line naming the flag, exit 2, before connecting', () =>
     const lines = errs.join('').trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(new RegExp(`^error: ${flag}`));
+  });
+});
+
+describe('runSummary: the line the Web UI lists a run by', () => {
+  it('names the runbook, what it acts on and who asked', () => {
+    expect(runSummary('etcd-restore', { cluster: 'site-a', snapshot: 'latest', requestedBy: 'alice' })).toBe(
+      'etcd-restore site-a (latest) by alice',
+    );
+    expect(runSummary('site-failover', { from: 'site-a', to: 'site-b', requestedBy: 'health-watch' })).toBe(
+      'site-failover site-a → site-b by health-watch',
+    );
+    expect(runSummary('drill', { plan: 'quarterly', requestedBy: 'schedule:drill-quarterly' })).toBe(
+      'drill plan quarterly by schedule:drill-quarterly',
+    );
   });
 });
