@@ -149,6 +149,31 @@ export function createVeleroActivities(gw: Gateways) {
     }): Promise<string[]> {
       const kube = gw.kube(gw.site(input.site).cluster.name);
       const out: string[] = [];
+      // A run cancelled mid-restore leaves Velero restoring: deleting now, Velero would create the
+      // objects again behind the cleanup. Look first: wait until the restore has ended.
+      const velero = gw.velero(input.site);
+      const ended = await pollUntil(
+        {
+          what: `Velero restore ${input.restoreName} at ${input.site} to end before its objects are removed`,
+          timeoutMs: failoverSettings(gw).restoreTimeout,
+          every: 500,
+        },
+        async () => {
+          const r = await velero.restore(input.restoreName);
+          return !r ||
+            ![
+              'New',
+              'InProgress',
+              'WaitingForPluginOperations',
+              'WaitingForPluginOperationsPartiallyFailed',
+              'Finalizing',
+              'FinalizingPartiallyFailed',
+            ].includes(r.phase)
+            ? done(r?.phase ?? 'absent')
+            : notYet(r.phase);
+        },
+      );
+      if (ended !== 'absent') out.push(`restore ${input.restoreName} ${ended}`);
       await Promise.all(
         input.created.map(async (ns) => {
           await kube.deleteNamespace(ns, 180_000, () => heartbeat({ deleting: ns }));
@@ -160,7 +185,7 @@ export function createVeleroActivities(gw: Gateways) {
         await kube.patchDeployment(d.namespace, d.name, { replicas: 0 });
         out.push(`${d.namespace}/${d.name} →0`);
       }
-      await gw.velero(input.site).delete('restores', input.restoreName);
+      await velero.delete('restores', input.restoreName);
       return out;
     },
 

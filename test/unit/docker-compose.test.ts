@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { SEARCH_ATTRIBUTE_TYPES } from '../../common/runbook.ts';
 
 const root = new URL('../../', import.meta.url);
 const composeText = readFileSync(new URL('docker-compose.yml', root), 'utf8');
@@ -63,6 +64,17 @@ const VAR_REF = /^\$\{[A-Za-z_][A-Za-z0-9_]*(?::?\?[^}]*|:?-)?\}$/;
 const SECRET_NAME = /PASSWORD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL|_KEY$/i;
 
 describe('docker-compose.yml', () => {
+  it("registers drctl's search attributes in its Temporal, exactly those the runbooks upsert", () => {
+    const command = compose.services.temporal?.command;
+    const args = Array.isArray(command) ? command : String(command ?? '').split(/\s+/);
+    const registered = args.flatMap((a, i) => (args[i - 1] === '--search-attribute' ? [a] : []));
+    expect(registered.sort()).toEqual(
+      Object.entries(SEARCH_ATTRIBUTE_TYPES)
+        .map(([k, t]) => `${k}=${t}`)
+        .sort(),
+    );
+  });
+
   it('parses to a services map', () => {
     expect(compose).toBeTypeOf('object');
     expect(services).toBeTypeOf('object');
