@@ -45,15 +45,8 @@ export const PHASES = [
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
-/** Phases after which the run changes nothing more (a drill waiting for sign-off is not one). */
-export const FINAL_PHASES: readonly Phase[] = [
-  'completed',
-  'dry-run',
-  'aborted',
-  'compensated',
-  'needs-attention',
-  'failed',
-];
+/** Phases after which the run changes nothing more (a drill waiting for sign-off is not one): the last six. */
+export const FINAL_PHASES: readonly Phase[] = PHASES.slice(PHASES.indexOf('completed'));
 
 /** An undo that could not finish: what it was, why, and what a human must check now. */
 export interface Attention {
