@@ -38,8 +38,6 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
     {},
   );
   const { run, each } = rb;
-  const timings = () =>
-    Object.fromEntries(rb.status.steps.filter((s) => s.seconds !== undefined).map((s) => [s.step, s.seconds! * 1000]));
   const onNodes = <T>(s: Parameters<typeof each>[0], nodes: NodePlan[], fn: (n: NodePlan) => Promise<T>) =>
     each(s, nodes, (n) => n.node, fn);
   const component = (c: Component, nodes: NodePlan[], what: 'stopComponent' | 'startComponent', acts = undo) =>
@@ -106,7 +104,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
       if (input.dryRun) {
         for (const s of rb.status.steps) if (s.state === 'pending') rb.skip(s.step, 'dry run');
         rb.setPhase('dry-run');
-        return { outcome: 'dry-run', plan, timings: timings(), refusal };
+        return { outcome: 'dry-run', plan, timings: rb.timings(), refusal };
       }
       if (refusal) throw refuse(FailureType.ClusterHasQuorum, refusal);
 
@@ -221,7 +219,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
       await run('remove-staged', async (s) => {
         await removeStaged().catch((err: unknown) => (s.detail = `left on the nodes: ${rootMessage(err)}`));
       });
-      return { outcome: 'completed', plan, approval, verification, timings: timings() };
+      return { outcome: 'completed', plan, approval, verification, timings: rb.timings() };
     },
     (cause) =>
       `restore failed (${cause}); compensated: every node is back on its pre-restore data and the cluster has quorum`,

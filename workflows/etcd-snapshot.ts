@@ -52,8 +52,6 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
     {},
   );
   const { run } = rb;
-  const timings = () =>
-    Object.fromEntries(rb.status.steps.filter((s) => s.seconds !== undefined).map((s) => [s.step, s.seconds! * 1000]));
 
   return rb.execute(
     async () => {
@@ -113,7 +111,7 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
         pruned,
         ...(pruneError ? { pruneError } : {}),
         ...(cleanupError ? { cleanupError } : {}),
-        timings: timings(),
+        timings: rb.timings(),
       };
     },
     (cause) => `snapshot of ${cluster} failed (${cause})`,

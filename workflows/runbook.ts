@@ -135,6 +135,13 @@ export class Runbook<E = unknown, X extends object = object> {
     }
   };
 
+  /** Milliseconds per step that ran, for a runbook's result (`timings`). */
+  timings(): Record<string, number> {
+    return Object.fromEntries(
+      this.status.steps.filter((s) => s.seconds !== undefined).map((s) => [s.step, s.seconds! * 1000]),
+    );
+  }
+
   readonly skip = (name: string, why: string): void => {
     Object.assign(this.step(name), { state: 'skipped', detail: why });
     this.publish();

@@ -232,9 +232,7 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
           rtoMet: rtoSeconds * 1000 <= pre.rtoTargetMs,
           rpoMet: rpo.ok,
           approvalWaitSeconds,
-          steps: rb.status.steps
-            .filter((x) => x.seconds !== undefined)
-            .map((x) => ({ step: x.step, seconds: x.seconds! })),
+          steps: Object.entries(rb.timings()).map(([step, ms]) => ({ step, seconds: ms / 1000 })),
           checks,
           approval,
           warnings,
