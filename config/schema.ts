@@ -1,6 +1,7 @@
 // The one typed description of drctl.yaml. Every field error names its path, e.g.
 // `sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535`.
 import { z } from 'zod';
+import { DRILL_CRITERIA } from '../common/drill.ts';
 import { parseDuration } from '../common/duration.ts';
 
 const name = z
@@ -244,17 +245,6 @@ const failover = z.strictObject({
     })
     .default({ interval: 10_000, failuresToDown: 3, successesToUp: 5, autoFailover: true, autoApprove: false }),
 });
-
-const DRILL_CRITERIA = [
-  'backup-present',
-  'restore-complete',
-  'pods-match-source',
-  'app-serves',
-  'rpo-met',
-  'rto-met',
-  'etcd-restore',
-  'cleanup',
-] as const;
 
 /** Quarterly: 06:00 UTC on the first day of January, April, July and October. */
 export const QUARTERLY = '0 6 1 1,4,7,10 *';
