@@ -70,7 +70,7 @@ ${nodehint}  export DRCTL_CONFIG=$DRCTL_CONFIG
   node bin/drctl.js status etcd-restore-site-a --wait
 Drills:
   node bin/drctl.js drill schedule --plan quarterly        # a Temporal Schedule, quarterly (overlap SKIP)
-  node bin/drctl.js drill list | history                    # schedules; past drills with verdicts
+  node bin/drctl.js drill schedule list; node bin/drctl.js drill history   # schedules; past drills
   node bin/drctl.js drill sign $wf --as carol --comment ok  # sign the report off
 Other:
   node bin/drctl.js lab status                           # every component, address, pid, health
