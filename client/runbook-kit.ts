@@ -9,7 +9,7 @@ import {
   WorkflowNotFoundError,
   type WorkflowStartOptions,
 } from '@temporalio/client';
-import { defineSearchAttributeKey, SearchAttributeType, type Workflow } from '@temporalio/common';
+import type { Workflow } from '@temporalio/common';
 import { createLogUpdate } from 'log-update';
 import { UsageError } from '../common/errors.ts';
 import {
@@ -17,7 +17,8 @@ import {
   type Phase,
   RUNBOOKS,
   type RunbookName,
-  SEARCH_ATTRIBUTES,
+  SEARCH_KEYS,
+  startSearchAttributes,
   STATUS_MEMO_KEY,
   type StatusMemo,
   type WorkflowType,
@@ -44,13 +45,7 @@ export const SIGN_UPDATE = 'sign';
 const QUERY_TIMEOUT_MS = 10_000;
 const POLL_MS = 1000;
 
-export const SEARCH_KEYS = {
-  runbook: defineSearchAttributeKey(SEARCH_ATTRIBUTES.runbook, SearchAttributeType.KEYWORD),
-  sites: defineSearchAttributeKey(SEARCH_ATTRIBUTES.sites, SearchAttributeType.KEYWORD_LIST),
-  cluster: defineSearchAttributeKey(SEARCH_ATTRIBUTES.cluster, SearchAttributeType.KEYWORD),
-  phase: defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD),
-  requestedBy: defineSearchAttributeKey(SEARCH_ATTRIBUTES.requestedBy, SearchAttributeType.KEYWORD),
-};
+export { SEARCH_KEYS };
 
 interface RunInput {
   requestedBy?: string;
@@ -76,12 +71,7 @@ export function runSummary(runbook: RunbookName, i: RunInput): string {
 
 /** The search attributes a run of `workflowType` starts with (the run keeps its phase up to date). */
 export function runbookSearchAttributes(workflowType: string, requestedBy?: string) {
-  if (!isWorkflowType(workflowType)) return [];
-  return [
-    { key: SEARCH_KEYS.runbook, value: RUNBOOKS[workflowType] },
-    { key: SEARCH_KEYS.phase, value: 'running' },
-    ...(requestedBy ? [{ key: SEARCH_KEYS.requestedBy, value: requestedBy }] : []),
-  ];
+  return isWorkflowType(workflowType) ? startSearchAttributes(RUNBOOKS[workflowType], requestedBy) : [];
 }
 
 export function isWorkflowType(type: string): type is WorkflowType {

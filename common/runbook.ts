@@ -1,6 +1,7 @@
 // The shapes every runbook shares: its status (the `status` query, the memo a run keeps on the
 // server, `drctl status`), its steps, the go/no-go decisions and the search attributes the Web UI
 // filters on. Pure code: workflows, the CLI and tests import this.
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 
 /** Every runbook drctl runs, by its workflow type. */
 export const RUNBOOKS = {
@@ -102,6 +103,24 @@ export const SEARCH_ATTRIBUTES = {
   phase: 'DrctlPhase',
   requestedBy: 'DrctlRequestedBy',
 } as const;
+/** The same attributes as typed keys, for reading them (the CLI) and upserting them (the kernel). */
+export const SEARCH_KEYS = {
+  runbook: defineSearchAttributeKey(SEARCH_ATTRIBUTES.runbook, SearchAttributeType.KEYWORD),
+  sites: defineSearchAttributeKey(SEARCH_ATTRIBUTES.sites, SearchAttributeType.KEYWORD_LIST),
+  cluster: defineSearchAttributeKey(SEARCH_ATTRIBUTES.cluster, SearchAttributeType.KEYWORD),
+  phase: defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD),
+  requestedBy: defineSearchAttributeKey(SEARCH_ATTRIBUTES.requestedBy, SearchAttributeType.KEYWORD),
+};
+
+/** What a run starts with (the CLI, a schedule, a parent run); the run keeps its phase up to date. */
+export function startSearchAttributes(runbook: RunbookName, requestedBy?: string) {
+  return [
+    { key: SEARCH_KEYS.runbook, value: runbook },
+    { key: SEARCH_KEYS.phase, value: 'running' },
+    ...(requestedBy ? [{ key: SEARCH_KEYS.requestedBy, value: requestedBy }] : []),
+  ];
+}
+
 /** `temporal server start-dev --search-attribute NAME=TYPE` for each of them. */
 export const SEARCH_ATTRIBUTE_TYPES: Record<(typeof SEARCH_ATTRIBUTES)[keyof typeof SEARCH_ATTRIBUTES], string> = {
   DrctlRunbook: 'Keyword',

@@ -19,7 +19,6 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { FailureType, rootMessage } from '../common/errors.ts';
 import {
   type Attention,
@@ -29,7 +28,8 @@ import {
   type Phase,
   type RunbookName,
   type RunbookStatus,
-  SEARCH_ATTRIBUTES,
+  SEARCH_KEYS as SA,
+  startSearchAttributes,
   STATUS_MEMO_KEY,
   type Step,
 } from '../common/runbook.ts';
@@ -39,14 +39,6 @@ export { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
 
 /** Every runbook answers this query with its RunbookStatus (plus its own fields). */
 export const statusQuery = defineQuery<RunbookStatus>('status');
-
-const SA = {
-  runbook: defineSearchAttributeKey(SEARCH_ATTRIBUTES.runbook, SearchAttributeType.KEYWORD),
-  sites: defineSearchAttributeKey(SEARCH_ATTRIBUTES.sites, SearchAttributeType.KEYWORD_LIST),
-  cluster: defineSearchAttributeKey(SEARCH_ATTRIBUTES.cluster, SearchAttributeType.KEYWORD),
-  phase: defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD),
-  requestedBy: defineSearchAttributeKey(SEARCH_ATTRIBUTES.requestedBy, SearchAttributeType.KEYWORD),
-};
 
 export interface RunbookInit {
   runbook: RunbookName;
@@ -228,6 +220,8 @@ export class Runbook<E = unknown, X extends object = object> {
       this.status.error = rootMessage(err);
       const changed = this.changing;
       const hadUndos = this.undos.length > 0;
+      // Before the gate opened the phase stays (aborted, or still the gate's) while what was
+      // prepared is undone; setting it again ends any wait it named.
       if (hadUndos) this.setPhase(changed ? 'compensating' : this.status.phase);
       const attention = hadUndos ? await this.compensate() : [];
       if (attention.length) throw this.needsAttention(err, attention);
@@ -334,12 +328,7 @@ export class Runbook<E = unknown, X extends object = object> {
    * it (a child started with an unknown attribute would fail to start).
    */
   childSearchAttributes(runbook: RunbookName, requestedBy?: string) {
-    if (!this.indexed) return undefined;
-    return [
-      { key: SA.runbook, value: runbook },
-      { key: SA.phase, value: 'running' },
-      ...(requestedBy ? [{ key: SA.requestedBy, value: requestedBy }] : []),
-    ];
+    return this.indexed ? startSearchAttributes(runbook, requestedBy) : undefined;
   }
 
   /** The gate was passed without a person (a policy's auto-approval): the run changes things from here. */
