@@ -16,6 +16,8 @@ export interface Component {
     | 'minio'
     | 'node'
     | 'sshd'
+    | 'kubelet'
+    | 'bastion'
     | 'etcd'
     | 'kube-apiserver'
     | 'kube-controller-manager'
@@ -100,10 +102,11 @@ export async function httpGet(url: string, timeoutMs = 3000): Promise<Answer> {
   }
 }
 
-/** A GET on the site's API server with the admin client certificate. */
-export function adminGet(site: LabSite, path: string): Promise<Answer> {
+/** A GET on the site's API server (or one node's) with the admin client certificate. */
+export function adminGet(site: LabSite, path: string, nodeIp?: string): Promise<Answer> {
   const pki = join(paths.pki(site.name), 'kubernetes');
-  return httpsGet(`${site.apiserver}${path}`, {
+  const server = nodeIp ? `https://${nodeIp}:6443` : site.apiserver;
+  return httpsGet(`${server}${path}`, {
     ca: join(pki, 'ca.crt'),
     cert: join(pki, 'admin.crt'),
     key: join(pki, 'admin.key'),

@@ -24,7 +24,7 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 # of fontconfig's "one of these fonts" dependency apt picks (chromium's fonts-liberation is only a
 # recommendation, which --no-install-recommends skips).
 pdns_v="$(ver v.pdns)"
-apt_pkgs=(openssh-server openssl iproute2 procps sqlite3 dnsutils
+apt_pkgs=(openssh-server openssl iproute2 procps sqlite3 dnsutils sudo containerd runc containernetworking-plugins e2fsprogs util-linux
   "pdns-server=$pdns_v-*" "pdns-backend-sqlite3=$pdns_v-*"
   chromium fonts-dejavu-core)
 missing=()
@@ -118,25 +118,33 @@ mv_="$(ver v.minio)"
 go_build minio "$mv_" "github.com/minio/minio@$mv_" "minio=github.com/minio/minio"
 
 kv="$(ver v.kubernetes)"
-kdir="kubernetes-$kv+stamped"
-if [[ ! -f "$cache/bin/$kdir/.complete" ]]; then
-  # k8s.io/kubernetes requires its staging modules at v0.0.0: replace each with its published twin.
+# k8s.io/kubernetes requires its staging modules at v0.0.0: replace each with its published twin.
+# Stamp the version as hack/lib/version.sh does: unstamped binaries report v0.0.0-master with an
+# empty major/minor (kubectl version, /version of the API server, which Velero and kwok read).
+# The stamp is a link-time flag, so with a warm Go build cache an entry only relinks.
+# "+stamped" in the cache key: the older unstamped kubernetes-$kv entry must not be reused.
+# Two entries over the same wrapper: the control plane (packed into images, lab/images.ts) and the
+# node agents a kubeadm host has on its PATH (kubelet, kubeadm); the second reuses the first's
+# Go build cache (about a minute).
+k8s_build() {
+  local name="$1" outs="$2"
+  [[ -f "$cache/bin/$name-$kv+stamped/.complete" ]] && return 0
+  local gomod stag replaces kmaj kmin kldx=""
   gomod="$(gomod_of "k8s.io/kubernetes@$kv")"
   stag="v0.${kv#v1.}"
   replaces="$(grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$gomod" | awk -v s="$stag" '{print "replace " $1 " => " $1 " " s}')"
-  # Stamp the version as hack/lib/version.sh does: unstamped binaries report v0.0.0-master with an
-  # empty major/minor (kubectl version, /version of the API server, which Velero and kwok read).
-  # The stamp is a link-time flag, so with a warm Go build cache this entry only relinks.
-  # "+stamped" in the cache key: the older unstamped kubernetes-$kv entry must not be reused.
   kmaj="${kv#v}" && kmaj="${kmaj%%.*}" && kmin="${kv#v*.}" && kmin="${kmin%%.*}"
-  kldx=""
   for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
     kldx+=" -X $p.gitVersion=$kv -X $p.gitMajor=$kmaj -X $p.gitMinor=$kmin -X $p.gitTreeState=clean"
   done
-  go_build kubernetes "$kv+stamped" "k8s.io/kubernetes@$kv" \
-    "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl" \
-    "$replaces" "$kldx"
-fi
+  go_build "$name" "$kv+stamped" "k8s.io/kubernetes@$kv" "$outs" "$replaces" "$kldx"
+}
+k8s_build kubernetes "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl"
+k8s_build kubernetes-node "kubelet=k8s.io/kubernetes/cmd/kubelet kubeadm=k8s.io/kubernetes/cmd/kubeadm"
+
+# crictl (cri-tools), which kubeadm expects on a node and drctl uses to reach the etcd container.
+ctv="$(ver v.criTools)"
+go_build cri-tools "$ctv" "sigs.k8s.io/cri-tools@$ctv" "crictl=sigs.k8s.io/cri-tools/cmd/crictl"
 
 # kwok (fake nodes/pods for the clusters): its go.mod has no replace; the wrapper is just uniformity.
 # The kwok binary runs no stages of its own (kwokctl passes them): take kwokctl's defaults from the
@@ -177,5 +185,12 @@ if [[ ! -f "$cache/bin/velero-plugin-for-aws-$vpv/.complete" ]]; then
   go_build velero-plugin-for-aws "$vpv" "github.com/vmware-tanzu/velero-plugin-for-aws@$vpv" \
     "velero-plugin-for-aws=github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws" \
     "$(mod_replaces "github.com/vmware-tanzu/velero-plugin-for-aws@$vpv")"
+fi
+# The pod sandbox's pause process (our own lab/pause/pause.c, as Kubernetes' build/pause), static.
+pv="$(ver v.pause)"
+pdir="$cache/bin/pause-$pv"
+if [[ ! -f "$pdir/.complete" ]]; then
+  mkdir -p "$pdir" && gcc -O2 -static -o "$pdir/pause" "$here/pause/pause.c" && strip "$pdir/pause"
+  touch "$pdir/.complete"
 fi
 log "binaries ready in $cache/bin ($SECONDS s)"

@@ -1,28 +1,29 @@
 // What `drctl lab up` writes before it starts anything, each file only where absent or when it
-// would come out the same: the lab's directories, the operator's SSH key, MinIO's credentials, per
-// site its two CAs, its nodes' disks (lab/nodes.ts, lab/controlplane.ts) and its admin kubeconfig,
-// and PowerDNS's configuration (lab/pdns.ts).
+// would come out the same: the lab's directories, the operator's SSH key and login users, MinIO's
+// credentials, per site its CAs (kubeadm keeps them and issues the rest), its nodes' and bastion's
+// disks (lab/nodes.ts, lab/controlplane.ts) and its admin kubeconfig, and PowerDNS's configuration
+// (lab/pdns.ts).
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { layoutControlPlane } from './controlplane.ts';
-import { layoutNode, sshKeygen } from './nodes.ts';
+import { layoutCp1Extras } from './controlplane.ts';
+import { layoutBastion, layoutHostAccounts, layoutNode, sshKeygen } from './nodes.ts';
 import { layoutPdns } from './pdns.ts';
-import { ca, kubeconfig, leaf } from './pki.ts';
+import { ca, kubeconfig, leaf, serviceAccountKeys } from './pki.ts';
 import { LAB_DIR, type LabSite, paths, SITES } from './topology.ts';
 
-function layoutSite(site: LabSite, clientPub: string) {
+function layoutSite(site: LabSite) {
   const pki = paths.pki(site.name);
   const etcdCa = ca(join(pki, 'etcd'), `${site.name}-etcd-ca`);
   const kubeCa = ca(join(pki, 'kubernetes'), `${site.name}-kubernetes-ca`);
+  const frontProxy = ca(join(pki, 'front-proxy'), `${site.name}-front-proxy-ca`);
+  serviceAccountKeys(join(pki, 'kubernetes'));
   for (const node of site.nodes) {
-    const marker = join(node.root, 'var/lib/.lab-initialised');
-    const fresh = !existsSync(marker);
-    layoutNode(site, node, etcdCa, clientPub, fresh);
-    if (node.runsApiserver) layoutControlPlane(site, node, { etcd: etcdCa, kube: kubeCa }, fresh);
-    writeFileSync(marker, new Date().toISOString());
+    layoutNode(site, node, { kube: kubeCa, frontProxy, etcd: etcdCa, saDir: join(pki, 'kubernetes') });
+    if (node.first) layoutCp1Extras(site, node, kubeCa);
   }
+  if (site.bastion) layoutBastion(site.bastion);
   // Admin kubeconfig with a client certificate (system:masters), like kubeadm's admin.conf.
   mkdirSync(join(LAB_DIR, 'kube'), { recursive: true });
   const admin = join(pki, 'kubernetes', 'admin');
@@ -43,10 +44,11 @@ export function layout() {
   ])
     mkdirSync(d, { recursive: true });
   // Mount points for the nodes' private disks, and sshd's privilege-separation dir.
-  for (const d of ['/etc/kubernetes', '/run/sshd']) mkdirSync(d, { recursive: true });
+  for (const d of ['/etc/kubernetes', '/run/sshd', '/run/containerd']) mkdirSync(d, { recursive: true });
   if (!existsSync(paths.sshKey))
     sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'drctl-lab-operator', '-f', paths.sshKey]);
-  const clientPub = readFileSync(`${paths.sshKey}.pub`, 'utf8');
+  writeFileSync(paths.authorizedKeys, readFileSync(`${paths.sshKey}.pub`, 'utf8'), { mode: 0o600 });
+  layoutHostAccounts();
   if (!existsSync(paths.minioCreds)) {
     writeFileSync(
       paths.minioCreds,
@@ -54,6 +56,6 @@ export function layout() {
       { mode: 0o600 },
     );
   }
-  for (const site of SITES) layoutSite(site, clientPub);
+  for (const site of SITES) layoutSite(site);
   layoutPdns();
 }

@@ -1,22 +1,34 @@
-// Each control-plane node is its own mount + PID namespace (unshare) on the host's network
-// namespace: the node's own /etc/kubernetes, /var/lib and /usr/local/bin, its own process tree
-// under lab/supervisor.ts. From the host, the node's processes are found through /proc by that PID
-// namespace, and the namespace-local pids the supervisor reports are mapped to host pids.
+// Each control-plane node is a host of its own: its network namespace (lab/network.ts), and its own
+// mount, PID and UTS namespaces (unshare): the node's own /etc/kubernetes, /var/lib and
+// /usr/local/bin, its own hostname, its own process tree under lab/supervisor.ts. From the host,
+// the node's processes are found through /proc by that PID namespace, and the namespace-local pids
+// the supervisor reports are mapped to host pids. A bastion is a namespace with only its sshd.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureHostNet, netnsPath } from './network.ts';
 import { childOf, launch, readState } from './processes.ts';
-import { type LabNode, REPO, SITES } from './topology.ts';
+import { type LabBastion, type LabNode, REPO, SITES } from './topology.ts';
 
-export const isNodeId = (name: string) => SITES.some((s) => s.nodes.some((n) => n.id === name));
+export const isNodeId = (name: string) =>
+  SITES.some((s) => s.nodes.some((n) => n.id === name) || s.bastion?.id === name);
 
-/** Starts the node: its own mount + PID namespace, bash as PID 1 (reaps orphans, forwards SIGTERM), the supervisor. */
+/**
+ * Starts the node: in its network namespace (`nsenter --net`, not `ip netns exec`, which remounts
+ * /sys and so hides the cgroup v1 mounts the kubelet needs), its own mount, PID and UTS namespaces,
+ * bash as PID 1 (reaps orphans, forwards SIGTERM), the node's init (lab/supervisor.ts).
+ */
 export function startNode(node: LabNode): number {
+  ensureHostNet(node);
   return launch(
     node.id,
-    'unshare',
+    'nsenter',
     [
+      `--net=${netnsPath(node.netns)}`,
+      '--',
+      'unshare',
       '--mount',
       '--pid',
+      '--uts',
       '--fork',
       '--mount-proc',
       '--propagation',
@@ -25,12 +37,35 @@ export function startNode(node: LabNode): number {
       '--',
       'bash',
       '-c',
-      'node --import tsx "$0" --root "$1" & c=$!; trap "kill -TERM $c" TERM INT; wait $c; wait $c',
+      'node --import tsx "$0" --root "$1" --hostname "$2" --cgroup-root "$3" & c=$!; trap "kill -TERM $c" TERM INT; wait $c; wait $c',
       join(REPO, 'lab/supervisor.ts'),
       node.root,
+      node.name,
+      node.cgroupRoot,
     ],
     { PATH: `/usr/local/bin:${process.env.PATH ?? '/usr/bin:/bin'}` },
   );
+}
+
+/** Starts a bastion: its sshd alone, in its network namespace. */
+export function startBastion(b: LabBastion): number {
+  ensureHostNet(b);
+  return launch(b.id, 'nsenter', [
+    `--net=${netnsPath(b.netns)}`,
+    '--',
+    '/usr/sbin/sshd',
+    '-D',
+    '-e',
+    '-f',
+    join(b.root, 'etc/ssh/sshd_config'),
+  ]);
+}
+
+/** Runs a command on the node as root, as its provisioning would (in all its namespaces). */
+export function nodeCommand(node: LabNode): string[] {
+  const init = childOf(readState().pids[node.id] ?? 0);
+  if (!init) throw new Error(`${node.id} is not running`);
+  return ['nsenter', '-t', String(init), '-m', '-p', '-n', '-u', '--'];
 }
 
 /** Host pids of every process inside a node's PID namespace, with their command names. */
@@ -58,7 +93,32 @@ export function nodeProcesses(nodeId: string): { pid: number; comm: string; cmdl
 /** What the node's supervisor reports in run/supervisor.json: namespace-local pids. */
 export interface SupervisorState {
   sshd?: number;
-  pods: Record<string, { pid?: number; restarts: number }>;
+  containerd?: number;
+  kubelet?: number;
+}
+
+/**
+ * Host pids of the static pods' main processes, by node and container name: every process whose
+ * cgroup lies under a node's kubelet cgroupRoot ("/drctl/site-a-cp1/kubepods/...") and whose
+ * command is a known binary. One scan of /proc per call.
+ */
+export function containerPids(names: readonly string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cg = readFileSync(`/proc/${d}/cgroup`, 'utf8').match(/:memory:(\/drctl\/[^/]+)\/kubepods/)?.[1];
+      if (!cg) continue;
+      const exe = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')[0]!.split('/').pop()!;
+      if (!names.includes(exe)) continue;
+      const key = `${cg}|${exe}`;
+      const pid = Number(d);
+      if (!out.has(key) || pid < out.get(key)!) out.set(key, pid);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
 }
 
 export function supervisorState(node: LabNode): SupervisorState | undefined {

@@ -1,26 +1,32 @@
 // Losing a site on purpose, and getting it back: `drctl lab site down SITE` stops its app endpoint
-// (clients of the app get connection refused); `--hard` also parks cp1's static pods but etcd, as a
-// burned site would lose them. `site up` reverses exactly what was done. Recorded in state.json,
+// (clients of the app get connection refused); `--hard` also parks every static pod but etcd on
+// every node (the API servers, the controllers, kwok and Velero), as a burned site would lose them. `site up` reverses exactly what was done. Recorded in state.json,
 // so `lab status` and `lab up` know the site is down on purpose.
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CP1_PODS } from './controlplane.ts';
+import { CONTROL_PLANE_PODS, CP1_PODS } from './controlplane.ts';
 import { adminGet, httpGet, tcpOpen } from './health.ts';
 import { manifestPath, parkedPath } from './nodes.ts';
 import { readState, type SiteDown, stopPid, writeState } from './processes.ts';
 import { appKey, startApp } from './services.ts';
-import { cp1Of, CP_PORTS, type LabSite, siteNamed } from './topology.ts';
+import { CP_PORTS, type LabNode, type LabSite, siteNamed } from './topology.ts';
 
-/** Moves parked manifests (file names) back into cp1's manifest dir; the supervisor starts them. */
-export function unpark(site: LabSite, files: string[]): string[] {
-  const cp1 = cp1Of(site);
+/** What `--hard` parks, per node: kubeadm's control plane but etcd everywhere, kwok and Velero on cp1. */
+function podsOf(node: LabNode): string[] {
+  return [...(node.first ? [...CP1_PODS].reverse() : []), ...[...CONTROL_PLANE_PODS].reverse()];
+}
+
+/** Moves parked manifests ("cp1/kube-apiserver.yaml") back into their node's manifest dir; its kubelet starts them. */
+export function unpark(site: LabSite, entries: string[]): string[] {
   const back: string[] = [];
-  for (const f of files) {
-    const name = f.replace(/\.yaml$/, '');
-    if (!existsSync(parkedPath(cp1, name))) continue;
-    renameSync(parkedPath(cp1, name), manifestPath(cp1, name));
-    back.push(name);
+  for (const e of entries) {
+    const [nodeName, file] = e.split('/') as [string, string];
+    const node = site.nodes.find((n) => n.name === nodeName);
+    const name = file?.replace(/\.yaml$/, '');
+    if (!node || !name || !existsSync(parkedPath(node, name))) continue;
+    renameSync(parkedPath(node, name), manifestPath(node, name));
+    back.push(`${node.name}/${name}`);
   }
   return back;
 }
@@ -50,21 +56,21 @@ export async function siteDown(siteName: string, opts: { hard?: boolean } = {}):
   if (await stopPid(pid)) changed.push(`app endpoint stopped (pid ${pid})`);
   delete state.pids[appKey(site)];
   if (opts.hard && !rec.hard) {
-    const cp1 = cp1Of(site);
-    for (const pod of [...CP1_PODS].reverse()) {
-      if (!existsSync(manifestPath(cp1, pod))) continue;
-      mkdirSync(dirname(parkedPath(cp1, pod)), { recursive: true });
-      renameSync(manifestPath(cp1, pod), parkedPath(cp1, pod));
-      rec.parked.push(`${pod}.yaml`);
-      changed.push(`${pod} parked`);
-    }
+    for (const node of site.nodes)
+      for (const pod of podsOf(node)) {
+        if (!existsSync(manifestPath(node, pod))) continue;
+        mkdirSync(dirname(parkedPath(node, pod)), { recursive: true });
+        renameSync(manifestPath(node, pod), parkedPath(node, pod));
+        rec.parked.push(`${node.name}/${pod}.yaml`);
+        changed.push(`${node.name}/${pod} parked`);
+      }
     rec.hard = true;
   }
   state.sitesDown[site.name] = rec;
   writeState(state);
   if (rec.hard) {
-    const ip = cp1Of(site).ip;
-    for (let i = 0; i < 200 && (await tcpOpen(ip, CP_PORTS.apiserver, 300)); i++) await sleep(100);
+    for (const n of site.nodes)
+      for (let i = 0; i < 400 && (await tcpOpen(n.ip, CP_PORTS.apiserver, 300)); i++) await sleep(100);
   }
   return {
     site: site.name,
@@ -87,14 +93,14 @@ export async function siteUp(siteName: string, opts: { timeoutMs?: number } = {}
     changed.push(
       ...unpark(
         site,
-        rec.parked.filter((f) => f === 'kube-apiserver.yaml'),
+        rec.parked.filter((f) => f.endsWith('/kube-apiserver.yaml')),
       ).map((p) => `${p} started`),
     );
     while ((await adminGet(site, '/readyz')).status !== 200 && Date.now() < deadline) await sleep(300);
     changed.push(
       ...unpark(
         site,
-        rec.parked.filter((f) => f !== 'kube-apiserver.yaml'),
+        rec.parked.filter((f) => !f.endsWith('/kube-apiserver.yaml')),
       ).map((p) => `${p} started`),
     );
   }

@@ -1,12 +1,12 @@
-// `lab status` for one site: its app endpoint, and per node the namespace, sshd and etcd; on cp1
-// the API server, controllers, kwok and Velero. A site taken down on purpose (`drctl lab site
+// `lab status` for one site: its app endpoint; per node its namespaces, sshd, kubelet, etcd and
+// API server; the site's controllers (by their leases); on cp1 kwok and Velero. A site taken down on purpose (`drctl lab site
 // down`) reports what it stopped as down on purpose, which `lab up` does not wait for.
 import { KWOK_NODES, VELERO_NS } from './controlplane.ts';
 import { adminGet, type Component, httpGet, httpsGet, httpsProbe, json, sshBanner } from './health.ts';
 import { hostPid, supervisorState } from './namespaces.ts';
 import { alive, type LabState } from './processes.ts';
 import { appKey } from './services.ts';
-import { CP_PORTS, type LabSite, onHost } from './topology.ts';
+import { cp1Of, CP_PORTS, type LabNode, type LabSite, onHost } from './topology.ts';
 
 async function kwokNodesReady(site: LabSite): Promise<{ ready: number; detail: string }> {
   const r = await adminGet(site, '/api/v1/nodes?labelSelector=type%3Dkwok');
@@ -39,8 +39,16 @@ async function storageLocation(site: LabSite): Promise<{ phase?: string; detail:
   };
 }
 
-/** The site's checks; `pids` maps namespace-local pids to host pids (one /proc scan, made on first use). */
-export function siteChecks(site: LabSite, state: LabState, pids: () => Map<string, number>): Promise<Component>[] {
+/**
+ * The site's checks; `pids` maps namespace-local pids to host pids and `containers` finds the
+ * static pods' processes (one /proc scan each, made on first use).
+ */
+export function siteChecks(
+  site: LabSite,
+  state: LabState,
+  pids: () => Map<string, number>,
+  containers: () => Map<string, number>,
+): Promise<Component>[] {
   const checks: Promise<Component>[] = [];
   const down = state.sitesDown?.[site.name];
   const onPurpose = (c: Component, parked: boolean): Component =>
@@ -72,11 +80,27 @@ export function siteChecks(site: LabSite, state: LabState, pids: () => Map<strin
       );
     })(),
   );
+  if (site.bastion) {
+    const b = site.bastion;
+    checks.push(
+      (async () => {
+        const banner = await sshBanner(b.ip);
+        return {
+          name: b.id,
+          kind: 'bastion',
+          address: `${b.ip}:22`,
+          pid: alive(state.pids[b.id]) ? state.pids[b.id] : undefined,
+          healthy: alive(state.pids[b.id]) && !!banner?.startsWith('SSH-2.0'),
+          detail: banner ?? 'no banner',
+        };
+      })(),
+    );
+  }
+  const podPid = (node: LabNode, name: string) => containers().get(`${node.cgroupRoot}|${name}`);
   for (const node of site.nodes) {
     const initPid = state.pids[node.id];
     const sup = supervisorState(node);
-    const podPid = (pod: string) => hostPid(pids, initPid, sup?.pods[pod]?.pid);
-    const parked = (pod: string) => !!down?.parked.includes(`${pod}.yaml`);
+    const parked = (pod: string) => !!down?.parked.includes(`${node.name}/${pod}.yaml`);
     checks.push(
       (async () => ({
         name: node.id,
@@ -84,7 +108,7 @@ export function siteChecks(site: LabSite, state: LabState, pids: () => Map<strin
         address: node.ip,
         pid: initPid,
         healthy: alive(initPid),
-        detail: alive(initPid) ? 'namespace up' : 'down',
+        detail: alive(initPid) ? 'namespaces up' : 'down',
       }))(),
     );
     checks.push(
@@ -102,6 +126,26 @@ export function siteChecks(site: LabSite, state: LabState, pids: () => Map<strin
     );
     checks.push(
       (async () => {
+        // The kubelet as the API sees it: its Node's Ready condition (it heartbeats through its lease).
+        const pid = hostPid(pids, initPid, sup?.kubelet);
+        const r = await adminGet(site, `/api/v1/nodes/${node.name}`);
+        const ready = json<{ status?: { conditions?: { type: string; status: string; reason?: string }[] } }>(r.body)
+          ?.status?.conditions?.find((c) => c.type === 'Ready');
+        return onPurpose(
+          {
+            name: `${node.id}/kubelet`,
+            kind: 'kubelet',
+            address: `${node.ip}:10250`,
+            pid,
+            healthy: !!pid && ready?.status === 'True',
+            detail: ready ? `node ${node.name} Ready=${ready.status}${ready.reason ? ` (${ready.reason})` : ''}` : `node: ${r.status || r.body}`,
+          },
+          !!down?.hard,
+        );
+      })(),
+    );
+    checks.push(
+      (async () => {
         const tls = {
           ca: onHost(node, '/etc/kubernetes/pki/etcd/ca.crt'),
           cert: onHost(node, '/etc/kubernetes/pki/etcd/healthcheck-client.crt'),
@@ -113,22 +157,21 @@ export function siteChecks(site: LabSite, state: LabState, pids: () => Map<strin
           name: `${node.id}/etcd`,
           kind: 'etcd',
           address: `https://${node.ip}:2379`,
-          pid: podPid('etcd'),
+          pid: podPid(node, 'etcd'),
           healthy,
           detail: `${site.etcdVersion} ${r.status ? `${r.status} ${r.body}` : r.body}`,
         };
       })(),
     );
-    if (!node.runsApiserver) continue;
     checks.push(
       (async () => {
-        const r = await adminGet(site, '/readyz');
+        const r = await adminGet(site, '/readyz', node.ip);
         return onPurpose(
           {
-            name: `${site.name}/kube-apiserver`,
+            name: `${node.id}/kube-apiserver`,
             kind: 'kube-apiserver',
-            address: site.apiserver,
-            pid: podPid('kube-apiserver'),
+            address: `https://${node.ip}:${CP_PORTS.apiserver}`,
+            pid: podPid(node, 'kube-apiserver'),
             healthy: r.status === 200,
             detail: `readyz ${r.status || r.body}`,
           },
@@ -136,64 +179,70 @@ export function siteChecks(site: LabSite, state: LabState, pids: () => Map<strin
         );
       })(),
     );
-    for (const [pod, kind, port] of [
-      ['kube-controller-manager', 'kube-controller-manager', CP_PORTS.controllerManager],
-      ['kube-scheduler', 'kube-scheduler', CP_PORTS.scheduler],
-    ] as const) {
-      checks.push(
-        (async () => {
-          const r = await httpsProbe(`https://${node.ip}:${port}/healthz`);
-          const pid = podPid(pod);
-          return onPurpose(
-            {
-              name: `${site.name}/${pod}`,
-              kind,
-              address: `https://${node.ip}:${port}`,
-              pid,
-              healthy: !!pid && r.status === 200,
-              detail: `healthz ${r.status ? `${r.status} ${r.body.slice(0, 80)}` : r.body}`,
-            },
-            parked(pod),
-          );
-        })(),
-      );
-    }
+  }
+  // The controllers bind 127.0.0.1 on their nodes (kubeadm's default): seen from here through
+  // their leader-election leases, renewed every 2 s by whichever instance leads.
+  for (const [pod, kind] of [
+    ['kube-controller-manager', 'kube-controller-manager'],
+    ['kube-scheduler', 'kube-scheduler'],
+  ] as const) {
     checks.push(
       (async () => {
-        // kwok fakes the nodes' kubelets: healthy when it runs and its nodes are Ready.
-        const pid = podPid('kwok');
-        const r = await kwokNodesReady(site);
+        const r = await adminGet(site, `/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/${pod}`);
+        const lease = json<{ spec?: { holderIdentity?: string; renewTime?: string } }>(r.body)?.spec;
+        const age = lease?.renewTime ? (Date.now() - Date.parse(lease.renewTime)) / 1000 : undefined;
+        const leader = site.nodes.find((n) => lease?.holderIdentity?.startsWith(`${n.name}_`));
         return onPurpose(
           {
-            name: `${site.name}/kwok`,
-            kind: 'kwok',
-            address: `http://${node.ip}:${CP_PORTS.kwok}`,
-            pid,
-            healthy: !!pid && r.ready === KWOK_NODES.length,
-            detail: r.detail,
+            name: `${site.name}/${pod}`,
+            kind,
+            address: leader ? `${leader.id} (leader)` : site.name,
+            pid: leader ? podPid(leader, pod) : undefined,
+            healthy: !!leader && age !== undefined && age < 20,
+            detail: lease ? `lease held by ${lease.holderIdentity}, renewed ${age?.toFixed(0)} s ago` : `lease: ${r.status || r.body}`,
           },
-          parked('kwok'),
-        );
-      })(),
-    );
-    checks.push(
-      (async () => {
-        // Velero is healthy when it has validated its storage location (the shared bucket) as Available.
-        const pid = podPid('velero');
-        const r = await storageLocation(site);
-        return onPurpose(
-          {
-            name: `${site.name}/velero`,
-            kind: 'velero',
-            address: `http://${node.ip}:${CP_PORTS.veleroMetrics}`,
-            pid,
-            healthy: !!pid && r.phase === 'Available',
-            detail: r.detail,
-          },
-          parked('velero'),
+          site.nodes.every((n) => down?.parked.includes(`${n.name}/${pod}.yaml`)),
         );
       })(),
     );
   }
+  const cp1 = cp1Of(site);
+  const cp1Parked = (pod: string) => !!down?.parked.includes(`${cp1.name}/${pod}.yaml`);
+  checks.push(
+    (async () => {
+      // kwok fakes the nodes' kubelets: healthy when it runs and its nodes are Ready.
+      const pid = podPid(cp1, 'kwok');
+      const r = await kwokNodesReady(site);
+      return onPurpose(
+        {
+          name: `${site.name}/kwok`,
+          kind: 'kwok',
+          address: `http://${cp1.ip}:${CP_PORTS.kwok}`,
+          pid,
+          healthy: !!pid && r.ready === KWOK_NODES.length,
+          detail: r.detail,
+        },
+        cp1Parked('kwok'),
+      );
+    })(),
+  );
+  checks.push(
+    (async () => {
+      // Velero is healthy when it has validated its storage location (the shared bucket) as Available.
+      const pid = podPid(cp1, 'velero');
+      const r = await storageLocation(site);
+      return onPurpose(
+        {
+          name: `${site.name}/velero`,
+          kind: 'velero',
+          address: `http://${cp1.ip}:${CP_PORTS.veleroMetrics}`,
+          pid,
+          healthy: !!pid && r.phase === 'Available',
+          detail: r.detail,
+        },
+        cp1Parked('velero'),
+      );
+    })(),
+  );
   return checks;
 }

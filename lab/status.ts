@@ -3,7 +3,7 @@
 // polling its task queue; the sites in lab/site-status.ts).
 import { LAB_TASK_QUEUE } from './config.ts';
 import { type Component, tcpOpen } from './health.ts';
-import { nsPidTable } from './namespaces.ts';
+import { containerPids, nsPidTable } from './namespaces.ts';
 import { pdnsApi, queryA } from './pdns.ts';
 import { alive, readState } from './processes.ts';
 import { siteChecks } from './site-status.ts';
@@ -45,6 +45,9 @@ export async function status(): Promise<Component[]> {
   const state = readState();
   let table: Map<string, number> | undefined;
   const pids = () => (table ??= nsPidTable());
+  let podTable: Map<string, number> | undefined;
+  const containers = () =>
+    (podTable ??= containerPids(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'velero']));
   const t = SERVICES.temporal;
   const m = SERVICES.minio;
   const d = SERVICES.pdns;
@@ -94,6 +97,6 @@ export async function status(): Promise<Component[]> {
     })(),
   ];
   if (state.pids.worker) checks.push(workerStatus(state.pids.worker));
-  for (const site of SITES) checks.push(...siteChecks(site, state, pids));
+  for (const site of SITES) checks.push(...siteChecks(site, state, pids, containers));
   return Promise.all(checks);
 }

@@ -1,8 +1,14 @@
-// Where every lab host lives. One loopback address per host: 127.0.10.x site A, 127.0.20.x site B,
-// 127.0.30.x the off-site object store, 127.0.40.x DNS. All lab processes share the host's network
-// namespace, so every listener binds its own address (a wildcard bind would collide between sites). Temporal stays on 127.0.0.1: the dev server's internal
-// services always dial each other there, whatever --ip says (measured: StartWorkflowExecution fails
-// with "dial tcp 127.0.0.1:<port>: connection refused" when bound to another loopback address).
+// Where every lab host lives. The control-plane nodes are hosts of their own: each in its own
+// network namespace (lab/network.ts) on the lab bridge, site A's at 172.30.10.x, site B's at
+// 172.30.20.x, because kubeadm refuses a loopback advertise address (it swaps it for a global
+// address on lo: SetAPIEndpointDynamicDefaults in cmd/kubeadm/app/util/config/initconfiguration.go)
+// and a real node has its own 127.0.0.1 (kubeadm binds etcd, the controller-manager and the
+// scheduler there). Site B's bastion is a host of its own too (172.30.20.250). The off-site object
+// store answers on the bridge (172.30.30.2: Velero on the nodes reaches it). The rest shares this
+// machine's network namespace with one loopback address each: the sites' app endpoints at
+// 127.0.10.100 and 127.0.20.100, DNS at 127.0.40.x. Temporal stays on 127.0.0.1: the dev server's
+// internal services always dial each other there, whatever --ip says (measured: StartWorkflowExecution
+// fails with "dial tcp 127.0.0.1:<port>: connection refused" when bound to another loopback address).
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -18,6 +24,8 @@ export const VERSIONS = JSON.parse(readFileSync(join(REPO, 'lab/versions.json'),
   temporalBin: string;
   velero: string;
   veleroPluginForAws: string;
+  criTools: string;
+  pause: string;
 };
 
 export const CACHE = process.env.DRCTL_CACHE_DIR ?? join(homedir(), '.cache/drctl');
@@ -27,6 +35,12 @@ export const bin = {
   temporal: join(CACHE, 'bin', `temporal-${VERSIONS.temporalBin}`, 'temporal'),
   minio: join(CACHE, 'bin', `minio-${VERSIONS.minio}`, 'minio'),
   etcdDir: (site: string) => join(CACHE, 'bin', `etcd-${VERSIONS.etcd[site]}`),
+  /** etcd, etcdctl, etcdutl of one version (packed into that version's etcd image). */
+  etcdVersionDir: (version: string) => join(CACHE, 'bin', `etcd-${version}`),
+  /** kubelet and kubeadm: what a kubeadm host has on its PATH. */
+  nodeDir: join(CACHE, 'bin', `kubernetes-node-${VERSIONS.kubernetes}+stamped`),
+  crictl: join(CACHE, 'bin', `cri-tools-${VERSIONS.criTools}`, 'crictl'),
+  pause: join(CACHE, 'bin', `pause-${VERSIONS.pause}`, 'pause'),
   /** kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (version-stamped; see install.sh). */
   kubeDir: join(CACHE, 'bin', `kubernetes-${VERSIONS.kubernetes}+stamped`),
   kwokDir: join(CACHE, 'bin', `kwok-${VERSIONS.kwok}`),
@@ -46,6 +60,9 @@ export function binariesPresent(): string[] {
     bin.etcdDir('site-a'),
     bin.etcdDir('site-b'),
     bin.kubeDir,
+    bin.nodeDir,
+    dirname(bin.crictl),
+    dirname(bin.pause),
     bin.kwokDir,
     dirname(bin.velero),
     bin.veleroPluginDir,
@@ -64,7 +81,28 @@ export interface LabNode {
   ip: string;
   /** The node's disk, seen from the lab host; bind-mounted at /etc/kubernetes, /var/lib, /usr/local/bin inside the node. */
   root: string;
+  /** kubeadm: every control-plane node runs a kube-apiserver. */
   runsApiserver: boolean;
+  /** The node `kubeadm init` ran on; the others joined it (`kubeadm join --control-plane`). */
+  first: boolean;
+  /** Its network namespace (/run/netns/NAME) and the host end of its veth (at most 15 characters). */
+  netns: string;
+  veth: string;
+  /** kubelet's cgroupRoot: its own in every cgroup v1 controller, so two kubelets never share one. */
+  cgroupRoot: string;
+  /** /var/lib/etcd is a filesystem of its own (a loop-mounted ext4 image), as a dedicated etcd disk is. */
+  etcdDisk: boolean;
+  /** How drctl logs in: root (site A), or a sudoer with root login off, through the site's bastion (site B). */
+  login: { user: string; sudo: boolean; permitRootLogin: boolean };
+}
+
+/** A site's SSH bastion (jump host): its own network namespace and sshd; the site's nodes accept SSH only from it. */
+export interface LabBastion {
+  id: string;
+  ip: string;
+  root: string;
+  netns: string;
+  veth: string;
 }
 
 export interface LabSite {
@@ -80,27 +118,52 @@ export interface LabSite {
   appPort: number;
   /** Pod IPs kwok hands out at this site. */
   podCidr: string;
+  bastion?: LabBastion;
 }
 
+/** The lab bridge every node namespace hangs off; the host's own address on it is the nodes' way out. */
+export const LAB_NET = { bridge: 'drctl-lab', hostIp: '172.30.0.254', prefix: 16 };
+/** The login user with sudo on every node, and one without (the refused-preflight case). */
+export const LOGIN = { user: 'drctl', noSudoUser: 'drctl-nosudo' };
+
 const SITE_DEFS = [
-  { name: 'site-a', role: 'primary' as const, net: '127.0.10' },
-  { name: 'site-b', role: 'dr' as const, net: '127.0.20' },
+  { name: 'site-a', role: 'primary' as const, net: '127.0.10', nodeNet: '172.30.10', hardened: false },
+  { name: 'site-b', role: 'dr' as const, net: '127.0.20', nodeNet: '172.30.20', hardened: true },
 ];
 
-export const SITES: LabSite[] = SITE_DEFS.map((s) => {
+export const SITES: LabSite[] = SITE_DEFS.map(({ hardened, nodeNet, ...s }) => {
+  const short = s.name.replace(/^site-/, '');
   const nodes = [1, 2, 3].map((i) => ({
     site: s.name,
     name: `cp${i}`,
     id: `${s.name}/cp${i}`,
-    ip: `${s.net}.${i}`,
+    ip: `${nodeNet}.${i}`,
     root: join(LAB_DIR, 'nodes', `${s.name}-cp${i}`),
-    runsApiserver: i === 1,
+    runsApiserver: true,
+    first: i === 1,
+    netns: `drctl-${s.name}-cp${i}`,
+    veth: `dl-${short}-cp${i}`,
+    cgroupRoot: `/drctl/${s.name}-cp${i}`,
+    etcdDisk: i === 2,
+    login: hardened
+      ? { user: LOGIN.user, sudo: true, permitRootLogin: false }
+      : { user: 'root', sudo: false, permitRootLogin: true },
   }));
+  const bastion = hardened
+    ? {
+        id: `${s.name}/bastion`,
+        ip: `${nodeNet}.250`,
+        root: join(LAB_DIR, 'nodes', `${s.name}-bastion`),
+        netns: `drctl-${s.name}-bastion`,
+        veth: `dl-${short}-bast`,
+      }
+    : undefined;
   return {
     ...s,
     etcdVersion: VERSIONS.etcd[s.name]!,
     nodes,
-    apiserver: `https://${s.net}.1:6443`,
+    bastion,
+    apiserver: `https://${nodeNet}.1:6443`,
     kubeconfig: join(LAB_DIR, 'kube', `${s.name}.kubeconfig`),
     appAddress: `${s.net}.100`,
     appPort: 8080,
@@ -122,8 +185,8 @@ export function nodeNamed(id: string): LabNode {
   return node;
 }
 
-/** The site's cp1: the node that runs its API server and the rest of its control plane. */
-export const cp1Of = (site: LabSite): LabNode => site.nodes.find((n) => n.runsApiserver)!;
+/** The site's cp1: the node `kubeadm init` ran on, which also runs kwok and Velero. */
+export const cp1Of = (site: LabSite): LabNode => site.nodes.find((n) => n.first)!;
 
 /** Ports of the servers that run as static pods on a site's cp1, each bound to cp1's own address. */
 export const CP_PORTS = {
@@ -137,7 +200,7 @@ export const CP_PORTS = {
 
 export const SERVICES = {
   temporal: { ip: '127.0.0.1', port: 7233, uiPort: 8233 },
-  minio: { ip: '127.0.30.2', port: 9000, consolePort: 9001, bucket: 'drctl-offsite', veleroBucket: 'velero-backups' },
+  minio: { ip: '172.30.30.2', port: 9000, consolePort: 9001, bucket: 'drctl-offsite', veleroBucket: 'velero-backups' },
   pdns: {
     ip: '127.0.40.2',
     port: 53,

@@ -12,7 +12,8 @@ import { labConfig } from './config.ts';
 import { writeVeleroManifest } from './controlplane.ts';
 import { type Component, tcpOpen } from './health.ts';
 import { layout } from './layout.ts';
-import { isNodeId, startNode } from './namespaces.ts';
+import { bootstrapSite } from './kubeadm.ts';
+import { isNodeId, startBastion, startNode } from './namespaces.ts';
 import { ensureZone } from './pdns.ts';
 import { alive, launch, type LabState, readState, stopPid, writeState } from './processes.ts';
 import { appKey, ensureBucket, ensureSearchAttributes, minioCreds, startApp, startServices } from './services.ts';
@@ -53,6 +54,7 @@ export function startAll(state: LabState) {
   for (const site of SITES) {
     if (!state.sitesDown?.[site.name]) startApp(state, site);
     for (const node of site.nodes) if (!alive(state.pids[node.id])) state.pids[node.id] = startNode(node);
+    if (site.bastion && !alive(state.pids[site.bastion.id])) state.pids[site.bastion.id] = startBastion(site.bastion);
   }
   writeState(state);
 }
@@ -93,9 +95,10 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   // The servers first; then what lives in them (buckets, the DNS zone, each site's objects); then
   // everything that depends on those (Velero validates its bucket, the app needs its pods Ready).
   const since = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
-  await waitHealthy(deadline, t0, (c) =>
-    ['temporal', 'minio', 'node', 'sshd', 'etcd', 'kube-apiserver'].includes(c.kind),
-  );
+  await waitHealthy(deadline, t0, (c) => ['temporal', 'minio', 'node', 'sshd', 'bastion'].includes(c.kind));
+  // kubeadm, where it has not run yet (a fresh lab): init on cp1, then the other nodes join.
+  await Promise.all(SITES.map((site) => bootstrapSite(site, log)));
+  await waitHealthy(deadline, t0, (c) => ['etcd', 'kube-apiserver'].includes(c.kind));
   log(`servers up (${since()}); creating search attributes, buckets, the DNS zone and the sites' objects ...`);
   const { ensureSiteObjects } = await import('./objects.ts');
   const { ensureDemoBackups } = await import('./velero.ts');
