@@ -101,7 +101,8 @@ function writeSshd(host: { root: string; ip: string }, comment: string, opts: { 
       `ListenAddress ${host.ip}:22`,
       `HostKey ${hostKey}`,
       `PidFile ${join(host.root, 'run/sshd.pid')}`,
-      `AuthorizedKeysFile ${paths.authorizedKeys}`,
+      // The login users' own (their home's .ssh), and root's from the lab's file.
+      `AuthorizedKeysFile .ssh/authorized_keys ${paths.authorizedKeys}`,
       `PermitRootLogin ${opts.permitRootLogin ? 'prohibit-password' : 'no'}`,
       'PubkeyAuthentication yes',
       'PasswordAuthentication no',
@@ -155,6 +156,11 @@ export function layoutHostAccounts(): void {
     }
     // '*' rather than useradd's '!': a locked account may not log in even with a key (sshd without PAM).
     execFileSync('usermod', ['-p', '*', user]);
+    // The operator's key, readable by the user (sshd reads authorized keys as the user).
+    const home = execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).split(':')[5]!;
+    mkdirSync(join(home, '.ssh'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(home, '.ssh/authorized_keys'), readFileSync(`${paths.sshKey}.pub`, 'utf8'), { mode: 0o600 });
+    execFileSync('chown', ['-R', `${user}:${user}`, join(home, '.ssh')]);
   }
   const sudoers = '/etc/sudoers.d/drctl-lab';
   const rule = `# drctl lab: the operator login on every node (${LOGIN.noSudoUser} has no rule on purpose)\n${LOGIN.user} ALL=(root) NOPASSWD: ALL\n`;
