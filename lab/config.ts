@@ -6,7 +6,7 @@ import { hostKeyFingerprint } from './nodes.ts';
 import { VELERO_NS } from './controlplane.ts';
 import { pdnsApi } from './pdns.ts';
 import { minioCreds } from './services.ts';
-import { bin, onHost, paths, SERVICES, siteNamed, SITES } from './topology.ts';
+import { bin, LOGIN, onHost, paths, SERVICES, siteNamed, SITES } from './topology.ts';
 import { QUARTERLY } from '../config/schema.ts';
 
 export const LAB_TASK_QUEUE = 'drctl';
@@ -30,23 +30,39 @@ export function labConfig(): object {
         kubeconfig: site.kubeconfig,
         nodes: site.nodes.map((node) => ({
           name: node.name,
+          // Site A: root with a key. Site B, hardened: root login off, the operator's login with
+          // sudo, and SSH only through the site's bastion (both hops' host keys pinned).
           ssh: {
             host: node.ip,
             port: 22,
-            user: 'root',
+            user: node.login.user,
+            ...(node.login.sudo ? { sudo: true } : {}),
             privateKeyPath: paths.sshKey,
             hostKeyFingerprint: hostKeyFingerprint(node),
+            ...(site.bastion
+              ? {
+                  jump: {
+                    host: site.bastion.ip,
+                    port: 22,
+                    user: LOGIN.user,
+                    privateKeyPath: paths.sshKey,
+                    hostKeyFingerprint: hostKeyFingerprint(site.bastion),
+                  },
+                }
+              : {}),
           },
           etcd: {
             memberName: node.name,
             clientUrl: `https://${node.ip}:2379`,
             peerUrl: `https://${node.ip}:2380`,
             dataDir: '/var/lib/etcd',
+            // kubeadm hosts have no etcd tool: etcdctl and etcdutl run from the node's etcd image.
+            tools: { from: 'image' },
           },
-          // The lab runs the Velero server as a static pod next to the controllers (lab/controlplane.ts).
+          // The lab runs the Velero server as a static pod on cp1 (lab/controlplane.ts).
           controlPlane: {
             profile: 'kubeadm',
-            restartAfterRestore: ['kube-controller-manager', 'kube-scheduler', 'velero'],
+            restartAfterRestore: ['kube-controller-manager', 'kube-scheduler', ...(node.first ? ['velero'] : [])],
           },
           apiserver: node.runsApiserver,
         })),

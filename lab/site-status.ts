@@ -48,6 +48,8 @@ export function siteChecks(
   state: LabState,
   pids: () => Map<string, number>,
   containers: () => Map<string, number>,
+  /** The addresses DNS serves the app at (none: DNS down, then the primary must serve). */
+  served: Promise<string[]>,
 ): Promise<Component>[] {
   const checks: Promise<Component>[] = [];
   const down = state.sitesDown?.[site.name];
@@ -66,7 +68,9 @@ export function siteChecks(
       const pid = state.pids[appKey(site)];
       const r = await httpGet(`http://${site.appAddress}:${site.appPort}/healthz`);
       const answering = r.status === 200 || r.status === 503;
-      const healthy = alive(pid) && (site.role === 'primary' ? r.status === 200 : answering);
+      const dns = await served;
+      const mustServe = dns.length ? dns.includes(site.appAddress) : site.role === 'primary';
+      const healthy = alive(pid) && (mustServe ? r.status === 200 : answering);
       return onPurpose(
         {
           name: appKey(site),

@@ -97,6 +97,9 @@ export async function status(): Promise<Component[]> {
     })(),
   ];
   if (state.pids.worker) checks.push(workerStatus(state.pids.worker));
-  for (const site of SITES) checks.push(...siteChecks(site, state, pids, containers));
+  // The site the app record points at must serve (200); the other may answer 503 (no app there:
+  // the DR site before a failover, the primary after one).
+  const served = queryA(d.records[0]!).then((r) => ('addresses' in r ? r.addresses : []));
+  for (const site of SITES) checks.push(...siteChecks(site, state, pids, containers, served));
   return Promise.all(checks);
 }

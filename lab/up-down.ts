@@ -96,6 +96,19 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   // everything that depends on those (Velero validates its bucket, the app needs its pods Ready).
   const since = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
   await waitHealthy(deadline, t0, (c) => ['temporal', 'minio', 'node', 'sshd', 'bastion'].includes(c.kind));
+  // The worker as soon as Temporal and the nodes are up, so a lab that never gets fully healthy
+  // (a site down, an app not restored yet) still has the worker it was brought up to restart.
+  writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
+  chmodSync(paths.config, 0o600);
+  // Always a fresh worker, so it runs the code and config as they are now.
+  await stopPid(state.pids.worker);
+  state.pids.worker = launch('worker', process.execPath, [
+    join(REPO, 'bin/drctl.js'),
+    '--config',
+    paths.config,
+    'worker',
+  ]);
+  writeState(state);
   // kubeadm, where it has not run yet (a fresh lab): init on cp1, then the other nodes join.
   await Promise.all(SITES.map((site) => bootstrapSite(site, log)));
   await waitHealthy(deadline, t0, (c) => ['etcd', 'kube-apiserver'].includes(c.kind));
@@ -126,17 +139,6 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
       reachable.filter((s) => s !== primary).map((site) => waitBackupSynced(site, b.backup, deadline, log)),
     );
   }
-  writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
-  chmodSync(paths.config, 0o600);
-  // Always a fresh worker, so it runs the code and config as they are now.
-  await stopPid(state.pids.worker);
-  state.pids.worker = launch('worker', process.execPath, [
-    join(REPO, 'bin/drctl.js'),
-    '--config',
-    paths.config,
-    'worker',
-  ]);
-  writeState(state);
   const comps = await waitHealthy(deadline, t0);
   return {
     config: paths.config,
