@@ -12,7 +12,7 @@ import {
   type SnapshotRef,
   toObjectMetadata,
 } from '../common/snapshots.ts';
-import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
+import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import type { Gateways } from '../gateways/index.ts';
 import { shq } from '../gateways/ssh.ts';
 import { activitySignal, heartbeat, heartbeating, meter } from './support.ts';
@@ -188,10 +188,7 @@ export function createSnapshotActivities(gw: Gateways) {
       }
       // A linearizable read on this member first: it returns only once the member has applied
       // everything committed so far, so a follower's snapshot is not behind writes that preceded us.
-      await shell.exec(`${etcdctl(node, 'get --consistency=l drctl/snapshot-barrier')} >/dev/null`, {
-        timeoutMs: 30_000,
-        check: true,
-      });
+      await gw.etcd(input.cluster, input.node).barrier();
       const takenAt = new Date().toISOString();
       try {
         await heartbeating('snapshot save', tools.save(path));
