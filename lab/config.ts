@@ -42,6 +42,8 @@ export function labConfig(): object {
             clientUrl: `https://${node.ip}:2379`,
             peerUrl: `https://${node.ip}:2380`,
             dataDir: '/var/lib/etcd',
+            // The current lab installs etcd's binaries on its nodes (no containerd, no image).
+            tools: { from: 'host' },
           },
           // The lab runs the Velero server as a static pod next to the controllers (lab/controlplane.ts).
           controlPlane: {
