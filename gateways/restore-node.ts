@@ -271,8 +271,7 @@ export class RestoreNode {
     // Image mode: a restore container left by a killed attempt (same id: the run's) is ours to end.
     const leftover = plan.restoreContainer
       ? (() => {
-          const m = /^ctr (--address \S+ -n \S+) /.exec(plan.restoreCommand);
-          const ctr = `ctr ${m?.[1] ?? ''}`;
+          const ctr = `ctr --address ${shq(this.node.containerd.address)} -n ${shq(this.node.containerd.namespace)}`;
           const id = shq(plan.restoreContainer);
           return [
             `if ${ctr} containers info ${id} >/dev/null 2>&1; then`,
