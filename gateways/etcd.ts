@@ -308,7 +308,16 @@ export class EtcdSnapshotTools {
     return this.shell.target.label;
   }
 
-  async restoreTool(): Promise<RestoreTool & { tools: NodeTools; source: string }> {
+  private tool?: Promise<RestoreTool & { tools: NodeTools; source: string }>;
+
+  /** Which restore tool, what etcd version, from where (asked once per instance). */
+  restoreTool(): Promise<RestoreTool & { tools: NodeTools; source: string }> {
+    this.tool ??= this.findRestoreTool();
+    this.tool.catch(() => (this.tool = undefined));
+    return this.tool;
+  }
+
+  private async findRestoreTool(): Promise<RestoreTool & { tools: NodeTools; source: string }> {
     const { tools, manifest } = await this.tools.resolve();
     if (tools.from === 'image') return this.imageTool(tools, manifest ?? 'the etcd manifest');
     // Host: the installed binaries. Without configured paths, exactly what drctl always ran.
