@@ -18,7 +18,7 @@ const BASTION = '127.0.60.1';
 const NODE = '127.0.60.2';
 const PORT = 2222;
 
-const dir = mkdtempSync(join(tmpdir(), 'drctl-ssh-jump-'));
+let dir = '';
 const sshds: { proc: ChildProcess; log: () => string }[] = [];
 
 const keygen = (file: string) =>
@@ -81,9 +81,11 @@ describe.skipIf(!usable)('SSH through a bastion (two real sshd)', () => {
   let bastion: { proc: ChildProcess; log: () => string };
   let bastionFp: string;
   let nodeFp: string;
-  const clientKey = join(dir, 'id_ed25519');
+  let clientKey = '';
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'drctl-ssh-jump-'));
+    clientKey = join(dir, 'id_ed25519');
     mkdirSync('/run/sshd', { recursive: true });
     keygen(clientKey);
     writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${clientKey}.pub`), { mode: 0o600 });
@@ -94,8 +96,18 @@ describe.skipIf(!usable)('SSH through a bastion (two real sshd)', () => {
     await until('both sshd to listen', async () => (await listening(BASTION)) && (await listening(NODE)));
   });
 
-  afterAll(() => {
-    for (const s of sshds) s.proc.kill('SIGTERM');
+  afterAll(async () => {
+    // sshd removes its pid file as it exits: wait for that before removing the dir.
+    await Promise.all(
+      sshds.map(
+        (s) =>
+          new Promise((resolve) => {
+            if (s.proc.exitCode !== null || s.proc.signalCode !== null) return resolve(undefined);
+            s.proc.once('exit', resolve);
+            s.proc.kill('SIGTERM');
+          }),
+      ),
+    );
     rmSync(dir, { recursive: true, force: true });
   });
 
