@@ -9,6 +9,7 @@ import type { NodePlan, NodePreflight } from '../common/restore.ts';
 import { fromObjectMetadata, snapshotPrefix, type SnapshotRef } from '../common/snapshots.ts';
 import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import type { Gateways } from '../gateways/index.ts';
+import { checkRoot } from '../gateways/ssh.ts';
 import type { Component, NodeRefusal, Refusal, RestoreNode } from '../gateways/restore-node.ts';
 import { done, heartbeat, heartbeating, meter, notYet, pollUntil } from './support.ts';
 
@@ -27,6 +28,7 @@ const REFUSED: Record<NodeRefusal, { type: FailureType; what?: string }> = {
   'both-manifests': { type: FailureType.PreflightFailed },
   'etcd-running': { type: FailureType.PreflightFailed },
   'not-moved-aside': { type: FailureType.PreflightFailed },
+  'layout-changed': { type: FailureType.PreflightFailed },
   'timed-out': { type: FailureType.Timeout },
   'restore-failed': { type: FailureType.RemoteCommandFailed, what: 'restore failed: ' },
 };
@@ -148,13 +150,15 @@ export function createRestoreActivities(gw: Gateways) {
       );
     },
 
-    /** Read-only: reachability (pinned host key), etcd version and restore tool, free disk, health. */
+    /**
+     * Read-only: reachability (pinned host key), root on the node (ssh.sudo), etcd version and restore
+     * tool (host binaries or the etcd image), free disk and the data dir's layout, health.
+     */
     async restorePreflightNode(r: NodeRef): Promise<NodePreflight> {
       try {
-        const tools = await new EtcdSnapshotTools(
-          gw.shell(r.cluster, r.node),
-          gw.node(r.cluster, r.node),
-        ).restoreTool();
+        const shell = gw.shell(r.cluster, r.node);
+        await checkRoot(shell);
+        const tools = await new EtcdSnapshotTools(shell, gw.node(r.cluster, r.node)).restoreTool();
         const disk = await gw.restoreNode(r.cluster, r.node).diskSpace();
         const etcd = gw.etcd(r.cluster, r.node);
         const health = await etcd.health();
@@ -169,10 +173,14 @@ export function createRestoreActivities(gw: Gateways) {
           dataDirExists: disk.dataDirExists,
           etcdHealthy: health.health,
           revision,
+          // Host tools as configured (host) are the plan's default: recorded only when they differ.
+          ...(tools.tools.from === 'image' || tools.tools.etcdctl || tools.tools.etcdutl ? { tools: tools.tools } : {}),
+          ...(disk.mountPoint ? { dataDirMountPoint: true } : {}),
         };
       } catch (err) {
         const f = err as Error & { type?: string };
-        if (f.type === FailureType.HostKeyMismatch) throw err; // never proceed past a wrong host key
+        // Never proceed past a wrong host key; a missing privilege is a config fix, not a flaky node.
+        if (f.type === FailureType.HostKeyMismatch || f.type === FailureType.MissingPrivilege) throw err;
         return { node: r.node, reachable: false, error: f.message };
       }
     },

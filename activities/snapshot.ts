@@ -12,9 +12,9 @@ import {
   type SnapshotRef,
   toObjectMetadata,
 } from '../common/snapshots.ts';
-import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
+import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import type { Gateways } from '../gateways/index.ts';
-import { shq } from '../gateways/ssh.ts';
+import { checkRoot, shq } from '../gateways/ssh.ts';
 import { activitySignal, heartbeat, heartbeating, meter } from './support.ts';
 
 interface NodeRef {
@@ -131,9 +131,12 @@ export function createSnapshotActivities(gw: Gateways) {
     /** A healthy member, a follower if there is one: `snapshot save` streams the whole db, so spare the leader. */
     async pickSnapshotMember(cluster: string): Promise<SnapshotMember> {
       const nodes = gw.cluster(cluster).nodes;
+      // A wrong host key or a missing privilege is a config fix: named on its own if nothing else can go.
+      const privilege: unknown[] = [];
       const seen = await Promise.all(
         nodes.map(async (n) => {
           try {
+            await checkRoot(gw.shell(cluster, n.name));
             const etcd = gw.etcd(cluster, n.name);
             if (!(await etcd.health()).health) return { node: n.name, problem: 'unhealthy' };
             const st = await etcd.status();
@@ -144,6 +147,8 @@ export function createSnapshotActivities(gw: Gateways) {
               revision: st.revision,
             };
           } catch (err) {
+            const type = (err as { type?: string }).type;
+            if (type === FailureType.HostKeyMismatch || type === FailureType.MissingPrivilege) privilege.push(err);
             return { node: n.name, problem: (err as Error).message };
           }
         }),
@@ -151,6 +156,7 @@ export function createSnapshotActivities(gw: Gateways) {
       const healthy = seen.filter((s): s is SnapshotMember => 'member' in s);
       // Among followers, the most caught-up one; config order breaks ties so the choice is stable.
       const pick = [...healthy].sort((a, b) => Number(a.leader) - Number(b.leader) || b.revision - a.revision)[0];
+      if (!pick && privilege.length) throw privilege[0];
       if (!pick) {
         throw failure(
           FailureType.EtcdUnhealthy,
@@ -188,10 +194,7 @@ export function createSnapshotActivities(gw: Gateways) {
       }
       // A linearizable read on this member first: it returns only once the member has applied
       // everything committed so far, so a follower's snapshot is not behind writes that preceded us.
-      await shell.exec(`${etcdctl(node, 'get --consistency=l drctl/snapshot-barrier')} >/dev/null`, {
-        timeoutMs: 30_000,
-        check: true,
-      });
+      await gw.etcd(input.cluster, input.node).barrier();
       const takenAt = new Date().toISOString();
       try {
         await heartbeating('snapshot save', tools.save(path));

@@ -28,6 +28,8 @@ export enum FailureType {
   VeleroError = 'VeleroError',
   BackupTooOld = 'BackupTooOld',
   FailoverRefused = 'FailoverRefused',
+  /** The SSH login may not run commands as root on a node (no root login, no NOPASSWD sudo). */
+  MissingPrivilege = 'MissingPrivilege',
   /** A runbook failed after changing things, and its undo put everything back. */
   Compensated = 'Compensated',
   /** A runbook failed and an undo could not finish: a human must check what its message names. */
@@ -51,6 +53,7 @@ export const NON_RETRYABLE_TYPES: readonly FailureType[] = [
   FailureType.VerificationFailed,
   FailureType.BackupTooOld,
   FailureType.FailoverRefused,
+  FailureType.MissingPrivilege,
   FailureType.Compensated,
   FailureType.NeedsAttention,
 ];

@@ -3,6 +3,7 @@
 import type { DecisionRecord, RunbookStatus } from './runbook.ts';
 import type { ClusterShape } from './types.ts';
 import type { SnapshotRef } from './snapshots.ts';
+import { dirOf, type NodeTools, toolCommand } from './etcd-tools.ts';
 import { shq } from './shell.ts';
 
 export interface RestoreInput {
@@ -31,7 +32,20 @@ export interface NodePreflight {
   dataDirExists?: boolean;
   etcdHealthy?: boolean;
   revision?: number;
+  /** The resolved etcd tools (host paths, or the etcd image and containerd): names and paths only. */
+  tools?: NodeTools;
+  /** The data dir is a mount point (a dedicated etcd disk): it cannot be renamed. */
+  dataDirMountPoint?: boolean;
 }
+
+/**
+ * How a node's data dir is set aside and replaced:
+ *   rename:   mv DIR DIR.drctl-<run>; restore into <workDir>/restored; mv that to DIR (one rename each);
+ *   contents: DIR is a mount point, which cannot be renamed (EBUSY): its contents move into
+ *             DIR/.drctl-aside-<run>, the restore goes to DIR/.drctl-restored-<run> (the same
+ *             filesystem) and its member dir moves into place. lost+found and .drctl-* stay put.
+ */
+export type DataDirLayout = 'rename' | 'contents';
 
 export interface NodePlan {
   node: string;
@@ -49,7 +63,17 @@ export interface NodePlan {
   markCompacted: boolean;
   apiserver: boolean;
   restoreCommand: string;
+  /** Absent in plans made before it existed: 'rename'. */
+  layout?: DataDirLayout;
+  /** Where the restore writes before it moves into place (absent: <workDir>/restored). */
+  scratchDir?: string;
+  /** Image mode: the restore container's id (a leftover of a killed attempt is removed first). */
+  restoreContainer?: string;
 }
+
+/** The plan's layout, for plans made before it was recorded too. */
+export const layoutOf = (p: NodePlan): DataDirLayout => p.layout ?? 'rename';
+export const scratchOf = (p: NodePlan): string => p.scratchDir ?? `${p.workDir}/restored`;
 
 export interface RestorePlan {
   cluster: string;
@@ -155,24 +179,35 @@ export function planRestore(args: {
     const tool = pf?.tool ?? 'etcdutl';
     const supportsBump = pf?.supportsBumpRevision ?? false;
     const stagedSnapshot = `${workDir}/snapshot.db`;
-    const restoreCommand = [
-      tool === 'etcdutl' ? 'etcdutl' : 'ETCDCTL_API=3 etcdctl',
-      'snapshot restore',
-      shq(stagedSnapshot),
-      `--name=${shq(n.memberName)}`,
-      `--initial-cluster=${shq(initialCluster)}`,
-      `--initial-cluster-token=${shq(token)}`,
-      `--initial-advertise-peer-urls=${shq(n.peerUrl)}`,
-      `--data-dir=${shq(`${workDir}/restored`)}`,
-      ...(supportsBump && bump > 0 ? [`--bump-revision=${bump}`, '--mark-compacted'] : []),
-    ].join(' ');
+    const layout: DataDirLayout = pf?.dataDirMountPoint ? 'contents' : 'rename';
+    const scratchDir = layout === 'contents' ? `${dataDir}/.drctl-restored-${short}` : `${workDir}/restored`;
+    const tools: NodeTools = pf?.tools ?? { from: 'host' };
+    const restoreContainer = tools.from === 'image' ? `drctl-restore-${short}` : undefined;
+    const restoreCommand = toolCommand(tools, {
+      tool,
+      env: tool === 'etcdctl' ? { ETCDCTL_API: '3' } : undefined,
+      id: restoreContainer ?? 'unused',
+      // The staged snapshot is read; the scratch dir's parent is where the restore writes.
+      ro: [dirOf(stagedSnapshot)],
+      rw: [dirOf(scratchDir)],
+      args: [
+        'snapshot restore',
+        shq(stagedSnapshot),
+        `--name=${shq(n.memberName)}`,
+        `--initial-cluster=${shq(initialCluster)}`,
+        `--initial-cluster-token=${shq(token)}`,
+        `--initial-advertise-peer-urls=${shq(n.peerUrl)}`,
+        `--data-dir=${shq(scratchDir)}`,
+        ...(supportsBump && bump > 0 ? [`--bump-revision=${bump}`, '--mark-compacted'] : []),
+      ].join(' '),
+    });
     return {
       node: n.name,
       memberName: n.memberName,
       peerUrl: n.peerUrl,
       clientUrl: n.clientUrl,
       dataDir,
-      asideDir: `${dataDir}.drctl-${short}`,
+      asideDir: layout === 'contents' ? `${dataDir}/.drctl-aside-${short}` : `${dataDir}.drctl-${short}`,
       workDir,
       stagedSnapshot,
       tool,
@@ -180,6 +215,8 @@ export function planRestore(args: {
       markCompacted: supportsBump && bump > 0,
       apiserver: n.apiserver,
       restoreCommand,
+      ...(layout === 'contents' ? { layout, scratchDir } : {}),
+      ...(restoreContainer ? { restoreContainer } : {}),
     };
   });
   return { cluster: shape.cluster, runId, token, initialCluster, snapshot, nodes, liveRevision, writesLost };

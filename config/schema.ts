@@ -41,13 +41,25 @@ const fingerprint = z
     error: 'expected a host-key fingerprint like SHA256:<43 base64 chars> (ssh-keygen -lf)',
   });
 
-const ssh = z.strictObject({
+/** One SSH hop: the node itself, or the bastion in front of it. */
+const sshHop = {
   host: z.string({ error: 'expected a host name or address' }).min(1),
   port: port.default(22),
   user: z.string({ error: 'expected a user name' }).min(1).default('root'),
   privateKeyPath: path,
   hostKeyFingerprint: fingerprint,
   connectTimeout: duration.default(10_000),
+};
+
+const ssh = z.strictObject({
+  ...sshHop,
+  /**
+   * Run every command on the node as `sudo -n -- bash -c '<script>'` (a non-root user with
+   * NOPASSWD sudo: the hardened-host case). README: "Root on the nodes".
+   */
+  sudo: z.boolean({ error: 'expected true or false' }).default(false),
+  /** A bastion (jump host) the connection to the node goes through; its host key is pinned too. */
+  jump: z.strictObject(sshHop).optional(),
 });
 
 const etcdMember = z.strictObject({
@@ -67,6 +79,31 @@ const etcdMember = z.strictObject({
       certFile: '/etc/kubernetes/pki/etcd/server.crt',
       keyFile: '/etc/kubernetes/pki/etcd/server.key',
     }),
+  /**
+   * Where etcdctl/etcdutl come from. `image` (stock kubeadm: no etcd binaries on the host): one-off
+   * containers of the etcd static pod's image, run with `ctr`. `host`: installed on the node
+   * (absolute paths, or found on PATH when left out). Default: `image` for the kubeadm profile,
+   * `host` for the command profile.
+   */
+  tools: z
+    .discriminatedUnion(
+      'from',
+      [
+        z.strictObject({ from: z.literal('image') }),
+        z.strictObject({ from: z.literal('host'), etcdctl: absPath.optional(), etcdutl: absPath.optional() }),
+      ],
+      { error: "expected from: 'image' or from: 'host'" },
+    )
+    .optional(),
+});
+
+/** The node's containerd, for `ctr` (etcd tools from the image) and `crictl` (restarting static pods). */
+const containerd = z.strictObject({
+  address: absPath.default('/run/containerd/containerd.sock'),
+  namespace: z
+    .string({ error: 'expected a containerd namespace' })
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: 'expected a containerd namespace' })
+    .default('k8s.io'),
 });
 
 const command = z.string({ error: 'expected a shell command' }).min(1, { error: 'expected a shell command' });
@@ -105,20 +142,33 @@ const controlPlaneProfile = z.discriminatedUnion(
   { error: "expected profile 'kubeadm' or 'command'" },
 );
 
-const node = z.strictObject({
-  name,
-  ssh,
-  etcd: etcdMember,
-  controlPlane: controlPlaneProfile.default({
-    profile: 'kubeadm',
-    manifestsDir: '/etc/kubernetes/manifests',
-    parkedDir: '/etc/kubernetes/manifests-parked',
-    apiserverStopGrace: 1_000,
-    restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
-  }),
-  /** Whether this node runs a kube-apiserver (kubeadm: every control-plane node; the lab: the first). */
-  apiserver: z.boolean().default(true),
-});
+const node = z
+  .strictObject({
+    name,
+    ssh,
+    etcd: etcdMember,
+    containerd: containerd.default({ address: '/run/containerd/containerd.sock', namespace: 'k8s.io' }),
+    controlPlane: controlPlaneProfile.default({
+      profile: 'kubeadm',
+      manifestsDir: '/etc/kubernetes/manifests',
+      parkedDir: '/etc/kubernetes/manifests-parked',
+      apiserverStopGrace: 1_000,
+      restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
+    }),
+    /** Whether this node runs a kube-apiserver (kubeadm: every control-plane node; the lab: the first). */
+    apiserver: z.boolean().default(true),
+  })
+  .transform((n, ctx) => {
+    if (n.etcd.tools?.from === 'image' && n.controlPlane.profile !== 'kubeadm')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['etcd', 'tools', 'from'],
+        message: "'image' reads the etcd image from the static pod manifest: it needs controlPlane.profile kubeadm",
+      });
+    const tools =
+      n.etcd.tools ?? (n.controlPlane.profile === 'kubeadm' ? { from: 'image' as const } : { from: 'host' as const });
+    return { ...n, etcd: { ...n.etcd, tools } };
+  });
 
 const cluster = z.strictObject({
   name,
@@ -477,6 +527,8 @@ export type DrctlConfig = z.output<typeof configSchema>;
 export type SiteConfig = DrctlConfig['sites'][number];
 export type ClusterConfig = SiteConfig['cluster'];
 export type NodeConfig = ClusterConfig['nodes'][number];
+export type SshConfig = NodeConfig['ssh'];
+export type EtcdToolsConfig = NodeConfig['etcd']['tools'];
 export type ObjectStoreConfig = DrctlConfig['objectStore'];
 export type TemporalConfig = DrctlConfig['temporal'];
 export type DnsConfig = NonNullable<DrctlConfig['dns']>;

@@ -5,7 +5,7 @@
 // or why it did nothing; what an outcome means for the runbook is the caller's to decide.
 import type { Writable } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
-import type { NodePlan } from '../common/restore.ts';
+import { layoutOf, type NodePlan, scratchOf } from '../common/restore.ts';
 import type { NodeConfig } from '../config/schema.ts';
 import { type RemoteShell, shq } from './ssh.ts';
 
@@ -19,7 +19,8 @@ export interface Refusal<O extends string> {
 
 export type StopResult = { outcome: 'stopped' | 'already-stopped' } | Refusal<'both-manifests' | 'timed-out'>;
 export type StartResult = { outcome: 'started' | 'already-running' } | Refusal<'both-manifests' | 'timed-out'>;
-export type MoveAsideResult = { outcome: 'moved' | 'already-moved' | 'no-data-dir' } | Refusal<'etcd-running'>;
+export type MoveAsideResult =
+  { outcome: 'moved' | 'already-moved' | 'no-data-dir' } | Refusal<'etcd-running' | 'layout-changed'>;
 export type RestoreMemberResult =
   { outcome: 'restored' | 'already-restored' } | Refusal<'not-moved-aside' | 'restore-failed'>;
 export type PutBackResult = { outcome: 'put-back' | 'nothing-to-undo' } | Refusal<'etcd-running'>;
@@ -29,8 +30,22 @@ export type NodeRefusal = Extract<
   { reason: string }
 >['outcome'];
 
-/** `result <outcome>` ends the script with its answer; set -e turns anything unplanned into a failure. */
-const PRELUDE = 'set -e\nresult() { echo "result=$1"; exit 0; }';
+/**
+ * `result <outcome>` ends the script with its answer; set -e turns anything unplanned into a failure.
+ * `is_mnt DIR`: is DIR a mount point (util-linux `mountpoint`, else a device change at DIR/..).
+ */
+const PRELUDE = [
+  'set -e',
+  'result() { echo "result=$1"; exit 0; }',
+  'is_mnt() { if command -v mountpoint >/dev/null; then mountpoint -q "$1"; else [ "$(stat -c %d "$1")" != "$(stat -c %d "$1/..")" ]; fi; }',
+].join('\n');
+
+/**
+ * Shell: moves every entry of `from` into `to` (same filesystem: renames), except lost+found and
+ * drctl's own .drctl-* entries. Resumable: what an interrupted run moved is simply not there any more.
+ */
+const moveEntries = (from: string, to: string) =>
+  `(shopt -s dotglob nullglob; for e in ${shq(from)}/*; do case "\${e##*/}" in lost+found | .drctl-*) continue ;; esac; mv -- "$e" ${shq(to)}/; done)`;
 const RESULT_LINE = /^result=([a-z-]+)$/;
 
 /** A shell line appending to the node's journal (the evidence of what ran, and how often). */
@@ -123,7 +138,7 @@ export class RestoreNode {
         ...(graceMs > 0
           ? [
               `for i in $(seq 1 ${Math.ceil(graceMs / 100)}); do if ! ${test}; then break; fi; sleep 0.1; done`,
-              `if ${test} && pkill -KILL -x ${component}; then ${journalLine(plan, `killed ${component}, still draining after ${graceMs / 1000} s`)}; fi`,
+              `if ${test} && ${this.stopContainers(component, 0)}; then ${journalLine(plan, `killed ${component}, still draining after ${graceMs / 1000} s`)}; fi`,
             ]
           : []),
         waitLoop(to === 'stopped' ? `! ${test}` : `pgrep -x ${component} >/dev/null`),
@@ -154,52 +169,133 @@ export class RestoreNode {
     return (await this.shell.exec('pgrep -x etcd >/dev/null', { timeoutMs: 10_000 })).code === 0;
   }
 
-  /** Free bytes where the data dir lives, and whether the data dir exists. */
-  async diskSpace(): Promise<{ freeBytes: number; dataDirExists: boolean }> {
+  /**
+   * Shell test that stops the component's running containers through the container runtime
+   * (`crictl stop`; the kubelet starts a stopped static-pod container again) and succeeds if it
+   * stopped any. Hosts without crictl (processes run straight from the host, like the current
+   * lab): the process, matched on its command line, gets SIGTERM (timeout > 0) or SIGKILL.
+   */
+  private stopContainers(name: string, timeoutSeconds: number): string {
+    const crictl = `crictl --runtime-endpoint ${shq(`unix://${this.node.containerd.address}`)}`;
+    const pattern = timeoutSeconds > 0 ? shq(`^([^ ]*/)?${name}( |$)`) : `-x ${name}`;
+    return [
+      `{ if command -v crictl >/dev/null; then`,
+      `ids=$(${crictl} ps --name ${shq(`^${name}$`)} --state running -q);`,
+      `[ -n "$ids" ] && ${crictl} stop --timeout ${timeoutSeconds} $ids >/dev/null;`,
+      `else pkill ${timeoutSeconds > 0 ? '-f' : '-KILL'} ${pattern}; fi; }`,
+    ].join(' ');
+  }
+
+  /**
+   * Free bytes where the restore writes, whether the data dir exists and whether it is a mount
+   * point. Free space: the data dir's parent (the staged snapshot and, renamed, the restore); for a
+   * mount point also the data dir's own filesystem (where the restore goes then), the smaller.
+   */
+  async diskSpace(): Promise<{ freeBytes: number; dataDirExists: boolean; mountPoint: boolean }> {
     const dataDir = this.node.etcd.dataDir;
     const parent = dataDir.replace(/\/[^/]+\/?$/, '') || '/';
     const r = await this.shell.exec(
-      `df -B1 --output=avail ${shq(parent)} | tail -1; test -d ${shq(dataDir)} && echo yes || echo no`,
+      [
+        PRELUDE.split('\n')[2],
+        `df -B1 --output=avail ${shq(parent)} | tail -1`,
+        `if test -d ${shq(dataDir)}; then echo yes; else echo no; fi`,
+        `if test -d ${shq(dataDir)} && is_mnt ${shq(dataDir)}; then echo mount; df -B1 --output=avail ${shq(dataDir)} | tail -1; fi`,
+      ].join('\n'),
       { check: true },
     );
-    const [avail, dirExists] = r.stdout.trim().split('\n');
-    return { freeBytes: Number(avail), dataDirExists: dirExists === 'yes' };
+    const [avail, dirExists, mount, availInside] = r.stdout.trim().split('\n');
+    const mountPoint = mount === 'mount';
+    const freeBytes = mountPoint ? Math.min(Number(avail), Number(availInside)) : Number(avail);
+    return { freeBytes, dataDirExists: dirExists === 'yes', mountPoint };
   }
 
-  /** Moves the data dir aside under a name carrying the run id. Never twice: the aside dir is the marker. */
+  /** Marker: every entry of a mount-point data dir is in the aside dir (contents layout). */
+  private asideDone = (plan: NodePlan) => `${plan.workDir}/aside.done`;
+  /** Marker: a put-back has moved the restored entries out (contents layout). */
+  private putBackStarted = (plan: NodePlan) => `${plan.workDir}/put-back.started`;
+
+  /**
+   * Sets the data dir aside under a name carrying the run id. Never twice. rename layout: one `mv`,
+   * the aside dir is the marker. contents layout (a mount point): its entries move into the aside
+   * dir inside it; an interrupted move resumes; aside.done in the work dir is the marker.
+   */
   async moveDataDirAside(plan: NodePlan): Promise<MoveAsideResult> {
+    const d = shq(plan.dataDir);
+    const a = shq(plan.asideDir);
+    const script =
+      layoutOf(plan) === 'rename'
+        ? [
+            `if ${this.runningTest('etcd')}; then result etcd-running; fi`,
+            `if [ -e ${a} ]; then result already-moved; fi`,
+            `if [ ! -e ${d} ]; then ${journalLine(plan, `no data dir at ${plan.dataDir}`)}; result no-data-dir; fi`,
+            `if is_mnt ${d}; then result layout-changed; fi`,
+            `mv ${d} ${a} && ${journalLine(plan, `moved-aside ${plan.dataDir} -> ${plan.asideDir}`)}`,
+            'result moved',
+          ]
+        : [
+            `if ${this.runningTest('etcd')}; then result etcd-running; fi`,
+            `if [ -e ${shq(this.asideDone(plan))} ]; then result already-moved; fi`,
+            `if [ ! -d ${d} ]; then ${journalLine(plan, `no data dir at ${plan.dataDir}`)}; result no-data-dir; fi`,
+            `if [ ! -e ${a} ] && ! is_mnt ${d}; then result layout-changed; fi`,
+            `mkdir -p -m 700 ${a}`,
+            moveEntries(plan.dataDir, plan.asideDir),
+            `touch ${shq(this.asideDone(plan))}`,
+            journalLine(plan, `moved-aside the contents of ${plan.dataDir} (a mount point) -> ${plan.asideDir}`),
+            'result moved',
+          ];
     const { outcome } = await this.run({
       what: `moving ${plan.dataDir} aside`,
-      script: [
-        `if ${this.runningTest('etcd')}; then result etcd-running; fi`,
-        `if [ -e ${shq(plan.asideDir)} ]; then result already-moved; fi`,
-        `if [ ! -e ${shq(plan.dataDir)} ]; then ${journalLine(plan, `no data dir at ${plan.dataDir}`)}; result no-data-dir; fi`,
-        `mv ${shq(plan.dataDir)} ${shq(plan.asideDir)} && ${journalLine(plan, `moved-aside ${plan.dataDir} -> ${plan.asideDir}`)}`,
-        'result moved',
-      ],
-      outcomes: ['moved', 'already-moved', 'no-data-dir', 'etcd-running'] as const,
+      script,
+      outcomes: ['moved', 'already-moved', 'no-data-dir', 'etcd-running', 'layout-changed'] as const,
     });
     if (outcome === 'etcd-running') return { outcome, reason: 'etcd is still running; refusing to move its data dir' };
+    if (outcome === 'layout-changed')
+      return {
+        outcome,
+        reason: `${plan.dataDir} ${layoutOf(plan) === 'rename' ? 'is' : 'is no longer'} a mount point, unlike at preflight; start the restore again`,
+      };
     return { outcome };
   }
 
   /**
    * Restores this member from the staged snapshot with its own name and peer URL into a scratch
    * dir, then renames it into place (so a crash never leaves a half-restored data dir live).
+   * contents layout: the scratch dir is inside the mount point and its member dir moves into place.
    */
   async restoreMember(plan: NodePlan): Promise<RestoreMemberResult> {
     const marker = `${plan.workDir}/restored.done`;
-    const scratch = `${plan.workDir}/restored`;
+    const scratch = scratchOf(plan);
     const log = `${plan.workDir}/restore.log`;
+    const contents = layoutOf(plan) === 'contents';
+    const live = contents ? `${plan.dataDir}/member` : plan.dataDir;
+    // Image mode: a restore container left by a killed attempt (same id: the run's) is ours to end.
+    const leftover = plan.restoreContainer
+      ? (() => {
+          const ctr = `ctr --address ${shq(this.node.containerd.address)} -n ${shq(this.node.containerd.namespace)}`;
+          const id = shq(plan.restoreContainer);
+          return [
+            `if ${ctr} containers info ${id} >/dev/null 2>&1; then`,
+            `  ${ctr} tasks kill -s SIGKILL ${id} >/dev/null 2>&1 || true; sleep 0.5`,
+            `  ${ctr} tasks delete -f ${id} >/dev/null 2>&1 || true; ${ctr} containers delete ${id}`,
+            `  ${journalLine(plan, `removed the leftover restore container ${plan.restoreContainer}`)}`,
+            `fi`,
+          ];
+        })()
+      : [];
     const { outcome, stderr } = await this.run({
       what: `restoring ${plan.dataDir}`,
       script: [
-        `if [ -e ${shq(marker)} ] && [ -e ${shq(plan.dataDir)} ]; then result already-restored; fi`,
-        `if [ ! -e ${shq(plan.asideDir)} ] && [ -e ${shq(plan.dataDir)} ]; then result not-moved-aside; fi`,
+        `if [ -e ${shq(marker)} ] && [ -e ${shq(live)} ]; then result already-restored; fi`,
+        contents
+          ? `if [ ! -e ${shq(this.asideDone(plan))} ] && [ -e ${shq(plan.dataDir)} ]; then result not-moved-aside; fi`
+          : `if [ ! -e ${shq(plan.asideDir)} ] && [ -e ${shq(plan.dataDir)} ]; then result not-moved-aside; fi`,
+        ...leftover,
         // Left by an attempt that died half-way: ours to remove (the original is safe in asideDir).
-        `rm -rf ${shq(scratch)} ${shq(plan.dataDir)}`,
+        `rm -rf ${shq(scratch)} ${shq(live)}`,
         `if ! ${plan.restoreCommand} > ${shq(log)} 2>&1; then tail -c 1500 ${shq(log)} >&2; result restore-failed; fi`,
-        `chmod 700 ${shq(scratch)} && mv ${shq(scratch)} ${shq(plan.dataDir)} && touch ${shq(marker)}`,
+        contents
+          ? `chmod 700 ${shq(plan.dataDir)} && mv ${shq(`${scratch}/member`)} ${shq(live)} && rm -rf ${shq(scratch)} && touch ${shq(marker)}`
+          : `chmod 700 ${shq(scratch)} && mv ${shq(scratch)} ${shq(plan.dataDir)} && touch ${shq(marker)}`,
         journalLine(plan, `restored ${plan.dataDir} from ${plan.stagedSnapshot}`),
         'result restored',
       ],
@@ -214,18 +310,45 @@ export class RestoreNode {
 
   /**
    * Undo for a node: removes the restored dir and moves the original back (etcd must be stopped).
-   * Idempotent: with no aside dir there is nothing to put back.
+   * Idempotent: with no aside dir there is nothing to put back. contents layout, resumable: the
+   * restored entries first move into a discard dir (once: put-back.started marks it; only after a
+   * complete move-aside, so no original is ever taken for a restored one), then the aside
+   * entries move back, the aside dir goes last.
    */
   async putOriginalBack(plan: NodePlan): Promise<PutBackResult> {
+    const a = shq(plan.asideDir);
+    const d = shq(plan.dataDir);
+    const script =
+      layoutOf(plan) === 'rename'
+        ? [
+            `if [ ! -e ${a} ]; then result nothing-to-undo; fi`,
+            `if ${this.runningTest('etcd')}; then result etcd-running; fi`,
+            `rm -rf ${d} && mv ${a} ${d} && rm -f ${shq(`${plan.workDir}/restored.done`)}`,
+            journalLine(plan, `put-back ${plan.asideDir} -> ${plan.dataDir}`),
+            'result put-back',
+          ]
+        : (() => {
+            const discard = `${plan.dataDir}/.drctl-discard-${plan.asideDir.replace(/^.*\.drctl-aside-/, '')}`;
+            const started = shq(this.putBackStarted(plan));
+            return [
+              `if [ ! -e ${a} ]; then rm -rf ${shq(discard)}; result nothing-to-undo; fi`,
+              `if ${this.runningTest('etcd')}; then result etcd-running; fi`,
+              `if [ -e ${shq(this.asideDone(plan))} ] && [ ! -e ${started} ]; then`,
+              `  mkdir -p -m 700 ${shq(discard)}`,
+              `  ${moveEntries(plan.dataDir, discard)}`,
+              `  touch ${started}`,
+              `fi`,
+              moveEntries(plan.asideDir, plan.dataDir),
+              `rmdir ${a}`,
+              `rm -rf ${shq(discard)} ${shq(scratchOf(plan))}`,
+              `rm -f ${started} ${shq(this.asideDone(plan))} ${shq(`${plan.workDir}/restored.done`)}`,
+              journalLine(plan, `put-back the contents of ${plan.asideDir} -> ${plan.dataDir} (a mount point)`),
+              'result put-back',
+            ];
+          })();
     const { outcome } = await this.run({
       what: `putting ${plan.asideDir} back`,
-      script: [
-        `if [ ! -e ${shq(plan.asideDir)} ]; then result nothing-to-undo; fi`,
-        `if ${this.runningTest('etcd')}; then result etcd-running; fi`,
-        `rm -rf ${shq(plan.dataDir)} && mv ${shq(plan.asideDir)} ${shq(plan.dataDir)} && rm -f ${shq(`${plan.workDir}/restored.done`)}`,
-        journalLine(plan, `put-back ${plan.asideDir} -> ${plan.dataDir}`),
-        'result put-back',
-      ],
+      script,
       outcomes: ['put-back', 'nothing-to-undo', 'etcd-running'] as const,
     });
     if (outcome === 'etcd-running') return { outcome, reason: 'etcd must be stopped before its data dir is put back' };
@@ -259,7 +382,7 @@ export class RestoreNode {
   /** Removes the staged snapshot and the scratch dir (the journal and the aside dir stay for the record). */
   async cleanupStaged(plan: NodePlan): Promise<void> {
     await this.shell.exec(
-      `rm -f ${shq(plan.stagedSnapshot)} ${shq(`${plan.stagedSnapshot}.part`)} && rm -rf ${shq(`${plan.workDir}/restored`)}`,
+      `rm -f ${shq(plan.stagedSnapshot)} ${shq(`${plan.stagedSnapshot}.part`)} && rm -rf ${shq(scratchOf(plan))}`,
       { check: true },
     );
   }
@@ -270,22 +393,20 @@ export class RestoreNode {
   }
 
   /**
-   * Kills the node's restartAfterRestore static pods that run (kubeadm only), so the kubelet starts
-   * them again. Returns the names of those it killed.
+   * Stops the running containers of the node's restartAfterRestore static pods (kubeadm only) with
+   * `crictl stop`, so the kubelet starts them again. Returns the names of those it stopped.
    */
   async restartStaticPods(): Promise<string[]> {
     const cp = this.node.controlPlane;
     if (cp.profile !== 'kubeadm' || !cp.restartAfterRestore.length) return [];
-    // Matched on the command line (`pkill -x` sees only 15 characters of a name): its first word
-    // is the binary, with or without a path.
     const out = await this.shell.exec(
       cp.restartAfterRestore
         .map(
           (p) =>
-            `if [ -e ${shq(`${cp.manifestsDir}/${p}.yaml`)} ] && pkill -f ${shq(`^([^ ]*/)?${p}( |$)`)}; then echo ${p}; fi`,
+            `if [ -e ${shq(`${cp.manifestsDir}/${p}.yaml`)} ] && ${this.stopContainers(p, 10)}; then echo ${p}; fi`,
         )
         .join('; '),
-      { timeoutMs: 30_000 },
+      { timeoutMs: 60_000 },
     );
     return out.stdout.trim().split('\n').filter(Boolean);
   }

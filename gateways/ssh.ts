@@ -1,5 +1,7 @@
 // RemoteShell: commands and file streams on one control-plane node over SSH, with the node's host
-// key pinned to the SHA256 fingerprint from the config (OpenSSH's `ssh-keygen -lf` form).
+// key pinned to the SHA256 fingerprint from the config (OpenSSH's `ssh-keygen -lf` form). Optionally
+// through a bastion (its host key pinned too), and optionally as root through `sudo -n` for a
+// non-root login: every command drctl runs on a node passes through here, so both live here only.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { PassThrough, type Readable, Writable } from 'node:stream';
@@ -7,15 +9,23 @@ import { Client, type ClientChannel } from 'ssh2';
 import { FailureType, failure } from '../common/errors.ts';
 import { shq } from '../common/shell.ts';
 
-export interface SshTarget {
-  /** Used in messages: "site-a/cp1". */
-  label: string;
+/** One SSH hop's address, login and pinned host key. */
+export interface SshHop {
   host: string;
   port: number;
   user: string;
   privateKeyPath: string;
   hostKeyFingerprint: string;
   connectTimeout: number;
+}
+
+export interface SshTarget extends SshHop {
+  /** Used in messages: "site-a/cp1". */
+  label: string;
+  /** Run every command as `sudo -n -- bash -c '<command>'` (the login user is not root). */
+  sudo?: boolean;
+  /** A bastion the connection goes through (ssh2 forwardOut to the node, then SSH over that channel). */
+  jump?: SshHop;
 }
 
 export interface ExecResult {
@@ -42,6 +52,49 @@ export interface RemoteShell {
 
 export { shq };
 
+/**
+ * What runs on the node for `command`: itself for a root login, else through sudo as root with
+ * bash. `-n`: never prompt (a password prompt would hang the channel); `--`: no more sudo options.
+ */
+export function asRoot(command: string, sudo: boolean | undefined): string {
+  return sudo ? `sudo -n -- bash -c ${shq(command)}` : command;
+}
+
+/** "10.0.20.1:22", "10.0.20.1:22 via bastion 127.0.20.250:22" */
+export function addressOf(t: SshTarget): string {
+  return `${t.host}:${t.port}${t.jump ? ` via bastion ${t.jump.host}:${t.jump.port}` : ''}`;
+}
+
+/**
+ * Read-only: can drctl run commands as root on the node? Runs `id -u` exactly as every other command
+ * runs (through `sudo -n -- bash -c` when ssh.sudo is set), so a sudoers entry that allows some
+ * other command but not bash is caught too. Changes nothing on the node.
+ */
+export async function checkRoot(shell: RemoteShell): Promise<void> {
+  const t = shell.target;
+  const r = await shell.exec('id -u', { timeoutMs: 15_000 });
+  const uid = r.stdout.trim();
+  if (r.code === 0 && uid === '0') return;
+  const said = (r.stderr.trim().split('\n').pop() ?? '').replace(/^(bash: )?sudo: /, '');
+  const guide = 'README: "Root on the nodes"';
+  if (!t.sudo)
+    throw failure(
+      FailureType.MissingPrivilege,
+      `${t.label}: user ${t.user} is not root (uid ${uid || '?'}) and ssh.sudo is false; log in as root or set ssh.sudo: true with NOPASSWD sudo for bash (${guide})`,
+    );
+  if (r.code === 127 || /command not found/.test(said))
+    throw failure(
+      FailureType.MissingPrivilege,
+      `${t.label}: ssh.sudo is set but sudo is not installed on the node (${said}); drctl needs NOPASSWD sudo for bash (${guide})`,
+    );
+  throw failure(
+    FailureType.MissingPrivilege,
+    r.code === 0
+      ? `${t.label}: user ${t.user} runs commands through sudo as uid ${uid}, not root; drctl needs NOPASSWD sudo to root for bash (${guide})`
+      : `${t.label}: user ${t.user} may not run commands as root without a password (sudo -n: ${said || `exit ${r.code}`}); drctl needs NOPASSWD sudo for bash (${guide})`,
+  );
+}
+
 export function fingerprintOf(hostKey: Buffer): string {
   return `SHA256:${createHash('sha256').update(hostKey).digest('base64').replace(/=+$/, '')}`;
 }
@@ -55,61 +108,110 @@ class Ssh2Shell implements RemoteShell {
 
   private connect(): Promise<Client> {
     if (this.conn) return this.conn;
-    const t = this.target;
-    const attempt = new Promise<Client>((resolve, reject) => {
+    const attempt = this.open();
+    this.conn = attempt;
+    // A failed attempt is forgotten: the next call tries again.
+    attempt.catch(() => {
+      if (this.conn === attempt) this.conn = undefined;
+    });
+    return attempt;
+  }
+
+  /**
+   * One hop: an SSH client to `hop` over `sock` (a channel forwarded by the bastion) or TCP, its
+   * host key pinned. `where` names the hop in messages.
+   */
+  private hop(hop: SshHop, where: { label: string; mismatch: string }, sock?: ClientChannel): Promise<Client> {
+    return new Promise<Client>((resolve, reject) => {
       const client = new Client();
       let seenKey: string | undefined;
+      let ready = false;
       client
         .on('ready', () => {
+          ready = true;
           // Without this, Nagle's algorithm meets delayed ACKs: SFTP crawled at 2.8 MB/s and every
           // short command waited on the peer's ACK timer (bench/snapshot-pipeline.ts, transport diagnostic).
-          client.setNoDelay(true);
+          if (!sock) client.setNoDelay(true);
           resolve(client);
         })
         .on('error', (err: Error & { level?: string }) => {
-          this.reset(client);
-          if (seenKey !== undefined && seenKey !== t.hostKeyFingerprint) {
+          if (ready) return; // a later error: 'close' follows and resets the connection
+          if (seenKey !== undefined && seenKey !== hop.hostKeyFingerprint) {
             reject(
               failure(
                 FailureType.HostKeyMismatch,
-                `${t.label} (${t.host}:${t.port}): host key ${seenKey} does not match the pinned ${t.hostKeyFingerprint}; refusing to connect`,
+                `${where.label}: ${where.mismatch} ${seenKey} does not match the pinned ${hop.hostKeyFingerprint}; refusing to connect`,
               ),
             );
           } else {
-            reject(failure(FailureType.SshUnreachable, `${t.label} (${t.host}:${t.port}): ${err.message}`));
+            reject(failure(FailureType.SshUnreachable, `${where.label}: ${err.message}`));
           }
-        })
-        .on('close', () => this.reset(client));
+        });
       let privateKey: Buffer;
       try {
-        privateKey = readFileSync(t.privateKeyPath);
+        privateKey = readFileSync(hop.privateKeyPath);
       } catch (err) {
         reject(
           failure(
             FailureType.SshUnreachable,
-            `${t.label}: cannot read private key ${t.privateKeyPath}: ${(err as Error).message}`,
+            `${where.label}: cannot read private key ${hop.privateKeyPath}: ${(err as Error).message}`,
           ),
         );
         return;
       }
       client.connect({
-        host: t.host,
-        port: t.port,
-        username: t.user,
+        ...(sock ? { sock } : { host: hop.host, port: hop.port }),
+        username: hop.user,
         privateKey,
-        readyTimeout: t.connectTimeout,
+        readyTimeout: hop.connectTimeout,
         keepaliveInterval: 5_000,
         keepaliveCountMax: 3,
         // Pinned: only the configured fingerprint is accepted. ssh2 accepts any key without this.
         hostVerifier: (key: Buffer) => {
           seenKey = fingerprintOf(key);
-          return seenKey === t.hostKeyFingerprint;
+          return seenKey === hop.hostKeyFingerprint;
         },
       });
     });
-    this.conn = attempt;
-    attempt.catch(() => undefined);
-    return attempt;
+  }
+
+  private async open(): Promise<Client> {
+    const t = this.target;
+    const jump = t.jump;
+    if (!jump) {
+      const client = await this.hop(t, { label: `${t.label} (${t.host}:${t.port})`, mismatch: 'host key' });
+      client.on('error', () => this.reset(client)).on('close', () => this.reset(client));
+      return client;
+    }
+    const via = `${t.label} via bastion ${jump.host}:${jump.port}`;
+    const bastion = await this.hop(jump, { label: via, mismatch: 'bastion host key' });
+    let client: Client;
+    try {
+      const stream = await new Promise<ClientChannel>((resolve, reject) =>
+        bastion.forwardOut('127.0.0.1', 0, t.host, t.port, (err, ch) =>
+          err
+            ? reject(
+                failure(
+                  FailureType.SshUnreachable,
+                  `${via}: the bastion cannot reach ${t.host}:${t.port}: ${err.message}`,
+                ),
+              )
+            : resolve(ch),
+        ),
+      );
+      client = await this.hop(
+        t,
+        { label: `${t.label} (${t.host}:${t.port} via bastion ${jump.host}:${jump.port})`, mismatch: 'host key' },
+        stream,
+      );
+    } catch (err) {
+      bastion.end();
+      throw err;
+    }
+    // The node's connection lives inside the bastion's: closing either ends both.
+    client.on('error', () => this.reset(client)).on('close', () => (this.reset(client), bastion.end()));
+    bastion.on('error', () => undefined).on('close', () => (this.reset(client), client.end()));
+    return client;
   }
 
   private reset(client: Client) {
@@ -127,7 +229,7 @@ class Ssh2Shell implements RemoteShell {
     const client = await this.connect();
     const t = this.target;
     const result = await new Promise<ExecResult>((resolve, reject) => {
-      client.exec(command, (err, stream: ClientChannel) => {
+      client.exec(asRoot(command, t.sudo), (err, stream: ClientChannel) => {
         if (err) {
           this.conn = undefined;
           reject(failure(FailureType.SshUnreachable, `${t.label}: exec failed: ${err.message}`));
@@ -177,7 +279,7 @@ class Ssh2Shell implements RemoteShell {
   private async channel(command: string): Promise<ClientChannel> {
     const client = await this.connect();
     return new Promise((resolve, reject) =>
-      client.exec(command, (err, ch) =>
+      client.exec(asRoot(command, this.target.sudo), (err, ch) =>
         err
           ? reject(failure(FailureType.SshUnreachable, `${this.target.label}: exec failed: ${err.message}`))
           : resolve(ch),
@@ -258,6 +360,7 @@ class Ssh2Shell implements RemoteShell {
   }
 }
 
+/** A shell on the node; `target` may carry the config's `sudo` and `jump` (ssh section) as they are. */
 export function connectShell(target: SshTarget): RemoteShell {
   return new Ssh2Shell(target);
 }

@@ -137,7 +137,7 @@ describe('etcd over SSH', () => {
   });
 
   it("moving a node's etcd manifest aside stops that member; moving it back starts it", async () => {
-    // site-b/cp3 carries only etcd, so the site keeps quorum and its API server throughout.
+    // The site keeps quorum (2 of 3) and its other API servers throughout.
     const shell = gw.shell('site-b', 'cp3');
     const node = gw.node('site-b', 'cp3') as NodeConfig & { controlPlane: { manifestsDir: string; parkedDir: string } };
     const etcd = gw.etcd('site-b', 'cp3');
@@ -253,7 +253,10 @@ describe('drctl lab status / env (CLI)', () => {
     ) as { name: string; kind: string; address: string; pid?: number; healthy: boolean; detail: string }[];
     expect(comps.filter((c) => c.kind === 'etcd')).toHaveLength(6);
     expect(comps.filter((c) => c.kind === 'sshd')).toHaveLength(6);
-    expect(comps.filter((c) => c.kind === 'kube-apiserver')).toHaveLength(2);
+    // kubeadm: every control-plane node runs an API server and a kubelet; site B has a bastion.
+    expect(comps.filter((c) => c.kind === 'kube-apiserver')).toHaveLength(6);
+    expect(comps.filter((c) => c.kind === 'kubelet')).toHaveLength(6);
+    expect(comps.filter((c) => c.kind === 'bastion')).toHaveLength(1);
     for (const kind of ['kube-controller-manager', 'kube-scheduler', 'kwok', 'velero', 'app'])
       expect(
         comps.filter((c) => c.kind === kind),
@@ -264,7 +267,7 @@ describe('drctl lab status / env (CLI)', () => {
       expect(c.healthy, c.name).toBe(true);
       expect(c.pid, c.name).toBeGreaterThan(0);
       if (c.kind === 'worker') expect(c.detail).toMatch(/[1-9]\d* workflow poller/);
-      else expect(c.address, c.name).toMatch(/^(https?:\/\/)?127\.0\./);
+      else expect(c.address, c.name).toMatch(/^(https?:\/\/)?(127\.0\.|172\.30\.)|^site-[ab]\/cp\d \(leader\)$/);
     }
   });
 

@@ -38,6 +38,7 @@ async function check(text: string): Promise<{ code: number; stderr: string; stdo
 }
 
 const node0b = ['sites', 1, 'cluster', 'nodes', 0];
+const FP = 'SHA256:7b7kVQJm0m6eH7m6rW8fQz9uJ1Q9v8m2x5c4b3a2Z1Y';
 
 const BAD: [string, string, string[]][] = [
   [
@@ -121,6 +122,55 @@ const BAD: [string, string, string[]][] = [
   ],
   ['no sites', edit(['sites'], []), ['sites: expected at least one site']],
   [
+    'sudo not a boolean',
+    edit([...node0b, 'ssh', 'sudo'], 'yes'),
+    ['sites[1].cluster.nodes[0].ssh.sudo: expected true or false'],
+  ],
+  [
+    'jump without its host key',
+    edit([...node0b, 'ssh', 'jump'], { host: 'bastion', privateKeyPath: '/k' }),
+    [
+      'sites[1].cluster.nodes[0].ssh.jump.hostKeyFingerprint: required: expected a host-key fingerprint like SHA256:...',
+    ],
+  ],
+  [
+    'jump port out of range',
+    edit([...node0b, 'ssh', 'jump'], { host: 'bastion', port: 0, privateKeyPath: '/k', hostKeyFingerprint: FP }),
+    ['sites[1].cluster.nodes[0].ssh.jump.port: expected an integer 1-65535'],
+  ],
+  [
+    'a field the jump host does not have',
+    edit([...node0b, 'ssh', 'jump'], { host: 'b', privateKeyPath: '/k', hostKeyFingerprint: FP, sudo: true }),
+    ['sites[1].cluster.nodes[0].ssh.jump.sudo: unknown field'],
+  ],
+  [
+    'unknown tools source',
+    edit(['sites', 0, 'cluster', 'nodes', 0, 'etcd', 'tools'], { from: 'docker' }),
+    ["sites[0].cluster.nodes[0].etcd.tools.from: expected from: 'image' or from: 'host'"],
+  ],
+  [
+    'host tool path not absolute',
+    edit(['sites', 0, 'cluster', 'nodes', 0, 'etcd', 'tools'], { from: 'host', etcdctl: 'bin/etcdctl' }),
+    ['sites[0].cluster.nodes[0].etcd.tools.etcdctl: expected an absolute path'],
+  ],
+  [
+    'image tools with the command profile',
+    edit([...node0b, 'etcd', 'tools'], { from: 'image' }),
+    [
+      "sites[1].cluster.nodes[0].etcd.tools.from: 'image' reads the etcd image from the static pod manifest: it needs controlPlane.profile kubeadm",
+    ],
+  ],
+  [
+    'image tools take no paths',
+    edit(['sites', 0, 'cluster', 'nodes', 0, 'etcd', 'tools'], { from: 'image', etcdctl: '/usr/bin/etcdctl' }),
+    ['sites[0].cluster.nodes[0].etcd.tools.etcdctl: unknown field'],
+  ],
+  [
+    'bad containerd namespace',
+    edit(['sites', 0, 'cluster', 'nodes', 0, 'containerd'], { namespace: 'k8s io' }),
+    ['sites[0].cluster.nodes[0].containerd.namespace: expected a containerd namespace'],
+  ],
+  [
     'YAML: a key given twice',
     `${VALID}\napprovals: { approvers: [mallory] }\n`,
     ['line 46 column 1: Map keys must be unique'],
@@ -157,6 +207,57 @@ describe('drctl config check', () => {
     expect(cfg.sites[1]!.cluster.kubeconfig).toBe(join(dir, 'kube/prod-b.conf'));
     expect(cfg.targets['internal']).toEqual({ rpo: 3_600_000, rto: 14_400_000 });
     expect(cfg.targets['payment']).toEqual({ rpo: 0, rto: 60_000 });
+  });
+
+  it('node-side defaults: no sudo, no jump, tools from the image (kubeadm) or the host (command)', () => {
+    const cfg = parseConfig(VALID, join(dir, 'x.yaml'));
+    const a = cfg.sites[0]!.cluster.nodes[0]!;
+    const b = cfg.sites[1]!.cluster.nodes[0]!;
+    expect(a.ssh.sudo).toBe(false);
+    expect(a.ssh.jump).toBeUndefined();
+    expect(a.etcd.tools).toEqual({ from: 'image' });
+    expect(b.etcd.tools).toEqual({ from: 'host' });
+    expect(a.containerd).toEqual({ address: '/run/containerd/containerd.sock', namespace: 'k8s.io' });
+  });
+
+  it('a hardened site-B node: sudo, a bastion, tools from the image', () => {
+    const text = edit([...node0b], {
+      name: 'cp1',
+      ssh: {
+        host: '10.0.20.1',
+        user: 'drctl',
+        sudo: true,
+        privateKeyPath: '/etc/drctl/ssh/id_ed25519',
+        hostKeyFingerprint: FP,
+        jump: { host: '203.0.113.10', user: 'jump', privateKeyPath: '/etc/drctl/ssh/bastion', hostKeyFingerprint: FP },
+      },
+      etcd: {
+        memberName: 'cp1',
+        clientUrl: 'https://10.0.20.1:2379',
+        peerUrl: 'https://10.0.20.1:2380',
+        tools: { from: 'image' },
+      },
+    });
+    const n = parseConfig(text, join(dir, 'x.yaml')).sites[1]!.cluster.nodes[0]!;
+    expect(n.ssh).toMatchObject({ user: 'drctl', sudo: true, port: 22 });
+    expect(n.ssh.jump).toEqual({
+      host: '203.0.113.10',
+      port: 22,
+      user: 'jump',
+      privateKeyPath: '/etc/drctl/ssh/bastion',
+      hostKeyFingerprint: FP,
+      connectTimeout: 10_000,
+    });
+    expect(n.etcd.tools).toEqual({ from: 'image' });
+    expect(n.controlPlane.profile).toBe('kubeadm');
+    const host = edit(['sites', 0, 'cluster', 'nodes', 0, 'etcd', 'tools'], {
+      from: 'host',
+      etcdutl: '/opt/etcd/etcdutl',
+    });
+    expect(parseConfig(host, join(dir, 'x.yaml')).sites[0]!.cluster.nodes[0]!.etcd.tools).toEqual({
+      from: 'host',
+      etcdutl: '/opt/etcd/etcdutl',
+    });
   });
 
   it.each(BAD)('%s: exit 2 with the field named, no stack trace', async (_name, text, lines) => {
