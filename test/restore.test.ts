@@ -6,7 +6,7 @@ import type { RestoreResult, RestoreStatus } from '../common/restore.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
-import { ensureLabHealthy, keysOn, putKeys, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
+import { ensureLabHealthy, etcdOn, keysOn, putKeys, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
 import { type Client, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 
@@ -114,12 +114,7 @@ describe.each([
 
       // After the snapshot: more writes, an overwrite, a delete and a new Kubernetes object.
       await putKeys(gw, cluster, { [`${prefix}d`]: '4', [`${prefix}a`]: 'changed' });
-      await gw
-        .shell(cluster, 'cp1')
-        .exec(
-          `etcdctl --endpoints=${gw.node(cluster, 'cp1').etcd.clientUrl} --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key del ${prefix}b`,
-          { check: true },
-        );
+      await etcdOn(gw, cluster, 'cp1', ['del', `${prefix}b`]);
       await core.createNamespacedConfigMap({
         namespace: 'default',
         body: { metadata: { name: after }, data: { x: '2' } },

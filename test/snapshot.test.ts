@@ -20,12 +20,12 @@ import { fromObjectMetadata, snapshotKey, snapshotPrefix, type SnapshotRef } fro
 import { loadConfig } from '../config/load.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
-import { EtcdSnapshotTools, etcdctl } from '../gateways/etcd.ts';
+import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import { shq } from '../gateways/ssh.ts';
 import { paths } from '../lab/topology.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
-import { ensureLabHealthy } from './support/lab.ts';
+import { ensureLabHealthy, putKeys } from './support/lab.ts';
 import { type EtcdSnapshotResult, etcdSnapshot, listEtcdSnapshots, statusQuery } from '../workflows/etcd-snapshot.ts';
 
 const stamp = `${Date.now().toString(36)}${process.pid.toString(36)}`;
@@ -122,13 +122,11 @@ afterAll(async () => {
 
 /** Writes keys through etcdctl on the cluster's first node; returns the revision after the last write. */
 async function writeKeys(cluster: string, n: number): Promise<number> {
-  const node = gw.cluster(cluster).nodes[0]!;
-  const puts = Array.from({ length: n }, (_, i) =>
-    etcdctl(node, `put ${shq(`/drctl-test/snapshot/${stamp}/${i}`)} ${shq(`v${i}-${Date.now()}`)} -w json`),
+  return putKeys(
+    gw,
+    cluster,
+    Object.fromEntries(Array.from({ length: n }, (_, i) => [`/drctl-test/snapshot/${stamp}/${i}`, `v${i}-${Date.now()}`])),
   );
-  const r = await gw.shell(cluster, node.name).exec(puts.join(' && '), { check: true });
-  const last = r.stdout.trim().split('\n').pop()!;
-  return (JSON.parse(last) as { header: { revision: number } }).header.revision;
 }
 
 async function snapshot(cluster: string, extra: { keep?: number; maxAgeMs?: number } = {}) {
@@ -188,9 +186,10 @@ describe('etcdSnapshot runbook', () => {
       const head = await gw.store().head(r.key);
       expect(head).toBeDefined();
       const meta = fromObjectMetadata(head!.metadata);
-      const installed = (
-        await gw.shell(cluster, r.node).exec('etcd --version | head -1', { check: true })
-      ).stdout.match(/(\d+\.\d+\.\d+)/)![1];
+      // A kubeadm node: no etcd tool on its PATH; the version is the running member's (its image's).
+      const path = await gw.shell(cluster, r.node).exec('command -v etcd etcdctl etcdutl');
+      expect(path.stdout.trim()).toBe('');
+      const installed = (await gw.etcd(cluster, r.node).status()).version;
       expect(meta).toEqual({
         cluster,
         member: gw.node(cluster, r.node).etcd.memberName,
