@@ -90,13 +90,18 @@ export function createRestoreActivities(gw: Gateways) {
    * again, then the cluster's rolloutAfterRestore Deployments. Returns what was restarted
    * ("cp1/velero", "deployment ns/name").
    */
-  async function restartStaleControllers(cluster: string): Promise<string[]> {
+  async function restartStaleControllers(cluster: string): Promise<{ restarted: string[]; notRunning: string[] }> {
+    const at = new Date().toISOString();
     const c = gw.cluster(cluster);
     const [pods, deployments] = await Promise.all([
       Promise.all(
-        c.nodes.map(async (n) =>
-          (await gw.restoreNode(cluster, n.name).restartStaticPods()).map((p) => `${n.name}/${p}`),
-        ),
+        c.nodes.map(async (n) => {
+          const r = await gw.restoreNode(cluster, n.name).restartStaticPods(at);
+          return {
+            restarted: r.restarted.map((p) => `${n.name}/${p}`),
+            notRunning: r.notRunning.map((p) => `${n.name}/${p}`),
+          };
+        }),
       ),
       Promise.all(
         c.rolloutAfterRestore.map(async (ref) => {
@@ -105,7 +110,10 @@ export function createRestoreActivities(gw: Gateways) {
         }),
       ),
     ]);
-    return [...pods.flat(), ...deployments.flat()];
+    return {
+      restarted: [...pods.flatMap((p) => p.restarted), ...deployments.flat()],
+      notRunning: pods.flatMap((p) => p.notRunning),
+    };
   }
 
   return {
@@ -339,8 +347,12 @@ export function createRestoreActivities(gw: Gateways) {
      * caught InProgress blocks its schedule until the server restarts. A retry restarts them again.
      */
     async restartControllers(input: { cluster: string }): Promise<string> {
-      const names = await heartbeating('restart controllers', restartStaleControllers(input.cluster));
-      return names.length ? `restarted ${names.join(', ')} (caches predate the restore)` : 'nothing to restart';
+      const r = await heartbeating('restart controllers', restartStaleControllers(input.cluster));
+      const parts = [
+        ...(r.restarted.length ? [`restarted ${r.restarted.join(', ')} (caches predate the restore)`] : []),
+        ...(r.notRunning.length ? [`started ${r.notRunning.join(', ')} (had exited; no back-off)`] : []),
+      ];
+      return parts.length ? parts.join('; ') : 'nothing to restart';
     },
 
     /** Key count and revision as each member itself holds them (serializable reads stay local). */

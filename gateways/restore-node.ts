@@ -7,6 +7,7 @@ import type { Writable } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
 import { layoutOf, type NodePlan, scratchOf } from '../common/restore.ts';
 import type { NodeConfig } from '../config/schema.ts';
+import { parseDocument } from 'yaml';
 import { type RemoteShell, shq } from './ssh.ts';
 
 export type Component = 'etcd' | 'kube-apiserver';
@@ -393,21 +394,50 @@ export class RestoreNode {
   }
 
   /**
-   * Stops the running containers of the node's restartAfterRestore static pods (kubeadm only) with
-   * `crictl stop`, so the kubelet starts them again. Returns the names of those it stopped.
+   * Restarts the node's restartAfterRestore static pods (kubeadm only) the way `kubectl rollout
+   * restart` does a Deployment: a `drctl.io/restarted-at` annotation in the pod's manifest, so the
+   * kubelet sees a new pod, stops the old one and starts it at once. Stopping the container instead
+   * (`crictl stop`) counts as a crash: the kubelet restarts it with its back-off, which had reached
+   * minutes on the lab after a few restores, and a controller that exited when the API servers went
+   * away is already backing off. The new manifest is written next to the parked ones and renamed
+   * into place (the kubelet never reads half a file). Returns which pods were running (their caches
+   * predate the restore) and which were not (exited, now started fresh).
    */
-  async restartStaticPods(): Promise<string[]> {
+  async restartStaticPods(at: string): Promise<{ restarted: string[]; notRunning: string[] }> {
     const cp = this.node.controlPlane;
-    if (cp.profile !== 'kubeadm' || !cp.restartAfterRestore.length) return [];
-    const out = await this.shell.exec(
+    if (cp.profile !== 'kubeadm' || !cp.restartAfterRestore.length) return { restarted: [], notRunning: [] };
+    const crictl = `crictl --runtime-endpoint ${shq(`unix://${this.node.containerd.address}`)}`;
+    const read = await this.shell.exec(
       cp.restartAfterRestore
-        .map(
-          (p) =>
-            `if [ -e ${shq(`${cp.manifestsDir}/${p}.yaml`)} ] && ${this.stopContainers(p, 10)}; then echo ${p}; fi`,
-        )
+        .map((p) => {
+          const f = shq(`${cp.manifestsDir}/${p}.yaml`);
+          const running = `[ -n "$(${crictl} ps --name ${shq(`^${p}$`)} --state running -q 2>/dev/null)" ]`;
+          return `if [ -e ${f} ]; then if ${running}; then echo "--- ${p} running"; else echo "--- ${p} stopped"; fi; base64 -w0 ${f}; echo; fi`;
+        })
         .join('; '),
-      { timeoutMs: 60_000 },
+      { timeoutMs: 60_000, check: true },
     );
-    return out.stdout.trim().split('\n').filter(Boolean);
+    const lines = read.stdout.split('\n');
+    const restarted: string[] = [];
+    const notRunning: string[] = [];
+    const writes: string[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const m = /^--- (\S+) (running|stopped)$/.exec(lines[i]!);
+      if (!m) continue;
+      const [, pod, state] = m as unknown as [string, string, string];
+      const doc = parseDocument(Buffer.from(lines[i + 1] ?? '', 'base64').toString('utf8'));
+      doc.setIn(['metadata', 'annotations', 'drctl.io/restarted-at'], at);
+      const tmp = `${cp.parkedDir}/.drctl-restart-${pod}.yaml`;
+      writes.push(
+        `printf %s ${shq(Buffer.from(doc.toString()).toString('base64'))} | base64 -d > ${shq(tmp)} && mv ${shq(tmp)} ${shq(`${cp.manifestsDir}/${pod}.yaml`)}`,
+      );
+      (state === 'running' ? restarted : notRunning).push(pod);
+    }
+    if (writes.length)
+      await this.shell.exec([`mkdir -p ${shq(cp.parkedDir)}`, ...writes].join(' && '), {
+        timeoutMs: 60_000,
+        check: true,
+      });
+    return { restarted, notRunning };
   }
 }

@@ -32,17 +32,17 @@ function kwok(site: LabSite, node: LabNode): object {
     'kwok',
     kwokImage,
     [
-    'kwok',
-    '--kubeconfig=/etc/kubernetes/kwok.conf',
-    // The binary has no built-in stages (kwokctl passes them); install.sh extracts kwokctl's defaults.
-    `--config=${IMAGE_PATHS.kwokStages}`,
-    '--manage-all-nodes=false',
-    `--manage-nodes-with-annotation-selector=${KWOK_TAINT.key}=${KWOK_TAINT.value}`,
-    `--cidr=${site.podCidr}`,
-    `--node-ip=${node.ip}`,
-    `--node-port=${CP_PORTS.kwok}`,
-    `--server-address=${node.ip}:${CP_PORTS.kwok}`,
-    '--node-lease-duration-seconds=40',
+      'kwok',
+      '--kubeconfig=/etc/kubernetes/kwok.conf',
+      // The binary has no built-in stages (kwokctl passes them); install.sh extracts kwokctl's defaults.
+      `--config=${IMAGE_PATHS.kwokStages}`,
+      '--manage-all-nodes=false',
+      `--manage-nodes-with-annotation-selector=${KWOK_TAINT.key}=${KWOK_TAINT.value}`,
+      `--cidr=${site.podCidr}`,
+      `--node-ip=${node.ip}`,
+      `--node-port=${CP_PORTS.kwok}`,
+      `--server-address=${node.ip}:${CP_PORTS.kwok}`,
+      '--node-lease-duration-seconds=40',
     ],
     { hostPaths: { '/etc/kubernetes/kwok.conf': 'File' } },
   );
@@ -77,7 +77,9 @@ export function layoutCp1Extras(site: LabSite, node: LabNode, kubeCa: { crt: str
   for (const c of CLIENTS) {
     const base = join(pki, 'kubernetes', c.cert);
     leaf(kubeCa, base, { cn: c.cn, org: c.org, usage: ['client'] });
-    writeFileSync(join(node.root, `etc/kubernetes/${c.file}`), kubeconfig(site, c.cn, kubeCa.crt, base), { mode: 0o600 });
+    writeFileSync(join(node.root, `etc/kubernetes/${c.file}`), kubeconfig(site, c.cn, kubeCa.crt, base), {
+      mode: 0o600,
+    });
   }
   mkdirSync(join(node.root, 'etc/kubernetes/manifests-parked'), { recursive: true });
   writeManifest(node, 'kwok', kwok(site, node));

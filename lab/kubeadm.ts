@@ -9,7 +9,16 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { etcdImage, IMAGE_REPO, imageSpecs, imageTar, kubeImage, kwokImage, pauseImage, veleroImage } from './images.ts';
+import {
+  etcdImage,
+  IMAGE_REPO,
+  imageSpecs,
+  imageTar,
+  kubeImage,
+  kwokImage,
+  pauseImage,
+  veleroImage,
+} from './images.ts';
 import { nodeCommand } from './namespaces.ts';
 import { CONTAINERD_SOCK } from './nodes.ts';
 import { cp1Of, type LabNode, type LabSite, VERSIONS } from './topology.ts';
@@ -24,7 +33,9 @@ export async function onNode(node: LabNode, argv: string[], timeoutMs = 300_000)
     return stdout;
   } catch (err) {
     const e = err as Error & { stdout?: string; stderr?: string };
-    throw new Error(`${node.id}: \`${argv.join(' ')}\` failed: ${(e.stderr || e.stdout || e.message).trim().slice(-3000)}`);
+    throw new Error(
+      `${node.id}: \`${argv.join(' ')}\` failed: ${(e.stderr || e.stdout || e.message).trim().slice(-3000)}`,
+    );
   }
 }
 
@@ -186,7 +197,13 @@ export async function bootstrapSite(site: LabSite, log: (m: string) => void): Pr
   const cp1 = cp1Of(site);
   if (!kubeadmDone(cp1)) {
     const t = Date.now();
-    await onNode(cp1, ['kubeadm', 'init', '--config', writeKubeadmConfig(site, cp1), '--skip-phases=addon/kube-proxy,addon/coredns']);
+    await onNode(cp1, [
+      'kubeadm',
+      'init',
+      '--config',
+      writeKubeadmConfig(site, cp1),
+      '--skip-phases=addon/kube-proxy,addon/coredns',
+    ]);
     log(`${cp1.id}: kubeadm init done (${((Date.now() - t) / 1000).toFixed(1)} s)`);
   }
   for (const node of site.nodes.filter((n) => !n.first && !kubeadmDone(n))) {

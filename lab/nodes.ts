@@ -89,7 +89,11 @@ export function hostKeyFingerprint(host: { root: string }): string {
 }
 
 /** sshd as a hardened host runs it: keys only; root login off where the site says so; on a site with a bastion, SSH only from it. */
-function writeSshd(host: { root: string; ip: string }, comment: string, opts: { permitRootLogin: boolean; onlyFrom?: string }) {
+function writeSshd(
+  host: { root: string; ip: string },
+  comment: string,
+  opts: { permitRootLogin: boolean; onlyFrom?: string },
+) {
   const dir = join(host.root, 'etc/ssh');
   mkdirSync(dir, { recursive: true });
   mkdirSync(join(host.root, 'run'), { recursive: true });
@@ -171,7 +175,10 @@ export function layoutHostAccounts(): void {
   mkdirSync('/etc/cni/net.d', { recursive: true });
   const cni = '/etc/cni/net.d/10-drctl-lab.conflist';
   if (!existsSync(cni))
-    writeFileSync(cni, JSON.stringify({ cniVersion: '1.0.0', name: 'drctl-lab', plugins: [{ type: 'loopback' }] }, null, 2));
+    writeFileSync(
+      cni,
+      JSON.stringify({ cniVersion: '1.0.0', name: 'drctl-lab', plugins: [{ type: 'loopback' }] }, null, 2),
+    );
   if (!existsSync('/etc/hostname')) writeFileSync('/etc/hostname', 'localhost\n');
 }
 
@@ -208,7 +215,16 @@ export function layoutNode(site: LabSite, node: LabNode, cas: SiteCas): void {
   place(join(cas.saDir, 'sa.pub'), join(pki, 'sa.pub'));
 
   const binDir = r('usr/local/bin');
-  for (const gone of ['etcd', 'etcdctl', 'etcdutl', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'velero'])
+  for (const gone of [
+    'etcd',
+    'etcdctl',
+    'etcdutl',
+    'kube-apiserver',
+    'kube-controller-manager',
+    'kube-scheduler',
+    'kwok',
+    'velero',
+  ])
     rmSync(join(binDir, gone), { force: true });
   linkTool(join(bin.nodeDir, 'kubelet'), join(binDir, 'kubelet'));
   linkTool(join(bin.nodeDir, 'kubeadm'), join(binDir, 'kubeadm'));

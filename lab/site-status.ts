@@ -133,8 +133,9 @@ export function siteChecks(
         // The kubelet as the API sees it: its Node's Ready condition (it heartbeats through its lease).
         const pid = hostPid(pids, initPid, sup?.kubelet);
         const r = await adminGet(site, `/api/v1/nodes/${node.name}`);
-        const ready = json<{ status?: { conditions?: { type: string; status: string; reason?: string }[] } }>(r.body)
-          ?.status?.conditions?.find((c) => c.type === 'Ready');
+        const ready = json<{ status?: { conditions?: { type: string; status: string; reason?: string }[] } }>(
+          r.body,
+        )?.status?.conditions?.find((c) => c.type === 'Ready');
         return onPurpose(
           {
             name: `${node.id}/kubelet`,
@@ -142,7 +143,9 @@ export function siteChecks(
             address: `${node.ip}:10250`,
             pid,
             healthy: !!pid && ready?.status === 'True',
-            detail: ready ? `node ${node.name} Ready=${ready.status}${ready.reason ? ` (${ready.reason})` : ''}` : `node: ${r.status || r.body}`,
+            detail: ready
+              ? `node ${node.name} Ready=${ready.status}${ready.reason ? ` (${ready.reason})` : ''}`
+              : `node: ${r.status || r.body}`,
           },
           !!down?.hard,
         );
@@ -203,7 +206,9 @@ export function siteChecks(
             address: leader ? `${leader.id} (leader)` : site.name,
             pid: leader ? podPid(leader, pod) : undefined,
             healthy: !!leader && age !== undefined && age < 20,
-            detail: lease ? `lease held by ${lease.holderIdentity}, renewed ${age?.toFixed(0)} s ago` : `lease: ${r.status || r.body}`,
+            detail: lease
+              ? `lease held by ${lease.holderIdentity}, renewed ${age?.toFixed(0)} s ago`
+              : `lease: ${r.status || r.body}`,
           },
           site.nodes.every((n) => down?.parked.includes(`${n.name}/${pod}.yaml`)),
         );

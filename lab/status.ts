@@ -47,7 +47,14 @@ export async function status(): Promise<Component[]> {
   const pids = () => (table ??= nsPidTable());
   let podTable: Map<string, number> | undefined;
   const containers = () =>
-    (podTable ??= containerPids(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'velero']));
+    (podTable ??= containerPids([
+      'etcd',
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kube-scheduler',
+      'kwok',
+      'velero',
+    ]));
   const t = SERVICES.temporal;
   const m = SERVICES.minio;
   const d = SERVICES.pdns;

@@ -48,7 +48,8 @@ function mountNodeDisk() {
     execFileSync('mount', ['--bind', join(root, src), dst]);
   }
   // Single files: the mount target must exist on the host (identical content everywhere but here).
-  for (const f of ['hosts', 'hostname', 'crictl.yaml']) execFileSync('mount', ['--bind', join(root, 'etc', f), `/etc/${f}`]);
+  for (const f of ['hosts', 'hostname', 'crictl.yaml'])
+    execFileSync('mount', ['--bind', join(root, 'etc', f), `/etc/${f}`]);
   // The dedicated etcd disk: an ext4 image, mounted over the node's /var/lib/etcd.
   const disk = join(root, 'disks/etcd.img');
   if (existsSync(disk)) {
@@ -106,7 +107,11 @@ function startKubelet() {
   const env = existsSync('/var/lib/kubelet/kubeadm-flags.env')
     ? readFileSync('/var/lib/kubelet/kubeadm-flags.env', 'utf8')
     : '';
-  const extra = env.match(/KUBELET_KUBEADM_ARGS="([^"]*)"/)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+  const extra =
+    env
+      .match(/KUBELET_KUBEADM_ARGS="([^"]*)"/)?.[1]
+      ?.split(/\s+/)
+      .filter(Boolean) ?? [];
   run('kubelet', '/usr/local/bin/kubelet', [...KUBELET_FLAGS, ...extra]);
 }
 
@@ -136,7 +141,10 @@ async function shutdown() {
     });
   await stopped(procs.kubelet);
   try {
-    const ids = execFileSync('crictl', ['ps', '-q'], { encoding: 'utf8', timeout: 10_000 }).trim().split('\n').filter(Boolean);
+    const ids = execFileSync('crictl', ['ps', '-q'], { encoding: 'utf8', timeout: 10_000 })
+      .trim()
+      .split('\n')
+      .filter(Boolean);
     if (ids.length) execFileSync('crictl', ['stop', '--timeout', '5', ...ids], { stdio: 'ignore', timeout: 30_000 });
   } catch (err) {
     log(`stopping containers: ${(err as Error).message}`);

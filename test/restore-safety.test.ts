@@ -158,6 +158,55 @@ describe('etcd restore safety', () => {
     }
   });
 
+  /** A worker on its own queue whose config `change` breaks; the restore's failure, with site B untouched. */
+  async function refusedAtPreflight(name: string, change: (c: DrctlConfig) => void) {
+    const q = `${taskQueue}-${name}`;
+    const bad = labConfig(q);
+    change(bad);
+    const before = await etcdPids('site-b');
+    const manifests = async () =>
+      (
+        await gw
+          .shell('site-b', 'cp2')
+          .exec('ls /etc/kubernetes/manifests /etc/kubernetes/manifests-parked', { check: true })
+      ).stdout;
+    const listed = await manifests();
+    const w2 = await createWorker(bad);
+    try {
+      const h = await client.workflow.start(etcdRestore, {
+        taskQueue: q,
+        workflowId: `${name}-${Date.now()}`,
+        args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', force: true }],
+      });
+      const f = await w2.worker.runUntil(failureOf(h.result()));
+      expect(await etcdPids('site-b')).toEqual(before);
+      expect(await manifests()).toBe(listed);
+      return f;
+    } finally {
+      w2.gateways.close();
+      await w2.connection.close();
+    }
+  }
+
+  it("site B's bastion: a wrong bastion host key is refused at preflight, naming the hop", async () => {
+    const f = await refusedAtPreflight('badjump', (c) => {
+      const n = c.sites[1]!.cluster.nodes[1]!;
+      n.ssh.jump!.hostKeyFingerprint = n.ssh.hostKeyFingerprint;
+    });
+    expect(f.type).toBe(FailureType.HostKeyMismatch);
+    expect(f.message).toMatch(
+      /^site-b\/cp2 via bastion 172\.30\.20\.250:22: bastion host key SHA256:\S+ does not match the pinned/,
+    );
+  });
+
+  it('a login user without the sudo right gets a preflight error naming it; nothing on any node changes', async () => {
+    const f = await refusedAtPreflight('nosudo', (c) => {
+      c.sites[1]!.cluster.nodes[1]!.ssh.user = 'drctl-nosudo';
+    });
+    expect(f.type).toBe(FailureType.MissingPrivilege);
+    expect(f.message).toContain('site-b/cp2: user drctl-nosudo may not run commands as root');
+  });
+
   it('an unlisted approver or the requester does not open the gate (Web UI signals); a reject aborts with nothing changed', async () => {
     const pids = await etcdPids('site-b');
     const handle = await start({ force: true });

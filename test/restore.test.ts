@@ -6,7 +6,16 @@ import type { RestoreResult, RestoreStatus } from '../common/restore.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
-import { ensureLabHealthy, etcdOn, keysOn, putKeys, snapshotNow, startTestEnv, type TestEnv, until } from './support/lab.ts';
+import {
+  ensureLabHealthy,
+  etcdOn,
+  keysOn,
+  putKeys,
+  snapshotNow,
+  startTestEnv,
+  type TestEnv,
+  until,
+} from './support/lab.ts';
 import { type Client, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 
@@ -168,9 +177,16 @@ describe.each([
       // The static pods whose state predates the restore were restarted once the API server was ready,
       // and the restarted Velero server failed the backup the snapshot held InProgress.
       // Deployments: the probe is rolled, Velero's (scaled to 0 in the lab) is skipped.
-      expect(final.steps.find((s) => s.step === 'restart-controllers')!.detail).toContain(
-        `restarted cp1/kube-controller-manager, cp1/kube-scheduler, cp1/velero, deployment default/${PROBE}`,
-      );
+      // kubeadm runs the controllers on every control-plane node (Velero is the lab's, on cp1). A
+      // controller that lost its leader lease while the API servers were down has exited, and its
+      // kubelet starts it fresh: restarted or not running, each one is named, none is left out.
+      const restarted = final.steps.find((s) => s.step === 'restart-controllers')!.detail!;
+      expect(restarted).toContain(`deployment default/${PROBE}`);
+      for (const pod of [
+        'cp1/velero',
+        ...['cp1', 'cp2', 'cp3'].flatMap((n) => [`${n}/kube-controller-manager`, `${n}/kube-scheduler`]),
+      ])
+        expect(restarted).toContain(pod);
       expect(final.steps.find((s) => s.step === 'restart-controllers')!.detail).not.toContain(
         'deployment velero/velero',
       );
@@ -227,13 +243,25 @@ describe.each([
         await informer.stop();
       }
 
+      // cp2's /var/lib/etcd is a disk of its own: its contents were moved aside and restored within
+      // that filesystem, and the mount point itself stayed where it was.
+      const cp2 = result.plan.nodes.find((n) => n.node === 'cp2')!;
+      expect(cp2.layout).toBe('contents');
+      const mount = await gw
+        .shell(cluster, 'cp2')
+        .exec(`findmnt -n -o SOURCE,FSTYPE --target ${cp2.dataDir}; ls -A ${cp2.dataDir}`, { check: true });
+      expect(mount.stdout).toMatch(/^\/dev\/loop\d+\s+ext4\n/);
+      expect(mount.stdout).toContain('member');
+      for (const n of result.plan.nodes.filter((x) => x.node !== 'cp2'))
+        expect(n.layout ?? 'rename', n.node).toBe('rename');
+
       // Each destructive step ran exactly once per node.
       for (const n of result.plan.nodes) {
         const j = await gw.shell(cluster, n.node).exec(`cat ${n.workDir}/journal`, { check: true });
         expect(j.stdout.match(/ moved-aside /g), n.node).toHaveLength(1);
         expect(j.stdout.match(/ restored /g), n.node).toHaveLength(1);
         // The API server holds its clients' watches open after SIGTERM (kube-apiserver's default):
-        // drctl killed it after the 1 s grace instead of waiting for the lab supervisor's 10 s kill.
+        // drctl stopped its container after the 1 s grace instead of waiting out the kubelet's 30 s.
         if (n.apiserver) {
           expect(j.stdout.match(/ stopped kube-apiserver/g), n.node).toHaveLength(1);
           expect(j.stdout, n.node).toContain(' killed kube-apiserver, still draining after 1 s');

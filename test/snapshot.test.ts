@@ -125,7 +125,9 @@ async function writeKeys(cluster: string, n: number): Promise<number> {
   return putKeys(
     gw,
     cluster,
-    Object.fromEntries(Array.from({ length: n }, (_, i) => [`/drctl-test/snapshot/${stamp}/${i}`, `v${i}-${Date.now()}`])),
+    Object.fromEntries(
+      Array.from({ length: n }, (_, i) => [`/drctl-test/snapshot/${stamp}/${i}`, `v${i}-${Date.now()}`]),
+    ),
   );
 }
 
