@@ -20,6 +20,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Client } from '@temporalio/client';
 import { createRestoreActivities } from '../activities/restore.ts';
 import { bumpRevisionFor, type RestoreStatus, runTag } from '../common/restore.ts';
+import { dirOf } from '../common/etcd-tools.ts';
+import { EtcdTools } from '../gateways/etcd.ts';
 import { shq } from '../gateways/ssh.ts';
 import { createGateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
@@ -257,18 +259,31 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
   const nodes = gw.cluster(CLUSTER).nodes;
   const initialCluster = nodes.map((n) => `${n.etcd.memberName}=${n.etcd.peerUrl}`).join(',');
   const token = `bench-${CLUSTER}-${id}`;
+  // A dedicated etcd disk (its data dir a mount point): the manual runbook moves the contents, not
+  // the mount point, and restores inside that filesystem (etcdutl wants an empty or absent dir).
+  const mountPoint = new Map<string, boolean>();
+  for (const n of nodes)
+    mountPoint.set(n.name, (await gw.shell(CLUSTER, n.name).exec(`mountpoint -q ${shq(n.etcd.dataDir)}`)).code === 0);
+  const scratch = (n: (typeof nodes)[number]) =>
+    mountPoint.get(n.name) ? `${n.etcd.dataDir}/.bench-restored-${id}` : `${dir}/restored`;
+  // etcdutl from the node's own etcd image (kubeadm hosts have no etcd binary), as drctl runs it.
   const restoreCmd = (n: (typeof nodes)[number]) =>
-    [
-      'etcdutl snapshot restore',
-      shq(staged),
-      `--name=${shq(n.etcd.memberName)}`,
-      `--initial-cluster=${shq(initialCluster)}`,
-      `--initial-cluster-token=${shq(token)}`,
-      `--initial-advertise-peer-urls=${shq(n.etcd.peerUrl)}`,
-      `--data-dir=${shq(`${dir}/restored`)}`,
-      `--bump-revision=${bump}`,
-      '--mark-compacted',
-    ].join(' ');
+    new EtcdTools(gw.shell(CLUSTER, n.name), n).command('bench-restore', {
+      tool: 'etcdutl',
+      args: [
+        'snapshot restore',
+        shq(staged),
+        `--name=${shq(n.etcd.memberName)}`,
+        `--initial-cluster=${shq(initialCluster)}`,
+        `--initial-cluster-token=${shq(token)}`,
+        `--initial-advertise-peer-urls=${shq(n.etcd.peerUrl)}`,
+        `--data-dir=${shq(scratch(n))}`,
+        `--bump-revision=${bump}`,
+        '--mark-compacted',
+      ].join(' '),
+      ro: [dir],
+      rw: [dirOf(scratch(n))],
+    });
   for (const n of nodes) {
     const p = profile(n.name);
     const r = await gw
@@ -304,13 +319,23 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
       'stop etcd',
       `mkdir -p ${shq(p.parkedDir)} && mv ${shq(`${p.manifestsDir}/etcd.yaml`)} ${shq(`${p.parkedDir}/etcd.yaml`)} && ${waitGone('etcd')}`,
     );
-    await timed(steps, t0, n.name, 'move-aside', `mv ${shq(dataDir)} ${shq(`${dataDir}.bench-${id}`)}`);
+    const aside = `${dataDir}/.bench-aside-${id}`;
+    await timed(
+      steps,
+      t0,
+      n.name,
+      'move-aside',
+      mountPoint.get(n.name)
+        ? `mkdir ${shq(aside)} && mv ${shq(`${dataDir}/member`)} ${shq(aside)}/`
+        : `mv ${shq(dataDir)} ${shq(`${dataDir}.bench-${id}`)}`,
+    );
+    const cmd = await restoreCmd(n);
     await timed(
       steps,
       t0,
       n.name,
       'restore',
-      `${restoreCmd(n)} >${shq(`${dir}/restore.log`)} 2>&1 || { tail -5 ${shq(`${dir}/restore.log`)} >&2; exit 1; }`,
+      `${cmd} >${shq(`${dir}/restore.log`)} 2>&1 || { tail -5 ${shq(`${dir}/restore.log`)} >&2; exit 1; }`,
       20 * 60_000,
     );
     await timed(
@@ -318,7 +343,9 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
       t0,
       n.name,
       'into place',
-      `chmod 700 ${shq(`${dir}/restored`)} && mv ${shq(`${dir}/restored`)} ${shq(dataDir)}`,
+      mountPoint.get(n.name)
+        ? `mv ${shq(`${scratch(n)}/member`)} ${shq(`${dataDir}/member`)} && rmdir ${shq(scratch(n))}`
+        : `chmod 700 ${shq(scratch(n))} && mv ${shq(scratch(n))} ${shq(dataDir)}`,
     );
     await timed(
       steps,
@@ -364,7 +391,7 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
     copyMs,
     copyTotalMs: copyMs.reduce((a, c) => a + c.ms, 0),
     bumpRevision: bump,
-    restoreCommand: restoreCmd(nodes[0]!),
+    restoreCommand: await restoreCmd(nodes[0]!),
     steps,
     firstStopToLastStartMs: tLastStart - t0,
     firstStopToQuorumMs: tQuorum - t0,
@@ -401,22 +428,41 @@ async function measureSingle(run: ManualRun, i: number): Promise<SingleRun[]> {
     const peer = `http://${ip}:12380`;
     const client = `http://${ip}:12379`;
     const d = `${dir}/single`;
+    // etcdutl and etcd from the node's own etcd image (a kubeadm host has neither binary); health
+    // over plain HTTP from bash, so no third container is timed.
+    const tools = new EtcdTools(gw.shell(CLUSTER, n.name), n);
+    const restore = await tools.command('bench-single-restore', {
+      tool: 'etcdutl',
+      args: `snapshot restore ${shq(`${dir}/snapshot.db`)} --name=${shq(n.etcd.memberName)} --initial-cluster=${shq(`${n.etcd.memberName}=${peer}`)} --initial-cluster-token=${shq(`bench-single-${run.id}`)} --initial-advertise-peer-urls=${peer} --data-dir=${shq(d)} --bump-revision=${run.bumpRevision} --mark-compacted`,
+      ro: [dir],
+      rw: [dir],
+    });
+    const { tools: resolved } = await tools.resolve();
+    const cid = `bench-single-${run.id}-${n.name}`;
+    const serve =
+      resolved.from === 'image'
+        ? `ctr --address ${shq(resolved.containerd.address)} -n ${shq(resolved.containerd.namespace)} run -d --net-host --mount ${shq(`type=bind,src=${dir},dst=${dir},options=rbind:rw`)} ${shq(resolved.image)} ${cid} /usr/local/bin/etcd`
+        : 'etcd';
+    const stop =
+      resolved.from === 'image'
+        ? `ctr --address ${shq(resolved.containerd.address)} -n ${shq(resolved.containerd.namespace)} task kill -s KILL ${cid} >/dev/null 2>&1; sleep 0.5; ctr --address ${shq(resolved.containerd.address)} -n ${shq(resolved.containerd.namespace)} container rm ${cid} >/dev/null 2>&1 || true`
+        : 'kill $pid; wait $pid || true';
     const script = `set -e
 rm -rf ${shq(d)}
 t0=$(date +%s%N)
-etcdutl snapshot restore ${shq(`${dir}/snapshot.db`)} --name=${shq(n.etcd.memberName)} --initial-cluster=${shq(`${n.etcd.memberName}=${peer}`)} --initial-cluster-token=${shq(`bench-single-${run.id}`)} --initial-advertise-peer-urls=${peer} --data-dir=${shq(d)} --bump-revision=${run.bumpRevision} --mark-compacted >${shq(`${dir}/single-restore.log`)} 2>&1
+${restore} >${shq(`${dir}/single-restore.log`)} 2>&1
 t1=$(date +%s%N)
-etcd --name=${shq(n.etcd.memberName)} --data-dir=${shq(d)} --listen-client-urls=${client} --advertise-client-urls=${client} --listen-peer-urls=${peer} --initial-advertise-peer-urls=${peer} >${shq(`${dir}/single-etcd.log`)} 2>&1 &
+${serve} --name=${shq(n.etcd.memberName)} --data-dir=${shq(d)} --listen-client-urls=${client} --advertise-client-urls=${client} --listen-peer-urls=${peer} --initial-advertise-peer-urls=${peer} >${shq(`${dir}/single-etcd.log`)} 2>&1 &
 pid=$!
 t2=$(date +%s%N)
 deadline=$(( $(date +%s) + 120 ))
-until etcdctl --endpoints=${client} --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1; do
-  kill -0 $pid 2>/dev/null || { echo "single-member etcd exited" >&2; tail -5 ${shq(`${dir}/single-etcd.log`)} >&2; exit 1; }
-  [ $(date +%s) -lt $deadline ] || { kill $pid; echo "single-member etcd not healthy after 120 s" >&2; exit 1; }
+health() { exec 3<>/dev/tcp/${ip}/12379 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && grep -q '"health":"true"' <&3; }
+until health 2>/dev/null; do
+  [ $(date +%s) -lt $deadline ] || { ${stop}; echo "single-member etcd not healthy after 120 s" >&2; tail -5 ${shq(`${dir}/single-etcd.log`)} >&2; exit 1; }
   sleep 0.05
 done
 t3=$(date +%s%N)
-kill $pid; wait $pid || true
+${stop}
 rm -rf ${shq(d)}
 echo "$t0 $t1 $t2 $t3"`;
     const r = await gw.shell(CLUSTER, n.name).exec(`bash -c ${shq(script)}`, { check: true, timeoutMs: 10 * 60_000 });
@@ -464,10 +510,12 @@ async function removeDrctlLeftovers(short: string) {
   // drctl keeps the moved-aside data dir and the journal "for the record"; a benchmark does not.
   await Promise.all(
     NODES.map((n) =>
-      gw.shell(CLUSTER, n).exec(`rm -rf /var/lib/etcd.drctl-${short} /var/lib/drctl-restore-${short}`, {
-        check: true,
-        timeoutMs: 120_000,
-      }),
+      gw
+        .shell(CLUSTER, n)
+        .exec(`rm -rf /var/lib/etcd.drctl-${short} /var/lib/etcd/.drctl-*-${short} /var/lib/drctl-restore-${short}`, {
+          check: true,
+          timeoutMs: 120_000,
+        }),
     ),
   );
 }
@@ -475,9 +523,10 @@ async function removeDrctlLeftovers(short: string) {
 async function removeManualLeftovers(id: string) {
   await Promise.all(
     NODES.map((n) =>
-      gw
-        .shell(CLUSTER, n)
-        .exec(`rm -rf ${shq(work(id))} /var/lib/etcd.bench-${id}`, { check: true, timeoutMs: 120_000 }),
+      gw.shell(CLUSTER, n).exec(`rm -rf ${shq(work(id))} /var/lib/etcd.bench-${id} /var/lib/etcd/.bench-*-${id}`, {
+        check: true,
+        timeoutMs: 120_000,
+      }),
     ),
   );
 }

@@ -2,7 +2,7 @@
 // API server; the site's controllers (by their leases); on cp1 kwok and Velero. A site taken down on purpose (`drctl lab site
 // down`) reports what it stopped as down on purpose, which `lab up` does not wait for.
 import { KWOK_NODES, VELERO_NS } from './controlplane.ts';
-import { adminGet, type Component, httpGet, httpsGet, httpsProbe, json, sshBanner } from './health.ts';
+import { adminGet, type Component, httpGet, httpsGet, json, sshBanner } from './health.ts';
 import { hostPid, supervisorState } from './namespaces.ts';
 import { alive, type LabState } from './processes.ts';
 import { appKey } from './services.ts';

@@ -1,6 +1,7 @@
 // Shared helpers for the benchmark scripts (bench/*.ts). Benchmarks touch site-b only: every helper
 // that acts on a cluster takes it from CLUSTER, never from an argument.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,8 +12,7 @@ import type { NodePlan } from '../../common/restore.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import { temporalConnectConfig } from '../../config/temporal.ts';
-import { etcdctl } from '../../gateways/etcd.ts';
-import { shq } from '../../gateways/ssh.ts';
+import { bin, onHost, siteNamed } from '../../lab/topology.ts';
 import type { Gateways } from '../../worker/gateways.ts';
 import { etcdSnapshot, type EtcdSnapshotResult } from '../../workflows/etcd-snapshot.ts';
 
@@ -53,69 +53,83 @@ export async function temporalClient(config: DrctlConfig): Promise<Client> {
   return new Client({ connection: await Connection.connect(connectionOptions), namespace });
 }
 
-/** etcdctl on a site-b node against its own member; a longer command timeout than drctl's 5 s. */
-export async function etcdOn(gw: Gateways, node: string, args: string, timeoutMs = 120_000): Promise<string> {
-  const cmd = etcdctl(gw.node(CLUSTER, node), args).replace(
-    '--command-timeout=5s',
-    `--command-timeout=${Math.round(timeoutMs / 1000)}s`,
-  );
-  const r = await gw.shell(CLUSTER, node).exec(cmd, { check: true, timeoutMs: timeoutMs + 10_000 });
-  return r.stdout;
+/**
+ * The benchmark's own etcdctl (the lab's build of site-b's version, on this machine) against one
+ * site-b member, with that node's healthcheck-client certificate: the set-up and clean-up around
+ * a measurement, as from an operator's workstation (kubeadm nodes have no etcdctl). Arguments are
+ * argv words; `input` goes to its stdin.
+ */
+export function etcdOn(
+  gw: Gateways,
+  node: string,
+  args: string[],
+  timeoutMs = 120_000,
+  input?: Buffer | string,
+): Promise<string> {
+  const site = siteNamed(CLUSTER);
+  const n = site.nodes.find((x) => x.name === node)!;
+  const pki = (f: string) => onHost(n, `/etc/kubernetes/pki/etcd/${f}`);
+  return new Promise((resolve, reject) => {
+    const p = spawn(join(bin.etcdDir(site.name), 'etcdctl'), [
+      `--endpoints=${gw.node(CLUSTER, node).etcd.clientUrl}`,
+      `--cacert=${pki('ca.crt')}`,
+      `--cert=${pki('healthcheck-client.crt')}`,
+      `--key=${pki('healthcheck-client.key')}`,
+      `--command-timeout=${Math.round(timeoutMs / 1000)}s`,
+      ...args,
+    ]);
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`etcdctl ${args.join(' ')}: ${err.trim()}`)),
+    );
+    p.stdin.end(input ?? '');
+  });
 }
 
 export async function countPrefix(gw: Gateways, prefix: string): Promise<number> {
-  const out = await etcdOn(gw, 'cp1', `get ${shq(prefix)} --prefix --count-only -w fields`);
+  const out = await etcdOn(gw, 'cp1', ['get', prefix, '--prefix', '--count-only', '-w', 'fields']);
   return Number(out.match(/"Count" : (\d+)/)?.[1] ?? NaN);
 }
 
 /**
- * Writes `count` keys of `rawBytes` random bytes, base64'd (so 786432 → 1 MiB values), generated on
- * cp1 itself and put from `parallel` concurrent batches. Returns what is there afterwards.
+ * Writes `count` keys of `rawBytes` random bytes, base64'd (so 786432 → 1 MiB values), put from
+ * `parallel` concurrent writers through cp1's member. Returns what is there afterwards.
  */
 export async function fill(gw: Gateways, opts: { prefix: string; count: number; rawBytes: number; parallel: number }) {
-  const node = gw.node(CLUSTER, 'cp1');
-  const put = etcdctl(node, `put ${shq(opts.prefix)}"$(printf %05d $i)"`).replace(
-    '--command-timeout=5s',
-    '--command-timeout=60s',
-  );
-  const script = [
-    'set -o pipefail; fail=0',
-    `for b in $(seq 0 ${opts.parallel - 1}); do`,
-    `  ( for i in $(seq $b ${opts.parallel} ${opts.count - 1}); do`,
-    `      head -c ${opts.rawBytes} /dev/urandom | base64 -w0 | ${put} >/dev/null || { echo "put $i failed" >&2; exit 1; }`,
-    '    done ) &',
-    'done',
-    'for j in $(jobs -p); do wait $j || fail=1; done',
-    'exit $fail',
-  ].join('\n');
   const t0 = Date.now();
-  const r = await gw.shell(CLUSTER, 'cp1').exec(`bash -c ${shq(script)}`, { timeoutMs: 60 * 60_000 });
+  let error: string | undefined;
+  const writer = async (b: number) => {
+    for (let i = b; i < opts.count; i += opts.parallel) {
+      const value = randomBytes(opts.rawBytes).toString('base64');
+      await etcdOn(gw, 'cp1', ['put', `${opts.prefix}${String(i).padStart(5, '0')}`], 60_000, value);
+    }
+  };
+  await Promise.all(Array.from({ length: opts.parallel }, (_, b) => writer(b))).catch((err: unknown) => {
+    error = (err as Error).message.slice(-800);
+  });
   const ms = Date.now() - t0;
   const keys = await countPrefix(gw, opts.prefix);
   const st = await gw.etcd(CLUSTER, 'cp1').status();
-  return {
-    ms,
-    keys,
-    ok: r.code === 0,
-    error: r.code === 0 ? undefined : r.stderr.trim().slice(-800),
-    dbSize: st.dbSize,
-    revision: st.revision,
-  };
+  return { ms, keys, ok: !error, error, dbSize: st.dbSize, revision: st.revision };
 }
 
 /** Deletes a prefix; then compacts to the current revision and defragments each member in turn. */
 export async function deleteCompactDefrag(gw: Gateways, prefixes: string[]) {
-  for (const p of prefixes) await etcdOn(gw, 'cp1', `del ${shq(p)} --prefix`);
+  for (const p of prefixes) await etcdOn(gw, 'cp1', ['del', p, '--prefix']);
   const rev = (await gw.etcd(CLUSTER, 'cp1').status()).revision;
   try {
-    await etcdOn(gw, 'cp1', `compact ${rev}`);
+    await etcdOn(gw, 'cp1', ['compact', String(rev)]);
   } catch (err) {
     // The API server compacts on its own schedule: "already compacted" is fine.
     if (!/compacted/.test((err as Error).message)) throw err;
   }
-  for (const n of NODES) await etcdOn(gw, n, 'defrag', 10 * 60_000);
-  const alarms = await etcdOn(gw, 'cp1', 'alarm list');
-  if (alarms.trim()) await etcdOn(gw, 'cp1', 'alarm disarm');
+  for (const n of NODES) await etcdOn(gw, n, ['defrag'], 10 * 60_000);
+  const alarms = await etcdOn(gw, 'cp1', ['alarm', 'list']);
+  if (alarms.trim()) await etcdOn(gw, 'cp1', ['alarm', 'disarm']);
   return Promise.all(NODES.map(async (n) => ({ node: n, dbSize: (await gw.etcd(CLUSTER, n).status()).dbSize })));
 }
 
