@@ -94,8 +94,11 @@ describe('etcd restore safety', () => {
     expect(r.refusal).toMatch(/^site-b has quorum \(3\/3 members healthy \(quorum\)\)/);
     expect(r.plan.nodes).toHaveLength(3);
     for (const n of r.plan.nodes) {
+      // etcdutl from the node's own etcd image (the kubeadm node has no etcd binary).
       expect(n.restoreCommand).toMatch(
-        new RegExp(`^etcdutl snapshot restore \\S+ --name=${n.node} --initial-cluster=`),
+        new RegExp(
+          `^ctr --address /run/containerd/containerd.sock -n k8s.io run --rm --net-host .*registry\\.drctl\\.lab/etcd:3\\.6\\.16-0 drctl-restore-\\w+ /usr/local/bin/etcdutl snapshot restore \\S+ --name=${n.node} --initial-cluster=`,
+        ),
       );
       expect(n.restoreCommand).toContain(`--initial-advertise-peer-urls=${n.peerUrl}`);
       expect(n.restoreCommand).toContain(`--initial-cluster-token=${r.plan.token}`);
