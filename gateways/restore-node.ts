@@ -139,7 +139,7 @@ export class RestoreNode {
         ...(graceMs > 0
           ? [
               `for i in $(seq 1 ${Math.ceil(graceMs / 100)}); do if ! ${test}; then break; fi; sleep 0.1; done`,
-              `if ${test} && ${this.stopContainers(component, 0)}; then ${journalLine(plan, `killed ${component}, still draining after ${graceMs / 1000} s`)}; fi`,
+              `if ${test} && ${this.killParkedContainer(component)}; then ${journalLine(plan, `killed ${component}, still draining after ${graceMs / 1000} s`)}; fi`,
             ]
           : []),
         waitLoop(to === 'stopped' ? `! ${test}` : `pgrep -x ${component} >/dev/null`),
@@ -156,7 +156,34 @@ export class RestoreNode {
   /** Stops the component (kubeadm: parks its manifest) and waits until it is gone (etcd: its port closed too). */
   async stop(plan: NodePlan, component: Component): Promise<StopResult> {
     const r = await this.switchComponent(plan, component, 'stopped');
-    return 'acted' in r ? { outcome: r.acted ? 'stopped' : 'already-stopped' } : r;
+    if (!('acted' in r)) return r;
+    await this.stampParked(component);
+    return { outcome: r.acted ? 'stopped' : 'already-stopped' };
+  }
+
+  /**
+   * Gives a parked manifest a `drctl.io/parked-at` annotation, so that putting it back is a new
+   * pod to the kubelet. The same manifest back would be the same pod (its UID is a hash of the
+   * manifest), whose container "failed" when it was parked: the kubelet would start it only after
+   * its crash back-off (10 s, doubling on every restore; measured on the lab: `start` took 24 s).
+   * Rewritten atomically next to itself; the kubelet does not read the parked dir.
+   */
+  private async stampParked(component: Component): Promise<void> {
+    const cp = this.node.controlPlane;
+    if (cp.profile !== 'kubeadm') return;
+    const parked = `${cp.parkedDir}/${component}.yaml`;
+    const r = await this.shell.exec(`if [ -f ${shq(parked)} ]; then base64 -w0 ${shq(parked)}; fi`, {
+      timeoutMs: 30_000,
+      check: true,
+    });
+    if (!r.stdout.trim()) return;
+    const doc = parseDocument(Buffer.from(r.stdout.trim(), 'base64').toString('utf8'));
+    doc.setIn(['metadata', 'annotations', 'drctl.io/parked-at'], new Date().toISOString());
+    const tmp = `${cp.parkedDir}/.drctl-stamp-${component}.yaml`;
+    await this.shell.exec(
+      `printf %s ${shq(Buffer.from(doc.toString()).toString('base64'))} | base64 -d > ${shq(tmp)} && mv ${shq(tmp)} ${shq(parked)}`,
+      { timeoutMs: 30_000, check: true },
+    );
   }
 
   /** Starts the component (kubeadm: puts its manifest back) and waits for its process. */
@@ -171,19 +198,17 @@ export class RestoreNode {
   }
 
   /**
-   * Shell test that stops the component's running containers through the container runtime
-   * (`crictl stop`; the kubelet starts a stopped static-pod container again) and succeeds if it
-   * stopped any. Hosts without crictl (processes run straight from the host, like the current
-   * lab): the process, matched on its command line, gets SIGTERM (timeout > 0) or SIGKILL.
+   * Shell test that kills the parked component's still-running container through the container
+   * runtime (`crictl stop --timeout 0`; its pod is being removed, so nothing restarts it) and
+   * succeeds if it killed one. Never `pkill` on the host: on a host without crictl the kubelet's
+   * own grace period runs its course.
    */
-  private stopContainers(name: string, timeoutSeconds: number): string {
+  private killParkedContainer(name: string): string {
     const crictl = `crictl --runtime-endpoint ${shq(`unix://${this.node.containerd.address}`)}`;
-    const pattern = timeoutSeconds > 0 ? shq(`^([^ ]*/)?${name}( |$)`) : `-x ${name}`;
     return [
-      `{ if command -v crictl >/dev/null; then`,
-      `ids=$(${crictl} ps --name ${shq(`^${name}$`)} --state running -q);`,
-      `[ -n "$ids" ] && ${crictl} stop --timeout ${timeoutSeconds} $ids >/dev/null;`,
-      `else pkill ${timeoutSeconds > 0 ? '-f' : '-KILL'} ${pattern}; fi; }`,
+      `{ command -v crictl >/dev/null &&`,
+      `ids=$(${crictl} ps --name ${shq(`^${name}$`)} --state running -q) &&`,
+      `[ -n "$ids" ] && ${crictl} stop --timeout 0 $ids >/dev/null; }`,
     ].join(' ');
   }
 

@@ -2,9 +2,10 @@
 // (clients of the app get connection refused); `--hard` also parks every static pod but etcd on
 // every node (the API servers, the controllers, kwok and Velero), as a burned site would lose them. `site up` reverses exactly what was done. Recorded in state.json,
 // so `lab status` and `lab up` know the site is down on purpose.
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseDocument } from 'yaml';
 import { CONTROL_PLANE_PODS, CP1_PODS } from './controlplane.ts';
 import { adminGet, httpGet, tcpOpen } from './health.ts';
 import { manifestPath, parkedPath } from './nodes.ts';
@@ -15,6 +16,18 @@ import { CP_PORTS, type LabNode, type LabSite, siteNamed } from './topology.ts';
 /** What `--hard` parks, per node: kubeadm's control plane but etcd everywhere, kwok and Velero on cp1. */
 function podsOf(node: LabNode): string[] {
   return [...(node.first ? [...CP1_PODS].reverse() : []), ...[...CONTROL_PLANE_PODS].reverse()];
+}
+
+/**
+ * A parked manifest put back unchanged is the same pod to the kubelet (its UID is a hash of the
+ * manifest), whose container "failed" when parked: it would wait out the crash back-off. An
+ * annotation makes it a new pod (drctl's restore does the same: gateways/restore-node.ts).
+ */
+function stampParked(file: string, since: string) {
+  const doc = parseDocument(readFileSync(file, 'utf8'));
+  doc.setIn(['metadata', 'annotations', 'lab.drctl.io/parked-at'], since);
+  writeFileSync(`${file}.tmp`, doc.toString());
+  renameSync(`${file}.tmp`, file);
 }
 
 /** Moves parked manifests ("cp1/kube-apiserver.yaml") back into their node's manifest dir; its kubelet starts them. */
@@ -61,6 +74,7 @@ export async function siteDown(siteName: string, opts: { hard?: boolean } = {}):
         if (!existsSync(manifestPath(node, pod))) continue;
         mkdirSync(dirname(parkedPath(node, pod)), { recursive: true });
         renameSync(manifestPath(node, pod), parkedPath(node, pod));
+        stampParked(parkedPath(node, pod), rec.since);
         rec.parked.push(`${node.name}/${pod}.yaml`);
         changed.push(`${node.name}/${pod} parked`);
       }

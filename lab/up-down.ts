@@ -13,6 +13,7 @@ import { writeVeleroManifest } from './controlplane.ts';
 import { type Component, tcpOpen } from './health.ts';
 import { layout } from './layout.ts';
 import { bootstrapSite } from './kubeadm.ts';
+import { removeHostNet } from './network.ts';
 import { isNodeId, startBastion, startNode } from './namespaces.ts';
 import { ensureZone } from './pdns.ts';
 import { alive, launch, type LabState, readState, stopPid, writeState } from './processes.ts';
@@ -221,6 +222,10 @@ export async function down(opts: { purge?: boolean } = {}): Promise<string[]> {
       }),
   );
   writeState({ pids: {} });
-  if (opts.purge) rmSync(LAB_DIR, { recursive: true, force: true });
+  if (opts.purge) {
+    rmSync(LAB_DIR, { recursive: true, force: true });
+    for (const site of SITES)
+      for (const host of [...site.nodes, ...(site.bastion ? [site.bastion] : [])]) removeHostNet(host);
+  }
   return stopped.sort();
 }

@@ -218,8 +218,26 @@ describe('site failover', () => {
     });
     expect((await drctlCli(['--config', paths.config, 'status', h.workflowId])).stdout).toContain('COMPLETED');
 
-    // Failback: back up B first, restore at A, DNS back to A; B fenced.
+    // The lab after a failover, as a person finds it: `lab up` (the command that brings a worker
+    // back) works in this state. Site A's app answers 503 by design (fenced, DNS on B), site B's 200.
     await lab('site', 'up', 'site-a');
+    const relab = await drctlCli(['lab', 'up', '--json']);
+    expect(relab.status, relab.stderr).toBe(0);
+    const comps = JSON.parse((await drctlCli(['lab', 'status', '--json'])).stdout) as {
+      name: string;
+      healthy: boolean;
+      detail: string;
+    }[];
+    expect(comps.find((c) => c.name === 'site-a/app')).toMatchObject({
+      healthy: true,
+      detail: expect.stringMatching(/^HTTP 503/),
+    });
+    expect(comps.find((c) => c.name === 'site-b/app')).toMatchObject({
+      healthy: true,
+      detail: expect.stringMatching(/^HTTP 200/),
+    });
+
+    // Failback: back up B first, restore at A, DNS back to A; B fenced.
     const fb = await start(env.taskQueue, { from: 'site-b', to: 'site-a', backupFirst: true });
     expect((await waiting(fb)).phase).toBe('waiting-approval');
     await fb.executeUpdate(decideUpdate, { args: [{ by: 'carol', reason: 'A repaired', approve: true }] });

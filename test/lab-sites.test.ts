@@ -288,9 +288,19 @@ describe('drctl lab site down|up', () => {
     const down = await drctlCli(['lab', 'site', 'down', 'site-b', '--hard', '--json']);
     expect(down.status, down.stderr).toBe(0);
     try {
-      expect(JSON.parse(down.stdout).changed).toEqual(
-        expect.arrayContaining(['kube-apiserver parked', 'velero parked']),
+      // Every node's API server and controllers, and cp1's Velero and kwok; etcd stays (its data is the point).
+      const changed = JSON.parse(down.stdout).changed as string[];
+      expect(changed).toEqual(
+        expect.arrayContaining([
+          ...['cp1', 'cp2', 'cp3'].flatMap((n) => [
+            `${n}/kube-apiserver parked`,
+            `${n}/kube-controller-manager parked`,
+          ]),
+          'cp1/velero parked',
+          'cp1/kwok parked',
+        ]),
       );
+      expect(changed.some((c) => c.includes('etcd'))).toBe(false);
       await expect(B().core.listNamespace()).rejects.toThrow(/ECONNREFUSED/);
     } finally {
       const up = await drctlCli(['lab', 'site', 'up', 'site-b', '--json']);

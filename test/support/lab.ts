@@ -68,7 +68,10 @@ export async function etcdOn(gw: Gateways, cluster: string, node: string, args: 
         ...args,
       ],
       { maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => (err ? reject(new Error(`etcdctl ${args.join(' ')} on ${cluster}/${node}: ${stderr || err.message}`)) : resolve(stdout)),
+      (err, stdout, stderr) =>
+        err
+          ? reject(new Error(`etcdctl ${args.join(' ')} on ${cluster}/${node}: ${stderr || err.message}`))
+          : resolve(stdout),
     ),
   );
 }
