@@ -12,7 +12,7 @@
 // BENCH_RUNS (default 2) rounds, each drctl → baseline → baseline+sha256. site-b only.
 //
 //   npx tsx bench/snapshot-pipeline.ts
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,7 @@ import type { SnapshotMeta, SnapshotRef } from '../common/snapshots.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
 import { createGateways } from '../worker/gateways.ts';
 import type { BenchActivityInput } from './lib/bench-workflows.ts';
+import { knownHostsFile } from './lib/openssh.ts';
 import { type ProbeResult, transportProbe } from './lib/transport-probe.ts';
 import {
   activitySpans,
@@ -239,10 +240,7 @@ async function measureBaseline(
   if (!('file' in creds))
     throw new Error("the baseline reads object-store credentials from the config's credentials file");
   const args = {
-    host: n.ssh.host,
-    port: n.ssh.port,
-    user: n.ssh.user,
-    identity: n.ssh.privateKeyPath,
+    ssh: n.ssh,
     knownHosts,
     path,
     endpoint: config.objectStore.endpoint,
@@ -294,24 +292,9 @@ async function measureBaseline(
   };
 }
 
-/** known_hosts for the node: its key as the node presents it, accepted only if it matches the pinned fingerprint. */
+/** known_hosts for the node and its bastion, each key accepted only if it matches the pinned fingerprint. */
 function knownHostsFor(node: string): string {
-  const n = gw.node(CLUSTER, node);
-  const scanned = execFileSync('ssh-keyscan', ['-p', String(n.ssh.port), '-t', 'ed25519,ecdsa,rsa', n.ssh.host], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const lines = scanned.split('\n').filter((l) => l && !l.startsWith('#'));
-  const pinned = lines.filter(
-    (l) =>
-      execFileSync('ssh-keygen', ['-lf', '-'], { input: l, encoding: 'utf8' }).split(' ')[1] ===
-      n.ssh.hostKeyFingerprint,
-  );
-  if (!pinned.length)
-    throw new Error(`${CLUSTER}/${node}: no host key from ssh-keyscan matches the pinned ${n.ssh.hostKeyFingerprint}`);
-  const file = join(tmp, `known_hosts-${node}`);
-  writeFileSync(file, `${pinned.join('\n')}\n`);
-  return file;
+  return knownHostsFile(gw.node(CLUSTER, node).ssh, join(tmp, `known_hosts-${node}`));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,12 +11,11 @@ import { type Readable, Transform } from 'node:stream';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { parse } from 'yaml';
+import { shq } from '../../common/shell.ts';
+import { opensshArgs, type SshNode } from './openssh.ts';
 
 interface Args {
-  host: string;
-  port: number;
-  user: string;
-  identity: string;
+  ssh: SshNode;
   knownHosts: string;
   path: string;
   endpoint: string;
@@ -44,26 +43,9 @@ const client = new S3Client({
 });
 
 const t0 = performance.now();
-const ssh = spawn(
-  'ssh',
-  [
-    '-i',
-    a.identity,
-    '-p',
-    String(a.port),
-    '-o',
-    `UserKnownHostsFile=${a.knownHosts}`,
-    '-o',
-    'StrictHostKeyChecking=yes',
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'IdentitiesOnly=yes',
-    `${a.user}@${a.host}`,
-    `cat '${a.path.replace(/'/g, `'\\''`)}'`,
-  ],
-  { stdio: ['ignore', 'pipe', 'pipe'] },
-);
+const ssh = spawn('ssh', opensshArgs(a.ssh, a.knownHosts, `cat ${shq(a.path)}`), {
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
 let stderr = '';
 ssh.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
 const exited = new Promise<number>((resolve) => ssh.on('close', (code) => resolve(code ?? 128)));
