@@ -246,7 +246,10 @@ export function layoutNode(site: LabSite, node: LabNode, cas: SiteCas): void {
     const disk = r('disks/etcd.img');
     if (!existsSync(disk)) {
       mkdirSync(r('disks'), { recursive: true });
-      execFileSync('truncate', ['-s', '2G', `${disk}.tmp`]);
+      // Sparse. Sized as a real etcd disk must be: above etcd's 2 GiB backend quota with room for
+      // a defrag's copy and the WAL. A 2 GB disk filled up under the snapshot benchmark (900 MB of
+      // data, then a defrag) and took its member down with a WAL it could not repair.
+      execFileSync('truncate', ['-s', '8G', `${disk}.tmp`]);
       execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'etcd', `${disk}.tmp`]);
       execFileSync('mv', [`${disk}.tmp`, disk]);
     }
