@@ -1,5 +1,5 @@
 // Faults for tests and demos: a node's sshd killed with every session it serves (and started
-// again by its supervisor), the Temporal dev server restarted on the same database. Losing a whole
+// again by its init, lab/supervisor.ts), the Temporal dev server restarted on the same database. Losing a whole
 // site is lab/site-loss.ts.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sshBanner, tcpOpen } from './health.ts';

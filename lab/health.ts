@@ -87,11 +87,6 @@ export function httpsGet(url: string, tls: { ca: string; cert: string; key: stri
   return httpsAnswer(url, { ...creds, timeout: 3000 }, (err) => err.message);
 }
 
-/** HTTPS GET without a client certificate, not verifying the server (self-signed serving certificates). */
-export function httpsProbe(url: string): Promise<Answer> {
-  return httpsAnswer(url, { rejectUnauthorized: false, timeout: 2000 }, (err) => err.code ?? err.message);
-}
-
 export async function httpGet(url: string, timeoutMs = 3000): Promise<Answer> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });

@@ -1,11 +1,14 @@
-// The embedded lab: real servers on this machine, each host on its own loopback address. This file
+// The embedded lab: real servers on this machine, each host on its own address (the control-plane
+// nodes and the bastion in network namespaces of their own, the rest on loopback). This file
 // is its front door (what `drctl lab`, the tests' global setup and the fault tests call); each room
 // of the lab is its own file:
 //   topology.ts       hosts, addresses, ports, paths, the built servers' versions
 //   layout.ts         what `lab up` writes first; pki.ts the certificates and kubeconfigs
-//   nodes.ts          a control-plane node's disk: etcd, sshd, static pod manifests
-//   controlplane.ts   cp1's API server, controllers, kwok and Velero, as static pods
-//   namespaces.ts     each node's mount + PID namespace; supervisor.ts its init (a kubelet stand-in)
+//   nodes.ts          a control-plane node's disk before kubeadm: containerd, tools, CAs, sshd
+//   kubeadm.ts        kubeadm init/join on each site's nodes; images.ts the images they run
+//   controlplane.ts   kwok and Velero, static pods on each site's cp1
+//   network.ts        the lab bridge and each host's network namespace
+//   namespaces.ts     each node's namespaces; supervisor.ts its init (sshd, containerd, kubelet)
 //   processes.ts      starting, recording (state.json) and stopping the lab's processes
 //   services.ts       Temporal, MinIO, PowerDNS (pdns.ts), the sites' app endpoints (app-endpoint.ts)
 //   objects.ts        the sites' Kubernetes objects; kube.ts, velero.ts and demo-app.ts beside it

@@ -58,7 +58,7 @@ export function childOf(pid: number): number | undefined {
 /**
  * SIGTERM, up to 15 s to exit, then SIGKILL of its process group. A node's pid is its `unshare`,
  * which ignores SIGTERM while it waits: the signal goes to the namespace's init (bash), which
- * hands it to the supervisor, which stops its static pods gracefully.
+ * hands it to the node's init, which stops the kubelet and then every container gracefully.
  */
 export async function stopPid(pid: number | undefined, isNode = false): Promise<boolean> {
   if (!alive(pid)) return false;

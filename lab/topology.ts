@@ -191,8 +191,6 @@ export const cp1Of = (site: LabSite): LabNode => site.nodes.find((n) => n.first)
 /** Ports of the servers that run as static pods on a site's cp1, each bound to cp1's own address. */
 export const CP_PORTS = {
   apiserver: 6443,
-  controllerManager: 10257,
-  scheduler: 10259,
   kwok: 10247,
   veleroMetrics: 8085,
   veleroProfiler: 6060,
