@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toolCommand, versionOfImage } from '../../common/etcd-tools.ts';
 import { FailureType } from '../../common/errors.ts';
 import { type NodePlan, type NodePreflight, planRestore } from '../../common/restore.ts';
@@ -291,7 +291,8 @@ describe('sudo', () => {
   });
 
   it('nasty input reaches bash exactly as written (run for real through sudo)', async () => {
-    if (spawnSync('sudo', ['-n', 'true']).status !== 0) return; // no usable sudo here
+    // Needs root and Debian's sudo (scripts/test-unit.sh and lab/install.sh install it).
+    expect(spawnSync('sudo', ['-n', 'true']).status, 'sudo -n true as root').toBe(0);
     const direct = spawnSync('bash', ['-c', nasty], { encoding: 'utf8', env: { ...process.env, HOME: '/root' } });
     const viaSudo = await localShell({ sudo: true }).exec(nasty);
     expect(viaSudo.code).toBe(0);
@@ -433,12 +434,14 @@ describe('move aside, restore, put back: a plain data dir (rename)', () => {
   });
 });
 
-const canMount =
-  process.getuid?.() === 0 &&
-  spawnSync('bash', ['-c', 'command -v mkfs.ext4 && command -v losetup && losetup -f'], { stdio: 'ignore' }).status ===
-    0;
-
-describe.skipIf(!canMount)('move aside, restore, put back: a data dir that is a mount point (ext4 on loop)', () => {
+describe('move aside, restore, put back: a data dir that is a mount point (ext4 on loop)', () => {
+  // Needs root, mkfs.ext4 and a free loop device (as the lab's etcd disks do): a failure, not a skip.
+  beforeAll(() => {
+    const r = spawnSync('bash', ['-c', 'id -u; command -v mkfs.ext4 && command -v losetup && losetup -f'], {
+      encoding: 'utf8',
+    });
+    expect(`${r.status} ${r.stdout.split('\n')[0]}`, `root, mkfs.ext4 and a loop device: ${r.stderr}`).toBe('0 0');
+  });
   const root = join(tmp, 'mount');
   const node = nodeConfig(root);
   const dataDir = node.etcd.dataDir;
