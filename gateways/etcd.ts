@@ -46,17 +46,6 @@ function etcdctlFlags(node: NodeConfig, endpoints: string, commandTimeout: strin
   return `--endpoints=${shq(endpoints)} --cacert=${shq(caFile)} --cert=${shq(certFile)} --key=${shq(keyFile)} --command-timeout=${commandTimeout} --dial-timeout=3s`;
 }
 
-/**
- * `etcdctl` on the node's PATH (or at etcd.tools.etcdctl) with the node's endpoint and TLS files;
- * the arguments follow. Host tools only: lab tests and benchmarks use it directly. Everything in
- * drctl itself goes through EtcdTools, which also knows the image mode.
- */
-export function etcdctl(node: NodeConfig, args: string, endpoints = node.etcd.clientUrl): string {
-  const tools = node.etcd.tools;
-  const bin = tools.from === 'host' && tools.etcdctl ? shq(tools.etcdctl) : 'etcdctl';
-  return `${bin} ${etcdctlFlags(node, endpoints, '5s')} ${args}`;
-}
-
 /** A container id no other invocation on the node shares: `drctl-<purpose>-<16 hex>`. */
 export const containerId = (purpose: string) => `drctl-${purpose}-${randomBytes(8).toString('hex')}`;
 

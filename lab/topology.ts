@@ -34,9 +34,10 @@ export const LAB_DIR = resolve(process.env.DRCTL_LAB_DIR ?? join(REPO, '.lab'));
 export const bin = {
   temporal: join(CACHE, 'bin', `temporal-${VERSIONS.temporalBin}`, 'temporal'),
   minio: join(CACHE, 'bin', `minio-${VERSIONS.minio}`, 'minio'),
-  etcdDir: (site: string) => join(CACHE, 'bin', `etcd-${VERSIONS.etcd[site]}`),
   /** etcd, etcdctl, etcdutl of one version (packed into that version's etcd image). */
   etcdVersionDir: (version: string) => join(CACHE, 'bin', `etcd-${version}`),
+  /** The site's etcd version's binaries (the lab's own etcdctl: `lab env`, tests and benchmarks). */
+  etcdDir: (site: string) => bin.etcdVersionDir(VERSIONS.etcd[site]!),
   /** kubelet and kubeadm: what a kubeadm host has on its PATH. */
   nodeDir: join(CACHE, 'bin', `kubernetes-node-${VERSIONS.kubernetes}+stamped`),
   crictl: join(CACHE, 'bin', `cri-tools-${VERSIONS.criTools}`, 'crictl'),

@@ -5,18 +5,13 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { shq } from '../../common/shell.ts';
+import type { SshHop } from '../../gateways/ssh.ts';
 
-export interface SshHop {
-  host: string;
-  port: number;
-  user: string;
-  privateKeyPath: string;
-  hostKeyFingerprint: string;
-}
-
-export interface SshNode extends SshHop {
+type Hop = Omit<SshHop, 'connectTimeout'>;
+/** A node's SSH settings as the config gives them (gateways/ssh.ts), as far as OpenSSH needs them. */
+export interface SshNode extends Hop {
   sudo?: boolean;
-  jump?: SshHop;
+  jump?: Hop;
 }
 
 const common = (identity: string, knownHosts: string) => [
