@@ -12,7 +12,7 @@ import type { NodePlan } from '../../common/restore.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import { temporalConnectConfig } from '../../config/temporal.ts';
-import { bin, onHost, siteNamed } from '../../lab/topology.ts';
+import { labEtcdctl } from '../../lab/etcdctl.ts';
 import type { Gateways } from '../../worker/gateways.ts';
 import { etcdSnapshot, type EtcdSnapshotResult } from '../../workflows/etcd-snapshot.ts';
 
@@ -53,41 +53,15 @@ export async function temporalClient(config: DrctlConfig): Promise<Client> {
   return new Client({ connection: await Connection.connect(connectionOptions), namespace });
 }
 
-/**
- * The benchmark's own etcdctl (the lab's build of site-b's version, on this machine) against one
- * site-b member, with that node's healthcheck-client certificate: the set-up and clean-up around
- * a measurement, as from an operator's workstation (kubeadm nodes have no etcdctl). Arguments are
- * argv words; `input` goes to its stdin.
- */
+/** The lab's own etcdctl against one site-b member (lab/etcdctl.ts): set-up and clean-up around a measurement. */
 export function etcdOn(
-  gw: Gateways,
+  _gw: Gateways,
   node: string,
   args: string[],
   timeoutMs = 120_000,
-  input?: Buffer | string,
+  input?: string,
 ): Promise<string> {
-  const site = siteNamed(CLUSTER);
-  const n = site.nodes.find((x) => x.name === node)!;
-  const pki = (f: string) => onHost(n, `/etc/kubernetes/pki/etcd/${f}`);
-  return new Promise((resolve, reject) => {
-    const p = spawn(join(bin.etcdDir(site.name), 'etcdctl'), [
-      `--endpoints=${gw.node(CLUSTER, node).etcd.clientUrl}`,
-      `--cacert=${pki('ca.crt')}`,
-      `--cert=${pki('healthcheck-client.crt')}`,
-      `--key=${pki('healthcheck-client.key')}`,
-      `--command-timeout=${Math.round(timeoutMs / 1000)}s`,
-      ...args,
-    ]);
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) =>
-      code === 0 ? resolve(out) : reject(new Error(`etcdctl ${args.join(' ')}: ${err.trim()}`)),
-    );
-    p.stdin.end(input ?? '');
-  });
+  return labEtcdctl(CLUSTER, node, args, { timeoutMs, input });
 }
 
 export async function countPrefix(gw: Gateways, prefix: string): Promise<number> {

@@ -7,7 +7,8 @@ import type { DrctlConfig } from '../../config/schema.ts';
 import { temporalConnectConfig } from '../../config/temporal.ts';
 import { fromObjectMetadata, type SnapshotRef } from '../../common/snapshots.ts';
 import { startSshd, status as labStatus } from '../../lab/lab.ts';
-import { bin, onHost, paths, SITES } from '../../lab/topology.ts';
+import { labEtcdctl } from '../../lab/etcdctl.ts';
+import { paths, SITES } from '../../lab/topology.ts';
 import { createGateways, type Gateways } from '../../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../../worker/worker.ts';
 import { etcdSnapshot } from '../../workflows/etcd-snapshot.ts';
@@ -44,70 +45,20 @@ export async function until<T>(
   throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)} ${lastErr ? String(lastErr) : ''}`);
 }
 
-/**
- * The test's own etcdctl (the lab's build of the site's version, on this machine) against one
- * member, with that node's healthcheck-client certificate, as an operator's workstation would:
- * test data goes in and is read back without a container per call on the node (kubeadm nodes have
- * no etcdctl; drctl itself runs it from the node's etcd image). Serializable reads stay local to
- * that member.
- */
-export async function etcdOn(gw: Gateways, cluster: string, node: string, args: string[]): Promise<string> {
-  const site = SITES.find((s) => s.name === cluster)!;
-  const n = site.nodes.find((x) => x.name === node)!;
-  const pki = (f: string) => onHost(n, `/etc/kubernetes/pki/etcd/${f}`);
-  const { execFile } = await import('node:child_process');
-  return new Promise((resolve, reject) =>
-    execFile(
-      `${bin.etcdDir(site.name)}/etcdctl`,
-      [
-        `--endpoints=${gw.node(cluster, node).etcd.clientUrl}`,
-        `--cacert=${pki('ca.crt')}`,
-        `--cert=${pki('healthcheck-client.crt')}`,
-        `--key=${pki('healthcheck-client.key')}`,
-        '--command-timeout=10s',
-        ...args,
-      ],
-      { maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) =>
-        err
-          ? reject(new Error(`etcdctl ${args.join(' ')} on ${cluster}/${node}: ${stderr || err.message}`))
-          : resolve(stdout),
-    ),
-  );
+/** The lab's own etcdctl against one member (lab/etcdctl.ts); serializable reads stay local to it. */
+export function etcdOn(_gw: Gateways, cluster: string, node: string, args: string[]): Promise<string> {
+  return labEtcdctl(cluster, node, args);
 }
 
 /** Puts the keys through the cluster's first member in one transaction; returns the revision after it. */
 export async function putKeys(gw: Gateways, cluster: string, kv: Record<string, string>): Promise<number> {
-  const node = gw.cluster(cluster).nodes[0]!.name;
   // `etcdctl txn` reads three blocks, each ended by an empty line: compares, success ops, failure ops.
   const q = (v: string) => JSON.stringify(v);
   const txn = `\n${Object.entries(kv)
     .map(([k, v]) => `put ${q(k)} ${q(v)}`)
     .join('\n')}\n\n\n`;
-  const { spawn: sp } = await import('node:child_process');
-  const site = SITES.find((s) => s.name === cluster)!;
-  const n = site.nodes.find((x) => x.name === node)!;
-  const pki = (f: string) => onHost(n, `/etc/kubernetes/pki/etcd/${f}`);
-  return new Promise((resolve, reject) => {
-    const p = sp(`${bin.etcdDir(site.name)}/etcdctl`, [
-      `--endpoints=${gw.node(cluster, node).etcd.clientUrl}`,
-      `--cacert=${pki('ca.crt')}`,
-      `--cert=${pki('healthcheck-client.crt')}`,
-      `--key=${pki('healthcheck-client.key')}`,
-      'txn',
-      '-w',
-      'json',
-    ]);
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`etcdctl txn on ${cluster}/${node}: ${err}`));
-      resolve((JSON.parse(out) as { header: { revision: number } }).header.revision);
-    });
-    p.stdin.end(txn);
-  });
+  const out = await labEtcdctl(cluster, gw.cluster(cluster).nodes[0]!.name, ['txn', '-w', 'json'], { input: txn });
+  return (JSON.parse(out) as { header: { revision: number } }).header.revision;
 }
 
 /** Keys and values under a prefix as one member sees them (serializable: that member's own data). */
