@@ -54,6 +54,17 @@ function journalLine(plan: NodePlan, line: string): string {
   return `mkdir -p ${shq(plan.workDir)} && echo "$(date -u +%FT%T.%3NZ) "${shq(line)} >> ${shq(`${plan.workDir}/journal`)}`;
 }
 
+/** A static pod manifest (base64, as read off the node) with one annotation set; the rest as it was. */
+function annotated(manifestBase64: string, key: string, value: string): string {
+  const doc = parseDocument(Buffer.from(manifestBase64, 'base64').toString('utf8'));
+  doc.setIn(['metadata', 'annotations', key], value);
+  return doc.toString();
+}
+
+/** Shell: `text` written to `tmp`, then renamed over `dest` (a reader never sees half a file). */
+const replaceFile = (tmp: string, dest: string, text: string) =>
+  `printf %s ${shq(Buffer.from(text).toString('base64'))} | base64 -d > ${shq(tmp)} && mv ${shq(tmp)} ${shq(dest)}`;
+
 /** Shell: poll `test` every 0.1 s for up to 90 s, else end with `result timed-out`. */
 const waitLoop = (test: string) =>
   `for i in $(seq 1 900); do if ${test}; then break; fi; if [ "$i" = 900 ]; then result timed-out; fi; sleep 0.1; done`;
@@ -177,13 +188,11 @@ export class RestoreNode {
       check: true,
     });
     if (!r.stdout.trim()) return;
-    const doc = parseDocument(Buffer.from(r.stdout.trim(), 'base64').toString('utf8'));
-    doc.setIn(['metadata', 'annotations', 'drctl.io/parked-at'], new Date().toISOString());
-    const tmp = `${cp.parkedDir}/.drctl-stamp-${component}.yaml`;
-    await this.shell.exec(
-      `printf %s ${shq(Buffer.from(doc.toString()).toString('base64'))} | base64 -d > ${shq(tmp)} && mv ${shq(tmp)} ${shq(parked)}`,
-      { timeoutMs: 30_000, check: true },
-    );
+    const text = annotated(r.stdout.trim(), 'drctl.io/parked-at', new Date().toISOString());
+    await this.shell.exec(replaceFile(`${cp.parkedDir}/.drctl-stamp-${component}.yaml`, parked, text), {
+      timeoutMs: 30_000,
+      check: true,
+    });
   }
 
   /** Starts the component (kubeadm: puts its manifest back) and waits for its process. */
@@ -450,12 +459,8 @@ export class RestoreNode {
       const m = /^--- (\S+) (running|stopped)$/.exec(lines[i]!);
       if (!m) continue;
       const [, pod, state] = m as unknown as [string, string, string];
-      const doc = parseDocument(Buffer.from(lines[i + 1] ?? '', 'base64').toString('utf8'));
-      doc.setIn(['metadata', 'annotations', 'drctl.io/restarted-at'], at);
-      const tmp = `${cp.parkedDir}/.drctl-restart-${pod}.yaml`;
-      writes.push(
-        `printf %s ${shq(Buffer.from(doc.toString()).toString('base64'))} | base64 -d > ${shq(tmp)} && mv ${shq(tmp)} ${shq(`${cp.manifestsDir}/${pod}.yaml`)}`,
-      );
+      const text = annotated(lines[i + 1] ?? '', 'drctl.io/restarted-at', at);
+      writes.push(replaceFile(`${cp.parkedDir}/.drctl-restart-${pod}.yaml`, `${cp.manifestsDir}/${pod}.yaml`, text));
       (state === 'running' ? restarted : notRunning).push(pod);
     }
     if (writes.length)

@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toolCommand, versionOfImage } from '../../common/etcd-tools.ts';
 import { FailureType } from '../../common/errors.ts';
 import { type NodePlan, type NodePreflight, planRestore } from '../../common/restore.ts';
+import type { SnapshotRef } from '../../common/snapshots.ts';
 import type { NodeConfig } from '../../config/schema.ts';
 import { containerId, EtcdGateway, EtcdSnapshotTools, EtcdTools, etcdImageOf } from '../../gateways/etcd.ts';
 import { RestoreNode } from '../../gateways/restore-node.ts';
@@ -26,6 +27,21 @@ import { localShell } from './support/local-shell.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'drctl-node-side-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** The snapshot every plan below restores (only its shape matters to the scripts). */
+const SNAPSHOT: SnapshotRef = {
+  key: 'k',
+  takenAt: '2026-01-01T00:00:00Z',
+  revision: 1,
+  etcdHash: 1,
+  sha256: 'a',
+  size: 1,
+  cluster: 'c',
+  member: 'cp1',
+  etcdVersion: '3.5.35',
+  totalKey: 1,
+  totalSize: 1,
+};
 
 const IMAGE = {
   from: 'image',
@@ -248,19 +264,7 @@ describe('image mode on a node (a fake ctr that runs the tool without a shell)',
           },
         ],
       },
-      snapshot: {
-        key: 'k',
-        takenAt: '2026-01-01T00:00:00Z',
-        revision: 1,
-        etcdHash: 1,
-        sha256: 'a',
-        size: 1,
-        cluster: 'c',
-        member: 'cp1',
-        etcdVersion: '3.5.35',
-        totalKey: 1,
-        totalSize: 1,
-      },
+      snapshot: SNAPSHOT,
       runId: '0190aaaa-bbbb-7ccc-8ddd-eeeeffff0001',
       preflight: [{ ...pf, dataDirMountPoint: true }],
     });
@@ -382,19 +386,7 @@ function planFor(node: NodeConfig, pf: Partial<NodePreflight>): NodePlan {
         },
       ],
     },
-    snapshot: {
-      key: 'k',
-      takenAt: '2026-01-01T00:00:00Z',
-      revision: 1,
-      etcdHash: 1,
-      sha256: 'a',
-      size: 1,
-      cluster: 'c',
-      member: 'cp1',
-      etcdVersion: '3.5.35',
-      totalKey: 1,
-      totalSize: 1,
-    },
+    snapshot: SNAPSHOT,
     runId: RUN_ID,
     preflight: [{ node: 'cp1', reachable: true, tool: 'etcdutl', supportsBumpRevision: true, ...pf }],
   }).nodes[0]!;
