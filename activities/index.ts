@@ -1,6 +1,7 @@
 // All of drctl's activities, built over injected gateways (gateways/index.ts, built by the worker).
 // Workflows use `import type` of this and proxyActivities, so no gateway code enters the bundle.
 import type { Gateways } from '../gateways/index.ts';
+import { createApprovalActivities } from './approval.ts';
 import { createClusterActivities } from './cluster.ts';
 import { createDrillActivities } from './drill.ts';
 import { createFailoverActivities } from './failover.ts';
@@ -9,6 +10,7 @@ import { createSnapshotActivities } from './snapshot.ts';
 
 export function createActivities(gw: Gateways) {
   return {
+    ...createApprovalActivities(gw),
     ...createClusterActivities(gw),
     ...createSnapshotActivities(gw),
     ...createRestoreActivities(gw),

@@ -117,9 +117,20 @@ export function createRestoreActivities(gw: Gateways) {
   }
 
   return {
-    async loadApprovalPolicy(): Promise<{ approvers: string[]; twoPersonRule: boolean; timeoutMs: number }> {
+    async loadApprovalPolicy(): Promise<{
+      approvers: string[];
+      twoPersonRule: boolean;
+      timeoutMs: number;
+      /** failover.healthWatch.autoApprove: a failover the health watch starts needs no person. */
+      autoApproveWatchFailovers: boolean;
+    }> {
       const a = gw.config.approvals;
-      return { approvers: a.approvers, twoPersonRule: a.twoPersonRule, timeoutMs: a.timeout };
+      return {
+        approvers: a.approvers,
+        twoPersonRule: a.twoPersonRule,
+        timeoutMs: a.timeout,
+        autoApproveWatchFailovers: gw.config.failover?.healthWatch.autoApprove ?? false,
+      };
     },
 
     /** 'latest' → the newest snapshot with complete metadata; a key → that object, which must exist. */

@@ -6,7 +6,7 @@ import type { DrillReport, DrillStatus } from '../common/drill.ts';
 import { formatDuration } from '../common/duration.ts';
 import type { CheckResult, FailoverEvidence } from '../common/failover.ts';
 import type { RestoreEvidence, RestorePlan } from '../common/restore.ts';
-import { FINAL_PHASES, type RunbookStatus, type Step, type WorkflowType } from '../common/runbook.ts';
+import { FINAL_PHASES, type RunbookStatus, signerText, type Step, type WorkflowType } from '../common/runbook.ts';
 import { table } from './output.ts';
 
 /** The health watch's own fields next to the common ones (its `status` query). */
@@ -80,9 +80,27 @@ export function stepTable(steps: (Step | Omit<Step, 'items'>)[], now: number): s
 
 export function gateHelp(workflowId: string, url: string | null): string[] {
   return [
-    `  go/no-go by an approver (not the requester):`,
-    `    CLI:    drctl approve ${workflowId} --as NAME --reason TEXT   (or: drctl reject …)`,
-    `    Web UI: ${url ?? '(set temporal.webUi in the config)'} → Signal 'approve' or 'reject' with {"by": "NAME", "reason": "..."}`,
+    `  go/no-go by an approver (not the requester), signed with the approver's SSH key:`,
+    `    CLI:    drctl approve ${workflowId} --reason TEXT [--key ~/.ssh/id_ed25519]   (or: drctl reject …)`,
+    `    Web UI: drctl approve ${workflowId} --sign-only prints a JSON decision; paste it as the input of`,
+    `            Signal 'approve' (or 'reject') at ${url ?? '(set temporal.webUi in the config)'}`,
+  ];
+}
+
+/** What the gate binds a decision to, and how sure the requester's identity is. */
+export function gateLines(st: Pick<RunbookStatus, 'gate' | 'requestedBy'>): string[] {
+  const g = st.gate;
+  if (!g) return [];
+  return [
+    ...(g.unsignedAllowed
+      ? [
+          'UNSIGNED DECISIONS ALLOWED (approvals.unsigned: allow): an unsigned {"by": ...} is believed; anyone can be anyone',
+        ]
+      : []),
+    `evidence sha256 ${g.evidenceDigest} (decisions are signed over it)`,
+    g.requester
+      ? `requested by ${g.requester.by}, proven by key ${g.requester.fingerprint}`
+      : `requester ${st.requestedBy ?? '?'} not proven (${g.requesterUnproven ?? 'unsigned'}): ${g.approvalsNeeded} approvers needed`,
   ];
 }
 
@@ -140,7 +158,7 @@ function trailerLines(workflowId: string, type: WorkflowType, st: AnyStatus): st
     lines.push(drillSummary(st.report));
     if (st.phase === 'waiting-signoff')
       lines.push(
-        `sign it off: drctl drill sign ${workflowId} --as APPROVER --comment TEXT (or Signal 'signoff' in the Web UI)`,
+        `sign it off: drctl drill sign ${workflowId} --comment TEXT (Web UI: paste the JSON of --sign-only into Signal 'signoff')`,
       );
   }
   return lines;
@@ -149,7 +167,8 @@ function trailerLines(workflowId: string, type: WorkflowType, st: AnyStatus): st
 export function renderDecisions(st: Pick<RunbookStatus, 'decisions'>): string[] {
   return (st.decisions ?? []).map(
     (d) =>
-      `  ${d.approve ? 'approve' : 'reject'} by ${d.by} at ${d.at}: ${d.accepted ? 'ACCEPTED' : `refused (${d.why})`}${d.reason ? ` — ${d.reason}` : ''}`,
+      `  ${d.decision ?? (d.approve ? 'approve' : 'reject')} by ${d.by ? signerText(d) : '(unknown)'} at ${d.at}` +
+      `${d.evidence ? ` over ${d.evidence.slice(0, 12)}…` : ''}: ${d.accepted ? 'ACCEPTED' : `refused (${d.why})`}${d.reason ? ` — ${d.reason}` : ''}`,
   );
 }
 
@@ -175,6 +194,7 @@ export function renderStatus(
   const lines = [`${workflowId}: ${st.phase.toUpperCase()}${closed} — ${st.title}${who}`];
   if (shown.source === 'server') lines.push(serverNote(shown.asOf));
   lines.push(...evidenceLines(type, st));
+  lines.push(...gateLines(st));
   if (st.waitingFor) lines.push(`waiting for ${st.waitingFor}`);
   if (st.phase === 'waiting-approval') lines.push(...gateHelp(workflowId, opts.url ?? null));
   if (st.steps.length) lines.push(stepTable(st.steps, now));
@@ -253,9 +273,9 @@ export function drillSummary(r: DrillReport): string {
     `  approvals: ${
       r.approvals
         .filter((a) => a.accepted)
-        .map((a) => `${a.approve ? 'go' : 'no-go'} by ${a.by}`)
+        .map((a) => `${a.approve ? 'go' : 'no-go'} by ${signerText(a)}`)
         .join(', ') || 'none'
-    }; sign-off: ${r.signOff ? `${r.signOff.by}${r.signOff.comment ? ` (${r.signOff.comment})` : ''}` : 'pending'}`,
+    }; sign-off: ${r.signOff ? `${signerText(r.signOff)}${r.signOff.comment ? ` (${r.signOff.comment})` : ''}` : 'pending'}`,
   );
   if (r.location)
     lines.push(

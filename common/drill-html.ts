@@ -68,6 +68,12 @@ function timeline(r: DrillReport): string {
   return `<table><thead><tr><th>step</th><th>state</th><th>seconds</th><th>when</th><th>detail</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
+/** "with key SHA256:…" (verified by the worker), or UNSIGNED in red. */
+function signer(d: { unsigned?: boolean; fingerprint?: string }): string {
+  if (d.unsigned) return '<span class="bad">UNSIGNED</span>';
+  return d.fingerprint ? `with key <code>${esc(d.fingerprint)}</code>` : '';
+}
+
 export function renderDrillHtml(r: DrillReport): string {
   const verdictRows = r.verdicts
     .map(
@@ -84,9 +90,16 @@ export function renderDrillHtml(r: DrillReport): string {
   const approvals = r.approvals
     .map(
       (d) =>
-        `<li>${esc(d.approve ? 'approve' : 'reject')} by <b>${esc(d.by)}</b> at ${esc(d.at)}${d.reason ? ` — “${esc(d.reason)}”` : ''}: ${d.accepted ? 'accepted' : `refused (${esc(d.why)})`}</li>`,
+        `<li>${esc(d.decision ?? (d.approve ? 'approve' : 'reject'))} by <b>${esc(d.by || '(unknown)')}</b> ${signer(d)} at ${esc(d.at)}${d.evidence ? ` over evidence <code>${esc(d.evidence)}</code>` : ''}${d.reason ? ` — “${esc(d.reason)}”` : ''}: ${d.accepted ? 'accepted' : `<span class="bad">refused</span> (${esc(d.why)})`}</li>`,
     )
     .join('');
+  const unsigned =
+    !!r.gate?.unsignedAllowed || r.approvals.some((d) => d.accepted && d.unsigned) || !!r.signOff?.unsigned;
+  const requester = r.gate?.requester
+    ? ` <span class="ok">(signed request, key <code>${esc(r.gate.requester.fingerprint)}</code>)</span>`
+    : r.gate
+      ? ` <span class="bad">(not proven: ${esc(r.gate.requesterUnproven ?? 'unsigned')})</span>`
+      : '';
   const list = (items: string[]) =>
     items.length ? `<ul>${items.map((i) => `<li>${esc(i)}</li>`).join('')}</ul>` : '<p>none</p>';
   const checks = r.checks
@@ -103,16 +116,16 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;pad
 .num{text-align:right;white-space:nowrap}.ok{color:#2e7d32;font-weight:bold}.bad{color:#c62828;font-weight:bold}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}
 </style></head><body>
-<h1>DR drill <span id="plan">${esc(r.plan)}</span> <span id="outcome" class="badge ${esc(r.outcome)}">${esc(r.outcome.toUpperCase())}</span></h1>
+${unsigned ? '<p id="unsigned" class="bad" style="border:2px solid #c62828;padding:8px">UNSIGNED APPROVALS WERE ALLOWED (approvals.unsigned: allow): the decisions below are names people typed, not proven identities.</p>\n' : ''}<h1>DR drill <span id="plan">${esc(r.plan)}</span> <span id="outcome" class="badge ${esc(r.outcome)}">${esc(r.outcome.toUpperCase())}</span></h1>
 <dl>
 <dt>workflow</dt><dd id="workflow">${esc(r.workflowId)} (run ${esc(r.runId)})</dd>
 <dt>sites</dt><dd>${esc(r.from)} → ${esc(r.to)} (drill record ${esc(r.record)})</dd>
 <dt>namespaces</dt><dd>${esc(r.namespaces.join(', '))}</dd>
-<dt>requested by</dt><dd>${esc(r.requestedBy)}${r.reason ? ` — ${esc(r.reason)}` : ''}</dd>
+<dt>requested by</dt><dd>${esc(r.requestedBy)}${requester}${r.reason ? ` — ${esc(r.reason)}` : ''}</dd>
 <dt>ran</dt><dd>${esc(r.startedAt)} → ${esc(r.endedAt)}</dd>
 <dt>backup</dt><dd>${r.backup ? `${esc(r.backup.name)}, completed ${esc(r.backup.completedAt)}` : 'none'}</dd>
 <dt>approval wait</dt><dd>${secs(r.approvalWaitSeconds)} (not counted in the RTO)</dd>
-<dt>sign-off</dt><dd id="signoff">${r.signOff ? `${esc(r.signOff.by)} at ${esc(r.signOff.at)}${r.signOff.comment ? ` — “${esc(r.signOff.comment)}”` : ''}` : 'not signed off'}</dd>
+<dt>sign-off</dt><dd id="signoff">${r.signOff ? `${esc(r.signOff.by)} ${signer(r.signOff)} at ${esc(r.signOff.at)}${r.signOff.evidence ? ` over report <code>${esc(r.signOff.evidence)}</code>` : ''}${r.signOff.comment ? ` — “${esc(r.signOff.comment)}”` : ''}` : 'not signed off'}</dd>
 ${r.location ? `<dt>stored at</dt><dd>s3://${esc(r.location.bucket)}/${esc(r.location.json)}</dd>` : ''}
 </dl>
 <h2>Verdicts</h2>
@@ -123,6 +136,7 @@ ${chart(r.tiers)}
 <h2>Timeline</h2>
 ${timeline(r)}
 <h2>Approvals</h2>
+${r.gate ? `<p>Evidence at the gate: sha256 <code>${esc(r.gate.evidenceDigest)}</code>; ${r.gate.approvalsNeeded} approval(s) needed.</p>` : ''}
 ${approvals ? `<ul id="approvals">${approvals}</ul>` : '<p>none</p>'}
 <h2>Checks at the DR site</h2>
 ${checks ? `<ul>${checks}</ul>` : '<p>none</p>'}

@@ -2,7 +2,8 @@
 // workflow writes, and the pure judgements (per-tier RTO/RPO verdicts, success criteria) the
 // workflow, the CLI and the tests share. Pure code: workflows import it.
 import type { BackupRef, CheckResult } from './failover.ts';
-import type { DecisionRecord, RunbookStatus, Step } from './runbook.ts';
+import type { DecisionRecord, GateInfo, RunbookStatus, Step } from './runbook.ts';
+import type { Signed } from './signed.ts';
 
 export const DRILL_STEPS = [
   'preflight',
@@ -39,6 +40,8 @@ export interface DrillInput {
   requestedBy: string;
   reason?: string;
   approvalTimeoutMs?: number;
+  /** The requester's signed request (`drctl drill run` signs it with their key). */
+  request?: Signed;
 }
 
 /** A plan as the worker resolved it from its config (no credentials: safe for history). */
@@ -99,6 +102,11 @@ export interface SignOff {
   by: string;
   comment?: string;
   at: string;
+  /** The signer's key, verified by the worker; absent only when approvals.unsigned: allow let it in. */
+  fingerprint?: string;
+  /** sha256 of the report the sign-off was signed over. */
+  evidence?: string;
+  unsigned?: boolean;
 }
 
 export type DrillOutcome = 'passed' | 'failed' | 'cancelled';
@@ -127,6 +135,8 @@ export interface DrillReport {
   checks: CheckResult[];
   timeline: Step[];
   approvals: DecisionRecord[];
+  /** What the gate bound decisions to, who asked (proven or not), and whether unsigned decisions were allowed. */
+  gate?: GateInfo;
   signOff?: SignOff;
   failures: string[];
   compensations: { name: string; state: 'done' | 'failed'; detail?: string }[];

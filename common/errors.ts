@@ -22,6 +22,8 @@ export enum FailureType {
   PreflightFailed = 'PreflightFailed',
   ApprovalRejected = 'ApprovalRejected',
   ApprovalTimedOut = 'ApprovalTimedOut',
+  /** A decision the gate did not accept: unsigned, mis-signed, for another run or evidence, not allowed. */
+  ApprovalRefused = 'ApprovalRefused',
   QuorumNotReached = 'QuorumNotReached',
   VerificationFailed = 'VerificationFailed',
   DnsError = 'DnsError',
@@ -50,6 +52,7 @@ export const NON_RETRYABLE_TYPES: readonly FailureType[] = [
   FailureType.PreflightFailed,
   FailureType.ApprovalRejected,
   FailureType.ApprovalTimedOut,
+  FailureType.ApprovalRefused,
   FailureType.VerificationFailed,
   FailureType.BackupTooOld,
   FailureType.FailoverRefused,

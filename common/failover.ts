@@ -1,6 +1,7 @@
 // The site failover contract: what `drctl failover|failback` sends, what the workflow reports, and
 // the pure decisions (RPO policy, DNS safety) the workflow and the tests share. Pure code.
 import type { Decision, DecisionRecord, RunbookStatus } from './runbook.ts';
+import type { Signed } from './signed.ts';
 
 export const FAILOVER_STEPS = [
   'preflight',
@@ -28,8 +29,8 @@ export interface FailoverInput {
   approvalTimeoutMs?: number;
   /** When the disaster was declared (the health watch's first failed probe); RTO counts from here. */
   declaredAt?: string;
-  /** Set only by the health watch when the config says failovers need no approval. */
-  autoApprove?: boolean;
+  /** The requester's signed request (`drctl failover` signs it with their key). */
+  request?: Signed;
 }
 
 export interface CheckResult {

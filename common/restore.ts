@@ -1,6 +1,7 @@
 // The etcd quorum-restore plan and its shapes. Pure code: the workflow builds the plan with this,
 // the CLI prints it for --dry-run, unit tests check it.
 import type { DecisionRecord, RunbookStatus } from './runbook.ts';
+import type { Signed } from './signed.ts';
 import type { ClusterShape } from './types.ts';
 import type { SnapshotRef } from './snapshots.ts';
 import { dirOf, type NodeTools, toolCommand } from './etcd-tools.ts';
@@ -19,6 +20,13 @@ export interface RestoreInput {
   approvalTimeoutMs?: number;
   /** Override the computed --bump-revision. */
   bumpRevision?: number;
+  /** The requester's signed request (`drctl etcd restore` signs it with their key). */
+  request?: Signed;
+  /**
+   * A parent runbook's accepted approval (a drill approves its own etcd restore at its gate).
+   * Honoured only when this run is a child of that workflow: a person cannot start a run with a parent.
+   */
+  approvedByParent?: DecisionRecord;
 }
 
 export interface NodePreflight {

@@ -63,9 +63,36 @@ export interface Decision {
 
 export interface DecisionRecord extends Decision {
   approve: boolean;
+  /** What was decided: the gate's approve/reject, or a report's sign-off. */
+  decision?: 'approve' | 'reject' | 'signoff';
   at: string;
   accepted: boolean;
   why?: string;
+  /** The signing key's SHA256 fingerprint, verified by the worker (absent: unsigned or refused). */
+  fingerprint?: string;
+  /** sha256 of the evidence the decision was signed over (the gate's `evidenceDigest`). */
+  evidence?: string;
+  /** Accepted without a signature because the worker's config had approvals.unsigned: allow. */
+  unsigned?: boolean;
+}
+
+/** "alice (SHA256:abc…)", or "alice (UNSIGNED)" when approvals.unsigned: allow let it in. */
+export function signerText(d: Pick<DecisionRecord, 'by' | 'unsigned' | 'fingerprint'>): string {
+  return `${d.by} (${d.unsigned ? 'UNSIGNED' : (d.fingerprint ?? 'unverified')})`;
+}
+
+/** What a gate shows before it waits: what to sign over, and who asked (proven or not). */
+export interface GateInfo {
+  /** sha256 of canonicalJson(status.evidence): a decision is signed over this. */
+  evidenceDigest: string;
+  /** approvals.unsigned: allow was on: anyone could be anyone (reports say so in red). */
+  unsignedAllowed: boolean;
+  /** The requester, proven by a signed request (name and key fingerprint). */
+  requester?: { by: string; fingerprint: string };
+  /** Why the requester is not proven (then the two-person rule needs two approvers). */
+  requesterUnproven?: string;
+  /** Approvals from different people needed to open the gate. */
+  approvalsNeeded: number;
 }
 
 /** The `status` query of every runbook; runbooks add their own fields (plan, checks, report). */
@@ -80,6 +107,9 @@ export interface RunbookStatus<E = unknown> {
   steps: Step[];
   decisions: DecisionRecord[];
   approval?: DecisionRecord;
+  /** Every approval that opened the gate (two when the two-person rule had no proven requester). */
+  approvals?: DecisionRecord[];
+  gate?: GateInfo;
   evidence?: E;
   /** What the run waits for while it waits for a person. */
   waitingFor?: string;

@@ -349,6 +349,30 @@ const approvals = z.strictObject({
     .min(1, { error: 'expected at least one approver' }),
   twoPersonRule: z.boolean().default(true),
   timeout: duration.default(3_600_000),
+  /**
+   * Each person's SSH public keys (authorized_keys lines): the worker verifies every decision and
+   * request against them (`ssh-keygen -Y verify`). Requesters who are not approvers belong here too.
+   */
+  signers: z
+    .record(
+      z.string().min(1),
+      z
+        .union([z.string(), z.array(z.string()).min(1)])
+        .transform((k) => (Array.isArray(k) ? k : [k]))
+        .pipe(
+          z.array(
+            z.string().regex(/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/]+=*( .*)?$/, {
+              error: "expected a public key line like 'ssh-ed25519 AAAA… alice@laptop'",
+            }),
+          ),
+        ),
+    )
+    .default({}),
+  /**
+   * `allow` accepts an unsigned decision ({"by": ...}) for a first try: anyone can then be anyone.
+   * Off by default; reports and `drctl status` say in red when it was on.
+   */
+  unsigned: z.enum(['refuse', 'allow'], { error: "expected 'refuse' or 'allow'" }).default('refuse'),
 });
 
 const snapshots = z.strictObject({
@@ -514,6 +538,15 @@ export const configSchema = z
         });
       }
     });
+    if (cfg.approvals.unsigned === 'refuse')
+      cfg.approvals.approvers.forEach((a, i) => {
+        if (!cfg.approvals.signers[a]?.length)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['approvals', 'approvers', i],
+            message: `${a} has no public key in approvals.signers (every decision is signed; approvals.unsigned: allow turns that off)`,
+          });
+      });
     if (cfg.approvals.twoPersonRule && cfg.approvals.approvers.length < 2) {
       ctx.addIssue({
         code: 'custom',

@@ -1,12 +1,13 @@
 // What drctl sees of the lab: the drctl.yaml `lab up` writes (both sites' nodes with their pinned
 // SSH host keys, the off-site bucket, PowerDNS, approvers, the failover and drill settings), and
 // the shell exports `drctl lab env` prints to poke at one site by hand.
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostKeyFingerprint } from './nodes.ts';
 import { VELERO_NS } from './controlplane.ts';
 import { pdnsApi } from './pdns.ts';
 import { minioCreds } from './services.ts';
-import { bin, LOGIN, onHost, paths, SERVICES, siteNamed, SITES } from './topology.ts';
+import { APPROVERS, bin, LOGIN, PEOPLE, onHost, paths, SERVICES, siteNamed, SITES } from './topology.ts';
 import { QUARTERLY } from '../config/schema.ts';
 
 export const LAB_TASK_QUEUE = 'drctl';
@@ -75,7 +76,14 @@ export function labConfig(): object {
       forcePathStyle: true,
       credentials: { file: paths.minioCreds },
     },
-    approvals: { approvers: ['alice', 'bob', 'carol'], twoPersonRule: true, timeout: '1h' },
+    approvals: {
+      approvers: [...APPROVERS],
+      twoPersonRule: true,
+      timeout: '1h',
+      signers: Object.fromEntries(
+        PEOPLE.map((who) => [who, readFileSync(`${paths.personKey(who)}.pub`, 'utf8').trim()]),
+      ),
+    },
     dns: {
       powerdns: { api: pdnsApi, apiKey: { file: paths.pdnsApiKey }, serverId: 'localhost' },
       nameserver: `${SERVICES.pdns.ip}:${SERVICES.pdns.port}`,

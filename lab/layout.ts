@@ -5,13 +5,13 @@
 // (lab/pdns.ts).
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { layoutCp1Extras } from './controlplane.ts';
 import { layoutBastion, layoutHostAccounts, layoutNode, sshKeygen } from './nodes.ts';
 import { layoutPdns } from './pdns.ts';
 import { ca, kubeconfig, leaf, serviceAccountKeys } from './pki.ts';
-import { LAB_DIR, type LabSite, paths, SITES } from './topology.ts';
+import { LAB_DIR, type LabSite, paths, PEOPLE, SITES } from './topology.ts';
 
 function layoutSite(site: LabSite) {
   const pki = paths.pki(site.name);
@@ -48,6 +48,11 @@ export function layout() {
   if (!existsSync(paths.sshKey))
     sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'drctl-lab-operator', '-f', paths.sshKey]);
   writeFileSync(paths.authorizedKeys, readFileSync(`${paths.sshKey}.pub`, 'utf8'), { mode: 0o600 });
+  for (const who of PEOPLE) {
+    mkdirSync(dirname(paths.personKey(who)), { recursive: true, mode: 0o700 });
+    if (!existsSync(paths.personKey(who)))
+      sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', `${who}@drctl-lab`, '-f', paths.personKey(who)]);
+  }
   layoutHostAccounts();
   if (!existsSync(paths.minioCreds)) {
     writeFileSync(

@@ -210,12 +210,18 @@ export const SERVICES = {
   },
 };
 
+/** The lab's people: alice, bob and carol approve (two-person rule); dave only asks. */
+export const APPROVERS = ['alice', 'bob', 'carol'] as const;
+export const PEOPLE = [...APPROVERS, 'dave'] as const;
+
 export const paths = {
   state: join(LAB_DIR, 'state.json'),
   config: join(LAB_DIR, 'drctl.yaml'),
   logs: join(LAB_DIR, 'logs'),
   pki: (site: string) => join(LAB_DIR, 'pki', site),
   sshKey: join(LAB_DIR, 'ssh', 'id_ed25519'),
+  /** Each lab person's own signing key (decisions and requests are signed: `drctl approve --key`). */
+  personKey: (who: string) => join(LAB_DIR, 'people', who, 'id_ed25519'),
   authorizedKeys: join(LAB_DIR, 'ssh', 'authorized_keys'),
   minioData: join(LAB_DIR, 'minio', 'data'),
   minioCreds: join(LAB_DIR, 'minio', 'credentials.yaml'),

@@ -1,12 +1,16 @@
-// The go/no-go gate's messages: approve/reject signals (the Web UI's Signal button, input as JSON)
-// and the CLI's `decide` update, which refuses an unlisted approver or a self-approval at once.
-// The gate itself is a step of the runbook kernel (runbook.ts: `gate`).
+// The go/no-go gate's messages: approve/reject signals (the Web UI's Signal button, input the
+// signed decision `drctl approve <id> --sign-only` prints) and the CLI's `decide` update, which
+// answers at once with the worker's verdict. The gate itself is the kernel's (runbook.ts: `gate`).
 import { defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { Decision, DecisionRecord } from '../common/runbook.ts';
+import type { DecisionRecord } from '../common/runbook.ts';
+import type { Signed } from '../common/signed.ts';
 
-/** Web UI: Signal → `approve`, input `{"by": "alice", "reason": "site A lost"}`. */
-export const approveSignal = defineSignal<[Decision]>('approve');
-/** Web UI: Signal → `reject`, input `{"by": "alice", "reason": "wrong snapshot"}`. */
-export const rejectSignal = defineSignal<[Decision]>('reject');
-/** CLI: the same decision, but validated up front so a refused approver gets an error at once. */
-export const decideUpdate = defineUpdate<DecisionRecord, [Decision & { approve: boolean }]>('decide');
+/** Web UI: Signal → `approve`, input `{"claims": {...}, "signature": "-----BEGIN SSH SIGNATURE-----..."}`. */
+export const approveSignal = defineSignal<[Signed | { by: string; reason?: string }]>('approve');
+/** Web UI: Signal → `reject`, input: the signed rejection. */
+export const rejectSignal = defineSignal<[Signed | { by: string; reason?: string }]>('reject');
+/** CLI: the signed decision; the answer is the verdict, an error when refused. */
+export const decideUpdate = defineUpdate<
+  DecisionRecord,
+  [{ approve: boolean; signed?: Signed; by?: string; reason?: string }]
+>('decide');

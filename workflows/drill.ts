@@ -12,6 +12,7 @@ import {
   defineSignal,
   defineUpdate,
   isCancellation,
+  ParentClosePolicy,
   setHandler,
   startChild,
   workflowInfo,
@@ -33,17 +34,18 @@ import {
 import { FailureType, rootMessage } from '../common/errors.ts';
 import type { CheckResult } from '../common/failover.ts';
 import { runTag } from '../common/restore.ts';
+import type { DecisionRecord } from '../common/runbook.ts';
 import { long, quick, undo } from './activity-options.ts';
 import { etcdRestore } from './etcd-restore.ts';
-import { approveSignal, refuse, Runbook } from './runbook.ts';
+import { refuse, Runbook, signerText } from './runbook.ts';
 
 export { approveSignal, decideUpdate, rejectSignal } from './runbook.ts';
 /** The run's status (the kernel answers it; typed here for clients). */
 export const statusQuery = defineQuery<DrillStatus>('status');
-/** Web UI: Signal → `signoff`, input `{"by": "carol", "comment": "RTO fine, RPO tight"}`. */
-export const signoffSignal = defineSignal<[{ by: string; comment?: string }]>('signoff');
-/** CLI: the same, refused at once unless an approver signs while the drill waits for sign-off. */
-export const signoffUpdate = defineUpdate<SignOff, [{ by: string; comment?: string }]>('sign');
+/** Web UI: Signal → `signoff`, input: the JSON `drctl drill signoff <id> --sign-only` prints. */
+export const signoffSignal = defineSignal<[unknown]>('signoff');
+/** CLI: the same signed sign-off; the answer is the verdict, an error when refused. */
+export const signoffUpdate = defineUpdate<DecisionRecord, [unknown]>('sign');
 
 export async function drDrill(input: DrillInput): Promise<DrillReport> {
   const info = workflowInfo();
@@ -58,6 +60,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
       steps: DRILL_STEPS,
       requestedBy: input.requestedBy,
       undoStep: 'cleanup',
+      input,
     },
     { plan: input.plan },
   );
@@ -144,10 +147,20 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
         const child = await startChild(etcdRestore, {
           workflowId: childId,
           typedSearchAttributes: rb.childSearchAttributes('etcd-restore', input.requestedBy),
-          args: [{ cluster, snapshot, requestedBy: input.requestedBy, force: true, approvalTimeoutMs: 10 * 60_000 }],
+          // The drill's approval covers it (the gate's evidence names the snapshot); the child
+          // honours it only because this drill is its parent. Cancelling the drill cancels it.
+          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+          args: [
+            {
+              cluster,
+              snapshot,
+              requestedBy: input.requestedBy,
+              force: true,
+              approvalTimeoutMs: 10 * 60_000,
+              approvedByParent: { ...approval, reason: `part of DR drill ${info.workflowId}` },
+            },
+          ],
         });
-        // The drill's approver approved this too (the gate's evidence names the snapshot).
-        await child.signal(approveSignal, { by: approval.by, reason: `part of DR drill ${info.workflowId}` });
         try {
           const r = await child.result();
           const members = (r.verification ?? []).map((m) => `${m.node} rev ${m.revision}, ${m.keys} keys`).join('; ');
@@ -316,6 +329,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     checks,
     timeline: [],
     approvals: status.decisions,
+    gate: status.gate,
     failures,
     compensations: undone,
     etcd: facts.etcd,
@@ -344,32 +358,42 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
   }
 
   // 10. Sign-off: an approver reads the report and signs it (or it stands unsigned after the timeout).
-  const signOff = await run('sign-off', async (s) => {
-    const signed = await rb.waitForPerson<{ by: string; comment?: string }, SignOff>({
-      phase: 'waiting-signoff',
-      waitingFor: `sign-off of the report by one of ${plan.approvers.join(', ')}`,
-      timeoutMs: plan.signoffTimeoutMs,
-      listen: (consider, validate) => {
-        setHandler(signoffSignal, (d) => void consider(d), {
-          description: 'Sign the drill report off. Input {"by": "<approver>", "comment": "..."}',
-        });
-        setHandler(signoffUpdate, consider, {
-          description: "The CLI's sign-off: refused at once unless an approver signs",
-          validator: validate,
-        });
-      },
-      refusal: (d) => {
-        if (!d || typeof d.by !== 'string' || !d.by) return 'a sign-off needs {"by": "<approver>"}';
-        if (!plan.approvers.includes(d.by))
-          return `${d.by} is not an approver (allowlist: ${plan.approvers.join(', ')})`;
-        return undefined;
-      },
-      record: (d) => ({ by: d?.by ?? '', comment: d?.comment, at: new Date().toISOString() }),
-    });
+  const signOff = await run('sign-off', async (s): Promise<SignOff | undefined> => {
+    const evidence = await quick.digestEvidence({ evidence: status.report });
+    const [signed] =
+      (await rb.waitForPerson({
+        phase: 'waiting-signoff',
+        waitingFor: `sign-off of the report by one of ${plan.approvers.join(', ')}, signed over report ${evidence.slice(0, 12)}`,
+        timeoutMs: plan.signoffTimeoutMs,
+        evidence,
+        listen: (consider) => {
+          setHandler(signoffSignal, (d) => void consider(d, 'signoff'), {
+            description: 'Sign the drill report off: paste the JSON that `drctl drill signoff <id> --sign-only` prints',
+          });
+          setHandler(signoffUpdate, (d) => consider(d, 'signoff', true), {
+            description: "The CLI's signed sign-off: answers at once with the verdict",
+            validator: (_d) => rb.refuseUnlessWaiting('waiting-signoff'),
+          });
+        },
+        allow: (by) =>
+          plan.approvers.includes(by)
+            ? undefined
+            : `${by} is not an approver (allowlist: ${plan.approvers.join(', ')})`,
+        done: (so) => so.length > 0,
+      })) ?? [];
     s.detail = signed
-      ? `signed off by ${signed.by}${signed.comment ? `: ${signed.comment}` : ''}`
+      ? `signed off by ${signerText(signed)}${signed.reason ? `: ${signed.reason}` : ''}`
       : `no sign-off within ${Math.round(plan.signoffTimeoutMs / 3_600_000)} h`;
-    return signed;
+    return signed
+      ? {
+          by: signed.by,
+          comment: signed.reason,
+          at: signed.at,
+          fingerprint: signed.fingerprint,
+          evidence: signed.evidence,
+          unsigned: signed.unsigned,
+        }
+      : undefined;
   });
   rb.setPhase('running');
 

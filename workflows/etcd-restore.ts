@@ -18,7 +18,7 @@ import {
   type RestoreStatus,
 } from '../common/restore.ts';
 import { long, quick, undo } from './activity-options.ts';
-import { refuse, Runbook } from './runbook.ts';
+import { refuse, Runbook, signerText } from './runbook.ts';
 
 export { approveSignal, decideUpdate, rejectSignal } from './runbook.ts';
 /** The run's status (the kernel answers it; typed here for clients). */
@@ -34,6 +34,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
       steps: RESTORE_STEPS,
       requestedBy: input.requestedBy,
       cluster,
+      input,
     },
     {},
   );
@@ -121,7 +122,15 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
       );
 
       // 3. Go/no-go. A rejection, a timeout or a cancel here leaves everything as it was.
-      const approval = await rb.gate(policy, timeoutMs, 'restore');
+      const parent = workflowInfo().parent;
+      const approval =
+        input.approvedByParent && parent
+          ? (rb.passGate(
+              input.approvedByParent,
+              `approved with ${parent.workflowId} by ${signerText(input.approvedByParent)}`,
+            ),
+            input.approvedByParent)
+          : await rb.gate(policy, timeoutMs, 'restore');
 
       const apiNodes = plan.nodes.filter((n) => n.apiserver);
       // 4. Stop kube-apiserver, then etcd, on ALL nodes.

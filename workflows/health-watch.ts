@@ -107,7 +107,6 @@ export async function healthWatch(input: HealthWatchInput): Promise<never> {
                 requestedBy: 'health-watch',
                 reason: `${from} down since ${state.sites[from]!.since}`,
                 declaredAt: state.sites[from]!.firstFailureAt,
-                autoApprove: policy.autoApprove,
               },
             ],
           });

@@ -7,6 +7,7 @@
 //   `compensate()` runs them in reverse in a non-cancellable scope, each with bounded retries, and
 //   when one cannot finish the run ends `needs-attention`, naming what a human must check;
 // - the go/no-go gate and any other wait for a person (the drill's sign-off) as steps.
+import { defineSearchAttributeKey } from '@temporalio/common';
 import {
   ApplicationFailure,
   CancellationScope,
@@ -22,20 +23,26 @@ import {
 import { FailureType, rootMessage } from '../common/errors.ts';
 import {
   type Attention,
-  type Decision,
   type DecisionRecord,
   memoOf,
   type Phase,
   type RunbookName,
   type RunbookStatus,
   SEARCH_KEYS as SA,
+  signerText,
   startSearchAttributes,
   STATUS_MEMO_KEY,
   type Step,
 } from '../common/runbook.ts';
+import type { DecisionKind } from '../common/signed.ts';
+import { quick } from './activity-options.ts';
 import { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
 
 export { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
+export { signerText } from '../common/runbook.ts';
+
+/** Set by Temporal on a run a schedule started. */
+const SCHEDULED_BY = defineSearchAttributeKey('TemporalScheduledById', 'KEYWORD');
 
 /** Every runbook answers this query with its RunbookStatus (plus its own fields). */
 export const statusQuery = defineQuery<RunbookStatus>('status');
@@ -50,6 +57,8 @@ export interface RunbookInit {
   cluster?: string;
   /** The step that lists the undos as they run (`compensate`; the drill's `cleanup`). */
   undoStep?: string;
+  /** The run's input: its signed `request` (who asked, proven) and what that request was signed over. */
+  input?: { request?: unknown };
 }
 
 interface Undo {
@@ -77,7 +86,16 @@ export class Runbook<E = unknown, X extends object = object> {
   /** The memo last written: a transition that changes nothing in it writes nothing. */
   private published?: string;
 
+  /** The run's signed request, and its input without it (what the request's digest binds). */
+  private readonly request?: unknown;
+  private readonly runInput?: unknown;
+
   constructor(init: RunbookInit, extra: X) {
+    if (init.input) {
+      const { request, ...rest } = init.input;
+      this.request = request;
+      this.runInput = rest;
+    }
     this.undoStep = init.undoStep ?? 'compensate';
     this.status = {
       runbook: init.runbook,
@@ -255,51 +273,70 @@ export class Runbook<E = unknown, X extends object = object> {
   }
 
   /**
-   * The go/no-go gate, as the step `approval`: waits for an allowlisted approver (not the requester
-   * under the two-person rule). A rejection or no decision before the timeout aborts the run
-   * (`aborted`, with what was prepared undone by `execute`); nothing was changed.
+   * The go/no-go gate, as the step `approval`. Before it waits, the worker digests the evidence
+   * (what a decision is signed over) and checks the run's signed request. It opens on approvals
+   * signed by allowlisted keys, bound to this run and this evidence (activities/approval.ts): one,
+   * not the requester's; two from different people when the two-person rule has no proven
+   * requester. An accepted rejection or no decision before the timeout aborts the run (`aborted`,
+   * with what was prepared undone by `execute`); nothing was changed. A refused decision is
+   * recorded with why, and the gate stays shut.
    */
   async gate(policy: GatePolicy, timeoutMs: number, what: string): Promise<DecisionRecord> {
-    const requestedBy = this.status.requestedBy ?? '';
+    const claimed = this.status.requestedBy ?? '';
     const d = await this.run('approval', async (s) => {
-      const decision = await this.waitForPerson<Decision & { approve: boolean }, DecisionRecord>({
+      const info = workflowInfo();
+      const opening = await quick.openGate({
+        evidence: this.status.evidence ?? null,
+        runbook: this.status.runbook,
+        workflowId: info.workflowId,
+        request: this.request,
+        runInput: this.runInput,
+      });
+      const requester = opening.requester.ok ? opening.requester.signer : undefined;
+      const system = this.startedBySystem();
+      const needed = policy.twoPersonRule && !requester && !system ? 2 : 1;
+      this.status.gate = {
+        evidenceDigest: opening.evidenceDigest,
+        unsignedAllowed: opening.unsignedAllowed,
+        requester,
+        requesterUnproven: requester
+          ? undefined
+          : (system ?? (opening.requester.ok ? undefined : opening.requester.why)),
+        approvalsNeeded: needed,
+      };
+      const notRequester = requester?.by ?? claimed;
+      const accepted = await this.waitForPerson({
         phase: 'waiting-approval',
-        waitingFor: `go/no-go from one of ${policy.approvers.join(', ')}${policy.twoPersonRule && requestedBy ? ` (not ${requestedBy})` : ''}`,
+        waitingFor:
+          `go/no-go from ${needed === 2 ? 'two' : 'one'} of ${policy.approvers.join(', ')}` +
+          `${policy.twoPersonRule && notRequester ? ` (not ${notRequester})` : ''}, signed over evidence ${opening.evidenceDigest.slice(0, 12)}`,
         timeoutMs,
-        listen: (consider, validate) => {
-          setHandler(approveSignal, (x) => void consider({ ...x, approve: true }), {
-            description: 'Go: open the gate. Input {"by": "<approver on the allowlist>", "reason": "..."}',
+        evidence: opening.evidenceDigest,
+        listen: (consider) => {
+          setHandler(approveSignal, (x) => void consider(x, 'approve'), {
+            description:
+              'Go: paste the JSON that `drctl approve <workflow-id> --sign-only` prints ({"claims": ..., "signature": ...})',
           });
-          setHandler(rejectSignal, (x) => void consider({ ...x, approve: false }), {
-            description: 'No-go: abort with nothing changed. Input {"by": "<approver>", "reason": "..."}',
+          setHandler(rejectSignal, (x) => void consider(x, 'reject'), {
+            description: 'No-go: paste the JSON that `drctl reject <workflow-id> --sign-only` prints',
           });
-          setHandler(decideUpdate, consider, {
-            description: "The CLI's approve/reject: refused at once unless the approver may decide",
-            validator: validate,
+          setHandler(decideUpdate, (x) => consider(x.signed ?? x, x.approve ? 'approve' : 'reject', true), {
+            description: "The CLI's signed approve/reject: answers at once with the verdict",
+            validator: (_x) => this.refuseUnlessWaiting('waiting-approval'),
           });
         },
-        refusal: (x) => {
-          if (!x || typeof x.by !== 'string' || !x.by) return 'a decision needs {"by": "<approver>"}';
-          if (!policy.approvers.includes(x.by))
-            return `${x.by} is not an approver (allowlist: ${policy.approvers.join(', ')})`;
-          if (x.approve && policy.twoPersonRule && x.by === requestedBy)
-            return `two-person rule: ${x.by} requested this ${what} and cannot approve it`;
+        allow: (by, decision, so) => {
+          if (!policy.approvers.includes(by))
+            return `${by} is not an approver (allowlist: ${policy.approvers.join(', ')})`;
+          if (decision === 'approve' && policy.twoPersonRule && by === notRequester)
+            return `two-person rule: ${by} requested this ${what} and cannot approve it`;
+          if (decision === 'approve' && so.some((a) => a.by === by))
+            return `${by} already approved; the two-person rule needs a second approver`;
           return undefined;
         },
-        record: (x, why, accepted) => {
-          const rec: DecisionRecord = {
-            by: x?.by ?? '',
-            reason: x?.reason,
-            approve: !!x?.approve,
-            at: new Date().toISOString(),
-            accepted,
-            why,
-          };
-          this.status.decisions.push(rec);
-          return rec;
-        },
+        done: (so) => so.some((x) => !x.approve) || new Set(so.map((x) => x.by)).size >= needed,
       });
-      if (!decision) {
+      if (!accepted) {
         this.setPhase('aborted');
         throw ApplicationFailure.create({
           type: FailureType.ApprovalTimedOut,
@@ -307,8 +344,13 @@ export class Runbook<E = unknown, X extends object = object> {
           message: `no approval within ${Math.round(timeoutMs / 1000)} s; nothing was changed`,
         });
       }
-      s.detail = `${decision.approve ? 'approved' : 'rejected'} by ${decision.by}${decision.reason ? `: ${decision.reason}` : ''}`;
-      return decision;
+      const rejected = accepted.find((x) => !x.approve);
+      const last = rejected ?? accepted[accepted.length - 1]!;
+      if (!rejected) this.status.approvals = accepted;
+      s.detail = rejected
+        ? `rejected by ${signerText(rejected)}${rejected.reason ? `: ${rejected.reason}` : ''}`
+        : `approved by ${accepted.map(signerText).join(' and ')}`;
+      return last;
     });
     this.status.approval = d;
     if (!d.approve) {
@@ -323,12 +365,34 @@ export class Runbook<E = unknown, X extends object = object> {
     return d;
   }
 
+  /** A run no person asked for directly: a schedule's, or a child of another runbook (which had its own gate). */
+  startedBySystem(): string | undefined {
+    const info = workflowInfo();
+    if (info.typedSearchAttributes.get(SCHEDULED_BY) !== undefined)
+      return `started by the schedule ${info.typedSearchAttributes.get(SCHEDULED_BY)}`;
+    if (info.parent) return `started by ${info.parent.workflowId}`;
+    return undefined;
+  }
+
+  refuseUnlessWaiting(phase: Phase): void {
+    if (this.status.phase !== phase) throw new Error(`not waiting for this: the run is ${this.status.phase}`);
+  }
+
   /**
    * Search attributes for a child runbook this run starts: the same index, when this namespace has
    * it (a child started with an unknown attribute would fail to start).
    */
   childSearchAttributes(runbook: RunbookName, requestedBy?: string) {
     return this.indexed ? startSearchAttributes(runbook, requestedBy) : undefined;
+  }
+
+  /**
+   * The gate is passed without waiting: the config's auto-approval of a health watch's failover,
+   * or a parent's approval of its child runbook. The step `approval` says who and why.
+   */
+  passGate(d: DecisionRecord, why: string): void {
+    this.skip('approval', why);
+    this.opened(d);
   }
 
   /** The gate was passed without a person (a policy's auto-approval): the run changes things from here. */
@@ -339,39 +403,71 @@ export class Runbook<E = unknown, X extends object = object> {
   }
 
   /**
-   * Waits for a person's input through signals (the Web UI) and a validated update (the CLI, which
-   * refuses a bad input at once). Every input is recorded; the first one not refused is accepted.
-   * Resolves undefined when `timeoutMs` passes first. Handlers are installed only now: an input sent
-   * before (a parent approving its child runbook) is buffered and judged as one made now.
+   * Waits for people's signed decisions through signals (the Web UI) and an update (the CLI, which
+   * gets the verdict as its answer). Each is verified by the worker (signature, this run, this
+   * evidence, not expired), then judged by `allow`; every one is recorded in `decisions`, refused
+   * ones with why. Resolves with the accepted ones once `done` says so, or undefined when
+   * `timeoutMs` passes first. Handlers are installed only now: a decision sent before the gate
+   * existed is judged now, against evidence its signer could not have seen, and refused.
    */
-  async waitForPerson<In, Rec>(w: {
+  async waitForPerson(w: {
     phase: Phase;
     waitingFor: string;
     timeoutMs: number;
-    /** Installs the signal and update handlers that feed `consider` (updates validated by `validate`). */
-    listen: (consider: (x: In) => Rec, validate: (x: In) => void) => void;
-    refusal: (x: In) => string | undefined;
-    record: (x: In, why: string | undefined, accepted: boolean) => Rec;
-  }): Promise<Rec | undefined> {
-    let accepted: Rec | undefined;
-    const refusal = (x: In) =>
-      this.status.phase !== w.phase ? `not waiting for this: the run is ${this.status.phase}` : w.refusal(x);
+    /** The evidence digest a decision must be signed over. */
+    evidence: string;
+    /** Installs the signal and update handlers that feed `consider` (`answer`: an update, which throws when refused). */
+    listen: (consider: (sent: unknown, decision: DecisionKind, answer?: boolean) => Promise<DecisionRecord>) => void;
+    /** Why this verified person may not make this decision now (undefined: they may). */
+    allow: (by: string, decision: DecisionKind, accepted: DecisionRecord[]) => string | undefined;
+    done: (accepted: DecisionRecord[]) => boolean;
+  }): Promise<DecisionRecord[] | undefined> {
+    const accepted: DecisionRecord[] = [];
+    let finished = false;
+    const info = workflowInfo();
     this.setPhase(w.phase, w.waitingFor);
-    w.listen(
-      (x) => {
-        const why = refusal(x);
-        const rec = w.record(x, why, !why && accepted === undefined);
-        if (!why && accepted === undefined) accepted = rec;
-        return rec;
-      },
-      (x) => {
-        const why = refusal(x);
-        if (why) throw new Error(why);
-      },
-    );
-    await condition(() => accepted !== undefined, w.timeoutMs);
+    // One decision at a time, in the order they arrived: each is verified (an activity) before
+    // the next is judged, so "the first acceptable one wins" means the first one sent.
+    const judge = async (sent: unknown, decision: DecisionKind, answer?: boolean): Promise<DecisionRecord> => {
+      const rec: DecisionRecord = { by: '', approve: decision !== 'reject', decision, at: '', accepted: false };
+      if (this.status.phase !== w.phase) rec.why = `not waiting for this: the run is ${this.status.phase}`;
+      else {
+        const v = await quick.verifyDecision({
+          sent,
+          expect: { decision, workflowId: info.workflowId, runId: info.runId, evidence: w.evidence },
+        });
+        if (!v.ok) Object.assign(rec, { by: v.by ?? '', why: v.why });
+        else {
+          Object.assign(
+            rec,
+            v.unsigned ? { by: v.by, unsigned: true } : { by: v.signer.by, fingerprint: v.signer.fingerprint },
+          );
+          Object.assign(rec, { reason: v.reason, evidence: w.evidence });
+          rec.why = finished ? 'the decision was already made' : w.allow(rec.by, decision, accepted);
+        }
+      }
+      rec.at = new Date().toISOString();
+      rec.accepted = !rec.why;
+      this.status.decisions.push(rec);
+      if (rec.accepted) {
+        accepted.push(rec);
+        finished = w.done(accepted);
+      }
+      this.publish();
+      if (answer && !rec.accepted)
+        throw ApplicationFailure.create({ type: FailureType.ApprovalRefused, nonRetryable: true, message: rec.why! });
+      return rec;
+    };
+    let queue: Promise<unknown> = Promise.resolve();
+    const judgeInTurn = (sent: unknown, decision: DecisionKind, answer?: boolean): Promise<DecisionRecord> => {
+      const turn = queue.then(() => judge(sent, decision, answer));
+      queue = turn.catch(() => undefined);
+      return turn;
+    };
+    w.listen(judgeInTurn);
+    await condition(() => finished, w.timeoutMs);
     this.status.waitingFor = undefined;
-    return accepted;
+    return finished ? accepted : undefined;
   }
 
   /** What the server keeps: the memo (for `drctl status` with no worker), details and search attributes. */

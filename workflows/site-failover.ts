@@ -42,6 +42,7 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
       steps: FAILOVER_STEPS,
       requestedBy: input.requestedBy,
       sites: [from, to],
+      input,
     },
     { from, to },
   );
@@ -126,17 +127,22 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
         approvalDeadline: new Date(Date.now() + timeoutMs).toISOString(),
       };
       const gateStart = Date.now();
+      // Auto-approval is the worker config's, and only for a failover the health watch started
+      // (its parent): no input can ask for it.
+      const watch = info.parent?.workflowId.startsWith('health-watch-') ? info.parent.workflowId : undefined;
       let approval;
-      if (input.autoApprove) {
+      if (policy.autoApproveWatchFailovers && watch) {
         approval = {
           by: 'health-watch',
-          reason: 'failover.healthWatch.autoApprove is on',
+          reason: 'failover.healthWatch.autoApprove is on in the worker config',
           approve: true,
           at: new Date().toISOString(),
           accepted: true,
         };
-        skip('approval', "auto-approved by the config's policy");
-        rb.opened(approval);
+        rb.passGate(
+          approval,
+          `auto-approved: started by ${watch}, and the worker config's failover.healthWatch.autoApprove is on`,
+        );
       } else {
         approval = await rb.gate(policy, timeoutMs, what);
       }

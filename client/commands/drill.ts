@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { renderDrillHtml } from '../../common/drill-html.ts';
-import type { DrillReport, SignOff } from '../../common/drill.ts';
+import type { DrillReport } from '../../common/drill.ts';
 import { parseDuration } from '../../common/duration.ts';
 import { rootMessage, UsageError } from '../../common/errors.ts';
 import type { DrctlConfig, DrillConfig } from '../../config/schema.ts';
@@ -14,7 +14,10 @@ import { FailedOutcome, printJson, table } from '../output.ts';
 import { type AnyStatus, drillSummary } from '../render.ts';
 import { afterStart, describeRun, readStatus, SIGN_UPDATE, startRun, STATUS_QUERY } from '../runbook-kit.ts';
 import { checkCron, printSchedule, registerScheduleVerbs, type ScheduleKind, upsertSchedule } from '../schedules.ts';
-import { requireAs, whoami, withTemporal } from '../temporal.ts';
+import { DEFAULT_VALIDITY, requestInput, signDecision, validityMs } from '../signing.ts';
+import { withTemporal } from '../temporal.ts';
+import { type DecisionRecord, signerText } from '../../common/runbook.ts';
+import type { Signed } from '../../common/signed.ts';
 
 export const drillScheduleId = (plan: string) => `drill-${plan}`;
 /** Unique per run (history keeps every drill); sortable by start time. */
@@ -57,7 +60,8 @@ export function registerDrillCommands(program: Command) {
     .command('run')
     .description('Run a drill now; it waits at the go/no-go gate for an approver (CLI or Web UI)')
     .requiredOption('--plan <name>', 'drill plan from the config')
-    .option('--as <name>', 'who is asking (two-person rule: you cannot approve your own drill)', whoami())
+    .option('--key <file>', 'your SSH key: signs the request (default: $DRCTL_SIGNING_KEY, else ~/.ssh/id_ed25519)')
+    .option('--as <name>', 'who is asking, when the request is not signed (default: the login name)')
     .option('--reason <text>', 'why (shown at the gate and in the report)')
     .option('--approval-timeout <duration>', 'abort, changing nothing, if no decision arrives in time')
     .option('--wait', 'follow the drill until its report is written (it then waits for sign-off)')
@@ -65,7 +69,8 @@ export function registerDrillCommands(program: Command) {
     .action(
       async (opts: {
         plan: string;
-        as: string;
+        key?: string;
+        as?: string;
         reason?: string;
         approvalTimeout?: string;
         wait?: boolean;
@@ -80,14 +85,23 @@ export function registerDrillCommands(program: Command) {
               throw new FailedOutcome(
                 `error: a drill of plan '${opts.plan}' is already running (${running.join(', ')}); see \`drctl status ${running[0]}\``,
               );
+            const workflowId = drillWorkflowId(opts.plan);
             const started = await startRun(
               s,
               drDrill,
               {
                 taskQueue: s.config.temporal.taskQueue,
-                workflowId: drillWorkflowId(opts.plan),
+                workflowId,
                 workflowIdConflictPolicy: 'FAIL',
-                args: [{ plan: opts.plan, requestedBy: opts.as, reason: opts.reason, approvalTimeoutMs }],
+                args: [
+                  await requestInput(s.config, {
+                    runbook: 'drill',
+                    workflowId,
+                    key: opts.key,
+                    as: opts.as,
+                    input: { plan: opts.plan, reason: opts.reason, approvalTimeoutMs },
+                  }),
+                ],
               },
               (id) => `error: ${id} is already running`,
             );
@@ -99,7 +113,6 @@ export function registerDrillCommands(program: Command) {
               throw new UsageError(
                 `--approval-timeout: expected a duration like 30m, 1h (got '${opts.approvalTimeout}')`,
               );
-            requireAs(opts.as);
           },
         );
       },
@@ -107,23 +120,35 @@ export function registerDrillCommands(program: Command) {
 
   drill
     .command('sign')
-    .description("Sign a finished drill's report off (an approver from the allowlist)")
+    .description("Sign a finished drill's report off (an approver from the allowlist), with your SSH key")
     .argument('<workflow-id>')
-    .option('--as <name>', 'approver signing off', whoami())
-    .option('--comment <text>', 'what the reviewer concluded')
-    .action(async (workflowId: string, opts: { as: string; comment?: string }) => {
-      await withTemporal(cfgPath(), async ({ client }) => {
+    .option('--key <file>', 'your SSH key (default: $DRCTL_SIGNING_KEY, else ~/.ssh/id_ed25519)')
+    .option('--comment <text>', 'what the reviewer concluded (signed with the sign-off)')
+    .option('--sign-only', "print the signed sign-off as JSON, to paste into the Web UI's Signal input")
+    .option('--valid <duration>', 'how long the signed sign-off stays valid (at most 24h)', DEFAULT_VALIDITY)
+    .action(async (workflowId: string, opts: { key?: string; comment?: string; signOnly?: boolean; valid: string }) => {
+      const validMs = validityMs(opts.valid);
+      await withTemporal(cfgPath(), async ({ client, config }) => {
         const { desc } = await describeRun(client, workflowId);
         if (desc.type !== 'drDrill') throw new UsageError(`${workflowId} is a ${desc.type}, not a drill`);
         if (desc.status.name !== 'RUNNING')
           throw new UsageError(`${workflowId}: not waiting for sign-off (${desc.status.name.toLowerCase()})`);
+        const signed = await signDecision(client, config, {
+          workflowId,
+          decision: 'signoff',
+          reason: opts.comment,
+          key: opts.key,
+          validMs,
+        });
+        if (opts.signOnly) {
+          process.stdout.write(`${JSON.stringify(signed)}\n`);
+          return;
+        }
         try {
           const rec = await client.workflow
             .getHandle(workflowId)
-            .executeUpdate<SignOff, [{ by: string; comment?: string }]>(SIGN_UPDATE, {
-              args: [{ by: opts.as, comment: opts.comment }],
-            });
-          process.stdout.write(`signed off ${workflowId} as ${rec.by}\n`);
+            .executeUpdate<DecisionRecord, [Signed]>(SIGN_UPDATE, { args: [signed] });
+          process.stdout.write(`signed off ${workflowId} as ${signerText(rec)}\n`);
         } catch (err) {
           if (err instanceof WorkflowUpdateFailedError) throw new UsageError(`${workflowId}: ${rootMessage(err)}`);
           throw err;

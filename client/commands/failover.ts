@@ -10,7 +10,8 @@ import { siteFailover } from '../../workflows/site-failover.ts';
 import { FailedOutcome, printJson } from '../output.ts';
 import { renderStatus } from '../render.ts';
 import { afterStart, readStatus, startRun, statusJson } from '../runbook-kit.ts';
-import { requireAs, webUiUrl, whoami, withTemporal } from '../temporal.ts';
+import { requestInput } from '../signing.ts';
+import { webUiUrl, withTemporal } from '../temporal.ts';
 
 export const failoverWorkflowId = (from: string, to: string) => `failover-${from}-to-${to}`;
 export const watchWorkflowId = (record: string) => `health-watch-${record}`;
@@ -19,7 +20,8 @@ interface FailoverOpts {
   from: string;
   to: string;
   namespaces?: string;
-  as: string;
+  as?: string;
+  key?: string;
   reason?: string;
   approvalTimeout?: string;
   wait?: boolean;
@@ -38,7 +40,6 @@ function checkSites(config: DrctlConfig, opts: FailoverOpts) {
   if (!config.failover)
     throw new UsageError(`${'failover'}: the config has no failover section (namespaces, tier, rpoPolicy)`);
   if (!config.dns) throw new UsageError('dns: the config has no dns section (PowerDNS API, zone, records)');
-  requireAs(opts.as);
   const namespaces = opts.namespaces
     ?.split(',')
     .map((s) => s.trim())
@@ -69,15 +70,20 @@ export function registerFailoverCommands(program: Command) {
             workflowId: failoverWorkflowId(opts.from, opts.to),
             workflowIdConflictPolicy: 'FAIL',
             args: [
-              {
-                from: opts.from,
-                to: opts.to,
-                namespaces: checked.namespaces,
-                requestedBy: opts.as,
-                reason: opts.reason,
-                approvalTimeoutMs: checked.approvalTimeoutMs,
-                backupFirst: kind === 'failback',
-              },
+              await requestInput(s.config, {
+                runbook: 'site-failover',
+                workflowId: failoverWorkflowId(opts.from, opts.to),
+                key: opts.key,
+                as: opts.as,
+                input: {
+                  from: opts.from,
+                  to: opts.to,
+                  namespaces: checked.namespaces,
+                  reason: opts.reason,
+                  approvalTimeoutMs: checked.approvalTimeoutMs,
+                  backupFirst: kind === 'failback',
+                },
+              }),
             ],
           },
           (id) =>
@@ -94,7 +100,8 @@ export function registerFailoverCommands(program: Command) {
       .requiredOption('--from <site>', 'site giving up the traffic')
       .requiredOption('--to <site>', 'site taking it')
       .option('--namespaces <list>', 'comma-separated namespaces (default: config failover.namespaces)')
-      .option('--as <name>', 'who is asking (two-person rule: you cannot approve your own run)', whoami())
+      .option('--key <file>', 'your SSH key: signs the request (default: $DRCTL_SIGNING_KEY, else ~/.ssh/id_ed25519)')
+      .option('--as <name>', 'who is asking, when the request is not signed (default: the login name)')
       .option('--reason <text>', 'why (shown at the gate)')
       .option('--approval-timeout <duration>', 'abort, changing nothing, if no decision arrives in time')
       .option('--wait', 'follow the run to its end')

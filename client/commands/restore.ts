@@ -7,14 +7,16 @@ import { findCluster } from '../../config/load.ts';
 import { etcdRestore } from '../../workflows/etcd-restore.ts';
 import { FailedOutcome, printJson } from '../output.ts';
 import { afterStart, follow, outcomeOf, startRun, statusJson } from '../runbook-kit.ts';
-import { requireAs, whoami, withTemporal } from '../temporal.ts';
+import { requestInput } from '../signing.ts';
+import { withTemporal } from '../temporal.ts';
 
 export const restoreWorkflowId = (cluster: string) => `etcd-restore-${cluster}`;
 
 interface RestoreOpts {
   cluster: string;
   snapshot: string;
-  as: string;
+  as?: string;
+  key?: string;
   dryRun?: boolean;
   force?: boolean;
   approvalTimeout?: string;
@@ -54,7 +56,8 @@ export function registerRestoreCommands(program: Command) {
     )
     .requiredOption('--cluster <name>', 'cluster to restore')
     .option('--snapshot <key>', "'latest' or an object key from `drctl snapshot list`", 'latest')
-    .option('--as <name>', 'who is asking (two-person rule: you cannot approve your own restore)', whoami())
+    .option('--key <file>', 'your SSH key: signs the request (default: $DRCTL_SIGNING_KEY, else ~/.ssh/id_ed25519)')
+    .option('--as <name>', 'who is asking, when the request is not signed (default: the login name)')
     .option('--dry-run', 'preflight only: print the per-node plan and the exact commands, change nothing')
     .option('--force', 'restore even though the cluster has quorum (discards every write since the snapshot)')
     .option(
@@ -83,15 +86,20 @@ export function registerRestoreCommands(program: Command) {
               workflowId,
               workflowIdConflictPolicy: 'FAIL',
               args: [
-                {
-                  cluster,
-                  snapshot: opts.snapshot,
-                  requestedBy: opts.as,
-                  force: !!opts.force,
-                  dryRun: !!opts.dryRun,
-                  approvalTimeoutMs,
-                  bumpRevision: bump,
-                },
+                await requestInput(s.config, {
+                  runbook: 'etcd-restore',
+                  workflowId,
+                  key: opts.key,
+                  as: opts.as,
+                  input: {
+                    cluster,
+                    snapshot: opts.snapshot,
+                    force: !!opts.force,
+                    dryRun: !!opts.dryRun,
+                    approvalTimeoutMs,
+                    bumpRevision: bump,
+                  },
+                }),
               ],
             },
             (id) =>
@@ -117,7 +125,6 @@ export function registerRestoreCommands(program: Command) {
             );
           if (bump !== undefined && (!Number.isInteger(bump) || bump < 0))
             throw new UsageError(`--bump-revision: expected a non-negative integer (got '${opts.bumpRevision}')`);
-          requireAs(opts.as);
         },
       );
     });

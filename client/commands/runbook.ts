@@ -6,7 +6,6 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { rootMessage, UsageError } from '../../common/errors.ts';
 import {
-  type Decision,
   type DecisionRecord,
   FINAL_PHASES,
   PHASES,
@@ -14,6 +13,7 @@ import {
   RUNBOOKS,
   type RunbookName,
   SEARCH_ATTRIBUTES,
+  signerText,
 } from '../../common/runbook.ts';
 import { FailedOutcome, printJson, table } from '../output.ts';
 import { compensationStep, renderStatus, serverNote } from '../render.ts';
@@ -27,7 +27,9 @@ import {
   SEARCH_KEYS,
   statusJson,
 } from '../runbook-kit.ts';
+import { DEFAULT_VALIDITY, signDecision, signingKey, validityMs } from '../signing.ts';
 import { requireAs, webUiUrl, whoami, withTemporal } from '../temporal.ts';
+import type { Signed } from '../../common/signed.ts';
 
 export interface RunsFilter {
   site?: string;
@@ -100,32 +102,62 @@ export function registerRunbookCommands(program: Command) {
       .command(approve ? 'approve' : 'reject')
       .description(
         approve
-          ? 'Approve a run waiting at its go/no-go gate'
-          : 'Reject a run waiting at its go/no-go gate (it aborts, changing nothing)',
+          ? 'Approve a run waiting at its go/no-go gate, signed with your SSH key'
+          : 'Reject a run waiting at its go/no-go gate (it aborts, changing nothing), signed with your SSH key',
       )
       .argument('<workflow-id>')
-      .option('--as <name>', "approver (must be on the config's allowlist)", whoami())
-      .option('--reason <text>', 'why')
-      .action(async (workflowId: string, opts: { as: string; reason?: string }) => {
-        await withTemporal(
-          cfgPath(),
-          async ({ client }) => {
+      .option(
+        '--key <file>',
+        'your SSH key (default: $DRCTL_SIGNING_KEY, else ~/.ssh/id_ed25519; ssh-agent: the .pub file)',
+      )
+      .option('--reason <text>', 'why (signed with the decision)')
+      .option(
+        '--sign-only',
+        "print the signed decision as JSON, to paste into the Web UI's Signal input, and send nothing",
+      )
+      .option('--valid <duration>', `how long the signed decision stays valid (at most 24h)`, DEFAULT_VALIDITY)
+      .option('--as <name>', 'with approvals.unsigned: allow only, and no key: the name to send unsigned')
+      .action(
+        async (
+          workflowId: string,
+          opts: { key?: string; reason?: string; signOnly?: boolean; valid: string; as?: string },
+        ) => {
+          const validMs = validityMs(opts.valid);
+          await withTemporal(cfgPath(), async ({ client, config }) => {
             await describeRun(client, workflowId);
+            const unsignedAs =
+              opts.as !== undefined && !signingKey(opts.key) && config.approvals.unsigned === 'allow'
+                ? opts.as
+                : undefined;
+            const signed = unsignedAs
+              ? undefined
+              : await signDecision(client, config, {
+                  workflowId,
+                  decision: approve ? 'approve' : 'reject',
+                  reason: opts.reason,
+                  key: opts.key,
+                  validMs,
+                });
+            if (opts.signOnly) {
+              if (!signed) throw new UsageError('--sign-only: needs a signing key');
+              process.stdout.write(`${JSON.stringify(signed)}\n`);
+              return;
+            }
             try {
               const rec = await client.workflow
                 .getHandle(workflowId)
-                .executeUpdate<DecisionRecord, [Decision & { approve: boolean }]>(DECIDE_UPDATE, {
-                  args: [{ approve, by: opts.as, reason: opts.reason }],
-                });
-              process.stdout.write(`${approve ? 'approved' : 'rejected'} ${workflowId} as ${rec.by}\n`);
+                .executeUpdate<DecisionRecord, [{ approve: boolean; signed?: Signed; by?: string; reason?: string }]>(
+                  DECIDE_UPDATE,
+                  { args: [signed ? { approve, signed } : { approve, by: unsignedAs, reason: opts.reason }] },
+                );
+              process.stdout.write(`${approve ? 'approved' : 'rejected'} ${workflowId} as ${signerText(rec)}\n`);
             } catch (err) {
               if (err instanceof WorkflowUpdateFailedError) throw new UsageError(`${workflowId}: ${rootMessage(err)}`);
               throw err;
             }
-          },
-          () => void requireAs(opts.as),
-        );
-      });
+          });
+        },
+      );
   }
 
   program

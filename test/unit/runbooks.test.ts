@@ -182,7 +182,12 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
       async (h) => {
         await h.signal('approve', { by: 'alice' });
         await h.signal('approve', { by: 'mallory' });
-        const st = await status(h);
+        // Each decision is verified by an activity before it is recorded.
+        let st = await status(h);
+        for (let i = 0; i < 100 && st.decisions.length < 2; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          st = await status(h);
+        }
         expect(st.phase).toBe('waiting-approval');
         expect(st.decisions.map((d) => [d.by, d.accepted, d.why])).toEqual([
           ['alice', false, 'two-person rule: alice requested this restore and cannot approve it'],

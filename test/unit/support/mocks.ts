@@ -5,7 +5,27 @@ import type { Activities } from '../../../activities/index.ts';
 export type Impl = Partial<Record<keyof Activities, (input: never) => unknown>>;
 
 const nodes = ['cp1', 'cp2', 'cp3'];
+
+/**
+ * The approval activities for control-flow tests: the requester counts as proven and `{"by": X}`
+ * as X's signed decision. Signatures themselves are tested with the real activities
+ * (signed-approvals.test.ts).
+ */
+export const approvalImpl: Impl = {
+  openGate: () => ({
+    evidenceDigest: 'e'.repeat(64),
+    unsignedAllowed: false,
+    requester: { ok: true, signer: { by: 'alice', fingerprint: 'SHA256:mock-alice' } },
+  }),
+  verifyDecision: (i: { sent: { by?: string; reason?: string } }) =>
+    i.sent?.by
+      ? { ok: true, signer: { by: i.sent.by, fingerprint: `SHA256:mock-${i.sent.by}` }, reason: i.sent.reason }
+      : { ok: false, why: 'unsigned' },
+  digestEvidence: () => 'r'.repeat(64),
+};
+
 export const restoreImpl: Impl = {
+  ...approvalImpl,
   describeCluster: () => ({
     cluster: 'c1',
     nodes: nodes.map((n, i) => ({
@@ -48,6 +68,7 @@ export const restoreImpl: Impl = {
 };
 
 export const failoverImpl: Impl = {
+  ...approvalImpl,
   loadApprovalPolicy: restoreImpl.loadApprovalPolicy,
   failoverPreflight: () => ({
     drReady: [{ check: 'api', ok: true, detail: 'ready' }],
@@ -76,6 +97,7 @@ export const failoverImpl: Impl = {
 };
 
 export const drillImpl: Impl = {
+  ...approvalImpl,
   ...failoverImpl,
   loadDrillPlan: () => ({
     name: 'q',
