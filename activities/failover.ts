@@ -137,6 +137,13 @@ export function createFailoverActivities(gw: Gateways) {
     /** Read-only: everything the go/no-go needs to know, and whether the failover may go ahead. */
     async failoverPreflight(input: { from: string; to: string; namespaces?: string[] }): Promise<FailoverPreflight> {
       const f = failoverSettings(gw);
+      // The app's namespaces only: a run started by any client gets the CLI's --namespaces check.
+      const outside = (input.namespaces ?? []).filter((ns) => !f.namespaces.includes(ns));
+      if (outside.length)
+        throw failure(
+          FailureType.FailoverRefused,
+          `namespaces ${outside.join(', ')} are not in failover.namespaces (${f.namespaces.join(', ')})`,
+        );
       const from = gw.site(input.from);
       const to = gw.site(input.to);
       if (from.name === to.name)

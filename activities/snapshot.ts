@@ -9,6 +9,7 @@ import {
   type SnapshotMeta,
   snapshotKey,
   snapshotPrefix,
+  retentionProblem,
   type SnapshotRef,
   toObjectMetadata,
 } from '../common/snapshots.ts';
@@ -276,8 +277,9 @@ export function createSnapshotActivities(gw: Gateways) {
     async pruneSnapshots(input: { cluster: string; keep?: number; maxAgeMs?: number }): Promise<string[]> {
       const keep = input.keep ?? gw.config.snapshots.keep;
       const maxAgeMs = input.maxAgeMs ?? gw.config.snapshots.maxAge;
-      if (!Number.isInteger(keep) || keep < 1)
-        throw failure(FailureType.PreflightFailed, `keep must be an integer >= 1 (got ${keep})`);
+      // Refused before the bucket is read: nothing is deleted, and no retry can make it right.
+      const bad = retentionProblem({ keep, maxAgeMs });
+      if (bad) throw failure(FailureType.PreflightFailed, bad);
       const { refs } = await verifiedSnapshots(input.cluster);
       const now = Date.now();
       const doomed = refs.filter(

@@ -21,6 +21,21 @@ export interface SnapshotRef extends SnapshotMeta {
   key: string;
 }
 
+/** Below this, scheduled snapshots would overlap their own upload on a real cluster. */
+export const MIN_SNAPSHOT_EVERY_MS = 60_000;
+
+/**
+ * Why a retention input is refused, or undefined. The CLI, the snapshot workflow and the prune
+ * activity all ask: `keep` below 1 or a `maxAgeMs` of 0 would delete every snapshot but the newest.
+ */
+export function retentionProblem(r: { keep?: unknown; maxAgeMs?: unknown }): string | undefined {
+  if (r.keep !== undefined && !(Number.isInteger(r.keep) && (r.keep as number) >= 1))
+    return `keep must be an integer >= 1 (got ${String(r.keep)})`;
+  if (r.maxAgeMs !== undefined && !(Number.isFinite(r.maxAgeMs) && (r.maxAgeMs as number) > 0))
+    return `maxAgeMs must be above 0 (got ${String(r.maxAgeMs)}): it would delete every snapshot but the newest`;
+  return undefined;
+}
+
 /** `<prefix>snapshots/<cluster>/` */
 export const snapshotPrefix = (prefix: string, cluster: string) => `${prefix}snapshots/${cluster}/`;
 

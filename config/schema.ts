@@ -2,22 +2,35 @@
 // `sites[1].cluster.nodes[0].ssh.port: expected an integer 1-65535`.
 import { z } from 'zod';
 import { DRILL_CRITERIA } from '../common/drill.ts';
-import { parseDuration } from '../common/duration.ts';
+import { formatDuration, parseDuration } from '../common/duration.ts';
+import { MIN_SNAPSHOT_EVERY_MS } from '../common/snapshots.ts';
 
 const name = z
   .string({ error: 'expected a name' })
   .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { error: 'expected a DNS-style name (a-z, 0-9, -)' });
 
-const duration = z
-  .union([z.string(), z.number()], { error: 'expected a duration like 90s, 15m, 1h' })
-  .transform((v, ctx) => {
+/** A duration in ms; `refuse` says why a value that parses is still wrong for the field. */
+const durationOf = (refuse?: (ms: number) => string | undefined) =>
+  z.union([z.string(), z.number()], { error: 'expected a duration like 90s, 15m, 1h' }).transform((v, ctx) => {
     const ms = parseDuration(v);
     if (ms === undefined) {
       ctx.addIssue({ code: 'custom', message: `expected a duration like 90s, 15m, 1h (got ${JSON.stringify(v)})` });
       return z.NEVER;
     }
+    const why = refuse?.(ms);
+    if (why) {
+      ctx.addIssue({ code: 'custom', message: why });
+      return z.NEVER;
+    }
     return ms;
   });
+
+/** Where 0 is legitimate (an RPO of 0, no stop grace). */
+const duration = durationOf();
+/** Where 0 makes no sense: a zero timeout gives up at once, a zero interval is a busy loop. */
+const positiveDuration = (zeroMeans: string) =>
+  durationOf((ms) => (ms > 0 ? undefined : `expected a duration above 0 (0 ${zeroMeans})`));
+const timeout = positiveDuration('gives up at once');
 
 const port = z
   .number({ error: 'expected an integer 1-65535' })
@@ -26,9 +39,25 @@ const port = z
   .max(65535, { error: 'expected an integer 1-65535' });
 
 const url = z.url({ error: 'expected a URL like https://10.0.0.1:2379' });
-const absPath = z
-  .string({ error: 'expected an absolute path' })
-  .startsWith('/', { error: 'expected an absolute path' });
+/**
+ * A path on a node, as drctl builds others from it (`<dataDir>.drctl-<tag>`, its parent for a work
+ * dir): absolute, never `/` itself, no trailing slash, and no `.`, `..` or empty segments.
+ */
+function nodePathProblem(p: string): string | undefined {
+  if (!p.startsWith('/')) return 'expected an absolute path';
+  if (p === '/') return "expected a path below '/', not '/' itself";
+  if (p.endsWith('/')) return `expected no trailing slash (got '${p}')`;
+  const segments = p.split('/').slice(1);
+  if (segments.some((seg) => seg === '' || seg === '.' || seg === '..'))
+    return `expected a plain absolute path without '.', '..' or '//' (got '${p}')`;
+  return undefined;
+}
+const absPath = z.string({ error: 'expected an absolute path' }).superRefine((p, ctx) => {
+  const problem = nodePathProblem(p);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+/** `path` is `dir` or below it. */
+const within = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
 const path = z.string({ error: 'expected a file path' }).min(1, { error: 'expected a file path' });
 const envVarName = z
   .string({ error: 'expected an environment variable name' })
@@ -48,7 +77,7 @@ const sshHop = {
   user: z.string({ error: 'expected a user name' }).min(1).default('root'),
   privateKeyPath: path,
   hostKeyFingerprint: fingerprint,
-  connectTimeout: duration.default(10_000),
+  connectTimeout: positiveDuration('gives up before connecting').default(10_000),
 };
 
 const ssh = z.strictObject({
@@ -63,7 +92,10 @@ const ssh = z.strictObject({
 });
 
 const etcdMember = z.strictObject({
-  memberName: z.string({ error: 'expected the etcd member name' }).min(1),
+  /** Joined into `--initial-cluster=<name>=<peerUrl>,…`: a ',', '=' or blank in it breaks the list. */
+  memberName: z
+    .string({ error: 'expected the etcd member name' })
+    .regex(/^[^\s,=]+$/, { error: "expected an etcd member name without ',', '=' or whitespace (--initial-cluster)" }),
   clientUrl: url,
   peerUrl: url,
   dataDir: absPath.default('/var/lib/etcd'),
@@ -121,7 +153,8 @@ const controlPlaneProfile = z.discriminatedUnion(
        * How long a restore lets a parked kube-apiserver drain before killing it. Its data is about
        * to be replaced, and by default it does not end its watches on SIGTERM, so it otherwise
        * stays until the kubelet's grace period runs out (30 s on kubeadm). Its shutdown hooks
-       * (lease cleanup) finish within milliseconds; the rest is waiting on watches.
+       * (lease cleanup) finish within milliseconds; the rest is waiting on watches. 0: no early
+       * kill (the kubelet's grace period applies).
        */
       apiserverStopGrace: duration.default(1_000),
       /**
@@ -159,6 +192,12 @@ const node = z
     apiserver: z.boolean().default(true),
   })
   .transform((n, ctx) => {
+    if (n.controlPlane.profile === 'kubeadm' && within(n.controlPlane.parkedDir, n.controlPlane.manifestsDir))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['controlPlane', 'parkedDir'],
+        message: `expected a dir outside controlPlane.manifestsDir (${n.controlPlane.manifestsDir}): the kubelet would run what is parked`,
+      });
     if (n.etcd.tools?.from === 'image' && n.controlPlane.profile !== 'kubeadm')
       ctx.addIssue({
         code: 'custom',
@@ -249,7 +288,8 @@ const temporal = z.strictObject({
   webUi: url.optional(),
 });
 
-const target = z.strictObject({ rpo: duration, rto: duration });
+/** An RPO of 0 is a real target (synchronous replication: the payment tier); an RTO of 0 can never be met. */
+const target = z.strictObject({ rpo: duration, rto: positiveDuration('can never be met') });
 
 const secretRef = z.union([z.strictObject({ env: envVarName }), z.strictObject({ file: path })], {
   error: 'expected { env: VAR } or { file: path } (never the secret inline)',
@@ -278,12 +318,12 @@ const failover = z.strictObject({
   tier: z.string().min(1).default('e-commerce'),
   /** What a backup older than the tier's RPO does: refuse the failover, or warn and go on. */
   rpoPolicy: z.enum(['refuse', 'warn'], { error: "expected 'refuse' or 'warn'" }).default('refuse'),
-  restoreTimeout: duration.default(10 * 60_000),
+  restoreTimeout: timeout.default(10 * 60_000),
   /** How long post-restore verification may wait for every check to pass. */
-  verifyTimeout: duration.default(2 * 60_000),
+  verifyTimeout: timeout.default(2 * 60_000),
   healthWatch: z
     .strictObject({
-      interval: duration.default(10_000),
+      interval: positiveDuration('probes in a busy loop').default(10_000),
       /** Consecutive failed probes that mark a site down (the seed's table: 3). */
       failuresToDown: z.number().int().min(1).default(3),
       /** Consecutive good probes that mark it up again (the seed's table: 5). */
@@ -295,6 +335,10 @@ const failover = z.strictObject({
     })
     .default({ interval: 10_000, failuresToDown: 3, successesToUp: 5, autoFailover: true, autoApprove: false }),
 });
+
+/** A DNS name as compared: no trailing dot, lower case. */
+const fqdn = (n: string) => n.replace(/\.$/, '').toLowerCase();
+const inZone = (name: string, zone: string) => fqdn(name) === zone || fqdn(name).endsWith(`.${zone}`);
 
 /** Quarterly: 06:00 UTC on the first day of January, April, July and October. */
 export const QUARTERLY = '0 6 1 1,4,7,10 *';
@@ -321,10 +365,10 @@ const drill = z.strictObject({
   etcdRestore: z.boolean().default(false),
   /** Cron for `drctl drill schedule` (UTC). */
   schedule: z.string().min(1).default(QUARTERLY),
-  approvalTimeout: duration.optional(),
+  approvalTimeout: timeout.optional(),
   /** How long the report waits for an approver's sign-off before it is final without one. */
-  signoffTimeout: duration.default(7 * 86_400_000),
-  verifyTimeout: duration.default(3 * 60_000),
+  signoffTimeout: timeout.default(7 * 86_400_000),
+  verifyTimeout: timeout.default(3 * 60_000),
 });
 
 export const DEFAULT_TARGETS = {
@@ -348,7 +392,7 @@ const approvals = z.strictObject({
     .array(z.string().min(1), { error: 'expected a list of approver names' })
     .min(1, { error: 'expected at least one approver' }),
   twoPersonRule: z.boolean().default(true),
-  timeout: duration.default(3_600_000),
+  timeout: timeout.default(3_600_000),
   /**
    * Each person's SSH public keys (authorized_keys lines): the worker verifies every decision and
    * request against them (`ssh-keygen -Y verify`). Requesters who are not approvers belong here too.
@@ -377,11 +421,15 @@ const approvals = z.strictObject({
 
 const snapshots = z.strictObject({
   /** Default schedule for `drctl snapshot schedule` (the seed's CronJob ran every 15 minutes). */
-  every: duration.default(15 * 60_000),
+  every: durationOf((ms) =>
+    ms >= MIN_SNAPSHOT_EVERY_MS
+      ? undefined
+      : `expected at least ${formatDuration(MIN_SNAPSHOT_EVERY_MS)} (snapshots would overlap their own upload)`,
+  ).default(15 * 60_000),
   /** Keep the newest N verified snapshots per cluster (the seed's `tail -n +21`). */
   keep: z.number().int().min(1, { error: 'expected an integer >= 1' }).default(20),
-  /** Also delete snapshots older than this (the newest one is always kept). */
-  maxAge: duration.optional(),
+  /** Also delete snapshots older than this (the newest one is always kept); longer than `every`. */
+  maxAge: positiveDuration('deletes every snapshot but the newest').optional(),
   /** Where snapshots are written on the node before they are streamed off-site. */
   nodeDir: absPath.default('/var/lib/etcd-snapshots'),
 });
@@ -403,14 +451,25 @@ export const configSchema = z
       .transform((t) => ({ ...defaultTargets(), ...t })),
   })
   .superRefine((cfg, ctx) => {
-    const dup = <T>(items: T[], key: (t: T) => string, path: (i: number) => (string | number)[], what: string) => {
-      const seen = new Map<string, number>();
+    /** Items whose keys are equal once `fold`ed (e.g. ignoring case) are duplicates. */
+    const dup = <T>(
+      items: T[],
+      key: (t: T) => string,
+      path: (i: number) => (string | number)[],
+      what: string,
+      fold: (k: string) => string = (k) => k,
+    ) => {
+      const seen = new Map<string, { i: number; k: string }>();
       items.forEach((item, i) => {
         const k = key(item);
-        const first = seen.get(k);
+        const first = seen.get(fold(k));
         if (first !== undefined)
-          ctx.addIssue({ code: 'custom', path: path(i), message: `duplicate ${what} '${k}' (also at index ${first})` });
-        else seen.set(k, i);
+          ctx.addIssue({
+            code: 'custom',
+            path: path(i),
+            message: `duplicate ${what} '${k}' (also at index ${first.i}${first.k === k ? '' : ` as '${first.k}'`})`,
+          });
+        else seen.set(fold(k), { i, k });
       });
     };
     dup(
@@ -467,7 +526,39 @@ export const configSchema = z
         message: `unknown tier '${cfg.failover.tier}' (targets: ${Object.keys(cfg.targets).join(', ')})`,
       });
     }
+    if (cfg.temporal.tls === false && cfg.temporal.apiKeyEnv)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['temporal', 'tls'],
+        message: 'tls: false with apiKeyEnv would send the API key in clear text (an API key turns TLS on)',
+      });
+    const nodeDir = cfg.snapshots.nodeDir;
+    const overlap = cfg.sites
+      .flatMap((s, si) => s.cluster.nodes.map((n, ni) => ({ dir: n.etcd.dataDir, at: [si, ni] })))
+      .find(({ dir }) => within(nodeDir, dir) || within(dir, nodeDir));
+    if (overlap)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['snapshots', 'nodeDir'],
+        message: `expected a dir apart from etcd's data dir (sites[${overlap.at[0]}].cluster.nodes[${overlap.at[1]}].etcd.dataDir is ${overlap.dir})`,
+      });
+    const { every, maxAge } = cfg.snapshots;
+    if (maxAge !== undefined && maxAge <= every)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['snapshots', 'maxAge'],
+        message: `expected more than snapshots.every (${formatDuration(every)}): each run would delete every snapshot but the newest`,
+      });
     if (cfg.dns) {
+      const zone = fqdn(cfg.dns.zone);
+      cfg.dns.records.forEach((r, ri) => {
+        if (!inZone(r.name, zone))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['dns', 'records', ri, 'name'],
+            message: `'${r.name.replace(/\.$/, '')}' is not in the zone ${zone}`,
+          });
+      });
       cfg.sites.forEach((s, si) => {
         if (!s.appAddress)
           ctx.addIssue({
@@ -515,15 +606,15 @@ export const configSchema = z
         });
       else {
         const rec = d.record.name.replace(/\.$/, '');
-        if (cfg.dns.records.some((r) => r.name.replace(/\.$/, '') === rec)) {
+        if (cfg.dns.records.some((r) => fqdn(r.name) === fqdn(rec))) {
           ctx.addIssue({
             code: 'custom',
             path: ['drills', di, 'record', 'name'],
             message: `'${rec}' is a production record (dns.records): a drill must switch its own record`,
           });
         }
-        const zone = cfg.dns.zone.replace(/\.$/, '');
-        if (rec !== zone && !rec.endsWith(`.${zone}`))
+        const zone = fqdn(cfg.dns.zone);
+        if (!inZone(rec, zone))
           ctx.addIssue({
             code: 'custom',
             path: ['drills', di, 'record', 'name'],
@@ -547,6 +638,14 @@ export const configSchema = z
             message: `${a} has no public key in approvals.signers (every decision is signed; approvals.unsigned: allow turns that off)`,
           });
       });
+    // Names that differ only in case are one person to whoever reads a decision record.
+    dup(
+      cfg.approvals.approvers,
+      (a) => a,
+      (i) => ['approvals', 'approvers', i],
+      'approver',
+      (a) => a.toLowerCase(),
+    );
     if (cfg.approvals.twoPersonRule && cfg.approvals.approvers.length < 2) {
       ctx.addIssue({
         code: 'custom',

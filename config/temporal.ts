@@ -35,6 +35,11 @@ export function temporalConnectConfig(t: TemporalConfig): ClientConnectConfig & 
   }
   const merged: ClientConfigProfile = { ...base };
   for (const [k, v] of Object.entries(overlay)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+  // The profile may add a key or turn TLS off: the schema's check again on what will be used.
+  if (merged.apiKey && merged.tls?.disabled)
+    throw new UsageError(
+      'temporal.tls: TLS is off (tls: false or the profile) and an API key is set: it would be sent in clear text',
+    );
   merged.address ??= 'localhost:7233';
   const out = toClientOptions(merged);
   return { ...out, namespace: out.namespace ?? 'default' };

@@ -46,6 +46,9 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
 
   return rb.execute(
     async () => {
+      // 0 would restore without a bump (revisions going backwards for every watcher): refused.
+      if (input.bumpRevision !== undefined && !(Number.isSafeInteger(input.bumpRevision) && input.bumpRevision >= 1))
+        throw refuse(FailureType.PreflightFailed, `bumpRevision must be an integer >= 1 (got ${input.bumpRevision})`);
       // 1. Preflight: read-only.
       const { shape, policy, snapshot, preflight, quorum } = await run('preflight', async (s) => {
         const [shape, policy, snapshot] = await Promise.all([

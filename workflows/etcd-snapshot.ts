@@ -7,7 +7,7 @@
 import type { RunbookStatus } from '../common/runbook.ts';
 import { CancellationScope, log, workflowInfo, defineQuery } from '@temporalio/workflow';
 import { FailureType, rootMessage } from '../common/errors.ts';
-import type { SnapshotRef } from '../common/snapshots.ts';
+import { retentionProblem, type SnapshotRef } from '../common/snapshots.ts';
 import { quick, long } from './activity-options.ts';
 import { refuse, Runbook } from './runbook.ts';
 
@@ -55,9 +55,8 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
 
   return rb.execute(
     async () => {
-      if (input.keep !== undefined && !(Number.isInteger(input.keep) && input.keep >= 1)) {
-        throw refuse(FailureType.PreflightFailed, `keep must be an integer >= 1 (got ${input.keep})`);
-      }
+      const badRetention = retentionProblem(input);
+      if (badRetention) throw refuse(FailureType.PreflightFailed, badRetention);
       // 1. Pick.
       const { node, member } = await run('pick', () => quick.pickSnapshotMember(cluster));
       log.info('snapshot member picked', { cluster, node, member });

@@ -6,10 +6,10 @@ import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@
 import type { Command } from 'commander';
 import { renderDrillHtml } from '../../common/drill-html.ts';
 import type { DrillReport } from '../../common/drill.ts';
-import { parseDuration } from '../../common/duration.ts';
 import { rootMessage, UsageError } from '../../common/errors.ts';
 import type { DrctlConfig, DrillConfig } from '../../config/schema.ts';
 import { drDrill } from '../../workflows/drill.ts';
+import { optional, positiveDuration, positiveInt } from '../flags.ts';
 import { FailedOutcome, printJson, table } from '../output.ts';
 import { type AnyStatus, drillSummary } from '../render.ts';
 import { afterStart, describeRun, readStatus, SIGN_UPDATE, startRun, STATUS_QUERY } from '../runbook-kit.ts';
@@ -76,7 +76,7 @@ export function registerDrillCommands(program: Command) {
         wait?: boolean;
         json?: boolean;
       }) => {
-        const approvalTimeoutMs = opts.approvalTimeout === undefined ? undefined : parseDuration(opts.approvalTimeout);
+        const approvalTimeoutMs = optional(opts.approvalTimeout, (v) => positiveDuration('--approval-timeout', v));
         await withTemporal(
           cfgPath(),
           async (s) => {
@@ -109,10 +109,6 @@ export function registerDrillCommands(program: Command) {
           },
           (config) => {
             planOf(config, opts.plan);
-            if (opts.approvalTimeout !== undefined && !approvalTimeoutMs)
-              throw new UsageError(
-                `--approval-timeout: expected a duration like 30m, 1h (got '${opts.approvalTimeout}')`,
-              );
           },
         );
       },
@@ -184,9 +180,7 @@ export function registerDrillCommands(program: Command) {
     .option('--limit <n>', 'at most this many', '20')
     .option('--json', 'print JSON')
     .action(async (opts: { plan?: string; limit: string; json?: boolean }) => {
-      const limit = Number(opts.limit);
-      if (!/^\d+$/.test(opts.limit) || limit < 1)
-        throw new UsageError(`--limit: expected an integer >= 1 (got '${opts.limit}')`);
+      const limit = positiveInt('--limit', opts.limit);
       await withTemporal(
         cfgPath(),
         async ({ client }) => {

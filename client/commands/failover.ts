@@ -1,12 +1,12 @@
 // drctl failover | failback | watch: site failover runbooks and the health watch that starts them.
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { Command } from 'commander';
-import { parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
 import type { FailoverReport } from '../../common/failover.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import { healthWatch } from '../../workflows/health-watch.ts';
 import { siteFailover } from '../../workflows/site-failover.ts';
+import { optional, positiveDuration } from '../flags.ts';
 import { FailedOutcome, printJson } from '../output.ts';
 import { renderStatus } from '../render.ts';
 import { afterStart, readStatus, startRun, statusJson } from '../runbook-kit.ts';
@@ -44,13 +44,15 @@ function checkSites(config: DrctlConfig, opts: FailoverOpts) {
     ?.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
+  // A subset of the app's namespaces, never another (kube-system restored over the DR site's own).
+  const configured = config.failover.namespaces;
+  if (namespaces?.length === 0)
+    throw new UsageError(`--namespaces: expected at least one of ${configured.join(', ')} (got '${opts.namespaces}')`);
   for (const ns of namespaces ?? []) {
-    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(ns))
-      throw new UsageError(`--namespaces: '${ns}' is not a namespace name`);
+    if (!configured.includes(ns))
+      throw new UsageError(`--namespaces: '${ns}' is not in failover.namespaces (${configured.join(', ')})`);
   }
-  const approvalTimeoutMs = opts.approvalTimeout === undefined ? undefined : parseDuration(opts.approvalTimeout);
-  if (opts.approvalTimeout !== undefined && approvalTimeoutMs === undefined)
-    throw new UsageError(`--approval-timeout: expected a duration like 30m, 1h (got '${opts.approvalTimeout}')`);
+  const approvalTimeoutMs = optional(opts.approvalTimeout, (v) => positiveDuration('--approval-timeout', v));
   return { namespaces, approvalTimeoutMs };
 }
 
@@ -99,7 +101,10 @@ export function registerFailoverCommands(program: Command) {
     cmd
       .requiredOption('--from <site>', 'site giving up the traffic')
       .requiredOption('--to <site>', 'site taking it')
-      .option('--namespaces <list>', 'comma-separated namespaces (default: config failover.namespaces)')
+      .option(
+        '--namespaces <list>',
+        'comma-separated namespaces, some of config failover.namespaces (default: all of them)',
+      )
       .option('--key <file>', 'your SSH key: signs the request (default: $DRCTL_SIGNING_KEY, else ~/.ssh/id_ed25519)')
       .option('--as <name>', 'who is asking, when the request is not signed (default: the login name)')
       .option('--reason <text>', 'why (shown at the gate)')

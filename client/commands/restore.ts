@@ -1,10 +1,9 @@
 // `drctl etcd restore`: start the quorum-restore runbook (or its dry run, which prints the per-node plan).
 import type { Command } from 'commander';
-import { parseDuration } from '../../common/duration.ts';
-import { UsageError } from '../../common/errors.ts';
 import type { RestoreResult } from '../../common/restore.ts';
 import { findCluster } from '../../config/load.ts';
 import { etcdRestore } from '../../workflows/etcd-restore.ts';
+import { optional, positiveDuration, positiveInt } from '../flags.ts';
 import { FailedOutcome, printJson } from '../output.ts';
 import { afterStart, follow, outcomeOf, startRun, statusJson } from '../runbook-kit.ts';
 import { requestInput } from '../signing.ts';
@@ -64,15 +63,15 @@ export function registerRestoreCommands(program: Command) {
       '--approval-timeout <duration>',
       'abort, changing nothing, if no decision arrives in time (default: config approvals.timeout)',
     )
-    .option('--bump-revision <n>', 'override the computed --bump-revision')
+    .option('--bump-revision <n>', 'override the computed --bump-revision (an integer >= 1)')
     .option('--wait', 'follow the run to its end')
     .option(
       '--json',
       'print JSON: { workflowId, runId, runbook, url } (with --wait or --dry-run also status and result)',
     )
     .action(async (opts: RestoreOpts) => {
-      const approvalTimeoutMs = opts.approvalTimeout === undefined ? undefined : parseDuration(opts.approvalTimeout);
-      const bump = opts.bumpRevision === undefined ? undefined : Number(opts.bumpRevision);
+      const approvalTimeoutMs = optional(opts.approvalTimeout, (v) => positiveDuration('--approval-timeout', v));
+      const bump = optional(opts.bumpRevision, (v) => positiveInt('--bump-revision', v));
       let cluster = '';
       await withTemporal(
         cfgPath(),
@@ -119,12 +118,6 @@ export function registerRestoreCommands(program: Command) {
         },
         (config) => {
           cluster = findCluster(config, opts.cluster).cluster.name;
-          if (approvalTimeoutMs === undefined && opts.approvalTimeout !== undefined)
-            throw new UsageError(
-              `--approval-timeout: expected a duration like 30m, 1h (got '${opts.approvalTimeout}')`,
-            );
-          if (bump !== undefined && (!Number.isInteger(bump) || bump < 0))
-            throw new UsageError(`--bump-revision: expected a non-negative integer (got '${opts.bumpRevision}')`);
         },
       );
     });

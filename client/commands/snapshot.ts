@@ -4,7 +4,7 @@ import type { Client, ScheduleSpec } from '@temporalio/client';
 import type { Command } from 'commander';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
-import type { SnapshotRef } from '../../common/snapshots.ts';
+import { MIN_SNAPSHOT_EVERY_MS, type SnapshotRef } from '../../common/snapshots.ts';
 import { findCluster } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import {
@@ -13,6 +13,7 @@ import {
   etcdSnapshot,
   listEtcdSnapshots,
 } from '../../workflows/etcd-snapshot.ts';
+import { positiveDuration, positiveInt } from '../flags.ts';
 import { printJson, table } from '../output.ts';
 import { afterStart, startRun } from '../runbook-kit.ts';
 import { checkCron, printSchedule, registerScheduleVerbs, type ScheduleKind, upsertSchedule } from '../schedules.ts';
@@ -20,8 +21,6 @@ import { withTemporal } from '../temporal.ts';
 
 export const snapshotScheduleId = (cluster: string) => `etcd-snapshot-${cluster}`;
 
-/** Below this, snapshots would overlap their own upload on a real cluster. */
-const MIN_EVERY_MS = 60_000;
 const CATCHUP_WINDOW = '1 minute';
 
 interface RetentionOpts {
@@ -31,18 +30,8 @@ interface RetentionOpts {
 
 function retention(opts: RetentionOpts): Pick<EtcdSnapshotInput, 'keep' | 'maxAgeMs'> {
   const out: Pick<EtcdSnapshotInput, 'keep' | 'maxAgeMs'> = {};
-  if (opts.keep !== undefined) {
-    const keep = Number(opts.keep);
-    if (!/^\d+$/.test(opts.keep) || keep < 1)
-      throw new UsageError(`--keep: expected an integer >= 1 (got '${opts.keep}')`);
-    out.keep = keep;
-  }
-  if (opts.maxAge !== undefined) {
-    const ms = parseDuration(opts.maxAge);
-    if (ms === undefined || ms <= 0)
-      throw new UsageError(`--max-age: expected a duration like 7d, 36h (got '${opts.maxAge}')`);
-    out.maxAgeMs = ms;
-  }
+  if (opts.keep !== undefined) out.keep = positiveInt('--keep', opts.keep);
+  if (opts.maxAge !== undefined) out.maxAgeMs = positiveDuration('--max-age', opts.maxAge, '7d, 36h');
   return out;
 }
 
@@ -64,6 +53,7 @@ export function rpoTarget(config: DrctlConfig, tier?: string): { tier: string; r
 function specFrom(
   opts: { every?: string; cron?: string },
   config: DrctlConfig,
+  maxAgeMs: number | undefined,
 ): { spec: ScheduleSpec; summary: string } {
   if (opts.every !== undefined && opts.cron !== undefined)
     throw new UsageError('--every and --cron: give one or the other, not both');
@@ -71,10 +61,17 @@ function specFrom(
     const cron = checkCron(opts.cron);
     return { spec: { cronExpressions: [cron] }, summary: `cron '${cron}'` };
   }
+  // config snapshots.every is at least MIN_SNAPSHOT_EVERY_MS already (the schema).
   const every = opts.every === undefined ? config.snapshots.every : parseDuration(opts.every);
   if (every === undefined) throw new UsageError(`--every: expected a duration like 15m, 1h (got '${opts.every}')`);
-  if (every < MIN_EVERY_MS)
-    throw new UsageError(`--every: at least ${formatDuration(MIN_EVERY_MS)} (got '${opts.every}')`);
+  if (every < MIN_SNAPSHOT_EVERY_MS)
+    throw new UsageError(`--every: at least ${formatDuration(MIN_SNAPSHOT_EVERY_MS)} (got '${opts.every}')`);
+  // Retention shorter than the interval: each run would delete every snapshot but its own.
+  const maxAge = maxAgeMs ?? config.snapshots.maxAge;
+  if (maxAge !== undefined && maxAge <= every)
+    throw new UsageError(
+      `${maxAgeMs !== undefined ? '--max-age' : '--every'}: the max age (${formatDuration(maxAge)}) must be longer than the interval (${formatDuration(every)}), else each run deletes every snapshot but the newest`,
+    );
   return { spec: { intervals: [{ every }] }, summary: `every ${formatDuration(every)}` };
 }
 
@@ -210,7 +207,7 @@ export function registerSnapshotCommands(program: Command) {
     .requiredOption('--cluster <name>', 'cluster to snapshot')
     .option(
       '--every <duration>',
-      `interval, at least ${formatDuration(MIN_EVERY_MS)} (default: config snapshots.every)`,
+      `interval, at least ${formatDuration(MIN_SNAPSHOT_EVERY_MS)} (default: config snapshots.every)`,
     )
     .option('--cron <expr>', "cron expression (UTC), e.g. '*/15 * * * *'; instead of --every")
     .option('--keep <n>', 'keep the newest N verified snapshots (default: config snapshots.keep on the worker)')
@@ -241,7 +238,7 @@ export function registerSnapshotCommands(program: Command) {
           });
           printSchedule(result, description, opts.json);
         },
-        (config) => void (when = specFrom(opts, config)),
+        (config) => void (when = specFrom(opts, config, input.maxAgeMs)),
       );
     });
 

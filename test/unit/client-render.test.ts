@@ -92,7 +92,16 @@ describe('renderStatus', () => {
   });
 
   it('at the gate: who may decide, and how from the CLI and the Web UI', () => {
-    const st = restore({ phase: 'waiting-approval', waitingFor: 'a go/no-go from bob or carol' });
+    const st = restore({
+      phase: 'waiting-approval',
+      waitingFor: 'a go/no-go from bob or carol',
+      gate: {
+        evidenceDigest: '0123456789abcdef'.repeat(4),
+        unsignedAllowed: true,
+        approvalsNeeded: 2,
+        requesterUnproven: 'the request is not signed',
+      },
+    });
     const text = renderStatus(
       'etcd-restore-site-b',
       'etcdRestore',
@@ -102,8 +111,12 @@ describe('renderStatus', () => {
       },
     );
     expect(text).toContain('waiting for a go/no-go from bob or carol');
-    expect(text).toContain('drctl approve etcd-restore-site-b --as NAME --reason TEXT');
-    expect(text).toContain("Web UI: http://ui/wf → Signal 'approve' or 'reject'");
+    expect(text).toContain('UNSIGNED DECISIONS ALLOWED (approvals.unsigned: allow)');
+    expect(text).toContain(`evidence sha256 ${'0123456789abcdef'.repeat(4)} (decisions are signed over it)`);
+    expect(text).toContain('requester alice not proven (the request is not signed): 2 approvers needed');
+    expect(text).toContain('drctl approve etcd-restore-site-b --reason TEXT');
+    expect(text).toContain('drctl approve etcd-restore-site-b --sign-only prints a JSON decision');
+    expect(text).toContain("Signal 'approve' (or 'reject') at http://ui/wf");
     expect(text).toContain('approvers: bob, carol');
   });
 
@@ -112,14 +125,24 @@ describe('renderStatus', () => {
       phase: 'needs-attention',
       decisions: [
         { by: 'alice', approve: true, at: at(5), accepted: false, why: 'two-person rule' },
-        { by: 'bob', approve: true, at: at(6), accepted: true, reason: 'site lost' },
+        {
+          by: 'bob',
+          approve: true,
+          at: at(6),
+          accepted: true,
+          reason: 'site lost',
+          fingerprint: 'SHA256:bobkey',
+          evidence: 'abcdef0123456789'.repeat(4),
+        },
       ],
       attention: [{ undo: 'start etcd on cp2', error: 'ssh: unreachable\nstack', check: 'is cp2 up? etcd running?' }],
       error: 'restore on cp2 failed',
     });
     const text = renderStatus('r', 'etcdRestore', { status: st, source: 'worker' });
-    expect(text).toContain('  approve by alice at 2026-01-10T12:01:05.000Z: refused (two-person rule)');
-    expect(text).toContain('  approve by bob at 2026-01-10T12:01:06.000Z: ACCEPTED — site lost');
+    expect(text).toContain('  approve by alice (unverified) at 2026-01-10T12:01:05.000Z: refused (two-person rule)');
+    expect(text).toContain(
+      '  approve by bob (SHA256:bobkey) at 2026-01-10T12:01:06.000Z over abcdef012345…: ACCEPTED — site lost',
+    );
     expect(text).toContain('NEEDS ATTENTION: 1 undo(s) could not finish; check by hand:');
     expect(text).toContain('  start etcd on cp2: ssh: unreachable\n    check: is cp2 up? etcd running?');
     expect(text).toContain('error: restore on cp2 failed');
@@ -155,7 +178,7 @@ describe('renderStatus', () => {
     const text = renderStatus('drill-q-1', 'drDrill', { status: st, source: 'worker' });
     expect(text).toContain('drill q (drill-q-1): PASSED');
     expect(text).toContain('  PASS app-serves: 200');
-    expect(text).toContain('drctl drill sign drill-q-1 --as APPROVER');
+    expect(text).toContain('drctl drill sign drill-q-1 --comment TEXT');
   });
 
   it('the memo (steps without items) renders the same table', () => {
@@ -413,7 +436,8 @@ describe('bad input: one line naming the flag, exit 2, before connecting', () =>
     [['runs', '--runbook', 'nope'], '--runbook'],
     [['runs', '--site', 'site-z'], '--site'],
     [['runs', '--limit', '0'], '--limit'],
-    [['approve', 'x', '--as', ''], '--as'],
+    [['approve', 'x', '--valid', '0'], '--valid'],
+    [['approve', 'x', '--valid', '2d'], '--valid'],
     [['cancel', 'x', '--as', ''], '--as'],
     [['snapshot', 'schedule', '--cluster', 'prod-a', '--cron', 'whenever'], '--cron'],
     [['snapshot', 'schedule', 'set', '--cluster', 'prod-a', '--every', '10s'], '--every'],

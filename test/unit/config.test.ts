@@ -37,6 +37,21 @@ async function check(text: string): Promise<{ code: number; stderr: string; stdo
   }
 }
 
+/** The valid fixture with a dns section (and the appAddress it needs), `over` replacing its fields. */
+function withDns(over: object): string {
+  const doc = parseDocument(VALID);
+  doc.setIn(['sites', 0, 'appAddress'], '10.0.1.100');
+  doc.setIn(['sites', 1, 'appAddress'], '10.0.2.100');
+  doc.setIn(['dns'], {
+    powerdns: { api: 'https://10.0.30.5:8081', apiKey: { env: 'PDNS_KEY' } },
+    nameserver: '10.0.30.5:53',
+    zone: 'example.com.',
+    records: [{ name: 'app.example.com' }],
+    ...over,
+  });
+  return doc.toString();
+}
+
 const node0b = ['sites', 1, 'cluster', 'nodes', 0];
 const FP = 'SHA256:7b7kVQJm0m6eH7m6rW8fQz9uJ1Q9v8m2x5c4b3a2Z1Y';
 
@@ -120,6 +135,158 @@ const BAD: [string, string, string[]][] = [
     edit([...node0b, 'etcd', 'dataDir'], 'var/lib/etcd'),
     ['sites[1].cluster.nodes[0].etcd.dataDir: expected an absolute path'],
   ],
+  [
+    'data dir is /',
+    edit([...node0b, 'etcd', 'dataDir'], '/'),
+    ["sites[1].cluster.nodes[0].etcd.dataDir: expected a path below '/', not '/' itself"],
+  ],
+  [
+    'data dir with a trailing slash',
+    edit([...node0b, 'etcd', 'dataDir'], '/var/lib/etcd/'),
+    ["sites[1].cluster.nodes[0].etcd.dataDir: expected no trailing slash (got '/var/lib/etcd/')"],
+  ],
+  [
+    'data dir with a .. segment',
+    edit([...node0b, 'etcd', 'dataDir'], '/var/lib/../etcd'),
+    [
+      "sites[1].cluster.nodes[0].etcd.dataDir: expected a plain absolute path without '.', '..' or '//' (got '/var/lib/../etcd')",
+    ],
+  ],
+  [
+    'a TLS file path ending in ..',
+    edit(['sites', 0, 'cluster', 'nodes', 1, 'etcd', 'tls'], { caFile: '/etc/kubernetes/pki/..' }),
+    [
+      "sites[0].cluster.nodes[1].etcd.tls.caFile: expected a plain absolute path without '.', '..' or '//' (got '/etc/kubernetes/pki/..')",
+    ],
+  ],
+  [
+    'snapshot node dir is /',
+    edit(['snapshots'], { nodeDir: '/' }),
+    ["snapshots.nodeDir: expected a path below '/', not '/' itself"],
+  ],
+  [
+    'snapshot node dir inside a data dir',
+    edit(['snapshots'], { nodeDir: '/var/lib/etcd/snapshots' }),
+    [
+      "snapshots.nodeDir: expected a dir apart from etcd's data dir (sites[0].cluster.nodes[0].etcd.dataDir is /var/lib/etcd)",
+    ],
+  ],
+  [
+    'manifests parked inside the manifests dir',
+    edit(['sites', 0, 'cluster', 'nodes', 0, 'controlPlane'], {
+      profile: 'kubeadm',
+      parkedDir: '/etc/kubernetes/manifests/parked',
+    }),
+    [
+      'sites[0].cluster.nodes[0].controlPlane.parkedDir: expected a dir outside controlPlane.manifestsDir (/etc/kubernetes/manifests): the kubelet would run what is parked',
+    ],
+  ],
+  [
+    "a ',' in a member name",
+    edit([...node0b, 'etcd', 'memberName'], 'cp1,cp2'),
+    [
+      "sites[1].cluster.nodes[0].etcd.memberName: expected an etcd member name without ',', '=' or whitespace (--initial-cluster)",
+    ],
+  ],
+  [
+    "a '=' in a member name",
+    edit([...node0b, 'etcd', 'memberName'], 'cp1=https://10.0.20.9:2380'),
+    [
+      "sites[1].cluster.nodes[0].etcd.memberName: expected an etcd member name without ',', '=' or whitespace (--initial-cluster)",
+    ],
+  ],
+  [
+    'whitespace in a member name',
+    edit([...node0b, 'etcd', 'memberName'], 'cp 1'),
+    [
+      "sites[1].cluster.nodes[0].etcd.memberName: expected an etcd member name without ',', '=' or whitespace (--initial-cluster)",
+    ],
+  ],
+  [
+    'health watch interval 0',
+    edit(['failover'], { namespaces: ['shop'], healthWatch: { interval: 0 } }),
+    ['failover.healthWatch.interval: expected a duration above 0 (0 probes in a busy loop)'],
+  ],
+  [
+    'failover restore timeout 0s',
+    edit(['failover'], { namespaces: ['shop'], restoreTimeout: '0s' }),
+    ['failover.restoreTimeout: expected a duration above 0 (0 gives up at once)'],
+  ],
+  [
+    'approval timeout 0',
+    edit(['approvals', 'timeout'], '0'),
+    ['approvals.timeout: expected a duration above 0 (0 gives up at once)'],
+  ],
+  [
+    'ssh connect timeout 0',
+    edit([...node0b, 'ssh', 'connectTimeout'], 0),
+    ['sites[1].cluster.nodes[0].ssh.connectTimeout: expected a duration above 0 (0 gives up before connecting)'],
+  ],
+  [
+    'an RTO of 0',
+    edit(['targets', 'e-commerce', 'rto'], '0s'),
+    ['targets.e-commerce.rto: expected a duration above 0 (0 can never be met)'],
+  ],
+  [
+    'snapshots every 0',
+    edit(['snapshots'], { every: 0 }),
+    ['snapshots.every: expected at least 60s (snapshots would overlap their own upload)'],
+  ],
+  [
+    'snapshots max age 0',
+    edit(['snapshots'], { maxAge: '0s' }),
+    ['snapshots.maxAge: expected a duration above 0 (0 deletes every snapshot but the newest)'],
+  ],
+  [
+    'snapshots max age within one interval',
+    edit(['snapshots'], { every: '1h', maxAge: '30m' }),
+    ['snapshots.maxAge: expected more than snapshots.every (60m): each run would delete every snapshot but the newest'],
+  ],
+  [
+    'approvers differing only in case',
+    edit(['approvals', 'approvers'], ['alice', 'bob', 'Alice']),
+    [
+      'approvals.approvers[2]: Alice has no public key in approvals.signers (every decision is signed; approvals.unsigned: allow turns that off)',
+      "approvals.approvers[2]: duplicate approver 'Alice' (also at index 0 as 'alice')",
+    ],
+  ],
+  [
+    'an approver without a signing key',
+    edit(['approvals', 'approvers'], ['alice', 'bob', 'carol']),
+    [
+      'approvals.approvers[2]: carol has no public key in approvals.signers (every decision is signed; approvals.unsigned: allow turns that off)',
+    ],
+  ],
+  [
+    'a signing key that is not an SSH public key',
+    edit(['approvals', 'signers', 'bob'], 'AAAAC3NzaC1lZDI1NTE5 bob'),
+    ["approvals.signers.bob[0]: expected a public key line like 'ssh-ed25519 AAAA… alice@laptop'"],
+  ],
+  [
+    'unsigned approvals: a typo',
+    edit(['approvals', 'unsigned'], 'yes'),
+    ["approvals.unsigned: expected 'refuse' or 'allow'"],
+  ],
+  [
+    'an approver twice',
+    edit(['approvals', 'approvers'], ['alice', 'alice']),
+    ["approvals.approvers[1]: duplicate approver 'alice' (also at index 0)"],
+  ],
+  [
+    'a dns record outside the zone',
+    withDns({ records: [{ name: 'app.example.com' }, { name: 'app.example.org.' }] }),
+    ["dns.records[1].name: 'app.example.org' is not in the zone example.com"],
+  ],
+  [
+    'a dns record that only ends like the zone',
+    withDns({ records: [{ name: 'appexample.com' }] }),
+    ["dns.records[0].name: 'appexample.com' is not in the zone example.com"],
+  ],
+  [
+    'temporal tls off with an API key',
+    edit(['temporal'], { address: 'temporal.example.internal:7233', tls: false, apiKeyEnv: 'TEMPORAL_KEY' }),
+    ['temporal.tls: tls: false with apiKeyEnv would send the API key in clear text (an API key turns TLS on)'],
+  ],
   ['no sites', edit(['sites'], []), ['sites: expected at least one site']],
   [
     'sudo not a boolean',
@@ -173,7 +340,7 @@ const BAD: [string, string, string[]][] = [
   [
     'YAML: a key given twice',
     `${VALID}\napprovals: { approvers: [mallory] }\n`,
-    ['line 46 column 1: Map keys must be unique'],
+    ['line 50 column 1: Map keys must be unique'],
   ],
   ['YAML: unclosed quote', 'sites:\n  - name: "site-a\n', ['line 3 column 1: Missing closing "quote']],
   [

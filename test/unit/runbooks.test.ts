@@ -328,3 +328,26 @@ describe('drill: cleanup always runs every undo; the report is written before an
     expect(st.phase).toBe('completed');
   });
 });
+
+// ---------------------------------------------------------------- bad inputs from any client
+
+describe('a bad input is refused before any activity runs', () => {
+  it.each([
+    [
+      'etcdRestore',
+      { cluster: 'c1', snapshot: 'latest', requestedBy: 'alice', bumpRevision: 0 },
+      'bumpRevision must be an integer >= 1 (got 0)',
+    ],
+    ['etcdSnapshot', { cluster: 'c1', maxAgeMs: 0 }, /^maxAgeMs must be above 0 \(got 0\)/],
+    ['etcdSnapshot', { cluster: 'c1', keep: 0 }, 'keep must be an integer >= 1 (got 0)'],
+  ] as const)('%s %j', async (workflow, input, message) => {
+    const calls: Calls = [];
+    const tq = id('tq');
+    const f = await withWorker(env, bundle, mockActivities(restoreImpl, calls), tq, async () =>
+      failureOf(await env.client.workflow.start(workflow, { taskQueue: tq, workflowId: id(workflow), args: [input] })),
+    );
+    expect(f.type).toBe('PreflightFailed');
+    expect(f.message).toMatch(message);
+    expect(calls).toEqual([]);
+  });
+});
