@@ -18,7 +18,8 @@ import { bin, SITES } from '../lab/topology.ts';
 import { appAddress, labCli, NS, RECORD, resetFailoverLab } from '../test/support/failover.ts';
 import { createGateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
-import { decideUpdate, statusQuery, siteFailover } from '../workflows/site-failover.ts';
+import { statusQuery, siteFailover } from '../workflows/site-failover.ts';
+import { decide, signedInput } from '../test/support/lab.ts';
 import { benchConfig, median, say, secs, sleep, table, temporalClient, writeResults } from './lib/common.ts';
 
 const run = promisify(execFile);
@@ -41,10 +42,17 @@ async function drctlRun(i: number) {
   const client = await temporalClient(config);
   try {
     await labCli('site', 'down', 'site-a');
+    const workflowId = `bench-failover-${Date.now()}`;
     const h = await client.workflow.start(siteFailover, {
       taskQueue,
-      workflowId: `bench-failover-${Date.now()}`,
-      args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: `bench run ${i}` }],
+      workflowId,
+      args: [
+        await signedInput({ config }, 'site-failover', workflowId, {
+          from: 'site-a',
+          to: 'site-b',
+          reason: `bench run ${i}`,
+        }),
+      ],
     });
     for (;;) {
       const st = await h.query(statusQuery);
@@ -53,7 +61,7 @@ async function drctlRun(i: number) {
       await sleep(100);
     }
     const t0 = Date.now();
-    await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', reason: 'bench', approve: true }] });
+    await decide({ config, client }, h, 'bob', true, 'bench');
     const report: FailoverReport = await h.result();
     const servedMs = Date.parse(report.servingAt) - t0;
     const st = await h.query(statusQuery);

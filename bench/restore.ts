@@ -25,7 +25,8 @@ import { EtcdTools } from '../gateways/etcd.ts';
 import { shq } from '../gateways/ssh.ts';
 import { createGateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
-import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
+import { etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
+import { decide, signedInput } from '../test/support/lab.ts';
 import {
   type ActivitySpan,
   activitySpans,
@@ -118,13 +119,20 @@ async function drctlRestore(client: Client, key: string, label: string) {
   const handle = await client.workflow.start(etcdRestore, {
     taskQueue,
     workflowId,
-    args: [{ cluster: CLUSTER, snapshot: key, requestedBy: 'alice', force: true, approvalTimeoutMs: 30 * 60_000 }],
+    args: [
+      await signedInput({ config }, 'etcd-restore', workflowId, {
+        cluster: CLUSTER,
+        snapshot: key,
+        force: true,
+        approvalTimeoutMs: 30 * 60_000,
+      }),
+    ],
   });
   const tStarted = Date.now();
   const gate = await waitPhase(client, workflowId, 'waiting-approval', 20 * 60_000);
   if (gate.plan) created.drctlShorts.push(runTag(gate.plan.runId));
   const tApprove = Date.now();
-  await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'benchmark' }] });
+  await decide({ config, client }, handle, 'bob', true, 'benchmark');
   const tAccepted = Date.now();
   const result = await handle.result();
   const tResult = Date.now();

@@ -7,7 +7,8 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { createGateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
 import { clusterHealth } from '../workflows/cluster-health.ts';
-import { approveSignal, decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
+import { approveSignal, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
+import { decide, signedDecision, signedInput } from '../test/support/lab.ts';
 import { etcdSnapshot } from '../workflows/etcd-snapshot.ts';
 import { drDrill, statusQuery as drillStatus, signoffSignal } from '../workflows/drill.ts';
 import { healthWatch } from '../workflows/health-watch.ts';
@@ -83,10 +84,11 @@ await w.worker.runUntil(async () => {
     save('etcd-snapshot', snap);
 
     // A full restore: a refused Web-UI approval, then an approval through the CLI's update.
+    const restoreId = id('restore');
     const restore = await client.workflow.start(etcdRestore, {
       taskQueue,
-      workflowId: id('restore'),
-      args: [{ cluster, snapshot: key, requestedBy: 'alice', force: true }],
+      workflowId: restoreId,
+      args: [await signedInput({ config }, 'etcd-restore', restoreId, { cluster, snapshot: key, force: true })],
     });
     await until(
       'waiting-approval',
@@ -94,8 +96,9 @@ await w.worker.runUntil(async () => {
       (s) => s.phase === 'waiting-approval',
       120_000,
     );
-    await restore.signal(approveSignal, { by: 'alice', reason: 'self-approval is refused' });
-    await restore.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
+    await restore.signal(approveSignal, { by: 'bob', reason: 'unsigned: refused' });
+    await restore.signal(approveSignal, await signedDecision({ config, client }, restoreId, 'alice', 'approve'));
+    await decide({ config, client }, restore, 'bob', true, 'recording');
     await restore.result();
     save('etcd-restore', restore);
   }
@@ -104,10 +107,13 @@ await w.worker.runUntil(async () => {
     // A full failover: site A's app down, a refused self-approval, an approval through the update.
     await resetFailoverLab(gw, config);
     await labCli('site', 'down', 'site-a');
+    const foId = id('failover');
     const fo = await client.workflow.start(siteFailover, {
       taskQueue,
-      workflowId: id('failover'),
-      args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: 'recording' }],
+      workflowId: foId,
+      args: [
+        await signedInput({ config }, 'site-failover', foId, { from: 'site-a', to: 'site-b', reason: 'recording' }),
+      ],
     });
     await until(
       'waiting-approval',
@@ -115,8 +121,8 @@ await w.worker.runUntil(async () => {
       (s) => s.phase === 'waiting-approval',
       120_000,
     );
-    await fo.signal(approveSignal, { by: 'alice', reason: 'self-approval is refused' });
-    await fo.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
+    await fo.signal(approveSignal, await signedDecision({ config, client }, foId, 'alice', 'approve'));
+    await decide({ config, client }, fo, 'bob', true, 'recording');
     await fo.result();
     save('site-failover', fo);
     await resetFailoverLab(gw, config);
@@ -145,10 +151,11 @@ await w.worker.runUntil(async () => {
       workflowId: id('snapshot-b'),
       args: [{ cluster: 'site-b', keep: 50 }],
     });
+    const drillId = id('drill');
     const drill = await client.workflow.start(drDrill, {
       taskQueue,
-      workflowId: id('drill'),
-      args: [{ plan: config.drills[0]!.name, requestedBy: 'alice', reason: 'recording' }],
+      workflowId: drillId,
+      args: [await signedInput({ config }, 'drill', drillId, { plan: config.drills[0]!.name, reason: 'recording' })],
     });
     await until(
       'waiting-approval',
@@ -156,7 +163,7 @@ await w.worker.runUntil(async () => {
       (s) => s.phase === 'waiting-approval',
       120_000,
     );
-    await drill.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'recording' }] });
+    await decide({ config, client }, drill, 'bob', true, 'recording');
     const st = await until(
       'waiting-signoff',
       () => drill.query(drillStatus),
@@ -166,7 +173,10 @@ await w.worker.runUntil(async () => {
     console.log(
       `drill: ${st.report?.outcome}; ${st.report?.verdicts.map((v) => `${v.criterion} ${v.ok}`).join(', ')}; etcd ${JSON.stringify(st.report?.etcd)}`,
     );
-    await drill.signal(signoffSignal, { by: 'carol', comment: 'recording' });
+    await drill.signal(
+      signoffSignal,
+      await signedDecision({ config, client }, drillId, 'carol', 'signoff', 'recording'),
+    );
     await drill.result();
     save('dr-drill', drill);
   }

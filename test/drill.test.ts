@@ -17,13 +17,18 @@ import type { DrctlConfig } from '../config/schema.ts';
 import { objectApi } from '../lab/kube.ts';
 import { paths, SITES } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
-import { decideUpdate, drDrill, statusQuery } from '../workflows/drill.ts';
+import { drDrill, statusQuery } from '../workflows/drill.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
 import { DRILL_RECORD, failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
 import {
+  decide,
   drctlCli,
   ensureLabHealthy,
   itemsOf,
+  keyFingerprint,
+  personKey,
+  signedDecision,
+  signedInput,
   snapshotNow,
   startTestEnv,
   type TestEnv,
@@ -114,12 +119,15 @@ async function cancelled(h: WorkflowHandle) {
   return h.query(statusQuery);
 }
 
-const startDrill = (taskQueue: string) =>
-  client.workflow.start(drDrill, {
+/** A drill requested by alice, her request signed with her key (as `drctl drill run` does). */
+const startDrill = async (taskQueue: string) => {
+  const workflowId = `drill-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
+  return client.workflow.start(drDrill, {
     taskQueue,
-    workflowId: `drill-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`,
-    args: [{ plan: PLAN, requestedBy: 'alice', reason: 'test' }],
+    workflowId,
+    args: [await signedInput(env, 'drill', workflowId, { plan: PLAN, reason: 'test' })],
   });
+};
 
 describe('DR drill', () => {
   it(
@@ -128,7 +136,17 @@ describe('DR drill', () => {
     async () => {
       await baseline();
       expect(await drState()).toEqual(BASELINE());
-      const started = await cli('drill', 'run', '--plan', PLAN, '--as', 'alice', '--reason', 'Q4 drill', '--json');
+      const started = await cli(
+        'drill',
+        'run',
+        '--plan',
+        PLAN,
+        '--key',
+        personKey('alice'),
+        '--reason',
+        'Q4 drill',
+        '--json',
+      );
       expect(started.status, started.stderr).toBe(0);
       const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
       const h = client.workflow.getHandle(workflowId);
@@ -160,12 +178,14 @@ describe('DR drill', () => {
       let report: DrillReport;
       try {
         const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+        const bobsGo = await signedDecision(env, workflowId, 'bob', 'approve', 'go from the Web UI');
         await signalFromWebUi(page, {
           webUi: env.config.temporal.webUi!,
           namespace: 'default',
           workflowId,
           signal: 'approve',
-          input: { by: 'bob', reason: 'go from the Web UI' },
+          // What `drctl approve <id> --sign-only` printed for bob, pasted as the signal's input.
+          input: bobsGo,
         });
         const st = await phase(h, ['waiting-signoff', 'completed', 'aborted']);
         sampling = false;
@@ -214,12 +234,18 @@ describe('DR drill', () => {
           defaultPayloadConverter.fromPayload<T>(p!.payloads![0]!);
         const signals = events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'approve');
         expect(signals).toHaveLength(1);
-        expect(
-          arg<{ by: string; reason: string }>(signals[0]!.workflowExecutionSignaledEventAttributes!.input),
-        ).toEqual({ by: 'bob', reason: 'go from the Web UI' });
+        expect(arg<unknown>(signals[0]!.workflowExecutionSignaledEventAttributes!.input)).toEqual(bobsGo);
         expect(report.approvals).toEqual([
-          expect.objectContaining({ by: 'bob', approve: true, accepted: true, reason: 'go from the Web UI' }),
+          expect.objectContaining({
+            by: 'bob',
+            approve: true,
+            accepted: true,
+            reason: 'go from the Web UI',
+            fingerprint: keyFingerprint('bob'),
+            evidence: gate.gate!.evidenceDigest,
+          }),
         ]);
+        expect(report.gate).toMatchObject({ requester: { by: 'alice' }, unsignedAllowed: false, approvalsNeeded: 1 });
         const activities = events
           .filter((e) => e.activityTaskScheduledEventAttributes)
           .map((e) => ({
@@ -272,15 +298,27 @@ describe('DR drill', () => {
         const html = await streamText(await gw.store().get(report.location!.html));
         expect(html).toContain(`data-metric="e-commerce RTO" data-value="${report.tiers[0]!.rtoSeconds}"`);
 
-        // Sign-off: an unlisted name is refused at once; an approver signs.
-        const refused = await cli('drill', 'sign', workflowId, '--as', 'mallory');
+        // Sign-off: a signer who is no approver is refused at once; an approver signs with her key.
+        const refused = await cli('drill', 'sign', workflowId, '--key', personKey('dave'));
         expect(`${refused.status} ${refused.stderr.trim()}`).toBe(
-          `2 error: ${workflowId}: mallory is not an approver (allowlist: alice, bob, carol)`,
+          `2 error: ${workflowId}: dave is not an approver (allowlist: alice, bob, carol)`,
         );
-        const signed = await cli('drill', 'sign', workflowId, '--as', 'carol', '--comment', 'RTO well inside target');
+        const signed = await cli(
+          'drill',
+          'sign',
+          workflowId,
+          '--key',
+          personKey('carol'),
+          '--comment',
+          'RTO well inside target',
+        );
         expect(signed.status, signed.stderr).toBe(0);
         const final = await h.result();
-        expect(final.signOff).toMatchObject({ by: 'carol', comment: 'RTO well inside target' });
+        expect(final.signOff).toMatchObject({
+          by: 'carol',
+          comment: 'RTO well inside target',
+          fingerprint: keyFingerprint('carol'),
+        });
         expect(JSON.parse(await streamText(await gw.store().get(final.location!.json))).signOff).toMatchObject({
           by: 'carol',
         });
@@ -298,7 +336,8 @@ describe('DR drill', () => {
         const rp = await browser.newPage({ viewport: { width: 1200, height: 900 } });
         await rp.goto(pathToFileURL(out).toString());
         expect(await rp.locator('#outcome').textContent()).toBe('PASSED');
-        expect(await rp.locator('#signoff').textContent()).toContain('carol');
+        expect(await rp.locator('#signoff').textContent()).toContain(`carol with key ${keyFingerprint('carol')}`);
+        expect(await rp.locator('#unsigned').count()).toBe(0);
         const bar = rp.locator('rect[data-metric="e-commerce RPO"]');
         expect(Number(await bar.getAttribute('data-value'))).toBe(final.tiers[0]!.rpoSeconds);
         expect(await rp.locator('#verdicts tbody tr').count()).toBe(7);
@@ -325,7 +364,7 @@ describe('DR drill', () => {
           async (tq) => {
             const h = await startDrill(tq);
             await phase(h, ['waiting-approval']);
-            await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true, reason: 'go' }] });
+            await decide(env, h, 'bob', true, 'go');
             const st = await phase(h, ['waiting-signoff', 'completed']);
             const r = st.report!;
             expect(r.outcome).toBe('failed');
@@ -354,7 +393,7 @@ describe('DR drill', () => {
         // restore is done and its undos registered, and the drill record has not moved.
         const h = await startDrill(env.taskQueue);
         await phase(h, ['waiting-approval']);
-        await h.executeUpdate(decideUpdate, { args: [{ by: 'carol', approve: true }] });
+        await decide(env, h, 'carol');
         await until(
           'the drill in its verify step',
           () => h.query(statusQuery),
@@ -391,7 +430,7 @@ describe('DR drill', () => {
           const h = await startDrill(tq);
           const gate = await phase(h, ['waiting-approval']);
           expect(gate.evidence!.etcdSnapshot).toBe(snap.key);
-          await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true, reason: 'go' }] });
+          await decide(env, h, 'bob', true, 'go');
           const st = await phase(h, ['waiting-signoff', 'completed'], 480_000);
           const r = st.report!;
           expect(r.outcome, JSON.stringify(r.verdicts)).toBe('passed');

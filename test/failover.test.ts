@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Client, WorkflowFailedError } from '@temporalio/client';
+import { type Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { FENCED_REPLICAS } from '../activities/failover.ts';
@@ -18,12 +18,16 @@ import type { DrctlConfig } from '../config/schema.ts';
 import { paths } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { healthWatch, statusQuery as watchStatus } from '../workflows/health-watch.ts';
-import { decideUpdate, statusQuery, rejectSignal, siteFailover } from '../workflows/site-failover.ts';
+import { statusQuery, rejectSignal, siteFailover } from '../workflows/site-failover.ts';
 import { failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
 import {
+  decide,
   drctlCli,
   itemsOf,
   labConfig,
+  personKey,
+  signedDecision,
+  signedInput,
   startTestEnv,
   type TestEnv,
   until,
@@ -60,7 +64,8 @@ const BASELINE = () => ({
 const withWorker = <T>(change: (c: DrctlConfig) => void, fn: (taskQueue: string) => Promise<T>) =>
   withVariantWorker('failover', change, fn);
 
-const start = (
+/** A failover requested by alice, her request signed with her key (as `drctl failover` does). */
+const start = async (
   taskQueue: string,
   args: Partial<FailoverInput> = {},
   id = `failover-test-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`,
@@ -68,8 +73,11 @@ const start = (
   client.workflow.start(siteFailover, {
     taskQueue,
     workflowId: id,
-    args: [{ from: 'site-a', to: 'site-b', requestedBy: 'alice', reason: 'test', ...args }],
+    args: [await signedInput(env, 'site-failover', id, { from: 'site-a', to: 'site-b', reason: 'test', ...args })],
   });
+/** `who`'s signed rejection, sent as the Web UI sends it (the `reject` signal). */
+const rejectAs = async (h: WorkflowHandle, who: string, reason: string) =>
+  h.signal(rejectSignal, await signedDecision(env, h.workflowId, who, 'reject', reason));
 
 async function failureOf(
   p: Promise<unknown>,
@@ -118,7 +126,7 @@ describe('site failover', () => {
           const st = await waiting(h);
           expect(st.phase).toBe('waiting-approval');
           expect(st.evidence!.warnings.join('\n')).toMatch(/over the RPO target of 0 s \(policy: warn\)/);
-          await h.signal(rejectSignal, { by: 'bob', reason: 'drill only' });
+          await rejectAs(h, 'bob', 'drill only');
           expect(await failureOf(h.result())).toMatchObject({
             type: FailureType.ApprovalRejected,
             message: 'rejected by bob: drill only; nothing was changed',
@@ -139,7 +147,7 @@ describe('site failover', () => {
         async (tq) => {
           const h = await start(tq);
           expect((await waiting(h)).phase).toBe('waiting-approval');
-          await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', reason: 'go', approve: true }] });
+          await decide(env, h, 'bob', true, 'go');
           const f = await failureOf(h.result());
           expect(f.type).toBe('Compensated');
           expect(f.message).toMatch(
@@ -182,7 +190,7 @@ describe('site failover', () => {
       primaryReachable: true,
     });
     expect(st.evidence!.backup!.name).toBeTruthy();
-    const refused = await drctlCli(['--config', paths.config, 'approve', h.workflowId, '--as', 'alice']);
+    const refused = await drctlCli(['--config', paths.config, 'approve', h.workflowId, '--key', personKey('alice')]);
     expect(`${refused.status} ${refused.stderr.trim()}`).toBe(
       `2 error: ${h.workflowId}: two-person rule: alice requested this failover and cannot approve it`,
     );
@@ -191,8 +199,8 @@ describe('site failover', () => {
       paths.config,
       'approve',
       h.workflowId,
-      '--as',
-      'bob',
+      '--key',
+      personKey('bob'),
       '--reason',
       'site A app is down',
     ]);
@@ -240,7 +248,7 @@ describe('site failover', () => {
     // Failback: back up B first, restore at A, DNS back to A; B fenced.
     const fb = await start(env.taskQueue, { from: 'site-b', to: 'site-a', backupFirst: true });
     expect((await waiting(fb)).phase).toBe('waiting-approval');
-    await fb.executeUpdate(decideUpdate, { args: [{ by: 'carol', reason: 'A repaired', approve: true }] });
+    await decide(env, fb, 'carol', true, 'A repaired');
     const back = await fb.result();
     expect(back).toMatchObject({ outcome: 'completed', from: 'site-b', to: 'site-a' });
     expect(back.backup.name).toMatch(/^drctl-failback-/);
@@ -272,7 +280,7 @@ describe('site failover', () => {
       try {
         const h = await start(taskQueue);
         expect((await waiting(h)).phase).toBe('waiting-approval');
-        await h.executeUpdate(decideUpdate, { args: [{ by: 'bob', approve: true }] });
+        await decide(env, h, 'bob');
         await until(
           'restore under way',
           () => h.query(statusQuery),
@@ -377,7 +385,7 @@ describe('health watch', () => {
               100,
             );
             expect(hooks[0]).toMatchObject({ event: 'failover-started', workflowId: down.failovers[0]!.workflowId });
-            await fo.signal(rejectSignal, { by: 'bob', reason: 'test' });
+            await rejectAs(fo, 'bob', 'test');
             expect(await failureOf(fo.result())).toMatchObject({
               type: FailureType.ApprovalRejected,
               message: 'rejected by bob: test; nothing was changed',

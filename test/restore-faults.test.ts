@@ -16,13 +16,15 @@ import type { DrctlConfig } from '../config/schema.ts';
 import { killSshd, restartTemporal, startSshd } from '../lab/lab.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
-import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
+import { etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
 import {
   ensureLabHealthy,
   itemsOf,
+  decide,
   keysOn,
   labConfig,
   putKeys,
+  signedInput,
   snapshotNow,
   temporalClient,
   until,
@@ -70,12 +72,14 @@ function stepState(st: RestoreStatus, step: string) {
   return st.steps.find((s) => s.step === step)?.state;
 }
 
-const startRestore = (taskQueue: string, snapshot: string) =>
-  client.workflow.start(etcdRestore, {
+const startRestore = async (taskQueue: string, snapshot: string) => {
+  const workflowId = `fault-${Date.now()}`;
+  return client.workflow.start(etcdRestore, {
     taskQueue,
-    workflowId: `fault-${Date.now()}`,
-    args: [{ cluster, snapshot, requestedBy: 'alice', force: true }],
+    workflowId,
+    args: [await signedInput({ config: labConfig() }, 'etcd-restore', workflowId, { cluster, snapshot, force: true })],
   });
+};
 
 async function approveAtGate(handle: WorkflowHandle<typeof etcdRestore>) {
   await until(
@@ -85,7 +89,7 @@ async function approveAtGate(handle: WorkflowHandle<typeof etcdRestore>) {
     120_000,
     300,
   );
-  await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'carol', reason: 'fault test' }] });
+  await decide({ config: labConfig(), client }, handle, 'carol', true, 'fault test');
 }
 
 async function journals(plan: RestoreStatus['plan']) {

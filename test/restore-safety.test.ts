@@ -1,7 +1,7 @@
 // The etcd restore refuses, aborts or stops before touching anything when it should: dry run,
 // a healthy cluster without --force, a corrupt off-site object, a wrong host key, the approval
 // gate's rules (via Web-UI-style signals and via the CLI), an approval timeout, a second restore.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,13 +11,18 @@ import { stringify } from 'yaml';
 import { FailureType } from '../common/errors.ts';
 import { toObjectMetadata, type SnapshotRef } from '../common/snapshots.ts';
 import type { DrctlConfig } from '../config/schema.ts';
+import { signClaims } from '../gateways/ssh-signatures.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
 import { approveSignal, etcdRestore, rejectSignal, statusQuery } from '../workflows/etcd-restore.ts';
 import {
   drctlCli,
   ensureLabHealthy,
+  keyFingerprint,
   labConfig,
+  personKey,
+  signedDecision,
+  signedInput,
   snapshotNow,
   startTestEnv,
   type TestEnv,
@@ -76,14 +81,15 @@ async function failureOf(p: Promise<unknown>): Promise<{ type?: string; message:
   return cause.type ? cause : (cause.cause ?? cause);
 }
 
-const start = (
+/** A restore of site B requested by alice, her request signed with her key (as `drctl etcd restore` does). */
+const start = async (
   args: Partial<Parameters<typeof etcdRestore>[0]>,
   id = `safety-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`,
 ) =>
   client.workflow.start(etcdRestore, {
     taskQueue,
     workflowId: id,
-    args: [{ cluster: 'site-b', snapshot: snapB.key, requestedBy: 'alice', ...args }],
+    args: [await signedInput({ config }, 'etcd-restore', id, { cluster: 'site-b', snapshot: snapB.key, ...args })],
   });
 
 describe('etcd restore safety', () => {
@@ -227,24 +233,51 @@ describe('etcd restore safety', () => {
       };
     }>('__temporal_workflow_metadata');
     expect(meta.definition.signalDefinitions.map((d) => d.name).sort()).toEqual(['approve', 'reject']);
-    expect(meta.definition.signalDefinitions.find((d) => d.name === 'approve')?.description).toContain('{"by"');
+    expect(meta.definition.signalDefinitions.find((d) => d.name === 'approve')?.description).toContain(
+      'drctl approve <workflow-id> --sign-only',
+    );
     expect(meta.definition.updateDefinitions.map((d) => d.name)).toEqual(['decide']);
-    await handle.signal(approveSignal, { by: 'mallory' });
-    await handle.signal(approveSignal, { by: 'alice', reason: 'my own restore' });
+    // What the Web UI's Signal could send: a typed name (the old form), alice's genuine signature
+    // on her own restore, bob's genuine signature replayed from another run, and bob's signature
+    // over evidence other than this gate's. Each is refused and recorded; the gate stays shut.
+    const bobs = await signedDecision({ config, client }, handle.workflowId, 'bob');
+    await handle.signal(approveSignal, { by: 'bob', reason: 'typed, not signed' });
+    await handle.signal(approveSignal, await signedDecision({ config, client }, handle.workflowId, 'alice'));
+    await handle.signal(approveSignal, await signClaims({ ...bobs.claims, runId: 'another-run' }, personKey('bob')));
+    await handle.signal(
+      approveSignal,
+      await signClaims({ ...bobs.claims, evidence: '0'.repeat(64) }, personKey('bob')),
+    );
     const st = await until(
-      'two refused decisions',
+      'four refused decisions',
       () => handle.query(statusQuery),
-      (s) => s.decisions.length === 2,
+      (s) => s.decisions.length === 4,
     );
     expect(st.phase).toBe('waiting-approval');
-    expect(st.decisions.map((d) => [d.by, d.accepted, d.why])).toEqual([
-      ['mallory', false, 'mallory is not an approver (allowlist: alice, bob, carol)'],
-      ['alice', false, 'two-person rule: alice requested this restore and cannot approve it'],
+    expect(st.decisions.map((d) => [d.by, d.accepted])).toEqual([
+      ['', false],
+      ['alice', false],
+      ['bob', false],
+      ['bob', false],
     ]);
-    await handle.signal(rejectSignal, { by: 'carol', reason: 'wrong snapshot' });
+    expect(st.decisions.map((d) => d.why)).toEqual([
+      expect.stringMatching(/^unsigned: a decision must be signed/),
+      'two-person rule: alice requested this restore and cannot approve it',
+      expect.stringMatching(/^signed for run another-run of .*, not this run/),
+      expect.stringMatching(/^signed over evidence 000000000000…, but this gate's evidence is/),
+    ]);
+    await handle.signal(
+      rejectSignal,
+      await signedDecision({ config, client }, handle.workflowId, 'carol', 'reject', 'wrong snapshot'),
+    );
     const f = await failureOf(handle.result());
     expect(f.type).toBe(FailureType.ApprovalRejected);
     expect(f.message).toBe('rejected by carol: wrong snapshot; nothing was changed');
+    expect((await handle.query(statusQuery)).approval).toMatchObject({
+      by: 'carol',
+      fingerprint: keyFingerprint('carol'),
+      approve: false,
+    });
     expect(await etcdPids('site-b')).toEqual(pids);
     const plan = (await handle.query(statusQuery)).plan!;
     for (const n of plan.nodes) {
@@ -266,8 +299,23 @@ describe('etcd restore safety', () => {
   it('CLI: a second restore of the same cluster is refused; approve by a non-approver or by the requester exits 2 with the reason; reject ends the first', async () => {
     const cfgFile = join(dir, 'drctl.yaml');
     writeFileSync(cfgFile, stringify(config));
-    const drctl = (...args: string[]) => drctlCli(['--config', cfgFile, ...args], { DRCTL_USER: 'alice' });
-    const first = await drctl('etcd', 'restore', '--cluster', 'site-b', '--snapshot', snapB.key, '--force', '--json');
+    // A HOME with no ~/.ssh: the only keys are the ones a command names.
+    const home = join(dir, 'home');
+    mkdirSync(home, { recursive: true });
+    const drctl = (...args: string[]) =>
+      drctlCli(['--config', cfgFile, ...args], { DRCTL_USER: 'alice', HOME: home, DRCTL_SIGNING_KEY: '' });
+    const first = await drctl(
+      'etcd',
+      'restore',
+      '--cluster',
+      'site-b',
+      '--snapshot',
+      snapB.key,
+      '--force',
+      '--json',
+      '--key',
+      personKey('alice'),
+    );
     expect(first.stderr).toBe('');
     expect(first.status).toBe(0);
     const id = (JSON.parse(first.stdout) as { workflowId: string; runbook: string }).workflowId;
@@ -282,11 +330,16 @@ describe('etcd restore safety', () => {
         (s) => s.phase === 'waiting-approval',
         120_000,
       );
-      const unlisted = await drctl('approve', id, '--as', 'mallory');
-      expect(`${unlisted.status} ${unlisted.stderr.trim()}`).toBe(
-        `2 error: ${id}: mallory is not an approver (allowlist: alice, bob, carol)`,
+      // Another's name without their key: nothing is sent.
+      const forged = await drctl('approve', id, '--as', 'bob');
+      expect(`${forged.status} ${forged.stderr.trim()}`).toBe(
+        '2 error: --key: a decision is signed with your SSH key (--key, $DRCTL_SIGNING_KEY or ~/.ssh/id_ed25519)',
       );
-      const self = await drctl('approve', id, '--as', 'alice');
+      const unlisted = await drctl('approve', id, '--key', personKey('dave'));
+      expect(`${unlisted.status} ${unlisted.stderr.trim()}`).toBe(
+        `2 error: ${id}: dave is not an approver (allowlist: alice, bob, carol)`,
+      );
+      const self = await drctl('approve', id, '--key', personKey('alice'));
       expect(`${self.status} ${self.stderr.trim()}`).toBe(
         `2 error: ${id}: two-person rule: alice requested this restore and cannot approve it`,
       );
@@ -294,9 +347,16 @@ describe('etcd restore safety', () => {
       expect(JSON.parse(status.stdout)).toMatchObject({
         phase: 'waiting-approval',
         requestedBy: 'alice',
-        decisions: [],
+        gate: { requester: { by: 'alice' }, approvalsNeeded: 1 },
+        decisions: [
+          { by: 'dave', accepted: false },
+          { by: 'alice', accepted: false },
+        ],
       });
-      const rej = await drctl('reject', id, '--as', 'bob', '--reason', 'drill over');
+      const text = await drctl('status', id);
+      expect(text.stdout).toMatch(/requested by alice, proven by key SHA256:/);
+      expect(text.stdout).toMatch(/approve by dave \(SHA256:[^)]+\) at .* refused \(dave is not an approver/);
+      const rej = await drctl('reject', id, '--key', personKey('bob'), '--reason', 'drill over');
       expect(rej.status).toBe(0);
       const end = await drctl('status', id, '--wait');
       expect(end.status).toBe(1);

@@ -5,8 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RestoreResult, RestoreStatus } from '../common/restore.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
 import type { Gateways } from '../worker/gateways.ts';
-import { decideUpdate, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
+import { etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
 import {
+  decide,
+  signedInput,
   ensureLabHealthy,
   etcdOn,
   keysOn,
@@ -37,9 +39,9 @@ beforeAll(async () => {
 });
 afterAll(() => env?.close());
 
-/** What the gate's update validator answered: the update must be refused by the workflow, not fail otherwise. */
+/** What the gate answered `by`'s signed approval: the update must be refused by the workflow, not fail otherwise. */
 async function refusal(handle: WorkflowHandle<typeof etcdRestore>, by: string): Promise<unknown> {
-  const err = await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by }] }).then(
+  const err = await decide(env, handle, by).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -139,7 +141,14 @@ describe.each([
       const handle = await client.workflow.start(etcdRestore, {
         taskQueue,
         workflowId: id,
-        args: [{ cluster, snapshot: snap.key, requestedBy: 'alice', force: true, approvalTimeoutMs: 10 * 60_000 }],
+        args: [
+          await signedInput(env, 'etcd-restore', id, {
+            cluster,
+            snapshot: snap.key,
+            force: true,
+            approvalTimeoutMs: 10 * 60_000,
+          }),
+        ],
       });
       const waiting = await waitPhase(id, 'waiting-approval');
       expect(waiting.evidence).toMatchObject({
@@ -155,18 +164,22 @@ describe.each([
         expect(n.command).toContain('--bump-revision=1000000000 --mark-compacted');
       }
 
-      // The gate: self-approval and an unlisted approver are refused; bob opens it.
+      // The gate: alice's own (signed) approval and a signer who is no approver are refused; bob opens it.
+      expect(waiting.gate?.requester?.by).toBe('alice');
       const self = await refusal(handle, 'alice');
       expect(self).toBeInstanceOf(ApplicationFailure);
       expect((self as Error).message).toBe('two-person rule: alice requested this restore and cannot approve it');
-      const unlisted = await refusal(handle, 'mallory');
+      const unlisted = await refusal(handle, 'dave');
       expect(unlisted).toBeInstanceOf(ApplicationFailure);
-      expect((unlisted as Error).message).toBe('mallory is not an approver (allowlist: alice, bob, carol)');
-      // Refused by the validator: never recorded as a decision, the gate still closed.
+      expect((unlisted as Error).message).toBe('dave is not an approver (allowlist: alice, bob, carol)');
+      // Recorded as refused, with the verified signer; the gate still closed.
       const gate = await handle.query(statusQuery);
       expect(gate.phase).toBe('waiting-approval');
-      expect(gate.decisions).toEqual([]);
-      await handle.executeUpdate(decideUpdate, { args: [{ approve: true, by: 'bob', reason: 'test restore' }] });
+      expect(gate.decisions.map((d) => [d.by, d.accepted, !!d.fingerprint])).toEqual([
+        ['alice', false, true],
+        ['dave', false, true],
+      ]);
+      await decide(env, handle, 'bob', true, 'test restore');
 
       const result: RestoreResult = await handle.result();
       expect(result.outcome).toBe('completed');

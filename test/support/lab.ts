@@ -1,7 +1,10 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 // Shared helpers for integration tests against the running lab.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { signDecision, signRequest } from '../../client/signing.ts';
+import type { DecisionRecord, RunbookName } from '../../common/runbook.ts';
+import type { DecisionKind, Signed } from '../../common/signed.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import { temporalConnectConfig } from '../../config/temporal.ts';
@@ -11,6 +14,7 @@ import { labEtcdctl } from '../../lab/etcdctl.ts';
 import { paths, SITES } from '../../lab/topology.ts';
 import { createGateways, type Gateways } from '../../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../../worker/worker.ts';
+import { decideUpdate } from '../../workflows/approval.ts';
 import { etcdSnapshot } from '../../workflows/etcd-snapshot.ts';
 
 export function labConfig(taskQueue?: string): DrctlConfig {
@@ -184,4 +188,55 @@ export async function withWorker<T>(
     await w.connection.close();
     w.gateways.close();
   }
+}
+
+/** A lab person's signing key (alice, bob and carol approve; dave only asks). */
+export const personKey = (who: string) => paths.personKey(who);
+
+/**
+ * A run's input as `drctl` sends it when `who` starts it: `requestedBy` = who, and the request
+ * signed with their key over the workflow id, the runbook and the input.
+ */
+export async function signedInput<I extends object>(
+  env: Pick<TestEnv, 'config'>,
+  runbook: RunbookName,
+  workflowId: string,
+  input: I,
+  who = 'alice',
+): Promise<I & { requestedBy: string; request?: Signed }> {
+  const r = await signRequest(env.config, {
+    runbook,
+    workflowId,
+    input: { ...input, requestedBy: who },
+    key: personKey(who),
+  });
+  return r.input;
+}
+
+/** `who`'s signed decision on a run at its gate (or sign-off), as `drctl approve --sign-only` prints it. */
+export function signedDecision(
+  env: Pick<TestEnv, 'config' | 'client'>,
+  workflowId: string,
+  who: string,
+  decision: DecisionKind = 'approve',
+  reason?: string,
+): Promise<Signed> {
+  return signDecision(env.client, env.config, { workflowId, decision, reason, key: personKey(who), validMs: 600_000 });
+}
+
+/** `drctl approve|reject <id> --key <who's key>`: the signed decision through the update; its verdict. */
+export async function decide(
+  env: Pick<TestEnv, 'config' | 'client'>,
+  handle: WorkflowHandle,
+  who: string,
+  approve = true,
+  reason?: string,
+): Promise<DecisionRecord> {
+  const signed = await signedDecision(env, handle.workflowId, who, approve ? 'approve' : 'reject', reason);
+  return handle.executeUpdate(decideUpdate, { args: [{ approve, signed }] });
+}
+
+/** The SHA256 fingerprint of a lab person's key, as the worker records it for their decisions. */
+export function keyFingerprint(who: string): string {
+  return execFileSync('ssh-keygen', ['-lf', `${personKey(who)}.pub`], { encoding: 'utf8' }).split(' ')[1]!;
 }
