@@ -116,6 +116,28 @@ export function createRestoreActivities(gw: Gateways) {
     };
   }
 
+  /** The staged copy on the node is the snapshot recorded: its sha256, then etcd's own revision and hash. */
+  async function verifyStaged(
+    input: NodeRef & { plan: NodePlan; snapshot: SnapshotRef },
+  ): Promise<{ sha256: string; revision: number }> {
+    const { plan, snapshot } = input;
+    const tools = new EtcdSnapshotTools(gw.shell(input.cluster, input.node), gw.node(input.cluster, input.node));
+    const st = await tools.status(plan.stagedSnapshot);
+    if (st.sha256 !== snapshot.sha256) {
+      throw failure(
+        FailureType.SnapshotCorrupt,
+        `${input.cluster}/${input.node}: staged snapshot sha256 ${st.sha256} does not match ${snapshot.key}'s recorded ${snapshot.sha256}`,
+      );
+    }
+    if (st.revision !== snapshot.revision || st.hash !== snapshot.etcdHash) {
+      throw failure(
+        FailureType.SnapshotCorrupt,
+        `${input.cluster}/${input.node}: snapshot status (revision ${st.revision}, hash ${st.hash}) does not match the recorded (revision ${snapshot.revision}, hash ${snapshot.etcdHash})`,
+      );
+    }
+    return { sha256: st.sha256, revision: st.revision };
+  }
+
   return {
     async loadApprovalPolicy(): Promise<{
       approvers: string[];
@@ -214,23 +236,7 @@ export function createRestoreActivities(gw: Gateways) {
     ): Promise<{ sha256: string; revision: number; skipped: boolean }> {
       const { plan, snapshot } = input;
       const node = gw.restoreNode(input.cluster, input.node);
-      const tools = new EtcdSnapshotTools(gw.shell(input.cluster, input.node), gw.node(input.cluster, input.node));
-      const verify = async () => {
-        const st = await tools.status(plan.stagedSnapshot);
-        if (st.sha256 !== snapshot.sha256) {
-          throw failure(
-            FailureType.SnapshotCorrupt,
-            `${input.cluster}/${input.node}: staged snapshot sha256 ${st.sha256} does not match ${snapshot.key}'s recorded ${snapshot.sha256}`,
-          );
-        }
-        if (st.revision !== snapshot.revision || st.hash !== snapshot.etcdHash) {
-          throw failure(
-            FailureType.SnapshotCorrupt,
-            `${input.cluster}/${input.node}: snapshot status (revision ${st.revision}, hash ${st.hash}) does not match the recorded (revision ${snapshot.revision}, hash ${snapshot.etcdHash})`,
-          );
-        }
-        return { sha256: st.sha256, revision: st.revision };
-      };
+      const verify = () => verifyStaged(input);
       if (await node.stagedPresent(plan)) {
         try {
           return { ...(await verify()), skipped: true };
@@ -250,6 +256,22 @@ export function createRestoreActivities(gw: Gateways) {
       }
       await node.commitStaging(plan);
       return { ...(await verify()), skipped: false };
+    },
+
+    /**
+     * Read-only, when the gate opens: the copy staged on the node is still the snapshot approved
+     * (present, its sha256, etcd's revision and hash). Nothing is re-staged: a copy that changed
+     * means the restore stops with nothing changed.
+     */
+    async checkStagedSnapshot(
+      input: NodeRef & { plan: NodePlan; snapshot: SnapshotRef },
+    ): Promise<{ sha256: string; revision: number }> {
+      if (!(await gw.restoreNode(input.cluster, input.node).stagedPresent(input.plan)))
+        throw failure(
+          FailureType.SnapshotNotFound,
+          `${input.cluster}/${input.node}: the staged copy ${input.plan.stagedSnapshot} is gone`,
+        );
+      return verifyStaged(input);
     },
 
     /** Stops a control-plane component and waits until it is gone (etcd: its port closed too). */

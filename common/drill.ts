@@ -8,6 +8,7 @@ import type { Signed } from './signed.ts';
 export const DRILL_STEPS = [
   'preflight',
   'approval',
+  'recheck',
   'etcd-restore',
   'restore',
   'verify',
@@ -282,3 +283,32 @@ export const drillReportKeys = (prefix: string, plan: string, workflowId: string
   const base = `${prefix}drills/${plan}/${workflowId}`;
   return { json: `${base}/report.json`, html: `${base}/report.html` };
 };
+
+/**
+ * What no longer holds, when the gate opens, of the preflight the go was given for (the gate may
+ * have waited an hour): the DR site still ready, the plan's namespaces still absent there (else the
+ * drill would restore over something live, and its cleanup would delete it), the drill record still
+ * answering what it did (its cleanup puts that answer back), the backup still there. One line per
+ * change; none means the drill may go on. Pure: the workflow and its tests.
+ */
+export function drillChanges(before: DrillPreflight, now: DrillPreflight): string[] {
+  const { plan } = before;
+  const out: string[] = [];
+  for (const c of now.drReady.filter((x) => !x.ok))
+    out.push(`DR site ${plan.to} not ready now: ${c.check}: ${c.detail}`);
+  if (now.existingAtTarget.length)
+    out.push(
+      `${now.existingAtTarget.join(', ')} now exist(s) at ${plan.to}: is it serving? A drill restores only into namespaces that do not exist there`,
+    );
+  const was = [...before.recordBefore].sort().join(',');
+  const is = [...now.recordBefore].sort().join(',');
+  if (was !== is)
+    out.push(
+      `${plan.record.name} answered ${was || '(no record)'} at preflight, ${is || '(no record)'} now: the cleanup would put back an answer that is no longer current`,
+    );
+  if (before.backup && !now.backup)
+    out.push(
+      `no completed backup of ${before.namespaces.join(', ')} visible at ${plan.to} now (${before.backup.name} was)`,
+    );
+  return out;
+}

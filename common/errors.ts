@@ -32,6 +32,11 @@ export enum FailureType {
   FailoverRefused = 'FailoverRefused',
   /** The SSH login may not run commands as root on a node (no root login, no NOPASSWD sudo). */
   MissingPrivilege = 'MissingPrivilege',
+  /**
+   * What the go/no-go was given for no longer holds when the gate opens (the cluster regained
+   * quorum, the snapshot changed, a node is gone): the run aborts with nothing changed.
+   */
+  ChangedSinceApproval = 'ChangedSinceApproval',
   /** A runbook failed after changing things, and its undo put everything back. */
   Compensated = 'Compensated',
   /** A runbook failed and an undo could not finish: a human must check what its message names. */
@@ -57,6 +62,7 @@ export const NON_RETRYABLE_TYPES: readonly FailureType[] = [
   FailureType.BackupTooOld,
   FailureType.FailoverRefused,
   FailureType.MissingPrivilege,
+  FailureType.ChangedSinceApproval,
   FailureType.Compensated,
   FailureType.NeedsAttention,
 ];
@@ -86,4 +92,14 @@ export function rootMessage(err: unknown): string {
   let e = err as Error & { cause?: unknown };
   while (e.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
   return e.message;
+}
+
+/** The type of the innermost typed failure of a chain (an activity's own, inside "Activity task failed"). */
+export function failureType(err: unknown): string | undefined {
+  let type: string | undefined;
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const t = (e as Error & { type?: unknown }).type;
+    if (typeof t === 'string' && t) type = t;
+  }
+  return type;
 }

@@ -102,6 +102,7 @@ export const RESTORE_STEPS = [
   'preflight',
   'distribute',
   'approval',
+  'recheck',
   'stop',
   'move-aside',
   'restore',
@@ -228,4 +229,79 @@ export function planRestore(args: {
     };
   });
   return { cluster: shape.cluster, runId, token, initialCluster, snapshot, nodes, liveRevision, writesLost };
+}
+
+/** Free bytes a node needs next to its data dir: the staged and the restored snapshot, and some room. */
+export const bytesNeeded = (snapshot: Pick<SnapshotRef, 'size'>): number => snapshot.size * 2 + 64 * 1024 * 1024;
+
+/** Quorum: a majority of the members healthy. */
+export function hasQuorum(preflight: Pick<NodePreflight, 'etcdHealthy'>[], members: number): boolean {
+  return preflight.filter((p) => p.etcdHealthy).length >= Math.floor(members / 2) + 1;
+}
+
+/** The snapshot approved, as the bucket shows it when the gate opens. */
+export type SnapshotNow =
+  | { found: SnapshotRef }
+  /** Gone (deleted by retention or by hand), or no longer a verified snapshot of this cluster. */
+  | { gone: string }
+  /** The bucket did not answer: not a change (the staged copies are checked against the approved sha256). */
+  | { unreadable: string };
+
+/** A node's staged copy re-read when the gate opens: its sha256, or why it cannot be used. */
+export type StagedNow = { node: string; sha256: string } | { node: string; error: string };
+
+/**
+ * What no longer holds, once the gate opens, of what the go/no-go was given for (the gate may have
+ * waited an hour): the preflight again, the approved snapshot in the bucket and its staged copies.
+ * One line per change; none means the restore may go on. Pure: the workflow and its tests.
+ */
+export function changesSinceApproval(a: {
+  members: number;
+  force: boolean;
+  snapshot: SnapshotRef;
+  before: NodePreflight[];
+  now: NodePreflight[];
+  snapshotNow: SnapshotNow;
+  staged: StagedNow[];
+}): string[] {
+  const out: string[] = [];
+  const healthy = (ps: NodePreflight[]) => `${ps.filter((p) => p.etcdHealthy).length}/${a.members}`;
+  if (!a.force && !hasQuorum(a.before, a.members) && hasQuorum(a.now, a.members)) {
+    out.push(
+      `quorum: ${healthy(a.before)} members healthy at preflight, ${healthy(a.now)} now: the cluster has quorum again, and restoring would throw away every write since the snapshot (--force restores anyway)`,
+    );
+  }
+  const needs = bytesNeeded(a.snapshot);
+  for (const p of a.now) {
+    const was = a.before.find((x) => x.node === p.node);
+    if (!p.reachable) {
+      out.push(`${p.node}: unreachable now: ${p.error ?? 'no answer'}`);
+      continue;
+    }
+    if ((p.freeBytes ?? 0) < needs) out.push(`${p.node}: ${p.freeBytes ?? 0} bytes free now; needs ${needs}`);
+    if (was && (was.etcdVersion !== p.etcdVersion || was.tool !== p.tool))
+      out.push(
+        `${p.node}: etcd ${was.etcdVersion} (${was.tool}) at preflight, ${p.etcdVersion} (${p.tool}) now: the planned restore command is for the former`,
+      );
+    if (was && !!was.dataDirMountPoint !== !!p.dataDirMountPoint)
+      out.push(
+        `${p.node}: the data dir is ${p.dataDirMountPoint ? 'now' : 'no longer'} a mount point: the plan's layout no longer fits`,
+      );
+  }
+  const s = a.snapshotNow;
+  if ('gone' in s) out.push(`snapshot ${a.snapshot.key}: no longer usable in the bucket: ${s.gone}`);
+  else if ('found' in s) {
+    const diff = (['sha256', 'revision', 'etcdHash', 'size'] as const).filter((k) => s.found[k] !== a.snapshot[k]);
+    if (diff.length)
+      out.push(
+        `snapshot ${a.snapshot.key}: not the one approved: ${diff.map((k) => `${k} ${a.snapshot[k]} approved, ${s.found[k]} now`).join(', ')}`,
+      );
+  }
+  for (const st of a.staged) {
+    if (a.now.some((p) => p.node === st.node && !p.reachable)) continue; // said above
+    if ('error' in st) out.push(`${st.node}: the staged copy: ${st.error}`);
+    else if (st.sha256 !== a.snapshot.sha256)
+      out.push(`${st.node}: the staged copy's sha256 is ${st.sha256}, not the approved ${a.snapshot.sha256}`);
+  }
+  return out;
 }

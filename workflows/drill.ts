@@ -1,5 +1,5 @@
 // Runbook: DR drill. Proves, without touching production, that the DR site can take over:
-//   1 preflight (read-only)  2 go/no-go  3 etcd restore drill on the DR cluster (optional)
+//   1 preflight (read-only)  2 go/no-go  2b recheck the preflight  3 etcd restore drill on the DR cluster (optional)
 //   4 Velero restore into the DR site  5 post-restore verification, pods against the source
 //   6 switch the DRILL record (never the production one) to the DR site, prove the app answers
 //   7 measure RTO/RPO per tier  8 clean up — always, also after a failure or a cancel
@@ -13,6 +13,7 @@ import {
   defineUpdate,
   isCancellation,
   ParentClosePolicy,
+  patched,
   setHandler,
   startChild,
   workflowInfo,
@@ -20,6 +21,7 @@ import {
 } from '@temporalio/workflow';
 import {
   DRILL_STEPS,
+  drillChanges,
   type DrillEvidence,
   type DrillFacts,
   type DrillInput,
@@ -127,6 +129,23 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
   const approval = await rb.gate(plan, timeoutMs, 'drill').catch(abort);
   const approvalWaitSeconds = (Date.now() - gateStart) / 1000;
 
+  // 2b. The gate may have waited an hour: before the first change, the preflight again. A drill
+  //     whose DR site or drill record changed meanwhile aborts with nothing changed.
+  //     (Runs that passed their gate before this step existed replay without it.)
+  if (patched('recheck-after-gate')) {
+    await run('recheck', async (s) => {
+      const now = await quick.drillPreflight({ plan });
+      for (const c of now.drReady) s.items[c.check] = `${c.ok ? 'ok' : 'FAIL'}: ${c.detail}`;
+      const changes = drillChanges(pre, now);
+      if (changes.length)
+        throw refuse(
+          FailureType.ChangedSinceApproval,
+          `the DR site changed while the gate waited; nothing was changed:\n${changes.join('\n')}`,
+        );
+      s.detail = `as approved: ${pre.namespaces.join(', ')} absent at ${plan.to}, ${plan.record.name} → ${pre.recordBefore.join(',') || '(no record)'}`;
+    }).catch(abort);
+  }
+
   const facts: DrillFacts = { backup: pre.backup, tiers: [] };
   const failures: string[] = [];
   let checks: CheckResult[] = [];
@@ -146,10 +165,12 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
         const t0 = Date.now();
         const child = await startChild(etcdRestore, {
           workflowId: childId,
+          // The drill ending in any way (a cancel, a terminate, a failure) asks the restore to
+          // cancel, which undoes what it changed; the default (TERMINATE) would leave it half-done.
+          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
           typedSearchAttributes: rb.childSearchAttributes('etcd-restore', input.requestedBy),
           // The drill's approval covers it (the gate's evidence names the snapshot); the child
-          // honours it only because this drill is its parent. Cancelling the drill cancels it.
-          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+          // honours it only because this drill is its parent.
           args: [
             {
               cluster,

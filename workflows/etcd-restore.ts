@@ -1,13 +1,16 @@
 // Runbook: etcd quorum restore across every control-plane node.
-//   1 preflight (read-only)  2 distribute the snapshot  3 go/no-go
+//   1 preflight (read-only)  2 distribute the snapshot  3 go/no-go  3b recheck what the go was for
 //   4 stop kube-apiserver and etcd on ALL nodes  5 move data dirs aside  6 restore each member
 //   7 start etcd  8 verify-quorum  9 start-apiserver  10 restart-controllers  11 remove-staged
 // A failure or cancel in 4-10 undoes in reverse on every node and proves the cluster is back on its
 // pre-restore data; an undo that cannot finish ends the run `needs-attention`.
-import { workflowInfo, defineQuery } from '@temporalio/workflow';
+import { workflowInfo, defineQuery, patched } from '@temporalio/workflow';
 import type { Component } from '../activities/restore.ts';
-import { FailureType, rootMessage } from '../common/errors.ts';
+import { FailureType, failureType, rootMessage } from '../common/errors.ts';
 import {
+  bytesNeeded,
+  changesSinceApproval,
+  hasQuorum,
   type NodePlan,
   planRestore,
   RESTORE_STEPS,
@@ -16,6 +19,8 @@ import {
   type RestorePlan,
   type RestoreResult,
   type RestoreStatus,
+  type SnapshotNow,
+  type StagedNow,
 } from '../common/restore.ts';
 import { long, quick, undo } from './activity-options.ts';
 import { refuse, Runbook, signerText } from './runbook.ts';
@@ -60,7 +65,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
           shape.nodes.map((n) => quick.restorePreflightNode({ cluster, node: n.name })),
         );
         const problems: string[] = [];
-        const needs = snapshot.size * 2 + 64 * 1024 * 1024;
+        const needs = bytesNeeded(snapshot);
         for (const p of preflight) {
           s.items[p.node] = p.reachable
             ? `etcd ${p.etcdVersion} via ${p.tool}, ${p.etcdHealthy ? 'healthy' : 'down'}`
@@ -73,7 +78,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
         }
         if (problems.length) throw refuse(FailureType.PreflightFailed, `preflight failed:\n${problems.join('\n')}`);
         const healthy = preflight.filter((p) => p.etcdHealthy).length;
-        const quorum = healthy >= Math.floor(shape.nodes.length / 2) + 1;
+        const quorum = hasQuorum(preflight, shape.nodes.length);
         s.detail = `${healthy}/${shape.nodes.length} members healthy${quorum ? ' (quorum)' : ''}`;
         return { shape, policy, snapshot, preflight, quorum };
       });
@@ -134,6 +139,56 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
             ),
             input.approvedByParent)
           : await rb.gate(policy, timeoutMs, 'restore');
+
+      // 3b. The gate may have waited an hour: before the first change, what the go was given for
+      //     must still hold (no quorum regained, every node reachable as planned, the approved
+      //     snapshot unchanged in the bucket and on every node), else abort with nothing changed.
+      //     (Runs that passed their gate before this step existed replay without it.)
+      if (patched('recheck-after-gate')) {
+        await rb.recheck('recheck', async (s) => {
+          const [now, snapshotNow, staged] = await Promise.all([
+            Promise.all(shape.nodes.map((n) => quick.restorePreflightNode({ cluster, node: n.name }))),
+            quick.resolveSnapshot({ cluster, snapshot: snapshot.key }).then(
+              (found): SnapshotNow => ({ found }),
+              (err: unknown): SnapshotNow => {
+                const t = failureType(err);
+                return t === FailureType.SnapshotNotFound || t === FailureType.SnapshotCorrupt
+                  ? { gone: rootMessage(err) }
+                  : { unreadable: rootMessage(err) };
+              },
+            ),
+            Promise.all(
+              plan.nodes.map((n) =>
+                quick.checkStagedSnapshot({ cluster, node: n.node, plan: n, snapshot }).then(
+                  (r): StagedNow => ({ node: n.node, sha256: r.sha256 }),
+                  (err: unknown): StagedNow => ({ node: n.node, error: rootMessage(err) }),
+                ),
+              ),
+            ),
+          ]);
+          for (const p of now)
+            s.items[p.node] = p.reachable ? `etcd ${p.etcdHealthy ? 'healthy' : 'down'}` : `unreachable: ${p.error}`;
+          for (const st of staged)
+            s.items[st.node] += 'error' in st ? `; staged: ${st.error}` : '; staged copy verified';
+          if ('unreadable' in snapshotNow) s.items.bucket = `not re-read (${snapshotNow.unreadable})`;
+          const changes = changesSinceApproval({
+            members: shape.nodes.length,
+            force: !!input.force,
+            snapshot,
+            before: preflight,
+            now,
+            snapshotNow,
+            staged,
+          });
+          if (changes.length)
+            throw refuse(
+              FailureType.ChangedSinceApproval,
+              `${cluster} changed while the gate waited; nothing was changed:\n${changes.join('\n')}`,
+            );
+          const healthy = now.filter((p) => p.etcdHealthy).length;
+          s.detail = `as approved: ${healthy}/${shape.nodes.length} members healthy, snapshot sha256 ${snapshot.sha256.slice(0, 12)}… on every node`;
+        });
+      }
 
       const apiNodes = plan.nodes.filter((n) => n.apiserver);
       // 4. Stop kube-apiserver, then etcd, on ALL nodes.

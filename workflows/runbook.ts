@@ -157,6 +157,22 @@ export class Runbook<E = unknown, X extends object = object> {
     this.publish();
   };
 
+  /**
+   * A step after the gate opened and before the first change: what the go was given for must still
+   * hold (a gate may wait an hour). When it does not, or the run is cancelled here, the run aborts
+   * as a rejection at the gate does: `aborted`, what was prepared undone, nothing changed.
+   */
+  readonly recheck = async <T>(name: string, fn: (s: Step) => Promise<T>): Promise<T> => {
+    try {
+      return await this.run(name, fn);
+    } catch (err) {
+      this.changing = false;
+      this.status.error = rootMessage(err);
+      this.setPhase('aborted');
+      throw err;
+    }
+  };
+
   /** The same work on every item at once (nodes, sites), with per-item progress in the step. */
   readonly each = <I, T>(s: Step, items: I[], key: (i: I) => string, fn: (i: I) => Promise<T>): Promise<T[]> =>
     Promise.all(

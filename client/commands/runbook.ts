@@ -2,7 +2,7 @@
 // status (its steps, live or from the server when no worker answers), cancel (it undoes what it
 // did), and runs (the runs on record, found by their search attributes).
 import { randomUUID } from 'node:crypto';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { isGrpcServiceError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { rootMessage, UsageError } from '../../common/errors.ts';
 import {
@@ -30,6 +30,9 @@ import {
 import { DEFAULT_VALIDITY, signDecision, signingKey, validityMs } from '../signing.ts';
 import { requireAs, webUiUrl, whoami, withTemporal } from '../temporal.ts';
 import type { Signed } from '../../common/signed.ts';
+
+/** gRPC's NOT_FOUND: the server's answer to a cancel of a run that has ended. */
+const GRPC_NOT_FOUND = 5;
 
 export interface RunsFilter {
   site?: string;
@@ -197,18 +200,30 @@ export function registerRunbookCommands(program: Command) {
       await withTemporal(
         cfgPath(),
         async ({ client }) => {
-          const { desc, type } = await describeRun(client, workflowId);
-          if (desc.status.name !== 'RUNNING')
-            throw new UsageError(`${workflowId}: already ended (${desc.status.name.toLowerCase()}); nothing to cancel`);
+          const ended = (execution: string) =>
+            new UsageError(`${workflowId}: already ended (${execution.toLowerCase()}); nothing to cancel`);
+          let { desc, type } = await describeRun(client, workflowId);
+          if (desc.status.name !== 'RUNNING') throw ended(desc.status.name);
           const { status } = await readStatus(client, workflowId);
-          // The SDK's handle.cancel() sends no reason; the service call keeps it in the history.
-          await client.workflowService.requestCancelWorkflowExecution({
-            namespace: client.options.namespace,
-            workflowExecution: { workflowId, runId: desc.runId },
-            identity: `drctl:${opts.as}`,
-            requestId: randomUUID(),
-            reason: opts.reason ?? '',
-          });
+          // A cancel request, never a termination: the run undoes what it changed. The SDK's
+          // handle.cancel() sends no reason; the service call keeps it in the history.
+          for (let attempt = 0; ; attempt++) {
+            try {
+              await client.workflowService.requestCancelWorkflowExecution({
+                namespace: client.options.namespace,
+                workflowExecution: { workflowId, runId: desc.runId },
+                identity: `drctl:${opts.as}`,
+                requestId: randomUUID(),
+                reason: opts.reason ?? '',
+              });
+              break;
+            } catch (err) {
+              // The run ended (or continued as new) since it was described: look again.
+              if (!isGrpcServiceError(err) || err.code !== GRPC_NOT_FOUND || attempt > 0) throw err;
+              ({ desc, type } = await describeRun(client, workflowId));
+              if (desc.status.name !== 'RUNNING') throw ended(desc.status.name);
+            }
+          }
           const done = status.steps.filter((s) => s.state === 'done' || s.state === 'failed').map((s) => s.step);
           const undo = compensationStep(type);
           process.stdout.write(
@@ -217,6 +232,9 @@ export function registerRunbookCommands(program: Command) {
               done.length
                 ? `  the run stops and undoes, in reverse, what these steps did: ${[...done].reverse().join(', ')} (step '${undo}')`
                 : '  no step has finished yet: the run stops with nothing to undo',
+              ...(type === 'drDrill'
+                ? ['  its etcd restore drill, if one runs, is asked to cancel too and undoes its own changes']
+                : []),
               `  it ends 'compensated' (or 'aborted' before the go), or 'needs-attention' when an undo cannot finish`,
               `  follow it: drctl status ${workflowId} --wait`,
             ].join('\n') + '\n',

@@ -213,6 +213,7 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
       'preflight:done',
       'distribute:done',
       'approval:done',
+      'recheck:done',
       'stop:done',
       'move-aside:done',
       'restore:done',
@@ -223,7 +224,7 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
       'remove-staged:done',
     ]);
     expect(memo.phase).toBe('completed');
-    expect(memo.steps).toHaveLength(11);
+    expect(memo.steps).toHaveLength(12);
   });
 });
 
@@ -314,6 +315,7 @@ describe('drill: cleanup always runs every undo; the report is written before an
     expect(st.steps.map((s) => `${s.step}:${s.state}`)).toEqual([
       'preflight:done',
       'approval:done',
+      'recheck:done',
       'etcd-restore:skipped',
       'restore:done',
       'verify:failed',

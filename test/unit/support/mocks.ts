@@ -59,6 +59,7 @@ export const restoreImpl: Impl = {
     revision: 150,
   }),
   stageSnapshot: () => ({ skipped: false }),
+  checkStagedSnapshot: () => ({ sha256: 'ab', revision: 100 }),
   moveDataDirAside: () => 'moved',
   restoreMember: () => 'restored',
   verifyQuorum: () => ({ revision: 1_000_000_200, leader: 'cp1' }),
