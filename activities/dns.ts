@@ -6,6 +6,22 @@ import type { Gateways } from '../gateways/index.ts';
 import { failingLines } from './site-checks.ts';
 import { done, notYet, pollUntil } from './support.ts';
 
+/**
+ * The app records (the config's dns.records) that point at the site now, per the DNS server's
+ * database: a site they point at serves, and nothing of it may be deleted or fenced.
+ */
+export async function recordsPointingAt(gw: Gateways, site: string): Promise<string[]> {
+  const address = gw.site(site).appAddress;
+  if (!address || !gw.config.dns) return [];
+  const dns = gw.dns();
+  const hits = await Promise.all(
+    gw.config.dns.records.map(async (r) =>
+      (await dns.getA(r.name))?.addresses.includes(address) ? r.name : undefined,
+    ),
+  );
+  return hits.filter((n): n is string => n !== undefined);
+}
+
 export function createDnsActivities(gw: Gateways) {
   return {
     /** Which site the record points at now (by the sites' appAddress), per the DNS server's database. */

@@ -1,12 +1,22 @@
-// Site failover: the go/no-go's read-only preflight and fencing the primary (its workloads to 0,
-// its backup location read-only), plus every activity the site runbooks share, by concern:
-// site-checks.ts, velero.ts, dns.ts, probe.ts, notify.ts. Each looks before it acts, so a retried
-// or resumed activity never does a destructive step twice: fencing records what it changed in
-// annotations on the objects themselves, and undoing reads them back.
+// Site failover: the go/no-go's read-only preflight and fencing a site (its Deployments and
+// StatefulSets to 0 replicas, its CronJobs suspended, its backup location read-only), plus every
+// activity the site runbooks share, by concern: site-checks.ts, velero.ts, dns.ts, probe.ts,
+// notify.ts. Each looks before it acts, so a retried or resumed activity never does a destructive
+// step twice: fencing records what it changed in annotations on the objects themselves
+// (common/fence.ts), and undoing reads them back.
 import { FailureType, failure } from '../common/errors.ts';
 import type { FailoverPreflight } from '../common/failover.ts';
+import {
+  clearFenceChange,
+  fenceChange,
+  FENCED_BY,
+  FENCED_REPLICAS,
+  FENCED_SUSPEND,
+  MODE_BEFORE,
+  unfenceChange,
+} from '../common/fence.ts';
 import type { Gateways } from '../gateways/index.ts';
-import { createDnsActivities } from './dns.ts';
+import { createDnsActivities, recordsPointingAt } from './dns.ts';
 import { createNotifyActivities } from './notify.ts';
 import { createProbeActivities } from './probe.ts';
 import { failoverSettings } from './settings.ts';
@@ -14,9 +24,7 @@ import { createSiteCheckActivities, siteReadiness } from './site-checks.ts';
 import { backupRef, createVeleroActivities, newestCompleted } from './velero.ts';
 
 /** Annotations fencing leaves, so unfencing (and a retried fence) knows what it did. */
-export const FENCED_REPLICAS = 'drctl.io/fenced-replicas';
-export const FENCED_BY = 'drctl.io/fenced-by';
-export const MODE_BEFORE = 'drctl.io/access-mode-before';
+export { FENCED_BY, FENCED_REPLICAS, FENCED_SUSPEND, MODE_BEFORE };
 
 function createFencingActivities(gw: Gateways) {
   const kubeOf = (site: string) => gw.kube(gw.site(site).cluster.name);
@@ -49,12 +57,18 @@ function createFencingActivities(gw: Gateways) {
   }
 
   return {
-    /** Scales the primary's workloads to 0 and makes its backup location read-only. Remembers what it changed. */
+    /**
+     * Fences a site: its Deployments and StatefulSets to 0 replicas and its CronJobs suspended (the
+     * values before remembered in annotations), its backup location read-only (so its stale backups
+     * never become the newest). A site whose API server does not answer is skipped, and says so.
+     * `unlessServing` (the fence-on-return): a site an app record points at is not fenced.
+     */
     async fencePrimary(input: {
       site: string;
       namespaces: string[];
       tag: string;
-    }): Promise<{ fenced: string[]; skipped?: string }> {
+      unlessServing?: boolean;
+    }): Promise<{ fenced: string[]; skipped?: string; serving?: string[] }> {
       const s = gw.site(input.site);
       const kube = kubeOf(s.name);
       const ready = await kube.readyz(3000);
@@ -63,36 +77,32 @@ function createFencingActivities(gw: Gateways) {
           fenced: [],
           skipped: `${s.name} API server not reachable (${ready.detail.slice(0, 80)}): nothing to fence`,
         };
+      if (input.unlessServing) {
+        const serving = await recordsPointingAt(gw, s.name);
+        if (serving.length)
+          return { fenced: [], serving, skipped: `${serving.join(', ')} point(s) at ${s.name}: it serves, not fenced` };
+      }
       const fenced: string[] = [];
-      for (const d of await kube.deploymentsIn(input.namespaces)) {
-        if (d.annotations[FENCED_REPLICAS] !== undefined) {
-          fenced.push(`${d.namespace}/${d.name} (already)`);
-          continue;
-        }
-        await kube.patchDeployment(d.namespace, d.name, {
-          replicas: 0,
-          annotations: { [FENCED_REPLICAS]: String(d.replicas), [FENCED_BY]: input.tag },
-        });
-        fenced.push(`${d.namespace}/${d.name} ${d.replicas}→0`);
+      for (const w of await kube.workloadsIn(input.namespaces)) {
+        const f = fenceChange(w, input.tag);
+        if (f.change) await kube.patchWorkload(w, f.change);
+        fenced.push(f.item);
       }
       await setMode(s.name, 'ReadOnly', input.tag);
       fenced.push(`BackupStorageLocation ${s.velero.storageLocation} ReadOnly`);
       return { fenced };
     },
 
-    /** Undo of fencePrimary: replicas and the backup location's mode back to what they were. */
+    /** Undo of fencePrimary by the run `tag`: replicas, suspend and the backup location's mode back. */
     async unfencePrimary(input: { site: string; namespaces: string[]; tag: string }): Promise<string[]> {
       const s = gw.site(input.site);
       const kube = kubeOf(s.name);
       const done: string[] = [];
-      for (const d of await kube.deploymentsIn(input.namespaces)) {
-        const before = d.annotations[FENCED_REPLICAS];
-        if (before === undefined || d.annotations[FENCED_BY] !== input.tag) continue;
-        await kube.patchDeployment(d.namespace, d.name, {
-          replicas: Number(before),
-          annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null },
-        });
-        done.push(`${d.namespace}/${d.name} →${before}`);
+      for (const w of await kube.workloadsIn(input.namespaces)) {
+        const u = unfenceChange(w, input.tag);
+        if (!u) continue;
+        await kube.patchWorkload(w, u.change);
+        done.push(u.item);
       }
       done.push(...(await restoreMode(s.name, input.tag)));
       return done;
@@ -106,21 +116,25 @@ function createFencingActivities(gw: Gateways) {
       return restoreMode(input.site, input.tag);
     },
 
+    /** Those of `namespaces` that exist at the site now (what a restore would not create). */
+    async namespacesAt(input: { site: string; namespaces: string[] }): Promise<string[]> {
+      return kubeOf(input.site).existingNamespaces(input.namespaces);
+    },
+
     /**
      * The site that now serves is the one to back up: its location read-write, whoever made it
      * read-only (this run, or an earlier failover that fenced it), and no fence marks left on its
-     * workloads (their replicas came from the restore).
+     * workloads (their replicas and schedules came from the restore).
      */
     async promoteSite(input: { site: string; namespaces: string[] }): Promise<string[]> {
       const s = gw.site(input.site);
       const kube = kubeOf(s.name);
       const done: string[] = [];
-      for (const d of await kube.deploymentsIn(input.namespaces)) {
-        if (d.annotations[FENCED_REPLICAS] === undefined) continue;
-        await kube.patchDeployment(d.namespace, d.name, {
-          annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null },
-        });
-        done.push(`${d.namespace}/${d.name}: fence marks cleared`);
+      for (const w of await kube.workloadsIn(input.namespaces)) {
+        const c = clearFenceChange(w);
+        if (!c) continue;
+        await kube.patchWorkload(w, c.change);
+        done.push(c.item);
       }
       await gw.velero(s.name).patchStorageLocation(s.velero.storageLocation, {
         accessMode: 'ReadWrite',
@@ -191,6 +205,7 @@ export function createFailoverActivities(gw: Gateways) {
         existingAtTarget: existing,
         primaryReachable: primary.ready,
         primaryDetail: primary.detail.slice(0, 120),
+        verifyTimeoutMs: f.verifyTimeout,
         warnings,
       };
     },

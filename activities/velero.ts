@@ -3,8 +3,10 @@
 // finds what its first attempt created and waits on that.
 import { FailureType, failure } from '../common/errors.ts';
 import type { BackupRef } from '../common/failover.ts';
+import { stopChange } from '../common/fence.ts';
 import type { Gateways } from '../gateways/index.ts';
 import type { BackupInfo, RestoreInfo, RestoreResults } from '../gateways/velero.ts';
+import { recordsPointingAt } from './dns.ts';
 import { failoverSettings } from './settings.ts';
 import { done, heartbeat, notYet, pollUntil } from './support.ts';
 
@@ -138,7 +140,9 @@ export function createVeleroActivities(gw: Gateways) {
 
     /**
      * Undo of the restore: deletes the namespaces the restore created (they did not exist before)
-     * and fences again what it updated in namespaces that did; then the Restore object.
+     * and stops (0 replicas, CronJobs suspended) what it updated in namespaces that did; then the
+     * Restore object. Never at a site an app record points at: that site serves, and what it serves
+     * is not this undo's to remove (refused, non-retryable: a person decides).
      */
     async removeRestored(input: {
       site: string;
@@ -149,6 +153,14 @@ export function createVeleroActivities(gw: Gateways) {
     }): Promise<string[]> {
       const kube = gw.kube(gw.site(input.site).cluster.name);
       const out: string[] = [];
+      if (input.created.length || input.existed.length) {
+        const serving = await recordsPointingAt(gw, input.site);
+        if (serving.length)
+          throw failure(
+            FailureType.FailoverRefused,
+            `${serving.join(', ')} point(s) at ${input.site}: not removing what restore ${input.restoreName} brought there (${[...input.created, ...input.existed].join(', ')}) from a site that serves`,
+          );
+      }
       // A run cancelled mid-restore leaves Velero restoring: deleting now, Velero would create the
       // objects again behind the cleanup. Look first: wait until the restore has ended.
       const velero = gw.velero(input.site);
@@ -180,10 +192,11 @@ export function createVeleroActivities(gw: Gateways) {
           out.push(`namespace ${ns} deleted`);
         }),
       );
-      for (const d of await kube.deploymentsIn(input.existed)) {
-        if (d.replicas === 0) continue;
-        await kube.patchDeployment(d.namespace, d.name, { replicas: 0 });
-        out.push(`${d.namespace}/${d.name} →0`);
+      for (const w of await kube.workloadsIn(input.existed)) {
+        const c = stopChange(w);
+        if (!c) continue;
+        await kube.patchWorkload(w, c.change);
+        out.push(c.item);
       }
       await velero.delete('restores', input.restoreName);
       return out;

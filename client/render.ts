@@ -1,6 +1,7 @@
 // How `drctl` shows a run: the status of every runbook (one header, its evidence, one step table,
 // decisions, what needs attention), the one-line transitions printed while following a run without
 // a terminal, and when a followed run is over. Pure: the unit tests feed it fixture statuses.
+import type { FenceOnReturnStatus } from '../workflows/fence-on-return.ts';
 import type { WatchState } from '../workflows/health-watch.ts';
 import type { DrillReport, DrillStatus } from '../common/drill.ts';
 import { formatDuration } from '../common/duration.ts';
@@ -17,7 +18,8 @@ export interface WatchExtras {
 
 /** Every runbook's status with the fields only some runbooks add. */
 export type AnyStatus = RunbookStatus &
-  WatchExtras & {
+  WatchExtras &
+  Partial<Pick<FenceOnReturnStatus, 'returnWatch'>> & {
     plan?: RestorePlan;
     checks?: CheckResult[];
     report?: DrillReport;
@@ -139,6 +141,13 @@ function evidenceLines(type: WorkflowType, st: AnyStatus): string[] {
     if (st.phase === 'waiting-approval')
       lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
   }
+  if (type === 'fenceOnReturn' && st.returnWatch) {
+    const w = st.returnWatch;
+    lines.push(
+      `${w.site}: ${w.attempts} look(s) since ${w.since}; traffic on ${w.servingSite}; started by ${w.startedBy}${w.supersededBy ? `; superseded by ${w.supersededBy}` : ''}`,
+    );
+    if (w.lastDetail) lines.push(`last look: ${w.lastDetail}`);
+  }
   if (type === 'healthWatch') {
     for (const [site, h] of Object.entries(st.watch?.sites ?? {}))
       lines.push(
@@ -172,9 +181,11 @@ export function renderDecisions(st: Pick<RunbookStatus, 'decisions'>): string[] 
   );
 }
 
-export function renderAttention(st: Pick<RunbookStatus, 'attention'>): string[] {
-  if (!st.attention?.length) return [];
+export function renderAttention(st: Pick<RunbookStatus, 'attention' | 'rolledForward'>): string[] {
+  const forward = st.rolledForward ? [`ROLLED FORWARD (kept, not undone): ${st.rolledForward}`] : [];
+  if (!st.attention?.length) return forward;
   return [
+    ...forward,
     `NEEDS ATTENTION: ${st.attention.length} undo(s) could not finish; check by hand:`,
     ...st.attention.map((a) => `  ${a.undo}: ${oneLine(a.error)}\n    check: ${a.check}`),
   ];

@@ -130,6 +130,7 @@ async function fromServer(client: Client, desc: WorkflowExecutionDescription, ty
     waitingFor: memo?.waitingFor,
     error: memo?.error,
     attention: memo?.attention,
+    rolledForward: memo?.rolledForward,
   };
   return { status, source: 'server', asOf: await lastMemoUpdate(client, desc, memo), execution: desc.status.name };
 }

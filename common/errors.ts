@@ -41,6 +41,10 @@ export enum FailureType {
   Compensated = 'Compensated',
   /** A runbook failed and an undo could not finish: a human must check what its message names. */
   NeedsAttention = 'NeedsAttention',
+  /** A runbook failed past its point of no return and finished its change instead of undoing it. */
+  RolledForward = 'RolledForward',
+  /** Neither site of a failover answers as the app: no undo can put DNS on a site that serves. */
+  NoSiteServes = 'NoSiteServes',
 }
 
 /**
@@ -65,6 +69,8 @@ export const NON_RETRYABLE_TYPES: readonly FailureType[] = [
   FailureType.ChangedSinceApproval,
   FailureType.Compensated,
   FailureType.NeedsAttention,
+  FailureType.RolledForward,
+  FailureType.NoSiteServes,
 ];
 
 const NON_RETRYABLE = new Set(NON_RETRYABLE_TYPES);

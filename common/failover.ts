@@ -63,6 +63,8 @@ export interface FailoverPreflight {
   existingAtTarget: string[];
   primaryReachable: boolean;
   primaryDetail: string;
+  /** How long the post-restore checks may wait; also how long an undo waits for the old primary to serve again. */
+  verifyTimeoutMs?: number;
   warnings: string[];
 }
 
@@ -125,10 +127,62 @@ export function rpoVerdict(
 }
 
 /**
- * Where DNS goes when a failover is undone. The rule: never leave the record pointing at no healthy
- * site. Back to the old site if it answers (or if neither does: nothing better exists); otherwise
- * stay on the new one if that one answers.
+ * Where DNS goes when a failover is undone after it moved the records, decided once the old
+ * primary has been unfenced and given time to answer. The rule: DNS always ends on a site that
+ * serves, and nothing DNS points at is deleted.
+ * - `revert`: the old site answers: DNS back to it, then the rest is undone (the target's restore
+ *   removed).
+ * - `forward`: only the target answers: the run rolls forward instead (DNS stays on the target, the
+ *   old primary is fenced again, nothing more is undone).
+ * - `neither`: no site answers: rolled forward as well (the target's restore passed verification
+ *   minutes ago; nothing is deleted), and the run ends needs-attention.
  */
-export function dnsOnUndo(oldHealthy: boolean, newHealthy: boolean): 'revert' | 'keep' {
-  return !oldHealthy && newHealthy ? 'keep' : 'revert';
+export type DnsOnUndo = 'revert' | 'forward' | 'neither';
+
+export function dnsOnUndo(oldServes: boolean, newServes: boolean): DnsOnUndo {
+  if (oldServes) return 'revert';
+  return newServes ? 'forward' : 'neither';
+}
+
+/** The one fence-on-return per site: a second failover away from it finds the first. */
+export const fenceOnReturnId = (site: string) => `fence-on-return-${site}`;
+
+/** What a failover hands the fence-on-return of a site it could not fence (unreachable). */
+export interface FenceOnReturnInput {
+  site: string;
+  namespaces: string[];
+  /** The failover's tag: what this fences, that failover's undo (or promotion) recognises. */
+  tag: string;
+  /** The failover that started it (its workflow id). */
+  startedBy: string;
+  /** Where the failover moved the traffic (the fence is for this site's sake). */
+  servingSite: string;
+  /** First wait between looks, doubled after each one up to `maxPollMs` (defaults 10 s, 5 min). */
+  pollMs?: number;
+  maxPollMs?: number;
+  /** Looks per run before continue-as-new (default 150: about 1,500 history events). */
+  looksPerRun?: number;
+  /** Carried across continue-as-new. */
+  state?: FenceOnReturnState;
+}
+
+export interface FenceOnReturnState {
+  attempts: number;
+  since: string;
+  lastDetail?: string;
+}
+
+export interface FenceOnReturnResult {
+  /** fenced: it answered and was fenced; serving: an app record points at it again (not fenced); superseded: a later failover or failback took over. */
+  outcome: 'fenced' | 'serving' | 'superseded';
+  site: string;
+  attempts: number;
+  fenced: string[];
+  detail: string;
+}
+
+/** The signal a later failover or failback sends a fence-on-return it makes pointless. */
+export interface Supersede {
+  by: string;
+  reason: string;
 }

@@ -11,6 +11,7 @@ export const RUNBOOKS = {
   siteFailover: 'site-failover',
   healthWatch: 'health-watch',
   drDrill: 'drill',
+  fenceOnReturn: 'fence-on-return',
 } as const;
 export type WorkflowType = keyof typeof RUNBOOKS;
 export type RunbookName = (typeof RUNBOOKS)[WorkflowType];
@@ -41,12 +42,13 @@ export const PHASES = [
   'dry-run',
   'aborted',
   'compensated',
+  'rolled-forward',
   'needs-attention',
   'failed',
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
-/** Phases after which the run changes nothing more (a drill waiting for sign-off is not one): the last six. */
+/** Phases after which the run changes nothing more (a drill waiting for sign-off is not one): the last seven. */
 export const FINAL_PHASES: readonly Phase[] = PHASES.slice(PHASES.indexOf('completed'));
 
 /** An undo that could not finish: what it was, why, and what a human must check now. */
@@ -117,10 +119,18 @@ export interface RunbookStatus<E = unknown> {
   error?: string;
   /** Set with phase `needs-attention`: the undos that could not finish. */
   attention?: Attention[];
+  /**
+   * Why the run stopped undoing and kept what is left (phase `rolled-forward`, or `needs-attention`
+   * when the roll-forward itself could not finish): a failover whose target already serves.
+   */
+  rolledForward?: string;
 }
 
 /** What a run keeps in its memo (readable from the server when no worker answers the query). */
-export type StatusMemo = Pick<RunbookStatus, 'runbook' | 'title' | 'phase' | 'waitingFor' | 'error' | 'attention'> & {
+export type StatusMemo = Pick<
+  RunbookStatus,
+  'runbook' | 'title' | 'phase' | 'waitingFor' | 'error' | 'attention' | 'rolledForward'
+> & {
   steps: Omit<Step, 'items'>[];
 };
 export const STATUS_MEMO_KEY = 'drctlStatus';
@@ -168,6 +178,7 @@ export function memoOf(s: RunbookStatus): StatusMemo {
     waitingFor: s.waitingFor,
     error: s.error,
     attention: s.attention,
+    rolledForward: s.rolledForward,
     steps: s.steps.map(({ items: _items, ...rest }) => rest),
   };
 }

@@ -3,6 +3,7 @@ import { request } from 'node:https';
 import {
   ApiException,
   AppsV1Api,
+  BatchV1Api,
   CoreV1Api,
   DiscoveryV1Api,
   KubeConfig,
@@ -32,12 +33,45 @@ export interface PodState {
   unschedulable?: string;
 }
 
+/** The workloads fencing stops: Deployments and StatefulSets by their replicas, CronJobs by `suspend`. */
+export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'CronJob';
+
+export interface WorkloadState {
+  kind: WorkloadKind;
+  namespace: string;
+  name: string;
+  /** Deployments and StatefulSets (Kubernetes' default when unset: 1). */
+  replicas?: number;
+  /** CronJobs (Kubernetes' default when unset: false). */
+  suspend?: boolean;
+  annotations: Record<string, string>;
+}
+
+/** What one merge patch of a workload changes: its replicas or suspend, and annotations (null removes one). */
+export interface WorkloadChange {
+  replicas?: number;
+  suspend?: boolean;
+  annotations?: Record<string, string | null>;
+}
+
+/** The merge-patch body of a WorkloadChange. Pure: the unit tests check the bodies fencing sends. */
+export function workloadPatch(c: WorkloadChange): Record<string, unknown> {
+  const spec: Record<string, unknown> = {};
+  if (c.replicas !== undefined) spec.replicas = c.replicas;
+  if (c.suspend !== undefined) spec.suspend = c.suspend;
+  return {
+    ...(c.annotations ? { metadata: { annotations: c.annotations } } : {}),
+    ...(Object.keys(spec).length ? { spec } : {}),
+  };
+}
+
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 export class KubeGateway {
   readonly kc = new KubeConfig();
   private readonly core: CoreV1Api;
   private readonly apps: AppsV1Api;
+  private readonly batch: BatchV1Api;
   private readonly discovery: DiscoveryV1Api;
 
   constructor(readonly target: KubeTarget) {
@@ -45,6 +79,7 @@ export class KubeGateway {
     if (target.context) this.kc.setCurrentContext(target.context);
     this.core = this.kc.makeApiClient(CoreV1Api);
     this.apps = this.kc.makeApiClient(AppsV1Api);
+    this.batch = this.kc.makeApiClient(BatchV1Api);
     this.discovery = this.kc.makeApiClient(DiscoveryV1Api);
   }
 
@@ -145,12 +180,43 @@ export class KubeGateway {
     name: string,
     patch: { replicas?: number; annotations?: Record<string, string | null> },
   ): Promise<void> {
-    const body: Record<string, unknown> = {};
-    if (patch.annotations) body.metadata = { annotations: patch.annotations };
-    if (patch.replicas !== undefined) body.spec = { replicas: patch.replicas };
-    await this.call(`patch deployment ${ns}/${name}`, () =>
-      this.apps.patchNamespacedDeployment({ namespace: ns, name, body }, mergePatch),
+    await this.patchWorkload({ kind: 'Deployment', namespace: ns, name }, patch);
+  }
+
+  /** The Deployments, StatefulSets and CronJobs of several namespaces (a missing namespace lists none). */
+  async workloadsIn(namespaces: string[]): Promise<WorkloadState[]> {
+    const lists = await Promise.all(
+      namespaces.map(async (namespace) => {
+        const [deps, sets, crons] = await Promise.all([
+          this.call(`list deployments in ${namespace}`, () => this.apps.listNamespacedDeployment({ namespace })),
+          this.call(`list statefulsets in ${namespace}`, () => this.apps.listNamespacedStatefulSet({ namespace })),
+          this.call(`list cronjobs in ${namespace}`, () => this.batch.listNamespacedCronJob({ namespace })),
+        ]);
+        const meta = (o: { metadata?: { name?: string; annotations?: Record<string, string> } }) => ({
+          namespace,
+          name: o.metadata?.name ?? '',
+          annotations: o.metadata?.annotations ?? {},
+        });
+        return [
+          ...deps.items.map((d) => ({ kind: 'Deployment' as const, ...meta(d), replicas: d.spec?.replicas ?? 1 })),
+          ...sets.items.map((d) => ({ kind: 'StatefulSet' as const, ...meta(d), replicas: d.spec?.replicas ?? 1 })),
+          ...crons.items.map((c) => ({ kind: 'CronJob' as const, ...meta(c), suspend: c.spec?.suspend ?? false })),
+        ];
+      }),
     );
+    return lists.flat();
+  }
+
+  /** One merge patch of a workload (workloadPatch's body). */
+  async patchWorkload(w: Pick<WorkloadState, 'kind' | 'namespace' | 'name'>, change: WorkloadChange): Promise<void> {
+    const body = workloadPatch(change);
+    const { namespace, name } = w;
+    await this.call(`patch ${w.kind.toLowerCase()} ${namespace}/${name}`, async () => {
+      if (w.kind === 'Deployment') await this.apps.patchNamespacedDeployment({ namespace, name, body }, mergePatch);
+      else if (w.kind === 'StatefulSet')
+        await this.apps.patchNamespacedStatefulSet({ namespace, name, body }, mergePatch);
+      else await this.batch.patchNamespacedCronJob({ namespace, name, body }, mergePatch);
+    });
   }
 
   /** Services with a selector, and how many ready endpoints their EndpointSlices hold. */

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { FENCED_REPLICAS } from '../activities/failover.ts';
 import { FailureType } from '../common/errors.ts';
-import type { FailoverInput, FailoverStatus } from '../common/failover.ts';
+import { type FailoverInput, type FailoverStatus, fenceOnReturnId } from '../common/failover.ts';
 import { runTag } from '../common/restore.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { paths } from '../lab/topology.ts';
@@ -50,7 +50,15 @@ beforeAll(async () => {
 afterAll(() => env?.close());
 
 const lab = labCli;
-const baseline = () => resetFailoverLab(gw, env.config);
+const baseline = async () => {
+  // A fence-on-return (a failover that could not fence its old primary) would fence that site later.
+  for (const site of ['site-a', 'site-b'])
+    await client.workflow
+      .getHandle(fenceOnReturnId(site))
+      .terminate('failover test baseline')
+      .catch(() => undefined);
+  await resetFailoverLab(gw, env.config);
+};
 const siteState = () => failoverState(gw);
 const BASELINE = () => ({
   dns: [A],
@@ -176,6 +184,113 @@ describe('site failover', () => {
         },
       );
       expect(await siteState()).toEqual(BASELINE());
+    },
+  );
+
+  // How the failure after the DNS switch is injected: the test's worker (a config variant, its own
+  // task queue) asks a DNS server that does not answer (dns.nameserver 127.0.0.1:1). Everything
+  // before the switch reads and writes the record through the PowerDNS API, as does the switch
+  // itself, so the record really moves to B; only the switch's proof (verifyDns, a DNS query to
+  // dns.nameserver) fails, after its 30 s, non-retryable (VerificationFailed). The test's own
+  // gateways use the lab's real nameserver.
+  const deafNameserver = (c: DrctlConfig) => (c.dns!.nameserver = '127.0.0.1:1');
+  const dnsUndo = 'DNS back to site-a if it serves once unfenced, else kept on site-b';
+  const healthz = (site: string) =>
+    fetch(env.config.sites.find((s) => s.name === site)!.appEndpoint!).then(
+      (r) => r.status,
+      () => 0,
+    );
+
+  it(
+    'a failure injected after the DNS switch ends with DNS on a serving site: A unfenced first, DNS back on A, then B emptied',
+    { timeout: 400_000 },
+    async () => {
+      await withWorker(deafNameserver, async (tq) => {
+        const h = await start(tq);
+        expect((await waiting(h)).phase).toBe('waiting-approval');
+        await decide(env, h, 'bob', true, 'go');
+        const f = await failureOf(h.result());
+        expect(f.type).toBe('Compensated');
+        const root = (f.cause as { cause?: unknown } | undefined)?.cause;
+        expect(root).toMatchObject({
+          type: FailureType.VerificationFailed,
+          message: expect.stringMatching(/^DNS switch not effective:/),
+        });
+        const st = await h.query(statusQuery);
+        expect(st.phase).toBe('compensated');
+        // The record did move to B before the proof failed.
+        expect(itemsOf(st.steps.find((s) => s.step === 'switch-dns'))[RECORD]).toBe(`${A} → ${B}`);
+        // DNS went back to A only once A was unfenced and answered; B's namespace was removed after.
+        const undone = Object.entries(itemsOf(st.steps.find((s) => s.step === 'compensate')));
+        expect(undone).toEqual([
+          [dnsUndo, expect.stringMatching(/^back on site-a, which answers \(HTTP 200/)],
+          [`remove what restore drctl-failover-${runTag(h.firstExecutionRunId)} created at site-b`, 'done'],
+          ['site-b backup location mode back', 'done'],
+          ['unfence site-a', 'done'],
+        ]);
+      });
+      expect(await siteState()).toEqual(BASELINE());
+      expect(await healthz('site-a')).toBe(200);
+    },
+  );
+
+  it(
+    "a cancel after the DNS switch with A's app down ends with DNS on B, which serves: rolled forward, B kept, A fenced again",
+    { timeout: 400_000 },
+    async () => {
+      await lab('site', 'down', 'site-a'); // A's app endpoint stops; its API server still answers (fenced)
+      await withWorker(
+        (c) => {
+          deafNameserver(c); // the switch's proof waits its 30 s: the cancel arrives meanwhile
+          c.failover!.verifyTimeout = 15_000; // how long the undo gives A to answer once unfenced
+        },
+        async (tq) => {
+          const h = await start(tq);
+          expect((await waiting(h)).phase).toBe('waiting-approval');
+          await decide(env, h, 'bob', true, 'go');
+          await until(
+            'the DNS switch',
+            () => h.query(statusQuery),
+            (s) => itemsOf(s.steps.find((x) => x.step === 'switch-dns'))[RECORD] !== undefined,
+            300_000,
+            250,
+          );
+          expect((await gw.dns().resolveA(RECORD)).addresses).toEqual([B]);
+          await h.cancel();
+          const err = await h.result().then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(err).toBeInstanceOf(WorkflowFailedError);
+          expect((err as WorkflowFailedError).cause?.name).toBe('CancelledFailure');
+          const st = await h.query(statusQuery);
+          expect(st.phase).toBe('rolled-forward');
+          expect(st.rolledForward).toMatch(
+            /^site-a does not answer \(.*\) and site-b does \(HTTP 200.*\): DNS stays on site-b \(127\.0\.20\.100\), restore drctl-failover-\w+ is kept there; site-a fenced again$/,
+          );
+          const undone = itemsOf(st.steps.find((s) => s.step === 'compensate'));
+          expect(undone[dnsUndo]).toBe('kept on site-b: site-b answers');
+          expect(
+            Object.entries(undone)
+              .filter(([, v]) => v === 'kept: rolled forward')
+              .map(([k]) => k),
+          ).toEqual([
+            `remove what restore drctl-failover-${runTag(h.firstExecutionRunId)} created at site-b`,
+            'site-b backup location mode back',
+            'unfence site-a',
+          ]);
+        },
+      );
+      // As after a completed failover: DNS on B, which serves; A fenced; B's location read-write.
+      expect(await siteState()).toEqual({
+        dns: [B],
+        replicasA: [0],
+        fencedA: true,
+        bslA: 'ReadOnly',
+        bslB: 'ReadWrite',
+        nsB: 'Active',
+      });
+      expect(await healthz('site-b')).toBe(200);
     },
   );
 

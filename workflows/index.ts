@@ -5,3 +5,4 @@ export { etcdRestore } from './etcd-restore.ts';
 export { siteFailover } from './site-failover.ts';
 export { healthWatch } from './health-watch.ts';
 export { drDrill } from './drill.ts';
+export { fenceOnReturn } from './fence-on-return.ts';

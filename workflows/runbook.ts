@@ -5,7 +5,9 @@
 // - the saga: `undo(name, fn, check)` registers a step's undo BEFORE the step runs (a fan-out may
 //   fail half-way: every undo is idempotent, so undoing an item the step never reached is harmless);
 //   `compensate()` runs them in reverse in a non-cancellable scope, each with bounded retries, and
-//   when one cannot finish the run ends `needs-attention`, naming what a human must check;
+//   when one cannot finish the run ends `needs-attention`, naming what a human must check; an undo
+//   that finds the change past its point of no return (a failover whose target already serves)
+//   calls `keep(why)`: the older undos are not run, and the run ends `rolled-forward`;
 // - the go/no-go gate and any other wait for a person (the drill's sign-off) as steps.
 import { defineSearchAttributeKey } from '@temporalio/common';
 import {
@@ -85,6 +87,8 @@ export class Runbook<E = unknown, X extends object = object> {
   private indexedPhase?: Phase;
   /** The memo last written: a transition that changes nothing in it writes nothing. */
   private published?: string;
+  /** Set by an undo that rolls the run forward: why the older undos are kept, not run. */
+  private kept?: string;
 
   /** The run's signed request, and its input without it (what the request's digest binds). */
   private readonly request?: unknown;
@@ -207,6 +211,18 @@ export class Runbook<E = unknown, X extends object = object> {
   }
 
   /**
+   * Called by an undo that finds the change past its point of no return: compensation stops after
+   * this undo (whether it then finishes or not), the older undos are kept, not run (they would
+   * take away what now serves), and the run ends `rolled-forward` (or `needs-attention` when an
+   * undo could not finish). `why` says what was kept and where things stand, for a person.
+   */
+  keep(why: string): void {
+    this.kept = why;
+    this.status.rolledForward = why;
+    this.publish();
+  }
+
+  /**
    * Runs every registered undo, newest first, even when the run was cancelled. `independent`
    * undos (a drill's cleanup) all run whatever one of them does; otherwise the first that cannot
    * finish stops the rest, because each later undo assumes the earlier ones succeeded (etcd must
@@ -218,6 +234,10 @@ export class Runbook<E = unknown, X extends object = object> {
       this.run(this.undoStep, async (s) => {
         const attention: Attention[] = [];
         for (const u of undos) {
+          if (this.kept) {
+            s.items[u.name] = `kept: rolled forward`;
+            continue;
+          }
           if (attention.length && !opts.independent) {
             s.items[u.name] = 'not run: an earlier undo did not finish';
             attention.push({ undo: u.name, error: 'not run', check: u.check });
@@ -233,6 +253,7 @@ export class Runbook<E = unknown, X extends object = object> {
           }
         }
         if (attention.length) s.detail = `${attention.length} undo(s) did not finish: needs attention`;
+        else if (this.kept) s.detail = `rolled forward: ${this.kept}`;
         await opts.then?.(s);
         return attention;
       }),
@@ -241,7 +262,8 @@ export class Runbook<E = unknown, X extends object = object> {
 
   /**
    * The standard life of a destructive runbook: run `body`; on a failure or cancel, undo what was
-   * done and end `compensated`, or `needs-attention` when an undo could not finish. A failure
+   * done and end `compensated`, or `needs-attention` when an undo could not finish, or
+   * `rolled-forward` when an undo kept the rest (`keep`). A failure
    * before the gate opened ends `failed` (or `aborted` at the gate) after undoing what was
    * prepared (staged files): nothing of the cluster was changed.
    */
@@ -259,6 +281,16 @@ export class Runbook<E = unknown, X extends object = object> {
       if (hadUndos) this.setPhase(changed ? 'compensating' : this.status.phase);
       const attention = hadUndos ? await this.compensate() : [];
       if (attention.length) throw this.needsAttention(err, attention);
+      if (this.kept) {
+        this.setPhase('rolled-forward');
+        if (isCancellation(err)) throw err;
+        throw ApplicationFailure.create({
+          type: FailureType.RolledForward,
+          nonRetryable: true,
+          message: `${this.status.title} failed (${rootMessage(err)}) past its point of no return; rolled forward, not undone: ${this.kept}`,
+          cause: err as Error,
+        });
+      }
       if (!changed) {
         if (this.status.phase !== 'aborted') this.setPhase(isCancellation(err) ? 'aborted' : 'failed');
         throw err;
@@ -283,7 +315,8 @@ export class Runbook<E = unknown, X extends object = object> {
       nonRetryable: true,
       message:
         `${this.status.title} failed (${rootMessage(err)}) and its undo could not finish; check:\n` +
-        attention.map((a) => `- ${a.undo} (${a.error}): ${a.check}`).join('\n'),
+        attention.map((a) => `- ${a.undo} (${a.error}): ${a.check}`).join('\n') +
+        (this.kept ? `\nkept (rolled forward, not undone): ${this.kept}` : ''),
       cause: err as Error,
     });
   }
@@ -501,6 +534,7 @@ export class Runbook<E = unknown, X extends object = object> {
         s.waitingFor ? `waits for ${s.waitingFor}` : running ? `step: ${running.step}` : undefined,
         s.error ? `error: ${s.error}` : undefined,
         ...(s.attention ?? []).map((a) => `check: ${a.undo}: ${a.check}`),
+        s.rolledForward ? `rolled forward: ${s.rolledForward}` : undefined,
         s.steps.map((x) => `${x.step} ${x.state}`).join(' · '),
       ]
         .filter(Boolean)

@@ -148,6 +148,15 @@ describe('renderStatus', () => {
     expect(text).toContain('error: restore on cp2 failed');
   });
 
+  it('a run rolled forward says what it kept instead of undoing it', () => {
+    const st = restore({ phase: 'rolled-forward', rolledForward: 'DNS stays on site-b, restore r1 is kept there' });
+    const text = renderStatus('f', 'etcdRestore', { status: st, source: 'worker' });
+    expect(text).toMatch(/^f: ROLLED-FORWARD — /);
+    expect(text).toContain('ROLLED FORWARD (kept, not undone): DNS stays on site-b, restore r1 is kept there');
+    expect(failureOf('f', 'etcdRestore', st)).toBe('f: rolled-forward');
+    expect(settled('etcdRestore', st)).toBe(true);
+  });
+
   it('from the server (no worker): says so with the time of its last memo update', () => {
     const text = renderStatus('r', 'etcdRestore', {
       status: restore(),
@@ -368,7 +377,7 @@ describe('drctl runs: the visibility query', () => {
   const sites = ['site-a', 'site-b'];
   it('every runbook unless one is named; flags become search attribute clauses', () => {
     expect(runsQuery({}, sites)).toBe(
-      "DrctlRunbook IN ('cluster-health', 'etcd-snapshot', 'etcd-restore', 'site-failover', 'health-watch', 'drill')",
+      "DrctlRunbook IN ('cluster-health', 'etcd-snapshot', 'etcd-restore', 'site-failover', 'health-watch', 'drill', 'fence-on-return')",
     );
     expect(runsQuery({ runbook: 'etcdRestore', phase: 'needs-attention', site: 'site-b' }, sites)).toBe(
       "DrctlRunbook = 'etcd-restore' AND DrctlPhase = 'needs-attention' AND DrctlSites = 'site-b'",

@@ -1,8 +1,11 @@
 // Pure decisions of the failover and the health watch (no servers involved): the up/down table,
-// the RPO policy, and where DNS goes on undo.
+// the RPO policy, where DNS goes on undo, and the merge patches fencing sends for Deployments,
+// StatefulSets and CronJobs (what it remembers, and how an unfence reads it back).
 import { describe, expect, it } from 'vitest';
 import { dnsOnUndo, rpoVerdict } from '../../common/failover.ts';
+import { clearFenceChange, fenceChange, stopChange, unfenceChange } from '../../common/fence.ts';
 import { nextHealth, type SiteHealth } from '../../common/health.ts';
+import { type WorkloadChange, type WorkloadState, workloadPatch } from '../../gateways/kube.ts';
 
 const policy = { failuresToDown: 3, successesToUp: 5 };
 
@@ -54,13 +57,121 @@ describe('RPO policy', () => {
   });
 });
 
-describe('DNS on undo never points at no healthy site', () => {
-  it('reverts when the old site answers, or when neither does', () => {
+describe('DNS on undo (decided once the old primary is unfenced) ends on a site that serves', () => {
+  it('back to the old site whenever it answers', () => {
     expect(dnsOnUndo(true, true)).toBe('revert');
     expect(dnsOnUndo(true, false)).toBe('revert');
-    expect(dnsOnUndo(false, false)).toBe('revert');
   });
-  it('keeps the new site when the old one is down and the new one answers', () => {
-    expect(dnsOnUndo(false, true)).toBe('keep');
+  it('rolls forward on the new site when only it answers', () => {
+    expect(dnsOnUndo(false, true)).toBe('forward');
+  });
+  it('neither answers: neither (rolled forward, needs attention), never a revert onto a dead site', () => {
+    expect(dnsOnUndo(false, false)).toBe('neither');
+  });
+});
+
+const TAG = 'failover-site-a-to-site-b.r1';
+const w = (x: Partial<WorkloadState> & Pick<WorkloadState, 'kind'>): WorkloadState => ({
+  namespace: 'demo-app',
+  name: x.kind.toLowerCase(),
+  annotations: {},
+  ...x,
+});
+const body = (c: { change?: WorkloadChange } | undefined) => (c?.change ? workloadPatch(c.change) : undefined);
+/** The workload after a merge patch of `c` (what the API server would store). */
+function applied(x: WorkloadState, c: WorkloadChange): WorkloadState {
+  const annotations = { ...x.annotations };
+  for (const [k, v] of Object.entries(c.annotations ?? {})) {
+    if (v === null) delete annotations[k];
+    else annotations[k] = v;
+  }
+  return {
+    ...x,
+    annotations,
+    ...(c.replicas !== undefined ? { replicas: c.replicas } : {}),
+    ...(c.suspend !== undefined ? { suspend: c.suspend } : {}),
+  };
+}
+
+describe('fencing patches', () => {
+  it('a StatefulSet is scaled to 0, its replicas remembered with the run', () => {
+    expect(body(fenceChange(w({ kind: 'StatefulSet', replicas: 3 }), TAG))).toEqual({
+      metadata: { annotations: { 'drctl.io/fenced-replicas': '3', 'drctl.io/fenced-by': TAG } },
+      spec: { replicas: 0 },
+    });
+  });
+
+  it('a CronJob is suspended, its previous suspend remembered (false, or true when it already was)', () => {
+    expect(body(fenceChange(w({ kind: 'CronJob', suspend: false }), TAG))).toEqual({
+      metadata: { annotations: { 'drctl.io/fenced-suspend': 'false', 'drctl.io/fenced-by': TAG } },
+      spec: { suspend: true },
+    });
+    expect(body(fenceChange(w({ kind: 'CronJob', suspend: true }), TAG))).toEqual({
+      metadata: { annotations: { 'drctl.io/fenced-suspend': 'true', 'drctl.io/fenced-by': TAG } },
+      spec: { suspend: true },
+    });
+  });
+
+  it('a Deployment as before: replicas to 0, remembered', () => {
+    expect(fenceChange(w({ kind: 'Deployment', replicas: 2 }), TAG)).toEqual({
+      change: { replicas: 0, annotations: { 'drctl.io/fenced-replicas': '2', 'drctl.io/fenced-by': TAG } },
+      item: 'Deployment demo-app/deployment 2→0',
+    });
+  });
+
+  it('fencing again (a retried activity) changes nothing: the value from before the first fence stays', () => {
+    for (const x of [w({ kind: 'StatefulSet', replicas: 5 }), w({ kind: 'CronJob', suspend: false })]) {
+      const once = applied(x, fenceChange(x, TAG).change!);
+      expect(fenceChange(once, TAG).change).toBeUndefined();
+      expect(fenceChange(once, 'another-run').change).toBeUndefined();
+    }
+  });
+
+  it('unfence restores what fence remembered and removes the marks', () => {
+    const set = w({ kind: 'StatefulSet', replicas: 3 });
+    const fencedSet = applied(set, fenceChange(set, TAG).change!);
+    expect(body(unfenceChange(fencedSet, TAG))).toEqual({
+      metadata: { annotations: { 'drctl.io/fenced-replicas': null, 'drctl.io/fenced-by': null } },
+      spec: { replicas: 3 },
+    });
+    expect(applied(fencedSet, unfenceChange(fencedSet, TAG)!.change)).toEqual(set);
+    for (const suspend of [false, true]) {
+      const cron = w({ kind: 'CronJob', suspend });
+      const fencedCron = applied(cron, fenceChange(cron, TAG).change!);
+      expect(body(unfenceChange(fencedCron, TAG))).toEqual({
+        metadata: { annotations: { 'drctl.io/fenced-suspend': null, 'drctl.io/fenced-by': null } },
+        spec: { suspend },
+      });
+      expect(applied(fencedCron, unfenceChange(fencedCron, TAG)!.change)).toEqual(cron);
+    }
+  });
+
+  it("unfence leaves another run's fence, an unfenced workload, and a mark that is not fencing's", () => {
+    const set = w({ kind: 'StatefulSet', replicas: 3 });
+    expect(unfenceChange(applied(set, fenceChange(set, 'another-run').change!), TAG)).toBeUndefined();
+    expect(unfenceChange(set, TAG)).toBeUndefined();
+    const edited = w({
+      kind: 'CronJob',
+      suspend: true,
+      annotations: { 'drctl.io/fenced-suspend': 'maybe', 'drctl.io/fenced-by': TAG },
+    });
+    expect(unfenceChange(edited, TAG)).toBeUndefined();
+    const bad = w({
+      kind: 'StatefulSet',
+      replicas: 0,
+      annotations: { 'drctl.io/fenced-replicas': '-1', 'drctl.io/fenced-by': TAG },
+    });
+    expect(unfenceChange(bad, TAG)).toBeUndefined();
+  });
+
+  it('promotion clears the marks only; an undo at the target stops what existed there, never deleting', () => {
+    const cron = w({ kind: 'CronJob', suspend: false });
+    expect(body(clearFenceChange(applied(cron, fenceChange(cron, TAG).change!)))).toEqual({
+      metadata: { annotations: { 'drctl.io/fenced-suspend': null, 'drctl.io/fenced-by': null } },
+    });
+    expect(clearFenceChange(cron)).toBeUndefined();
+    expect(body(stopChange(w({ kind: 'StatefulSet', replicas: 2 })))).toEqual({ spec: { replicas: 0 } });
+    expect(body(stopChange(w({ kind: 'CronJob', suspend: false })))).toEqual({ spec: { suspend: true } });
+    expect(stopChange(w({ kind: 'Deployment', replicas: 0 }))).toBeUndefined();
   });
 });

@@ -233,7 +233,7 @@ const F = {
   unfence: 'unfence site-a',
   mode: 'site-b backup location mode back',
   remove: (i: unknown) => `remove what restore ${String(i)} created at site-b`,
-  dns: 'DNS back (unless that would point at a dead site)',
+  dns: 'DNS back to site-a if it serves once unfenced, else kept on site-b',
 };
 
 describe('failover: a failure at each step after the gate undoes in reverse', () => {
@@ -272,9 +272,13 @@ describe('failover: a failure at each step after the gate undoes in reverse', ()
       const restoreName = names.find((n) => n.startsWith('remove what restore'))?.split(' ')[3];
       const all = [F.dns, F.remove(restoreName), F.mode, F.unfence];
       expect(names).toEqual(all.slice(all.length - c.undos));
-      expect(Object.values(undoOrder(st)).every((v) => v === 'done')).toBe(true);
-      // DNS went back only after both sites were probed.
+      // Every undo done; the DNS one says where DNS went and why.
+      expect(Object.entries(undoOrder(st)).filter(([k, v]) => k !== F.dns && v !== 'done')).toEqual([]);
+      // DNS went back only after site-a was unfenced and answered.
       if (c.undos === 4) {
+        expect(undoOrder(st)[F.dns]).toBe('back on site-a, which answers (200)');
+        const order = calls.map((x) => x.name);
+        expect(order.lastIndexOf('unfencePrimary')).toBeLessThan(order.lastIndexOf('switchDns'));
         const back = calls.filter((x) => x.name === 'switchDns').at(-1)?.input as { addresses: string[] };
         expect(back.addresses).toEqual(['127.0.10.100']);
       }

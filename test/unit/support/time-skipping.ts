@@ -13,17 +13,26 @@ import { workflowsPath } from '../../../worker/worker.ts';
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
 export async function timeSkipping(): Promise<{ env: TestWorkflowEnvironment; bundle: WorkflowBundle }> {
+  const [env, bundle] = await Promise.all([
+    timeSkippingServer(),
+    bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') }),
+  ]);
+  return { env, bundle };
+}
+
+/**
+ * A test server of its own, for a test after which the shared one could no longer skip time: on
+ * this server, a child workflow that its parent abandoned (ParentClosePolicy ABANDON) and that
+ * completes after its parent closed leaves the clock locked for every later run.
+ */
+export function timeSkippingServer(): Promise<TestWorkflowEnvironment> {
   try {
     Runtime.install({ logger: new DefaultLogger('ERROR') });
   } catch {
     // already installed in this process
   }
   const path = execFileSync('bash', [`${root}scripts/install-test-server.sh`], { encoding: 'utf8' }).trim();
-  const [env, bundle] = await Promise.all([
-    TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path } } }),
-    bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') }),
-  ]);
-  return { env, bundle };
+  return TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path } } });
 }
 
 export type Calls = { name: string; input: unknown }[];
