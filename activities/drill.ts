@@ -180,7 +180,7 @@ export function createDrillActivities(gw: Gateways) {
   }
 
   async function listEtcdSnapshots(cluster: string): Promise<{ key: string; takenAt: string }[]> {
-    const refs = await createSnapshotActivities(gw).listSnapshots(cluster);
-    return refs.map((r) => ({ key: r.key, takenAt: r.takenAt }));
+    const { snapshots } = await createSnapshotActivities(gw).listSnapshots(cluster);
+    return snapshots.map((r) => ({ key: r.key, takenAt: r.takenAt }));
   }
 }

@@ -6,7 +6,8 @@
 import { pipeline } from 'node:stream/promises';
 import { FailureType, failure } from '../common/errors.ts';
 import type { NodePlan, NodePreflight } from '../common/restore.ts';
-import { fromObjectMetadata, snapshotPrefix, type SnapshotRef } from '../common/snapshots.ts';
+import { log } from '../common/log.ts';
+import type { SnapshotRef } from '../common/snapshots.ts';
 import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import type { Gateways } from '../gateways/index.ts';
 import { checkRoot } from '../gateways/ssh.ts';
@@ -46,6 +47,22 @@ export function createRestoreActivities(gw: Gateways) {
       throw failure(type, `${r.cluster}/${r.node}: ${what}${result.reason}`);
     }
     return result.outcome;
+  }
+
+  /**
+   * The data dirs earlier restores moved aside on this node (full copies of etcd, every Secret in
+   * them), removed once older than restore.keepMovedAside; never this run's. Housekeeping: a
+   * failure is logged, never the restore's.
+   */
+  async function pruneMovedAside(r: NodeRef & { plan: NodePlan }): Promise<string[]> {
+    try {
+      const pruned = await gw.restoreNode(r.cluster, r.node).pruneMovedAside(r.plan, gw.config.restore.keepMovedAside);
+      for (const dir of pruned) log.info({ cluster: r.cluster, node: r.node, dir }, 'moved-aside data dir pruned');
+      return pruned;
+    } catch (err) {
+      log.warn({ cluster: r.cluster, node: r.node, error: (err as Error).message }, 'moved-aside data dirs not pruned');
+      return [];
+    }
   }
 
   /**
@@ -155,39 +172,28 @@ export function createRestoreActivities(gw: Gateways) {
       };
     },
 
-    /** 'latest' → the newest snapshot with complete metadata; a key → that object, which must exist. */
+    /**
+     * 'latest' → the newest snapshot drctl signed; a key → that snapshot, which must be signed
+     * (SnapshotUntrusted if it is not: refused here, in preflight, before any node is touched).
+     * Objects passed over for 'latest' (unsigned, mis-signed, incomplete) are logged with why.
+     */
     async resolveSnapshot(input: { cluster: string; snapshot: string }): Promise<SnapshotRef> {
-      const store = gw.store();
-      const keys =
-        input.snapshot === 'latest'
-          ? (await store.list(snapshotPrefix(gw.config.objectStore.prefix, input.cluster)))
-              .map((o) => o.key)
-              .sort()
-              .reverse()
-          : [input.snapshot];
-      for (const key of keys) {
-        const head = await store.head(key);
-        if (!head) break;
-        const meta = fromObjectMetadata(head.metadata);
-        if (!meta) continue; // not a verified snapshot (no complete metadata): never a restore source
-        if (meta.cluster !== input.cluster) {
-          throw failure(
-            FailureType.SnapshotNotFound,
-            `${key} is a snapshot of cluster '${meta.cluster}', not '${input.cluster}'`,
-          );
-        }
-        if (head.size !== meta.size)
-          throw failure(
-            FailureType.SnapshotCorrupt,
-            `${key}: object is ${head.size} bytes, metadata says ${meta.size}`,
-          );
-        return { key, ...meta };
-      }
+      const snaps = gw.snapshots();
+      if (input.snapshot !== 'latest') return snaps.resolve(input.cluster, input.snapshot);
+      const { snapshots, ignored } = await snaps.list(input.cluster);
+      for (const i of ignored)
+        log.warn({ cluster: input.cluster, key: i.key, why: i.why }, "not a signed snapshot: passed over for 'latest'");
+      const newest = snapshots[0];
+      if (newest) return newest;
       throw failure(
         FailureType.SnapshotNotFound,
-        input.snapshot === 'latest'
-          ? `no verified snapshot of cluster '${input.cluster}' in s3://${gw.config.objectStore.bucket}/${snapshotPrefix(gw.config.objectStore.prefix, input.cluster)}`
-          : `snapshot ${input.snapshot} not found (or without drctl metadata) in s3://${gw.config.objectStore.bucket}`,
+        `no signed snapshot of cluster '${input.cluster}' in s3://${snaps.bucket.bucket}/${snaps.prefixOf(input.cluster)}` +
+          (ignored.length
+            ? `; ${ignored.length} object(s) ignored: ${ignored
+                .slice(0, 3)
+                .map((i) => `${i.key}: ${i.why}`)
+                .join('; ')}${ignored.length > 3 ? '; …' : ''}`
+            : ''),
       );
     },
 
@@ -227,35 +233,57 @@ export function createRestoreActivities(gw: Gateways) {
     },
 
     /**
-     * Streams the snapshot from the bucket to the node (S3 GET → `cat >` over an SSH exec channel,
-     * nothing buffered whole), then checks its sha256 and `snapshot status` on the node.
-     * Idempotent: a staged file that already verifies is kept.
+     * Streams the snapshot from the bucket through the worker to the node (S3 GET → sha256 of the
+     * stored bytes → decrypt, 64 KiB chunk by chunk → sha256 of the plaintext → `cat >` over an SSH
+     * exec channel into a .part file; nothing buffered whole), renames it into place only if every
+     * chunk authenticated and both hashes are the signed ones, then checks its sha256 and `snapshot
+     * status` on the node. The ref is checked against the signing key first (a ref from an older
+     * run's history may be unsigned). Idempotent: a staged file that already verifies is kept.
+     * Also removes data dirs earlier restores moved aside, once older than restore.keepMovedAside.
      */
     async stageSnapshot(
       input: NodeRef & { plan: NodePlan; snapshot: SnapshotRef },
-    ): Promise<{ sha256: string; revision: number; skipped: boolean }> {
+    ): Promise<{ sha256: string; revision: number; skipped: boolean; pruned?: string[] }> {
       const { plan, snapshot } = input;
+      const snaps = gw.snapshots();
+      snaps.checkRef(snapshot);
       const node = gw.restoreNode(input.cluster, input.node);
+      const pruned = await pruneMovedAside(input);
       const verify = () => verifyStaged(input);
+      const extra = pruned.length ? { pruned } : {};
       if (await node.stagedPresent(plan)) {
         try {
-          return { ...(await verify()), skipped: true };
+          return { ...(await verify()), skipped: true, ...extra };
         } catch {
           await node.discardStaged(plan);
         }
       }
-      const m = meter((bytes) => heartbeat({ bytes }));
-      await pipeline(await gw.store().get(snapshot.key), m.stream, await node.openStaging(plan));
-      const streamed = m.digest();
-      if (streamed !== snapshot.sha256) {
-        await node.discardStaging(plan);
-        throw failure(
-          FailureType.SnapshotCorrupt,
-          `${snapshot.key}: the object's bytes hash to ${streamed}, not the recorded ${snapshot.sha256}: the off-site copy is corrupt`,
+      const stored = meter(() => undefined, 60_000);
+      const plain = meter((bytes) => heartbeat({ bytes }));
+      try {
+        await pipeline(
+          await snaps.bucket.get(snapshot.key),
+          stored.stream,
+          snaps.keys.decryptStream(snapshot.key),
+          plain.stream,
+          await node.openStaging(plan),
         );
+      } catch (err) {
+        await node.discardStaging(plan);
+        throw err;
+      }
+      const problem =
+        stored.digest() !== snapshot.storedSha256 || stored.bytes() !== snapshot.storedSize
+          ? `the object's ${stored.bytes()} bytes hash to ${stored.digest()}, not the signed ${snapshot.storedSha256}`
+          : plain.digest() !== snapshot.sha256 || plain.bytes() !== snapshot.size
+            ? `it decrypts to ${plain.bytes()} bytes hashing to ${plain.digest()}, not the signed ${snapshot.sha256}`
+            : undefined;
+      if (problem) {
+        await node.discardStaging(plan);
+        throw failure(FailureType.SnapshotCorrupt, `${snapshot.key}: ${problem}: the off-site copy is corrupt`);
       }
       await node.commitStaging(plan);
-      return { ...(await verify()), skipped: false };
+      return { ...(await verify()), skipped: false, ...extra };
     },
 
     /**
@@ -398,9 +426,13 @@ export function createRestoreActivities(gw: Gateways) {
       );
     },
 
-    /** Removes the staged snapshot (the journal and the aside dir stay for the record). */
-    async cleanupStaged(input: NodeRef & { plan: NodePlan }): Promise<void> {
+    /**
+     * Removes the staged snapshot (the journal and this run's aside dir stay for the record), and
+     * the data dirs earlier restores moved aside, once older than restore.keepMovedAside.
+     */
+    async cleanupStaged(input: NodeRef & { plan: NodePlan }): Promise<{ pruned: string[] }> {
       await gw.restoreNode(input.cluster, input.node).cleanupStaged(input.plan);
+      return { pruned: await pruneMovedAside(input) };
     },
 
     async readJournal(input: NodeRef & { plan: NodePlan }): Promise<string[]> {

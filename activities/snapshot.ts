@@ -1,20 +1,22 @@
 // etcd snapshot activities: pick a member, `snapshot save` on its node, verify it there, stream it
-// off-site, prune. Every one looks before it acts, so a retry (or a new worker after a crash)
+// off-site (encrypted on the worker, then signed: gateways/snapshot-store.ts), prune. Every one looks before it acts, so a retry (or a new worker after a crash)
 // reuses what an earlier attempt finished instead of doing it twice.
-import { type Readable, Writable, pipeline } from 'node:stream';
-import { pipeline as pipelineAsync } from 'node:stream/promises';
+import { pipeline } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
+import { log } from '../common/log.ts';
 import {
-  fromObjectMetadata,
+  ENCRYPTION_FORMAT,
+  manifestKeyOf,
+  type SnapshotListing,
   type SnapshotMeta,
   snapshotKey,
   snapshotPrefix,
   retentionProblem,
   type SnapshotRef,
-  toObjectMetadata,
 } from '../common/snapshots.ts';
 import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import type { Gateways } from '../gateways/index.ts';
+import { ciphertextSize } from '../gateways/snapshot-crypto.ts';
 import { checkRoot, shq } from '../gateways/ssh.ts';
 import { activitySignal, heartbeat, heartbeating, meter } from './support.ts';
 
@@ -33,12 +35,6 @@ export interface SnapshotMember {
   revision: number;
 }
 
-async function sha256Of(body: Readable, onBytes: (total: number) => void): Promise<{ sha256: string; size: number }> {
-  const m = meter(onBytes);
-  await pipelineAsync(body, m.stream, new Writable({ write: (_chunk, _enc, cb) => cb() }));
-  return { sha256: m.digest(), size: m.bytes() };
-}
-
 const sameSnapshot = (a: SnapshotMeta, b: SnapshotMeta) =>
   a.cluster === b.cluster &&
   a.sha256 === b.sha256 &&
@@ -47,30 +43,14 @@ const sameSnapshot = (a: SnapshotMeta, b: SnapshotMeta) =>
   a.etcdHash === b.etcdHash;
 
 export function createSnapshotActivities(gw: Gateways) {
-  const prefixOf = (cluster: string) => snapshotPrefix(gw.config.objectStore.prefix, cluster);
-
   /**
-   * Every object under the cluster's prefix whose metadata is complete, names this cluster and
-   * agrees with the object's size: the verified snapshots. Anything else is not ours to count.
+   * The cluster's snapshots: only those drctl signed (gateways/snapshot-store.ts), newest first.
+   * Every other object under its prefix is reported, in the listing and the worker's log.
    */
-  async function verifiedSnapshots(cluster: string): Promise<{ refs: SnapshotRef[]; ignored: string[] }> {
-    const store = gw.store();
-    const objects = await store.list(prefixOf(cluster));
-    const refs: SnapshotRef[] = [];
-    const ignored: string[] = [];
-    // HEAD a few at a time: a long retention list should not open a connection per object.
-    for (let i = 0; i < objects.length; i += 8) {
-      const heads = await Promise.all(
-        objects.slice(i, i + 8).map(async (o) => ({ key: o.key, head: await store.head(o.key) })),
-      );
-      for (const { key, head } of heads) {
-        const meta = head ? fromObjectMetadata(head.metadata) : undefined;
-        if (head && meta && meta.cluster === cluster && meta.size === head.size) refs.push({ key, ...meta });
-        else if (head) ignored.push(key);
-      }
-    }
-    refs.sort((a, b) => Date.parse(b.takenAt) - Date.parse(a.takenAt) || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
-    return { refs, ignored };
+  async function signedSnapshots(cluster: string): Promise<SnapshotListing> {
+    const listing = await gw.snapshots().list(cluster);
+    for (const i of listing.ignored) log.warn({ cluster, key: i.key, why: i.why }, 'not a signed snapshot: ignored');
+    return listing;
   }
 
   /**
@@ -213,66 +193,81 @@ export function createSnapshotActivities(gw: Gateways) {
     },
 
     /**
-     * Streams the node's file (`cat` over an SSH exec channel) into the bucket (multipart), hashing
-     * the bytes on the way: no copy in memory or on the worker's disk. The streamed sha256 must be
-     * the one verified on the node, else the object is deleted. Skips an object that already holds
-     * exactly these bytes.
+     * Streams the node's file (`cat` over an SSH exec channel) through the worker into the bucket
+     * (multipart): hashed as read (the sha256 verified on the node), encrypted with the worker's
+     * key (gateways/snapshot-crypto.ts: 64 KiB chunks, never the whole file), hashed again as
+     * stored; no copy in memory or on the worker's disk, and no plaintext leaves the worker. Then
+     * the signed manifest is written: from then on it is a snapshot. Bytes that are not the
+     * verified ones: SnapshotCorrupt, the object deleted. Skips a snapshot already committed for
+     * exactly this verified file.
      */
     async uploadSnapshot(
       input: NodeRef & { path: string; meta: SnapshotMeta },
     ): Promise<SnapshotRef & { skipped: boolean }> {
       const { meta } = input;
-      const store = gw.store();
+      const snaps = gw.snapshots();
+      const store = snaps.bucket;
       const key = snapshotKey(gw.config.objectStore.prefix, input.cluster, new Date(meta.takenAt), meta.revision);
       const label = `${input.cluster}/${input.node}`;
 
-      const existing = await store.head(key);
-      const existingMeta = existing ? fromObjectMetadata(existing.metadata) : undefined;
-      if (existing && existingMeta && sameSnapshot(existingMeta, meta) && existing.size === meta.size) {
-        // An earlier attempt may have died between finishing the upload and checking it: re-read it.
-        const back = await sha256Of(await store.get(key), (bytes) => heartbeat({ phase: 'recheck existing', bytes }));
-        if (back.sha256 === meta.sha256) return { key, ...meta, skipped: true };
+      // The manifest is written only once the upload was checked: a valid one is a finished upload.
+      const existing = await snaps.readManifest(key).catch(() => undefined);
+      if (existing && !('problem' in existing) && sameSnapshot(existing, meta)) {
+        const data = await store.head(key);
+        if (!snaps.problemOf(existing, input.cluster, key, data?.size)) return { ...existing, skipped: true };
       }
+      // Whatever is there is not a finished upload of this file: un-commit it before overwriting.
+      await store.delete(manifestKeyOf(key));
 
       const source = await gw.shell(input.cluster, input.node).readStream(input.path);
-      const m = meter((bytes) => heartbeat({ phase: 'read', bytes, of: meta.size }));
-      // pipeline() forwards a read error (the remote `cat` failing) into the body: the upload fails.
-      pipeline(source, m.stream, () => undefined);
-      const onCancel = () => m.stream.destroy(new Error('activity cancelled'));
+      const plain = meter((bytes) => heartbeat({ phase: 'read', bytes, of: meta.size }));
+      const stored = meter(() => undefined, 60_000);
+      // pipeline() forwards a read error (the remote `cat` failing) or an encryption error into the
+      // body: the upload fails.
+      pipeline(source, plain.stream, snaps.keys.encryptStream(), stored.stream, () => undefined);
+      const onCancel = () => stored.stream.destroy(new Error('activity cancelled'));
       const signal = activitySignal();
       signal?.addEventListener('abort', onCancel, { once: true });
       try {
-        await store.put(key, m.stream, toObjectMetadata(meta), (loaded) =>
-          heartbeat({ phase: 'upload', bytes: loaded, of: meta.size }),
+        await store.put(key, stored.stream, { 'drctl-encryption': ENCRYPTION_FORMAT }, (loaded) =>
+          heartbeat({ phase: 'upload', bytes: loaded, of: ciphertextSize(meta.size) }),
         );
       } finally {
         signal?.removeEventListener('abort', onCancel);
         source.destroy();
       }
 
-      const streamed = m.digest();
-      if (streamed !== meta.sha256 || m.bytes() !== meta.size) {
+      const streamed = plain.digest();
+      if (streamed !== meta.sha256 || plain.bytes() !== meta.size) {
         await store.delete(key);
         throw failure(
           FailureType.SnapshotCorrupt,
-          `${label}: ${input.path} streamed ${m.bytes()} bytes hashing to ${streamed}, but verified as ${meta.size} bytes ${meta.sha256}: changed after verification; object deleted`,
+          `${label}: ${input.path} streamed ${plain.bytes()} bytes hashing to ${streamed}, but verified as ${meta.size} bytes ${meta.sha256}: changed after verification; object deleted`,
         );
       }
       const head = await store.head(key);
-      const stored = head ? fromObjectMetadata(head.metadata) : undefined;
-      if (!head || !stored || head.size !== meta.size || !sameSnapshot(stored, meta)) {
+      if (!head || head.size !== stored.bytes()) {
         if (head) await store.delete(key);
         throw failure(
           FailureType.ObjectStoreError,
-          `s3://${store.bucket}/${key}: after upload the object is ${head ? `${head.size} bytes with metadata ${JSON.stringify(head.metadata)}` : 'missing'}; expected ${meta.size} bytes, sha256 ${meta.sha256}`,
+          `s3://${store.bucket}/${key}: after upload the object is ${head ? `${head.size} bytes` : 'missing'}; ${stored.bytes()} bytes were sent`,
         );
       }
-      return { key, ...meta, skipped: false };
+      const ref = await snaps.commit({
+        ...meta,
+        key,
+        storedSha256: stored.digest(),
+        storedSize: stored.bytes(),
+        encryption: ENCRYPTION_FORMAT,
+        encryptionKeyId: snaps.keys.encryptionKeyId,
+      });
+      return { ...ref, skipped: false };
     },
 
     /**
      * Keeps the newest `keep` verified snapshots and deletes the rest, plus any older than
-     * `maxAgeMs`; the newest one is never deleted. Objects without drctl's metadata are left alone.
+     * `maxAgeMs` (object and manifest); the newest one is never deleted. Objects drctl did not sign
+     * are left alone.
      */
     async pruneSnapshots(input: { cluster: string; keep?: number; maxAgeMs?: number }): Promise<string[]> {
       const keep = input.keep ?? gw.config.snapshots.keep;
@@ -280,13 +275,13 @@ export function createSnapshotActivities(gw: Gateways) {
       // Refused before the bucket is read: nothing is deleted, and no retry can make it right.
       const bad = retentionProblem({ keep, maxAgeMs });
       if (bad) throw failure(FailureType.PreflightFailed, bad);
-      const { refs } = await verifiedSnapshots(input.cluster);
+      const { snapshots } = await signedSnapshots(input.cluster);
       const now = Date.now();
-      const doomed = refs.filter(
+      const doomed = snapshots.filter(
         (r, i) => i > 0 && (i >= keep || (maxAgeMs !== undefined && now - Date.parse(r.takenAt) > maxAgeMs)),
       );
       for (const r of doomed) {
-        await gw.store().delete(r.key);
+        await gw.snapshots().remove(r.key);
         heartbeat({ deleted: r.key });
       }
       return doomed.map((r) => r.key);
@@ -299,10 +294,13 @@ export function createSnapshotActivities(gw: Gateways) {
         .exec(`rm -f ${shq(input.path)} ${shq(`${input.path}.part`)}`, { timeoutMs: 60_000, check: true });
     },
 
-    /** The cluster's verified snapshots, newest first (the restore runbook's 'latest' is the first). */
-    async listSnapshots(cluster: string): Promise<SnapshotRef[]> {
+    /**
+     * The cluster's signed snapshots, newest first (the restore runbook's 'latest' is the first),
+     * and every other object under its prefix with why it is not one.
+     */
+    async listSnapshots(cluster: string): Promise<SnapshotListing> {
       gw.cluster(cluster);
-      return (await verifiedSnapshots(cluster)).refs;
+      return signedSnapshots(cluster);
     },
   };
 }

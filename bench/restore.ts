@@ -252,7 +252,12 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
     const t = Date.now();
     const shell = gw.shell(CLUSTER, n);
     await shell.exec(`mkdir -p ${shq(dir)} && chmod 700 ${shq(dir)}`, { check: true });
-    await pipeline(await gw.store().get(snap.key), await shell.writeStream(staged, 0o600));
+    // Decrypted on the way, as drctl's distribute step does (the object is encrypted).
+    await pipeline(
+      await gw.store().get(snap.key),
+      gw.snapshots().keys.decryptStream(snap.key),
+      await shell.writeStream(staged, 0o600),
+    );
     const sum = await shell.exec(`sha256sum ${shq(staged)}`, { check: true, timeoutMs: 120_000 });
     if (sum.stdout.slice(0, 64) !== snap.sha256)
       throw new Error(`${n}: staged copy hashes to ${sum.stdout.slice(0, 64)}, not ${snap.sha256}`);
@@ -566,7 +571,7 @@ async function cleanup(client: Client | undefined) {
       `cleanup: ${PREFIX} deleted, compacted, defragmented: db ${sizes.map((s) => `${s.node}=${(s.dbSize / 1e6).toFixed(1)} MB`).join(' ')}`,
     );
   });
-  for (const key of created.snapshots) await attempt(`delete ${key}`, () => gw.store().delete(key));
+  for (const key of created.snapshots) await attempt(`delete ${key}`, () => gw.snapshots().remove(key));
   for (const s of created.drctlShorts) await attempt(`remove drctl run ${s} leftovers`, () => removeDrctlLeftovers(s));
   for (const id of created.manualIds)
     await attempt(`remove manual run ${id} leftovers`, () => removeManualLeftovers(id));

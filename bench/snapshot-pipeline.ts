@@ -1,15 +1,21 @@
 // Benchmark: the snapshot pipeline's upload with a ~1 GB etcd snapshot of site-b.
 //
-//   drctl:    the uploadSnapshot activity (SSH read stream → streaming sha256 → lib-storage
-//             multipart Upload, CRC32 part checksums) running in a `drctl worker` PROCESS this
-//             script spawns on its own task queue; its RSS (/proc/<pid>/status VmRSS) is sampled
-//             every 100 ms: before, peak during, VmHWM.
+//   drctl:    the uploadSnapshot activity (SSH read stream → streaming sha256 → encryption on the
+//             worker, AES-256-GCM in 64 KiB chunks (gateways/snapshot-crypto.ts) → sha256 of the
+//             ciphertext → lib-storage multipart Upload, CRC32 part checksums → the signed
+//             manifest) running in a `drctl worker` PROCESS this script spawns on its own task
+//             queue; its RSS (/proc/<pid>/status VmRSS) is sampled every 100 ms: before, peak
+//             during, VmHWM. drctl always encrypts: this is the encrypted upload.
 //   baseline: `ssh root@node cat FILE` (system OpenSSH) piped into a plain lib-storage Upload (same
 //             part size and queue, the SDK's default CRC32 part checksums), in a fresh Node
-//             process; also a variant with drctl's streaming sha256 to tell transport from hashing.
+//             process: the plain pipeline. Also two variants: with drctl's streaming sha256 (to
+//             tell transport from hashing), and with all drctl does to the bytes (sha256,
+//             drctl's encryption, sha256 of the ciphertext: to tell encryption's cost alone).
 // All upload the same node-local file (taken and verified by drctl's own take/verify activities in
-// the same worker). Targets: drctl MB/s >= 0.8 x baseline MB/s, RSS growth <= 150 MB.
-// BENCH_RUNS (default 2) rounds, each drctl → baseline → baseline+sha256. site-b only.
+// the same worker). MB/s are of the snapshot (the plaintext) on every path. Targets: drctl
+// (encrypted) MB/s >= 0.8 x baseline (plain) MB/s; baseline+encrypt >= 0.8 x baseline; RSS growth
+// <= 150 MB. BENCH_RUNS (default 2) rounds, each drctl → baseline → baseline+sha256 →
+// baseline+encrypt. site-b only.
 //
 //   npx tsx bench/snapshot-pipeline.ts
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -20,7 +26,7 @@ import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { parse, stringify } from 'yaml';
 import type { SnapshotMember, VerifiedSnapshot } from '../activities/snapshot.ts';
-import type { SnapshotMeta, SnapshotRef } from '../common/snapshots.ts';
+import { manifestKeyOf, type SnapshotMeta, type SnapshotRef } from '../common/snapshots.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
 import { createGateways } from '../worker/gateways.ts';
 import type { BenchActivityInput } from './lib/bench-workflows.ts';
@@ -170,8 +176,10 @@ async function act<T>(
 // ---------------------------------------------------------------------------------------------
 // measurements
 
+const KINDS = ['drctl', 'baseline', 'baseline+sha256', 'baseline+encrypt'] as const;
+
 interface UploadRun {
-  kind: 'drctl' | 'baseline' | 'baseline+sha256';
+  kind: (typeof KINDS)[number];
   round: number;
   key: string;
   bytes: number;
@@ -220,7 +228,7 @@ async function measureDrctl(
     hwmBefore: before.hwm,
     hwmAfter: samples[samples.length - 1]!.hwm,
   };
-  await gw.store().delete(r.value.key);
+  await gw.snapshots().remove(r.value.key);
   uploaded.splice(uploaded.indexOf(r.value.key), 1);
   return run;
 }
@@ -230,11 +238,12 @@ async function measureBaseline(
   path: string,
   knownHosts: string,
   round: number,
-  sha256: boolean,
+  kind: Exclude<UploadRun['kind'], 'drctl'>,
   expectSha: string,
 ): Promise<UploadRun> {
   const n = gw.node(CLUSTER, node);
-  const key = `${config.objectStore.prefix}bench/snapshot-pipeline-${ts}/${sha256 ? 'baseline-sha256' : 'baseline'}-${round}.db`;
+  const sha256 = kind !== 'baseline';
+  const key = `${config.objectStore.prefix}bench/snapshot-pipeline-${ts}/${kind.replace('+', '-')}-${round}.db`;
   uploaded.push(key);
   const creds = config.objectStore.credentials;
   if (!('file' in creds))
@@ -252,6 +261,10 @@ async function measureBaseline(
     partSize: PART_SIZE,
     queueSize: QUEUE_SIZE,
     sha256,
+    // Key references (the lab's key files), as the worker reads them: never the keys themselves.
+    ...(kind === 'baseline+encrypt'
+      ? { encrypt: { encryptionKey: config.snapshots.encryptionKey, signingKey: config.snapshots.signingKey } }
+      : {}),
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/lib/bare-upload.ts', JSON.stringify(args)], {
     cwd: REPO,
@@ -279,7 +292,7 @@ async function measureBaseline(
   await gw.store().delete(key);
   uploaded.splice(uploaded.indexOf(key), 1);
   return {
-    kind: sha256 ? 'baseline+sha256' : 'baseline',
+    kind,
     round,
     key,
     bytes: res.bytes,
@@ -377,12 +390,11 @@ async function main(): Promise<number> {
       say(
         `round ${round} drctl:            ${d.mbPerS.toFixed(1)} MB/s (${secs(d.ms)} s); RSS ${(d.rssBefore / 1e6).toFixed(0)} → peak ${(d.rssPeak / 1e6).toFixed(0)} MB (+${(d.rssGrowth / 1e6).toFixed(0)}), VmHWM ${(d.hwmAfter / 1e6).toFixed(0)} MB`,
       );
-      const b = await measureBaseline(node, take.value.path, knownHosts, round, false, meta.sha256);
-      runs.push(b);
-      say(`round ${round} baseline:         ${b.mbPerS.toFixed(1)} MB/s (${secs(b.ms)} s)`);
-      const bs = await measureBaseline(node, take.value.path, knownHosts, round, true, meta.sha256);
-      runs.push(bs);
-      say(`round ${round} baseline+sha256:  ${bs.mbPerS.toFixed(1)} MB/s (${secs(bs.ms)} s)`);
+      for (const kind of ['baseline', 'baseline+sha256', 'baseline+encrypt'] as const) {
+        const b = await measureBaseline(node, take.value.path, knownHosts, round, kind, meta.sha256);
+        runs.push(b);
+        say(`round ${round} ${`${kind}:`.padEnd(18)}${b.mbPerS.toFixed(1)} MB/s (${secs(b.ms)} s)`);
+      }
       if (PROBE_BYTES > 0) {
         say(`round ${round} transport diagnostic: first ${PROBE_BYTES / 1024 / 1024} MiB of the file, no S3`);
         for (const p of await transportProbe(gw, node, take.value.path, PROBE_BYTES, knownHosts))
@@ -409,7 +421,11 @@ async function main(): Promise<number> {
       gw.shell(CLUSTER, f.node).exec(`rm -f '${f.path}' '${f.path}.part'`, { check: true }),
     );
   }
-  for (const key of [...uploaded]) await attempt(`delete ${key}`, () => gw.store().delete(key));
+  for (const key of [...uploaded])
+    await attempt(`delete ${key}`, async () => {
+      await gw.store().delete(manifestKeyOf(key));
+      await gw.store().delete(key);
+    });
   await attempt(`delete ${PREFIX}, compact, defrag`, async () => {
     const sizes = await deleteCompactDefrag(gw, [PREFIX]);
     info.afterCleanupDbSize = sizes;
@@ -442,7 +458,7 @@ async function main(): Promise<number> {
     table(
       ['round', 'path', 'MB/s', 's', 'RSS before MB', 'RSS peak MB', 'growth MB', 'VmHWM after MB'],
       rounds.flatMap((r) =>
-        (['drctl', 'baseline', 'baseline+sha256'] as const).map((k) => {
+        KINDS.map((k) => {
           const x = get(k, r);
           return [
             String(r),
@@ -476,10 +492,15 @@ async function main(): Promise<number> {
   }
   type Target = { verdict: string; detail: string };
   const targets: Record<string, Target> = {};
-  const pairs = rounds.map((r) => ({ r, d: get('drctl', r), b: get('baseline', r) })).filter((p) => p.d && p.b);
-  if (pairs.length) {
+  // Each an encrypted path against the plain pipeline of the same round.
+  for (const [name, kind] of [
+    ['drctl (encrypted) MB/s >= 0.8 x baseline (plain)', 'drctl'],
+    ['baseline+encrypt MB/s >= 0.8 x baseline (plain): the encryption alone', 'baseline+encrypt'],
+  ] as const) {
+    const pairs = rounds.map((r) => ({ r, d: get(kind, r), b: get('baseline', r) })).filter((p) => p.d && p.b);
+    if (!pairs.length) continue;
     const ok = pairs.map((p) => p.d!.mbPerS >= 0.8 * p.b!.mbPerS);
-    targets['drctl MB/s >= 0.8 x baseline'] = {
+    targets[name] = {
       verdict: ok.every(Boolean) ? 'PASS' : ok.some(Boolean) ? 'MIXED' : 'FAIL',
       detail: pairs
         .map(

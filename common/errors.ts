@@ -18,6 +18,11 @@ export enum FailureType {
   Timeout = 'Timeout',
   SnapshotCorrupt = 'SnapshotCorrupt',
   SnapshotNotFound = 'SnapshotNotFound',
+  /**
+   * An object in the bucket that drctl did not sign, or whose signature does not verify (planted,
+   * tampered with, or signed with another key): never a restore source.
+   */
+  SnapshotUntrusted = 'SnapshotUntrusted',
   ClusterHasQuorum = 'ClusterHasQuorum',
   PreflightFailed = 'PreflightFailed',
   ApprovalRejected = 'ApprovalRejected',
@@ -57,6 +62,7 @@ export const NON_RETRYABLE_TYPES: readonly FailureType[] = [
   FailureType.UnknownCluster,
   FailureType.SnapshotCorrupt,
   FailureType.SnapshotNotFound,
+  FailureType.SnapshotUntrusted,
   FailureType.ClusterHasQuorum,
   FailureType.PreflightFailed,
   FailureType.ApprovalRejected,

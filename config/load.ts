@@ -80,6 +80,7 @@ function resolveWorkerPaths(cfg: DrctlConfig, base: string): DrctlConfig {
   const creds = cfg.objectStore.credentials;
   if ('file' in creds) creds.file = abs(creds.file);
   if (cfg.objectStore.caFile) cfg.objectStore.caFile = abs(cfg.objectStore.caFile);
+  for (const k of [cfg.snapshots.encryptionKey, cfg.snapshots.signingKey]) if ('file' in k) k.file = abs(k.file);
   const dnsKey = cfg.dns?.powerdns.apiKey;
   if (dnsKey && 'file' in dnsKey) dnsKey.file = abs(dnsKey.file);
   const tls = cfg.temporal.tls;

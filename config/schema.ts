@@ -419,19 +419,53 @@ const approvals = z.strictObject({
   unsigned: z.enum(['refuse', 'allow'], { error: "expected 'refuse' or 'allow'" }).default('refuse'),
 });
 
-const snapshots = z.strictObject({
-  /** Default schedule for `drctl snapshot schedule` (the seed's CronJob ran every 15 minutes). */
-  every: durationOf((ms) =>
-    ms >= MIN_SNAPSHOT_EVERY_MS
-      ? undefined
-      : `expected at least ${formatDuration(MIN_SNAPSHOT_EVERY_MS)} (snapshots would overlap their own upload)`,
-  ).default(15 * 60_000),
-  /** Keep the newest N verified snapshots per cluster (the seed's `tail -n +21`). */
-  keep: z.number().int().min(1, { error: 'expected an integer >= 1' }).default(20),
-  /** Also delete snapshots older than this (the newest one is always kept); longer than `every`. */
-  maxAge: positiveDuration('deletes every snapshot but the newest').optional(),
-  /** Where snapshots are written on the node before they are streamed off-site. */
-  nodeDir: absPath.default('/var/lib/etcd-snapshots'),
+/**
+ * A 32-byte key, by reference only: a file on the worker, or an environment variable of the
+ * worker, holding it base64-encoded (`openssl rand -base64 32`). Read by the worker alone
+ * (gateways/snapshot-crypto.ts); never in this file, in workflow inputs, history or logs.
+ */
+const keyRef = z.union([z.strictObject({ file: path }), z.strictObject({ env: envVarName })], {
+  error: 'expected { file: path } or { env: VAR } holding a base64 32-byte key (never the key inline)',
+});
+
+const snapshots = z
+  .strictObject(
+    {
+      /** Default schedule for `drctl snapshot schedule` (the seed's CronJob ran every 15 minutes). */
+      every: durationOf((ms) =>
+        ms >= MIN_SNAPSHOT_EVERY_MS
+          ? undefined
+          : `expected at least ${formatDuration(MIN_SNAPSHOT_EVERY_MS)} (snapshots would overlap their own upload)`,
+      ).default(15 * 60_000),
+      /** Keep the newest N verified snapshots per cluster (the seed's `tail -n +21`). */
+      keep: z.number().int().min(1, { error: 'expected an integer >= 1' }).default(20),
+      /** Also delete snapshots older than this (the newest one is always kept); longer than `every`. */
+      maxAge: positiveDuration('deletes every snapshot but the newest').optional(),
+      /** Where snapshots are written on the node before they are streamed off-site. */
+      nodeDir: absPath.default('/var/lib/etcd-snapshots'),
+      /** Encrypts every snapshot on the worker before it leaves it (AES-256-GCM, streamed). */
+      encryptionKey: keyRef,
+      /** Signs what drctl verified (HMAC-SHA256); only signed snapshots are listed or restored. */
+      signingKey: keyRef,
+    },
+    { error: 'expected a snapshots section with encryptionKey and signingKey ({ file } or { env })' },
+  )
+  .superRefine((s, ctx) => {
+    if (JSON.stringify(s.encryptionKey) === JSON.stringify(s.signingKey))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['signingKey'],
+        message: 'expected a key of its own, not the encryption key',
+      });
+  });
+
+const restore = z.strictObject({
+  /**
+   * How long a data dir a restore moved aside (`<dataDir>.drctl-<run>`, `<dataDir>/.drctl-aside-<run>`:
+   * a full copy of etcd, every Secret in it) stays on the node. Older ones are removed at the start
+   * and at the end of the next restore on that node.
+   */
+  keepMovedAside: duration.default(7 * 86_400_000),
 });
 
 export const configSchema = z
@@ -440,7 +474,8 @@ export const configSchema = z
     sites: z.array(site, { error: 'expected a list of sites' }).min(1, { error: 'expected at least one site' }),
     objectStore,
     approvals,
-    snapshots: snapshots.default({ every: 15 * 60_000, keep: 20, nodeDir: '/var/lib/etcd-snapshots' } as never),
+    snapshots,
+    restore: restore.default({ keepMovedAside: 7 * 86_400_000 } as never),
     dns: dns.optional(),
     failover: failover.optional(),
     drills: z.array(drill).default([]),
@@ -662,6 +697,8 @@ export type NodeConfig = ClusterConfig['nodes'][number];
 export type SshConfig = NodeConfig['ssh'];
 export type EtcdToolsConfig = NodeConfig['etcd']['tools'];
 export type ObjectStoreConfig = DrctlConfig['objectStore'];
+export type SnapshotsConfig = DrctlConfig['snapshots'];
+export type KeyRef = SnapshotsConfig['encryptionKey'];
 export type TemporalConfig = DrctlConfig['temporal'];
 export type DnsConfig = NonNullable<DrctlConfig['dns']>;
 export type FailoverConfig = NonNullable<DrctlConfig['failover']>;

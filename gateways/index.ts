@@ -7,6 +7,7 @@ import type { HttpGateway } from './http.ts';
 import type { KubeGateway } from './kube.ts';
 import type { RestoreNode } from './restore-node.ts';
 import type { ObjectStore } from './s3.ts';
+import type { SnapshotStore } from './snapshot-store.ts';
 import type { RemoteShell } from './ssh.ts';
 import type { VeleroGateway } from './velero.ts';
 
@@ -21,6 +22,11 @@ export interface Gateways {
   restoreNode(cluster: string, node: string): RestoreNode;
   kube(cluster: string): KubeGateway;
   store(): ObjectStore;
+  /**
+   * The bucket's etcd snapshots: signed manifests, encryption on the way in and out, with the
+   * worker's keys (read on first use; a missing or malformed key is a PreflightFailed).
+   */
+  snapshots(): SnapshotStore;
   /** Velero on the cluster of the named site. */
   velero(site: string): VeleroGateway;
   dns(): DnsGateway;

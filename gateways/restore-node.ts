@@ -88,7 +88,7 @@ export class RestoreNode {
     script: string[];
     outcomes: readonly O[];
     timeoutMs?: number;
-  }): Promise<{ outcome: O; stderr: string }> {
+  }): Promise<{ outcome: O; stdout: string; stderr: string }> {
     const r = await this.shell.exec([PRELUDE, ...op.script].join('\n'), { timeoutMs: op.timeoutMs ?? 120_000 });
     const outcome = RESULT_LINE.exec(r.stdout.trim().split('\n').pop() ?? '')?.[1] as O | undefined;
     if (r.code !== 0 || outcome === undefined || !op.outcomes.includes(outcome))
@@ -96,7 +96,7 @@ export class RestoreNode {
         FailureType.RemoteCommandFailed,
         `${this.label}: ${op.what} failed (exit ${r.code}): ${(r.stderr.trim() || r.stdout.trim()).slice(-500)}`,
       );
-    return { outcome, stderr: r.stderr.trim() };
+    return { outcome, stdout: r.stdout, stderr: r.stderr.trim() };
   }
 
   /** Shell test: is the component's process running on the node (etcd: or its client port open)? */
@@ -388,6 +388,51 @@ export class RestoreNode {
     });
     if (outcome === 'etcd-running') return { outcome, reason: 'etcd must be stopped before its data dir is put back' };
     return { outcome };
+  }
+
+  /**
+   * Removes the data dirs earlier restores moved aside here, once moved aside longer than `keepMs`
+   * ago: full copies of etcd, every Secret in them. Only drctl's names (`<dataDir>.drctl-<tag>`
+   * and, for a mount point, `<dataDir>/.drctl-aside-<tag>`, the tag 12 hex digits: common/restore.ts
+   * runTag), only directories (no symlink), never this plan's own, and nothing at all while the live
+   * data dir holds no member dir (then an aside dir may be the only copy of the data). How long ago
+   * a dir was moved aside is its ctime on the node: a rename sets it (and nothing can set it back),
+   * while the mtime a rename keeps is the data dir's own. Each removal goes into this run's journal;
+   * returns the removed paths.
+   */
+  async pruneMovedAside(plan: NodePlan, keepMs: number): Promise<string[]> {
+    const dataDir = this.node.etcd.dataDir.replace(/\/+$/, '');
+    const parent = dataDir.replace(/\/[^/]+$/, '') || '/';
+    const base = dataDir.slice(parent === '/' ? 1 : parent.length + 1);
+    const own = plan.asideDir.replace(/^.*(\.drctl-aside-|\.drctl-)/, '');
+    const keepS = Math.max(0, Math.floor(keepMs / 1000));
+    const r = await this.run({
+      what: `pruning data dirs moved aside more than ${keepS} s ago`,
+      script: [
+        `if [ ! -d ${shq(`${dataDir}/member`)} ]; then result no-live-data; fi`,
+        'shopt -s nullglob dotglob',
+        'now=$(date +%s)',
+        `for d in ${shq(parent === '/' ? '' : parent)}/${shq(base)}.drctl-* ${shq(dataDir)}/.drctl-aside-*; do`,
+        '  name=${d##*/}',
+        `  case "$name" in ${shq(base)}.drctl-*) tag=\${name#${shq(base)}.drctl-} ;; *) tag=\${name#.drctl-aside-} ;; esac`,
+        '  case "$tag" in [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]) ;; *) continue ;; esac',
+        `  if [ "$tag" = ${shq(own)} ] || [ -L "$d" ] || [ ! -d "$d" ]; then continue; fi`,
+        '  age=$((now - $(stat -c %Z "$d")))',
+        `  if [ "$age" -lt ${keepS} ]; then continue; fi`,
+        '  rm -rf -- "$d"',
+        `  mkdir -p ${shq(plan.workDir)} && echo "$(date -u +%FT%T.%3NZ) pruned $d (moved aside $age s ago)" >> ${shq(`${plan.workDir}/journal`)}`,
+        '  echo "pruned=$d"',
+        'done',
+        'result done',
+      ],
+      outcomes: ['done', 'no-live-data'] as const,
+      timeoutMs: 10 * 60_000,
+    });
+    if (r.outcome === 'no-live-data') return [];
+    return r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('pruned='))
+      .map((l) => l.slice('pruned='.length));
   }
 
   /** Is a staged snapshot (complete: renamed from its .part) on the node? */

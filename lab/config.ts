@@ -76,6 +76,11 @@ export function labConfig(): object {
       forcePathStyle: true,
       credentials: { file: paths.minioCreds },
     },
+    // By reference: the keys are files under the lab's state dir (lab/layout.ts), 0600.
+    snapshots: {
+      encryptionKey: { file: paths.snapshotEncryptionKey },
+      signingKey: { file: paths.snapshotSigningKey },
+    },
     approvals: {
       approvers: [...APPROVERS],
       twoPersonRule: true,

@@ -1,10 +1,10 @@
 // What `drctl lab up` writes before it starts anything, each file only where absent or when it
 // would come out the same: the lab's directories, the operator's SSH key and login users, MinIO's
-// credentials, per site its CAs (kubeadm keeps them and issues the rest), its nodes' and bastion's
-// disks (lab/nodes.ts, lab/controlplane.ts) and its admin kubeconfig, and PowerDNS's configuration
-// (lab/pdns.ts).
+// credentials, the worker's snapshot encryption and signing keys, per site its CAs (kubeadm keeps
+// them and issues the rest), its nodes' and bastion's disks (lab/nodes.ts, lab/controlplane.ts)
+// and its admin kubeconfig, and PowerDNS's configuration (lab/pdns.ts).
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { layoutCp1Extras } from './controlplane.ts';
@@ -61,6 +61,20 @@ export function layout() {
       { mode: 0o600 },
     );
   }
+  layoutSnapshotKeys();
   for (const site of SITES) layoutSite(site);
   layoutPdns();
+}
+
+/**
+ * The lab worker's snapshot keys, each 32 random bytes in base64 (`openssl rand -base64 32`), made
+ * once and kept: snapshots in the lab's bucket stay restorable across `lab up`s.
+ */
+function layoutSnapshotKeys() {
+  mkdirSync(paths.keysDir, { recursive: true, mode: 0o700 });
+  chmodSync(paths.keysDir, 0o700);
+  for (const file of [paths.snapshotEncryptionKey, paths.snapshotSigningKey]) {
+    if (!existsSync(file)) writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    chmodSync(file, 0o600);
+  }
 }

@@ -228,6 +228,10 @@ export const paths = {
   temporalDb: join(LAB_DIR, 'temporal', 'temporal.db'),
   pdnsDir: join(LAB_DIR, 'pdns'),
   pdnsApiKey: join(LAB_DIR, 'pdns', 'api-key'),
+  /** The lab worker's snapshot keys (base64, 0600 in a 0700 dir): drctl.yaml names them, never holds them. */
+  keysDir: join(LAB_DIR, 'keys'),
+  snapshotEncryptionKey: join(LAB_DIR, 'keys', 'snapshot-encryption.key'),
+  snapshotSigningKey: join(LAB_DIR, 'keys', 'snapshot-signing.key'),
 };
 
 /** Paths inside a node (what drctl sees over SSH) mapped to the lab host's view of that node's disk. */

@@ -1,15 +1,17 @@
 // The etcd restore refuses, aborts or stops before touching anything when it should: dry run,
-// a healthy cluster without --force, a corrupt off-site object, a wrong host key, the approval
-// gate's rules (via Web-UI-style signals and via the CLI), an approval timeout, a second restore.
+// a healthy cluster without --force, a planted unsigned snapshot, a corrupt off-site object, a
+// wrong host key, the approval gate's rules (via Web-UI-style signals and via the CLI), an
+// approval timeout, a second restore.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { FailureType } from '../common/errors.ts';
-import { toObjectMetadata, type SnapshotRef } from '../common/snapshots.ts';
+import { manifestJson, manifestKeyOf, snapshotKey, type SnapshotRef } from '../common/snapshots.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { signClaims } from '../gateways/ssh-signatures.ts';
 import type { Gateways } from '../worker/gateways.ts';
@@ -120,29 +122,114 @@ describe('etcd restore safety', () => {
     expect(f.message).toMatch(/has quorum \(3\/3 members healthy \(quorum\)\).*--force/);
   });
 
-  it('a corrupted object in the bucket is refused before any node is stopped', async () => {
-    const key = snapB.key.replace(/\.db$/, '-corrupt.db');
-    const bytes: Buffer[] = [];
-    for await (const c of await gw.store().get(snapB.key)) bytes.push(c as Buffer);
-    const body = Buffer.concat(bytes);
-    body[Math.floor(body.length / 2)]! ^= 0xff; // one flipped byte, same size, same metadata
-    await gw.store().put(key, Readable.from([body]), toObjectMetadata(snapB));
+  /** Every node's drctl-restore-* work dirs: a restore that touched a node has made one. */
+  async function workDirs(cluster: string): Promise<string[]> {
+    return Promise.all(
+      ['cp1', 'cp2', 'cp3'].map(
+        async (n) => (await gw.shell(cluster, n).exec('ls -d /var/lib/drctl-restore-* 2>/dev/null || true')).stdout,
+      ),
+    );
+  }
+
+  async function objectBytes(key: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const c of await gw.store().get(key)) parts.push(c as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  it('a planted unsigned snapshot is refused before any node is touched', async () => {
+    // What anyone with write access to the bucket can do, each newer than every real snapshot:
+    const prefix = config.objectStore.prefix;
+    const at = (s: number) => new Date(Date.now() + 86_400_000 + s * 1000);
+    // 1. the real etcd snapshot (decrypted: a plain etcd db) with the metadata drctl used to trust;
+    const plain: Buffer[] = [];
+    await pipeline(
+      await gw.store().get(snapB.key),
+      gw.snapshots().keys.decryptStream(),
+      new Writable({ write: (c: Buffer, _e, cb) => (plain.push(c), cb()) }),
+    );
+    const plainKey = snapshotKey(prefix, 'site-b', at(1), snapB.revision + 1);
+    await gw.store().put(plainKey, Readable.from([Buffer.concat(plain)]), {
+      cluster: 'site-b',
+      revision: String(snapB.revision + 1),
+      sha256: snapB.sha256,
+      size: String(snapB.size),
+      'taken-at': at(1).toISOString(),
+    });
+    // 2. a copy of a real snapshot's object and manifest under a newer name (the manifest rewritten);
+    const copyKey = snapshotKey(prefix, 'site-b', at(2), snapB.revision + 2);
+    await gw.store().put(copyKey, Readable.from([await objectBytes(snapB.key)]));
+    await gw
+      .store()
+      .put(
+        manifestKeyOf(copyKey),
+        manifestJson({ ...snapB, key: copyKey, takenAt: at(2).toISOString(), revision: snapB.revision + 2 }),
+      );
+    // 3. the real object with no manifest at all.
+    const bareKey = snapshotKey(prefix, 'site-b', at(3), snapB.revision + 3);
+    await gw.store().put(bareKey, Readable.from([await objectBytes(snapB.key)]));
     try {
       const pids = await etcdPids('site-b');
-      const handle = await start({ snapshot: key, force: true });
+      const dirs = await workDirs('site-b');
+      for (const [key, why] of [
+        [plainKey, /unsigned \(no drctl manifest/],
+        [copyKey, /the signature does not verify/],
+        [bareKey, /unsigned \(no drctl manifest/],
+      ] as const) {
+        const handle = await start({ snapshot: key, force: true });
+        const f = await failureOf(handle.result());
+        expect(f.type, key).toBe(FailureType.SnapshotUntrusted);
+        expect(f.message, key).toContain(key);
+        expect(f.message, key).toMatch(why);
+        const st = await handle.query(statusQuery);
+        expect(st.steps.find((x) => x.step === 'preflight')?.state, key).toBe('failed');
+        expect(st.steps.find((x) => x.step === 'distribute')?.state, key).toBe('pending');
+        expect(st.plan, key).toBeUndefined();
+      }
+      // Nothing on any node: same etcd processes, no restore work dir, no staged copy.
+      expect(await etcdPids('site-b')).toEqual(pids);
+      expect(await workDirs('site-b')).toEqual(dirs);
+
+      // 'latest' passes over all three (newer by name and by claimed time) for a signed snapshot.
+      const dry = await (await start({ snapshot: 'latest', dryRun: true })).result();
+      expect([plainKey, copyKey, bareKey]).not.toContain(dry.plan.snapshot.key);
+      expect(gw.snapshots().keys.verify(dry.plan.snapshot)).toBeUndefined();
+      const listed = await gw.snapshots().list('site-b');
+      expect(listed.ignored.map((i) => i.key)).toEqual(expect.arrayContaining([plainKey, copyKey, bareKey]));
+    } finally {
+      for (const k of [plainKey, copyKey, bareKey]) await gw.snapshots().remove(k);
+    }
+  });
+
+  it('a signed snapshot whose object was damaged is refused before any node is stopped', async () => {
+    // A snapshot of its own (signed by drctl), one byte of its stored object flipped afterwards.
+    const snap = await snapshotNow(client, taskQueue, gw, 'site-b');
+    const body = await objectBytes(snap.key);
+    body[Math.floor(body.length / 2)]! ^= 0xff; // same size, same manifest
+    await gw.store().put(snap.key, Readable.from([body]));
+    try {
+      const pids = await etcdPids('site-b');
+      const handle = await start({ snapshot: snap.key, force: true });
       const f = await failureOf(handle.result());
       expect(f.type).toBe(FailureType.SnapshotCorrupt);
       expect(f.message).toMatch(
-        /-corrupt\.db: the object's bytes hash to [0-9a-f]{64}, not the recorded [0-9a-f]{64}: the off-site copy is corrupt$/,
+        new RegExp(
+          `^${snap.key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: chunk \\d+ does not authenticate: the object is corrupt, truncated or was tampered with$`,
+        ),
       );
-      expect(f.message).toContain(`${key}: `);
-      expect(f.message).toContain(`not the recorded ${snapB.sha256}`);
       const st = await handle.query(statusQuery);
       expect(st.steps.find((s) => s.step === 'distribute')?.state).toBe('failed');
       expect(st.steps.find((s) => s.step === 'stop')?.state).toBe('pending');
       expect(await etcdPids('site-b')).toEqual(pids);
+      // Nothing half-written stays staged on a node.
+      for (const n of st.plan!.nodes) {
+        const r = await gw
+          .shell('site-b', n.node)
+          .exec(`test -e ${n.stagedSnapshot} || test -e ${n.stagedSnapshot}.part || echo clean`);
+        expect(r.stdout.trim(), n.node).toBe('clean');
+      }
     } finally {
-      await gw.store().delete(key);
+      await gw.snapshots().remove(snap.key);
     }
   });
 

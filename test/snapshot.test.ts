@@ -3,7 +3,7 @@
 // of its own, writing under an object prefix of its own, so nothing here touches the lab worker's
 // queue or the snapshots another test (or a person) relies on.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +16,16 @@ import { createActivities } from '../activities/index.ts';
 import { createSnapshotActivities, type VerifiedSnapshot } from '../activities/snapshot.ts';
 import { formatDuration } from '../common/duration.ts';
 import { FailureType } from '../common/errors.ts';
-import { fromObjectMetadata, snapshotKey, snapshotPrefix, type SnapshotRef } from '../common/snapshots.ts';
+import {
+  ENCRYPTION_FORMAT,
+  manifestKeyOf,
+  snapshotKey,
+  snapshotPrefix,
+  type SnapshotRef,
+} from '../common/snapshots.ts';
 import { loadConfig } from '../config/load.ts';
+import { planRestore, runTag } from '../common/restore.ts';
+import { ciphertextSize } from '../gateways/snapshot-crypto.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
 import { EtcdSnapshotTools } from '../gateways/etcd.ts';
@@ -141,11 +149,12 @@ async function snapshot(cluster: string, extra: { keep?: number; maxAgeMs?: numb
 }
 
 async function listed(cluster: string): Promise<SnapshotRef[]> {
-  return client.workflow.execute(listEtcdSnapshots, {
+  const listing = await client.workflow.execute(listEtcdSnapshots, {
     taskQueue,
     workflowId: `test-snapshot-list-${stamp}-${Date.now()}`,
     args: [{ cluster }],
   });
+  return listing.snapshots;
 }
 
 async function sha256OfObject(key: string): Promise<{ sha256: string; size: number }> {
@@ -156,6 +165,12 @@ async function sha256OfObject(key: string): Promise<{ sha256: string; size: numb
     size += (chunk as Buffer).length;
   }
   return { sha256: hash.digest('hex'), size };
+}
+
+async function objectBytes(key: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of await gw.store().get(key)) parts.push(c as Buffer);
+  return Buffer.concat(parts);
 }
 
 /** Activities run outside a worker; their expected failures need not be logged with stacks. */
@@ -184,15 +199,19 @@ describe('etcdSnapshot runbook', () => {
       expect(r.key).toBe(snapshotKey(prefix, cluster, new Date(r.takenAt), r.revision));
       expect(r.pruned).toEqual([]);
 
-      // The object: metadata per common/snapshots.ts, bytes that hash to what the node verified.
+      // The snapshot: a signed manifest per common/snapshots.ts (read as the restore reads it), an
+      // object that hashes to what the manifest signed.
       const head = await gw.store().head(r.key);
       expect(head).toBeDefined();
-      const meta = fromObjectMetadata(head!.metadata);
+      expect(await gw.store().head(manifestKeyOf(r.key))).toBeDefined();
+      const meta = await gw.snapshots().resolve(cluster, r.key);
       // A kubeadm node: no etcd tool on its PATH; the version is the running member's (its image's).
       const path = await gw.shell(cluster, r.node).exec('command -v etcd etcdctl etcdutl');
       expect(path.stdout.trim()).toBe('');
       const installed = (await gw.etcd(cluster, r.node).status()).version;
+      const keys = gw.snapshots().keys;
       expect(meta).toEqual({
+        key: r.key,
         cluster,
         member: gw.node(cluster, r.node).etcd.memberName,
         revision: r.revision,
@@ -203,12 +222,19 @@ describe('etcdSnapshot runbook', () => {
         size: r.size,
         etcdVersion: installed,
         takenAt: r.takenAt,
+        storedSha256: r.storedSha256,
+        storedSize: r.storedSize,
+        encryption: ENCRYPTION_FORMAT,
+        encryptionKeyId: keys.encryptionKeyId,
+        signingKeyId: keys.signingKeyId,
+        signature: expect.stringMatching(/^[0-9a-f]{64}$/) as string,
       });
-      expect(meta!.etcdVersion).toMatch(version);
-      expect(meta!.totalKey).toBeGreaterThan(5);
-      expect(head!.size).toBe(r.size);
+      expect(meta.etcdVersion).toMatch(version);
+      expect(meta.totalKey).toBeGreaterThan(5);
+      expect(head!.size).toBe(r.storedSize);
+      expect(r.storedSize).toBe(ciphertextSize(r.size));
       const back = await sha256OfObject(r.key);
-      expect(back).toEqual({ sha256: r.sha256, size: r.size });
+      expect(back).toEqual({ sha256: r.storedSha256, size: r.storedSize });
 
       // A follower was chosen (spare the leader).
       const st = await gw.etcd(cluster, r.node).status();
@@ -222,6 +248,60 @@ describe('etcdSnapshot runbook', () => {
       );
     },
   );
+
+  it('the stored object is not a plain etcd snapshot (no bbolt magic, no plaintext Secret marker), yet it restores', async () => {
+    const cluster = 'site-b';
+    const marker = `SECRET-MARKER-${stamp}`;
+    await putKeys(gw, cluster, { [`/drctl-test/snapshot/${stamp}/secret`]: marker });
+    const { result: r } = await snapshot(cluster);
+
+    // What is stored: drctl's format, none of the snapshot's bytes.
+    const stored = await objectBytes(r.key);
+    expect(stored.subarray(0, 16).toString('ascii')).toBe('drctl-snapshot/1');
+    const BOLT = 0xed0cdaed; // a bbolt meta page's magic, at byte 16 of its first two pages
+    expect(stored.readUInt32LE(16)).not.toBe(BOLT);
+    expect(stored.readUInt32LE(4096 + 16)).not.toBe(BOLT);
+    expect(stored.indexOf(marker)).toBe(-1);
+    expect(stored.indexOf('/registry/secrets/')).toBe(-1);
+    // ...while the same bytes decrypted are the etcd snapshot the node verified, marker and all.
+    const plain: Buffer[] = [];
+    for await (const c of (await gw.store().get(r.key)).pipe(gw.snapshots().keys.decryptStream()))
+      plain.push(c as Buffer);
+    const db = Buffer.concat(plain);
+    expect(createHash('sha256').update(db).digest('hex')).toBe(r.sha256);
+    expect(db.readUInt32LE(16)).toBe(BOLT);
+    expect(db.indexOf(marker)).toBeGreaterThan(-1);
+    expect(db.indexOf('/registry/secrets/')).toBeGreaterThan(-1);
+
+    // It restores: the restore's own distribute step stages it on a node (decrypted, both hashes
+    // and `snapshot status` checked), and the plan's own `etcdutl snapshot restore` turns it into a
+    // data dir, written to the run's scratch dir (never the live one).
+    const acts = createActivities(gw);
+    const env = mockEnv();
+    const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) =>
+      env.run(fn, ...args) as Promise<R>;
+    const node = gw.cluster(cluster).nodes.find((n) => n.name !== r.node)!.name;
+    const shape = await run(acts.describeCluster, cluster);
+    const preflight = await run(acts.restorePreflightNode, { cluster, node });
+    const ref = await run(acts.resolveSnapshot, { cluster, snapshot: r.key });
+    const runId = randomUUID();
+    const plan = planRestore({ shape, snapshot: ref, runId, preflight: [preflight] }).nodes.find(
+      (n) => n.node === node,
+    )!;
+    expect(plan.workDir).toMatch(new RegExp(`/drctl-restore-${runTag(runId)}$`));
+    const shell = gw.shell(cluster, node);
+    try {
+      const staged = await run(acts.stageSnapshot, { cluster, node, plan, snapshot: ref });
+      expect(staged).toMatchObject({ sha256: r.sha256, revision: r.revision, skipped: false });
+      const restored = await shell.exec(plan.restoreCommand, { timeoutMs: 5 * 60_000 });
+      expect(restored.code, restored.stderr).toBe(0);
+      const scratch = plan.scratchDir ?? `${plan.workDir}/restored`;
+      const found = await shell.exec(`grep -c ${shq(marker)} ${shq(`${scratch}/member/snap/db`)}`, { check: true });
+      expect(Number(found.stdout.trim())).toBeGreaterThan(0);
+    } finally {
+      await shell.exec(`rm -rf ${shq(plan.workDir)}`, { check: true });
+    }
+  });
 
   it('retention: keep=2 leaves the newest two; max age deletes the rest but never the newest; foreign objects are left alone', async () => {
     const cluster = 'site-b';
@@ -246,7 +326,7 @@ describe('etcdSnapshot runbook', () => {
     expect(r4.pruned.sort()).toEqual([r2.key, r3.key].sort());
     expect((await listed(cluster)).map((s) => s.key)).toEqual([r4.key]);
     const objects = (await gw.store().list(snapshotPrefix(prefix, cluster))).map((o) => o.key).sort();
-    expect(objects).toEqual([foreign, r4.key].sort());
+    expect(objects).toEqual([foreign, r4.key, manifestKeyOf(r4.key)].sort());
 
     // The activity on its own: nothing left to prune, the newest stays.
     const env = mockEnv();
@@ -291,7 +371,7 @@ describe('activities look before they act', () => {
         beats.some(
           (b) =>
             (b as { phase?: string; bytes?: number }).phase === 'upload' &&
-            (b as { bytes: number }).bytes === verified.size,
+            (b as { bytes: number }).bytes === ciphertextSize(verified.size),
         ),
       ).toBe(true);
       const up2 = await run(acts.uploadSnapshot, { cluster, node, path: retaken.path, meta });
@@ -311,7 +391,7 @@ describe('activities look before they act', () => {
       expect(
         await gw.store().head(snapshotKey(prefix, cluster, new Date(other.takenAt), other.revision)),
       ).toBeUndefined();
-      expect(await sha256OfObject(up1.key)).toEqual({ sha256: verified.sha256, size: verified.size });
+      expect(await sha256OfObject(up1.key)).toEqual({ sha256: up1.storedSha256, size: up1.storedSize });
     } finally {
       await run(acts.removeNodeSnapshot, { cluster, node, path: nodeFile(cluster, runId) });
     }
@@ -435,7 +515,16 @@ describe('drctl snapshot (CLI)', () => {
       workflowId: string;
       runbook: string;
       status: { phase: string };
-      result: { key: string; revision: number; etcdHash: number; sha256: string; size: number; takenAt: string };
+      result: {
+        key: string;
+        revision: number;
+        etcdHash: number;
+        sha256: string;
+        size: number;
+        storedSha256: string;
+        storedSize: number;
+        takenAt: string;
+      };
     };
     expect(started).toMatchObject({ runbook: 'etcd-snapshot', status: { phase: 'completed' } });
     const out = started.result;
@@ -444,7 +533,7 @@ describe('drctl snapshot (CLI)', () => {
     expect(out.etcdHash).toEqual(expect.any(Number));
     expect(out.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(Date.parse(out.takenAt)).toBeGreaterThan(Date.now() - 120_000);
-    expect(await sha256OfObject(out.key)).toEqual({ sha256: out.sha256, size: out.size });
+    expect(await sha256OfObject(out.key)).toEqual({ sha256: out.storedSha256, size: out.storedSize });
   });
 
   it('now without --wait prints the workflow id; list shows snapshots newest first against the strictest RPO above zero', async () => {
@@ -454,13 +543,19 @@ describe('drctl snapshot (CLI)', () => {
     expect(workflowId).toMatch(/^etcd-snapshot-site-b-/);
     const r = await client.workflow.getHandle<typeof etcdSnapshot>(workflowId).result();
 
+    // An object planted under the cluster's prefix, named and dated as the newest snapshot.
+    const planted = snapshotKey(prefix, 'site-b', new Date(Date.now() + 3_600_000), r.revision + 1);
+    await gw.store().put(planted, 'not signed by drctl', { sha256: r.sha256, 'taken-at': new Date().toISOString() });
     const l = await cli('snapshot', 'list', '--cluster', 'site-b', '--json');
     expect(l.code).toBe(0);
     const list = JSON.parse(l.stdout) as {
       rpo: { tier: string; targetMs: number; newestAgeMs: number; over: boolean };
       snapshots: SnapshotRef[];
+      ignored: { key: string; why: string }[];
     };
     expect(list.snapshots[0]!.key).toBe(r.key);
+    expect(list.snapshots.map((x) => x.key)).not.toContain(planted);
+    expect(list.ignored).toContainEqual({ key: planted, why: 'unsigned: no drctl manifest next to it' });
     const times = list.snapshots.map((s) => Date.parse(s.takenAt));
     expect(times).toEqual([...times].sort((a, b) => b - a));
     expect(list.rpo).toMatchObject({ tier: 'e-commerce', targetMs: 5 * 60_000, over: false });
@@ -474,6 +569,9 @@ describe('drctl snapshot (CLI)', () => {
     const human = await cli('snapshot', 'list', '--cluster', 'site-b', '--tier', 'internal');
     expect(human.stdout).toContain(`within the internal RPO of ${formatDuration(3_600_000)}`);
     expect(human.stdout).toContain(r.key);
+    expect(human.stdout).toMatch(/! \d+ object\(s\) ignored \(not signed by this worker's key\):/);
+    expect(human.stdout).toContain(`  ${planted}: unsigned: no drctl manifest next to it`);
+    await gw.store().delete(planted);
   });
 
   it('schedule: create (overlap SKIP, interval, 1 min catch-up) → describe → pause → unpause → update to cron → delete', async () => {

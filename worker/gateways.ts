@@ -1,5 +1,6 @@
 // Builds the narrow gateways the activities use, from the worker's config. Connections are pooled
-// per node for the worker's lifetime; secrets (SSH keys, S3 credentials) are read here only.
+// per node for the worker's lifetime; secrets (SSH keys, S3 credentials, snapshot keys) are read
+// here only.
 import { FailureType, failure } from '../common/errors.ts';
 import type { ClusterConfig, DrctlConfig, NodeConfig, SiteConfig } from '../config/schema.ts';
 import { readFileSync } from 'node:fs';
@@ -10,6 +11,8 @@ import type { Gateways } from '../gateways/index.ts';
 import { KubeGateway } from '../gateways/kube.ts';
 import { RestoreNode } from '../gateways/restore-node.ts';
 import { ObjectStore } from '../gateways/s3.ts';
+import { SnapshotKeys } from '../gateways/snapshot-crypto.ts';
+import { SnapshotStore } from '../gateways/snapshot-store.ts';
 import { connectShell, type RemoteShell } from '../gateways/ssh.ts';
 import { VeleroGateway } from '../gateways/velero.ts';
 
@@ -20,6 +23,7 @@ export function createGateways(config: DrctlConfig): Gateways {
   const shells = new Map<string, RemoteShell>();
   const kubes = new Map<string, KubeGateway>();
   let store: ObjectStore | undefined;
+  let snapshots: SnapshotStore | undefined;
   let dns: DnsGateway | undefined;
   const http = new HttpGateway();
   const site = (name: string): SiteConfig => {
@@ -74,6 +78,12 @@ export function createGateways(config: DrctlConfig): Gateways {
     restoreNode: (c, n) => new RestoreNode(shell(c, n), node(c, n)),
     kube,
     store: () => (store ??= new ObjectStore(config.objectStore)),
+    snapshots: () =>
+      (snapshots ??= new SnapshotStore(
+        (store ??= new ObjectStore(config.objectStore)),
+        SnapshotKeys.load(config.snapshots),
+        config.objectStore.prefix,
+      )),
     velero: (s) => {
       const sc = site(s);
       return new VeleroGateway(kube(sc.cluster.name), sc.velero.namespace);

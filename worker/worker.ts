@@ -9,10 +9,12 @@ import {
   Worker,
   type WorkerOptions,
 } from '@temporalio/worker';
+import { UsageError } from '../common/errors.ts';
 import { log } from '../common/log.ts';
 import { createActivities } from '../activities/index.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
+import { SnapshotKeys } from '../gateways/snapshot-crypto.ts';
 import { createGateways, type Gateways } from './gateways.ts';
 import { heartbeatWhileRunning } from './heartbeat.ts';
 
@@ -66,6 +68,13 @@ export async function createWorker(config: DrctlConfig, overrides: Partial<Worke
 
 /** Runs until SIGINT/SIGTERM, then drains in-flight tasks. */
 export async function runWorker(config: DrctlConfig): Promise<void> {
+  // The snapshot keys now, not at the first snapshot: a worker that could not sign or encrypt one
+  // says so before it starts (one line naming the config field and the file or variable; exit 2).
+  try {
+    SnapshotKeys.load(config.snapshots);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const { worker, gateways, connection } = await createWorker(config);
   log.info({ taskQueue: config.temporal.taskQueue, namespace: worker.options.namespace }, 'worker running');
   try {

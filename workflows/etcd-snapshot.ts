@@ -1,13 +1,14 @@
 // Runbook: etcd snapshot, off-site.
 //   1 pick a healthy member (a follower: spare the leader)  2 take: `snapshot save` on its node
-//   3 verify: `snapshot status` + sha256 there  4 upload: stream it to the bucket, hash checked
+//   3 verify: `snapshot status` + sha256 there  4 upload: stream it to the bucket, hash checked,
+//     encrypted on the worker, then its signed manifest (only signed snapshots are restore sources)
 //   5 remove the node-local file — always, even when 3 or 4 failed or the run was cancelled
 //   6 prune: keep the newest N (and none older than max age; never the newest).
 // A snapshot that fails verification is never uploaded, so it can never be a restore source.
 import type { RunbookStatus } from '../common/runbook.ts';
 import { CancellationScope, log, workflowInfo, defineQuery } from '@temporalio/workflow';
 import { FailureType, rootMessage } from '../common/errors.ts';
-import { retentionProblem, type SnapshotRef } from '../common/snapshots.ts';
+import { retentionProblem, type SnapshotListing, type SnapshotRef } from '../common/snapshots.ts';
 import { quick, long } from './activity-options.ts';
 import { refuse, Runbook } from './runbook.ts';
 
@@ -29,8 +30,13 @@ export interface EtcdSnapshotResult {
   node: string;
   revision: number;
   etcdHash: number;
+  /** sha256 and size of the etcd snapshot file (as verified on the node; what a restore stages). */
   sha256: string;
   size: number;
+  /** sha256 and size of the object as stored (encrypted). */
+  storedSha256: string;
+  storedSize: number;
+  encryption: string;
   etcdVersion: string;
   takenAt: string;
   /** Keys deleted by retention. */
@@ -105,6 +111,9 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
         etcdHash: ref.etcdHash,
         sha256: ref.sha256,
         size: ref.size,
+        storedSha256: ref.storedSha256,
+        storedSize: ref.storedSize,
+        encryption: ref.encryption,
         etcdVersion: ref.etcdVersion,
         takenAt: ref.takenAt,
         pruned,
@@ -117,7 +126,7 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
   );
 }
 
-/** `drctl snapshot list`: the bucket is read on the worker, where the credentials are. */
-export async function listEtcdSnapshots(input: { cluster: string }): Promise<SnapshotRef[]> {
+/** `drctl snapshot list`: the bucket is read on the worker, where the credentials and keys are. */
+export async function listEtcdSnapshots(input: { cluster: string }): Promise<SnapshotListing> {
   return quick.listSnapshots(input.cluster);
 }

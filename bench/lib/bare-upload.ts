@@ -3,15 +3,20 @@
 // with the system OpenSSH client and a plain S3 client (the SDK's default CRC32 part checksums, as
 // drctl). Prints one JSON line with what it measured. With "sha256": true it also does what drctl
 // adds on top: a streaming sha256 of the bytes (to tell the transport's cost from the hashing's).
+// With "encrypt" (the config's key references, never keys) it does all drctl does to the bytes:
+// sha256 of the plaintext → drctl's encryption (gateways/snapshot-crypto.ts) → sha256 of what is
+// stored, so its MB/s against the plain baseline's is what encryption costs the pipeline.
 //   node --import tsx bench/lib/bare-upload.ts '<json args>'
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type Readable, Transform } from 'node:stream';
+import { pipeline, type Readable, Transform } from 'node:stream';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { parse } from 'yaml';
 import { shq } from '../../common/shell.ts';
+import type { SnapshotsConfig } from '../../config/schema.ts';
+import { SnapshotKeys } from '../../gateways/snapshot-crypto.ts';
 import { opensshArgs, type SshNode } from './openssh.ts';
 
 interface Args {
@@ -27,6 +32,7 @@ interface Args {
   partSize: number;
   queueSize: number;
   sha256: boolean;
+  encrypt?: Pick<SnapshotsConfig, 'encryptionKey' | 'signingKey'>;
 }
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -52,15 +58,22 @@ const exited = new Promise<number>((resolve) => ssh.on('close', (code) => resolv
 
 let body: Readable = ssh.stdout;
 const hash = createHash('sha256');
-if (a.sha256) {
-  body = ssh.stdout.pipe(
-    new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        cb(null, chunk);
-      },
-    }),
-  );
+let plainBytes = 0;
+const hashing = (h: ReturnType<typeof createHash>, count = false) =>
+  new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      h.update(chunk);
+      if (count) plainBytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+if (a.encrypt) {
+  const keys = SnapshotKeys.load(a.encrypt);
+  const stored = hashing(createHash('sha256'));
+  pipeline(ssh.stdout, hashing(hash, true), keys.encryptStream(), stored, () => undefined);
+  body = stored;
+} else if (a.sha256) {
+  body = ssh.stdout.pipe(hashing(hash, true));
 }
 const upload = new Upload({
   client,
@@ -73,15 +86,18 @@ await upload.done();
 const code = await exited;
 const ms = performance.now() - t0;
 const head = await client.send(new HeadObjectCommand({ Bucket: a.bucket, Key: a.key }));
-const bytes = head.ContentLength ?? 0;
+const storedBytes = head.ContentLength ?? 0;
+// MB/s of the snapshot itself (the plaintext), as drctl's figure is: the same work on each side.
+const bytes = a.encrypt ? plainBytes : storedBytes;
 process.stdout.write(
   `${JSON.stringify({
     bytes,
+    storedBytes,
     ms,
     mbPerS: bytes / 1e6 / (ms / 1000),
     sshExit: code,
     sshStderr: stderr.trim().slice(-500),
-    sha256: a.sha256 ? hash.digest('hex') : undefined,
+    sha256: a.sha256 || a.encrypt ? hash.digest('hex') : undefined,
     maxRssBytes: process.resourceUsage().maxRSS * 1024,
   })}\n`,
 );

@@ -4,7 +4,7 @@ import type { Client, ScheduleSpec } from '@temporalio/client';
 import type { Command } from 'commander';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
-import { MIN_SNAPSHOT_EVERY_MS, type SnapshotRef } from '../../common/snapshots.ts';
+import { MIN_SNAPSHOT_EVERY_MS, type SnapshotListing, type SnapshotRef } from '../../common/snapshots.ts';
 import { findCluster } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import {
@@ -134,7 +134,8 @@ export function registerSnapshotCommands(program: Command) {
   cmd
     .command('list')
     .description(
-      "Verified snapshots of a cluster in the bucket, newest first, and the newest one's age against an RPO target. " +
+      "Verified (signed) snapshots of a cluster in the bucket, newest first, and the newest one's age against an RPO target; " +
+        'objects under its prefix that drctl did not sign are listed as ignored, with why. ' +
         "The target is --tier's RPO, else the strictest tier with an RPO above zero in config targets (default tiers: e-commerce, 5m): " +
         'an RPO of 0 cannot be met by periodic snapshots. Read through the worker; exit 0 either way (scripts: .rpo.over in --json)',
     )
@@ -146,7 +147,7 @@ export function registerSnapshotCommands(program: Command) {
       await withCluster(
         opts.cluster,
         async ({ config, cluster, client }) => {
-          const snapshots: SnapshotRef[] = await client.workflow.execute(listEtcdSnapshots, {
+          const { snapshots, ignored }: SnapshotListing = await client.workflow.execute(listEtcdSnapshots, {
             taskQueue: config.temporal.taskQueue,
             workflowId: `etcd-snapshot-list-${cluster}-${Date.now()}`,
             args: [{ cluster }],
@@ -164,6 +165,7 @@ export function registerSnapshotCommands(program: Command) {
                 ? { tier: target.tier, targetMs: target.rpoMs, newestAgeMs: newestAgeMs ?? null, over }
                 : null,
               snapshots,
+              ignored,
             });
           }
           const age =
@@ -174,6 +176,11 @@ export function registerSnapshotCommands(program: Command) {
           process.stdout.write(
             `${cluster}: ${snapshots.length} verified snapshot(s) in s3://${config.objectStore.bucket}; ${age} — ${verdict}${over ? ' !' : ''}\n`,
           );
+          // Not drctl's, or not drctl's any more: never listed as a snapshot, never restored.
+          if (ignored.length) {
+            process.stdout.write(`! ${ignored.length} object(s) ignored (not signed by this worker's key):\n`);
+            for (const i of ignored) process.stdout.write(`  ${i.key}: ${i.why}\n`);
+          }
           if (!snapshots.length) return;
           const rows = [['KEY', 'TAKEN', 'AGE', 'REVISION', 'SIZE', 'MEMBER', 'ETCD']];
           for (const s of snapshots) {

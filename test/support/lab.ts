@@ -8,7 +8,7 @@ import type { DecisionKind, Signed } from '../../common/signed.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import { temporalConnectConfig } from '../../config/temporal.ts';
-import { fromObjectMetadata, type SnapshotRef } from '../../common/snapshots.ts';
+import type { SnapshotRef } from '../../common/snapshots.ts';
 import { startSshd, status as labStatus } from '../../lab/lab.ts';
 import { labEtcdctl } from '../../lab/etcdctl.ts';
 import { paths, SITES } from '../../lab/topology.ts';
@@ -90,9 +90,8 @@ export async function snapshotNow(
     workflowId: `test-snapshot-${cluster}-${Date.now()}`,
     args: [{ cluster, keep: 50 }],
   });
-  const meta = fromObjectMetadata((await gw.store().head(r.key))?.metadata ?? {});
-  if (!meta) throw new Error(`${r.key}: no snapshot metadata in the bucket`);
-  return { key: r.key, ...meta };
+  // As the restore reads it: the signed manifest, checked with the worker's keys.
+  return gw.snapshots().resolve(cluster, r.key);
 }
 
 /** Runs the real `drctl` CLI without blocking this process (an in-process worker must keep serving). */

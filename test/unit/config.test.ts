@@ -101,6 +101,42 @@ const BAD: [string, string, string[]][] = [
     ['objectStore.credentials: expected { accessKeyIdEnv, secretAccessKeyEnv } or { file } (never inline keys)'],
   ],
   [
+    'an inline snapshot encryption key',
+    edit(['snapshots', 'encryptionKey'], 'q83vEjRWeJASNFZ4kBI0VniQEjRWeJASNFZ4kBI0Vng='),
+    [
+      'snapshots.encryptionKey: expected { file: path } or { env: VAR } holding a base64 32-byte key (never the key inline)',
+    ],
+  ],
+  [
+    'an inline signing key in a key field',
+    edit(['snapshots', 'signingKey'], { key: 'q83vEjRWeJASNFZ4kBI0VniQEjRWeJASNFZ4kBI0Vng=' }),
+    [
+      'snapshots.signingKey: expected { file: path } or { env: VAR } holding a base64 32-byte key (never the key inline)',
+    ],
+  ],
+  [
+    'no snapshots section (no keys)',
+    edit(['snapshots'], null, 'delete'),
+    ['snapshots: required: expected a snapshots section with encryptionKey and signingKey ({ file } or { env })'],
+  ],
+  [
+    'no signing key',
+    edit(['snapshots', 'signingKey'], null, 'delete'),
+    [
+      'snapshots.signingKey: expected { file: path } or { env: VAR } holding a base64 32-byte key (never the key inline)',
+    ],
+  ],
+  [
+    'one key for both',
+    edit(['snapshots', 'signingKey'], { file: 'keys/snapshot-encryption.key' }),
+    ['snapshots.signingKey: expected a key of its own, not the encryption key'],
+  ],
+  [
+    'a key variable that is not a variable name',
+    edit(['snapshots', 'signingKey'], { env: '$DRCTL_KEY' }),
+    ['snapshots.signingKey.env: expected an environment variable name'],
+  ],
+  [
     'client URL not a URL',
     edit([...node0b, 'etcd', 'clientUrl'], '10.0.20.1:2379'),
     ['sites[1].cluster.nodes[0].etcd.clientUrl: expected a URL like https://10.0.0.1:2379'],
@@ -374,6 +410,10 @@ describe('drctl config check', () => {
     expect(cfg.sites[1]!.cluster.kubeconfig).toBe(join(dir, 'kube/prod-b.conf'));
     expect(cfg.targets['internal']).toEqual({ rpo: 3_600_000, rto: 14_400_000 });
     expect(cfg.targets['payment']).toEqual({ rpo: 0, rto: 60_000 });
+    // The snapshot keys: references, the file one resolved like every worker-side path.
+    expect(cfg.snapshots.encryptionKey).toEqual({ file: join(dir, 'keys/snapshot-encryption.key') });
+    expect(cfg.snapshots.signingKey).toEqual({ env: 'DRCTL_SNAPSHOT_SIGNING_KEY' });
+    expect(cfg.restore).toEqual({ keepMovedAside: 7 * 86_400_000 });
   });
 
   it('node-side defaults: no sudo, no jump, tools from the image (kubeadm) or the host (command)', () => {

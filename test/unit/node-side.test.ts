@@ -41,6 +41,12 @@ const SNAPSHOT: SnapshotRef = {
   etcdVersion: '3.5.35',
   totalKey: 1,
   totalSize: 1,
+  storedSha256: 'b',
+  storedSize: 2,
+  encryption: 'drctl-stream/aes-256-gcm/v1',
+  encryptionKeyId: 'e',
+  signingKeyId: 's',
+  signature: 'x',
 };
 
 const IMAGE = {
@@ -509,5 +515,90 @@ describe('move aside, restore, put back: a data dir that is a mount point (ext4 
     expect(ls(dataDir)).toEqual(['.hidden-extra', 'lost+found', 'member']);
     expect(readFileSync(join(dataDir, 'member/snap/db'), 'utf8')).toBe('original');
     expect((await rn.journal(plan)).map((l) => l.split(' ')[1])).toEqual(['moved-aside', 'restored', 'put-back']);
+  });
+});
+
+describe('pruning the data dirs earlier restores moved aside', () => {
+  const root = join(tmp, 'prune');
+  const node = nodeConfig(root);
+  const dataDir = node.etcd.dataDir;
+  const parent = join(root, 'var/lib');
+  const olderRun = (tag: string) => `${dataDir}.drctl-${tag}`;
+
+  /** Every kind of neighbour a prune must tell apart, fresh. */
+  function lay(plan: NodePlan) {
+    rmSync(root, { recursive: true, force: true });
+    mkdirSync(join(dataDir, 'member/snap'), { recursive: true });
+    writeFileSync(join(dataDir, 'member/snap/db'), 'live');
+    for (const d of [olderRun('0123456789ab'), olderRun('abcdefabcdef'), join(dataDir, '.drctl-aside-00000000beef')])
+      mkdirSync(join(d, 'member'), { recursive: true });
+    mkdirSync(plan.asideDir, { recursive: true }); // this run's own
+    mkdirSync(olderRun('not-a-run-tag'), { recursive: true }); // not drctl's name
+    mkdirSync(olderRun('ABCDEFABCDEF'), { recursive: true }); // tags are lower-case hex
+    mkdirSync(join(parent, 'etcd-other.drctl-0123456789ab'), { recursive: true }); // another dir's
+    mkdirSync(join(root, 'target'), { recursive: true });
+    execFileSync('ln', ['-s', join(root, 'target'), olderRun('feedfeedfeed')]); // a symlink
+    writeFileSync(olderRun('cafecafecafe'), 'a file'); // not a dir
+    mkdirSync(join(dataDir, '.drctl-discard-0123456789ab'), { recursive: true }); // not an aside dir
+  }
+
+  it('keeps everything younger than keepMovedAside; past it, removes only drctl-named aside dirs, never this run’s', async () => {
+    const plan = planFor(node, {});
+    lay(plan);
+    const rn = new RestoreNode(localShell(), node);
+    const before = [...ls(parent), ...ls(dataDir).map((e) => `etcd/${e}`)];
+
+    expect(await rn.pruneMovedAside(plan, 3_600_000)).toEqual([]);
+    expect([...ls(parent), ...ls(dataDir).map((e) => `etcd/${e}`)]).toEqual(before);
+
+    // Everything is older than 0 s: the drctl-named aside dirs of other runs go, nothing else.
+    const pruned = await rn.pruneMovedAside(plan, 0);
+    expect(pruned.sort()).toEqual(
+      [olderRun('0123456789ab'), olderRun('abcdefabcdef'), join(dataDir, '.drctl-aside-00000000beef')].sort(),
+    );
+    expect(ls(parent)).toEqual(
+      [
+        'etcd',
+        plan.asideDir.split('/').pop()!,
+        'etcd.drctl-not-a-run-tag',
+        'etcd.drctl-ABCDEFABCDEF',
+        'etcd-other.drctl-0123456789ab',
+        'etcd.drctl-feedfeedfeed',
+        'etcd.drctl-cafecafecafe',
+        plan.workDir.split('/').pop()!,
+      ].sort(),
+    );
+    expect(ls(dataDir)).toEqual(['.drctl-discard-0123456789ab', 'member']);
+    expect(readFileSync(join(dataDir, 'member/snap/db'), 'utf8')).toBe('live');
+    expect(existsSync(join(root, 'target'))).toBe(true);
+    const journal = await rn.journal(plan);
+    expect(journal.map((l) => l.split(' ').slice(1, 3).join(' ')).sort()).toEqual(
+      pruned.map((d) => `pruned ${d}`).sort(),
+    );
+    // Idempotent: nothing left to prune.
+    expect(await rn.pruneMovedAside(plan, 0)).toEqual([]);
+  });
+
+  it('an aside dir is as old as its move: a rename sets its ctime, whatever its mtime says', async () => {
+    const plan = planFor(node, {});
+    lay(plan);
+    const old = olderRun('0123456789ab');
+    execFileSync('touch', ['-d', '2020-01-01', old]);
+    const moved = olderRun('fedcbafedcba');
+    execFileSync('mv', [old, moved]); // moved aside just now, with a 2020 mtime
+    const rn = new RestoreNode(localShell(), node);
+    const pruned = await rn.pruneMovedAside(plan, 3_600_000);
+    expect(pruned).toEqual([]);
+    expect(existsSync(moved)).toBe(true);
+  });
+
+  it('prunes nothing while the live data dir holds no member dir: an aside dir may be the only copy', async () => {
+    const plan = planFor(node, {});
+    lay(plan);
+    rmSync(join(dataDir, 'member'), { recursive: true });
+    const rn = new RestoreNode(localShell(), node);
+    expect(await rn.pruneMovedAside(plan, 0)).toEqual([]);
+    expect(existsSync(olderRun('0123456789ab'))).toBe(true);
+    expect(existsSync(join(dataDir, '.drctl-aside-00000000beef'))).toBe(true);
   });
 });

@@ -1,0 +1,196 @@
+// SnapshotStore: the bucket as the snapshot and restore runbooks see it. Only what drctl signed is
+// a snapshot (common/snapshots.ts: the manifest); everything else under a cluster's prefix is
+// reported as ignored, and refused as a restore source. The keys never leave the worker.
+import type { Readable } from 'node:stream';
+import { FailureType, failure } from '../common/errors.ts';
+import {
+  dataKeyOf,
+  type IgnoredObject,
+  isManifestKey,
+  manifestJson,
+  manifestKeyOf,
+  newestFirst,
+  parseManifest,
+  snapshotPrefix,
+  type SnapshotListing,
+  type SnapshotRef,
+  type UnsignedSnapshotRef,
+} from '../common/snapshots.ts';
+import type { ObjectStore } from './s3.ts';
+import type { SnapshotKeys } from './snapshot-crypto.ts';
+
+/** What the snapshot store needs of the bucket (an ObjectStore; an in-memory one in unit tests). */
+export type Bucket = Pick<ObjectStore, 'bucket' | 'list' | 'get' | 'head' | 'put' | 'delete'>;
+
+/** A manifest is a few hundred bytes; anything much larger is not one of drctl's. */
+const MAX_MANIFEST_BYTES = 64 * 1024;
+
+async function readText(body: Readable, max: number): Promise<string | undefined> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += (c as Buffer).length;
+    if (n > max) {
+      body.destroy();
+      return undefined;
+    }
+    parts.push(c as Buffer);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+export class SnapshotStore {
+  constructor(
+    readonly bucket: Bucket,
+    readonly keys: SnapshotKeys,
+    private readonly prefix: string,
+  ) {}
+
+  prefixOf(cluster: string): string {
+    return snapshotPrefix(this.prefix, cluster);
+  }
+
+  private where(key: string) {
+    return `s3://${this.bucket.bucket}/${key}`;
+  }
+
+  /**
+   * The manifest of `dataKey` as signed, or why it is not one. Undefined: there is none. `listedSize`:
+   * its size from a listing (saves asking for it).
+   */
+  async readManifest(dataKey: string, listedSize?: number): Promise<SnapshotRef | { problem: string } | undefined> {
+    const mkey = manifestKeyOf(dataKey);
+    const size = listedSize ?? (await this.bucket.head(mkey))?.size;
+    if (size === undefined) return undefined;
+    if (size > MAX_MANIFEST_BYTES) return { problem: `manifest of ${size} bytes: not drctl's` };
+    const text = await readText(await this.bucket.get(mkey), MAX_MANIFEST_BYTES);
+    if (text === undefined) return { problem: `manifest over ${MAX_MANIFEST_BYTES} bytes: not drctl's` };
+    return parseManifest(text);
+  }
+
+  /**
+   * Why the manifest `m` found next to `dataKey` (an object of `size` bytes) is not a usable
+   * snapshot of `cluster`; undefined when it is: signed by this worker's key, for exactly that
+   * object, of that cluster, the object's size as signed, encrypted with this worker's key.
+   */
+  problemOf(m: SnapshotRef, cluster: string, dataKey: string, size: number | undefined): string | undefined {
+    const bad = this.keys.verify(m);
+    if (bad) return bad;
+    if (m.key !== dataKey) return `its manifest is signed for another object (${m.key})`;
+    if (m.cluster !== cluster) return `a snapshot of cluster '${m.cluster}', not '${cluster}'`;
+    if (size === undefined) return 'a signed manifest whose snapshot object is gone';
+    if (size !== m.storedSize) return `the object is ${size} bytes, its signed manifest says ${m.storedSize}`;
+    if (m.encryptionKeyId !== this.keys.encryptionKeyId)
+      return `encrypted with another key (id ${m.encryptionKeyId}), not this worker's snapshots.encryptionKey (id ${this.keys.encryptionKeyId})`;
+    return undefined;
+  }
+
+  /** The cluster's signed snapshots, newest first, and every other object under its prefix with why it was passed over. */
+  async list(cluster: string): Promise<SnapshotListing> {
+    const objects = await this.bucket.list(this.prefixOf(cluster));
+    const sizes = new Map(objects.map((o) => [o.key, o.size]));
+    const manifests = objects.filter((o) => isManifestKey(o.key));
+    const snapshots: SnapshotRef[] = [];
+    const ignored: IgnoredObject[] = [];
+    const seen = new Set<string>();
+    // A few at a time: a long retention list should not open a connection per object.
+    for (let i = 0; i < manifests.length; i += 8) {
+      const batch = await Promise.all(
+        manifests.slice(i, i + 8).map(async (o) => {
+          const dataKey = dataKeyOf(o.key);
+          // Gone since the listing (retention at work): as if never listed.
+          const m = await this.readManifest(dataKey, o.size).catch((err: unknown) => {
+            if ((err as { type?: string }).type === FailureType.ObjectStoreError && /NoSuchKey/.test(String(err)))
+              return undefined;
+            throw err;
+          });
+          return { dataKey, m };
+        }),
+      );
+      for (const { dataKey, m } of batch) {
+        seen.add(dataKey);
+        seen.add(manifestKeyOf(dataKey));
+        if (!m) continue;
+        const problem = 'problem' in m ? m.problem : this.problemOf(m, cluster, dataKey, sizes.get(dataKey));
+        if (problem) ignored.push({ key: sizes.has(dataKey) ? dataKey : manifestKeyOf(dataKey), why: problem });
+        else snapshots.push(m as SnapshotRef);
+      }
+    }
+    for (const o of objects)
+      if (!seen.has(o.key)) ignored.push({ key: o.key, why: 'unsigned: no drctl manifest next to it' });
+    snapshots.sort(newestFirst);
+    ignored.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return { snapshots, ignored };
+  }
+
+  /**
+   * One snapshot by its key (the object's, or its manifest's), checked as list() checks it. An
+   * unsigned or mis-signed one: SnapshotUntrusted; one of another cluster or missing:
+   * SnapshotNotFound; its object not the size signed: SnapshotCorrupt; encrypted with another key:
+   * PreflightFailed (the worker needs that key).
+   */
+  async resolve(cluster: string, requested: string): Promise<SnapshotRef> {
+    const key = isManifestKey(requested) ? dataKeyOf(requested) : requested;
+    const [m, data] = await Promise.all([this.readManifest(key), this.bucket.head(key)]);
+    if (!m && !data)
+      throw failure(FailureType.SnapshotNotFound, `snapshot ${key} not found in s3://${this.bucket.bucket}`);
+    if (!m)
+      throw failure(
+        FailureType.SnapshotUntrusted,
+        `${this.where(key)}: unsigned (no drctl manifest ${manifestKeyOf(key)}): drctl restores only snapshots it signed`,
+      );
+    if ('problem' in m) throw failure(FailureType.SnapshotUntrusted, `${this.where(key)}: ${m.problem}`);
+    const bad = this.keys.verify(m);
+    if (bad) throw failure(FailureType.SnapshotUntrusted, `${this.where(key)}: ${bad}`);
+    if (m.key !== key)
+      throw failure(
+        FailureType.SnapshotUntrusted,
+        `${this.where(key)}: its manifest is signed for another object (${m.key})`,
+      );
+    if (m.cluster !== cluster)
+      throw failure(FailureType.SnapshotNotFound, `${key} is a snapshot of cluster '${m.cluster}', not '${cluster}'`);
+    if (!data) throw failure(FailureType.SnapshotNotFound, `${this.where(key)}: signed, but the object is gone`);
+    const problem = this.problemOf(m, cluster, key, data.size);
+    if (problem)
+      throw failure(
+        m.encryptionKeyId === this.keys.encryptionKeyId ? FailureType.SnapshotCorrupt : FailureType.PreflightFailed,
+        `${this.where(key)}: ${problem}`,
+      );
+    return m;
+  }
+
+  /**
+   * A ref handed back in (from workflow history): still signed by this worker's key, and
+   * decryptable with its encryption key? SnapshotUntrusted if not (e.g. a restore started before
+   * snapshots were signed).
+   */
+  checkRef(ref: SnapshotRef): void {
+    const bad = this.keys.verify(ref);
+    if (bad) throw failure(FailureType.SnapshotUntrusted, `${this.where(ref.key)}: ${bad}`);
+    if (ref.encryptionKeyId !== this.keys.encryptionKeyId)
+      throw failure(
+        FailureType.PreflightFailed,
+        `${this.where(ref.key)}: encrypted with key id ${ref.encryptionKeyId}, not this worker's snapshots.encryptionKey (id ${this.keys.encryptionKeyId})`,
+      );
+  }
+
+  /** Signs `r` and writes its manifest: from here on the object is a snapshot. Read back and checked. */
+  async commit(r: Omit<UnsignedSnapshotRef, 'signingKeyId'>): Promise<SnapshotRef> {
+    const ref = this.keys.sign(r);
+    await this.bucket.put(manifestKeyOf(ref.key), manifestJson(ref), {}, undefined);
+    const back = await this.readManifest(ref.key);
+    const problem = !back ? 'missing' : 'problem' in back ? back.problem : this.keys.verify(back);
+    if (problem || (back as SnapshotRef).signature !== ref.signature)
+      throw failure(
+        FailureType.ObjectStoreError,
+        `${this.where(manifestKeyOf(ref.key))}: the manifest just written reads back wrong (${problem ?? 'another signature'})`,
+      );
+    return ref;
+  }
+
+  /** Un-commits first (the manifest), then deletes the object: never a manifest without its object. */
+  async remove(key: string): Promise<void> {
+    await this.bucket.delete(manifestKeyOf(key));
+    await this.bucket.delete(key);
+  }
+}
