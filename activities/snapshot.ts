@@ -10,7 +10,6 @@ import {
   type SnapshotListing,
   type SnapshotMeta,
   snapshotKey,
-  snapshotPrefix,
   retentionProblem,
   type SnapshotRef,
 } from '../common/snapshots.ts';

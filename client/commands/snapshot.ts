@@ -4,7 +4,7 @@ import type { Client, ScheduleSpec } from '@temporalio/client';
 import type { Command } from 'commander';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
-import { MIN_SNAPSHOT_EVERY_MS, type SnapshotListing, type SnapshotRef } from '../../common/snapshots.ts';
+import { MIN_SNAPSHOT_EVERY_MS, type SnapshotListing } from '../../common/snapshots.ts';
 import { findCluster } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import {
