@@ -42,6 +42,8 @@ export function createApprovalActivities(gw: Gateways) {
       request?: unknown;
       /** The run's input without `request`: what the request's `input` digest binds. */
       runInput?: unknown;
+      /** When the run started: a request is valid if it was when the run started (the gate may come much later). */
+      startedAtMs: number;
     }): Promise<GateOpening> {
       const evidenceDigest = digestOf(input.evidence);
       let requester: GateOpening['requester'] = { ok: false, why: 'the request is not signed' };
@@ -59,7 +61,7 @@ export function createApprovalActivities(gw: Gateways) {
                 ? `request signed for workflow ${c.workflowId}, not ${input.workflowId}`
                 : c.input !== want
                   ? 'request signed over another input than this run has'
-                  : expired(c, Date.now());
+                  : expired(c, input.startedAtMs);
           if (why) requester = { ok: false, why };
           else {
             const v = await verifyClaims(p.signed, signers());

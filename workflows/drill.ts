@@ -44,7 +44,7 @@ import { refuse, Runbook, signerText } from './runbook.ts';
 export { approveSignal, decideUpdate, rejectSignal } from './runbook.ts';
 /** The run's status (the kernel answers it; typed here for clients). */
 export const statusQuery = defineQuery<DrillStatus>('status');
-/** Web UI: Signal → `signoff`, input: the JSON `drctl drill signoff <id> --sign-only` prints. */
+/** Web UI: Signal → `signoff`, input: the JSON `drctl drill sign <id> --sign-only` prints. */
 export const signoffSignal = defineSignal<[unknown]>('signoff');
 /** CLI: the same signed sign-off; the answer is the verdict, an error when refused. */
 export const signoffUpdate = defineUpdate<DecisionRecord, [unknown]>('sign');
@@ -389,7 +389,7 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
         evidence,
         listen: (consider) => {
           setHandler(signoffSignal, (d) => void consider(d, 'signoff'), {
-            description: 'Sign the drill report off: paste the JSON that `drctl drill signoff <id> --sign-only` prints',
+            description: 'Sign the drill report off: paste the JSON that `drctl drill sign <id> --sign-only` prints',
           });
           setHandler(signoffUpdate, (d) => consider(d, 'signoff', true), {
             description: "The CLI's signed sign-off: answers at once with the verdict",

@@ -340,6 +340,7 @@ export class Runbook<E = unknown, X extends object = object> {
         workflowId: info.workflowId,
         request: this.request,
         runInput: this.runInput,
+        startedAtMs: info.startTime.getTime(),
       });
       const requester = opening.requester.ok ? opening.requester.signer : undefined;
       const system = this.startedBySystem();

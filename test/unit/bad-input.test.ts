@@ -158,7 +158,19 @@ describe('where workflow inputs enter on the worker', () => {
       head: () => Promise.resolve(undefined),
       delete: (key: string) => (asked.push(`delete ${key}`), Promise.resolve()),
     };
-    const gw = { config, store: () => store, site: (name: string) => ({ name }) } as unknown as Gateways;
+    // The signed-snapshot listing over that store: what prune reads first.
+    const snapshotStore = {
+      list: (cluster: string) => (
+        asked.push(`list drctl/snapshots/${cluster}/`),
+        Promise.resolve({ snapshots: [], ignored: [] })
+      ),
+    };
+    const gw = {
+      config,
+      store: () => store,
+      snapshots: () => snapshotStore,
+      site: (name: string) => ({ name }),
+    } as unknown as Gateways;
     return { gw, asked };
   }
   const snapshots = { keep: 20, every: 900_000, nodeDir: '/var/lib/etcd-snapshots' };

@@ -197,12 +197,12 @@ const BAD: [string, string, string[]][] = [
   ],
   [
     'snapshot node dir is /',
-    edit(['snapshots'], { nodeDir: '/' }),
+    edit(['snapshots', 'nodeDir'], '/'),
     ["snapshots.nodeDir: expected a path below '/', not '/' itself"],
   ],
   [
     'snapshot node dir inside a data dir',
-    edit(['snapshots'], { nodeDir: '/var/lib/etcd/snapshots' }),
+    edit(['snapshots', 'nodeDir'], '/var/lib/etcd/snapshots'),
     [
       "snapshots.nodeDir: expected a dir apart from etcd's data dir (sites[0].cluster.nodes[0].etcd.dataDir is /var/lib/etcd)",
     ],
@@ -265,17 +265,22 @@ const BAD: [string, string, string[]][] = [
   ],
   [
     'snapshots every 0',
-    edit(['snapshots'], { every: 0 }),
+    edit(['snapshots', 'every'], 0),
     ['snapshots.every: expected at least 60s (snapshots would overlap their own upload)'],
   ],
   [
     'snapshots max age 0',
-    edit(['snapshots'], { maxAge: '0s' }),
+    edit(['snapshots', 'maxAge'], '0s'),
     ['snapshots.maxAge: expected a duration above 0 (0 deletes every snapshot but the newest)'],
   ],
   [
     'snapshots max age within one interval',
-    edit(['snapshots'], { every: '1h', maxAge: '30m' }),
+    edit(['snapshots'], {
+      every: '1h',
+      maxAge: '30m',
+      encryptionKey: { file: 'keys/snapshot-encryption.key' },
+      signingKey: { env: 'DRCTL_SNAPSHOT_SIGNING_KEY' },
+    }),
     ['snapshots.maxAge: expected more than snapshots.every (60m): each run would delete every snapshot but the newest'],
   ],
   [
@@ -376,7 +381,8 @@ const BAD: [string, string, string[]][] = [
   [
     'YAML: a key given twice',
     `${VALID}\napprovals: { approvers: [mallory] }\n`,
-    ['line 50 column 1: Map keys must be unique'],
+    // The duplicate is the line after the fixture and a blank one.
+    [`line ${VALID.split('\n').length + 1} column 1: Map keys must be unique`],
   ],
   ['YAML: unclosed quote', 'sites:\n  - name: "site-a\n', ['line 3 column 1: Missing closing "quote']],
   [
