@@ -357,3 +357,70 @@ describe('a bad input is refused before any activity runs', () => {
     expect(calls).toEqual([]);
   });
 });
+
+describe('failover auto-approval: the worker config decides, never the input', () => {
+  const autoPolicy = {
+    ...failoverImpl,
+    loadApprovalPolicy: () => ({
+      approvers: ['alice', 'bob'],
+      twoPersonRule: true,
+      timeoutMs: 3_600_000,
+      autoApproveWatchFailovers: true,
+    }),
+  };
+
+  it('an input asking for it (the old `autoApprove: true`) still waits at the gate', async () => {
+    const tq = id('tq');
+    await withWorker(env, bundle, mockActivities(autoPolicy, []), tq, async () => {
+      const h = await env.client.workflow.start('siteFailover', {
+        taskQueue: tq,
+        workflowId: id('failover'),
+        args: [{ from: 'site-a', to: 'site-b', requestedBy: 'mallory', autoApprove: true }],
+      });
+      const st = await until(h, 'waiting-approval');
+      expect(st.steps.find((s) => s.step === 'approval')?.state).toBe('running');
+      await h.cancel();
+      await failureOf(h);
+    });
+  });
+
+  it("a failover the health watch starts passes the gate when the worker's config says so", async () => {
+    const tq = id('tq');
+    const impl = {
+      ...autoPolicy,
+      loadWatchPolicy: () => ({
+        sites: ['site-a', 'site-b'],
+        intervalMs: 10_000,
+        failuresToDown: 2,
+        successesToUp: 5,
+        autoFailover: true,
+        autoApprove: true,
+      }),
+      servingSite: () => ({ site: 'site-a', addresses: ['127.0.10.100'] }),
+      probeSite: (i: { site: string }) =>
+        i.site === 'site-a' ? { ok: false, detail: 'HTTP 503' } : { ok: true, detail: '200' },
+      notify: () => 'ok',
+    };
+    await withWorker(env, bundle, mockActivities(impl, []), tq, async () => {
+      const watch = await env.client.workflow.start('healthWatch', {
+        taskQueue: tq,
+        workflowId: id('health-watch-app.example.com'),
+        args: [{ record: 'app.example.com', roundsPerRun: 1000 }],
+      });
+      const fo = env.client.workflow.getHandle('failover-site-a-to-site-b');
+      let approval: { state: string; detail?: string } | undefined;
+      for (let i = 0; i < 100 && approval?.state !== 'skipped'; i++) {
+        await env.sleep(10_000);
+        approval = await fo
+          .query<RunbookStatus>('status')
+          .then((st) => st.steps.find((x) => x.step === 'approval'))
+          .catch(() => undefined);
+      }
+      expect(approval?.state).toBe('skipped');
+      expect(approval?.detail).toMatch(
+        /^auto-approved: started by health-watch-app\.example\.com-.*failover\.healthWatch\.autoApprove is on/,
+      );
+      await Promise.all([watch.terminate('test over'), fo.terminate('test over').catch(() => undefined)]);
+    });
+  });
+});
