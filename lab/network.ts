@@ -21,6 +21,9 @@ const hasAddr = (dev: string, cidr: string, netns?: string) =>
 
 export const netnsPath = (netns: string) => `/run/netns/${netns}`;
 
+/** The lab's bridge exists: without it nothing on this machine can hold a node's or MinIO's address. */
+export const bridgeExists = () => linkExists(LAB_NET.bridge);
+
 export function ensureBridge(): void {
   const { bridge, hostIp, prefix } = LAB_NET;
   if (!linkExists(bridge)) ip(['link', 'add', bridge, 'type', 'bridge']);

@@ -13,7 +13,7 @@ import { writeVeleroManifest } from './controlplane.ts';
 import { type Component, tcpOpen } from './health.ts';
 import { layout } from './layout.ts';
 import { bootstrapSite } from './kubeadm.ts';
-import { removeHostNet } from './network.ts';
+import { bridgeExists, removeHostNet } from './network.ts';
 import { isNodeId, startBastion, startNode } from './namespaces.ts';
 import { ensureZone } from './pdns.ts';
 import { alive, launch, type LabState, readState, stopPid, writeState } from './processes.ts';
@@ -45,8 +45,11 @@ async function foreignListeners(state: LabState): Promise<string[]> {
         );
     }
   }
-  const open = await Promise.all(probes.map((p) => tcpOpen(p.host, p.port, 300)));
-  return probes.filter((_, i) => open[i]).map((p) => `${p.host}:${p.port} (${p.what})`);
+  // Without the lab's bridge, its addresses are not local: a connect there would reach whatever
+  // routes them (a proxy answers every port on some machines), not a listener of this machine.
+  const local = bridgeExists() ? probes : probes.filter((p) => p.host.startsWith('127.'));
+  const open = await Promise.all(local.map((p) => tcpOpen(p.host, p.port, 300)));
+  return local.filter((_, i) => open[i]).map((p) => `${p.host}:${p.port} (${p.what})`);
 }
 
 /** Starts every recorded component that is not running (a site down on purpose keeps its app endpoint stopped). */
