@@ -21,6 +21,8 @@ function keygen(args: string[], stdin: string): Promise<{ code: number; stdout: 
       if (err && typeof (err as { code?: unknown }).code !== 'number') return reject(err);
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
+    // ssh-keygen may exit before reading its input (`-y`, a bad key): that is its answer, not ours to crash on.
+    p.stdin?.on('error', () => undefined);
     p.stdin?.end(stdin);
   });
 }
