@@ -256,6 +256,9 @@ describe('DR drill', () => {
         expect(activities.map((a) => a.type)).toEqual([
           'loadDrillPlan',
           'drillPreflight',
+          'openGate', // the evidence's digest, the request's signature
+          'verifyDecision', // bob's signed go
+          'drillPreflight', // recheck: the world as approved
           'setStorageLocationMode',
           'veleroRestore',
           'backupContents',
@@ -268,6 +271,7 @@ describe('DR drill', () => {
           'restoreStorageLocationMode',
           'drillCleanupCheck',
           'writeDrillReport',
+          'digestEvidence', // the report a sign-off is signed over
         ]);
         const restoreInput = arg<{ backup: string; restoreName: string; namespaces: string[] }>(
           activities.find((a) => a.type === 'veleroRestore')!.input,
@@ -554,8 +558,11 @@ describe('DR drill', () => {
         // (who could not approve a drill she ran herself).
         const h = client.workflow.getHandle(first);
         expect((await h.query(statusQuery)).requestedBy).toBe(`schedule:drill-${PLAN}`);
-        const approved = await cli('approve', first, '--as', 'alice', '--reason', 'go');
-        expect(`${approved.status} ${approved.stdout.trim()}`, approved.stderr).toBe(`0 approved ${first} as alice`);
+        expect((await h.query(statusQuery)).gate).toMatchObject({ approvalsNeeded: 1 });
+        const approved = await cli('approve', first, '--key', personKey('alice'), '--reason', 'go');
+        expect(`${approved.status} ${approved.stdout.trim()}`, approved.stderr).toBe(
+          `0 approved ${first} as alice (${keyFingerprint('alice')})`,
+        );
         const past = await until(
           'the scheduled drill past its gate',
           () => h.query(statusQuery),
@@ -565,7 +572,7 @@ describe('DR drill', () => {
         );
         expect(past.steps.find((x) => x.step === 'approval')).toMatchObject({
           state: 'done',
-          detail: 'approved by alice: go',
+          detail: `approved by alice (${keyFingerprint('alice')})`,
         });
         expect(past.decisions).toEqual([expect.objectContaining({ by: 'alice', approve: true, accepted: true })]);
         // Nothing may stay at site B: a cancel cleans the drill up wherever it is.
