@@ -341,11 +341,12 @@ describe('etcd restore safety', () => {
       (s) => s.decisions.length === 4,
     );
     expect(st.phase).toBe('waiting-approval');
-    expect(st.decisions.map((d) => [d.by, d.accepted])).toEqual([
-      ['', false],
-      ['alice', false],
-      ['bob', false],
-      ['bob', false],
+    // The typed name is kept as typed, unproven: no fingerprint.
+    expect(st.decisions.map((d) => [d.by, d.accepted, !!d.fingerprint])).toEqual([
+      ['bob', false, false],
+      ['alice', false, true],
+      ['bob', false, false],
+      ['bob', false, false],
     ]);
     expect(st.decisions.map((d) => d.why)).toEqual([
       expect.stringMatching(/^unsigned: a decision must be signed/),
