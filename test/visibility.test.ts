@@ -66,7 +66,10 @@ describe('visibility: search attributes, memo and status without a worker', () =
       expect(st.phase, st.error).toBe('waiting-approval');
       const memo = (await h.describe()).memo?.drctlStatus as { phase: string; waitingFor?: string };
       expect(memo.phase).toBe('waiting-approval');
-      expect(memo.waitingFor).toMatch(/^go\/no-go from one of /);
+      // An unsigned request (started here without alice's key): two approvers, over this evidence.
+      expect(memo.waitingFor).toMatch(
+        /^go\/no-go from two of alice, bob, carol \(not alice\), signed over evidence [0-9a-f]{12}$/,
+      );
 
       await env.close();
       const shown = await cli(['status', workflowId]);
