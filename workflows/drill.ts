@@ -349,7 +349,8 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     verdicts: v,
     checks,
     timeline: [],
-    approvals: status.decisions,
+    // A copy: decisions sent while the report waits for sign-off must not change what is signed.
+    approvals: [...status.decisions],
     gate: status.gate,
     failures,
     compensations: undone,
