@@ -13,6 +13,7 @@ import {
 } from '../common/drill.ts';
 import { FailureType, failure } from '../common/errors.ts';
 import type { Gateways } from '../gateways/index.ts';
+import { recordsPointingAt } from './dns.ts';
 import { siteReadiness } from './site-checks.ts';
 import { createSnapshotActivities } from './snapshot.ts';
 import { done, notYet, pollUntil } from './support.ts';
@@ -73,13 +74,14 @@ export function createDrillActivities(gw: Gateways) {
         throw failure(FailureType.PreflightFailed, `site ${to.name} has no appAddress for the drill record`);
       const namespaces = [...new Set(plan.workloads.flatMap((w) => w.namespaces))];
       const kube = gw.kube(to.cluster.name);
-      const [{ drReady }, backups, record, existing, source, snapshots] = await Promise.all([
+      const [{ drReady }, backups, record, existing, source, snapshots, serving] = await Promise.all([
         siteReadiness(gw, to),
         gw.velero(to.name).backups(),
         gw.dns().getA(plan.record.name),
         kube.existingNamespaces(namespaces),
         sourceWorkloads(from.cluster.name, namespaces),
         plan.etcdRestore ? listEtcdSnapshots(to.cluster.name) : Promise.resolve(undefined),
+        recordsPointingAt(gw, to.name),
       ]);
       const newest = newestCompleted(backups, namespaces, to.velero.storageLocation);
       return {
@@ -93,6 +95,7 @@ export function createDrillActivities(gw: Gateways) {
         sourceWorkloads: source.workloads,
         sourceDetail: source.detail,
         etcdSnapshot: snapshots?.[0],
+        servingRecords: serving,
       };
     },
 

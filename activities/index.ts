@@ -5,6 +5,7 @@ import { createApprovalActivities } from './approval.ts';
 import { createClusterActivities } from './cluster.ts';
 import { createDrillActivities } from './drill.ts';
 import { createFailoverActivities } from './failover.ts';
+import { createLeaseActivities } from './lease.ts';
 import { createRestoreActivities } from './restore.ts';
 import { createSnapshotActivities } from './snapshot.ts';
 
@@ -16,6 +17,7 @@ export function createActivities(gw: Gateways) {
     ...createRestoreActivities(gw),
     ...createFailoverActivities(gw),
     ...createDrillActivities(gw),
+    ...createLeaseActivities(gw),
   };
 }
 

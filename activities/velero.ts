@@ -32,7 +32,49 @@ export function backupRef(b: BackupInfo, now = Date.now()): BackupRef {
   };
 }
 
+/**
+ * The label drctl puts on a namespace one of its restores created, valued with the restore's name
+ * (which names the run). An undo or a cleanup deletes a namespace only when it carries its own
+ * restore's name here: never one another run (or a person) made.
+ */
+export const RESTORED_BY = 'drctl.io/restored-by';
+
+/** The namespaces a restore's resource list says it created ("demo-app(created)"). */
+export function createdNamespaces(list: Record<string, string[]>): string[] {
+  return (list['v1/Namespace'] ?? [])
+    .filter((e) => e.endsWith('(created)'))
+    .map((e) => e.slice(0, -'(created)'.length));
+}
+
 export function createVeleroActivities(gw: Gateways) {
+  /**
+   * Labels the namespaces restore `restoreName` created with RESTORED_BY=`restoreName`, and returns
+   * them. Proof of creation: Velero's resource list of the restore says "(created)" and the
+   * namespace was made while the restore ran (a namespace someone made since is not claimed). A
+   * label copied from the backup (the source was itself restored) is overwritten. Idempotent; the
+   * restore must have ended (the list is written then).
+   */
+  async function claimCreated(site: string, restoreName: string): Promise<string[]> {
+    const velero = gw.velero(site);
+    const kube = gw.kube(gw.site(site).cluster.name);
+    const r = await velero.restore(restoreName);
+    if (!r?.startedAt || !r.completedAt) return [];
+    const list = await velero.download<Record<string, string[]>>('RestoreResourceList', restoreName);
+    const window = [Date.parse(r.startedAt) - 1000, Date.parse(r.completedAt) + 1000];
+    const out: string[] = [];
+    for (const ns of createdNamespaces(list)) {
+      const n = await kube.namespace(ns);
+      if (!n) continue;
+      if (n.labels[RESTORED_BY] !== restoreName) {
+        const made = n.createdAt ? Date.parse(n.createdAt) : NaN;
+        if (!(made >= window[0]! && made <= window[1]!)) continue;
+        await kube.labelNamespace(ns, { [RESTORED_BY]: restoreName });
+      }
+      out.push(ns);
+    }
+    return out;
+  }
+
   /** Velero's per-item errors of a restore, for the failure a person reads. */
   async function restoreErrors(site: string, restoreName: string): Promise<string[]> {
     try {
@@ -122,9 +164,13 @@ export function createVeleroActivities(gw: Gateways) {
         async () => {
           const r = await velero.restore(input.restoreName);
           if (!r) throw failure(FailureType.VeleroError, `restore ${input.restoreName} disappeared`);
-          if (r.phase === 'Completed') return done(r);
+          if (r.phase === 'Completed') {
+            await claimCreated(input.site, input.restoreName);
+            return done(r);
+          }
           if (FAILED.includes(r.phase)) {
             heartbeat({ phase: r.phase });
+            await claimCreated(input.site, input.restoreName).catch(() => []);
             const items = await restoreErrors(input.site, input.restoreName);
             throw failure(
               FailureType.VeleroError,
@@ -139,10 +185,12 @@ export function createVeleroActivities(gw: Gateways) {
     },
 
     /**
-     * Undo of the restore: deletes the namespaces the restore created (they did not exist before)
-     * and stops (0 replicas, CronJobs suspended) what it updated in namespaces that did; then the
-     * Restore object. Never at a site an app record points at: that site serves, and what it serves
-     * is not this undo's to remove (refused, non-retryable: a person decides).
+     * Undo of the restore: deletes the namespaces the restore created and stops (0 replicas,
+     * CronJobs suspended) what it created or updated in namespaces that existed; then the Restore
+     * object. Only what carries this restore's mark: a namespace labelled RESTORED_BY=restoreName
+     * (claimCreated), a workload labelled by Velero with velero.io/restore-name=restoreName; anything
+     * else is left and named. Never at a site an app record points at: that site serves, and what it
+     * serves is not this undo's to remove (refused, non-retryable: a person decides).
      */
     async removeRestored(input: {
       site: string;
@@ -185,20 +233,62 @@ export function createVeleroActivities(gw: Gateways) {
             : notYet(r.phase);
         },
       );
-      if (ended !== 'absent') out.push(`restore ${input.restoreName} ${ended}`);
+      if (ended !== 'absent') {
+        out.push(`restore ${input.restoreName} ${ended}`);
+        // The mark may be missing (the worker died between the restore's end and its claim).
+        await claimCreated(input.site, input.restoreName);
+      }
       await Promise.all(
         input.created.map(async (ns) => {
+          const n = await kube.namespace(ns);
+          if (!n) return;
+          if (n.labels[RESTORED_BY] !== input.restoreName) {
+            out.push(
+              `namespace ${ns} kept: not created by ${input.restoreName} (${RESTORED_BY}=${n.labels[RESTORED_BY] ?? 'unset'})`,
+            );
+            return;
+          }
           await kube.deleteNamespace(ns, 180_000, () => heartbeat({ deleting: ns }));
           out.push(`namespace ${ns} deleted`);
         }),
       );
       for (const w of await kube.workloadsIn(input.existed)) {
+        if (w.labels?.['velero.io/restore-name'] !== input.restoreName) continue;
         const c = stopChange(w);
         if (!c) continue;
         await kube.patchWorkload(w, c.change);
         out.push(c.item);
       }
       await velero.delete('restores', input.restoreName);
+      return out;
+    },
+
+    /**
+     * A proven failback returns the site it left to standby, as before the failover: the
+     * namespaces a drctl restore created there (RESTORED_BY) are deleted, so the next drill or
+     * failover finds the DR site empty. Namespaces without the mark (made by a person) are kept,
+     * fenced, and named. Never while an app record points at the site.
+     */
+    async returnToStandby(input: { site: string; namespaces: string[] }): Promise<string[]> {
+      const kube = gw.kube(gw.site(input.site).cluster.name);
+      const serving = await recordsPointingAt(gw, input.site);
+      if (serving.length)
+        throw failure(
+          FailureType.FailoverRefused,
+          `${serving.join(', ')} point(s) at ${input.site}: it serves, it is not returned to standby`,
+        );
+      const out: string[] = [];
+      for (const ns of input.namespaces) {
+        const n = await kube.namespace(ns);
+        if (!n) continue;
+        const by = n.labels[RESTORED_BY];
+        if (!by) {
+          out.push(`namespace ${ns} kept (fenced): no drctl restore created it`);
+          continue;
+        }
+        await kube.deleteNamespace(ns, 180_000, () => heartbeat({ deleting: ns }));
+        out.push(`namespace ${ns} deleted (restored by ${by})`);
+      }
       return out;
     },
 

@@ -6,6 +6,7 @@ import type { DecisionRecord, GateInfo, RunbookStatus, Step } from './runbook.ts
 import type { Signed } from './signed.ts';
 
 export const DRILL_STEPS = [
+  'lease',
   'preflight',
   'approval',
   'recheck',
@@ -80,6 +81,8 @@ export interface DrillPreflight {
   sourceDetail: string;
   /** The DR cluster's newest off-site etcd snapshot, when the plan restores etcd too. */
   etcdSnapshot?: { key: string; takenAt: string };
+  /** Production DNS records that point at the DR site: it serves traffic (after a failover). */
+  servingRecords?: string[];
 }
 
 export interface TierResult {

@@ -48,6 +48,8 @@ export enum FailureType {
   NeedsAttention = 'NeedsAttention',
   /** A runbook failed past its point of no return and finished its change instead of undoing it. */
   RolledForward = 'RolledForward',
+  /** Another runbook holds the site (common/lease.ts): one runbook per site at a time. */
+  LeaseHeld = 'LeaseHeld',
   /** Neither site of a failover answers as the app: no undo can put DNS on a site that serves. */
   NoSiteServes = 'NoSiteServes',
 }
@@ -77,6 +79,7 @@ export const NON_RETRYABLE_TYPES: readonly FailureType[] = [
   FailureType.NeedsAttention,
   FailureType.RolledForward,
   FailureType.NoSiteServes,
+  FailureType.LeaseHeld,
 ];
 
 const NON_RETRYABLE = new Set(NON_RETRYABLE_TYPES);

@@ -4,6 +4,7 @@ import type { Decision, DecisionRecord, RunbookStatus } from './runbook.ts';
 import type { Signed } from './signed.ts';
 
 export const FAILOVER_STEPS = [
+  'lease',
   'preflight',
   'backup-source',
   'approval',
@@ -11,6 +12,7 @@ export const FAILOVER_STEPS = [
   'restore',
   'verify',
   'switch-dns',
+  'standby',
   'report',
 ] as const;
 export type FailoverStep = (typeof FAILOVER_STEPS)[number];

@@ -99,6 +99,7 @@ export type { Decision, DecisionRecord } from './runbook.ts';
 
 /** The runbook's steps, in order, as the workflow runs them and `drctl status` lists them. */
 export const RESTORE_STEPS = [
+  'lease',
   'preflight',
   'distribute',
   'approval',

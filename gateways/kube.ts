@@ -45,6 +45,8 @@ export interface WorkloadState {
   /** CronJobs (Kubernetes' default when unset: false). */
   suspend?: boolean;
   annotations: Record<string, string>;
+  /** Velero labels what a restore created or updated with `velero.io/restore-name`. */
+  labels?: Record<string, string>;
 }
 
 /** What one merge patch of a workload changes: its replicas or suspend, and annotations (null removes one). */
@@ -107,6 +109,27 @@ export class KubeGateway {
       name: n.metadata?.name ?? '',
       ready: (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
     }));
+  }
+
+  /** The namespace's phase, labels and creation time; undefined when it does not exist. */
+  async namespace(
+    ns: string,
+  ): Promise<{ phase: string; labels: Record<string, string>; createdAt?: string } | undefined> {
+    const n = await this.maybe(`get namespace ${ns}`, () => this.core.readNamespace({ name: ns }));
+    return n
+      ? {
+          phase: n.status?.phase ?? 'Active',
+          labels: n.metadata?.labels ?? {},
+          createdAt: n.metadata?.creationTimestamp ? new Date(n.metadata.creationTimestamp).toISOString() : undefined,
+        }
+      : undefined;
+  }
+
+  /** Sets labels on a namespace (a merge patch: other labels stay). */
+  async labelNamespace(ns: string, labels: Record<string, string>): Promise<void> {
+    await this.call(`label namespace ${ns}`, () =>
+      this.core.patchNamespace({ name: ns, body: { metadata: { labels } } }, mergePatch),
+    );
   }
 
   async namespacePhase(ns: string): Promise<string | undefined> {
@@ -192,10 +215,13 @@ export class KubeGateway {
           this.call(`list statefulsets in ${namespace}`, () => this.apps.listNamespacedStatefulSet({ namespace })),
           this.call(`list cronjobs in ${namespace}`, () => this.batch.listNamespacedCronJob({ namespace })),
         ]);
-        const meta = (o: { metadata?: { name?: string; annotations?: Record<string, string> } }) => ({
+        const meta = (o: {
+          metadata?: { name?: string; annotations?: Record<string, string>; labels?: Record<string, string> };
+        }) => ({
           namespace,
           name: o.metadata?.name ?? '',
           annotations: o.metadata?.annotations ?? {},
+          labels: o.metadata?.labels ?? {},
         });
         return [
           ...deps.items.map((d) => ({ kind: 'Deployment' as const, ...meta(d), replicas: d.spec?.replicas ?? 1 })),

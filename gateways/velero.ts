@@ -318,7 +318,11 @@ export class VeleroGateway {
    * Asks Velero for one of its stored files (RestoreResults, BackupResourceList, ...) and returns it
    * parsed: Velero answers a DownloadRequest with a presigned URL to the gzipped JSON in the bucket.
    */
-  async download<T>(kind: 'RestoreResults' | 'BackupResourceList', name: string, timeoutMs = 30_000): Promise<T> {
+  async download<T>(
+    kind: 'RestoreResults' | 'BackupResourceList' | 'RestoreResourceList',
+    name: string,
+    timeoutMs = 30_000,
+  ): Promise<T> {
     const reqName = `drctl-${kind.toLowerCase()}-${name}`.slice(0, 63).replace(/-+$/, '');
     await this.delete('downloadrequests', reqName);
     await this.create('downloadrequests', 'DownloadRequest', {

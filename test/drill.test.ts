@@ -12,12 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { DrillReport, DrillStatus } from '../common/drill.ts';
 import { FailureType } from '../common/errors.ts';
+import { RESTORED_BY } from '../activities/velero.ts';
 import { runTag } from '../common/restore.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { objectApi } from '../lab/kube.ts';
 import { paths, SITES } from '../lab/topology.ts';
 import type { Gateways } from '../worker/gateways.ts';
 import { drDrill, statusQuery } from '../workflows/drill.ts';
+import { siteFailover, statusQuery as failoverStatus } from '../workflows/site-failover.ts';
 import { launchBrowser, screenshot, signalFromWebUi } from './support/browser.ts';
 import { DRILL_RECORD, failoverState, labCli, NS, RECORD, resetFailoverLab } from './support/failover.ts';
 import {
@@ -254,6 +256,7 @@ describe('DR drill', () => {
             input: e.activityTaskScheduledEventAttributes!.input,
           }));
         expect(activities.map((a) => a.type)).toEqual([
+          'loadDrillPlan', // the lease: which site the plan drills into
           'loadDrillPlan',
           'drillPreflight',
           'openGate', // the evidence's digest, the request's signature
@@ -417,6 +420,114 @@ describe('DR drill', () => {
         await labCli('site', 'up', 'site-b');
       }
       expect(await drState()).toEqual(BASELINE());
+    },
+  );
+
+  it(
+    'one runbook per site: a second drill is refused naming the first; a real failover preempts a drill mid-way, whose cleanup removes only what it restored',
+    { timeout: 600_000 },
+    async () => {
+      await baseline();
+      // B's app endpoint down: the drill waits in its verify step when the failover comes.
+      await labCli('site', 'down', 'site-b');
+      try {
+        const h = await startDrill(env.taskQueue);
+        await phase(h, ['waiting-approval']);
+        // A second drill of the same DR site is refused at once, naming the first; it changed nothing.
+        const second = await startDrill(env.taskQueue);
+        const refused = (await second.result().then(
+          () => undefined,
+          (e: unknown) => e,
+        )) as WorkflowFailedError;
+        expect(refused).toBeInstanceOf(WorkflowFailedError);
+        expect(refused.cause).toMatchObject({
+          type: FailureType.LeaseHeld,
+          message: expect.stringMatching(
+            new RegExp(
+              `^site-b is held by drill ${h.workflowId} \\(DR drill ${PLAN}, requested by alice, since [^)]+\\): one runbook per site at a time`,
+            ),
+          ),
+        });
+        expect((await second.query(statusQuery)).steps.find((s) => s.step === 'preflight')!.state).toBe('pending');
+
+        await decide(env, h, 'bob', true, 'go');
+        await until(
+          'the drill in its verify step',
+          () => h.query(statusQuery),
+          (s) => s.steps.find((x) => x.step === 'verify')!.state === 'running',
+          120_000,
+          100,
+        );
+        const drillRestore = `drctl-drill-${runTag(h.firstExecutionRunId)}`;
+        expect((await gw.kube('site-b').namespace(NS))?.labels[RESTORED_BY]).toBe(drillRestore);
+
+        // A real failover A → B: it cancels the drill, waits for its cleanup, then takes both sites.
+        const fid = `failover-test-${Date.now()}`;
+        const failover = await client.workflow.start(siteFailover, {
+          taskQueue: env.taskQueue,
+          workflowId: fid,
+          args: [
+            await signedInput(env, 'site-failover', fid, { from: 'site-a', to: 'site-b', reason: 'site A burns' }),
+          ],
+        });
+        const err = await h.result().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+        const drill = await h.query(statusQuery);
+        expect(drill.report!.outcome).toBe('cancelled');
+        expect(cleanupItems(drill)).toEqual(restoreUndos(h.firstExecutionRunId).map((u) => [u, 'done']));
+        await labCli('site', 'up', 'site-b');
+        const gate = await until(
+          'the failover at its gate',
+          () => failover.query(failoverStatus),
+          (s) => s.phase !== 'running',
+          120_000,
+          250,
+        );
+        expect(gate.phase).toBe('waiting-approval');
+        expect(itemsOf(gate.steps.find((s) => s.step === 'lease'))).toEqual({
+          'site-a': 'held',
+          'site-b': `held (preempted ${h.workflowId})`,
+        });
+        // What the drill restored was removed before the failover looked: B is empty at its preflight.
+        expect(gate.evidence!.warnings.join('\n')).not.toMatch(/already at site-b/);
+
+        // While the failover holds both sites, a failback is refused, naming it.
+        const fbId = `failback-test-${Date.now()}`;
+        const fb = await client.workflow.start(siteFailover, {
+          taskQueue: env.taskQueue,
+          workflowId: fbId,
+          args: [
+            await signedInput(env, 'site-failover', fbId, {
+              from: 'site-b',
+              to: 'site-a',
+              backupFirst: true,
+              reason: 'test',
+            }),
+          ],
+        });
+        const fbErr = (await fb.result().then(
+          () => undefined,
+          (e: unknown) => e,
+        )) as WorkflowFailedError;
+        expect(fbErr.cause).toMatchObject({
+          type: FailureType.LeaseHeld,
+          message: expect.stringMatching(
+            new RegExp(`^site-a is held by site-failover ${fid} \\(failover site-a → site-b`),
+          ),
+        });
+
+        await decide(env, failover, 'bob', true, 'go');
+        const report = await failover.result();
+        expect(report.outcome).toBe('completed');
+        // Now B serves what the failover restored, under the failover's mark, not the drill's.
+        expect((await gw.kube('site-b').namespace(NS))?.labels[RESTORED_BY]).toBe(report.restoreName);
+        expect((await drState()).dns).toEqual([B]);
+      } finally {
+        await labCli('site', 'up', 'site-b');
+      }
     },
   );
 

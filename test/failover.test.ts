@@ -368,15 +368,14 @@ describe('site failover', () => {
     expect(back).toMatchObject({ outcome: 'completed', from: 'site-b', to: 'site-a' });
     expect(back.backup.name).toMatch(/^drctl-failback-/);
     expect((await gw.dns().resolveA(RECORD)).addresses).toEqual([A]);
-    const depsB = await gw.kube('site-b').deployments(NS);
-    expect(depsB.map((d) => d.replicas)).toEqual([0]);
-    expect(await siteState()).toMatchObject({
-      dns: [A],
-      replicasA: [3],
-      fencedA: false,
-      bslA: 'ReadWrite',
-      bslB: 'ReadOnly',
-    });
+    // B is standby again, as before the failover: the namespace the failover's restore created
+    // there (and labelled) is deleted, its backup location read-write; a drill may use it again.
+    const standby = (await fb.query(statusQuery)).steps.find((s) => s.step === 'standby')!;
+    expect(standby.state).toBe('done');
+    expect(Object.keys(itemsOf(standby))).toEqual(
+      expect.arrayContaining([`namespace ${NS} deleted (restored by ${report.restoreName})`]),
+    );
+    expect(await siteState()).toEqual(BASELINE());
   });
 
   it(

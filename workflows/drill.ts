@@ -1,8 +1,11 @@
 // Runbook: DR drill. Proves, without touching production, that the DR site can take over:
-//   1 preflight (read-only)  2 go/no-go  2b recheck the preflight  3 etcd restore drill on the DR cluster (optional)
+//   0 the DR site's lease (a real failover or restore preempts the drill: cancelled, cleaned up)
+//   1 preflight (read-only; a DR site that serves traffic never gets an etcd restore drill)
+//   2 go/no-go  2b recheck the preflight  3 etcd restore drill on the DR cluster (optional)
 //   4 Velero restore into the DR site  5 post-restore verification, pods against the source
 //   6 switch the DRILL record (never the production one) to the DR site, prove the app answers
-//   7 measure RTO/RPO per tier  8 clean up — always, also after a failure or a cancel
+//   7 measure RTO/RPO per tier  8 clean up — always, also after a failure or a cancel; then the
+//     lease is released (only what the drill's restore created and labelled is deleted)
 //   9 evidence report (JSON + HTML) in the off-site bucket  10 sign-off by an approver
 //   11 the signed report replaces the unsigned one
 // Each change registers its undo right before it runs; cleanup runs them all in reverse (one that
@@ -73,6 +76,10 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
     throw err;
   };
 
+  // 0. The DR site's lease: one runbook per site at a time. A real failover or restore that wants
+  //    the site cancels this drill (its cleanup removes only what it created) and takes it.
+  await rb.lease(async () => [(await quick.loadDrillPlan({ plan: input.plan })).to]).catch(abort);
+
   // 1. Preflight: read-only. A drill that would touch something live stops here.
   const pre = await run('preflight', async (s) => {
     const plan = await quick.loadDrillPlan({ plan: input.plan });
@@ -91,6 +98,11 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
         `${p.existingAtTarget.join(', ')} already exist at ${plan.to}: is it serving? A drill restores only into namespaces that do not exist there`,
       );
     }
+    if (plan.etcdRestore && p.servingRecords?.length)
+      throw refuse(
+        FailureType.PreflightFailed,
+        `${p.servingRecords.join(', ')} point(s) at ${plan.to}: its cluster serves traffic, and a drill never restores etcd on a cluster that serves`,
+      );
     s.detail = `${p.backup ? `newest backup ${p.backup.name} (${p.backup.ageSeconds} s old)` : 'no backup'}; ${p.sourceDetail}`;
     return p;
   }).catch(abort);
@@ -316,6 +328,8 @@ export async function drDrill(input: DrillInput): Promise<DrillReport> {
       return [];
     });
   for (const a of attention) failures.push(`cleanup: ${a.undo} failed (${a.error}); check ${a.check}`);
+  // The DR site is as before: another runbook may take it (the report and sign-off touch no site).
+  await rb.release();
   const undone: DrillReport['compensations'] = Object.entries(rb.step('cleanup').items).map(([name, state]) =>
     state === 'done' ? { name, state: 'done' } : { name, state: 'failed', detail: state },
   );

@@ -1,5 +1,5 @@
 // Runbook: etcd quorum restore across every control-plane node.
-//   1 preflight (read-only)  2 distribute the snapshot  3 go/no-go  3b recheck what the go was for
+//   0 the site's lease (under the drill's, for a drill's restore)  1 preflight (read-only)  2 distribute the snapshot  3 go/no-go  3b recheck what the go was for
 //   4 stop kube-apiserver and etcd on ALL nodes  5 move data dirs aside  6 restore each member
 //   7 start etcd  8 verify-quorum  9 start-apiserver  10 restart-controllers  11 remove-staged
 // A failure or cancel in 4-10 undoes in reverse on every node and proves the cluster is back on its
@@ -54,6 +54,8 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
       // 0 would restore without a bump (revisions going backwards for every watcher): refused.
       if (input.bumpRevision !== undefined && !(Number.isSafeInteger(input.bumpRevision) && input.bumpRevision >= 1))
         throw refuse(FailureType.PreflightFailed, `bumpRevision must be an integer >= 1 (got ${input.bumpRevision})`);
+      // 0. The site's lease: one runbook per site at a time (a drill's restore works under the drill's).
+      await rb.lease(async () => [await quick.siteOfCluster({ cluster })]);
       // 1. Preflight: read-only.
       const { shape, policy, snapshot, preflight, quorum } = await run('preflight', async (s) => {
         const [shape, policy, snapshot] = await Promise.all([

@@ -6,3 +6,4 @@ export { siteFailover } from './site-failover.ts';
 export { healthWatch } from './health-watch.ts';
 export { drDrill } from './drill.ts';
 export { fenceOnReturn } from './fence-on-return.ts';
+export { siteLease } from './lease.ts';

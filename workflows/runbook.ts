@@ -10,10 +10,18 @@
 //   calls `keep(why)`: the older undos are not run, and the run ends `rolled-forward`;
 // - the go/no-go gate and any other wait for a person (the drill's sign-off) as steps.
 import { defineSearchAttributeKey } from '@temporalio/common';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   ApplicationFailure,
   CancellationScope,
+  ChildWorkflowCancellationType,
+  type ChildWorkflowHandle,
   condition,
+  getExternalWorkflowHandle,
+  ParentClosePolicy,
+  patched,
+  sleep,
+  startChild,
   isCancellation,
   defineQuery,
   setCurrentDetails,
@@ -23,6 +31,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { FailureType, rootMessage } from '../common/errors.ts';
+import { heldMessage, LEASE_MEMO_KEY, type LeaseHolder, leaseId, preempts } from '../common/lease.ts';
 import {
   type Attention,
   type DecisionRecord,
@@ -39,12 +48,16 @@ import {
 import type { DecisionKind } from '../common/signed.ts';
 import { quick } from './activity-options.ts';
 import { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
+import { releaseSignal, siteLease } from './lease.ts';
 
 export { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
 export { signerText } from '../common/runbook.ts';
 
 /** Set by Temporal on a run a schedule started. */
 const SCHEDULED_BY = defineSearchAttributeKey('TemporalScheduledById', 'KEYWORD');
+
+/** How long a runbook waits for a drill it preempts to clean up and let go of the site. */
+const PREEMPT_WAIT_MS = 15 * 60_000;
 
 /** Every runbook answers this query with its RunbookStatus (plus its own fields). */
 export const statusQuery = defineQuery<RunbookStatus>('status');
@@ -89,6 +102,8 @@ export class Runbook<E = unknown, X extends object = object> {
   private published?: string;
   /** Set by an undo that rolls the run forward: why the older undos are kept, not run. */
   private kept?: string;
+  /** The site leases this run holds (common/lease.ts). */
+  private readonly leases: ChildWorkflowHandle<typeof siteLease>[] = [];
 
   /** The run's signed request, and its input without it (what the request's digest binds). */
   private readonly request?: unknown;
@@ -148,6 +163,87 @@ export class Runbook<E = unknown, X extends object = object> {
       this.publish();
     }
   };
+
+  /**
+   * The step `lease`: before it reads or changes anything, the run takes the lease of every site it
+   * may change, and holds them until it releases them or ends. A site another run
+   * holds is refused, naming it (LeaseHeld), unless that run is a drill and this one is not: the
+   * drill is cancelled (its cleanup removes only what it created) and this run waits for the site.
+   * A child runbook works under its parent's lease. Runs that started before leases existed
+   * replay without this step.
+   */
+  async lease(sites: () => Promise<string[]>): Promise<void> {
+    if (!patched('runbook-lease')) return;
+    await this.run('lease', async (s) => {
+      // At once: a runbook never waits for another that is not a drill (it is refused), and a drill
+      // waits for nobody, so taking several sites together cannot deadlock.
+      await Promise.all(
+        [...new Set(await sites())].sort().map(async (site) => {
+          s.items[site] = 'taking';
+          s.items[site] = await this.take(site, s);
+        }),
+      );
+      s.detail = Object.entries(s.items)
+        .map(([site, how]) => `${site}: ${how}`)
+        .join('; ');
+    });
+  }
+
+  private async take(site: string, s: Step): Promise<string> {
+    const info = workflowInfo();
+    const me: LeaseHolder = {
+      site,
+      workflowId: info.workflowId,
+      runbook: this.status.runbook,
+      title: this.status.title,
+      requestedBy: this.status.requestedBy,
+      since: new Date().toISOString(),
+    };
+    const deadline = Date.now() + PREEMPT_WAIT_MS;
+    let preempted: string | undefined;
+    for (;;) {
+      try {
+        const h = await startChild(siteLease, {
+          workflowId: leaseId(site),
+          args: [me],
+          memo: { [LEASE_MEMO_KEY]: me },
+          // The lease lives exactly as long as this run: a cancel of this run does not end it (the
+          // undo still needs the site); the run closing, in any way, does.
+          parentClosePolicy: ParentClosePolicy.TERMINATE,
+          cancellationType: ChildWorkflowCancellationType.ABANDON,
+        });
+        this.leases.push(h);
+        return preempted ? `held (preempted ${preempted})` : 'held';
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      }
+      const holder = await quick.leaseHolder({ site });
+      if (holder && holder.workflowId === info.parent?.workflowId)
+        return `held by ${holder.workflowId}, this run's parent`;
+      if (holder && !preempts(this.status.runbook, holder.runbook))
+        throw refuse(FailureType.LeaseHeld, heldMessage(holder));
+      if (holder && preempted !== holder.workflowId) {
+        preempted = holder.workflowId;
+        await getExternalWorkflowHandle(holder.workflowId).cancel();
+        s.items[site] = `preempting ${holder.runbook} ${holder.workflowId}: cancelled, waiting for its cleanup`;
+        this.publish();
+      }
+      if (Date.now() > deadline)
+        throw refuse(
+          FailureType.LeaseHeld,
+          `${site}: ${preempted} was cancelled but did not let go of the site within ${PREEMPT_WAIT_MS / 60_000} min`,
+        );
+      await sleep(2000);
+    }
+  }
+
+  /** This run is done with its sites (a drill once its cleanup ran): the next runbook may take them. */
+  async release(): Promise<void> {
+    const held = this.leases.splice(0);
+    await CancellationScope.nonCancellable(() =>
+      Promise.all(held.map((h) => h.signal(releaseSignal).catch(() => undefined))),
+    );
+  }
 
   /** Milliseconds per step that ran, for a runbook's result (`timings`). */
   timings(): Record<string, number> {
@@ -268,6 +364,14 @@ export class Runbook<E = unknown, X extends object = object> {
    * prepared (staged files): nothing of the cluster was changed.
    */
   async execute<T>(body: () => Promise<T>, compensated: (cause: string) => string): Promise<T> {
+    try {
+      return await this.executeHolding(body, compensated);
+    } finally {
+      await this.release();
+    }
+  }
+
+  private async executeHolding<T>(body: () => Promise<T>, compensated: (cause: string) => string): Promise<T> {
     try {
       const out = await body();
       this.setPhase('completed');

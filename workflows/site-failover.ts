@@ -1,16 +1,19 @@
 // Runbook: site failover (and failback) with Velero and DNS.
-//   1 preflight (read-only)  2 back up the source (failback only)  3 go/no-go
+//   0 both sites' leases (a drill at either is preempted)  1 preflight (read-only)
+//   2 back up the source (failback only)  3 go/no-go
 //   4 fence the old primary: Deployments and StatefulSets to 0, CronJobs suspended, its backup
 //     location read-only (a fence-on-return still waiting to fence the target is superseded first)
 //   5 Velero restore at the target  6 post-restore verification
 //   7 DNS switch, proven by the authoritative answer and the app answering through the name
-//   8 report the achieved RTO/RPO; an old primary that could not be fenced (its API server did not
+//   8 failback only: the site it left back to standby (what drctl restored there deleted)
+//   9 report the achieved RTO/RPO; an old primary that could not be fenced (its API server did not
 //     answer) gets a fence-on-return (workflows/fence-on-return.ts) that fences it when it answers
 // Every step registers its undo beside it (the kernel, workflows/runbook.ts). A failure or cancel
 // after the gate undoes newest first, and DNS always ends on a site that serves:
 //   - before the DNS switch: what the restore created at the target removed (only the namespaces
-//     it created; those that existed are stopped, never deleted), the target's backup location
-//     mode back, the old primary unfenced. DNS never moved.
+//     it created, labelled drctl.io/restored-by=<its restore>; those that existed are stopped,
+//     never deleted), the target's backup location mode back, the old primary unfenced. DNS never
+//     moved.
 //   - after it, the DNS undo runs first, and unfences the old primary BEFORE it decides (fenced,
 //     the old primary cannot answer), giving it the verify timeout to answer:
 //       the old site answers   → DNS back to it; then the rest is undone as above: compensated.
@@ -25,6 +28,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   ParentClosePolicy,
+  patched,
   sleep,
   startChild,
   workflowInfo,
@@ -125,6 +129,9 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
 
   return rb.execute(
     async () => {
+      // 0. Both sites' leases: one runbook per site at a time; a drill at either is preempted.
+      await rb.lease(async () => [from, to]);
+
       // 1. Preflight: read-only.
       const { pre, policy } = await run('preflight', async (s) => {
         const [pre, policy] = await Promise.all([
@@ -365,7 +372,26 @@ export async function siteFailover(input: FailoverInput): Promise<FailoverReport
       });
       const servingAt = new Date().toISOString();
 
-      // 8. The target now serves and is the one to back up: its location read-write again.
+      // 8. A failback returns the site it left to standby, as before the failover: what a drctl
+      //    restore created there is deleted (the backup this run took first holds it), its backup
+      //    location read-write again. Past the point of no return: a failure is a warning, not an undo.
+      //    (Runs that passed this point before the step existed replay without it.)
+      if (patched('failback-standby')) {
+        if (!input.backupFirst) skip('standby', `a failover keeps ${from} fenced: its failback returns it to standby`);
+        else
+          await run('standby', async (s) => {
+            for (const d of await long.returnToStandby({ site: from, namespaces: pre.namespaces })) s.items[d] = 'done';
+            for (const d of await undo.restoreStorageLocationMode({ site: from, tag })) s.items[d] = 'done';
+            s.detail = `${from} is standby again`;
+          }).catch((err: unknown) => {
+            if (isCancellation(err)) throw err;
+            warnings.push(
+              `${from} was not returned to standby (${rootMessage(err)}): it keeps the fenced copy; delete its drctl-restored namespaces by hand`,
+            );
+          });
+      }
+
+      // 9. The target now serves and is the one to back up: its location read-write again.
       return run('report', async (s) => {
         for (const d of await quick.promoteSite({ site: to, namespaces: pre.namespaces })) s.items[d] = 'done';
         // An old primary this run could not fence is fenced when it answers again (DNS is on `to` now).

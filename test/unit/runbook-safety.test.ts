@@ -221,6 +221,35 @@ describe('drill: the preflight is checked again when the gate opens', () => {
     expect(calls.filter((x) => x.name === 'drillPreflight')).toHaveLength(2);
   });
 
+  it('a DR site that serves traffic never gets an etcd restore drill: refused at the preflight, nothing touched', async () => {
+    const calls: Calls = [];
+    const tq = id('tq');
+    const plan = drillImpl.loadDrillPlan as () => Record<string, unknown>;
+    const impl: Impl = {
+      ...drillImpl,
+      loadDrillPlan: () => ({ ...plan(), etcdRestore: true }),
+      drillPreflight: (i: { plan: unknown }) => ({
+        ...preflight(i),
+        etcdSnapshot: { key: 'etcd/site-b/s1', takenAt: '2026-12-01T00:00:00Z' },
+        servingRecords: ['app.example.com'],
+      }),
+    };
+    const { f, st } = await withWorker(env, bundle, mockActivities(impl, calls), tq, async () => {
+      const h = await env.client.workflow.start('drDrill', {
+        taskQueue: tq,
+        workflowId: id('drill'),
+        args: [{ plan: 'q', requestedBy: 'alice' }],
+      });
+      return { f: await failureOf(h), st: await status(h) };
+    });
+    expect(f.type).toBe('PreflightFailed');
+    expect(f.message).toBe(
+      'app.example.com point(s) at site-b: its cluster serves traffic, and a drill never restores etcd on a cluster that serves',
+    );
+    expect(st.phase).toBe('aborted');
+    expect(calls.filter((x) => DESTRUCTIVE.test(x.name))).toEqual([]);
+  });
+
   it('drillChanges: the drill record answering something else, the DR site not ready, the backup gone', () => {
     const pre = preflight({ plan: (drillImpl.loadDrillPlan as () => unknown)() });
     expect(drillChanges(pre, pre)).toEqual([]);

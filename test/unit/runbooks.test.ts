@@ -210,6 +210,7 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
     expect(r.outcome).toBe('completed');
     expect(st.phase).toBe('completed');
     expect(st.steps.map((s) => `${s.step}:${s.state}`)).toEqual([
+      'lease:done',
       'preflight:done',
       'distribute:done',
       'approval:done',
@@ -224,7 +225,7 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
       'remove-staged:done',
     ]);
     expect(memo.phase).toBe('completed');
-    expect(memo.steps).toHaveLength(12);
+    expect(memo.steps).toHaveLength(13);
   });
 });
 
@@ -317,6 +318,7 @@ describe('drill: cleanup always runs every undo; the report is written before an
     expect(Object.keys(cleanup)[0]).toMatch(/^delete what restore drctl-drill-\w+ created at site-b$/);
     expect(Object.values(cleanup)).toEqual(['done', 'failed: restoreStorageLocationMode failed (injected)']);
     expect(st.steps.map((s) => `${s.step}:${s.state}`)).toEqual([
+      'lease:done',
       'preflight:done',
       'approval:done',
       'recheck:done',

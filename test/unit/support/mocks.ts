@@ -1,6 +1,8 @@
 // The mocked activities the unit project's runbook tests (and scripts/record-unit-histories.ts) run
 // the workflows with: what each runbook reads, shaped as the real activities return it.
 import type { Activities } from '../../../activities/index.ts';
+import { createLeaseActivities } from '../../../activities/lease.ts';
+import type { Gateways } from '../../../gateways/index.ts';
 
 export type Impl = Partial<Record<keyof Activities, (input: never) => unknown>>;
 
@@ -22,6 +24,10 @@ export const approvalImpl: Impl = {
       ? { ok: true, signer: { by: i.sent.by, fingerprint: `SHA256:mock-${i.sent.by}` }, reason: i.sent.reason }
       : { ok: false, why: 'unsigned' },
   digestEvidence: () => 'r'.repeat(64),
+  // Leases are real child workflows on the test server; who holds one is read from it as the worker does.
+  siteOfCluster: (i: { cluster: string }) => i.cluster,
+  leaseHolder: (i: { site: string }) =>
+    createLeaseActivities({ site: () => undefined } as unknown as Gateways).leaseHolder(i),
 };
 
 export const restoreImpl: Impl = {
