@@ -5,6 +5,7 @@
 // or why it did nothing; what an outcome means for the runbook is the caller's to decide.
 import type { Writable } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
+import { dirOf } from '../common/etcd-tools.ts';
 import { layoutOf, type NodePlan, scratchOf } from '../common/restore.ts';
 import type { NodeConfig } from '../config/schema.ts';
 import { parseDocument } from 'yaml';
@@ -69,10 +70,45 @@ const replaceFile = (tmp: string, dest: string, text: string) =>
 const waitLoop = (test: string) =>
   `for i in $(seq 1 900); do if ${test}; then break; fi; if [ "$i" = 900 ]; then result timed-out; fi; sleep 0.1; done`;
 
+/**
+ * The node's drctl lock, in the data dir's parent dir (beside a run's work dir): one per node.
+ * Every step that changes the node holds it while it runs, and writes into it who it is.
+ */
+export const nodeLockFor = (dataDir: string): string => `${dirOf(dataDir)}/.drctl.lock`;
+
+/** A step's name as a file name: "restoring /var/lib/etcd" → "restoring-var-lib-etcd". */
+const slug = (what: string) =>
+  what
+    .replace(/[^A-Za-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+    .slice(0, 60);
+
+/**
+ * The node-side runner of a detached step (`bash run DIR LOCK HOLDER`): one attempt of the step at
+ * a time (flock on DIR/lock; an attempt that finds the result does nothing), one drctl step at a
+ * time on the node (flock on LOCK, which then names the holder), the result written last and
+ * atomically (DIR/rc). Started with setsid: it outlives the SSH channel that started it.
+ */
+const RUNNER = [
+  'd="$1"; lock="$2"',
+  'exec 9>"$d/lock"; flock 9',
+  '[ -e "$d/rc" ] && exit 0',
+  'exec 8>>"$lock"; flock 8',
+  'printf "%s\\n" "$3" > "$lock"',
+  'bash "$d/script" > "$d/out" 2> "$d/err" < /dev/null; rc=$?',
+  'printf "%s\\n" "$rc" > "$d/rc.tmp" && mv "$d/rc.tmp" "$d/rc"',
+].join('\n');
+
 export class RestoreNode {
+  /**
+   * @param attempt the caller's key for this invocation of a step, the same on every retry of it
+   *   (the worker passes the activity's id): a retry finds the node-side job its first attempt
+   *   started, and waits for it or takes its result. Without one, every call is a new job.
+   */
   constructor(
     private readonly shell: RemoteShell,
     private readonly node: NodeConfig,
+    private readonly attempt: () => string | undefined = () => undefined,
   ) {}
 
   private get label() {
@@ -81,15 +117,21 @@ export class RestoreNode {
 
   /**
    * Runs one step's script and returns its outcome (one of `outcomes`) with its stderr. A non-zero
-   * exit or a missing result line is a step that broke half-way: RemoteCommandFailed.
+   * exit or a missing result line is a step that broke half-way: RemoteCommandFailed. A step with a
+   * `plan` (it changes the node) runs detached (`detached`).
    */
   private async run<O extends string>(op: {
     what: string;
     script: string[];
     outcomes: readonly O[];
     timeoutMs?: number;
+    plan?: NodePlan;
   }): Promise<{ outcome: O; stdout: string; stderr: string }> {
-    const r = await this.shell.exec([PRELUDE, ...op.script].join('\n'), { timeoutMs: op.timeoutMs ?? 120_000 });
+    const timeoutMs = op.timeoutMs ?? 120_000;
+    const script = [PRELUDE, ...op.script].join('\n');
+    const r = op.plan
+      ? await this.shell.exec(this.detached(op.plan, op.what, script, timeoutMs), { timeoutMs: timeoutMs + 10_000 })
+      : await this.shell.exec(script, { timeoutMs });
     const outcome = RESULT_LINE.exec(r.stdout.trim().split('\n').pop() ?? '')?.[1] as O | undefined;
     if (r.code !== 0 || outcome === undefined || !op.outcomes.includes(outcome))
       throw failure(
@@ -97,6 +139,38 @@ export class RestoreNode {
         `${this.label}: ${op.what} failed (exit ${r.code}): ${(r.stderr.trim() || r.stdout.trim()).slice(-500)}`,
       );
     return { outcome, stdout: r.stdout, stderr: r.stderr.trim() };
+  }
+
+  /**
+   * A step that changes the node, as a job on the node that cannot race itself: the script is
+   * written to `<workDir>/steps/<step>-<attempt key>/` and run there by RUNNER, detached from the
+   * SSH channel, under the node's lock; this call waits for its result file and answers with its
+   * output. A retry of the same step (a worker killed, a channel dropped, a timeout) finds the job:
+   * still running, it waits for it ("adopted" in the journal); finished, it answers with its result
+   * ("answered … from its finished attempt"); only a job that is not running and has no result (the
+   * node rebooted) is run again ("re-ran"), which every step script, looking before it acts, allows.
+   */
+  private detached(plan: NodePlan, what: string, script: string, timeoutMs: number): string {
+    const key = `${slug(what)}-${this.attempt() ?? `once-${Math.random().toString(36).slice(2, 10)}`}`;
+    const holder = `${plan.workDir} ${key}`;
+    const b64 = (t: string) => shq(Buffer.from(t).toString('base64'));
+    return [
+      `d=${shq(`${plan.workDir}/steps/${key}`)}; lock=${shq(nodeLockFor(plan.dataDir))}`,
+      'mkdir -p "$d"',
+      'if [ -e "$d/rc" ]; then',
+      `  ${journalLine(plan, `answered ${what} from its finished attempt`)}`,
+      'elif flock -n "$d/lock" true; then',
+      `  if [ -e "$d/script" ]; then ${journalLine(plan, `re-ran ${what}: its attempt was not running on the node`)}; fi`,
+      `  printf %s ${b64(script)} | base64 -d > "$d/script"`,
+      `  printf %s ${b64(RUNNER)} | base64 -d > "$d/run"`,
+      `  setsid bash "$d/run" "$d" "$lock" ${shq(holder)} < /dev/null > /dev/null 2>&1 &`,
+      'else',
+      `  ${journalLine(plan, `adopted ${what}: its attempt still runs on the node`)}`,
+      'fi',
+      `for i in $(seq 1 ${Math.ceil(timeoutMs / 50)}); do if [ -e "$d/rc" ]; then break; fi; sleep 0.05; done`,
+      `if [ ! -e "$d/rc" ]; then echo "still running on the node after ${timeoutMs / 1000} s ($d); a retry waits for it" >&2; exit 124; fi`,
+      'cat "$d/out"; cat "$d/err" >&2; exit "$(cat "$d/rc")"',
+    ].join('\n');
   }
 
   /** Shell test: is the component's process running on the node (etcd: or its client port open)? */
@@ -143,6 +217,7 @@ export class RestoreNode {
         ? profile.apiserverStopGrace
         : 0;
     const { outcome } = await this.run({
+      plan,
       what: `${to === 'stopped' ? 'stopping' : 'starting'} ${component}`,
       script: [
         act,
@@ -279,6 +354,7 @@ export class RestoreNode {
             'result moved',
           ];
     const { outcome } = await this.run({
+      plan,
       what: `moving ${plan.dataDir} aside`,
       script,
       outcomes: ['moved', 'already-moved', 'no-data-dir', 'etcd-running', 'layout-changed'] as const,
@@ -318,6 +394,7 @@ export class RestoreNode {
         })()
       : [];
     const { outcome, stderr } = await this.run({
+      plan,
       what: `restoring ${plan.dataDir}`,
       script: [
         `if [ -e ${shq(marker)} ] && [ -e ${shq(live)} ]; then result already-restored; fi`,
@@ -382,6 +459,7 @@ export class RestoreNode {
             ];
           })();
     const { outcome } = await this.run({
+      plan,
       what: `putting ${plan.asideDir} back`,
       script,
       outcomes: ['put-back', 'nothing-to-undo', 'etcd-running'] as const,
@@ -407,6 +485,7 @@ export class RestoreNode {
     const own = plan.asideDir.replace(/^.*(\.drctl-aside-|\.drctl-)/, '');
     const keepS = Math.max(0, Math.floor(keepMs / 1000));
     const r = await this.run({
+      plan,
       what: `pruning data dirs moved aside more than ${keepS} s ago`,
       script: [
         `if [ ! -d ${shq(`${dataDir}/member`)} ]; then result no-live-data; fi`,

@@ -13,6 +13,7 @@ import { stringify } from 'yaml';
 import { FailureType } from '../common/errors.ts';
 import type { RestoreStatus } from '../common/restore.ts';
 import type { DrctlConfig } from '../config/schema.ts';
+import { nodeLockFor } from '../gateways/restore-node.ts';
 import { killSshd, restartTemporal, startSshd } from '../lab/lab.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
@@ -227,6 +228,62 @@ describe('etcd restore under faults (site A)', () => {
           expect(j.match(/ moved-aside /g), `${nodes[i]}: ${j}`).toHaveLength(1);
           expect(j.match(/ restored /g), `${nodes[i]}: ${j}`).toHaveLength(1);
           expect(j.match(/ stopped etcd/g), `${nodes[i]}: ${j}`).toHaveLength(1);
+        }
+      } finally {
+        await settle(handle);
+        worker.kill('SIGTERM');
+      }
+    },
+  );
+
+  it(
+    'a worker killed while a node-side step is slowed (the node held by another step): the retry adopts the job, which runs once',
+    { timeout: 600_000 },
+    async () => {
+      const taskQueue = `faults-slow-${Date.now()}`;
+      const config = labConfig(taskQueue);
+      let worker = workerProcess(config, 'slow-1');
+      let handle: WorkflowHandle<typeof etcdRestore> | undefined;
+      const cp1 = gw.node(cluster, 'cp1');
+      try {
+        const snap = await snapshotNow(client, taskQueue, gw, cluster);
+        handle = await startRestore(taskQueue, snap.key);
+        const h = handle;
+        await until(
+          'waiting-approval',
+          () => h.query(statusQuery),
+          (s) => s.phase === 'waiting-approval',
+          120_000,
+          300,
+        );
+        // Another drctl step holds cp1 for 45 s, as a slow one would: cp1's stop waits for the node.
+        const hold = await gw
+          .shell(cluster, 'cp1')
+          .exec(`setsid flock ${nodeLockFor(cp1.etcd.dataDir)} sleep 45 < /dev/null > /dev/null 2>&1 &`);
+        expect(hold.code, hold.stderr).toBe(0);
+        await decide({ config: labConfig(), client }, h, 'carol', true, 'fault test');
+        await until(
+          'stop under way',
+          () => h.query(statusQuery),
+          (s) => stepState(s, 'stop') === 'running',
+          120_000,
+          50,
+        );
+        await sleep(3000);
+        expect(stepState(await h.query(statusQuery), 'stop')).toBe('running');
+        worker.kill('SIGKILL');
+        await sleep(2000);
+        worker = workerProcess(config, 'slow-2');
+        const result = await h.result();
+        expect(result.outcome).toBe('completed');
+        const [j1, ...others] = await journals((await h.query(statusQuery)).plan);
+        // The retry found cp1's stop still waiting for the node and waited for it: one stop, no second.
+        expect(j1!.match(/ adopted stopping /g)?.length, j1).toBeGreaterThanOrEqual(1);
+        for (const [i, j] of [j1!, ...others].entries()) {
+          expect(j.match(/ moved-aside /g), `${nodes[i]}: ${j}`).toHaveLength(1);
+          expect(j.match(/ restored /g), `${nodes[i]}: ${j}`).toHaveLength(1);
+          expect(j.match(/ stopped etcd/g), `${nodes[i]}: ${j}`).toHaveLength(1);
+          expect(j.match(/ stopped kube-apiserver/g), `${nodes[i]}: ${j}`).toHaveLength(1);
         }
       } finally {
         await settle(handle);

@@ -4,6 +4,7 @@
 import { FailureType, failure } from '../common/errors.ts';
 import type { ClusterConfig, DrctlConfig, NodeConfig, SiteConfig } from '../config/schema.ts';
 import { readFileSync } from 'node:fs';
+import { Context } from '@temporalio/activity';
 import { DnsGateway } from '../gateways/dns.ts';
 import { EtcdGateway } from '../gateways/etcd.ts';
 import { HttpGateway } from '../gateways/http.ts';
@@ -15,6 +16,20 @@ import { SnapshotKeys } from '../gateways/snapshot-crypto.ts';
 import { SnapshotStore } from '../gateways/snapshot-store.ts';
 import { connectShell, type RemoteShell } from '../gateways/ssh.ts';
 import { VeleroGateway } from '../gateways/velero.ts';
+
+/**
+ * The key of the activity call running now, the same on each of its retries (its workflow run and
+ * activity id): a retried node-side step finds the job its first attempt started. Undefined
+ * outside an activity.
+ */
+function activityAttempt(): string | undefined {
+  try {
+    const i = Context.current().info;
+    return `${(i.workflowExecution?.runId ?? i.activityRunId ?? '').slice(-12)}-${i.activityId}`;
+  } catch {
+    return undefined;
+  }
+}
 
 // Tests, benchmarks and scripts name the type from here, next to createGateways.
 export type { Gateways };
@@ -75,7 +90,7 @@ export function createGateways(config: DrctlConfig): Gateways {
     node,
     shell,
     etcd: (c, n) => new EtcdGateway(shell(c, n), node(c, n)),
-    restoreNode: (c, n) => new RestoreNode(shell(c, n), node(c, n)),
+    restoreNode: (c, n) => new RestoreNode(shell(c, n), node(c, n), activityAttempt),
     kube,
     store: () => (store ??= new ObjectStore(config.objectStore)),
     snapshots: () =>

@@ -1,7 +1,7 @@
 // The node side without a lab: how etcd tools are spelled (host binaries or one-off containers of
 // the etcd image), sudo wrapping, the root check, and the restore's data-dir scripts run for real
 // with bash against temp dirs (a mount point too: a small ext4 image on a loop device, when root).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -14,14 +14,15 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toolCommand, versionOfImage } from '../../common/etcd-tools.ts';
-import { FailureType } from '../../common/errors.ts';
+import { FailureType, failure } from '../../common/errors.ts';
 import { type NodePlan, type NodePreflight, planRestore } from '../../common/restore.ts';
 import type { SnapshotRef } from '../../common/snapshots.ts';
 import type { NodeConfig } from '../../config/schema.ts';
 import { containerId, EtcdGateway, EtcdSnapshotTools, EtcdTools, etcdImageOf } from '../../gateways/etcd.ts';
-import { RestoreNode } from '../../gateways/restore-node.ts';
+import { nodeLockFor, RestoreNode } from '../../gateways/restore-node.ts';
 import { asRoot, checkRoot, type ExecResult, type RemoteShell } from '../../gateways/ssh.ts';
 import { localShell } from './support/local-shell.ts';
 
@@ -432,6 +433,67 @@ describe('move aside, restore, put back: a plain data dir (rename)', () => {
   });
 });
 
+describe('a step that changes the node runs detached, under the node lock: a retry waits for it, never beside it', () => {
+  const root = join(tmp, 'detached');
+  const node = nodeConfig(root);
+  const dataDir = node.etcd.dataDir;
+
+  it("the first attempt's channel dies while the step waits for the node; the retry adopts the job, which runs once", async () => {
+    mkdirSync(join(dataDir, 'member/snap'), { recursive: true });
+    writeFileSync(join(dataDir, 'member/snap/db'), 'original');
+    const etcdutl = fakeEtcdutl(join(root, 'bin'));
+    const plan = planFor(node, { tools: { from: 'host', etcdutl } });
+    mkdirSync(plan.workDir, { recursive: true });
+    writeFileSync(plan.stagedSnapshot, 'restored');
+    const base = localShell();
+    expect(await new RestoreNode(base, node).moveDataDirAside(plan)).toEqual({ outcome: 'moved' });
+    // The first attempt's SSH channel is cut after 1 s (a killed worker); the retry's is not.
+    let calls = 0;
+    const shell: RemoteShell = {
+      ...base,
+      exec: (cmd, o) => {
+        const running = base.exec(cmd, o);
+        if (calls++ > 0) return running;
+        // The node goes on running what it was sent; the worker hears nothing more.
+        return sleep(1000).then(() => Promise.reject(failure(FailureType.SshUnreachable, 'test: the channel closed')));
+      },
+    };
+    const rn = new RestoreNode(shell, node, () => 'activity-7');
+    // Another drctl step holds the node for 4 s (as a slow one would): the restore waits for it.
+    const holder = spawn('flock', [nodeLockFor(plan.dataDir), 'sleep', '4'], { stdio: 'ignore' });
+    const held = new Promise((r) => holder.on('exit', r));
+    await sleep(300);
+    await expect(rn.restoreMember(plan)).rejects.toMatchObject({ type: FailureType.SshUnreachable });
+    expect(await rn.restoreMember(plan)).toEqual({ outcome: 'restored' });
+    await held;
+    expect(readFileSync(join(dataDir, 'member/snap/db'), 'utf8')).toBe('restored');
+    // A retry after the result was lost gets the job's result; nothing runs again.
+    expect(await rn.restoreMember(plan)).toEqual({ outcome: 'restored' });
+    const journal = (await rn.journal(plan)).map((l) => l.split(' ').slice(1).join(' '));
+    expect(journal).toEqual([
+      `moved-aside ${dataDir} -> ${plan.asideDir}`,
+      `adopted restoring ${dataDir}: its attempt still runs on the node`,
+      `restored ${dataDir} from ${plan.stagedSnapshot}`,
+      `answered restoring ${dataDir} from its finished attempt`,
+    ]);
+    // The node lock names the last step that held it: this run's work dir and the step.
+    expect(readFileSync(nodeLockFor(plan.dataDir), 'utf8').trim()).toBe(
+      `${plan.workDir} restoring-${dataDir.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-/, '')}-activity-7`,
+    );
+  });
+
+  it('without an attempt key every call is its own job: a second restore finds the first done', async () => {
+    const plan = planFor(node, { tools: { from: 'host', etcdutl: join(root, 'bin/etcdutl') } });
+    const rn = new RestoreNode(localShell(), node);
+    expect(await rn.restoreMember(plan)).toEqual({ outcome: 'already-restored' });
+    expect(
+      readdirSync(join(plan.workDir, 'steps'))
+        .filter((d) => d.startsWith('restoring-'))
+        .sort(),
+    ).toEqual([expect.stringMatching(/-activity-7$/), expect.stringMatching(/-once-\w+$/)]);
+  });
+});
+
 describe('move aside, restore, put back: a data dir that is a mount point (ext4 on loop)', () => {
   // Needs root, mkfs.ext4 and a free loop device (as the lab's etcd disks do): a failure, not a skip.
   beforeAll(() => {
@@ -546,10 +608,13 @@ describe('pruning the data dirs earlier restores moved aside', () => {
     const plan = planFor(node, {});
     lay(plan);
     const rn = new RestoreNode(localShell(), node);
-    const before = [...ls(parent), ...ls(dataDir).map((e) => `etcd/${e}`)];
+    // Besides the node lock and the step's own record in the run's work dir, nothing changes.
+    const own = ['.drctl.lock', plan.workDir.split('/').pop()!];
+    const entries = () => [...ls(parent), ...ls(dataDir).map((e) => `etcd/${e}`)].filter((e) => !own.includes(e));
+    const before = entries();
 
     expect(await rn.pruneMovedAside(plan, 3_600_000)).toEqual([]);
-    expect([...ls(parent), ...ls(dataDir).map((e) => `etcd/${e}`)]).toEqual(before);
+    expect(entries()).toEqual(before);
 
     // Everything is older than 0 s: the drctl-named aside dirs of other runs go, nothing else.
     const pruned = await rn.pruneMovedAside(plan, 0);
@@ -566,6 +631,7 @@ describe('pruning the data dirs earlier restores moved aside', () => {
         'etcd.drctl-feedfeedfeed',
         'etcd.drctl-cafecafecafe',
         plan.workDir.split('/').pop()!,
+        '.drctl.lock',
       ].sort(),
     );
     expect(ls(dataDir)).toEqual(['.drctl-discard-0123456789ab', 'member']);
