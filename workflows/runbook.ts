@@ -9,8 +9,7 @@
 //   that finds the change past its point of no return (a failover whose target already serves)
 //   calls `keep(why)`: the older undos are not run, and the run ends `rolled-forward`;
 // - the go/no-go gate and any other wait for a person (the drill's sign-off) as steps.
-import { defineSearchAttributeKey } from '@temporalio/common';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { defineSearchAttributeKey, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   ApplicationFailure,
   CancellationScope,
@@ -224,7 +223,12 @@ export class Runbook<E = unknown, X extends object = object> {
         throw refuse(FailureType.LeaseHeld, heldMessage(holder));
       if (holder && preempted !== holder.workflowId) {
         preempted = holder.workflowId;
-        await getExternalWorkflowHandle(holder.workflowId).cancel();
+        // A drill that ended meanwhile cannot be cancelled: the next try takes the site.
+        await getExternalWorkflowHandle(holder.workflowId)
+          .cancel()
+          .catch((err: unknown) => {
+            if (isCancellation(err)) throw err;
+          });
         s.items[site] = `preempting ${holder.runbook} ${holder.workflowId}: cancelled, waiting for its cleanup`;
         this.publish();
       }

@@ -2,9 +2,11 @@
 // the RPO policy, where DNS goes on undo, and the merge patches fencing sends for Deployments,
 // StatefulSets and CronJobs (what it remembers, and how an unfence reads it back).
 import { describe, expect, it } from 'vitest';
+import { createdNamespaces } from '../../activities/velero.ts';
 import { dnsOnUndo, rpoVerdict } from '../../common/failover.ts';
 import { clearFenceChange, fenceChange, stopChange, unfenceChange } from '../../common/fence.ts';
 import { nextHealth, type SiteHealth } from '../../common/health.ts';
+import { heldMessage, preempts } from '../../common/lease.ts';
 import { type WorkloadChange, type WorkloadState, workloadPatch } from '../../gateways/kube.ts';
 
 const policy = { failuresToDown: 3, successesToUp: 5 };
@@ -173,5 +175,37 @@ describe('fencing patches', () => {
     expect(body(stopChange(w({ kind: 'StatefulSet', replicas: 2 })))).toEqual({ spec: { replicas: 0 } });
     expect(body(stopChange(w({ kind: 'CronJob', suspend: false })))).toEqual({ spec: { suspend: true } });
     expect(stopChange(w({ kind: 'Deployment', replicas: 0 }))).toBeUndefined();
+  });
+});
+
+describe('what a restore created, and who holds a site', () => {
+  it("a restore's resource list: only the namespaces it says it created", () => {
+    expect(
+      createdNamespaces({
+        'v1/Namespace': ['demo-app(created)', 'shared(skipped)', 'other(updated)', 'weird(created)x'],
+        'apps/v1/Deployment': ['demo-app/web(created)'],
+      }),
+    ).toEqual(['demo-app']);
+    expect(createdNamespaces({})).toEqual([]);
+  });
+
+  it('a drill yields the site to any runbook but another drill; everything else is refused', () => {
+    expect(preempts('site-failover', 'drill')).toBe(true);
+    expect(preempts('etcd-restore', 'drill')).toBe(true);
+    expect(preempts('drill', 'drill')).toBe(false);
+    expect(preempts('drill', 'site-failover')).toBe(false);
+    expect(preempts('site-failover', 'etcd-restore')).toBe(false);
+    expect(
+      heldMessage({
+        site: 'site-b',
+        workflowId: 'drill-q-1',
+        runbook: 'drill',
+        title: 'DR drill q',
+        requestedBy: 'alice',
+        since: '2026-12-02T10:00:00.000Z',
+      }),
+    ).toBe(
+      'site-b is held by drill drill-q-1 (DR drill q, requested by alice, since 2026-12-02T10:00:00.000Z): one runbook per site at a time; wait for it to end, or `drctl cancel drill-q-1`',
+    );
   });
 });
