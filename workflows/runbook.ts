@@ -200,12 +200,15 @@ export class Runbook<E = unknown, X extends object = object> {
     };
     const deadline = Date.now() + PREEMPT_WAIT_MS;
     let preempted: string | undefined;
+    let vacant = 0;
     for (;;) {
       try {
         const h = await startChild(siteLease, {
           workflowId: leaseId(site),
           args: [me],
           memo: { [LEASE_MEMO_KEY]: me },
+          // A lease whose holder ended may be taken again (said, not left to a server's default).
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
           // The lease lives exactly as long as this run: a cancel of this run does not end it (the
           // undo still needs the site); the run closing, in any way, does.
           parentClosePolicy: ParentClosePolicy.TERMINATE,
@@ -217,6 +220,9 @@ export class Runbook<E = unknown, X extends object = object> {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       }
       const holder = await quick.leaseHolder({ site });
+      // Taken, yet no run holds it, again and again: say so rather than wait for ever.
+      if (!holder && ++vacant >= 5)
+        throw refuse(FailureType.LeaseHeld, `${leaseId(site)} cannot be started, though no run holds it`);
       if (holder && holder.workflowId === info.parent?.workflowId)
         return `held by ${holder.workflowId}, this run's parent`;
       if (holder && !preempts(this.status.runbook, holder.runbook))

@@ -137,6 +137,9 @@ function failover<T>(
   drive: (h: WorkflowHandle, calls: Calls) => Promise<T>,
   on: TestWorkflowEnvironment = env,
 ): Promise<T> {
+  // Every failover on a server of its own: a run's site leases and timers must not hold the clock
+  // of a shared test server for the tests after it (the test server applies no parent close policy).
+  if (on === env) return ownServer((o) => failover(impl, failures, drive, o));
   const calls: Calls = [];
   const tq = id('tq');
   return withWorker(on, bundle, mockActivities(impl, calls, failures), tq, async () => {
@@ -297,20 +300,29 @@ describe('a cancel after the DNS switch: the same', () => {
       // The DNS proof hangs until the test lets it go: the cancel arrives while it runs.
       let release: (v: unknown) => void = () => undefined;
       const blocked: Impl = { ...impl, verifyDns: () => new Promise((r) => (release = r)) };
-      const { f, st } = await failover(blocked, [], async (h) => {
-        try {
-          await until(h, (st) => items(st, 'switch-dns')['app.example.com'] !== undefined, 'the DNS switch');
-          expect(w.dns).toBe('site-b');
-          await h.cancel();
-          // Let the cancelled activity end once the run is undoing (a running activity holds the
-          // test server's clock, and the undo waits on durable timers).
-          await until(h, (st) => st.phase !== 'running', 'the undo');
-          release([]);
-          return { f: await failureOf(h), st: await status(h) };
-        } finally {
-          release([]);
-        }
-      });
+      // On a server of its own: the cancelled run's blocked activity and its site leases must not
+      // hold the shared test server's clock for the tests after it.
+      const { f, st } = await ownServer((on) =>
+        failover(
+          blocked,
+          [],
+          async (h) => {
+            try {
+              await until(h, (st) => items(st, 'switch-dns')['app.example.com'] !== undefined, 'the DNS switch');
+              expect(w.dns).toBe('site-b');
+              await h.cancel();
+              // Let the cancelled activity end once the run is undoing (a running activity holds the
+              // test server's clock, and the undo waits on durable timers).
+              await until(h, (st) => st.phase !== 'running', 'the undo');
+              release([]);
+              return { f: await failureOf(h), st: await status(h) };
+            } finally {
+              release([]);
+            }
+          },
+          on,
+        ),
+      );
       expect(f.cancelled).toBe(true);
       expect(st.phase).toBe(c.phase);
       expect(w.dns).toBe(c.dns);

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../client/main.ts';
 import { follow, outcomeOf } from '../../client/runbook-kit.ts';
 import { type DrillPreflight, drillChanges } from '../../common/drill.ts';
+import { leaseId } from '../../common/lease.ts';
 import type { NodePreflight } from '../../common/restore.ts';
 import { changesSinceApproval } from '../../common/restore.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
@@ -446,6 +447,8 @@ describe('drill ended while its etcd restore drill runs: the child is asked to c
             // The time-skipping test server applies no parent close policy: do what a Temporal server
             // does for the child's REQUEST_CANCEL (asserted below) when its parent closes.
             await c.cancel();
+            // ... and for the DR site's lease (TERMINATE: it ends with its holder).
+            await env.client.workflow.getHandle(leaseId('site-b')).terminate('test: its holder was terminated');
           }
           const child = await failureOf(c);
           member.release();
@@ -454,7 +457,7 @@ describe('drill ended while its etcd restore drill runs: the child is asked to c
             (e: unknown) => e as WorkflowFailedError,
           );
           const initiated = (await h.fetchHistory()).events?.find(
-            (e) => e.startChildWorkflowExecutionInitiatedEventAttributes,
+            (e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowType?.name === 'etcdRestore',
           );
           const policy = initiated?.startChildWorkflowExecutionInitiatedEventAttributes?.parentClosePolicy;
           return { child, childSt: await status(c), drill, policy };

@@ -3,6 +3,7 @@
 // mocked activities that record every call.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { leaseId } from '../../../common/lease.ts';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
@@ -76,5 +77,28 @@ export async function withWorker<T>(
     workflowBundle: bundle,
     activities,
   });
-  return worker.runUntil(fn());
+  try {
+    return await worker.runUntil(fn());
+  } finally {
+    await endLeases(env);
+  }
+}
+
+/** Every site and cluster name the unit tests' runbooks lease. */
+const LEASED = ['site-a', 'site-b', 'site-x', 'c', 'c1', 'prod-a'];
+
+/**
+ * The time-skipping test server applies no parent close policy: a run a test leaves behind (at its
+ * gate, terminated) would hold its sites' leases for the next test. A Temporal server ends them
+ * when their holder closes; here each test's runs are done with them when its worker stops.
+ */
+async function endLeases(env: TestWorkflowEnvironment): Promise<void> {
+  await Promise.all(
+    LEASED.map((site) =>
+      env.client.workflow
+        .getHandle(leaseId(site))
+        .terminate('test: the runs of the test that took it are over')
+        .catch(() => undefined),
+    ),
+  );
 }
