@@ -109,6 +109,13 @@ const restoreUndos = (runId: string) => [
 /** The cleanup step's per-undo entries in the status query, in the order they ran. */
 const cleanupItems = (st: DrillStatus) => Object.entries(itemsOf(st.steps.find((s) => s.step === 'cleanup')));
 
+/** How a run that must fail failed (the assertions on it fail when it did not). */
+const failureOf = (h: WorkflowHandle) =>
+  h.result().then(
+    () => ({}) as WorkflowFailedError,
+    (e: unknown) => e as WorkflowFailedError,
+  );
+
 /** A run that must end cancelled: its failure is the cancel itself, not an error that came first. */
 async function cancelled(h: WorkflowHandle) {
   await h.cancel();
@@ -435,10 +442,7 @@ describe('DR drill', () => {
         await phase(h, ['waiting-approval']);
         // A second drill of the same DR site is refused at once, naming the first; it changed nothing.
         const second = await startDrill(env.taskQueue);
-        const refused = (await second.result().then(
-          () => undefined,
-          (e: unknown) => e,
-        )) as WorkflowFailedError;
+        const refused = await failureOf(second);
         expect(refused).toBeInstanceOf(WorkflowFailedError);
         expect(refused.cause).toMatchObject({
           type: FailureType.LeaseHeld,
@@ -508,10 +512,7 @@ describe('DR drill', () => {
             }),
           ],
         });
-        const fbErr = (await fb.result().then(
-          () => undefined,
-          (e: unknown) => e,
-        )) as WorkflowFailedError;
+        const fbErr = await failureOf(fb);
         expect(fbErr.cause).toMatchObject({
           type: FailureType.LeaseHeld,
           message: expect.stringMatching(
@@ -591,10 +592,7 @@ describe('DR drill', () => {
       await api.create(ns);
       try {
         const h = await startDrill(env.taskQueue);
-        const err = (await h.result().then(
-          () => undefined,
-          (e: unknown) => e,
-        )) as WorkflowFailedError;
+        const err = await failureOf(h);
         expect(err).toBeInstanceOf(WorkflowFailedError);
         expect((err.cause as { cause?: unknown })?.cause ?? err.cause).toMatchObject({
           type: FailureType.PreflightFailed,
