@@ -22,6 +22,8 @@ export default defineConfig({
           name: 'lab',
           include: ['test/*.test.ts'],
           globalSetup: ['test/global-setup.ts'],
+          // Ends any runbook a test left open, so its leases do not refuse the tests after it.
+          setupFiles: ['test/support/run-guard.ts'],
           // Integration tests share one lab; running files one at a time keeps etcd/ssh timing honest on 2 cores.
           fileParallelism: false,
           testTimeout: 120_000,

@@ -95,6 +95,15 @@ interface VeleroBackup {
   status?: { phase?: string; errors?: number; failureReason?: string; completionTimestamp?: string };
 }
 
+async function storageLocationMode(site: LabSite): Promise<string | undefined> {
+  const bsl = await objectApi(site).read<KubernetesObject & { spec?: { accessMode?: string } }>({
+    apiVersion: 'velero.io/v1',
+    kind: 'BackupStorageLocation',
+    metadata: { name: BSL, namespace: VELERO_NS },
+  });
+  return bsl.spec?.accessMode;
+}
+
 export async function backups(site: LabSite): Promise<VeleroBackup[]> {
   const r = await objectApi(site).list<VeleroBackup & KubernetesObject>('velero.io/v1', 'Backup', VELERO_NS);
   return r.items as VeleroBackup[];
@@ -127,7 +136,14 @@ export async function ensureDemoBackups(
   // A lab that was stopped missed its schedule's runs: its newest backup would be older than the
   // e-commerce RPO (5 min), which a site running its schedule never is. Catch up once.
   const ageMs = done ? Date.now() - Date.parse(String(done.status?.completionTimestamp)) : 0;
-  if (!done || ageMs > STALE_AFTER_MS) {
+  // A fenced site (a failover made its BackupStorageLocation ReadOnly) takes no backup, by design:
+  // its stale newest one is what it has, and a catch-up would only fail validation.
+  const fenced = done !== undefined && (await storageLocationMode(site)) === 'ReadOnly';
+  if (fenced && ageMs > STALE_AFTER_MS)
+    log(
+      `${site.name} is fenced (BackupStorageLocation ReadOnly): no catch-up backup; newest is ${done!.metadata.name}`,
+    );
+  if (!done || (ageMs > STALE_AFTER_MS && !fenced)) {
     let name = done ? `${SCHEDULE}-catchup-${Math.floor(Date.now() / 1000)}` : INITIAL_BACKUP;
     const existing = all.find((b) => b.metadata.name === name);
     if (existing && /Failed|Deleting/.test(existing.status?.phase ?? ''))
