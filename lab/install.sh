@@ -24,7 +24,9 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 # of fontconfig's "one of these fonts" dependency apt picks (chromium's fonts-liberation is only a
 # recommendation, which --no-install-recommends skips).
 pdns_v="$(ver v.pdns)"
+# g++ and make: ssh2's native AES-GCM binding (scripts/setup.sh); gcc builds the pause binary below.
 apt_pkgs=(openssh-server openssl iproute2 procps sqlite3 dnsutils sudo containerd runc containernetworking-plugins e2fsprogs util-linux
+  gcc g++ make
   "pdns-server=$pdns_v-*" "pdns-backend-sqlite3=$pdns_v-*"
   chromium fonts-dejavu-core)
 missing=()

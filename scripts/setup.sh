@@ -25,4 +25,22 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+# ssh2's optional native binding: without it ssh2 makes a fresh AES-GCM decipher for every SSH
+# packet, which cost the encrypted snapshot upload 10-20 % of its throughput (bench/README.md). Its
+# install script is optional and fails without a word (it did under npm ci on the machine measured),
+# so build it here with npm's own node-gyp against this Node's headers (offline, ~4 s), and stop if
+# it still does not load.
+ssh2_loads() { node -e "process.exit(require('ssh2/lib/protocol/crypto.js').bindingAvailable ? 0 : 1)"; }
+if ! ssh2_loads; then
+  node_root="$(dirname "$(dirname "$(command -v node)")")"
+  gyp=""
+  for g in "$node_root/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js" \
+    /usr/share/nodejs/node-gyp/bin/node-gyp.js /usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js; do
+    [[ -f "$g" ]] && { gyp="$g"; break; }
+  done
+  [[ -n "$gyp" ]] || { echo "setup: no node-gyp next to $(command -v node) to build ssh2's crypto binding" >&2; exit 1; }
+  (cd node_modules/ssh2/lib/protocol/crypto && node "$gyp" rebuild --loglevel=error --nodedir="$node_root" \
+    --real_openssl_major="$(node -p "process.versions.openssl.split('.')[0]")" >/dev/null)
+  ssh2_loads || { echo "setup: ssh2's crypto binding was built but does not load" >&2; exit 1; }
+fi
 echo "[setup] ready in $((SECONDS - t0)) s" >&2
