@@ -17,8 +17,10 @@ ENV NODE_ENV=production
 WORKDIR /opt/drctl
 
 # Dependencies first, so source edits do not invalidate this layer. --ignore-scripts matches the
-# project's allowScripts policy (every install script off): ssh2 falls back to its pure-JS crypto,
-# and the native pieces that matter (Temporal core-bridge, swc, esbuild) ship prebuilt.
+# project's allowScripts policy (every install script off); the native pieces that matter (Temporal
+# core-bridge, swc, esbuild) ship prebuilt. Known gap: ssh2's native crypto binding is not built in
+# this image (scripts/setup.sh builds it for the lab and CI), so ssh2 makes an AES-GCM decipher per
+# SSH packet here, which cost the encrypted snapshot upload 10-20 % on the lab (bench/README.md).
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts \
  && npm cache clean --force
