@@ -39,8 +39,10 @@ if ! ssh2_loads; then
     [[ -f "$g" ]] && { gyp="$g"; break; }
   done
   [[ -n "$gyp" ]] || { echo "setup: no node-gyp next to $(command -v node) to build ssh2's crypto binding" >&2; exit 1; }
-  (cd node_modules/ssh2/lib/protocol/crypto && node "$gyp" rebuild --loglevel=error --nodedir="$node_root" \
-    --real_openssl_major="$(node -p "process.versions.openssl.split('.')[0]")" >/dev/null)
+  # The environment too: under `npm test`, npm exports the user's npmrc (npm_config_nodedir may name
+  # another Node's headers), and node-gyp lets that win over its --nodedir flag.
+  (cd node_modules/ssh2/lib/protocol/crypto && npm_config_nodedir="$node_root" node "$gyp" rebuild --loglevel=error \
+    --nodedir="$node_root" --real_openssl_major="$(node -p "process.versions.openssl.split('.')[0]")" >/dev/null)
   ssh2_loads || { echo "setup: ssh2's crypto binding was built but does not load" >&2; exit 1; }
 fi
 echo "[setup] ready in $((SECONDS - t0)) s" >&2
