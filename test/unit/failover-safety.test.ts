@@ -6,7 +6,7 @@
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundle } from '@temporalio/worker';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import type { FenceOnReturnResult } from '../../common/failover.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
 import { failoverImpl, type Impl } from './support/mocks.ts';
@@ -158,11 +158,19 @@ const names = (calls: Calls) => calls.map((c) => c.name);
 
 /** A test whose fence-on-return completes after the failover that abandoned it: on a server of its own (see timeSkippingServer). */
 async function ownServer<T>(fn: (on: TestWorkflowEnvironment) => Promise<T>): Promise<T> {
+  // Where a test that times out was waiting (CI once saw one of these hang for 60 s, in a run that
+  // takes 1.5 s alone): said when it fails, so the next occurrence names the wait.
+  let stage = 'starting its time-skipping server';
+  onTestFailed(() => void process.stderr.write(`[failover-safety] failed while ${stage}\n`));
   const on = await timeSkippingServer();
   try {
-    return await fn(on);
+    stage = 'running the test on it';
+    const out = await fn(on);
+    stage = 'tearing the server down';
+    return out;
   } finally {
     await on.teardown();
+    stage = 'done with its server';
   }
 }
 
@@ -340,6 +348,7 @@ describe('fence on return', () => {
         impl,
         [],
         async (h, calls) => {
+          onTestFailed(() => void process.stderr.write(`[failover-safety] calls so far: ${names(calls).join(' ')}\n`));
           const report = (await h.result()) as { warnings: string[] };
           const wh = on.client.workflow.getHandle('fence-on-return-site-a');
           const watcher = (await wh.result()) as FenceOnReturnResult;
