@@ -341,35 +341,45 @@ describe('a cancel after the DNS switch: the same', () => {
 });
 
 describe('fence on return', () => {
-  it('a failover that cannot fence site-a starts fence-on-return-site-a, which fences it once it answers', async () => {
-    const { w, impl } = sites({ aDownLooks: 4 });
-    const { report, watcher, wst, calls } = await ownServer((on) =>
-      failover(
-        impl,
-        [],
-        async (h, calls) => {
-          onTestFailed(() => void process.stderr.write(`[failover-safety] calls so far: ${names(calls).join(' ')}\n`));
-          const report = (await h.result()) as { warnings: string[] };
-          const wh = on.client.workflow.getHandle('fence-on-return-site-a');
-          const watcher = (await wh.result()) as FenceOnReturnResult;
-          return { report, watcher, wst: await status(wh), calls };
-        },
-        on,
-      ),
-    );
-    expect(report.warnings).toContain(
-      'site-a was not fenced (unreachable): fence-on-return-site-a started: fences site-a as soon as its API server answers (drctl status fence-on-return-site-a)',
-    );
-    expect(watcher).toMatchObject({ outcome: 'fenced', site: 'site-a', attempts: 5 });
-    expect(w.fencedA).toBe(true);
-    // The failover's tag, so that failover's marks; never while DNS points at site-a.
-    const fences = calls.filter((c) => c.name === 'fencePrimary').map((c) => c.input as Record<string, unknown>);
-    expect(fences).toHaveLength(2);
-    expect(fences[1]).toMatchObject({ site: 'site-a', unlessServing: true, tag: fences[0]!.tag });
-    expect(wst.runbook).toBe('fence-on-return');
-    expect(wst.phase).toBe('completed');
-    expect(wst.steps.map((s) => `${s.step}:${s.state}`)).toEqual(['wait-for-return:done', 'fence:done']);
-  });
+  // Up to 240 s. Alone it takes 1.5-3 s: the watcher's looks (timers of 10, 20, 40, 80 s) are skipped
+  // while the failover runs. In two CI runs, with the lab starting beside it, the failover ended after
+  // 3 looks and the test server's clock then moved in real time (no 4th look within 60 s); the
+  // remaining 40 + 80 s then cost real time. Why the clock stops skipping there is not understood.
+  it(
+    'a failover that cannot fence site-a starts fence-on-return-site-a, which fences it once it answers',
+    { timeout: 240_000 },
+    async () => {
+      const { w, impl } = sites({ aDownLooks: 4 });
+      const { report, watcher, wst, calls } = await ownServer((on) =>
+        failover(
+          impl,
+          [],
+          async (h, calls) => {
+            onTestFailed(
+              () => void process.stderr.write(`[failover-safety] calls so far: ${names(calls).join(' ')}\n`),
+            );
+            const report = (await h.result()) as { warnings: string[] };
+            const wh = on.client.workflow.getHandle('fence-on-return-site-a');
+            const watcher = (await wh.result()) as FenceOnReturnResult;
+            return { report, watcher, wst: await status(wh), calls };
+          },
+          on,
+        ),
+      );
+      expect(report.warnings).toContain(
+        'site-a was not fenced (unreachable): fence-on-return-site-a started: fences site-a as soon as its API server answers (drctl status fence-on-return-site-a)',
+      );
+      expect(watcher).toMatchObject({ outcome: 'fenced', site: 'site-a', attempts: 5 });
+      expect(w.fencedA).toBe(true);
+      // The failover's tag, so that failover's marks; never while DNS points at site-a.
+      const fences = calls.filter((c) => c.name === 'fencePrimary').map((c) => c.input as Record<string, unknown>);
+      expect(fences).toHaveLength(2);
+      expect(fences[1]).toMatchObject({ site: 'site-a', unlessServing: true, tag: fences[0]!.tag });
+      expect(wst.runbook).toBe('fence-on-return');
+      expect(wst.phase).toBe('completed');
+      expect(wst.steps.map((s) => `${s.step}:${s.state}`)).toEqual(['wait-for-return:done', 'fence:done']);
+    },
+  );
 
   it('a site the traffic is on again is not fenced', async () => {
     const { impl } = sites();
