@@ -6,6 +6,7 @@ import { createClusterActivities } from './cluster.ts';
 import { createDrillActivities } from './drill.ts';
 import { createFailoverActivities } from './failover.ts';
 import { createLeaseActivities } from './lease.ts';
+import { createNamespaceRestoreActivities } from './namespace-restore.ts';
 import { createRestoreActivities } from './restore.ts';
 import { createSnapshotActivities } from './snapshot.ts';
 
@@ -18,6 +19,7 @@ export function createActivities(gw: Gateways) {
     ...createFailoverActivities(gw),
     ...createDrillActivities(gw),
     ...createLeaseActivities(gw),
+    ...createNamespaceRestoreActivities(gw),
   };
 }
 

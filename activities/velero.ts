@@ -149,10 +149,16 @@ export function createVeleroActivities(gw: Gateways) {
       backup: string;
       namespaces: string[];
       restoreName: string;
+      existingResourcePolicy?: 'update' | 'none';
       timeoutMs?: number;
     }): Promise<RestoreInfo> {
       const velero = gw.velero(input.site);
-      await velero.createRestore({ name: input.restoreName, backup: input.backup, namespaces: input.namespaces });
+      await velero.createRestore({
+        name: input.restoreName,
+        backup: input.backup,
+        namespaces: input.namespaces,
+        existingResourcePolicy: input.existingResourcePolicy,
+      });
       return pollUntil(
         {
           what: `Velero restore ${input.restoreName} at ${input.site}`,
@@ -191,6 +197,9 @@ export function createVeleroActivities(gw: Gateways) {
      * (claimCreated), a workload labelled by Velero with velero.io/restore-name=restoreName; anything
      * else is left and named. Never at a site an app record points at: that site serves, and what it
      * serves is not this undo's to remove (refused, non-retryable: a person decides).
+     * `inPlace` (a namespace restore at the site that serves): the namespaces the restore created
+     * were missing before the run, so removing them puts the site back as it served; in namespaces
+     * that existed nothing is stopped (they serve), what the restore added there is named and kept.
      */
     async removeRestored(input: {
       site: string;
@@ -198,10 +207,11 @@ export function createVeleroActivities(gw: Gateways) {
       created: string[];
       existed: string[];
       tag: string;
+      inPlace?: boolean;
     }): Promise<string[]> {
       const kube = gw.kube(gw.site(input.site).cluster.name);
       const out: string[] = [];
-      if (input.created.length || input.existed.length) {
+      if (!input.inPlace && (input.created.length || input.existed.length)) {
         const serving = await recordsPointingAt(gw, input.site);
         if (serving.length)
           throw failure(
@@ -254,6 +264,10 @@ export function createVeleroActivities(gw: Gateways) {
       );
       for (const w of await kube.workloadsIn(input.existed)) {
         if (w.labels?.['velero.io/restore-name'] !== input.restoreName) continue;
+        if (input.inPlace) {
+          out.push(`${w.kind} ${w.namespace}/${w.name} kept: restored into a namespace that serves`);
+          continue;
+        }
         const c = stopChange(w);
         if (!c) continue;
         await kube.patchWorkload(w, c.change);

@@ -8,6 +8,7 @@ import { registerDrillCommands } from './commands/drill.ts';
 import { registerConfigCommands } from './commands/config.ts';
 import { registerFailoverCommands } from './commands/failover.ts';
 import { registerLabCommands } from './commands/lab.ts';
+import { registerNamespaceRestoreCommand } from './commands/namespace-restore.ts';
 import { registerRestoreCommands } from './commands/restore.ts';
 import { registerRunbookCommands } from './commands/runbook.ts';
 import { registerSnapshotCommands } from './commands/snapshot.ts';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerRestoreCommands(program);
   registerRunbookCommands(program);
   registerFailoverCommands(program);
+  registerNamespaceRestoreCommand(program);
   registerDrillCommands(program);
   // Every level (e.g. `drill schedule pause`): commander's own errors become exit 2, not process.exit.
   const override = (cmd: Command) => {

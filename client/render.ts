@@ -6,6 +6,7 @@ import type { WatchState } from '../workflows/health-watch.ts';
 import type { DrillReport, DrillStatus } from '../common/drill.ts';
 import { formatDuration } from '../common/duration.ts';
 import type { CheckResult, FailoverEvidence } from '../common/failover.ts';
+import type { NamespaceRestoreEvidence } from '../common/namespace-restore.ts';
 import type { RestoreEvidence, RestorePlan } from '../common/restore.ts';
 import { FINAL_PHASES, type RunbookStatus, signerText, type Step, type WorkflowType } from '../common/runbook.ts';
 import { table } from './output.ts';
@@ -124,6 +125,22 @@ function evidenceLines(type: WorkflowType, st: AnyStatus): string[] {
     );
     for (const r of e.records)
       lines.push(`DNS ${r.name}: ${r.from.join(',') || '(none)'} → ${r.to.join(',')} (ttl ${r.ttl} s)`);
+    for (const w of e.warnings) lines.push(`warning: ${w}`);
+    if (st.phase === 'waiting-approval')
+      lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
+  }
+  if (type === 'namespaceRestore' && st.evidence) {
+    const e = st.evidence as NamespaceRestoreEvidence;
+    lines.push(
+      `backup ${e.backup.name} started ${e.backup.startedAt}: ${formatDuration(e.changesLostSeconds * 1000)} of changes before ${e.before} are lost${e.rpoTargetSeconds !== undefined ? ` (RPO target ${formatDuration(e.rpoTargetSeconds * 1000)})` : ''}`,
+      `restores into ${e.site}: ${e.present.map((p) => `${p.namespace} (${p.phase})`).join(', ')}; ${Object.entries(
+        e.contents,
+      )
+        .map(([k, n]) => `${n} ${k.split('/').pop()}`)
+        .join(', ')}`,
+      e.policy,
+    );
+    for (const v of e.volumes) lines.push(`volume ${v.name} (${v.phase}) keeps the data of ${v.claim}: bound again`);
     for (const w of e.warnings) lines.push(`warning: ${w}`);
     if (st.phase === 'waiting-approval')
       lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);

@@ -55,12 +55,15 @@ interface RunInput {
   plan?: string;
   record?: string;
   snapshot?: string;
+  site?: string;
+  namespaces?: string[];
 }
 
 /** One line naming what a run is about, for the Web UI's list: "etcd-restore site-a (latest) by alice". */
 export function runSummary(runbook: RunbookName, i: RunInput): string {
   const what = [
     i.cluster,
+    i.site && i.namespaces ? `${i.namespaces.join(',')} at ${i.site}` : undefined,
     i.from && i.to ? `${i.from} → ${i.to}` : undefined,
     i.plan ? `plan ${i.plan}` : undefined,
     i.record,

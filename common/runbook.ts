@@ -12,6 +12,7 @@ export const RUNBOOKS = {
   healthWatch: 'health-watch',
   drDrill: 'drill',
   fenceOnReturn: 'fence-on-return',
+  namespaceRestore: 'namespace-restore',
 } as const;
 export type WorkflowType = keyof typeof RUNBOOKS;
 export type RunbookName = (typeof RUNBOOKS)[WorkflowType];

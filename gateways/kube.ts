@@ -33,6 +33,14 @@ export interface PodState {
   unschedulable?: string;
 }
 
+export interface PersistentVolumeState {
+  name: string;
+  phase: string;
+  reclaimPolicy: string;
+  claim?: { namespace: string; name: string; uid?: string };
+  annotations: Record<string, string>;
+}
+
 /** The workloads fencing stops: Deployments and StatefulSets by their replicas, CronJobs by `suspend`. */
 export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'CronJob';
 
@@ -281,6 +289,38 @@ export class KubeGateway {
       this.core.listNamespacedPersistentVolumeClaim({ namespace: ns }),
     );
     return list.items.map((c) => ({ name: c.metadata?.name ?? '', phase: c.status?.phase ?? 'Pending' }));
+  }
+
+  /** PersistentVolumes with the claim they name (namespace/name and uid) and their annotations. */
+  async persistentVolumes(): Promise<PersistentVolumeState[]> {
+    const list = await this.call('list persistentvolumes', () => this.core.listPersistentVolume());
+    return list.items.map((v) => ({
+      name: v.metadata?.name ?? '',
+      phase: v.status?.phase ?? 'Pending',
+      reclaimPolicy: v.spec?.persistentVolumeReclaimPolicy ?? 'Delete',
+      claim: v.spec?.claimRef?.name
+        ? { namespace: v.spec.claimRef.namespace ?? '', name: v.spec.claimRef.name, uid: v.spec.claimRef.uid }
+        : undefined,
+      annotations: v.metadata?.annotations ?? {},
+    }));
+  }
+
+  /**
+   * Sets (or with null removes) the uid of the claim a volume names, and annotations (null removes
+   * one). A Released volume whose claim uid is removed becomes Available, still reserved for a claim
+   * of that namespace and name: the PV controller binds it to that claim when one appears.
+   */
+  async patchVolume(
+    name: string,
+    change: { claimUid?: string | null; annotations?: Record<string, string | null> },
+  ): Promise<void> {
+    const body = {
+      ...(change.annotations ? { metadata: { annotations: change.annotations } } : {}),
+      ...(change.claimUid !== undefined ? { spec: { claimRef: { uid: change.claimUid, resourceVersion: null } } } : {}),
+    };
+    await this.call(`patch persistentvolume ${name}`, () =>
+      this.core.patchPersistentVolume({ name, body }, mergePatch),
+    );
   }
 
   async names(kind: 'Secret' | 'ConfigMap', ns: string): Promise<string[]> {

@@ -125,9 +125,11 @@ export interface RestoreSpec {
   name: string;
   backup: string;
   namespaces: string[];
+  /** What Velero does with an object that exists: `update` it to the backup's (a failover's target), or leave it (`none`). */
+  existingResourcePolicy?: 'update' | 'none';
 }
 
-/** A Restore of `namespaces` from `backup` that updates what exists and leaves volumes alone. */
+/** A Restore of `namespaces` from `backup` that updates what exists (unless told) and leaves volumes alone. */
 export function restoreResource(r: RestoreSpec): Omit<VeleroObject, 'apiVersion' | 'kind'> {
   return {
     metadata: { name: r.name, labels: MANAGED_BY },
@@ -137,7 +139,7 @@ export function restoreResource(r: RestoreSpec): Omit<VeleroObject, 'apiVersion'
       backupName: r.backup,
       includedNamespaces: r.namespaces,
       excludedResources: ['endpoints', 'endpointslices.discovery.k8s.io'],
-      existingResourcePolicy: 'update',
+      existingResourcePolicy: r.existingResourcePolicy ?? 'update',
       restorePVs: false,
     },
   };

@@ -7,3 +7,4 @@ export { healthWatch } from './health-watch.ts';
 export { drDrill } from './drill.ts';
 export { fenceOnReturn } from './fence-on-return.ts';
 export { siteLease } from './lease.ts';
+export { namespaceRestore } from './namespace-restore.ts';

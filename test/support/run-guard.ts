@@ -4,9 +4,11 @@
 // After each test, every runbook it started that is still open is terminated, and named on stderr.
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import type { Client } from '@temporalio/client';
+import { RUNBOOKS as ALL } from '../../common/runbook.ts';
 import { labConfig, temporalClient } from './lab.ts';
 
-const RUNBOOKS = ['etcdRestore', 'siteFailover', 'drDrill', 'fenceOnReturn', 'siteLease'];
+/** Every runbook that takes leases or changes a site (the health watch runs on purpose). */
+const RUNBOOKS = [...Object.keys(ALL).filter((t) => t !== 'healthWatch'), 'siteLease'];
 
 let client: Client | undefined;
 let since = new Date();

@@ -119,6 +119,34 @@ describe('bad flags: exit 2, one line naming the flag, no stack, no connection (
       ['snapshot', 'schedule', '--cluster', 'prod-a', '--every', '1h', '--max-age', '30m'],
       '--max-age: the max age (30m) must be longer than the interval (60m), else each run deletes every snapshot but the newest',
     ],
+    [
+      ['restore', 'namespace', '--site', 'site-c', '--namespaces', 'shop'],
+      "--site: unknown site 'site-c' (sites: site-a, site-b)",
+    ],
+    [
+      ['restore', 'namespace', '--site', 'site-a', '--namespaces', 'shop,kube-system'],
+      "--namespaces: 'kube-system' is one of the cluster's own namespaces: never restored in place",
+    ],
+    [
+      ['restore', 'namespace', '--site', 'site-a', '--namespaces', 'Shop'],
+      "--namespaces: 'Shop' is not a namespace name",
+    ],
+    [
+      ['restore', 'namespace', '--site', 'site-a', '--namespaces', ' , '],
+      "--namespaces: expected at least one namespace (got ' , ')",
+    ],
+    [
+      ['restore', 'namespace', '--site', 'site-a', '--namespaces', 'shop', '--before', 'yesterday'],
+      "--before: expected a time with its zone (2026-12-03T10:42:00Z) or how long ago (45m) (got 'yesterday')",
+    ],
+    [
+      ['restore', 'namespace', '--site', 'site-a', '--namespaces', 'shop', '--before', '2026-12-03T10:42:00'],
+      "--before: expected a time with its zone (2026-12-03T10:42:00Z) or how long ago (45m) (got '2026-12-03T10:42:00')",
+    ],
+    [
+      ['restore', 'namespace', '--site', 'site-a', '--namespaces', 'shop', '--before', '2999-01-01T00:00:00Z'],
+      '--before: 2999-01-01T00:00:00.000Z is in the future',
+    ],
   ])('%j', async (args, line) => {
     const before = connections;
     const r = await drctl(args);
@@ -130,10 +158,15 @@ describe('bad flags: exit 2, one line naming the flag, no stack, no connection (
   });
 
   it('the same commands with good flags do connect (what the cases above rule out)', async () => {
-    const before = connections;
-    const r = await drctl([...failover, '--namespaces', 'payments', '--approval-timeout', '10m']);
-    expect(r.code).not.toBe(2);
-    expect(connections - before).toBeGreaterThan(0);
+    for (const args of [
+      [...failover, '--namespaces', 'payments', '--approval-timeout', '10m'],
+      ['restore', 'namespace', '--site', 'site-a', '--namespaces', 'shop', '--before', '2026-12-01T10:42:00+01:00'],
+    ]) {
+      const before = connections;
+      const r = await drctl(args);
+      expect(r.code).not.toBe(2);
+      expect(connections - before).toBeGreaterThan(0);
+    }
   });
 });
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../activities/index.ts';
 import type { DrillReport } from '../../common/drill.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
-import { drillImpl, failoverImpl, once, restoreImpl } from './support/mocks.ts';
+import { drillImpl, failoverImpl, namespaceRestoreImpl, once, restoreImpl } from './support/mocks.ts';
 import { type Calls, mockActivities, timeSkipping, withWorker } from './support/time-skipping.ts';
 
 let env: TestWorkflowEnvironment;
@@ -285,6 +285,82 @@ describe('failover: a failure at each step after the gate undoes in reverse', ()
       }
     });
   }
+});
+
+// ---------------------------------------------------------------- namespace restore
+
+describe('namespace restore: rejected it changes nothing; a failure after the gate undoes in reverse', () => {
+  const start = (tq: string, namespaces = ['demo-app']) =>
+    env.client.workflow.start('namespaceRestore', {
+      taskQueue: tq,
+      workflowId: id('namespace-restore'),
+      args: [{ site: 'site-a', namespaces, before: '2026-12-03T10:42:00.000Z', requestedBy: 'alice' }],
+    });
+  const VOLUMES = 'volumes at site-a name their old claims again';
+  const cases: { at: keyof Activities; undos: number }[] = [
+    { at: 'releaseRetainedVolumes', undos: 1 },
+    { at: 'veleroRestore', undos: 2 },
+    { at: 'verifySite', undos: 2 },
+    { at: 'verifyDns', undos: 2 },
+  ];
+  for (const c of cases) {
+    it(`fails at ${c.at}: compensated with ${c.undos} undo(s)`, async () => {
+      const calls: Calls = [];
+      const tq = id('tq');
+      const st = await withWorker(
+        env,
+        bundle,
+        mockActivities(namespaceRestoreImpl, calls, [{ activity: c.at }]),
+        tq,
+        async () => {
+          const h = await start(tq);
+          const gate = await until(h, 'waiting-approval');
+          expect(gate.evidence).toMatchObject({ changesLostSeconds: 600, backup: { name: 'b1' } });
+          await h.signal('approve', { by: 'bob' });
+          const f = await failureOf(h);
+          expect(f.type).toBe('Compensated');
+          expect(f.message).toContain(`restore of demo-app at site-a failed (${c.at} failed (injected)); compensated`);
+          return status(h);
+        },
+      );
+      expect(st.phase).toBe('compensated');
+      const names = Object.keys(undoOrder(st));
+      const remove = names.filter((n) => n.startsWith('remove what restore'));
+      expect(names).toEqual([...remove, VOLUMES].slice(-c.undos));
+      const undone = calls.filter((x) => ['removeRestored', 'settleReleasedVolumes'].includes(x.name));
+      expect(undone.map((x) => x.input)).toEqual([
+        ...(c.undos === 2 ? [expect.objectContaining({ inPlace: true, created: ['demo-app'], existed: [] })] : []),
+        expect.objectContaining({ undo: true }),
+      ]);
+    });
+  }
+
+  it('rejected: nothing after the gate runs', async () => {
+    const calls: Calls = [];
+    const tq = id('tq');
+    await withWorker(env, bundle, mockActivities(namespaceRestoreImpl, calls), tq, async () => {
+      const h = await start(tq);
+      await until(h, 'waiting-approval');
+      await h.signal('reject', { by: 'bob', reason: 'not now' });
+      expect((await failureOf(h)).type).toBe('ApprovalRejected');
+    });
+    expect(calls.map((x) => x.name)).not.toContain('releaseRetainedVolumes');
+    expect(calls.map((x) => x.name)).not.toContain('veleroRestore');
+  });
+
+  it('a namespace still Terminating is refused at the preflight', async () => {
+    const calls: Calls = [];
+    const tq = id('tq');
+    await withWorker(env, bundle, mockActivities(namespaceRestoreImpl, calls), tq, async () => {
+      const h = await start(tq, ['stuck']);
+      const f = await failureOf(h);
+      expect(f).toMatchObject({
+        type: 'PreflightFailed',
+        message: expect.stringMatching(/^stuck still being deleted/),
+      });
+    });
+    expect(calls.map((x) => x.name)).not.toContain('openGate');
+  });
 });
 
 // ---------------------------------------------------------------- drill

@@ -105,6 +105,34 @@ export const failoverImpl: Impl = {
   promoteSite: () => [],
 };
 
+export const namespaceRestoreImpl: Impl = {
+  ...failoverImpl,
+  namespaceRestorePreflight: (i: { site: string; namespaces: string[]; before: string }) => ({
+    site: i.site,
+    namespaces: i.namespaces,
+    before: i.before,
+    drReady: [{ check: 'api', ok: true, detail: 'ready' }],
+    present: i.namespaces.map((namespace) => ({ namespace, phase: namespace === 'stuck' ? 'Terminating' : 'absent' })),
+    backup: {
+      name: 'b1',
+      ageSeconds: 600,
+      startedAt: new Date(Date.parse(i.before) - 600_000).toISOString(),
+      completedAt: new Date(Date.parse(i.before) - 590_000).toISOString(),
+      includedNamespaces: i.namespaces,
+    },
+    contents: { 'v1/Namespace': 1 },
+    volumes: [{ name: 'pv1', claim: 'demo-app/data', phase: 'Released', staleUid: 'u1' }],
+    records: ['app.example.com'],
+    siteAddress: '127.0.10.100',
+    tier: 'e-commerce',
+    rpoTargetSeconds: 3600,
+    warnings: [],
+  }),
+  releaseRetainedVolumes: () => ['pv1'],
+  settleReleasedVolumes: () => ['pv1 Bound'],
+  removeRestored: () => ['namespace demo-app deleted'],
+};
+
 export const drillImpl: Impl = {
   ...approvalImpl,
   ...failoverImpl,
