@@ -77,3 +77,10 @@ export async function stopPid(pid: number | undefined, isNode = false): Promise<
   }
   return true;
 }
+
+/** The pid key of the lab's worker "at" a site. */
+export const workerId = (site: string) => `worker-${site}`;
+
+/** Every worker pid key in the state (one per site; `worker` from a lab brought up before that). */
+export const workerIds = (state: LabState) =>
+  Object.keys(state.pids).filter((k) => k === 'worker' || k.startsWith('worker-'));

@@ -5,16 +5,19 @@ import { LAB_TASK_QUEUE } from './config.ts';
 import { type Component, tcpOpen } from './health.ts';
 import { containerPids, nsPidTable } from './namespaces.ts';
 import { pdnsApi, queryA } from './pdns.ts';
-import { alive, readState } from './processes.ts';
+import { alive, readState, workerIds } from './processes.ts';
 import { siteChecks } from './site-status.ts';
 import { SERVICES, SITES } from './topology.ts';
 
-/** The lab's drctl worker is healthy when it is alive and polling its task queue. */
-async function workerStatus(pid: number): Promise<Component> {
+/**
+ * The lab's drctl workers, one "at" each site: each healthy when its process is alive and a poller
+ * with its identity (`drctl-worker@<site> <pid>@host`) polls the task queue.
+ */
+async function workerStatuses(workers: [string, number][]): Promise<Component[]> {
   const { Connection } = await import('@temporalio/client');
   const t = SERVICES.temporal;
-  let pollers = 0;
-  let detail = 'not polling';
+  let pollers: string[] = [];
+  let error: string | undefined;
   try {
     const conn = await Connection.connect({ address: `${t.ip}:${t.port}`, connectTimeout: 2000 });
     try {
@@ -23,22 +26,24 @@ async function workerStatus(pid: number): Promise<Component> {
         taskQueue: { name: LAB_TASK_QUEUE },
         taskQueueType: 1,
       });
-      pollers = r.pollers?.length ?? 0;
-      detail = `${pollers} workflow poller(s) on '${LAB_TASK_QUEUE}'`;
+      pollers = (r.pollers ?? []).map((p) => p.identity ?? '');
     } finally {
       await conn.close();
     }
   } catch (err) {
-    detail = (err as Error).message;
+    error = (err as Error).message;
   }
-  return {
-    name: 'worker',
-    kind: 'worker',
-    address: `task queue ${LAB_TASK_QUEUE}`,
-    pid,
-    healthy: alive(pid) && pollers > 0,
-    detail,
-  };
+  return workers.map(([name, pid]) => {
+    const polling = pollers.some((p) => p.startsWith('drctl-worker@') && p.includes(` ${pid}@`));
+    return {
+      name,
+      kind: 'worker',
+      address: `task queue ${LAB_TASK_QUEUE}`,
+      pid,
+      healthy: alive(pid) && polling,
+      detail: error ?? (polling ? `polling '${LAB_TASK_QUEUE}'` : `not polling (${pollers.length} other poller(s))`),
+    };
+  });
 }
 
 export async function status(): Promise<Component[]> {
@@ -103,10 +108,11 @@ export async function status(): Promise<Component[]> {
       };
     })(),
   ];
-  if (state.pids.worker) checks.push(workerStatus(state.pids.worker));
+  const workers = workerIds(state).map((k): [string, number] => [k, state.pids[k]!]);
+  const workerChecks = workers.length ? workerStatuses(workers) : Promise.resolve([]);
   // The site the app record points at must serve (200); the other may answer 503 (no app there:
   // the DR site before a failover, the primary after one).
   const served = queryA(d.records[0]!).then((r) => ('addresses' in r ? r.addresses : []));
   for (const site of SITES) checks.push(...siteChecks(site, state, pids, containers, served));
-  return Promise.all(checks);
+  return [...(await Promise.all(checks)), ...(await workerChecks)];
 }

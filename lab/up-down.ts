@@ -16,7 +16,7 @@ import { bootstrapSite } from './kubeadm.ts';
 import { bridgeExists, removeHostNet } from './network.ts';
 import { isNodeId, startBastion, startNode } from './namespaces.ts';
 import { ensureZone } from './pdns.ts';
-import { alive, launch, type LabState, readState, stopPid, writeState } from './processes.ts';
+import { alive, launch, type LabState, readState, stopPid, workerId, workerIds, writeState } from './processes.ts';
 import { appKey, ensureBucket, ensureSearchAttributes, minioCreds, startApp, startServices } from './services.ts';
 import { unpark } from './site-loss.ts';
 import { status } from './status.ts';
@@ -105,14 +105,19 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   // (a site down, an app not restored yet) still has the worker it was brought up to restart.
   writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
   chmodSync(paths.config, 0o600);
-  // Always a fresh worker, so it runs the code and config as they are now.
-  await stopPid(state.pids.worker);
-  state.pids.worker = launch('worker', process.execPath, [
-    join(REPO, 'bin/drctl.js'),
-    '--config',
-    paths.config,
-    'worker',
-  ]);
+  // Always fresh workers, so they run the code and config as they are now: one "at" each site, on
+  // the same task queue, each able to run every activity (a site's loss does not take drctl with it).
+  for (const name of workerIds(state)) await stopPid(state.pids[name]);
+  delete state.pids.worker; // a lab brought up before there was one worker per site
+  for (const site of SITES)
+    state.pids[workerId(site.name)] = launch(workerId(site.name), process.execPath, [
+      join(REPO, 'bin/drctl.js'),
+      '--config',
+      paths.config,
+      'worker',
+      '--site',
+      site.name,
+    ]);
   writeState(state);
   // kubeadm, where it has not run yet (a fresh lab): init on cp1, then the other nodes join.
   await Promise.all(SITES.map((site) => bootstrapSite(site, log)));
@@ -219,11 +224,12 @@ export async function down(opts: { purge?: boolean } = {}): Promise<string[]> {
   const stopped: string[] = [];
   // A site taken down on purpose comes back whole on the next `lab up`: its parked manifests go back now.
   for (const name of Object.keys(state.sitesDown ?? {})) unpark(siteNamed(name), state.sitesDown![name]!.parked);
-  // The worker first: it should not see its servers vanish under it.
-  if (await stopPid(state.pids.worker)) stopped.push(`worker (pid ${state.pids.worker})`);
+  // The workers first: they should not see their servers vanish under them.
+  for (const name of workerIds(state))
+    if (await stopPid(state.pids[name])) stopped.push(`${name} (pid ${state.pids[name]})`);
   await Promise.all(
     Object.entries(state.pids)
-      .filter(([name]) => name !== 'worker')
+      .filter(([name]) => !workerIds(state).includes(name))
       .map(async ([name, pid]) => {
         if (await stopPid(pid, isNodeId(name))) stopped.push(`${name} (pid ${pid})`);
       }),

@@ -4,9 +4,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -379,18 +378,24 @@ describe('site failover', () => {
   });
 
   it(
-    'a worker killed mid-failover: a new one resumes and completes; nothing destructive ran twice',
+    "site A's worker killed mid-failover: site B's worker on the same task queue finishes it; nothing destructive ran twice",
     { timeout: 600_000 },
     async () => {
       const taskQueue = `failover-kill-${Date.now()}`;
       const config = labConfig(taskQueue);
       const file = join(dir, 'worker.yaml');
       writeFileSync(file, stringify(config));
-      const spawnWorker = (n: number): ChildProcess =>
-        spawn(process.execPath, ['bin/drctl.js', '--config', file, 'worker'], {
-          stdio: ['ignore', openSync(join(dir, `worker-${n}.log`), 'a'), openSync(join(dir, `worker-${n}.log`), 'a')],
+      // One worker "at" each site, as the README's "Where drctl runs" says to deploy them.
+      const spawnWorker = (site: string): ChildProcess =>
+        spawn(process.execPath, ['bin/drctl.js', '--config', file, 'worker', '--site', site], {
+          stdio: [
+            'ignore',
+            openSync(join(dir, `worker-${site}.log`), 'a'),
+            openSync(join(dir, `worker-${site}.log`), 'a'),
+          ],
         });
-      let worker = spawnWorker(1);
+      const workerA = spawnWorker('site-a');
+      const workerB = spawnWorker('site-b');
       try {
         const h = await start(taskQueue);
         expect((await waiting(h)).phase).toBe('waiting-approval');
@@ -402,11 +407,20 @@ describe('site failover', () => {
           120_000,
           50,
         );
-        worker.kill('SIGKILL');
-        await sleep(1000);
-        worker = spawnWorker(2);
+        workerA.kill('SIGKILL');
+        // What A finished before it died is in the history by now; everything after is someone else's.
+        await new Promise((r) => setTimeout(r, 500));
+        const seenBeforeKill = (await h.fetchHistory()).events?.length ?? 0;
         const report = await h.result();
         expect(report.outcome).toBe('completed');
+        // Every activity started after the kill ran on site B's worker.
+        const events = (await h.fetchHistory()).events ?? [];
+        const after = events
+          .slice(seenBeforeKill)
+          .map((e) => e.activityTaskStartedEventAttributes?.identity)
+          .filter((i): i is string => !!i);
+        expect(after.length).toBeGreaterThan(0);
+        for (const i of after) expect(i).toBe(`drctl-worker@site-b ${workerB.pid}@${hostname()}`);
         // Fenced once: the annotation still records the replicas from before the fence (3, not 0).
         const depsA = await gw.kube('site-a').deployments(NS);
         expect(depsA.map((d) => [d.replicas, d.annotations[FENCED_REPLICAS]])).toEqual([[0, '3']]);
@@ -415,7 +429,8 @@ describe('site failover', () => {
         );
         expect(restores).toHaveLength(1);
       } finally {
-        worker.kill('SIGTERM');
+        workerA.kill('SIGKILL');
+        workerB.kill('SIGTERM');
       }
     },
   );

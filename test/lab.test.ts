@@ -276,7 +276,7 @@ describe('drctl lab status / env (CLI)', () => {
     for (const c of comps) {
       expect(c.healthy, c.name).toBe(true);
       expect(c.pid, c.name).toBeGreaterThan(0);
-      if (c.kind === 'worker') expect(c.detail).toMatch(/[1-9]\d* workflow poller/);
+      if (c.kind === 'worker') expect(c.detail).toBe("polling 'drctl'");
       else expect(c.address, c.name).toMatch(/^(https?:\/\/)?(127\.0\.|172\.30\.)|^site-[ab]\/cp\d \(leader\)$/);
     }
   });

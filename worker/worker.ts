@@ -1,5 +1,6 @@
 // The drctl worker: activities built over gateways from this worker's own config (credentials are
 // read here and never leave), workflows from workflows/.
+import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   type LogLevel,
@@ -66,8 +67,22 @@ export async function createWorker(config: DrctlConfig, overrides: Partial<Worke
   return { worker, gateways, connection };
 }
 
-/** Runs until SIGINT/SIGTERM, then drains in-flight tasks. */
-export async function runWorker(config: DrctlConfig): Promise<void> {
+/**
+ * The identity a worker polls with, which Temporal records on every task it runs (the history's
+ * ActivityTaskStarted, `describe`'s pending activities, the task queue's pollers): the site it runs
+ * at, then Temporal's default `pid@host`.
+ */
+export function workerIdentity(site?: string): string {
+  return `drctl-worker@${site ?? 'unplaced'} ${process.pid}@${hostname()}`;
+}
+
+/**
+ * Runs until SIGINT/SIGTERM, then drains in-flight tasks. `site`: where this worker runs. Every
+ * worker on the task queue runs every activity (each reads both sites' credentials from its own
+ * config), so with one worker per site the loss of a site's worker costs an activity's heartbeat
+ * timeout, not the run.
+ */
+export async function runWorker(config: DrctlConfig, opts: { site?: string } = {}): Promise<void> {
   // The snapshot keys now, not at the first snapshot: a worker that could not sign or encrypt one
   // says so before it starts (one line naming the config field and the file or variable; exit 2).
   try {
@@ -75,8 +90,9 @@ export async function runWorker(config: DrctlConfig): Promise<void> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const { worker, gateways, connection } = await createWorker(config);
-  log.info({ taskQueue: config.temporal.taskQueue, namespace: worker.options.namespace }, 'worker running');
+  const identity = workerIdentity(opts.site);
+  const { worker, gateways, connection } = await createWorker(config, { identity });
+  log.info({ taskQueue: config.temporal.taskQueue, namespace: worker.options.namespace, identity }, 'worker running');
   try {
     await worker.run();
   } finally {

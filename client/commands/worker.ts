@@ -1,14 +1,24 @@
 import type { Command } from 'commander';
+import { UsageError } from '../../common/errors.ts';
 import { loadConfig } from '../../config/load.ts';
-import { runWorker } from '../../worker/worker.ts';
+import { runWorker, workerIdentity } from '../../worker/worker.ts';
 
 export function registerWorkerCommand(program: Command) {
   program
     .command('worker')
     .description("Run a drctl worker (activities use this machine's SSH keys and object-store credentials)")
-    .action(async () => {
+    .option(
+      '--site <site>',
+      'the site this worker runs at (its identity in every task it runs; run one per site on the same task queue)',
+    )
+    .action(async (opts: { site?: string }) => {
       const { path, config } = loadConfig(program.opts<{ config: string }>().config);
-      process.stderr.write(`drctl worker: config ${path}, task queue ${config.temporal.taskQueue}\n`);
-      await runWorker(config);
+      const sites = config.sites.map((s) => s.name);
+      if (opts.site !== undefined && !sites.includes(opts.site))
+        throw new UsageError(`--site: unknown site '${opts.site}' (sites: ${sites.join(', ')})`);
+      process.stderr.write(
+        `drctl worker: config ${path}, task queue ${config.temporal.taskQueue}, identity ${workerIdentity(opts.site)}\n`,
+      );
+      await runWorker(config, { site: opts.site });
     });
 }
