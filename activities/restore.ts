@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { FailureType, failure } from '../common/errors.ts';
 import type { NodePlan, NodePreflight } from '../common/restore.ts';
 import { log } from '../common/log.ts';
+import { pickLatest } from '../common/snapshot-proof.ts';
 import type { SnapshotRef } from '../common/snapshots.ts';
 import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import type { Gateways } from '../gateways/index.ts';
@@ -179,12 +180,38 @@ export function createRestoreActivities(gw: Gateways) {
      */
     async resolveSnapshot(input: { cluster: string; snapshot: string }): Promise<SnapshotRef> {
       const snaps = gw.snapshots();
-      if (input.snapshot !== 'latest') return snaps.resolve(input.cluster, input.snapshot);
+      if (input.snapshot !== 'latest') {
+        const ref = await snaps.resolve(input.cluster, input.snapshot);
+        const proof = await snaps.readProof(ref);
+        if (proof && !('problem' in proof) && proof.verdict === 'unrestorable')
+          throw failure(
+            FailureType.SnapshotCorrupt,
+            `${ref.key} was proven unrestorable ${proof.provedAt} (etcd ${proof.etcdVersion}): ${proof.detail}; pick another from \`drctl snapshot list\``,
+          );
+        return ref;
+      }
       const { snapshots, ignored } = await snaps.list(input.cluster);
       for (const i of ignored)
         log.warn({ cluster: input.cluster, key: i.key, why: i.why }, "not a signed snapshot: passed over for 'latest'");
-      const newest = snapshots[0];
-      if (newest) return newest;
+      // The newest proven restorable; one proven unrestorable never (common/snapshot-proof.ts).
+      const { pick, untested, passedOver } = pickLatest(snapshots);
+      for (const s of passedOver)
+        log.warn(
+          { cluster: input.cluster, key: s.key, proof: s.proof?.verdict ?? 'untested' },
+          s.proof
+            ? `proven unrestorable: passed over for 'latest' (${s.proof.detail})`
+            : "not proven restorable: passed over for 'latest', an older one is",
+        );
+      if (pick) {
+        if (untested)
+          log.warn({ cluster: input.cluster, key: pick.key }, "'latest' is not proven restorable (no proof yet)");
+        return pick;
+      }
+      if (snapshots.length)
+        throw failure(
+          FailureType.SnapshotCorrupt,
+          `every signed snapshot of cluster '${input.cluster}' (${snapshots.length}) was proven unrestorable; newest: ${snapshots[0]!.key}: ${snapshots[0]!.proof?.detail}`,
+        );
       throw failure(
         FailureType.SnapshotNotFound,
         `no signed snapshot of cluster '${input.cluster}' in s3://${snaps.bucket.bucket}/${snaps.prefixOf(input.cluster)}` +

@@ -1,7 +1,7 @@
 // etcd snapshot activities: pick a member, `snapshot save` on its node, verify it there, stream it
 // off-site (encrypted on the worker, then signed: gateways/snapshot-store.ts), prune. Every one looks before it acts, so a retry (or a new worker after a crash)
 // reuses what an earlier attempt finished instead of doing it twice.
-import { pipeline } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
 import { log } from '../common/log.ts';
 import {
@@ -13,8 +13,10 @@ import {
   retentionProblem,
   type SnapshotRef,
 } from '../common/snapshots.ts';
+import { minorOf, pickLatest, type ProofSummary, summaryOf } from '../common/snapshot-proof.ts';
 import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import type { Gateways } from '../gateways/index.ts';
+import { serveFromScratch, type ScratchAnswer, Unrestorable } from '../gateways/scratch-etcd.ts';
 import { ciphertextSize } from '../gateways/snapshot-crypto.ts';
 import { checkRoot, shq } from '../gateways/ssh.ts';
 import { activitySignal, heartbeat, heartbeating, meter } from './support.ts';
@@ -276,8 +278,13 @@ export function createSnapshotActivities(gw: Gateways) {
       if (bad) throw failure(FailureType.PreflightFailed, bad);
       const { snapshots } = await signedSnapshots(input.cluster);
       const now = Date.now();
+      // Never the newest snapshot, nor the newest proven restorable ('latest' for a restore).
+      const latest = pickLatest(snapshots).pick?.key;
       const doomed = snapshots.filter(
-        (r, i) => i > 0 && (i >= keep || (maxAgeMs !== undefined && now - Date.parse(r.takenAt) > maxAgeMs)),
+        (r, i) =>
+          i > 0 &&
+          r.key !== latest &&
+          (i >= keep || (maxAgeMs !== undefined && now - Date.parse(r.takenAt) > maxAgeMs)),
       );
       for (const r of doomed) {
         await gw.snapshots().remove(r.key);
@@ -291,6 +298,82 @@ export function createSnapshotActivities(gw: Gateways) {
       await gw
         .shell(input.cluster, input.node)
         .exec(`rm -f ${shq(input.path)} ${shq(`${input.path}.part`)}`, { timeoutMs: 60_000, check: true });
+    },
+
+    /**
+     * Proves the off-site snapshot `key` restorable (common/snapshot-proof.ts): fetched back, its
+     * stored bytes' sha256 checked, decrypted, restored with etcdutl of the cluster's etcd minor
+     * version (`snapshots.prove.etcd`) and served by a throwaway etcd on the worker, which must
+     * answer the signed revision and hold Kubernetes' kube-system namespace. The verdict is written
+     * next to the snapshot, signed. Looks first: a proof already there is returned as it is. A
+     * snapshot that does not restore is marked unrestorable (never 'latest' again) and fails the
+     * activity (SnapshotCorrupt); a worker-side problem (no binary, a full disk) marks nothing.
+     */
+    async proveSnapshot(input: { cluster: string; key: string }): Promise<ProofSummary | { untested: string }> {
+      const prove = gw.config.snapshots.prove;
+      if (!prove) return { untested: "snapshots.prove is not configured in the worker's config" };
+      const snaps = gw.snapshots();
+      const ref = await snaps.resolve(input.cluster, input.key);
+      const before = await snaps.readProof(ref);
+      const refuse = (p: ProofSummary) =>
+        failure(
+          FailureType.SnapshotCorrupt,
+          `${ref.key} does not restore (proven ${p.provedAt} with etcd ${p.etcdVersion}): ${p.detail}; marked unrestorable, never offered as 'latest'`,
+          p,
+          true,
+        );
+      if (before && !('problem' in before)) {
+        if (before.verdict === 'unrestorable') throw refuse(summaryOf(before));
+        return summaryOf(before);
+      }
+      const minor = minorOf(ref.etcdVersion);
+      const binDir = prove.etcd[minor];
+      if (!binDir)
+        throw failure(
+          FailureType.PreflightFailed,
+          `snapshots.prove.etcd has no binaries for etcd ${minor} (the snapshot's version ${ref.etcdVersion}); it has ${Object.keys(prove.etcd).join(', ') || 'none'}`,
+        );
+      const started = Date.now();
+      const stored = meter((bytes) => heartbeat({ bytes }));
+      let answer: ScratchAnswer | undefined;
+      let problem: string | undefined;
+      try {
+        const plain = snaps.keys.decryptStream(ref.key);
+        const fetching = pipeline(await snaps.bucket.get(ref.key), stored.stream, plain, () => undefined);
+        answer = await serveFromScratch({
+          plain: fetching as unknown as Readable,
+          expect: { sha256: ref.sha256, size: ref.size },
+          binDir,
+          scratchDir: prove.scratchDir,
+          timeoutMs: prove.timeout,
+          onProgress: (step) => heartbeat({ step }),
+        });
+        const storedSha256 = stored.digest();
+        if (storedSha256 !== ref.storedSha256)
+          problem = `the stored object hashes to ${storedSha256}, not the signed ${ref.storedSha256}`;
+        else if (answer.revision !== ref.revision)
+          problem = `the restored etcd answers revision ${answer.revision}, not the snapshot's ${ref.revision}`;
+        else if (!answer.kubernetes)
+          problem = `the restored etcd (revision ${answer.revision}, ${answer.keys} keys) has no /registry/namespaces/kube-system: not a Kubernetes cluster's data`;
+      } catch (err) {
+        const type = (err as { type?: string }).type;
+        if (!(err instanceof Unrestorable) && type !== FailureType.SnapshotCorrupt) throw err;
+        problem = (err as Error).message;
+      }
+      const proof = await snaps.writeProof({
+        key: ref.key,
+        storedSha256: ref.storedSha256,
+        verdict: problem ? 'unrestorable' : 'restorable',
+        revision: answer?.revision ?? 0,
+        keys: answer?.keys ?? 0,
+        etcdVersion: answer?.etcdVersion ?? minor,
+        provedAt: new Date().toISOString(),
+        seconds: Math.round((Date.now() - started) / 100) / 10,
+        detail:
+          problem ?? `restored and served: revision ${answer!.revision}, ${answer!.keys} keys, kube-system present`,
+      });
+      if (problem) throw refuse(summaryOf(proof));
+      return summaryOf(proof);
     },
 
     /**

@@ -11,6 +11,8 @@
 // manifest whose signature verifies with the worker's signing key is not a snapshot, whatever its
 // name or S3 metadata says (anyone who can write to the bucket can write those).
 
+import type { ProofSummary } from './snapshot-proof.ts';
+
 /** What was verified on the node: the etcd snapshot file itself (the plaintext). */
 export interface SnapshotMeta {
   cluster: string;
@@ -58,9 +60,12 @@ export interface IgnoredObject {
   why: string;
 }
 
+/** A snapshot as listed: with its restore proof, when one was made (common/snapshot-proof.ts). */
+export type ListedSnapshot = SnapshotRef & { proof?: ProofSummary };
+
 export interface SnapshotListing {
   /** Signed, verified, decryptable with the worker's key: newest first. */
-  snapshots: SnapshotRef[];
+  snapshots: ListedSnapshot[];
   /** Everything else under the prefix (unsigned, mis-signed, incomplete), reported, never used. */
   ignored: IgnoredObject[];
 }

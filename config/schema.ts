@@ -447,6 +447,21 @@ const snapshots = z
       encryptionKey: keyRef,
       /** Signs what drctl verified (HMAC-SHA256); only signed snapshots are listed or restored. */
       signingKey: keyRef,
+      /**
+       * Prove every snapshot restorable after upload (common/snapshot-proof.ts): fetched back,
+       * decrypted, restored with etcdutl and served by a throwaway etcd on the worker. Without it,
+       * snapshots stay untested.
+       */
+      prove: z
+        .strictObject({
+          /** Directory holding etcd and etcdutl, per etcd minor version of the clusters: { "3.5": /opt/etcd-v3.5.21 }. */
+          etcd: z.record(z.string().regex(/^\d+\.\d+$/, { error: 'expected an etcd minor version like 3.5' }), absPath),
+          /** Where the scratch restores go (default: the OS temp dir); room for the largest snapshot twice. */
+          scratchDir: absPath.optional(),
+          /** How long the throwaway etcd may take to answer. */
+          timeout: duration.default(5 * 60_000),
+        })
+        .optional(),
     },
     { error: 'expected a snapshots section with encryptionKey and signingKey ({ file } or { env })' },
   )

@@ -46,6 +46,7 @@ import { readFileSync } from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
 import { signedText, type SnapshotRef, type UnsignedSnapshotRef } from '../common/snapshots.ts';
+import { proofSignedText, type RestoreProof, type UnsignedProof } from '../common/snapshot-proof.ts';
 import type { KeyRef, SnapshotsConfig } from '../config/schema.ts';
 
 export const KEY_BYTES = 32;
@@ -158,6 +159,24 @@ export class SnapshotKeys {
     return r.signingKeyId === this.signingKeyId
       ? 'the signature does not verify: changed after drctl signed it, or not signed by drctl'
       : `signed with another key (id ${r.signingKeyId}), not this worker's snapshots.signingKey (id ${this.signingKeyId})`;
+  }
+
+  /** A restore proof's signature, with the manifest's key (common/snapshot-proof.ts). */
+  signProof(p: Omit<UnsignedProof, 'signingKeyId'>): RestoreProof {
+    const unsigned = { ...p, signingKeyId: this.signingKeyId };
+    return { ...unsigned, signature: this.#proofMac(unsigned).toString('hex') };
+  }
+
+  /** Why the proof is not signed by this key as it stands; undefined when it is. */
+  verifyProof(p: RestoreProof): string | undefined {
+    if (!/^[0-9a-f]{64}$/.test(p.signature)) return 'unsigned proof';
+    return timingSafeEqual(this.#proofMac(p), Buffer.from(p.signature, 'hex'))
+      ? undefined
+      : "the proof's signature does not verify with this worker's snapshots.signingKey";
+  }
+
+  #proofMac(p: UnsignedProof): Buffer {
+    return createHmac('sha256', this.#signing).update(proofSignedText(p)).digest();
   }
 
   /** Plaintext in, the format above out. */

@@ -12,10 +12,21 @@ import {
   newestFirst,
   parseManifest,
   snapshotPrefix,
+  type ListedSnapshot,
   type SnapshotListing,
   type SnapshotRef,
   type UnsignedSnapshotRef,
 } from '../common/snapshots.ts';
+import {
+  dataKeyOfProof,
+  isProofKey,
+  parseProof,
+  proofJson,
+  proofKeyOf,
+  type RestoreProof,
+  summaryOf,
+  type UnsignedProof,
+} from '../common/snapshot-proof.ts';
 import type { ObjectStore } from './s3.ts';
 import type { SnapshotKeys } from './snapshot-crypto.ts';
 
@@ -85,12 +96,46 @@ export class SnapshotStore {
     return undefined;
   }
 
-  /** The cluster's signed snapshots, newest first, and every other object under its prefix with why it was passed over. */
+  /**
+   * The restore proof of `ref` (common/snapshot-proof.ts), or why the object there is not one.
+   * Undefined: none was made.
+   */
+  async readProof(
+    ref: Pick<SnapshotRef, 'key' | 'storedSha256'>,
+  ): Promise<RestoreProof | { problem: string } | undefined> {
+    const pkey = proofKeyOf(ref.key);
+    const size = (await this.bucket.head(pkey))?.size;
+    if (size === undefined) return undefined;
+    if (size > MAX_MANIFEST_BYTES) return { problem: `proof of ${size} bytes: not drctl's` };
+    const text = await readText(await this.bucket.get(pkey), MAX_MANIFEST_BYTES);
+    const p = text === undefined ? { problem: 'proof too large' } : parseProof(text);
+    if ('problem' in p) return p;
+    const bad = this.keys.verifyProof(p);
+    if (bad) return { problem: bad };
+    if (p.key !== ref.key || p.storedSha256 !== ref.storedSha256)
+      return { problem: 'the proof is of another object (key or stored sha256 differ)' };
+    return p;
+  }
+
+  /** Signs the proof and writes it next to its snapshot; read back and checked. */
+  async writeProof(p: Omit<UnsignedProof, 'signingKeyId'>): Promise<RestoreProof> {
+    const proof = this.keys.signProof(p);
+    await this.bucket.put(proofKeyOf(p.key), proofJson(proof), {}, undefined);
+    const back = await this.readProof(proof);
+    if (!back || 'problem' in back || back.signature !== proof.signature)
+      throw failure(
+        FailureType.ObjectStoreError,
+        `${this.where(proofKeyOf(p.key))}: the proof just written reads back wrong (${back && 'problem' in back ? back.problem : 'missing'})`,
+      );
+    return proof;
+  }
+
+  /** The cluster's signed snapshots, newest first (each with its restore proof), and every other object under its prefix with why it was passed over. */
   async list(cluster: string): Promise<SnapshotListing> {
     const objects = await this.bucket.list(this.prefixOf(cluster));
     const sizes = new Map(objects.map((o) => [o.key, o.size]));
     const manifests = objects.filter((o) => isManifestKey(o.key));
-    const snapshots: SnapshotRef[] = [];
+    const snapshots: ListedSnapshot[] = [];
     const ignored: IgnoredObject[] = [];
     const seen = new Set<string>();
     // A few at a time: a long retention list should not open a connection per object.
@@ -116,8 +161,24 @@ export class SnapshotStore {
         else snapshots.push(m as SnapshotRef);
       }
     }
+    // Each snapshot's proof, when one was made; a proof that does not verify is reported, never used.
+    await Promise.all(
+      snapshots.map(async (s) => {
+        if (!sizes.has(proofKeyOf(s.key))) return;
+        seen.add(proofKeyOf(s.key));
+        const p = await this.readProof(s);
+        if (p && 'problem' in p) ignored.push({ key: proofKeyOf(s.key), why: p.problem });
+        else if (p) s.proof = summaryOf(p);
+      }),
+    );
     for (const o of objects)
-      if (!seen.has(o.key)) ignored.push({ key: o.key, why: 'unsigned: no drctl manifest next to it' });
+      if (!seen.has(o.key))
+        ignored.push({
+          key: o.key,
+          why: isProofKey(o.key)
+            ? `a restore proof of ${dataKeyOfProof(o.key)}, which is not a snapshot`
+            : 'unsigned: no drctl manifest next to it',
+        });
     snapshots.sort(newestFirst);
     ignored.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return { snapshots, ignored };
@@ -192,5 +253,6 @@ export class SnapshotStore {
   async remove(key: string): Promise<void> {
     await this.bucket.delete(manifestKeyOf(key));
     await this.bucket.delete(key);
+    await this.bucket.delete(proofKeyOf(key));
   }
 }

@@ -7,7 +7,7 @@ import { hostKeyFingerprint } from './nodes.ts';
 import { VELERO_NS } from './controlplane.ts';
 import { pdnsApi } from './pdns.ts';
 import { minioCreds } from './services.ts';
-import { APPROVERS, bin, LOGIN, PEOPLE, onHost, paths, SERVICES, siteNamed, SITES } from './topology.ts';
+import { APPROVERS, bin, LOGIN, PEOPLE, onHost, paths, SERVICES, siteNamed, SITES, VERSIONS } from './topology.ts';
 import { QUARTERLY } from '../config/schema.ts';
 
 export const LAB_TASK_QUEUE = 'drctl';
@@ -80,6 +80,16 @@ export function labConfig(): object {
     snapshots: {
       encryptionKey: { file: paths.snapshotEncryptionKey },
       signingKey: { file: paths.snapshotSigningKey },
+      // The worker proves each snapshot restorable with the etcd of the cluster's minor version
+      // (the lab's own builds: site A runs 3.5, site B 3.6).
+      prove: {
+        etcd: Object.fromEntries(
+          Object.values(VERSIONS.etcd).map((v) => [
+            v.replace(/^v/, '').split('.').slice(0, 2).join('.'),
+            bin.etcdVersionDir(v),
+          ]),
+        ),
+      },
     },
     approvals: {
       approvers: [...APPROVERS],

@@ -1,6 +1,6 @@
 // Records the workflow histories that test/replay.test.ts replays against the current code, so a
 // change that would break runs in flight fails CI. Run against the lab after an intended change
-// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|failover|drill|all]
+// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|snapshot-proven|namespace|failover|drill|all]
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -12,6 +12,7 @@ import { decide, signedDecision, signedInput } from '../test/support/lab.ts';
 import { etcdSnapshot } from '../workflows/etcd-snapshot.ts';
 import { drDrill, statusQuery as drillStatus, signoffSignal } from '../workflows/drill.ts';
 import { healthWatch } from '../workflows/health-watch.ts';
+import { namespaceRestore, statusQuery as namespaceStatus } from '../workflows/namespace-restore.ts';
 import { statusQuery as failoverStatus, siteFailover } from '../workflows/site-failover.ts';
 import { labCli, resetFailoverLab } from '../test/support/failover.ts';
 import { bin } from '../lab/topology.ts';
@@ -101,6 +102,46 @@ await w.worker.runUntil(async () => {
     await decide({ config, client }, restore, 'bob', true, 'recording');
     await restore.result();
     save('etcd-restore', restore);
+  }
+
+  if (which === 'snapshot-proven' || which === 'all') {
+    // A snapshot run with its `prove` step (the etcd-snapshot history above may predate it).
+    const snap = await client.workflow.start(etcdSnapshot, {
+      taskQueue,
+      workflowId: id('snapshot-proven'),
+      args: [{ cluster, keep: 50 }],
+    });
+    await snap.result();
+    save('etcd-snapshot-proven', snap);
+  }
+
+  if (which === 'namespace' || which === 'all') {
+    // demo-app deleted at site A, then restored in place from the backup taken before.
+    await resetFailoverLab(gw, config);
+    const before = new Date().toISOString();
+    await gw.kube('site-a').deleteNamespace('demo-app', 180_000);
+    const nrId = id('namespace-restore');
+    const nr = await client.workflow.start(namespaceRestore, {
+      taskQueue,
+      workflowId: nrId,
+      args: [
+        await signedInput({ config }, 'namespace-restore', nrId, {
+          site: 'site-a',
+          namespaces: ['demo-app'],
+          before,
+          reason: 'recording',
+        }),
+      ],
+    });
+    await until(
+      'waiting-approval',
+      () => nr.query(namespaceStatus),
+      (s) => s.phase === 'waiting-approval',
+      120_000,
+    );
+    await decide({ config, client }, nr, 'bob', true, 'recording');
+    await nr.result();
+    save('namespace-restore', nr);
   }
 
   if (which === 'failover' || which === 'all') {

@@ -3,7 +3,7 @@
 // of its own, writing under an object prefix of its own, so nothing here touches the lab worker's
 // queue or the snapshots another test (or a person) relies on.
 import { execFile } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,10 +21,12 @@ import {
   manifestKeyOf,
   snapshotKey,
   snapshotPrefix,
+  type ListedSnapshot,
   type SnapshotRef,
 } from '../common/snapshots.ts';
 import { loadConfig } from '../config/load.ts';
 import { planRestore, runTag } from '../common/restore.ts';
+import { proofKeyOf } from '../common/snapshot-proof.ts';
 import { ciphertextSize } from '../gateways/snapshot-crypto.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
@@ -148,7 +150,7 @@ async function snapshot(cluster: string, extra: { keep?: number; maxAgeMs?: numb
   return { handle, result: await handle.result() };
 }
 
-async function listed(cluster: string): Promise<SnapshotRef[]> {
+async function listed(cluster: string): Promise<ListedSnapshot[]> {
   const listing = await client.workflow.execute(listEtcdSnapshots, {
     taskQueue,
     workflowId: `test-snapshot-list-${stamp}-${Date.now()}`,
@@ -235,6 +237,17 @@ describe('etcdSnapshot runbook', () => {
       expect(r.storedSize).toBe(ciphertextSize(r.size));
       const back = await sha256OfObject(r.key);
       expect(back).toEqual({ sha256: r.storedSha256, size: r.storedSize });
+
+      // Proven restorable: the off-site object fetched back, restored and served by a throwaway etcd
+      // of the cluster's minor version on the worker, answering the snapshot's revision.
+      expect(r.proof).toMatchObject({
+        verdict: 'restorable',
+        revision: r.revision,
+        etcdVersion: expect.stringMatching(version),
+      });
+      expect((r.proof as { keys: number }).keys).toBeGreaterThan(5);
+      expect(await gw.store().head(proofKeyOf(r.key))).toBeDefined();
+      expect((await listed(cluster)).find((x) => x.key === r.key)).toMatchObject({ proof: { verdict: 'restorable' } });
 
       // A follower was chosen (spare the leader).
       const st = await gw.etcd(cluster, r.node).status();
@@ -331,6 +344,78 @@ describe('etcdSnapshot runbook', () => {
     // The activity on its own: nothing left to prune, the newest stays.
     const env = mockEnv();
     expect(await env.run(createSnapshotActivities(gw).pruneSnapshots, { cluster, keep: 1, maxAgeMs: 1 })).toEqual([]);
+  });
+});
+
+describe('every snapshot proven restorable', () => {
+  it("a signed snapshot whose data does not restore is marked unrestorable, fails its proof, and is never 'latest'", async () => {
+    const cluster = 'site-b';
+    const { result: good } = await snapshot(cluster);
+    expect(good.proof).toMatchObject({ verdict: 'restorable' });
+    // What the lab saw twice: a newest snapshot, signed, whose bytes are not an etcd database (here:
+    // 64 KiB of noise, encrypted and signed with the worker's own keys, as a bug before upload would).
+    const snaps = gw.snapshots();
+    const plain = randomBytes(64 * 1024);
+    const chunks: Buffer[] = [];
+    const enc = snaps.keys.encryptStream();
+    enc.on('data', (c: Buffer) => chunks.push(c));
+    await new Promise<void>((resolve, reject) => {
+      enc.on('end', resolve);
+      enc.on('error', reject);
+      enc.end(plain);
+    });
+    const stored = Buffer.concat(chunks);
+    const takenAt = new Date(Date.parse(good.takenAt) + 1000);
+    const key = snapshotKey(prefix, cluster, takenAt, good.revision + 1);
+    await gw.store().put(key, stored);
+    await snaps.commit({
+      key,
+      cluster,
+      member: good.member,
+      revision: good.revision + 1,
+      etcdHash: good.etcdHash,
+      totalKey: 10,
+      totalSize: plain.length,
+      sha256: createHash('sha256').update(plain).digest('hex'),
+      size: plain.length,
+      etcdVersion: good.etcdVersion,
+      takenAt: takenAt.toISOString(),
+      storedSha256: createHash('sha256').update(stored).digest('hex'),
+      storedSize: stored.length,
+      encryption: ENCRYPTION_FORMAT,
+      encryptionKeyId: snaps.keys.encryptionKeyId,
+    });
+    const acts = createSnapshotActivities(gw);
+    // Before its proof it is the newest signed one, and untested.
+    const first = (await listed(cluster))[0]!;
+    expect(first.key).toBe(key);
+    expect(first.proof).toBeUndefined();
+    const err = await mockEnv()
+      .run(acts.proveSnapshot, { cluster, key })
+      .then(
+        () => undefined,
+        (e: unknown) => e as { type?: string; message: string },
+      );
+    expect(err).toMatchObject({
+      type: FailureType.SnapshotCorrupt,
+      message: expect.stringMatching(/does not restore .*etcdutl snapshot restore/),
+    });
+    // Marked: listed as unrestorable, passed over for 'latest', refused by name.
+    const after = await listed(cluster);
+    expect(after[0]).toMatchObject({ key, proof: { verdict: 'unrestorable' } });
+    const restore = createActivities(gw);
+    const latest = (await mockEnv().run(restore.resolveSnapshot, { cluster, snapshot: 'latest' })) as SnapshotRef;
+    expect(latest.key).toBe(good.key);
+    await expect(mockEnv().run(restore.resolveSnapshot, { cluster, snapshot: key })).rejects.toMatchObject({
+      type: FailureType.SnapshotCorrupt,
+    });
+    // Looking before it acts: a second proof of the same object reads the verdict, runs nothing.
+    const t0 = Date.now();
+    await expect(mockEnv().run(acts.proveSnapshot, { cluster, key })).rejects.toMatchObject({
+      type: FailureType.SnapshotCorrupt,
+    });
+    expect(Date.now() - t0).toBeLessThan(2000);
+    measured.push(`restore proof of ${cluster} (${good.size} bytes): ${JSON.stringify(good.timings)}`);
   });
 });
 

@@ -3,11 +3,13 @@
 //   3 verify: `snapshot status` + sha256 there  4 upload: stream it to the bucket, hash checked,
 //     encrypted on the worker, then its signed manifest (only signed snapshots are restore sources)
 //   5 remove the node-local file — always, even when 3 or 4 failed or the run was cancelled
-//   6 prune: keep the newest N (and none older than max age; never the newest).
+//   6 prove: the off-site copy restored and served by a throwaway etcd (else marked unrestorable)
+//   7 prune: keep the newest N (and none older than max age; never the newest, nor the newest proven).
 // A snapshot that fails verification is never uploaded, so it can never be a restore source.
 import type { RunbookStatus } from '../common/runbook.ts';
-import { CancellationScope, log, workflowInfo, defineQuery } from '@temporalio/workflow';
+import { CancellationScope, log, patched, workflowInfo, defineQuery } from '@temporalio/workflow';
 import { FailureType, rootMessage } from '../common/errors.ts';
+import type { ProofSummary } from '../common/snapshot-proof.ts';
 import { retentionProblem, type SnapshotListing, type SnapshotRef } from '../common/snapshots.ts';
 import { quick, long } from './activity-options.ts';
 import { refuse, Runbook } from './runbook.ts';
@@ -41,6 +43,8 @@ export interface EtcdSnapshotResult {
   takenAt: string;
   /** Keys deleted by retention. */
   pruned: string[];
+  /** Proven restorable (common/snapshot-proof.ts), or why it stays untested. */
+  proof?: ProofSummary | { untested: string };
   /** Retention is housekeeping: if it fails, the snapshot still counts and the error is reported here. */
   pruneError?: string;
   /** The node-local file could not be removed (the snapshot itself is off-site). */
@@ -49,7 +53,7 @@ export interface EtcdSnapshotResult {
   timings: Record<string, number>;
 }
 
-export const SNAPSHOT_STEPS = ['pick', 'take', 'verify', 'upload', 'cleanup', 'prune'] as const;
+export const SNAPSHOT_STEPS = ['pick', 'take', 'verify', 'upload', 'cleanup', 'prove', 'prune'] as const;
 
 export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapshotResult> {
   const { cluster } = input;
@@ -91,7 +95,19 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
         }
       }
 
-      // 6. Prune: only after a verified snapshot is safely off-site.
+      // 6. Prove it restorable: the off-site object fetched back, restored and served by a throwaway
+      //    etcd on the worker (activities/snapshot.ts proveSnapshot). One that does not restore is
+      //    marked so (never 'latest') and fails the run, before retention deletes anything.
+      //    (Runs that passed this point before the step existed replay without it.)
+      let proof: EtcdSnapshotResult['proof'];
+      if (patched('prove-restorable'))
+        proof = await run('prove', async (s) => {
+          const p = await long.proveSnapshot({ cluster, key: ref.key });
+          s.detail = 'untested' in p ? `untested: ${p.untested}` : p.detail;
+          return p;
+        });
+
+      // 7. Prune: only after a verified snapshot is safely off-site.
       let pruned: string[] = [];
       let pruneError: string | undefined;
       try {
@@ -117,6 +133,7 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
         etcdVersion: ref.etcdVersion,
         takenAt: ref.takenAt,
         pruned,
+        ...(proof ? { proof } : {}),
         ...(pruneError ? { pruneError } : {}),
         ...(cleanupError ? { cleanupError } : {}),
         timings: rb.timings(),

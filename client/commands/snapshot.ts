@@ -2,6 +2,7 @@
 // bucket's credentials never reach the CLI), and manage the per-cluster Temporal Schedule.
 import type { Client, ScheduleSpec } from '@temporalio/client';
 import type { Command } from 'commander';
+import { pickLatest } from '../../common/snapshot-proof.ts';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
 import { MIN_SNAPSHOT_EVERY_MS, type SnapshotListing } from '../../common/snapshots.ts';
@@ -154,7 +155,8 @@ export function registerSnapshotCommands(program: Command) {
             workflowExecutionTimeout: '2 minutes',
           });
           const now = Date.now();
-          const newest = snapshots[0];
+          // The RPO counts from what a restore would use: the newest proven restorable.
+          const { pick: newest, untested } = pickLatest(snapshots);
           const newestAgeMs = newest ? now - Date.parse(newest.takenAt) : undefined;
           const over = target ? newestAgeMs === undefined || newestAgeMs > target.rpoMs : false;
           if (opts.json) {
@@ -164,12 +166,15 @@ export function registerSnapshotCommands(program: Command) {
               rpo: target
                 ? { tier: target.tier, targetMs: target.rpoMs, newestAgeMs: newestAgeMs ?? null, over }
                 : null,
+              latest: newest ? { key: newest.key, proven: !untested } : null,
               snapshots,
               ignored,
             });
           }
           const age =
-            newestAgeMs === undefined ? 'no verified snapshot' : `newest is ${formatDuration(newestAgeMs)} old`;
+            newestAgeMs === undefined
+              ? 'no restorable snapshot'
+              : `'latest' is ${formatDuration(newestAgeMs)} old${untested ? ' and NOT proven restorable' : ''}`;
           const verdict = target
             ? `${over ? 'OVER' : 'within'} the ${target.tier} RPO of ${formatDuration(target.rpoMs)}`
             : 'no RPO target above zero';
@@ -182,16 +187,21 @@ export function registerSnapshotCommands(program: Command) {
             for (const i of ignored) process.stdout.write(`  ${i.key}: ${i.why}\n`);
           }
           if (!snapshots.length) return;
-          const rows = [['KEY', 'TAKEN', 'AGE', 'REVISION', 'SIZE', 'MEMBER', 'ETCD']];
+          const rows = [['KEY', 'TAKEN', 'AGE', 'REVISION', 'SIZE', 'MEMBER', 'ETCD', 'RESTORE TEST']];
           for (const s of snapshots) {
             rows.push([
-              s.key,
+              `${s.key}${s.key === newest?.key ? ' (latest)' : ''}`,
               s.takenAt,
               formatDuration(now - Date.parse(s.takenAt)),
               String(s.revision),
               String(s.size),
               s.member,
               s.etcdVersion,
+              !s.proof
+                ? 'untested'
+                : s.proof.verdict === 'restorable'
+                  ? `restorable (${s.proof.keys} keys, ${s.proof.provedAt})`
+                  : `UNRESTORABLE: ${s.proof.detail}`,
             ]);
           }
           process.stdout.write(`${table(rows)}\n`);

@@ -23,6 +23,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createRestoreActivities } from '../../activities/restore.ts';
 import { createSnapshotActivities } from '../../activities/snapshot.ts';
 import { FailureType } from '../../common/errors.ts';
+import { pickLatest, proofJson, proofKeyOf } from '../../common/snapshot-proof.ts';
 import { planRestore } from '../../common/restore.ts';
 import {
   ENCRYPTION_FORMAT,
@@ -573,6 +574,58 @@ describe('list and resolve: only what this worker signed', () => {
     });
   });
 
+  /** A restore proof of `ref` as proveSnapshot writes it, signed by `by` (default: this worker's keys). */
+  const proveAs = (bucket: MemoryBucket, ref: SnapshotRef, verdict: 'restorable' | 'unrestorable', by = keys) => {
+    const proof = by.signProof({
+      key: ref.key,
+      storedSha256: ref.storedSha256,
+      verdict,
+      revision: verdict === 'restorable' ? ref.revision : 0,
+      keys: verdict === 'restorable' ? 42 : 0,
+      etcdVersion: '3.6.16',
+      provedAt: '2026-12-03T10:00:00.000Z',
+      seconds: 3.2,
+      detail: verdict === 'restorable' ? 'restored and served' : 'etcdutl snapshot restore: invalid database',
+    });
+    bucket.objects.set(proofKeyOf(ref.key), { body: Buffer.from(proofJson(proof)), metadata: {} });
+  };
+
+  it("restore proofs: 'latest' is the newest proven restorable, never one proven unrestorable; forged proofs count as none", async () => {
+    const p = await planted();
+    const { gw } = fakeGateways(p.bucket);
+    const restore = createRestoreActivities(gw);
+    // Untested both: the newest.
+    expect((await restore.resolveSnapshot({ cluster: 'site-b', snapshot: 'latest' })).key).toBe(p.good.key);
+    // The newest proven unrestorable: passed over, and refused by name.
+    proveAs(p.bucket, p.good, 'unrestorable');
+    expect((await restore.resolveSnapshot({ cluster: 'site-b', snapshot: 'latest' })).key).toBe(p.old.key);
+    await expect(restore.resolveSnapshot({ cluster: 'site-b', snapshot: p.good.key })).rejects.toMatchObject({
+      type: FailureType.SnapshotCorrupt,
+      message: expect.stringMatching(/was proven unrestorable .*invalid database/),
+    });
+    const listing = await createSnapshotActivities(gw).listSnapshots('site-b');
+    expect(listing.snapshots.map((s) => s.proof?.verdict)).toEqual(['unrestorable', undefined]);
+    expect(pickLatest(listing.snapshots).pick?.key).toBe(p.old.key);
+    // A proof forged with another key (an attacker marking the good one restorable) is ignored.
+    proveAs(p.bucket, p.good, 'restorable', newKeys());
+    const again = await createSnapshotActivities(gw).listSnapshots('site-b');
+    expect(again.snapshots[0]!.proof).toBeUndefined();
+    expect(again.ignored).toContainEqual({
+      key: proofKeyOf(p.good.key),
+      why: "the proof's signature does not verify with this worker's snapshots.signingKey",
+    });
+    // Retention never deletes the newest proven restorable, however many newer ones there are.
+    proveAs(p.bucket, p.good, 'unrestorable');
+    proveAs(p.bucket, p.old, 'restorable');
+    expect(await createSnapshotActivities(gw).pruneSnapshots({ cluster: 'site-b', keep: 1 })).toEqual([]);
+    // Every snapshot proven unrestorable: 'latest' is refused, naming why.
+    proveAs(p.bucket, p.old, 'unrestorable');
+    await expect(restore.resolveSnapshot({ cluster: 'site-b', snapshot: 'latest' })).rejects.toMatchObject({
+      type: FailureType.SnapshotCorrupt,
+      message: expect.stringMatching(/every signed snapshot of cluster 'site-b' \(2\) was proven unrestorable/),
+    });
+  });
+
   it("'latest' passes over the planted objects: the newest snapshot this worker signed; no node is touched", async () => {
     const p = await planted();
     const { gw, touched } = fakeGateways(p.bucket);
@@ -629,7 +682,12 @@ describe('list and resolve: only what this worker signed', () => {
     const pruned = await createSnapshotActivities(gw).pruneSnapshots({ cluster: 'site-b', keep: 1 });
     expect(pruned).toEqual([p.old.key]);
     const deletes = p.bucket.calls.filter((c) => c.startsWith('delete '));
-    expect(deletes.slice(-2)).toEqual([`delete ${manifestKeyOf(p.old.key)}`, `delete ${p.old.key}`]);
+    // The manifest first (un-committed), then the object, then its restore proof (if any).
+    expect(deletes.slice(-3)).toEqual([
+      `delete ${manifestKeyOf(p.old.key)}`,
+      `delete ${p.old.key}`,
+      `delete ${proofKeyOf(p.old.key)}`,
+    ]);
     for (const k of [p.unsigned, p.forged, p.tampered, p.copied, p.foreign, p.good.key])
       expect(p.bucket.objects.has(k), k).toBe(true);
   });
