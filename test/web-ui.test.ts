@@ -21,7 +21,9 @@ beforeAll(async () => {
   // What the failover's preflight needs, whatever the file before left: both sites up, site B
   // ready with nothing restored, DNS on site A, and a backup of site A within the RPO, seen at B.
   await resetFailoverLab(env.gw, env.config);
-}, 300_000);
+  // As long as the failover file's baseline may take: after an etcd restore test, site B's Velero
+  // and namespace controller can each take minutes (a CI run timed out here at 300 s).
+}, 600_000);
 afterAll(async () => {
   await browser?.close();
   await env?.close();

@@ -18,8 +18,18 @@ export async function labCli(...args: string[]) {
 export const appAddress = (config: DrctlConfig, site: string) => config.sites.find((s) => s.name === site)!.appAddress!;
 
 export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
+  // Which stage a slow reset spent its time in, on stderr (a hook that times out says only that it did).
+  const t0 = Date.now();
+  let last = t0;
+  const stages: string[] = [];
+  const stage = (name: string) => {
+    stages.push(`${name} ${((Date.now() - last) / 1000).toFixed(1)} s`);
+    last = Date.now();
+    if (Date.now() - t0 > 60_000) process.stderr.write(`[resetFailoverLab] slow: ${stages.join(', ')}\n`);
+  };
   await labCli('site', 'up', 'site-a');
   await labCli('site', 'up', 'site-b');
+  stage('sites up');
   await gw.dns().setA({ name: RECORD, ttl: 30, addresses: [appAddress(config, 'site-a')] });
   await gw.dns().setA({ name: DRILL_RECORD, ttl: 30, addresses: [appAddress(config, 'site-a')] });
   const kubeA = gw.kube('site-a');
@@ -29,7 +39,9 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
       annotations: { [FENCED_REPLICAS]: null, [FENCED_BY]: null },
     });
   }
+  stage('DNS and site A replicas');
   await gw.kube('site-b').deleteNamespace(NS, 180_000);
+  stage(`${NS} gone at site B`);
   for (const s of ['site-a', 'site-b']) {
     await gw.velero(s).mergePatch('backupstoragelocations', 'default', {
       metadata: { annotations: { [MODE_BEFORE]: null } },
@@ -48,6 +60,7 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
     120_000,
     500,
   );
+  stage('site A serving');
   // A fresh backup of site A, visible at site B: the schedule's newest may be older than the
   // tier's RPO (or have failed while a test held the storage location read-only).
   await createFailoverActivities(gw).takeBackup({
@@ -56,6 +69,7 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
     name: `baseline-${Date.now()}`,
     namespaces: [NS],
   });
+  stage('a fresh backup seen at site B');
 }
 
 /** What the tests compare against the baseline. */
