@@ -138,7 +138,8 @@ export function createNamespaceRestoreActivities(gw: Gateways) {
           continue;
         }
         if (!v.claim?.uid) continue; // nothing stale: it binds as it is
-        const claims = await kube.pvcs(v.claim.namespace).catch(() => []);
+        // A namespace that is gone lists no claims; an API error is not "no claims": it fails the step.
+        const claims = await kube.pvcs(v.claim.namespace);
         if (claims.some((c) => c.name === v.claim!.name)) continue; // its claim exists: not ours to touch
         await kube.patchVolume(v.name, {
           annotations: { [CLAIM_UID_BEFORE]: v.claim.uid, [RELEASED_BY]: input.tag },
