@@ -339,7 +339,8 @@ describe('etcdSnapshot runbook', () => {
     expect(r4.pruned.sort()).toEqual([r2.key, r3.key].sort());
     expect((await listed(cluster)).map((s) => s.key)).toEqual([r4.key]);
     const objects = (await gw.store().list(snapshotPrefix(prefix, cluster))).map((o) => o.key).sort();
-    expect(objects).toEqual([foreign, r4.key, manifestKeyOf(r4.key)].sort());
+    // The newest, its manifest and its restore proof; the foreign object left alone.
+    expect(objects).toEqual([foreign, r4.key, manifestKeyOf(r4.key), proofKeyOf(r4.key)].sort());
 
     // The activity on its own: nothing left to prune, the newest stays.
     const env = mockEnv();
