@@ -102,9 +102,10 @@ export class SnapshotStore {
    */
   async readProof(
     ref: Pick<SnapshotRef, 'key' | 'storedSha256'>,
+    listedSize?: number,
   ): Promise<RestoreProof | { problem: string } | undefined> {
     const pkey = proofKeyOf(ref.key);
-    const size = (await this.bucket.head(pkey))?.size;
+    const size = listedSize ?? (await this.bucket.head(pkey))?.size;
     if (size === undefined) return undefined;
     if (size > MAX_MANIFEST_BYTES) return { problem: `proof of ${size} bytes: not drctl's` };
     const text = await readText(await this.bucket.get(pkey), MAX_MANIFEST_BYTES);
@@ -164,9 +165,10 @@ export class SnapshotStore {
     // Each snapshot's proof, when one was made; a proof that does not verify is reported, never used.
     await Promise.all(
       snapshots.map(async (s) => {
-        if (!sizes.has(proofKeyOf(s.key))) return;
+        const size = sizes.get(proofKeyOf(s.key));
+        if (size === undefined) return;
         seen.add(proofKeyOf(s.key));
-        const p = await this.readProof(s);
+        const p = await this.readProof(s, size);
         if (p && 'problem' in p) ignored.push({ key: proofKeyOf(s.key), why: p.problem });
         else if (p) s.proof = summaryOf(p);
       }),

@@ -9,6 +9,7 @@ import { pdnsApi } from './pdns.ts';
 import { minioCreds } from './services.ts';
 import { APPROVERS, bin, LOGIN, PEOPLE, onHost, paths, SERVICES, siteNamed, SITES, VERSIONS } from './topology.ts';
 import { QUARTERLY } from '../config/schema.ts';
+import { minorOf } from '../common/snapshot-proof.ts';
 
 export const LAB_TASK_QUEUE = 'drctl';
 
@@ -84,10 +85,7 @@ export function labConfig(): object {
       // (the lab's own builds: site A runs 3.5, site B 3.6).
       prove: {
         etcd: Object.fromEntries(
-          Object.values(VERSIONS.etcd).map((v) => [
-            v.replace(/^v/, '').split('.').slice(0, 2).join('.'),
-            bin.etcdVersionDir(v),
-          ]),
+          Object.values(VERSIONS.etcd).map((v) => [minorOf(v.replace(/^v/, '')), bin.etcdVersionDir(v)]),
         ),
       },
     },
