@@ -44,6 +44,20 @@ export const dirOf = (path: string) => path.replace(/\/[^/]+\/?$/, '') || '/';
 
 const CONTAINER_ID = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 
+/**
+ * The same image-mode command under another container id (the id is the word after the image).
+ * A retry on the node needs a fresh id: runc can fail to join a cgroup of the same name that the
+ * previous container's teardown is still removing (`cgroup.procs: no such device`, cgroup v1).
+ */
+export function withContainerId(command: string, id: string, newId: string): string {
+  if (!CONTAINER_ID.test(newId)) throw new Error(`invalid container id ${JSON.stringify(newId)}`);
+  const word = ` ${id} ${IMAGE_BIN_DIR}/`;
+  const at = command.indexOf(word);
+  if (at < 0 || command.indexOf(word, at + 1) >= 0)
+    throw new Error(`container id ${JSON.stringify(id)} does not appear exactly once in the command`);
+  return `${command.slice(0, at)} ${newId} ${IMAGE_BIN_DIR}/${command.slice(at + word.length)}`;
+}
+
 /** One shell command line that runs the tool on the node (no trailing redirections). */
 export function toolCommand(tools: NodeTools, inv: ToolInvocation): string {
   const env = Object.entries(inv.env ?? {});

@@ -5,7 +5,7 @@
 // or why it did nothing; what an outcome means for the runbook is the caller's to decide.
 import type { Writable } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
-import { dirOf } from '../common/etcd-tools.ts';
+import { dirOf, withContainerId } from '../common/etcd-tools.ts';
 import { layoutOf, type NodePlan, scratchOf } from '../common/restore.ts';
 import type { NodeConfig } from '../config/schema.ts';
 import { parseDocument } from 'yaml';
@@ -50,9 +50,12 @@ const moveEntries = (from: string, to: string) =>
   `(shopt -s dotglob nullglob; for e in ${shq(from)}/*; do case "\${e##*/}" in lost+found | .drctl-*) continue ;; esac; mv -- "$e" ${shq(to)}/; done)`;
 const RESULT_LINE = /^result=([a-z-]+)$/;
 
-/** A shell line appending to the node's journal (the evidence of what ran, and how often). */
-function journalLine(plan: NodePlan, line: string): string {
-  return `mkdir -p ${shq(plan.workDir)} && echo "$(date -u +%FT%T.%3NZ) "${shq(line)} >> ${shq(`${plan.workDir}/journal`)}`;
+/**
+ * A shell line appending to the node's journal (the evidence of what ran, and how often);
+ * shellWord, expanded by the shell, follows the line (e.g. '"$id"').
+ */
+function journalLine(plan: NodePlan, line: string, shellWord = ''): string {
+  return `mkdir -p ${shq(plan.workDir)} && echo "$(date -u +%FT%T.%3NZ) "${shq(line)}${shellWord} >> ${shq(`${plan.workDir}/journal`)}`;
 }
 
 /** A static pod manifest (base64, as read off the node) with one annotation set; the rest as it was. */
@@ -379,20 +382,25 @@ export class RestoreNode {
     const log = `${plan.workDir}/restore.log`;
     const contents = layoutOf(plan) === 'contents';
     const live = contents ? `${plan.dataDir}/member` : plan.dataDir;
-    // Image mode: a restore container left by a killed attempt (same id: the run's) is ours to end.
-    const leftover = plan.restoreContainer
-      ? (() => {
-          const ctr = `ctr --address ${shq(this.node.containerd.address)} -n ${shq(this.node.containerd.namespace)}`;
-          const id = shq(plan.restoreContainer);
-          return [
-            `if ${ctr} containers info ${id} >/dev/null 2>&1; then`,
-            `  ${ctr} tasks kill -s SIGKILL ${id} >/dev/null 2>&1 || true; sleep 0.5`,
-            `  ${ctr} tasks delete -f ${id} >/dev/null 2>&1 || true; ${ctr} containers delete ${id}`,
-            `  ${journalLine(plan, `removed the leftover restore container ${plan.restoreContainer}`)}`,
-            `fi`,
-          ];
-        })()
-      : [];
+    // Image mode: restore containers left by a killed attempt (ids: the run's, plus a try number)
+    // are ours to end. A failed try is tried again under a fresh id, twice: runc can fail to join
+    // the cgroup its predecessor's teardown still removes (seen on the lab, cgroup v1).
+    const prefix = plan.restoreContainer;
+    const ctr = `ctr --address ${shq(this.node.containerd.address)} -n ${shq(this.node.containerd.namespace)}`;
+    const leftovers = prefix
+      ? [
+          'end_leftovers() {',
+          `  for id in $(${ctr} containers ls -q 2>/dev/null | grep -E ${shq(`^${prefix.replace(/\./g, '\\.')}(-[0-9]+)?$`)}); do`,
+          `    ${ctr} tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; sleep 0.5`,
+          `    ${ctr} tasks delete -f "$id" >/dev/null 2>&1 || true; ${ctr} containers delete "$id" >/dev/null 2>&1 || true`,
+          `    ${journalLine(plan, 'removed the leftover restore container ', '"$id"')}`,
+          '  done',
+          '}',
+        ]
+      : ['end_leftovers() { :; }'];
+    const tries = prefix
+      ? [1, 2, 3].map((i) => withContainerId(plan.restoreCommand, prefix, `${prefix}-${i}`))
+      : [plan.restoreCommand];
     const { outcome, stderr } = await this.run({
       plan,
       what: `restoring ${plan.dataDir}`,
@@ -401,10 +409,19 @@ export class RestoreNode {
         contents
           ? `if [ ! -e ${shq(this.asideDone(plan))} ] && [ -e ${shq(plan.dataDir)} ]; then result not-moved-aside; fi`
           : `if [ ! -e ${shq(plan.asideDir)} ] && [ -e ${shq(plan.dataDir)} ]; then result not-moved-aside; fi`,
-        ...leftover,
-        // Left by an attempt that died half-way: ours to remove (the original is safe in asideDir).
-        `rm -rf ${shq(scratch)} ${shq(live)}`,
-        `if ! ${plan.restoreCommand} > ${shq(log)} 2>&1; then tail -c 1500 ${shq(log)} >&2; result restore-failed; fi`,
+        ...leftovers,
+        'ok=0',
+        ...tries.flatMap((cmd, i) => [
+          'if [ "$ok" = 0 ]; then',
+          '  end_leftovers',
+          // Left by an attempt that died half-way: ours to remove (the original is safe in asideDir).
+          `  rm -rf ${shq(scratch)} ${shq(live)}`,
+          `  if ${cmd} > ${shq(log)} 2>&1; then ok=1; else`,
+          `    ${journalLine(plan, `restore try ${i + 1} of ${tries.length} failed: `, `"$(tail -c 300 ${shq(log)} | tr '\\n' ' ')"`)}; sleep 1`,
+          '  fi',
+          'fi',
+        ]),
+        `if [ "$ok" = 0 ]; then tail -c 1500 ${shq(log)} >&2; result restore-failed; fi`,
         contents
           ? `chmod 700 ${shq(plan.dataDir)} && mv ${shq(`${scratch}/member`)} ${shq(live)} && rm -rf ${shq(scratch)} && touch ${shq(marker)}`
           : `chmod 700 ${shq(scratch)} && mv ${shq(scratch)} ${shq(plan.dataDir)} && touch ${shq(marker)}`,

@@ -433,6 +433,60 @@ describe('move aside, restore, put back: a plain data dir (rename)', () => {
   });
 });
 
+describe('image mode: a restore try that runc could not start is tried again under a fresh container id', () => {
+  const root = join(tmp, 'image-retry');
+  const node = nodeConfig(root);
+  const dataDir = node.etcd.dataDir;
+  const bin = join(root, 'bin');
+  const calls = join(root, 'ctr.log');
+
+  it('ends leftover containers of the run, fails the first try, restores on the second, journals both', async () => {
+    mkdirSync(join(dataDir, 'member/snap'), { recursive: true });
+    writeFileSync(join(dataDir, 'member/snap/db'), 'original');
+    mkdirSync(bin, { recursive: true });
+    const plan = planFor(node, { tools: IMAGE });
+    // A fake ctr: lists a leftover of this run (and one of another run), fails the first `run` the
+    // way runc did on the lab, then restores like etcdutl.
+    writeFileSync(join(root, 'containers'), `${plan.restoreContainer}-2\ndrctl-restore-otherrun0001\n`);
+    writeFileSync(join(root, 'fail-once'), '');
+    writeFileSync(
+      join(bin, 'ctr'),
+      [
+        '#!/bin/bash',
+        `printf '%s\\n' "$*" >> ${calls}`,
+        'args=("$@"); set -- "${args[@]:4}"',
+        `case "$1 $2" in "containers ls") cat ${root}/containers; exit 0 ;; "tasks "*|"containers delete") exit 0 ;; esac`,
+        `if [ -e ${root}/fail-once ]; then rm ${root}/fail-once; echo "runc create failed: write /sys/fs/cgroup/cpuacct/k8s.io/x/cgroup.procs: no such device" >&2; exit 1; fi`,
+        'for a; do case $a in --data-dir=*) d=${a#--data-dir=} ;; esac; done',
+        'mkdir -p "$d/member/snap" && echo restored > "$d/member/snap/db"',
+      ].join('\n'),
+    );
+    chmodSync(join(bin, 'ctr'), 0o755);
+    const rn = new RestoreNode(localShell({ env: { PATH: `${bin}:${process.env.PATH}` } }), node);
+    mkdirSync(plan.workDir, { recursive: true });
+    writeFileSync(plan.stagedSnapshot, 'snapshot');
+
+    expect(await rn.moveDataDirAside(plan)).toEqual({ outcome: 'moved' });
+    expect(await rn.restoreMember(plan)).toEqual({ outcome: 'restored' });
+    expect(readFileSync(join(dataDir, 'member/snap/db'), 'utf8')).toBe('restored\n');
+    const ran = readFileSync(calls, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(' run --rm '))
+      .map((l) => l.match(/ (drctl-restore-[0-9a-f]+-\d) /)?.[1]);
+    expect(ran).toEqual([`${plan.restoreContainer}-1`, `${plan.restoreContainer}-2`]);
+    const deleted = readFileSync(calls, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('containers delete'));
+    expect(deleted.length).toBeGreaterThan(0);
+    expect(deleted.every((l) => l.endsWith(`containers delete ${plan.restoreContainer}-2`))).toBe(true);
+    const journal = await rn.journal(plan);
+    expect(journal.some((l) => /restore try 1 of 3 failed: runc create failed: .*no such device/.test(l))).toBe(true);
+    expect(journal.some((l) => l.includes(`removed the leftover restore container ${plan.restoreContainer}-2`))).toBe(
+      true,
+    );
+  });
+});
+
 describe('a step that changes the node runs detached, under the node lock: a retry waits for it, never beside it', () => {
   const root = join(tmp, 'detached');
   const node = nodeConfig(root);
