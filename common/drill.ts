@@ -282,6 +282,9 @@ export function verdicts(criteria: DrillCriterion[], f: DrillFacts): Verdict[] {
   return criteria.map(one);
 }
 
+/** The Temporal Schedule that runs a drill plan (`drctl drill schedule`). */
+export const drillScheduleId = (plan: string) => `drill-${plan}`;
+
 export const drillReportKeys = (prefix: string, plan: string, workflowId: string) => {
   const base = `${prefix}drills/${plan}/${workflowId}`;
   return { json: `${base}/report.json`, html: `${base}/report.html` };

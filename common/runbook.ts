@@ -2,6 +2,7 @@
 // server, `drctl status`), its steps, the go/no-go decisions and the search attributes the Web UI
 // filters on. Pure code: workflows, the CLI and tests import this.
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { Sinks } from '@temporalio/workflow';
 
 /** Every runbook drctl runs, by its workflow type. */
 export const RUNBOOKS = {
@@ -182,4 +183,17 @@ export function memoOf(s: RunbookStatus): StatusMemo {
     rolledForward: s.rolledForward,
     steps: s.steps.map(({ items: _items, ...rest }) => rest),
   };
+}
+
+/** A run reached a final phase: what the worker counts (drctl_runbook_runs_total, drctl_runbook_duration_seconds). */
+export interface RunEnded {
+  runbook: RunbookName;
+  phase: Phase;
+  /** From the run's start to its final phase (a wait at the gate included). */
+  seconds: number;
+}
+
+/** What workflows report to the worker they run on; not during replay, so a run is counted once, by the worker whose task ended it. */
+export interface DrctlSinks extends Sinks {
+  drctlMetrics: { runEnded(ev: RunEnded): void };
 }

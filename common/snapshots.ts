@@ -70,6 +70,9 @@ export interface SnapshotListing {
   ignored: IgnoredObject[];
 }
 
+/** The Temporal Schedule that snapshots a cluster (`drctl snapshot schedule`). */
+export const snapshotScheduleId = (cluster: string) => `etcd-snapshot-${cluster}`;
+
 /** Below this, scheduled snapshots would overlap their own upload on a real cluster. */
 export const MIN_SNAPSHOT_EVERY_MS = 60_000;
 

@@ -483,6 +483,18 @@ const restore = z.strictObject({
   keepMovedAside: duration.default(7 * 86_400_000),
 });
 
+/** host:port, e.g. 127.0.0.1:9464 (a bracketed IPv6 address: [::1]:9464). */
+export const listenAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, { error: 'expected host:port, e.g. 127.0.0.1:9464' });
+
+const metrics = z.strictObject({
+  /** Where the worker serves Prometheus metrics (/metrics); `drctl worker --metrics-listen` overrides it. */
+  listen: listenAddress.optional(),
+  /** How long one collection of the DR state answers scrapes before the next is made. */
+  refresh: positiveDuration('collects on every scrape').default(30_000),
+});
+
 export const configSchema = z
   .strictObject({
     temporal: temporal.default({ taskQueue: 'drctl' }),
@@ -491,6 +503,7 @@ export const configSchema = z
     approvals,
     snapshots,
     restore: restore.default({ keepMovedAside: 7 * 86_400_000 } as never),
+    metrics: metrics.default({ refresh: 30_000 }),
     dns: dns.optional(),
     failover: failover.optional(),
     drills: z.array(drill).default([]),

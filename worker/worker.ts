@@ -15,9 +15,11 @@ import { log } from '../common/log.ts';
 import { createActivities } from '../activities/index.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
+import { Client } from '@temporalio/client';
 import { SnapshotKeys } from '../gateways/snapshot-crypto.ts';
 import { createGateways, type Gateways } from './gateways.ts';
 import { heartbeatWhileRunning } from './heartbeat.ts';
+import { observeDr, serveMetrics, WorkerMetrics } from './metrics.ts';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -48,6 +50,8 @@ export interface DrctlWorker {
   worker: Worker;
   gateways: Gateways;
   connection: NativeConnection;
+  /** The DR state and the runs this worker saw end; served when metrics.listen is set. */
+  metrics: WorkerMetrics;
 }
 
 export async function createWorker(config: DrctlConfig, overrides: Partial<WorkerOptions> = {}): Promise<DrctlWorker> {
@@ -55,6 +59,8 @@ export async function createWorker(config: DrctlConfig, overrides: Partial<Worke
   const { connectionOptions, namespace } = temporalConnectConfig(config.temporal);
   const connection = await NativeConnection.connect(connectionOptions);
   const gateways = createGateways(config);
+  const client = new Client({ connection, namespace });
+  const metrics = new WorkerMetrics(() => observeDr(config, gateways, client), config.metrics.refresh);
   const worker = await Worker.create({
     connection,
     namespace,
@@ -62,9 +68,10 @@ export async function createWorker(config: DrctlConfig, overrides: Partial<Worke
     workflowsPath,
     activities: createActivities(gateways),
     interceptors: { activity: [heartbeatWhileRunning] },
+    sinks: metrics.sinks(),
     ...overrides,
   });
-  return { worker, gateways, connection };
+  return { worker, gateways, connection, metrics };
 }
 
 /**
@@ -82,7 +89,10 @@ export function workerIdentity(site?: string): string {
  * config), so with one worker per site the loss of a site's worker costs an activity's heartbeat
  * timeout, not the run.
  */
-export async function runWorker(config: DrctlConfig, opts: { site?: string } = {}): Promise<void> {
+export async function runWorker(
+  config: DrctlConfig,
+  opts: { site?: string; metricsListen?: string } = {},
+): Promise<void> {
   // The snapshot keys now, not at the first snapshot: a worker that could not sign or encrypt one
   // says so before it starts (one line naming the config field and the file or variable; exit 2).
   try {
@@ -91,11 +101,21 @@ export async function runWorker(config: DrctlConfig, opts: { site?: string } = {
     throw new UsageError((err as Error).message);
   }
   const identity = workerIdentity(opts.site);
-  const { worker, gateways, connection } = await createWorker(config, { identity });
-  log.info({ taskQueue: config.temporal.taskQueue, namespace: worker.options.namespace, identity }, 'worker running');
+  const { worker, gateways, connection, metrics } = await createWorker(config, { identity });
+  const listen = opts.metricsListen ?? config.metrics.listen;
+  const served = listen
+    ? await serveMetrics(listen, metrics).catch((err: unknown) => {
+        throw new UsageError(`metrics.listen ${listen}: cannot listen (${(err as Error).message})`);
+      })
+    : undefined;
+  log.info(
+    { taskQueue: config.temporal.taskQueue, namespace: worker.options.namespace, identity, metrics: served?.url },
+    'worker running',
+  );
   try {
     await worker.run();
   } finally {
+    served?.server.close();
     gateways.close();
     await connection.close();
   }

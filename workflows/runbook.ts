@@ -19,6 +19,7 @@ import {
   getExternalWorkflowHandle,
   ParentClosePolicy,
   patched,
+  proxySinks,
   sleep,
   startChild,
   isCancellation,
@@ -34,6 +35,8 @@ import { heldMessage, LEASE_MEMO_KEY, type LeaseHolder, leaseId, preempts } from
 import {
   type Attention,
   type DecisionRecord,
+  type DrctlSinks,
+  FINAL_PHASES,
   memoOf,
   type Phase,
   type RunbookName,
@@ -46,6 +49,8 @@ import {
 } from '../common/runbook.ts';
 import type { DecisionKind } from '../common/signed.ts';
 import { quick } from './activity-options.ts';
+
+const { drctlMetrics } = proxySinks<DrctlSinks>();
 import { approveSignal, decideUpdate, rejectSignal } from './approval.ts';
 import { releaseSignal, siteLease } from './lease.ts';
 
@@ -97,6 +102,8 @@ export class Runbook<E = unknown, X extends object = object> {
   /** The server knows drctl's search attributes: the starter set them (an unknown one fails the start). */
   private readonly indexed: boolean;
   private indexedPhase?: Phase;
+  /** The run's end was reported to the worker's metrics (once, at its first final phase). */
+  private counted = false;
   /** The memo last written: a transition that changes nothing in it writes nothing. */
   private published?: string;
   /** Set by an undo that rolls the run forward: why the older undos are kept, not run. */
@@ -655,6 +662,11 @@ export class Runbook<E = unknown, X extends object = object> {
         .filter(Boolean)
         .join('\n\n'),
     );
+    if (FINAL_PHASES.includes(s.phase) && !this.counted) {
+      this.counted = true;
+      const seconds = Math.max(0, (Date.now() - workflowInfo().startTime.getTime()) / 1000);
+      drctlMetrics.runEnded({ runbook: s.runbook, phase: s.phase, seconds });
+    }
     if (this.indexed && s.phase !== this.indexedPhase) {
       this.indexedPhase = s.phase;
       upsertSearchAttributes([

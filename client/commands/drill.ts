@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { renderDrillHtml } from '../../common/drill-html.ts';
-import type { DrillReport } from '../../common/drill.ts';
+import { type DrillReport, drillScheduleId } from '../../common/drill.ts';
 import { rootMessage, UsageError } from '../../common/errors.ts';
 import type { DrctlConfig, DrillConfig } from '../../config/schema.ts';
 import { drDrill } from '../../workflows/drill.ts';
@@ -19,7 +19,6 @@ import { withTemporal } from '../temporal.ts';
 import { type DecisionRecord, signerText } from '../../common/runbook.ts';
 import type { Signed } from '../../common/signed.ts';
 
-export const drillScheduleId = (plan: string) => `drill-${plan}`;
 /** Unique per run (history keeps every drill); sortable by start time. */
 export const drillWorkflowId = (plan: string, at = new Date()) =>
   `drill-${plan}-${at

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { pickLatest } from '../../common/snapshot-proof.ts';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
-import { MIN_SNAPSHOT_EVERY_MS, type SnapshotListing } from '../../common/snapshots.ts';
+import { MIN_SNAPSHOT_EVERY_MS, type SnapshotListing, snapshotScheduleId } from '../../common/snapshots.ts';
 import { findCluster } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import {
@@ -20,7 +20,6 @@ import { afterStart, startRun } from '../runbook-kit.ts';
 import { checkCron, printSchedule, registerScheduleVerbs, type ScheduleKind, upsertSchedule } from '../schedules.ts';
 import { withTemporal } from '../temporal.ts';
 
-export const snapshotScheduleId = (cluster: string) => `etcd-snapshot-${cluster}`;
 
 const CATCHUP_WINDOW = '1 minute';
 

@@ -10,7 +10,7 @@ import type { Activities } from '../../activities/index.ts';
 import type { DrillReport } from '../../common/drill.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
 import { drillImpl, failoverImpl, namespaceRestoreImpl, once, restoreImpl } from './support/mocks.ts';
-import { type Calls, mockActivities, timeSkipping, withWorker } from './support/time-skipping.ts';
+import { type Calls, mockActivities, runsEnded, timeSkipping, withWorker } from './support/time-skipping.ts';
 
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundle;
@@ -118,15 +118,20 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
   ];
   for (const c of cases) {
     it(`fails at ${c.at}: compensated, undos ${c.undos.length}`, async () => {
-      const { f, st, calls } = await restore(c.failures, async (h, calls) => ({
+      const { f, st, calls, id } = await restore(c.failures, async (h, calls) => ({
         f: await failureOf(h),
         st: await status(h),
         calls,
+        id: h.workflowId,
       }));
       expect(f.type).toBe('Compensated');
       expect(f.message).toMatch(/^restore failed \(\w+ failed \(injected\)\); compensated: every node is back/);
       expect(st.phase).toBe('compensated');
       expect(st.error).toMatch(/failed \(injected\)$/);
+      // The worker's metrics count the run once, by its final phase.
+      expect(runsEnded.filter((e) => e.workflowId === id).map((e) => [e.runbook, e.phase])).toEqual([
+        ['etcd-restore', 'compensated'],
+      ]);
       const step = c.at.split(' ')[0]!;
       expect(st.steps.find((s) => s.step === step)?.state).toBe('failed');
       expect(undoOrder(st)).toEqual(Object.fromEntries(c.undos.map((u) => [u, 'done'])));
@@ -202,13 +207,17 @@ describe('etcd restore: a failure at each destructive step undoes what was done,
   });
 
   it('completes: every step done, memo on the server says so', async () => {
-    const { r, st, memo } = await restore([], async (h) => ({
+    const { r, st, memo, id } = await restore([], async (h) => ({
+      id: h.workflowId,
       r: (await h.result()) as { outcome: string },
       st: await status(h),
       memo: (await h.describe()).memo?.drctlStatus as { phase: string; steps: { step: string }[] },
     }));
     expect(r.outcome).toBe('completed');
     expect(st.phase).toBe('completed');
+    const ended = runsEnded.filter((e) => e.workflowId === id);
+    expect(ended.map((e) => [e.runbook, e.phase])).toEqual([['etcd-restore', 'completed']]);
+    expect(ended[0]!.seconds).toBeGreaterThan(0);
     expect(st.steps.map((s) => `${s.step}:${s.state}`)).toEqual([
       'lease:done',
       'preflight:done',

@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { leaseId } from '../../../common/lease.ts';
+import type { RunEnded } from '../../../common/runbook.ts';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
@@ -64,6 +65,9 @@ export function mockActivities(
   return Object.fromEntries(names.map((n) => [n, mock(n)])) as Activities;
 }
 
+/** Every run end the workflows reported through the metrics sink (as the worker's WorkerMetrics gets it). */
+export const runsEnded: (RunEnded & { workflowId: string })[] = [];
+
 export async function withWorker<T>(
   env: TestWorkflowEnvironment,
   bundle: WorkflowBundle,
@@ -76,6 +80,16 @@ export async function withWorker<T>(
     taskQueue,
     workflowBundle: bundle,
     activities,
+    sinks: {
+      drctlMetrics: {
+        runEnded: {
+          fn: (info, ev: RunEnded) => {
+            runsEnded.push({ ...ev, workflowId: info.workflowId });
+          },
+          callDuringReplay: false,
+        },
+      },
+    },
   });
   try {
     return await worker.runUntil(fn());
