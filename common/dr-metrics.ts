@@ -42,7 +42,7 @@ export const DR_GAUGES = {
     ['cluster', 'verdict'],
     '1 for the newest snapshot test-restore verdict: restorable, unrestorable or untested',
   ),
-  snapshotCount: def('drctl_etcd_snapshot_count', ['cluster'], 'Verified snapshots kept in the off-site bucket'),
+  snapshotCount: def('drctl_etcd_snapshots_kept', ['cluster'], 'Verified snapshots kept in the off-site bucket'),
   snapshotLastRunSuccess: def(
     'drctl_etcd_snapshot_last_run_success',
     ['cluster'],
@@ -91,6 +91,11 @@ export const DR_GAUGES = {
     'drctl_health_watch_running',
     [],
     '1 while a health watch (the automatic failover trigger) runs, 0 when none does',
+  ),
+  auditCheck: def(
+    'drctl_audit_check',
+    ['check', 'target', 'result'],
+    '1 for each row of the newest readiness audit, by its result: pass, warn or fail (drctl audit)',
   ),
   collectUp: def(
     'drctl_collect_up',

@@ -1,6 +1,7 @@
 // KubeGateway: the few Kubernetes API calls drctl needs, over the site's kubeconfig (client cert).
 import { request } from 'node:https';
 import {
+  AdmissionregistrationV1Api,
   ApiException,
   AppsV1Api,
   BatchV1Api,
@@ -8,7 +9,11 @@ import {
   DiscoveryV1Api,
   KubeConfig,
   PatchStrategy,
+  RbacAuthorizationV1Api,
   setHeaderOptions,
+  type V1PolicyRule,
+  type V1ValidatingAdmissionPolicy,
+  type V1ValidatingAdmissionPolicyBinding,
 } from '@kubernetes/client-node';
 import { FailureType, failure } from '../common/errors.ts';
 
@@ -83,6 +88,8 @@ export class KubeGateway {
   private readonly apps: AppsV1Api;
   private readonly batch: BatchV1Api;
   private readonly discovery: DiscoveryV1Api;
+  private readonly admission: AdmissionregistrationV1Api;
+  private readonly rbac: RbacAuthorizationV1Api;
 
   constructor(readonly target: KubeTarget) {
     this.kc.loadFromFile(target.kubeconfig);
@@ -91,6 +98,8 @@ export class KubeGateway {
     this.apps = this.kc.makeApiClient(AppsV1Api);
     this.batch = this.kc.makeApiClient(BatchV1Api);
     this.discovery = this.kc.makeApiClient(DiscoveryV1Api);
+    this.admission = this.kc.makeApiClient(AdmissionregistrationV1Api);
+    this.rbac = this.kc.makeApiClient(RbacAuthorizationV1Api);
   }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -348,6 +357,86 @@ export class KubeGateway {
     } catch (err) {
       throw this.translate(err, 'list namespaces');
     }
+  }
+
+  /** The ValidatingAdmissionPolicy and its binding of that name: whether each exists, and its labels. */
+  async admissionPolicy(name: string): Promise<{ policy?: Record<string, string>; binding?: Record<string, string> }> {
+    const [policy, binding] = await Promise.all([
+      this.maybe(`get validatingadmissionpolicy ${name}`, () => this.admission.readValidatingAdmissionPolicy({ name })),
+      this.maybe(`get validatingadmissionpolicybinding ${name}`, () =>
+        this.admission.readValidatingAdmissionPolicyBinding({ name }),
+      ),
+    ]);
+    return {
+      ...(policy ? { policy: policy.metadata?.labels ?? {} } : {}),
+      ...(binding ? { binding: binding.metadata?.labels ?? {} } : {}),
+    };
+  }
+
+  /** Creates the policy and its binding; one that exists already is left as it is ('exists'). */
+  async createAdmissionPolicy(
+    policy: V1ValidatingAdmissionPolicy,
+    binding: V1ValidatingAdmissionPolicyBinding,
+  ): Promise<{ policy: 'created' | 'exists'; binding: 'created' | 'exists' }> {
+    const create = async (what: string, fn: () => Promise<unknown>): Promise<'created' | 'exists'> => {
+      try {
+        await fn();
+        return 'created';
+      } catch (err) {
+        if (err instanceof ApiException && err.code === 409) return 'exists';
+        throw this.translate(err, what);
+      }
+    };
+    return {
+      policy: await create(`create validatingadmissionpolicy ${policy.metadata?.name}`, () =>
+        this.admission.createValidatingAdmissionPolicy({ body: policy }),
+      ),
+      binding: await create(`create validatingadmissionpolicybinding ${binding.metadata?.name}`, () =>
+        this.admission.createValidatingAdmissionPolicyBinding({ body: binding }),
+      ),
+    };
+  }
+
+  /** Deletes the policy and its binding (either may be gone already). */
+  async deleteAdmissionPolicy(name: string): Promise<void> {
+    await this.maybe(`delete validatingadmissionpolicybinding ${name}`, () =>
+      this.admission.deleteValidatingAdmissionPolicyBinding({ name }),
+    );
+    await this.maybe(`delete validatingadmissionpolicy ${name}`, () =>
+      this.admission.deleteValidatingAdmissionPolicy({ name }),
+    );
+  }
+
+  /** Removes labels from a namespace (a merge patch with nulls); a missing namespace is fine. */
+  async unlabelNamespace(ns: string, keys: string[]): Promise<void> {
+    const labels = Object.fromEntries(keys.map((k) => [k, null]));
+    await this.maybe(`unlabel namespace ${ns}`, () =>
+      this.core.patchNamespace({ name: ns, body: { metadata: { labels } } }, mergePatch),
+    );
+  }
+
+  /**
+   * Every subject a ClusterRoleBinding gives a role that may delete namespaces (namespaces are
+   * cluster-scoped: a RoleBinding cannot grant it): "Kind:name", service accounts "ServiceAccount:ns/name".
+   */
+  async namespaceDeleters(): Promise<string[]> {
+    const [roles, bindings] = await Promise.all([
+      this.call('list clusterroles', () => this.rbac.listClusterRole()),
+      this.call('list clusterrolebindings', () => this.rbac.listClusterRoleBinding()),
+    ]);
+    const can = (r: V1PolicyRule) =>
+      (r.apiGroups ?? []).some((g) => g === '' || g === '*') &&
+      (r.resources ?? []).some((x) => x === 'namespaces' || x === '*') &&
+      r.verbs.some((v) => v === 'delete' || v === '*') &&
+      !(r.resourceNames ?? []).length;
+    const deleting = new Set(roles.items.filter((r) => (r.rules ?? []).some(can)).map((r) => r.metadata?.name));
+    const out = new Set<string>();
+    for (const b of bindings.items) {
+      if (b.roleRef.kind !== 'ClusterRole' || !deleting.has(b.roleRef.name)) continue;
+      for (const s of b.subjects ?? [])
+        out.add(s.kind === 'ServiceAccount' ? `ServiceAccount:${s.namespace}/${s.name}` : `${s.kind}:${s.name}`);
+    }
+    return [...out].sort();
   }
 
   /** GET /readyz: the API server's own readiness, including its etcd check. */

@@ -89,6 +89,8 @@ export function labConfig(): object {
         ),
       },
     },
+    // Each worker serves /metrics at its own address (lab/up-down.ts); a scrape sees state at most 5 s old.
+    metrics: { refresh: '5s' },
     approvals: {
       approvers: [...APPROVERS],
       twoPersonRule: true,

@@ -26,6 +26,7 @@ export const VERSIONS = JSON.parse(readFileSync(join(REPO, 'lab/versions.json'),
   veleroPluginForAws: string;
   criTools: string;
   pause: string;
+  prometheus: string;
 };
 
 export const CACHE = process.env.DRCTL_CACHE_DIR ?? join(homedir(), '.cache/drctl');
@@ -48,6 +49,8 @@ export const bin = {
   /** kwokctl's default stages (node initialise + heartbeat with lease, pod ready/complete/delete). */
   kwokStages: join(CACHE, 'bin', `kwok-${VERSIONS.kwok}`, 'stages.yaml'),
   velero: join(CACHE, 'bin', `velero-${VERSIONS.velero}+nomgrmetrics`, 'velero'),
+  /** Prometheus' promtool: tests drctl's alert rules (alerts/) and checks what the workers export. */
+  promtool: join(CACHE, 'bin', `prometheus-${VERSIONS.prometheus}`, 'promtool'),
   /** Velero's --plugin-dir: every executable file in it is a plugin. */
   veleroPluginDir: join(CACHE, 'bin', `velero-plugin-for-aws-${VERSIONS.veleroPluginForAws}`),
   pdns: '/usr/sbin/pdns_server',
@@ -188,6 +191,9 @@ export function nodeNamed(id: string): LabNode {
 
 /** The site's cp1: the node `kubeadm init` ran on, which also runs kwok and Velero. */
 export const cp1Of = (site: LabSite): LabNode => site.nodes.find((n) => n.first)!;
+
+/** Where the lab's worker "at" a site serves its Prometheus metrics (`drctl worker --metrics-listen`). */
+export const workerMetricsAddress = (site: { net: string }) => `${site.net}.90:9464`;
 
 /** Ports of the servers that run as static pods on a site's cp1, each bound to cp1's own address. */
 export const CP_PORTS = {

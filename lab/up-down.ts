@@ -20,7 +20,17 @@ import { alive, launch, type LabState, readState, stopPid, workerId, workerIds, 
 import { appKey, ensureBucket, ensureSearchAttributes, minioCreds, startApp, startServices } from './services.ts';
 import { unpark } from './site-loss.ts';
 import { status } from './status.ts';
-import { binariesPresent, LAB_DIR, type LabSite, paths, REPO, SERVICES, siteNamed, SITES } from './topology.ts';
+import {
+  binariesPresent,
+  LAB_DIR,
+  type LabSite,
+  paths,
+  REPO,
+  SERVICES,
+  siteNamed,
+  SITES,
+  workerMetricsAddress,
+} from './topology.ts';
 
 /**
  * Lab addresses that something other than this lab already listens on (a lab from another
@@ -117,6 +127,8 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
       'worker',
       '--site',
       site.name,
+      '--metrics-listen',
+      workerMetricsAddress(site),
     ]);
   writeState(state);
   // kubeadm, where it has not run yet (a fresh lab): init on cp1, then the other nodes join.
