@@ -2,6 +2,7 @@
 // Workflows use `import type` of this and proxyActivities, so no gateway code enters the bundle.
 import type { Gateways } from '../gateways/index.ts';
 import { createApprovalActivities } from './approval.ts';
+import { createAuditActivities } from './audit.ts';
 import { createClusterActivities } from './cluster.ts';
 import { createDrillActivities } from './drill.ts';
 import { createFailoverActivities } from './failover.ts';
@@ -20,6 +21,7 @@ export function createActivities(gw: Gateways) {
     ...createDrillActivities(gw),
     ...createLeaseActivities(gw),
     ...createNamespaceRestoreActivities(gw),
+    ...createAuditActivities(gw),
   };
 }
 

@@ -285,8 +285,11 @@ export function verdicts(criteria: DrillCriterion[], f: DrillFacts): Verdict[] {
 /** The Temporal Schedule that runs a drill plan (`drctl drill schedule`). */
 export const drillScheduleId = (plan: string) => `drill-${plan}`;
 
+/** Where a plan's drill reports live in the off-site bucket, one folder per run. */
+export const drillReportsPrefix = (prefix: string, plan: string) => `${prefix}drills/${plan}/`;
+
 export const drillReportKeys = (prefix: string, plan: string, workflowId: string) => {
-  const base = `${prefix}drills/${plan}/${workflowId}`;
+  const base = `${drillReportsPrefix(prefix, plan)}${workflowId}`;
   return { json: `${base}/report.json`, html: `${base}/report.html` };
 };
 

@@ -9,6 +9,7 @@ import type { RestoreNode } from './restore-node.ts';
 import type { ObjectStore } from './s3.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 import type { RemoteShell } from './ssh.ts';
+import type { TemporalGateway } from './temporal.ts';
 import type { VeleroGateway } from './velero.ts';
 
 export interface Gateways {
@@ -32,5 +33,7 @@ export interface Gateways {
   dns(): DnsGateway;
   /** App endpoint probes and webhook posts. */
   http(): HttpGateway;
+  /** Temporal itself, read-only: schedules and visibility (the audit, the metrics). */
+  temporal(): TemporalGateway;
   close(): void;
 }

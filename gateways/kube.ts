@@ -407,6 +407,30 @@ export class KubeGateway {
     );
   }
 
+  /**
+   * A server-side dry-run delete (dryRun=All): admission runs, nothing is deleted. Allowed, or
+   * denied with the API server's message (a policy's denial).
+   */
+  async dryRunDeleteNamespace(ns: string): Promise<{ allowed: boolean; message: string }> {
+    try {
+      await this.core.deleteNamespace({ name: ns, dryRun: 'All' });
+      return { allowed: true, message: 'allowed' };
+    } catch (err) {
+      if (err instanceof ApiException && (err.code === 403 || err.code === 422 || err.code === 400)) {
+        const body = typeof err.body === 'string' ? err.body : JSON.stringify(err.body);
+        const message = (() => {
+          try {
+            return String((JSON.parse(body) as { message?: string }).message ?? body);
+          } catch {
+            return body;
+          }
+        })();
+        return { allowed: false, message };
+      }
+      throw this.translate(err, `dry-run delete namespace ${ns}`);
+    }
+  }
+
   /** Removes labels from a namespace (a merge patch with nulls); a missing namespace is fine. */
   async unlabelNamespace(ns: string, keys: string[]): Promise<void> {
     const labels = Object.fromEntries(keys.map((k) => [k, null]));

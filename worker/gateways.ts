@@ -15,6 +15,7 @@ import { ObjectStore } from '../gateways/s3.ts';
 import { SnapshotKeys } from '../gateways/snapshot-crypto.ts';
 import { SnapshotStore } from '../gateways/snapshot-store.ts';
 import { connectShell, type RemoteShell } from '../gateways/ssh.ts';
+import { TemporalGateway } from '../gateways/temporal.ts';
 import { VeleroGateway } from '../gateways/velero.ts';
 
 /**
@@ -40,6 +41,7 @@ export function createGateways(config: DrctlConfig): Gateways {
   let store: ObjectStore | undefined;
   let snapshots: SnapshotStore | undefined;
   let dns: DnsGateway | undefined;
+  let temporal: TemporalGateway | undefined;
   const http = new HttpGateway();
   const site = (name: string): SiteConfig => {
     const s = config.sites.find((x) => x.name === name);
@@ -125,7 +127,9 @@ export function createGateways(config: DrctlConfig): Gateways {
       return dns;
     },
     http: () => http,
+    temporal: () => (temporal ??= new TemporalGateway(config.temporal)),
     close: () => {
+      void temporal?.close();
       for (const s of shells.values()) s.close();
       shells.clear();
       store?.client.destroy();

@@ -4,25 +4,21 @@
 // scrape never changes anything, and a source that fails is reported (drctl_collect_up 0), not
 // guessed.
 import { createServer, type Server } from 'node:http';
-import type { Client } from '@temporalio/client';
 import type { InjectedSinks } from '@temporalio/worker';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { newestCompleted } from '../activities/velero.ts';
-import { type DrillReport, drillReportKeys } from '../common/drill.ts';
+import { lastDrillReport, lastSnapshotRun, protectedSets, snapshotSchedule } from '../activities/dr-state.ts';
 import {
   DR_GAUGES,
   drSamples,
   type GaugeKey,
-  intervalOf,
   type Observations,
   type Observed,
   type Sample,
 } from '../common/dr-metrics.ts';
 import { rootMessage } from '../common/errors.ts';
 import { log } from '../common/log.ts';
-import { type DrctlSinks, PHASES, RUNBOOKS, type RunEnded, SEARCH_KEYS } from '../common/runbook.ts';
-import { snapshotScheduleId } from '../common/snapshots.ts';
-import type { DrctlConfig } from '../config/schema.ts';
+import { type DrctlSinks, PHASES, RUNBOOKS, type RunEnded } from '../common/runbook.ts';
 import type { Gateways } from '../gateways/index.ts';
 
 /** How long one source may take before the collection reports it down. */
@@ -127,26 +123,9 @@ async function observed<T>(what: string, p: () => Promise<T>): Promise<Observed<
   }
 }
 
-async function text(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(Buffer.from(c as Buffer));
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-/** The namespace sets the tiers protect and the DR site that would restore each. */
-export function protectedSets(config: DrctlConfig): { site: string; namespaces: string[]; tier: string }[] {
-  const out = new Map<string, { site: string; namespaces: string[]; tier: string }>();
-  const add = (site: string, namespaces: string[], tier: string) =>
-    out.set(`${site}|${[...namespaces].sort().join(',')}|${tier}`, { site, namespaces: [...namespaces].sort(), tier });
-  if (config.failover)
-    for (const s of config.sites.filter((x) => x.role !== 'primary'))
-      add(s.name, config.failover.namespaces, config.failover.tier);
-  for (const d of config.drills) for (const w of d.workloads) add(d.to, w.namespaces, w.tier);
-  return [...out.values()];
-}
-
 /** Everything the DR gauges are made of, read now (each source on its own: one failing loses only its own). */
-export async function observeDr(config: DrctlConfig, gw: Gateways, client: Client): Promise<Observations> {
+export async function observeDr(gw: Gateways): Promise<Observations> {
+  const config = gw.config;
   const now = Date.now();
   const backupsAt = new Map<string, ReturnType<ReturnType<Gateways['velero']>['backups']>>();
   const backupsOf = (site: string) => {
@@ -160,21 +139,23 @@ export async function observeDr(config: DrctlConfig, gw: Gateways, client: Clien
       clusters.map(async (cluster) => {
         const [snapshots, lastRun, schedule] = await Promise.all([
           observed(`snapshots/${cluster}`, async () => (await gw.snapshots().list(cluster)).snapshots),
-          observed(`snapshot-runs/${cluster}`, () => lastSnapshotRun(client, cluster)),
-          observed(`snapshot-schedule/${cluster}`, () => snapshotSchedule(client, cluster)),
+          observed(`snapshot-runs/${cluster}`, () => lastSnapshotRun(gw, cluster)),
+          observed(`snapshot-schedule/${cluster}`, () => snapshotSchedule(gw, cluster)),
         ]);
         return { cluster, snapshots, lastRun, schedule, configuredEverySeconds: config.snapshots.every / 1000 };
       }),
     ),
     Promise.all(
       protectedSets(config).map(async (set) => ({
-        ...set,
+        site: set.to,
+        namespaces: set.namespaces,
+        tier: set.tier,
         rpoTargetSeconds: (config.targets[set.tier]?.rpo ?? 0) / 1000,
-        newest: await observed(`velero/${set.site}`, async () => {
+        newest: await observed(`velero/${set.to}`, async () => {
           const b = newestCompleted(
-            await backupsOf(set.site),
+            await backupsOf(set.to),
             set.namespaces,
-            gw.site(set.site).velero.storageLocation,
+            gw.site(set.to).velero.storageLocation,
           );
           return b ? { name: b.name, startedAt: b.startedAt ?? b.completedAt! } : undefined;
         }),
@@ -183,7 +164,7 @@ export async function observeDr(config: DrctlConfig, gw: Gateways, client: Clien
     Promise.all(
       config.drills.map(async (d) => ({
         plan: d.name,
-        last: await observed(`drills/${d.name}`, () => lastDrillReport(config, gw, d.name)),
+        last: await observed(`drills/${d.name}`, () => lastDrillReport(gw, d.name)),
       })),
     ),
     Promise.all(
@@ -193,10 +174,10 @@ export async function observeDr(config: DrctlConfig, gw: Gateways, client: Clien
       })),
     ),
     config.failover
-      ? observed('health-watch', async () => {
-          const { count } = await client.workflow.count(`WorkflowType = 'healthWatch' AND ExecutionStatus = 'Running'`);
-          return count > 0;
-        })
+      ? observed(
+          'health-watch',
+          async () => (await gw.temporal().count(`WorkflowType = 'healthWatch' AND ExecutionStatus = 'Running'`)) > 0,
+        )
       : Promise.resolve(undefined),
   ]);
   return {
@@ -209,48 +190,6 @@ export async function observeDr(config: DrctlConfig, gw: Gateways, client: Clien
     healthWatch,
     targets: Object.fromEntries(Object.entries(config.targets).map(([t, v]) => [t, { rpoSeconds: v.rpo / 1000 }])),
   };
-}
-
-/** The newest finished snapshot run of the cluster: its final phase and when it closed. */
-async function lastSnapshotRun(client: Client, cluster: string) {
-  let best: { phase: string; endedAt: number } | undefined;
-  let seen = 0;
-  const query = `WorkflowType = 'etcdSnapshot' AND DrctlCluster = '${cluster}' AND ExecutionStatus != 'Running'`;
-  for await (const w of client.workflow.list({ query, pageSize: 20 })) {
-    const endedAt = w.closeTime?.getTime();
-    if (endedAt !== undefined && (!best || endedAt > best.endedAt)) {
-      const phase =
-        w.typedSearchAttributes.get(SEARCH_KEYS.phase) ?? (w.status.name === 'COMPLETED' ? 'completed' : 'failed');
-      best = { phase, endedAt };
-    }
-    if (++seen >= 20) break;
-  }
-  return best;
-}
-
-async function snapshotSchedule(client: Client, cluster: string) {
-  try {
-    const d = await client.schedule.getHandle(snapshotScheduleId(cluster)).describe();
-    const every = d.spec.intervals?.[0]?.every;
-    return {
-      paused: d.state.paused,
-      intervalSeconds: every !== undefined ? Number(every) / 1000 : intervalOf(d.info.nextActionTimes),
-    };
-  } catch (err) {
-    if ((err as Error).name === 'ScheduleNotFoundError') return undefined;
-    throw err;
-  }
-}
-
-/** The plan's newest drill report in the off-site bucket (the bucket outlives Temporal's retention). */
-async function lastDrillReport(config: DrctlConfig, gw: Gateways, plan: string): Promise<DrillReport | undefined> {
-  const store = gw.store();
-  const prefix = drillReportKeys(config.objectStore.prefix, plan, '').json.replace(/\/report\.json$/, '');
-  const reports = (await store.list(prefix))
-    .filter((o) => o.key.endsWith('/report.json'))
-    .sort((a, b) => (b.lastModified?.getTime() ?? 0) - (a.lastModified?.getTime() ?? 0));
-  if (!reports[0]) return undefined;
-  return JSON.parse(await text(await store.get(reports[0].key))) as DrillReport;
 }
 
 /** Serves GET /metrics (and /healthz) on host:port until closed. */

@@ -15,7 +15,6 @@ import { log } from '../common/log.ts';
 import { createActivities } from '../activities/index.ts';
 import type { DrctlConfig } from '../config/schema.ts';
 import { temporalConnectConfig } from '../config/temporal.ts';
-import { Client } from '@temporalio/client';
 import { SnapshotKeys } from '../gateways/snapshot-crypto.ts';
 import { createGateways, type Gateways } from './gateways.ts';
 import { heartbeatWhileRunning } from './heartbeat.ts';
@@ -59,8 +58,7 @@ export async function createWorker(config: DrctlConfig, overrides: Partial<Worke
   const { connectionOptions, namespace } = temporalConnectConfig(config.temporal);
   const connection = await NativeConnection.connect(connectionOptions);
   const gateways = createGateways(config);
-  const client = new Client({ connection, namespace });
-  const metrics = new WorkerMetrics(() => observeDr(config, gateways, client), config.metrics.refresh);
+  const metrics = new WorkerMetrics(() => observeDr(gateways), config.metrics.refresh);
   const worker = await Worker.create({
     connection,
     namespace,
