@@ -1,5 +1,6 @@
 // Readers of the DR state that the audit and the worker's metrics share: which namespace sets the
 // tiers protect, a plan's newest drill report, a cluster's snapshot schedule. Read-only.
+import { type AuditReport, auditPrefix } from '../common/audit.ts';
 import { type DrillReport, drillReportsPrefix } from '../common/drill.ts';
 import { snapshotScheduleId } from '../common/snapshots.ts';
 import type { DrctlConfig } from '../config/schema.ts';
@@ -52,3 +53,13 @@ export const snapshotSchedule = (gw: Gateways, cluster: string) => gw.temporal()
 /** The cluster's newest finished snapshot run. */
 export const lastSnapshotRun = (gw: Gateways, cluster: string) =>
   gw.temporal().lastClosed(`WorkflowType = 'etcdSnapshot' AND DrctlCluster = '${cluster.replace(/'/g, '')}'`);
+
+/** The newest readiness audit report in the off-site bucket (drctl audit, its daily Schedule). */
+export async function lastAuditReport(gw: Gateways): Promise<AuditReport | undefined> {
+  const store = gw.store();
+  const reports = (await store.list(auditPrefix(gw.config.objectStore.prefix)))
+    .filter((o) => o.key.endsWith('.json'))
+    .sort((a, b) => (a.key < b.key ? 1 : -1));
+  if (!reports[0]) return undefined;
+  return JSON.parse(await text(await store.get(reports[0].key))) as AuditReport;
+}

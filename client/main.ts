@@ -3,6 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { UsageError } from '../common/errors.ts';
 import { FailedOutcome } from './output.ts';
+import { registerAuditCommands } from './commands/audit.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerDrillCommands } from './commands/drill.ts';
 import { registerConfigCommands } from './commands/config.ts';
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerFailoverCommands(program);
   registerNamespaceRestoreCommand(program);
   registerDrillCommands(program);
+  registerAuditCommands(program);
   // Every level (e.g. `drill schedule pause`): commander's own errors become exit 2, not process.exit.
   const override = (cmd: Command) => {
     cmd.exitOverride();

@@ -3,6 +3,7 @@
 // audit activity (activities/audit.ts) observes, this judges; `drctl audit`, the daily Schedule's
 // report in the bucket and the worker's drctl_audit_check gauge all show these rows.
 import type { DrillReport } from './drill.ts';
+import type { Signed } from './signed.ts';
 import type { Observed } from './dr-metrics.ts';
 import { formatDuration } from './duration.ts';
 
@@ -453,3 +454,50 @@ export function auditReport(o: AuditObservations): AuditReport {
 /** Where the audit's reports live in the off-site bucket (the newest is what the metrics show). */
 export const auditReportKey = (prefix: string, at: string) => `${prefix}audits/${at.replace(/[:.]/g, '-')}.json`;
 export const auditPrefix = (prefix: string) => `${prefix}audits/`;
+
+/** `drctl audit` (and its daily Schedule): look, judge, keep the report in the bucket. */
+export const AUDIT_STEPS = ['audit', 'record'] as const;
+/** `drctl audit --fix protect-namespaces`: a gated change, undone in reverse on failure or cancel. */
+export const PROTECT_STEPS = [
+  'lease',
+  'preflight',
+  'approval',
+  'install-policy',
+  'label-namespaces',
+  'verify',
+] as const;
+
+/** The Temporal Schedule that audits every day (`drctl audit schedule`). */
+export const AUDIT_SCHEDULE_ID = 'drctl-audit';
+export const DAILY = '0 5 * * *';
+
+export interface ProtectInput {
+  site: string;
+  requestedBy: string;
+  reason?: string;
+  approvalTimeoutMs?: number;
+  /** The requester's signed request. */
+  request?: Signed;
+}
+
+export interface ProtectEvidence {
+  site: string;
+  cluster: string;
+  policy: string;
+  /** What the run will create or label (what exists already is left, and never removed by the undo). */
+  creates: string[];
+  labels: string[];
+  already: string[];
+  missing: string[];
+  approvers: string[];
+  twoPersonRule: boolean;
+  approvalDeadline: string;
+}
+
+export interface ProtectResult {
+  outcome: 'completed';
+  site: string;
+  created: { policy: boolean; binding: boolean };
+  labelled: string[];
+  verified: Record<string, string>;
+}

@@ -146,6 +146,8 @@ export interface Observations {
   /** Undefined: no failover configured, so no health watch is expected. */
   healthWatch?: Observed<boolean>;
   targets: Record<string, { rpoSeconds: number }>;
+  /** The newest readiness audit's rows (drctl audit, its daily Schedule), from the bucket. */
+  audit?: Observed<{ check: string; target: string; result: string }[] | undefined>;
 }
 
 const seconds = (ms: number) => Math.round(ms / 100) / 10;
@@ -216,6 +218,11 @@ export function drSamples(o: Observations): Sample[] {
     add('dnsRecordSite', { record: d.record, site: recordSite(d.addresses.value, o.appAddresses) }, 1);
   }
 
+  if (o.audit) {
+    up('audit', o.audit);
+    if (o.audit.ok)
+      for (const r of o.audit.value ?? []) add('auditCheck', { check: r.check, target: r.target, result: r.result }, 1);
+  }
   if (o.healthWatch) {
     up('health-watch', o.healthWatch);
     if (o.healthWatch.ok) add('healthWatchRunning', {}, o.healthWatch.value ? 1 : 0);

@@ -14,6 +14,8 @@ export const RUNBOOKS = {
   drDrill: 'drill',
   fenceOnReturn: 'fence-on-return',
   namespaceRestore: 'namespace-restore',
+  readinessAudit: 'audit',
+  protectNamespaces: 'protect-namespaces',
 } as const;
 export type WorkflowType = keyof typeof RUNBOOKS;
 export type RunbookName = (typeof RUNBOOKS)[WorkflowType];

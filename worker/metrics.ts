@@ -7,7 +7,13 @@ import { createServer, type Server } from 'node:http';
 import type { InjectedSinks } from '@temporalio/worker';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { newestCompleted } from '../activities/velero.ts';
-import { lastDrillReport, lastSnapshotRun, protectedSets, snapshotSchedule } from '../activities/dr-state.ts';
+import {
+  lastAuditReport,
+  lastDrillReport,
+  lastSnapshotRun,
+  protectedSets,
+  snapshotSchedule,
+} from '../activities/dr-state.ts';
 import {
   DR_GAUGES,
   drSamples,
@@ -134,7 +140,7 @@ export async function observeDr(gw: Gateways): Promise<Observations> {
     return p;
   };
   const clusters = config.sites.map((s) => s.cluster.name);
-  const [clusterObs, backups, drills, dns, healthWatch] = await Promise.all([
+  const [clusterObs, backups, drills, dns, healthWatch, audit] = await Promise.all([
     Promise.all(
       clusters.map(async (cluster) => {
         const [snapshots, lastRun, schedule] = await Promise.all([
@@ -152,11 +158,7 @@ export async function observeDr(gw: Gateways): Promise<Observations> {
         tier: set.tier,
         rpoTargetSeconds: (config.targets[set.tier]?.rpo ?? 0) / 1000,
         newest: await observed(`velero/${set.to}`, async () => {
-          const b = newestCompleted(
-            await backupsOf(set.to),
-            set.namespaces,
-            gw.site(set.to).velero.storageLocation,
-          );
+          const b = newestCompleted(await backupsOf(set.to), set.namespaces, gw.site(set.to).velero.storageLocation);
           return b ? { name: b.name, startedAt: b.startedAt ?? b.completedAt! } : undefined;
         }),
       })),
@@ -179,6 +181,7 @@ export async function observeDr(gw: Gateways): Promise<Observations> {
           async () => (await gw.temporal().count(`WorkflowType = 'healthWatch' AND ExecutionStatus = 'Running'`)) > 0,
         )
       : Promise.resolve(undefined),
+    observed('audit', async () => (await lastAuditReport(gw))?.rows),
   ]);
   return {
     now,
@@ -188,6 +191,7 @@ export async function observeDr(gw: Gateways): Promise<Observations> {
     dns,
     appAddresses: config.sites.flatMap((s) => (s.appAddress ? [{ site: s.name, address: s.appAddress }] : [])),
     healthWatch,
+    audit,
     targets: Object.fromEntries(Object.entries(config.targets).map(([t, v]) => [t, { rpoSeconds: v.rpo / 1000 }])),
   };
 }

@@ -8,3 +8,4 @@ export { drDrill } from './drill.ts';
 export { fenceOnReturn } from './fence-on-return.ts';
 export { siteLease } from './lease.ts';
 export { namespaceRestore } from './namespace-restore.ts';
+export { protectNamespaces, readinessAudit } from './audit.ts';
