@@ -20,6 +20,7 @@ import { FailureType, failure, rootMessage } from '../common/errors.ts';
 import type { Gateways } from '../gateways/index.ts';
 import type { VeleroObject } from '../gateways/velero.ts';
 import { lastDrillReport, protectedSets, snapshotSchedule } from './dr-state.ts';
+import { done, notYet, pollUntil } from './support.ts';
 
 async function observed<T>(p: () => Promise<T>): Promise<Observed<T>> {
   try {
@@ -237,17 +238,21 @@ export function createAuditActivities(gw: Gateways) {
      */
     async verifyProtection(input: { site: string; namespaces: string[] }): Promise<Record<string, string>> {
       const kube = gw.kube(gw.site(input.site).cluster.name);
-      const out: Record<string, string> = {};
-      for (const ns of input.namespaces) {
-        const r = await kube.dryRunDeleteNamespace(ns);
-        if (r.allowed)
-          throw failure(
-            FailureType.VerificationFailed,
-            `a dry-run delete of namespace ${ns} was allowed: not protected`,
-          );
-        out[ns] = `delete denied: ${r.message.slice(0, 160)}`;
-      }
-      return out;
+      // An API server takes a moment to load a new policy (seen on the lab: the first dry run, made
+      // right after the create, was allowed): wait for the denial, then report it.
+      return pollUntil(
+        { what: `the API server to deny deleting ${input.namespaces.join(', ')}`, timeoutMs: 60_000, every: 1000 },
+        async () => {
+          const out: Record<string, string> = {};
+          const allowed: string[] = [];
+          for (const ns of input.namespaces) {
+            const r = await kube.dryRunDeleteNamespace(ns);
+            if (r.allowed) allowed.push(ns);
+            else out[ns] = `delete denied: ${r.message.slice(0, 400)}`;
+          }
+          return allowed.length ? notYet(`a dry-run delete is still allowed: ${allowed.join(', ')}`) : done(out);
+        },
+      );
     },
   };
 }

@@ -20,7 +20,6 @@ import { afterStart, startRun } from '../runbook-kit.ts';
 import { checkCron, printSchedule, registerScheduleVerbs, type ScheduleKind, upsertSchedule } from '../schedules.ts';
 import { withTemporal } from '../temporal.ts';
 
-
 const CATCHUP_WINDOW = '1 minute';
 
 interface RetentionOpts {

@@ -147,6 +147,18 @@ describe('bad flags: exit 2, one line naming the flag, no stack, no connection (
       ['restore', 'namespace', '--site', 'site-a', '--namespaces', 'shop', '--before', '2999-01-01T00:00:00Z'],
       '--before: 2999-01-01T00:00:00.000Z is in the future',
     ],
+    [['audit', '--fix', 'delete-everything'], "--fix: expected one of protect-namespaces (got 'delete-everything')"],
+    [
+      ['audit', '--fix', 'protect-namespaces', '--site', 'site-c'],
+      "--site: unknown site 'site-c' (sites: site-a, site-b)",
+    ],
+    [['audit', '--site', 'site-a'], '--site: only with --fix'],
+    [['audit', '--approval-timeout', '1h'], '--approval-timeout: only with --fix'],
+    [
+      ['audit', 'schedule', '--cron', 'daily'],
+      "--cron: expected a cron expression like '*/15 * * * *' or '@hourly' (got 'daily')",
+    ],
+    [['worker', '--metrics-listen', '9464'], "--metrics-listen: expected host:port, e.g. 127.0.0.1:9464 (got '9464')"],
   ])('%j', async (args, line) => {
     const before = connections;
     const r = await drctl(args);

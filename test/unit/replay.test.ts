@@ -31,6 +31,7 @@ beforeAll(async () => {
 describe('replay of committed histories', () => {
   it('covers every runbook', () => {
     expect(files.sort()).toEqual([
+      'audit.json',
       'cluster-health.json',
       'dr-drill-cancelled.json',
       'dr-drill-failed.json',
@@ -43,6 +44,8 @@ describe('replay of committed histories', () => {
       'etcd-snapshot.json',
       'health-watch.json',
       'namespace-restore.json',
+      'protect-namespaces-compensated.json',
+      'protect-namespaces.json',
       'site-failover-cancelled.json',
       'site-failover-compensated.json',
       'site-failover.json',
@@ -72,6 +75,13 @@ describe('replay of committed histories', () => {
     ],
     ['site-failover-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', [], undefined],
     ['dr-drill-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', [], undefined],
+    // Recorded on the lab before the verify step waited for the API server to load the policy.
+    [
+      'protect-namespaces-compensated.json',
+      'EVENT_TYPE_WORKFLOW_EXECUTION_FAILED',
+      ['unlabelProtected', 'removeProtectionPolicy'],
+      'Compensated',
+    ],
     [
       'dr-drill-failed.json',
       'EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED',
