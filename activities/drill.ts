@@ -10,6 +10,7 @@ import {
   type DrillPreflight,
   type DrillReport,
   drillReportKeys,
+  failureCause,
 } from '../common/drill.ts';
 import { FailureType, failure } from '../common/errors.ts';
 import type { Gateways } from '../gateways/index.ts';
@@ -161,7 +162,19 @@ export function createDrillActivities(gw: Gateways) {
       const store = gw.store();
       const keys = drillReportKeys(gw.config.objectStore.prefix, input.report.plan, input.report.workflowId);
       const location = { bucket: gw.config.objectStore.bucket, ...keys };
-      const report: DrillReport = { ...input.report, location };
+      // A report that did not pass leads with why (the JSON's first fields after the verdict).
+      const { kind, plan, workflowId, runId, outcome, ...rest } = input.report;
+      const cause = failureCause(input.report);
+      const report: DrillReport = {
+        kind,
+        plan,
+        workflowId,
+        runId,
+        outcome,
+        ...(cause ? { cause } : {}),
+        ...rest,
+        location,
+      };
       const meta = { plan: report.plan, outcome: report.outcome, 'workflow-id': report.workflowId };
       await store.put(keys.json, `${JSON.stringify(report, null, 2)}\n`, meta);
       await store.put(keys.html, renderDrillHtml(report), meta);

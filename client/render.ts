@@ -3,7 +3,7 @@
 // a terminal, and when a followed run is over. Pure: the unit tests feed it fixture statuses.
 import type { FenceOnReturnStatus } from '../workflows/fence-on-return.ts';
 import type { WatchState } from '../workflows/health-watch.ts';
-import type { DrillReport, DrillStatus } from '../common/drill.ts';
+import { type DrillReport, type DrillStatus, failureCause, notMeasured } from '../common/drill.ts';
 import { formatDuration } from '../common/duration.ts';
 import type { CheckResult, FailoverEvidence } from '../common/failover.ts';
 import type { NamespaceRestoreEvidence } from '../common/namespace-restore.ts';
@@ -290,9 +290,14 @@ export function drillSummary(r: DrillReport): string {
   const lines = [
     `drill ${r.plan} (${r.workflowId}): ${r.outcome.toUpperCase()}; ${r.from} → ${r.to}, ${r.startedAt} → ${r.endedAt}`,
   ];
+  // A failed drill leads with its cause and what to do; a figure it could not measure says why.
+  const cause = r.cause ?? failureCause(r);
+  if (cause) lines.push(`  WHY: ${cause.check}: ${cause.detail}`, `  DO: ${cause.action}`);
   for (const t of r.tiers) {
+    const rto = t.rtoSeconds === undefined ? notMeasured(r, 'rto') : `${t.rtoSeconds.toFixed(1)} s`;
+    const rpo = t.rpoSeconds === undefined ? notMeasured(r, 'rpo') : `${t.rpoSeconds} s`;
     lines.push(
-      `  ${t.tier}: RTO ${t.rtoSeconds === undefined ? '?' : `${t.rtoSeconds.toFixed(1)} s`} / ${formatDuration(t.rtoTargetSeconds * 1000)} ${t.rtoMet ? 'met' : 'MISSED'}, RPO ${t.rpoSeconds ?? '?'} s / ${formatDuration(t.rpoTargetSeconds * 1000)} ${t.rpoMet ? 'met' : 'MISSED'}`,
+      `  ${t.tier}: RTO ${rto} / ${formatDuration(t.rtoTargetSeconds * 1000)} ${t.rtoMet ? 'met' : 'MISSED'}, RPO ${rpo} / ${formatDuration(t.rpoTargetSeconds * 1000)} ${t.rpoMet ? 'met' : 'MISSED'}`,
     );
   }
   for (const v of r.verdicts) lines.push(`  ${v.ok ? 'PASS' : 'FAIL'} ${v.criterion}: ${v.detail}`);

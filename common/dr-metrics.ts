@@ -3,7 +3,7 @@
 // gathers the observations, this turns them into samples, the tests check both. Ages are of the
 // data (a snapshot's takenAt, a backup's start: what a restore would bring back), so an age over a
 // tier's RPO target is a breach.
-import type { DrillReport } from './drill.ts';
+import { type DrillReport, failureCause } from './drill.ts';
 import type { ListedSnapshot } from './snapshots.ts';
 
 /** One gauge drctl exports: its name, help text and label names. */
@@ -80,6 +80,11 @@ export const DR_GAUGES = {
     "When the plan's last drill ended (Unix seconds; 0 when it never ran)",
   ),
   drillLastPassed: def('drctl_drill_last_passed', ['plan'], "1 when the plan's last drill passed, 0 when not"),
+  drillLastCause: def(
+    'drctl_drill_last_failing_check',
+    ['plan', 'check'],
+    "1 for the check that failed the plan's last drill first (its report leads with it and what to do)",
+  ),
   drillLastRto: def('drctl_drill_last_rto_seconds', ['plan', 'tier'], 'RTO the last drill measured, per tier'),
   drillLastRpo: def('drctl_drill_last_rpo_seconds', ['plan', 'tier'], 'RPO the last drill measured, per tier'),
   dnsRecordSite: def(
@@ -206,6 +211,8 @@ export function drSamples(o: Observations): Sample[] {
     add('drillLastEnd', { plan: d.plan }, r ? seconds(Date.parse(r.endedAt)) : 0);
     if (!r) continue;
     add('drillLastPassed', { plan: d.plan }, r.outcome === 'passed' ? 1 : 0);
+    const cause = r.outcome === 'passed' ? undefined : (r.cause ?? failureCause(r));
+    if (cause) add('drillLastCause', { plan: d.plan, check: cause.check }, 1);
     for (const t of r.tiers) {
       if (t.rtoSeconds !== undefined) add('drillLastRto', { plan: d.plan, tier: t.tier }, t.rtoSeconds);
       if (t.rpoSeconds !== undefined) add('drillLastRpo', { plan: d.plan, tier: t.tier }, t.rpoSeconds);

@@ -1,7 +1,7 @@
 // The drill's evidence report as one self-contained HTML page (no scripts, no external assets):
 // verdicts, RTO/RPO against targets as an SVG chart, the timeline, approvals and sign-off,
 // failures and compensations. Pure code: the worker stores it, the CLI renders it the same way.
-import type { DrillReport, TierResult } from './drill.ts';
+import { type DrillReport, failureCause, notMeasured, type TierResult } from './drill.ts';
 
 const esc = (s: unknown) =>
   String(s ?? '').replace(
@@ -81,10 +81,17 @@ export function renderDrillHtml(r: DrillReport): string {
         `<tr><td>${esc(v.criterion)}</td><td class="${v.ok ? 'ok' : 'bad'}">${v.ok ? 'PASS' : 'FAIL'}</td><td>${esc(v.detail)}</td></tr>`,
     )
     .join('\n');
+  // A figure that could not be measured says why, never '?' or a bare dash.
+  const figure = (n: number | undefined, which: 'rto' | 'rpo') =>
+    n === undefined ? `<span class="bad">${esc(notMeasured(r, which))}</span>` : secs(n);
+  const cause = r.cause ?? failureCause(r);
+  const why = cause
+    ? `<div id="cause" style="border:2px solid #c62828;padding:8px 12px;margin:12px 0"><b>Why it ${r.outcome === 'cancelled' ? 'stopped' : 'failed'}:</b> <span id="cause-check">${esc(cause.check)}</span>: ${esc(cause.detail)}<br><b>What to do:</b> <span id="cause-action">${esc(cause.action)}</span></div>\n`
+    : '';
   const tierRows = r.tiers
     .map(
       (t) =>
-        `<tr><td>${esc(t.tier)}</td><td>${esc(t.namespaces.join(', '))}</td><td class="num">${secs(t.rtoSeconds)}</td><td class="num">${secs(t.rtoTargetSeconds)}</td><td class="${t.rtoMet ? 'ok' : 'bad'}">${t.rtoMet ? 'met' : 'missed'}</td><td class="num">${secs(t.rpoSeconds)}</td><td class="num">${secs(t.rpoTargetSeconds)}</td><td class="${t.rpoMet ? 'ok' : 'bad'}">${t.rpoMet ? 'met' : 'missed'}</td></tr>`,
+        `<tr><td>${esc(t.tier)}</td><td>${esc(t.namespaces.join(', '))}</td><td class="num">${figure(t.rtoSeconds, 'rto')}</td><td class="num">${secs(t.rtoTargetSeconds)}</td><td class="${t.rtoMet ? 'ok' : 'bad'}">${t.rtoMet ? 'met' : 'missed'}</td><td class="num">${figure(t.rpoSeconds, 'rpo')}</td><td class="num">${secs(t.rpoTargetSeconds)}</td><td class="${t.rpoMet ? 'ok' : 'bad'}">${t.rpoMet ? 'met' : 'missed'}</td></tr>`,
     )
     .join('\n');
   const approvals = r.approvals
@@ -117,7 +124,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;pad
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}
 </style></head><body>
 ${unsigned ? '<p id="unsigned" class="bad" style="border:2px solid #c62828;padding:8px">UNSIGNED APPROVALS WERE ALLOWED (approvals.unsigned: allow): the decisions below are names people typed, not proven identities.</p>\n' : ''}<h1>DR drill <span id="plan">${esc(r.plan)}</span> <span id="outcome" class="badge ${esc(r.outcome)}">${esc(r.outcome.toUpperCase())}</span></h1>
-<dl>
+${why}<dl>
 <dt>workflow</dt><dd id="workflow">${esc(r.workflowId)} (run ${esc(r.runId)})</dd>
 <dt>sites</dt><dd>${esc(r.from)} → ${esc(r.to)} (drill record ${esc(r.record)})</dd>
 <dt>namespaces</dt><dd>${esc(r.namespaces.join(', '))}</dd>
@@ -140,7 +147,7 @@ ${r.gate ? `<p>Evidence at the gate: sha256 <code>${esc(r.gate.evidenceDigest)}<
 ${approvals ? `<ul id="approvals">${approvals}</ul>` : '<p>none</p>'}
 <h2>Checks at the DR site</h2>
 ${checks ? `<ul>${checks}</ul>` : '<p>none</p>'}
-${r.etcd ? `<h2>etcd restore drill</h2><p>${esc(r.etcd.cluster)}: ${esc(r.etcd.outcome)} in ${secs(r.etcd.seconds)} from ${esc(r.etcd.snapshot ?? '?')} (${esc(r.etcd.workflowId)})${r.etcd.detail ? ` — ${esc(r.etcd.detail)}` : ''}</p>` : ''}
+${r.etcd ? `<h2>etcd restore drill</h2><p>${esc(r.etcd.cluster)}: ${esc(r.etcd.outcome)} in ${secs(r.etcd.seconds)} from ${esc(r.etcd.snapshot ?? 'no snapshot (none was found)')} (${esc(r.etcd.workflowId)})${r.etcd.detail ? ` — ${esc(r.etcd.detail)}` : ''}</p>` : ''}
 <h2>Failures</h2>
 ${list(r.failures)}
 <h2>Compensations (cleanup)</h2>

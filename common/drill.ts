@@ -148,6 +148,133 @@ export interface DrillReport {
   /** Where the report lives in the off-site bucket. */
   location?: { bucket: string; json: string; html: string };
   warnings: string[];
+  /** A failed or cancelled drill: the check that failed first and what to do about it (failureCause). */
+  cause?: FailureCause;
+}
+
+/** Why a drill did not pass, in one place: the root check, what it saw, what to do. */
+export interface FailureCause {
+  /** The failing check (a DR-site check, a criterion, or the step that stopped the drill). */
+  check: string;
+  detail: string;
+  action: string;
+}
+
+type Where = Pick<DrillReport, 'to' | 'from' | 'record'>;
+
+/**
+ * What to do about a failing DR-site check, by its name (activities/site-checks.ts, activities/dns.ts),
+ * in the order causes lead: the site itself, then cluster DNS, then the app's own objects, then DNS.
+ */
+const CHECK_ACTIONS: [RegExp, (r: Where) => string][] = [
+  [/API server ready$/, (r) => `${r.to}'s API server does not answer: \`drctl cluster check\` on its cluster`],
+  [
+    /nodes Ready$/,
+    (r) => `nodes at ${r.to} are not Ready (\`kubectl get nodes\` there): the restored pods have nowhere to run`,
+  ],
+  [
+    /Velero sees BackupStorageLocation/,
+    (r) =>
+      `${r.to}'s Velero cannot read the backup location: \`velero backup-location get\` there (credentials, bucket, network)`,
+  ],
+  [
+    /^cluster DNS/,
+    (r) =>
+      `CoreDNS at ${r.to} is not available, so the restored apps cannot resolve names: \`kubectl -n kube-system get deploy,pods -l k8s-app=kube-dns\` at ${r.to}; fix it, then run the drill again`,
+  ],
+  [
+    /deployments available$/,
+    (r) =>
+      `restored deployments did not become available at ${r.to}: \`kubectl describe deploy\` and their pods there (images, quotas, config naming ${r.from})`,
+  ],
+  [/endpointslices populated$/, (r) => `services at ${r.to} have no ready endpoints: their pods are not Ready`],
+  [
+    /pvcs bound$/,
+    (r) => `claims at ${r.to} did not bind: a storage class or volume the backup expects is missing there`,
+  ],
+  [
+    /secrets and configmaps/,
+    (r) => `the restore at ${r.to} lacks objects the backup holds: \`velero restore describe --details\` there`,
+  ],
+  [/no pending pods$/, (r) => `pods at ${r.to} cannot be scheduled: capacity, node selectors or taints there`],
+  [/^app endpoint/, (r) => `the app's health endpoint at ${r.to} does not answer: its ingress or service there`],
+  [/^DNS /, (r) => `the drill record did not move: the DNS API and the authoritative server (\`dig ${r.record}\`)`],
+  [
+    /^app answers through/,
+    (r) => `the app does not answer through ${r.record}: DNS resolves, the request fails at ${r.to}`,
+  ],
+];
+const rank = (check: string) => {
+  const i = CHECK_ACTIONS.findIndex(([re]) => re.test(check));
+  return i < 0 ? CHECK_ACTIONS.length : i;
+};
+const checkAction = (check: string, r: Where) => CHECK_ACTIONS.find(([re]) => re.test(check))?.[1](r);
+
+const CRITERION_ACTIONS: Record<DrillCriterion, (r: Where) => string> = {
+  'backup-present': (r) =>
+    `no Completed Velero backup of the namespaces is visible at ${r.to}: the schedule at ${r.from} and both sites' backup locations`,
+  'restore-complete': (r) =>
+    `the Velero restore at ${r.to} did not complete cleanly: \`velero restore describe --details\` there`,
+  'pods-match-source': (r) =>
+    `the deployments at ${r.to} differ from ${r.from}'s: the restore's warnings and the pods there`,
+  'app-serves': (r) =>
+    `the app did not answer through ${r.record}: the checks above it, then DNS and the app at ${r.to}`,
+  'rpo-met': () => `backups are older than the tier's RPO target: run the Velero schedule more often`,
+  'rto-met': () => `the recovery took longer than the tier's RTO target: the timeline shows which step took the time`,
+  'etcd-restore': (r) => `the etcd restore drill of ${r.to}'s cluster failed: \`drctl status\` on its workflow`,
+  cleanup: (r) => `the drill left something at ${r.to} or in DNS: the cleanup step's items say what`,
+};
+
+/**
+ * Why a drill did not pass, leading every rendering of a failed report: the first DR-site check
+ * that failed (the root cause: CoreDNS down fails the app, which fails the RTO), else the step that
+ * stopped the drill, else the first failed criterion. Undefined for a drill that passed.
+ */
+export function failureCause(
+  r: Pick<DrillReport, 'outcome' | 'checks' | 'verdicts' | 'failures' | 'timeline' | 'to' | 'from' | 'record'>,
+): FailureCause | undefined {
+  if (r.outcome === 'passed') return undefined;
+  // The failing checks, from the report's list and from a step that gave up on them (its error
+  // names them one "<check>: <detail>" a line); the one that leads is the deepest cause.
+  const failing = [
+    ...r.checks.filter((c) => !c.ok),
+    ...r.failures.flatMap((f) =>
+      f
+        .split('\n')
+        .slice(1)
+        .map((line) => ({ at: line.indexOf(': '), line }))
+        .filter(({ at, line }) => at > 0 && rank(line.slice(0, at)) < CHECK_ACTIONS.length)
+        .map(({ at, line }) => ({ check: line.slice(0, at), ok: false, detail: line.slice(at + 2) })),
+    ),
+  ].sort((a, b) => rank(a.check) - rank(b.check));
+  const check = failing[0];
+  if (check)
+    return { check: check.check, detail: check.detail, action: checkAction(check.check, r) ?? 'see the checks list' };
+  const stopped = r.timeline.find((x) => x.state === 'failed' && x.step !== 'cleanup');
+  if (stopped) {
+    const detail = r.failures[0]?.split('\n')[0] ?? stopped.detail ?? 'failed';
+    return { check: `step ${stopped.step}`, detail, action: `the ${stopped.step} step stopped the drill: ${detail}` };
+  }
+  if (r.outcome === 'cancelled')
+    return { check: 'cancelled', detail: 'the drill was cancelled before it finished', action: 'run it again' };
+  const v = r.verdicts.find((x) => !x.ok);
+  if (v) return { check: v.criterion, detail: v.detail, action: CRITERION_ACTIONS[v.criterion](r) };
+  const f = r.failures[0];
+  return { check: 'failure', detail: f?.split('\n')[0] ?? 'unknown', action: 'see the failures list' };
+}
+
+/** Why a figure of a tier is missing (a renderer prints this, never '?'). */
+export function notMeasured(
+  r: Pick<
+    DrillReport,
+    'backup' | 'record' | 'outcome' | 'checks' | 'verdicts' | 'failures' | 'timeline' | 'to' | 'from'
+  >,
+  figure: 'rto' | 'rpo',
+): string {
+  if (figure === 'rpo') return 'not measured: no completed backup to restore';
+  if (r.outcome === 'cancelled') return 'not measured: cancelled before the app answered';
+  const cause = failureCause(r);
+  return `not measured: the app never answered through ${r.record}${cause ? ` (${cause.check}: ${cause.detail})` : ''}`;
 }
 
 export interface DrillEvidence {
@@ -216,6 +343,14 @@ export interface DrillFacts {
   cleanup?: { ok: boolean; detail: string };
 }
 
+/** Why a drill has no RTO, from what it got to (the verdicts' words; renderers use notMeasured). */
+function rtoMissing(f: DrillFacts): string {
+  if (!f.backup) return 'no backup to restore';
+  if (!f.restore) return 'the restore never ran';
+  if (!f.appServes) return 'the app was never reached: the drill stopped before the drill record was switched';
+  return `the app did not answer: ${f.appServes.detail}`;
+}
+
 /** One verdict per criterion the plan names; a criterion whose step never ran fails ("not reached"). */
 export function verdicts(criteria: DrillCriterion[], f: DrillFacts): Verdict[] {
   const notReached = 'not reached';
@@ -236,7 +371,10 @@ export function verdicts(criteria: DrillCriterion[], f: DrillFacts): Verdict[] {
         return {
           criterion,
           ok: r.phase === 'Completed' && r.errors === 0 && all,
-          detail: `${r.phase}, ${r.itemsRestored ?? '?'}/${r.totalItems ?? '?'} items, ${r.errors} error(s)`,
+          detail:
+            r.itemsRestored === undefined || r.totalItems === undefined
+              ? `${r.phase}, ${r.errors} error(s) (Velero reported no item counts)`
+              : `${r.phase}, ${r.itemsRestored}/${r.totalItems} items, ${r.errors} error(s)`,
         };
       }
       case 'pods-match-source':
@@ -252,8 +390,13 @@ export function verdicts(criteria: DrillCriterion[], f: DrillFacts): Verdict[] {
           criterion,
           ok: f.tiers.length > 0 && f.tiers.every((t) => t.rpoMet),
           detail:
-            f.tiers.map((t) => `${t.tier}: ${t.rpoSeconds ?? '?'} s / ${t.rpoTargetSeconds} s`).join('; ') ||
-            notReached,
+            f.tiers
+              .map((t) =>
+                t.rpoSeconds === undefined
+                  ? `${t.tier}: not measured (no completed backup to restore) / ${t.rpoTargetSeconds} s`
+                  : `${t.tier}: ${t.rpoSeconds} s / ${t.rpoTargetSeconds} s`,
+              )
+              .join('; ') || notReached,
         };
       case 'rto-met':
         return {
@@ -263,7 +406,7 @@ export function verdicts(criteria: DrillCriterion[], f: DrillFacts): Verdict[] {
             f.tiers
               .map(
                 (t) =>
-                  `${t.tier}: ${t.rtoSeconds === undefined ? '?' : t.rtoSeconds.toFixed(1)} s / ${t.rtoTargetSeconds} s`,
+                  `${t.tier}: ${t.rtoSeconds === undefined ? `not measured (${rtoMissing(f)})` : `${t.rtoSeconds.toFixed(1)} s`} / ${t.rtoTargetSeconds} s`,
               )
               .join('; ') || notReached,
         };

@@ -10,7 +10,8 @@ import { type Client, type WorkflowHandle, WorkflowFailedError } from '@temporal
 import { CancelledFailure, defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import type { DrillReport, DrillStatus } from '../common/drill.ts';
+import { type DrillReport, type DrillStatus, failureCause } from '../common/drill.ts';
+import { drillSummary } from '../client/render.ts';
 import { FailureType } from '../common/errors.ts';
 import { RESTORED_BY } from '../activities/velero.ts';
 import { runTag } from '../common/restore.ts';
@@ -391,6 +392,31 @@ describe('DR drill', () => {
               cleanup: true,
             });
             expect(r.failures.join('\n')).toMatch(/app endpoint http:\/\/127\.0\.20\.100:8080\/healthz: ECONNREFUSED/);
+            // The report leads with why, and what to do; no figure is a '?' (issue: reports that say why).
+            expect(failureCause(r)).toMatchObject({
+              check: 'app endpoint http://127.0.20.100:8080/healthz',
+              action: expect.stringContaining(
+                "the app's health endpoint at site-b does not answer",
+              ) as unknown as string,
+            });
+            const summary = drillSummary(r);
+            expect(summary.split('\n')[1]).toMatch(
+              /^ {2}WHY: app endpoint http:\/\/127\.0\.20\.100:8080\/healthz: .*ECONNREFUSED/,
+            );
+            expect(summary).not.toContain('?');
+            const stored = JSON.parse(await streamText(await gw.store().get(r.location!.json))) as Record<
+              string,
+              unknown
+            >;
+            expect(Object.keys(stored).slice(0, 6)).toEqual([
+              'kind',
+              'plan',
+              'workflowId',
+              'runId',
+              'outcome',
+              'cause',
+            ]);
+            expect(stored.cause).toEqual(failureCause(r));
             expect(r.timeline.find((s) => s.step === 'verify')!.state).toBe('failed');
             expect(r.timeline.find((s) => s.step === 'switch-drill-record')!.state).toBe('pending');
             // The restore's two undos ran, in reverse; the drill record never moved, so it had none.

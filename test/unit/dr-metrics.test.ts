@@ -64,6 +64,7 @@ function observations(over: Partial<Observations> = {}): Observations {
           ok: true,
           value: {
             outcome: 'failed',
+            cause: { check: 'cluster DNS (kube-system/coredns) available', detail: '0/2', action: 'fix CoreDNS' },
             endedAt: ago(86_400),
             tiers: [{ tier: 'e-commerce', rtoSeconds: 42, rpoSeconds: 130 }],
           } as unknown as DrillReport,
@@ -140,6 +141,9 @@ describe('DR gauges from what the worker observed', () => {
     expect(value(s, 'drillLastPassed', { plan: 'quarterly' })).toEqual([]);
     expect(value(s, 'drillLastEnd', { plan: 'payments' })[0]?.value).toBe((NOW - 86_400_000) / 1000);
     expect(value(s, 'drillLastPassed', { plan: 'payments' })[0]?.value).toBe(0);
+    expect(value(s, 'drillLastCause', { plan: 'payments' }).map((x) => x.labels.check)).toEqual([
+      'cluster DNS (kube-system/coredns) available',
+    ]);
     expect(value(s, 'drillLastRto', { plan: 'payments', tier: 'e-commerce' })[0]?.value).toBe(42);
     expect(value(s, 'drillLastRpo', { plan: 'payments', tier: 'e-commerce' })[0]?.value).toBe(130);
   });

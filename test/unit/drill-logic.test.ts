@@ -2,7 +2,15 @@
 // and the config's drill plans. No lab needed.
 import { describe, expect, it } from 'vitest';
 import { renderDrillHtml } from '../../common/drill-html.ts';
-import { type DrillPlan, type DrillReport, podsMatch, tierResults, verdicts } from '../../common/drill.ts';
+import {
+  type DrillPlan,
+  type DrillReport,
+  failureCause,
+  podsMatch,
+  tierResults,
+  verdicts,
+} from '../../common/drill.ts';
+import { drillSummary } from '../../client/render.ts';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -140,6 +148,87 @@ describe('drill report HTML', () => {
     expect(html).toContain('data-metric="e-commerce RPO" data-value="120" data-target="300"');
     expect(html).toMatch(/id="outcome" class="badge failed">FAILED</);
     expect(html).toMatch(/approve by <b>bob<\/b>/);
+  });
+});
+
+describe('a failed report says why (the drill at a DR site whose CoreDNS is down)', () => {
+  // What the drill gets when site-b's CoreDNS is scaled to 0: verify gives up on the checklist, the
+  // drill record is never switched, so the app never answers and there is no RTO.
+  const facts = {
+    backup: { name: 'b1', completedAt: '2026-11-24T10:00:00Z', ageSeconds: 60, includedNamespaces: ['shop'] },
+    restore: { phase: 'Completed', errors: 0 },
+    tiers: tierResults({ ...plan, workloads: [plan.workloads[0]!] }, 60, undefined),
+  };
+  const v = verdicts(['backup-present', 'restore-complete', 'app-serves', 'rpo-met', 'rto-met'], facts);
+  const report: DrillReport = {
+    kind: 'drctl.drill-report/v1',
+    plan: 'q',
+    workflowId: 'drill-q-2',
+    runId: 'r',
+    outcome: 'failed',
+    requestedBy: 'alice',
+    from: 'site-a',
+    to: 'site-b',
+    record: 'drill.app.example.com',
+    namespaces: ['shop'],
+    startedAt: '2026-11-24T10:00:00.000Z',
+    endedAt: '2026-11-24T10:04:00.000Z',
+    backup: facts.backup,
+    tiers: facts.tiers,
+    verdicts: v,
+    checks: [],
+    timeline: [
+      { step: 'restore', state: 'done', items: {} },
+      { step: 'verify', state: 'failed', items: {} },
+      { step: 'switch-drill-record', state: 'pending', items: {} },
+    ],
+    approvals: [],
+    failures: [
+      'post-restore verification failed at site-b:\nshop: deployments available: web 0/2\ncluster DNS (kube-system/coredns) available: 0/2',
+    ],
+    compensations: [],
+    warnings: [],
+  };
+
+  it('the cause is the deepest failing check (CoreDNS, not the app it broke), with what to do', () => {
+    expect(failureCause(report)).toEqual({
+      check: 'cluster DNS (kube-system/coredns) available',
+      detail: '0/2',
+      action: expect.stringContaining('CoreDNS at site-b is not available') as unknown as string,
+    });
+    expect(failureCause({ ...report, outcome: 'passed' })).toBeUndefined();
+    // Without a failing check: the step that stopped the drill.
+    expect(failureCause({ ...report, failures: ['velero restore timed out'] })).toMatchObject({
+      check: 'step verify',
+      detail: 'velero restore timed out',
+    });
+  });
+
+  it('no figure is a "?": a missing one says why', () => {
+    const rto = v.find((x) => x.criterion === 'rto-met')!;
+    expect(rto.detail).toBe(
+      'e-commerce: not measured (the app was never reached: the drill stopped before the drill record was switched) / 900 s',
+    );
+    expect(v.find((x) => x.criterion === 'restore-complete')!.detail).toBe(
+      'Completed, 0 error(s) (Velero reported no item counts)',
+    );
+    const text = drillSummary(report);
+    const html = renderDrillHtml(report);
+    expect(text).not.toMatch(/\?/);
+    expect(html).not.toMatch(/[>(\s]\?[\s<)]/);
+    expect(text).toContain(
+      'RTO not measured: the app never answered through drill.app.example.com (cluster DNS (kube-system/coredns) available: 0/2)',
+    );
+  });
+
+  it('text and HTML lead with it: before the tiers and the verdicts', () => {
+    const text = drillSummary(report).split('\n');
+    expect(text[1]).toBe('  WHY: cluster DNS (kube-system/coredns) available: 0/2');
+    expect(text[2]).toMatch(/^ {2}DO: CoreDNS at site-b is not available/);
+    const html = renderDrillHtml(report);
+    expect(html.indexOf('id="cause"')).toBeGreaterThan(0);
+    expect(html.indexOf('id="cause"')).toBeLessThan(html.indexOf('id="verdicts"'));
+    expect(html).toContain('<span id="cause-check">cluster DNS (kube-system/coredns) available</span>');
   });
 });
 
