@@ -234,6 +234,14 @@ export function failureCause(
   r: Pick<DrillReport, 'outcome' | 'checks' | 'verdicts' | 'failures' | 'timeline' | 'to' | 'from' | 'record'>,
 ): FailureCause | undefined {
   if (r.outcome === 'passed') return undefined;
+  if (r.outcome === 'cancelled') {
+    const at = r.timeline.find((x) => x.state === 'running' || x.state === 'failed')?.step;
+    return {
+      check: 'cancelled',
+      detail: `the drill was cancelled${at ? ` during its ${at} step` : ''}, before it could pass`,
+      action: 'nothing is wrong with the DR site that this drill found: run it again to the end',
+    };
+  }
   // The failing checks, from the report's list and from a step that gave up on them (its error
   // names them one "<check>: <detail>" a line); the one that leads is the deepest cause.
   const failing = [
@@ -255,8 +263,6 @@ export function failureCause(
     const detail = r.failures[0]?.split('\n')[0] ?? stopped.detail ?? 'failed';
     return { check: `step ${stopped.step}`, detail, action: `the ${stopped.step} step stopped the drill: ${detail}` };
   }
-  if (r.outcome === 'cancelled')
-    return { check: 'cancelled', detail: 'the drill was cancelled before it finished', action: 'run it again' };
   const v = r.verdicts.find((x) => !x.ok);
   if (v) return { check: v.criterion, detail: v.detail, action: CRITERION_ACTIONS[v.criterion](r) };
   const f = r.failures[0];

@@ -197,6 +197,10 @@ describe('a failed report says why (the drill at a DR site whose CoreDNS is down
       action: expect.stringContaining('CoreDNS at site-b is not available') as unknown as string,
     });
     expect(failureCause({ ...report, outcome: 'passed' })).toBeUndefined();
+    expect(failureCause({ ...report, outcome: 'cancelled' })).toMatchObject({
+      check: 'cancelled',
+      detail: 'the drill was cancelled during its verify step, before it could pass',
+    });
     // Without a failing check: the step that stopped the drill.
     expect(failureCause({ ...report, failures: ['velero restore timed out'] })).toMatchObject({
       check: 'step verify',
