@@ -53,12 +53,16 @@ export interface DrctlWorker {
   metrics: WorkerMetrics;
 }
 
-export async function createWorker(config: DrctlConfig, overrides: Partial<WorkerOptions> = {}): Promise<DrctlWorker> {
+export async function createWorker(
+  config: DrctlConfig,
+  overrides: Partial<WorkerOptions> = {},
+  made?: { gateways: Gateways; metrics: WorkerMetrics },
+): Promise<DrctlWorker> {
   installRuntime();
   const { connectionOptions, namespace } = temporalConnectConfig(config.temporal);
   const connection = await NativeConnection.connect(connectionOptions);
-  const gateways = createGateways(config);
-  const metrics = new WorkerMetrics(() => observeDr(gateways), config.metrics.refresh);
+  const gateways = made?.gateways ?? createGateways(config);
+  const metrics = made?.metrics ?? new WorkerMetrics(() => observeDr(gateways), config.metrics.refresh);
   const worker = await Worker.create({
     connection,
     namespace,
@@ -99,13 +103,17 @@ export async function runWorker(
     throw new UsageError((err as Error).message);
   }
   const identity = workerIdentity(opts.site);
-  const { worker, gateways, connection, metrics } = await createWorker(config, { identity });
+  // The metrics address first: one that cannot be bound is bad input, before anything connects.
+  const gateways = createGateways(config);
+  const metrics = new WorkerMetrics(() => observeDr(gateways), config.metrics.refresh);
   const listen = opts.metricsListen ?? config.metrics.listen;
   const served = listen
     ? await serveMetrics(listen, metrics).catch((err: unknown) => {
+        gateways.close();
         throw new UsageError(`metrics.listen ${listen}: cannot listen (${(err as Error).message})`);
       })
     : undefined;
+  const { worker, connection } = await createWorker(config, { identity }, { gateways, metrics });
   log.info(
     { taskQueue: config.temporal.taskQueue, namespace: worker.options.namespace, identity, metrics: served?.url },
     'worker running',
