@@ -67,7 +67,7 @@ export function veleroSchedule(o: VeleroObject): VeleroScheduleInfo {
   };
   const cron = spec.schedule ?? '';
   const ttl = spec.template?.ttl
-    ? parseDuration(spec.template.ttl.replace(/(\d+)h(\d+)m(\d+)s/, '$1h$2m$3s'))
+    ? parseDuration(spec.template.ttl) // Go's form, 168h0m0s
     : undefined;
   return {
     name: o.metadata.name,
@@ -78,7 +78,8 @@ export function veleroSchedule(o: VeleroObject): VeleroScheduleInfo {
     fsBackup: spec.template?.defaultVolumesToFsBackup === true,
     // Velero's default for snapshotVolumes (unset) is to snapshot when a VolumeSnapshotLocation exists.
     snapshotVolumes: spec.template?.snapshotVolumes === true,
-    ttlSeconds: ttl === undefined ? 30 * 86_400 : ttl / 1000, // Velero's default ttl: 720h
+    // Velero's default ttl is 720h; one it cannot parse is left out (no row), never guessed.
+    ttlSeconds: !spec.template?.ttl ? 30 * 86_400 : ttl === undefined ? undefined : ttl / 1000,
   };
 }
 
