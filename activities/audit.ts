@@ -8,6 +8,7 @@ import {
   type AuditReport,
   auditReport,
   auditReportKey,
+  MANAGED_BY,
   PROTECTED_LABEL,
   PROTECTION_POLICY,
   protectionBinding,
@@ -218,7 +219,14 @@ export function createAuditActivities(gw: Gateways) {
     /** Undo: removes the policy and binding, only when the run created them (`created`). */
     async removeProtectionPolicy(input: { site: string; created: { policy: boolean; binding: boolean } }) {
       if (!input.created.policy && !input.created.binding) return;
-      await gw.kube(gw.site(input.site).cluster.name).deleteAdmissionPolicy(PROTECTION_POLICY);
+      // And only what carries drctl's label: one a person made meanwhile under this name stays.
+      const kube = gw.kube(gw.site(input.site).cluster.name);
+      const now = await kube.admissionPolicy(PROTECTION_POLICY);
+      const ours = (labels?: Record<string, string>) => labels?.[MANAGED_BY] === 'drctl';
+      await kube.deleteAdmissionPolicy(PROTECTION_POLICY, {
+        policy: input.created.policy && ours(now.policy),
+        binding: input.created.binding && ours(now.binding),
+      });
     },
 
     async labelProtected(input: { site: string; namespaces: string[] }): Promise<void> {

@@ -42,13 +42,15 @@ export interface AuditReport {
 /** The label a namespace carries to be protected against deletion, and the policy that enforces it. */
 export const PROTECTED_LABEL = { key: 'protected', value: 'true' } as const;
 export const PROTECTION_POLICY = 'drctl-protect-namespaces';
+/** The label on what drctl creates in a cluster: its undo removes only objects that carry it. */
+export const MANAGED_BY = 'app.kubernetes.io/managed-by';
 
 /** A ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1) that denies deleting a protected namespace. */
 export function protectionPolicy() {
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'ValidatingAdmissionPolicy',
-    metadata: { name: PROTECTION_POLICY, labels: { 'app.kubernetes.io/managed-by': 'drctl' } },
+    metadata: { name: PROTECTION_POLICY, labels: { [MANAGED_BY]: 'drctl' } },
     spec: {
       failurePolicy: 'Fail',
       matchConstraints: {
@@ -69,7 +71,7 @@ export function protectionBinding() {
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'ValidatingAdmissionPolicyBinding',
-    metadata: { name: PROTECTION_POLICY, labels: { 'app.kubernetes.io/managed-by': 'drctl' } },
+    metadata: { name: PROTECTION_POLICY, labels: { [MANAGED_BY]: 'drctl' } },
     spec: { policyName: PROTECTION_POLICY, validationActions: ['Deny'] },
   };
 }

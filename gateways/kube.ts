@@ -397,14 +397,16 @@ export class KubeGateway {
     };
   }
 
-  /** Deletes the policy and its binding (either may be gone already). */
-  async deleteAdmissionPolicy(name: string): Promise<void> {
-    await this.maybe(`delete validatingadmissionpolicybinding ${name}`, () =>
-      this.admission.deleteValidatingAdmissionPolicyBinding({ name }),
-    );
-    await this.maybe(`delete validatingadmissionpolicy ${name}`, () =>
-      this.admission.deleteValidatingAdmissionPolicy({ name }),
-    );
+  /** Deletes the policy and/or its binding (default both; either may be gone already). */
+  async deleteAdmissionPolicy(name: string, which = { policy: true, binding: true }): Promise<void> {
+    if (which.binding)
+      await this.maybe(`delete validatingadmissionpolicybinding ${name}`, () =>
+        this.admission.deleteValidatingAdmissionPolicyBinding({ name }),
+      );
+    if (which.policy)
+      await this.maybe(`delete validatingadmissionpolicy ${name}`, () =>
+        this.admission.deleteValidatingAdmissionPolicy({ name }),
+      );
   }
 
   /**

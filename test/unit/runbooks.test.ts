@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../activities/index.ts';
 import type { DrillReport } from '../../common/drill.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
-import { drillImpl, failoverImpl, namespaceRestoreImpl, once, restoreImpl } from './support/mocks.ts';
+import { drillImpl, failoverImpl, namespaceRestoreImpl, once, protectImpl, restoreImpl } from './support/mocks.ts';
 import { type Calls, mockActivities, runsEnded, timeSkipping, withWorker } from './support/time-skipping.ts';
 
 let env: TestWorkflowEnvironment;
@@ -294,6 +294,62 @@ describe('failover: a failure at each step after the gate undoes in reverse', ()
       }
     });
   }
+});
+
+// ---------------------------------------------------------------- namespace protection (audit --fix)
+
+describe('protect-namespaces: a failure after the gate removes only what the run made', () => {
+  const start = (tq: string) =>
+    env.client.workflow.start('protectNamespaces', {
+      taskQueue: tq,
+      workflowId: id('protect'),
+      args: [{ site: 'site-a', requestedBy: 'alice' }],
+    });
+  const POLICY = 'remove drctl-protect-namespaces at site-a (only what this run created)';
+  const LABEL = 'remove protected=true from demo-app';
+  const cases: { at: keyof Activities; undos: string[] }[] = [
+    { at: 'installProtectionPolicy', undos: [POLICY] },
+    { at: 'labelProtected', undos: [LABEL, POLICY] },
+    { at: 'verifyProtection', undos: [LABEL, POLICY] },
+  ];
+  for (const c of cases) {
+    it(`fails at ${c.at}: compensated, ${c.undos.length} undo(s), the already-labelled namespace untouched`, async () => {
+      const calls: Calls = [];
+      const tq = id('tq');
+      const st = await withWorker(
+        env,
+        bundle,
+        mockActivities(protectImpl, calls, [{ activity: c.at }]),
+        tq,
+        async () => {
+          const h = await start(tq);
+          const gate = await until(h, 'waiting-approval');
+          expect(gate.evidence).toMatchObject({ labels: ['demo-app: protected=true'], already: ['shop'] });
+          await h.signal('approve', { by: 'bob' });
+          expect((await failureOf(h)).type).toBe('Compensated');
+          return status(h);
+        },
+      );
+      expect(st.phase).toBe('compensated');
+      expect(Object.keys(undoOrder(st))).toEqual(c.undos);
+      const unlabel = calls.find((x) => x.name === 'unlabelProtected');
+      if (c.undos.includes(LABEL)) expect(unlabel?.input).toEqual({ site: 'site-a', namespaces: ['demo-app'] });
+      const removed = calls.find((x) => x.name === 'removeProtectionPolicy');
+      expect(removed?.input).toEqual({ site: 'site-a', created: { policy: true, binding: true } });
+    });
+  }
+
+  it('rejected: nothing is installed or labelled', async () => {
+    const calls: Calls = [];
+    const tq = id('tq');
+    await withWorker(env, bundle, mockActivities(protectImpl, calls), tq, async () => {
+      const h = await start(tq);
+      await until(h, 'waiting-approval');
+      await h.signal('reject', { by: 'bob', reason: 'not now' });
+      expect((await failureOf(h)).type).toBe('ApprovalRejected');
+    });
+    expect(calls.map((x) => x.name).filter((n) => /install|label/i.test(n))).toEqual([]);
+  });
 });
 
 // ---------------------------------------------------------------- namespace restore

@@ -133,6 +133,22 @@ export const namespaceRestoreImpl: Impl = {
   removeRestored: () => ['namespace demo-app deleted'],
 };
 
+export const protectImpl: Impl = {
+  ...failoverImpl,
+  protectionPreflight: () => ({
+    cluster: 'site-a',
+    namespaces: [
+      { name: 'demo-app', exists: true, labelled: false },
+      { name: 'shop', exists: true, labelled: true },
+    ],
+    policy: false,
+    binding: false,
+  }),
+  installProtectionPolicy: () => ({ policy: true, binding: true }),
+  verifyProtection: (i: { namespaces: string[] }) =>
+    Object.fromEntries(i.namespaces.map((ns) => [ns, 'delete denied: labelled protected=true'])),
+};
+
 export const drillImpl: Impl = {
   ...approvalImpl,
   ...failoverImpl,
