@@ -3,6 +3,7 @@
 // a terminal, and when a followed run is over. Pure: the unit tests feed it fixture statuses.
 import type { FenceOnReturnStatus } from '../workflows/fence-on-return.ts';
 import type { WatchState } from '../workflows/health-watch.ts';
+import type { ProtectEvidence } from '../common/audit.ts';
 import { type DrillReport, type DrillStatus, failureCause, notMeasured } from '../common/drill.ts';
 import { formatDuration } from '../common/duration.ts';
 import type { CheckResult, FailoverEvidence } from '../common/failover.ts';
@@ -126,6 +127,16 @@ function evidenceLines(type: WorkflowType, st: AnyStatus): string[] {
     for (const r of e.records)
       lines.push(`DNS ${r.name}: ${r.from.join(',') || '(none)'} → ${r.to.join(',')} (ttl ${r.ttl} s)`);
     for (const w of e.warnings) lines.push(`warning: ${w}`);
+    if (st.phase === 'waiting-approval')
+      lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
+  }
+  if (type === 'protectNamespaces' && st.evidence) {
+    const e = st.evidence as ProtectEvidence;
+    lines.push(
+      `at ${e.site} (${e.cluster}): creates ${e.creates.join(', ') || 'nothing (policy and binding exist)'}; labels ${e.labels.join(', ') || 'nothing'}`,
+    );
+    if (e.already.length) lines.push(`already labelled (left as they are): ${e.already.join(', ')}`);
+    if (e.missing.length) lines.push(`not present (not protected): ${e.missing.join(', ')}`);
     if (st.phase === 'waiting-approval')
       lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
   }

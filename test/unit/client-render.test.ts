@@ -148,6 +148,31 @@ describe('renderStatus', () => {
     expect(text).toContain('error: restore on cp2 failed');
   });
 
+  it('protect-namespaces at its gate: what it creates and labels, what it leaves', () => {
+    const st = {
+      ...restore({ phase: 'waiting-approval' }),
+      runbook: 'protect-namespaces',
+      evidence: {
+        site: 'site-a',
+        cluster: 'site-a',
+        policy: 'drctl-protect-namespaces',
+        creates: ['ValidatingAdmissionPolicy drctl-protect-namespaces'],
+        labels: ['demo-app: protected=true'],
+        already: ['shop'],
+        missing: ['payments'],
+        approvers: ['alice', 'bob'],
+        twoPersonRule: true,
+        approvalDeadline: '2026-01-10T13:00:00.000Z',
+      },
+    } as unknown as Parameters<typeof renderStatus>[2]['status'];
+    const text = renderStatus('p', 'protectNamespaces', { status: st, source: 'worker' });
+    expect(text).toContain(
+      'at site-a (site-a): creates ValidatingAdmissionPolicy drctl-protect-namespaces; labels demo-app: protected=true',
+    );
+    expect(text).toContain('already labelled (left as they are): shop');
+    expect(text).toContain('not present (not protected): payments');
+  });
+
   it('a run rolled forward says what it kept instead of undoing it', () => {
     const st = restore({ phase: 'rolled-forward', rolledForward: 'DNS stays on site-b, restore r1 is kept there' });
     const text = renderStatus('f', 'etcdRestore', { status: st, source: 'worker' });
