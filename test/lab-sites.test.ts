@@ -250,7 +250,7 @@ describe('Velero at both sites, one shared bucket', () => {
     const schedule = await velero(A()).get('schedules', 'demo-app');
     expect(schedule.spec).toMatchObject({
       schedule: '*/2 * * * *',
-      template: { includedNamespaces: ['demo-app'], ttl: '72h0m0s' },
+      template: { includedNamespaces: ['demo-app'], ttl: '168h0m0s' },
     });
   });
 });
