@@ -15,21 +15,12 @@ import {
   protectionPolicy,
   type VeleroScheduleInfo,
 } from '../common/audit.ts';
-import type { Observed } from '../common/dr-metrics.ts';
 import { parseDuration } from '../common/duration.ts';
-import { FailureType, failure, rootMessage } from '../common/errors.ts';
+import { FailureType, failure } from '../common/errors.ts';
 import type { Gateways } from '../gateways/index.ts';
 import type { VeleroObject } from '../gateways/velero.ts';
-import { lastDrillReport, protectedSets, snapshotSchedule } from './dr-state.ts';
+import { lastDrillReport, observed, protectedSets, snapshotSchedule } from './dr-state.ts';
 import { done, notYet, pollUntil } from './support.ts';
-
-async function observed<T>(p: () => Promise<T>): Promise<Observed<T>> {
-  try {
-    return { ok: true, value: await p() };
-  } catch (err) {
-    return { ok: false, error: rootMessage(err).slice(0, 200) };
-  }
-}
 
 const hostOf = (u: string | undefined) => {
   try {
@@ -96,13 +87,13 @@ export function createAuditActivities(gw: Gateways) {
           const velero = gw.velero(s.name);
           const served = [...new Set(sets.filter((p) => p.from === s.name).flatMap((p) => p.namespaces))];
           const [storageHost, veleroSchedules, snap, protection, deleters, server] = await Promise.all([
-            observed(async () => {
+            observed(`velero/${s.name} storage location`, async () => {
               const bsl = await velero.get('backupstoragelocations', s.velero.storageLocation);
               return hostOf((bsl?.spec as { config?: { s3Url?: string } } | undefined)?.config?.s3Url);
             }),
-            observed(async () => (await velero.list('schedules')).map(veleroSchedule)),
-            observed(() => snapshotSchedule(gw, s.cluster.name)),
-            observed(async () => {
+            observed(`velero/${s.name} schedules`, async () => (await velero.list('schedules')).map(veleroSchedule)),
+            observed(`snapshot-schedule/${s.cluster.name}`, () => snapshotSchedule(gw, s.cluster.name)),
+            observed(`namespace protection/${s.cluster.name}`, async () => {
               const p = await kube.admissionPolicy(PROTECTION_POLICY);
               const labelled = Object.fromEntries(
                 await Promise.all(
@@ -114,7 +105,7 @@ export function createAuditActivities(gw: Gateways) {
               ) as Record<string, boolean>;
               return { policy: !!p.policy, binding: !!p.binding, labelled };
             }),
-            observed(() => kube.namespaceDeleters()),
+            observed(`rbac/${s.cluster.name}`, () => kube.namespaceDeleters()),
             Promise.resolve(hostOf(kube.server)),
           ]);
           const hosts = [
@@ -146,11 +137,14 @@ export function createAuditActivities(gw: Gateways) {
         records: await Promise.all(
           (config.dns?.records ?? []).map(async (r) => ({
             name: r.name,
-            ttl: await observed(async () => (await gw.dns().getA(r.name))?.ttl),
+            ttl: await observed('dns', async () => (await gw.dns().getA(r.name))?.ttl),
           })),
         ),
         drills: await Promise.all(
-          config.drills.map(async (d) => ({ plan: d.name, last: await observed(() => lastDrillReport(gw, d.name)) })),
+          config.drills.map(async (d) => ({
+            plan: d.name,
+            last: await observed(`drills/${d.name}`, () => lastDrillReport(gw, d.name)),
+          })),
         ),
         protectedSets: sets.map((p) => ({
           from: p.from,

@@ -4,7 +4,11 @@ import { type AuditReport, auditPrefix } from '../common/audit.ts';
 import { type DrillReport, drillReportsPrefix } from '../common/drill.ts';
 import { snapshotScheduleId } from '../common/snapshots.ts';
 import type { DrctlConfig } from '../config/schema.ts';
+import type { Observed } from '../common/dr-metrics.ts';
+import { rootMessage } from '../common/errors.ts';
+import { log } from '../common/log.ts';
 import type { Gateways } from '../gateways/index.ts';
+import { readText } from '../gateways/s3.ts';
 
 export interface ProtectedSet {
   /** The site that serves (and backs up) the namespaces. */
@@ -30,21 +34,50 @@ export function protectedSets(config: DrctlConfig): ProtectedSet[] {
   return [...out.values()];
 }
 
-export async function text(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(Buffer.from(c as Buffer));
-  return Buffer.concat(chunks).toString('utf8');
+/** Reports are kilobytes; a bigger object under their prefix is not one of drctl's. */
+const MAX_REPORT_BYTES = 16 * 1024 * 1024;
+
+/** The JSON object at `key` in the bucket. */
+async function readJson<T>(gw: Gateways, key: string): Promise<T> {
+  const text = await readText(await gw.store().get(key), MAX_REPORT_BYTES);
+  if (text === undefined) throw new Error(`${key}: over ${MAX_REPORT_BYTES} bytes, not a drctl report`);
+  return JSON.parse(text) as T;
+}
+
+/** How long one source may take before it counts as unreadable. */
+const SOURCE_TIMEOUT_MS = 15_000;
+
+/**
+ * A source's answer, or why it could not be read (logged), never after SOURCE_TIMEOUT_MS: the
+ * audit and the metrics report an unreadable source as such, never a guess.
+ */
+export async function observed<T>(what: string, p: () => Promise<T>): Promise<Observed<T>> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const value = await Promise.race([
+      p(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer in ${SOURCE_TIMEOUT_MS / 1000} s`)), SOURCE_TIMEOUT_MS);
+      }),
+    ]);
+    return { ok: true, value };
+  } catch (err) {
+    const error = rootMessage(err).slice(0, 300);
+    log.warn({ source: what, err: error }, 'a DR source could not be read');
+    return { ok: false, error };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The plan's newest drill report in the off-site bucket (the bucket outlives Temporal's retention). */
 export async function lastDrillReport(gw: Gateways, plan: string): Promise<DrillReport | undefined> {
-  const store = gw.store();
   const prefix = drillReportsPrefix(gw.config.objectStore.prefix, plan);
-  const reports = (await store.list(prefix))
+  const reports = (await gw.store().list(prefix))
     .filter((o) => o.key.endsWith('/report.json'))
     .sort((a, b) => (b.lastModified?.getTime() ?? 0) - (a.lastModified?.getTime() ?? 0));
   if (!reports[0]) return undefined;
-  return JSON.parse(await text(await store.get(reports[0].key))) as DrillReport;
+  return readJson<DrillReport>(gw, reports[0].key);
 }
 
 /** The cluster's snapshot schedule (undefined: none). */
@@ -56,10 +89,9 @@ export const lastSnapshotRun = (gw: Gateways, cluster: string) =>
 
 /** The newest readiness audit report in the off-site bucket (drctl audit, its daily Schedule). */
 export async function lastAuditReport(gw: Gateways): Promise<AuditReport | undefined> {
-  const store = gw.store();
-  const reports = (await store.list(auditPrefix(gw.config.objectStore.prefix)))
+  const reports = (await gw.store().list(auditPrefix(gw.config.objectStore.prefix)))
     .filter((o) => o.key.endsWith('.json'))
     .sort((a, b) => (a.key < b.key ? 1 : -1));
   if (!reports[0]) return undefined;
-  return JSON.parse(await text(await store.get(reports[0].key))) as AuditReport;
+  return readJson<AuditReport>(gw, reports[0].key);
 }

@@ -159,3 +159,18 @@ export class ObjectStore {
     }
   }
 }
+
+/** An object's body as text, or undefined when it is over `max` bytes (read no further). */
+export async function readText(body: Readable, max: number): Promise<string | undefined> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += (c as Buffer).length;
+    if (n > max) {
+      body.destroy();
+      return undefined;
+    }
+    parts.push(c as Buffer);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}

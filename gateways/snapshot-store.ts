@@ -1,7 +1,6 @@
 // SnapshotStore: the bucket as the snapshot and restore runbooks see it. Only what drctl signed is
 // a snapshot (common/snapshots.ts: the manifest); everything else under a cluster's prefix is
 // reported as ignored, and refused as a restore source. The keys never leave the worker.
-import type { Readable } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
 import {
   dataKeyOf,
@@ -27,7 +26,7 @@ import {
   summaryOf,
   type UnsignedProof,
 } from '../common/snapshot-proof.ts';
-import type { ObjectStore } from './s3.ts';
+import { type ObjectStore, readText } from './s3.ts';
 import type { SnapshotKeys } from './snapshot-crypto.ts';
 
 /** What the snapshot store needs of the bucket (an ObjectStore; an in-memory one in unit tests). */
@@ -35,20 +34,6 @@ export type Bucket = Pick<ObjectStore, 'bucket' | 'list' | 'get' | 'head' | 'put
 
 /** A manifest is a few hundred bytes; anything much larger is not one of drctl's. */
 const MAX_MANIFEST_BYTES = 64 * 1024;
-
-async function readText(body: Readable, max: number): Promise<string | undefined> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of body) {
-    n += (c as Buffer).length;
-    if (n > max) {
-      body.destroy();
-      return undefined;
-    }
-    parts.push(c as Buffer);
-  }
-  return Buffer.concat(parts).toString('utf8');
-}
 
 export class SnapshotStore {
   constructor(

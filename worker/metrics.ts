@@ -11,24 +11,14 @@ import {
   lastAuditReport,
   lastDrillReport,
   lastSnapshotRun,
+  observed,
   protectedSets,
   snapshotSchedule,
 } from '../activities/dr-state.ts';
-import {
-  DR_GAUGES,
-  drSamples,
-  type GaugeKey,
-  type Observations,
-  type Observed,
-  type Sample,
-} from '../common/dr-metrics.ts';
+import { DR_GAUGES, drSamples, type GaugeKey, type Observations, type Sample } from '../common/dr-metrics.ts';
 import { rootMessage } from '../common/errors.ts';
-import { log } from '../common/log.ts';
 import { type DrctlSinks, PHASES, RUNBOOKS, type RunEnded } from '../common/runbook.ts';
 import type { Gateways } from '../gateways/index.ts';
-
-/** How long one source may take before the collection reports it down. */
-const SOURCE_TIMEOUT_MS = 15_000;
 
 export class WorkerMetrics {
   readonly registry = new Registry();
@@ -106,26 +96,6 @@ export class WorkerMetrics {
   async render(): Promise<string> {
     await this.refresh();
     return this.registry.metrics();
-  }
-}
-
-/** A source's answer, or why it failed; never longer than SOURCE_TIMEOUT_MS. */
-async function observed<T>(what: string, p: () => Promise<T>): Promise<Observed<T>> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const value = await Promise.race([
-      p(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer in ${SOURCE_TIMEOUT_MS / 1000} s`)), SOURCE_TIMEOUT_MS);
-      }),
-    ]);
-    return { ok: true, value };
-  } catch (err) {
-    const error = rootMessage(err);
-    log.warn({ source: what, err: error }, 'metrics: a source could not be read');
-    return { ok: false, error };
-  } finally {
-    clearTimeout(timer);
   }
 }
 
