@@ -11,9 +11,11 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,13 +30,28 @@ export const PAUSE_TAG = '3.10.1';
 export interface ImageSpec {
   /** Full reference, e.g. registry.drctl.lab/etcd:3.5.35-0 */
   ref: string;
+  /** A root filesystem (a directory on this machine) laid down first, ownership kept: a base image. */
+  base?: string;
   /** Files copied to /usr/local/bin in the image. */
   binaries: string[];
   /** Extra files: image path -> host path. */
   files?: Record<string, string>;
+  /** Files written with the given content: image path -> text (e.g. an /etc/passwd for a named user). */
+  texts?: Record<string, string>;
+  /** Directory trees: image path -> host directory, copied whole. */
+  trees?: Record<string, string>;
+  /** Symbolic links: image path -> target. */
+  links?: Record<string, string>;
   /** Empty directories the image needs (writable in the container's rootfs). */
   dirs?: string[];
+  /** Owners (`uid:gid`) of image paths, e.g. a home directory an unprivileged user writes to. */
+  owners?: Record<string, string>;
   entrypoint?: string[];
+  cmd?: string[];
+  /** Environment beyond PATH. */
+  env?: Record<string, string>;
+  user?: string;
+  workdir?: string;
 }
 
 /** kubeadm tags etcd images `<version>-0`. */
@@ -82,7 +99,7 @@ export function imageSpecs(etcdVersions: string[]): ImageSpec[] {
 function sharedLibs(file: string): string[] {
   let out = '';
   try {
-    out = execFileSync('ldd', [file], { encoding: 'utf8' });
+    out = execFileSync('ldd', [file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   } catch {
     return []; // "not a dynamic executable"
   }
@@ -91,43 +108,50 @@ function sharedLibs(file: string): string[] {
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
-/** The image's tar in the cache: built once per ref (and builder revision). */
+/** The image's tar in the cache: built once per ref and spec (and builder revision). */
 export function imageTar(spec: ImageSpec): string {
   const dir = join(CACHE, 'images');
-  const file = join(dir, `${spec.ref.replace(/[/:]/g, '_')}.oci.tar`);
+  // Keyed by the spec too: a changed image under the same ref is built again.
+  const key = sha256(Buffer.from(JSON.stringify(spec))).slice(0, 12);
+  const safeRef = spec.ref.replace(/[/:]/g, '_');
+  const file = join(dir, `${safeRef}-${key}.oci.tar`);
   if (existsSync(file)) return file;
   mkdirSync(dir, { recursive: true });
   const work = mkdtempSync(join(tmpdir(), 'drctl-image-'));
   try {
     const root = join(work, 'rootfs');
+    if (spec.base) execFileSync('cp', ['-a', `${spec.base}/.`, root]);
     const put = (inside: string, host: string) => {
       mkdirSync(join(root, dirname(inside)), { recursive: true });
       copyFileSync(host, join(root, inside));
     };
     for (const b of spec.binaries) {
       put(join('/usr/local/bin', basename(b)), b);
-      for (const lib of sharedLibs(b)) put(lib, lib);
+      if (!spec.base) for (const lib of sharedLibs(b)) put(lib, lib);
     }
     for (const [inside, host] of Object.entries(spec.files ?? {})) {
       put(inside, host);
-      for (const lib of sharedLibs(host)) put(lib, lib);
+      if (!spec.base) for (const lib of sharedLibs(host)) put(lib, lib); // a base brings its own libraries
+    }
+    for (const [inside, text] of Object.entries(spec.texts ?? {})) {
+      mkdirSync(join(root, dirname(inside)), { recursive: true });
+      writeFileSync(join(root, inside), text);
+    }
+    for (const [inside, host] of Object.entries(spec.trees ?? {})) {
+      mkdirSync(join(root, dirname(inside)), { recursive: true });
+      execFileSync('cp', ['-a', host, join(root, inside)]);
+    }
+    for (const [inside, target] of Object.entries(spec.links ?? {})) {
+      mkdirSync(join(root, dirname(inside)), { recursive: true });
+      symlinkSync(target, join(root, inside));
     }
     for (const d of spec.dirs ?? []) mkdirSync(join(root, d), { recursive: true });
-    execFileSync('chmod', ['-R', 'a+rX', root]);
-    // A reproducible layer: sorted, fixed owner and mtime.
+    if (!spec.base) execFileSync('chmod', ['-R', 'a+rX', root]);
+    for (const [inside, owner] of Object.entries(spec.owners ?? {}))
+      execFileSync('chown', ['-R', owner, join(root, inside)]);
+    // A reproducible layer: sorted, fixed mtime; owners as laid down here (root, but for `base` and `owners`).
     const layerFile = join(work, 'layer.tar');
-    execFileSync('tar', [
-      '--sort=name',
-      '--owner=0',
-      '--group=0',
-      '--numeric-owner',
-      '--mtime=@0',
-      '-cf',
-      layerFile,
-      '-C',
-      root,
-      '.',
-    ]);
+    execFileSync('tar', ['--sort=name', '--numeric-owner', '--mtime=@0', '-cf', layerFile, '-C', root, '.']);
     const layer = readFileSync(layerFile);
     const layerDigest = sha256(layer);
     const config = Buffer.from(
@@ -135,8 +159,14 @@ export function imageTar(spec: ImageSpec): string {
         architecture: 'amd64',
         os: 'linux',
         config: {
-          Env: ['PATH=/usr/local/bin:/usr/bin:/bin'],
+          Env: [
+            `PATH=${spec.base ? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' : '/usr/local/bin:/usr/bin:/bin'}`,
+            ...Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
+          ],
           ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
+          ...(spec.cmd ? { Cmd: spec.cmd } : {}),
+          ...(spec.user ? { User: spec.user } : {}),
+          ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
         },
         rootfs: { type: 'layers', diff_ids: [`sha256:${layerDigest}`] },
       }),
@@ -181,6 +211,9 @@ export function imageTar(spec: ImageSpec): string {
     );
     execFileSync('tar', ['-cf', `${file}.tmp`, '-C', oci, '.']);
     renameSync(`${file}.tmp`, file);
+    // Older builds of the same ref (another spec) go.
+    for (const old of readdirSync(dir))
+      if (old.startsWith(`${safeRef}-`) && old.endsWith('.oci.tar') && join(dir, old) !== file) rmSync(join(dir, old));
     return file;
   } finally {
     rmSync(work, { recursive: true, force: true });

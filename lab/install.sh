@@ -67,48 +67,9 @@ if [[ ! -f "$tdir/.complete" ]]; then
   touch "$tdir/.complete"
 fi
 
-# go_build NAME VERSION 'module@version ...' 'out=pkg ...' [go.mod extra lines] [extra -ldflags]
-go_build() {
-  local name="$1" version="$2" requires="$3" outs="$4" extra="${5:-}" ldx="${6:-}"
-  local dir="$cache/bin/$name-$version"
-  [[ -f "$dir/.complete" ]] && return 0
-  log "building $name $version (Go; first time only)"
-  local t=$SECONDS
-  local work; work="$(mktemp -d)"
-  (
-    cd "$work"
-    printf 'module drctl.local/%s\n\ngo 1.24\n%s\n' "$name" "$extra" > go.mod
-    printf 'package tools\n\nimport (\n' > tools.go
-    for o in $outs; do printf '\t_ "%s"\n' "${o#*=}" >> tools.go; done
-    printf ')\n' >> tools.go
-    # shellcheck disable=SC2086
-    go get $requires >/dev/null 2>&1 || go get $requires
-    go mod tidy >/dev/null 2>tidy.err || { log "go mod tidy failed (building anyway):"; tail -n 5 tidy.err >&2; }
-    mkdir -p out
-    for o in $outs; do
-      go build -trimpath -ldflags="-s -w $ldx" -o "out/${o%%=*}" "${o#*=}"
-    done
-  )
-  rm -rf "$dir" && mv "$work/out" "$dir" && rm -rf "$work"
-  touch "$dir/.complete"
-  log "built $name $version in $((SECONDS - t))s"
-}
-
-# gomod_of MODULE@VERSION: path of that module's go.mod in the module cache (downloads it).
-gomod_of() {
-  go mod download -json "$1" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).GoMod))'
-}
-
-# mod_replaces MODULE@VERSION: that go.mod's `replace` directives (one-line and block form) as
-# one-line `replace` lines for a wrapper's go.mod, minus local-directory targets (=> ./x, ../x),
-# which only make sense inside the upstream repository.
-mod_replaces() {
-  awk '/^replace[ \t]*\(/ { blk = 1; next }
-       blk && /^\)/       { blk = 0; next }
-       { sub(/[ \t]*\/\/.*/, "") }
-       blk && NF          { sub(/^[ \t]+/, ""); print "replace " $0; next }
-       /^replace[ \t]/    { print }' "$(gomod_of "$1")" | grep -vE '=>[[:space:]]*\.\.?/' || true
-}
+# go_build, gomod_of, mod_replaces: lab/go-build.sh (lab/install-compose.sh builds with them too).
+# shellcheck source=lab/go-build.sh
+source "$here/go-build.sh"
 
 for site in site-a site-b; do
   ev="$(ver "v.etcd['$site']")"

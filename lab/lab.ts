@@ -16,6 +16,7 @@
 //   site-loss.ts      losing a site on purpose; faults.ts sshd and Temporal faults
 //   config.ts         the lab's drctl.yaml and `lab env`
 //   up-down.ts        `lab up` and `lab down`
+//   compose.ts        docker-compose.yml for real: nerdctl compose on the drctl host's own containerd
 // Nothing here is imported by drctl's workflows or activities.
 export { env, labConfig } from './config.ts';
 export { killSshd, restartTemporal, startSshd } from './faults.ts';

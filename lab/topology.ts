@@ -27,6 +27,11 @@ export const VERSIONS = JSON.parse(readFileSync(join(REPO, 'lab/versions.json'),
   criTools: string;
   pause: string;
   prometheus: string;
+  nerdctl: string;
+  buildkit: string;
+  temporalUi: string;
+  mc: string;
+  debian: string;
 };
 
 export const CACHE = process.env.DRCTL_CACHE_DIR ?? join(homedir(), '.cache/drctl');
@@ -53,6 +58,16 @@ export const bin = {
   promtool: join(CACHE, 'bin', `prometheus-${VERSIONS.prometheus}`, 'promtool'),
   /** Velero's --plugin-dir: every executable file in it is a plugin. */
   veleroPluginDir: join(CACHE, 'bin', `velero-plugin-for-aws-${VERSIONS.veleroPluginForAws}`),
+  /** The compose host's tools (lab/compose.ts): nerdctl, and BuildKit's buildkitd + buildctl. */
+  nerdctlDir: join(CACHE, 'bin', `nerdctl-${VERSIONS.nerdctl}`),
+  buildkitDir: join(CACHE, 'bin', `buildkit-${VERSIONS.buildkit}`),
+  /** Temporal's Web UI server and its module's config/docker.yaml. */
+  uiServerDir: join(CACHE, 'bin', `temporal-ui-server-${VERSIONS.temporalUi}`),
+  mc: join(CACHE, 'bin', `mc-${VERSIONS.mc}`, 'mc'),
+  /** A debootstrapped Debian (minbase): the base of the Dockerfile's node image. */
+  debianRootfs: join(CACHE, 'rootfs', `debian-${VERSIONS.debian}-minbase`),
+  /** Where scripts/node-env.sh unpacks the official Node.js releases (node-<version>/). */
+  nodeDistRoot: join(CACHE, 'bin'),
   pdns: '/usr/sbin/pdns_server',
   pdnsSchema: '/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql',
 };

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { labConfig } from './config.ts';
+import { composeDown } from './compose.ts';
 import { writeVeleroManifest } from './controlplane.ts';
 import { type Component, tcpOpen } from './health.ts';
 import { layout } from './layout.ts';
@@ -232,8 +233,9 @@ async function waitBackupSynced(site: LabSite, backup: string, deadline: number,
 }
 
 export async function down(opts: { purge?: boolean } = {}): Promise<string[]> {
+  // The compose project first (its containers outlive a stopped containerd), then its containerd and BuildKit.
+  const stopped: string[] = await composeDown().catch((err: Error) => [`compose: ${err.message.split('\n')[0]}`]);
   const state = readState();
-  const stopped: string[] = [];
   // A site taken down on purpose comes back whole on the next `lab up`: its parked manifests go back now.
   for (const name of Object.keys(state.sitesDown ?? {})) unpark(siteNamed(name), state.sitesDown![name]!.parked);
   // The workers first: they should not see their servers vanish under them.

@@ -14,6 +14,7 @@ t0=$SECONDS
 # Node.js 24 first on PATH for everything below (test.sh and main.sh source it too, for what follows).
 source scripts/node-env.sh
 bash lab/install.sh
+bash lab/install-compose.sh # nerdctl, BuildKit and the compose file's images' parts (test/compose.test.ts)
 bash scripts/install-test-server.sh >/dev/null
 # npm ci only when the lock file or Node's major version changed since the last install
 # (node_modules installed by another major may hold native builds for its ABI).

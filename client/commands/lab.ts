@@ -54,6 +54,30 @@ export function registerLabCommands(program: Command) {
       }
       if (!comps.every((c) => c.healthy)) throw new FailedOutcome('');
     });
+  const compose = cmd
+    .command('compose')
+    .description(
+      "Run the repository's docker-compose.yml for real with nerdctl compose, on a containerd of its own (published on 127.0.30.1)",
+    );
+  compose
+    .command('up')
+    .description('Build every image it names here (the worker from the Dockerfile, by BuildKit) and start the project')
+    .action(async () => {
+      const { composeUp, COMPOSE } = await import('../../lab/compose.ts');
+      const r = await composeUp();
+      process.stdout.write(
+        `compose project up in ${(r.tookMs / 1000).toFixed(1)} s: Temporal ${COMPOSE.ip}:7233, Web UI http://${COMPOSE.ip}:8233, MinIO http://${COMPOSE.ip}:9000\n` +
+          `  TEMPORAL_ADDRESS=${COMPOSE.ip}:7233 drctl cluster check   # through the compose worker\n`,
+      );
+    });
+  compose
+    .command('down')
+    .description('compose down -v, then stop its BuildKit and containerd')
+    .action(async () => {
+      const { composeDown } = await import('../../lab/compose.ts');
+      const stopped = await composeDown();
+      process.stdout.write(stopped.length ? `stopped: ${stopped.join(', ')}\n` : 'nothing was running\n');
+    });
   const fault = cmd.command('fault').description('Inject faults into the lab (for drills and tests)');
   fault
     .command('kill-sshd')

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { SEARCH_ATTRIBUTE_TYPES } from '../../common/runbook.ts';
+import { composeImages } from '../../lab/compose.ts';
 
 const root = new URL('../../', import.meta.url);
 const composeText = readFileSync(new URL('docker-compose.yml', root), 'utf8');
@@ -32,8 +33,11 @@ function imageTag(ref: string): { tag: string; digest: boolean } {
   return { tag: colon === -1 ? '' : last.slice(colon + 1), digest: Boolean(digest?.startsWith('sha256:')) };
 }
 
+/** `${VAR:-default}` as Compose reads it with VAR unset: the default. */
+const withDefaults = (ref: string) => ref.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}/g, '$1');
+
 function isPinned(ref: string): boolean {
-  const { tag, digest } = imageTag(ref);
+  const { tag, digest } = imageTag(withDefaults(ref));
   return digest || (tag !== '' && tag !== 'latest');
 }
 
@@ -99,6 +103,14 @@ describe('docker-compose.yml', () => {
       expect(isPinned(ref), ref).toBe(false);
     for (const ref of ['temporalio/ui:2.42.1', 'localhost:5000/drctl:0.1.0', 'node@sha256:0123abcd'])
       expect(isPinned(ref), ref).toBe(true);
+    expect(isPinned('${M:-quay.io/minio/minio}')).toBe(false);
+    expect(isPinned('${M:-quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z}')).toBe(true);
+  });
+
+  it('names the Temporal and Web UI releases the lab builds its images of (lab/compose.ts)', () => {
+    expect(services.temporal!.image).toBe(composeImages.temporal);
+    expect(services['temporal-ui']!.image).toBe(composeImages.ui);
+    expect(services.worker!.image).toBe(composeImages.worker);
   });
 
   it('points the Web UI at the temporal service', () => {
@@ -150,6 +162,11 @@ describe('Dockerfile', () => {
 
   it('exists beside docker-compose.yml', () => {
     expect(existsSync(dockerfile)).toBe(true);
+  });
+
+  it("builds FROM the Node.js release the project pins (scripts/node-env.sh), which the lab's base image carries", () => {
+    const from = /^FROM\s+(\S+)/m.exec(readFileSync(dockerfile, 'utf8'))?.[1];
+    expect(from).toBe(composeImages.node());
   });
 
   it('pins every FROM image', () => {
