@@ -1,5 +1,12 @@
 # shellcheck shell=bash
-# The one way this project builds a Go server (sourced by lab/install.sh and lab/install-compose.sh).
+# The one way this project builds a Go server (sourced by lab/install.sh and lab/install-compose.sh,
+# which set $here, their own directory, and $log_tag first), and what both scripts start with.
+cache="${DRCTL_CACHE_DIR:-$HOME/.cache/drctl}"
+mkdir -p "$cache/bin"
+ver() { node -e "const v=require('$here/versions.json');console.log($1)"; }
+log() { printf '[%s] %s\n' "${log_tag:-install}" "$*" >&2; }
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+
 # go_build NAME VERSION 'module@version ...' 'out=pkg ...' [go.mod extra lines] [extra -ldflags]
 # builds each out=pkg of a throwaway wrapper module into $cache/bin/NAME-VERSION, once (.complete).
 # `go mod tidy -e`: a module whose test-only dependencies the proxy does not serve still builds

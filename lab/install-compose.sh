@@ -9,13 +9,9 @@
 # Go proxy here does not serve.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cache="${DRCTL_CACHE_DIR:-$HOME/.cache/drctl}"
-mkdir -p "$cache/bin"
-ver() { node -e "const v=require('$here/versions.json');console.log($1)"; }
-log() { printf '[install-compose] %s\n' "$*" >&2; }
-export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+log_tag=install-compose
 # shellcheck source=lab/go-build.sh
-source "$here/go-build.sh"
+source "$here/go-build.sh" # cache, ver, log, go_build, gomod_of, mod_replaces
 
 missing=()
 for p in iptables busybox-static debootstrap; do

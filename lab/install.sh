@@ -10,11 +10,9 @@
 # main module, so the wrapper must repeat them. Every Go build goes through one helper (go_build).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cache="${DRCTL_CACHE_DIR:-$HOME/.cache/drctl}"
-mkdir -p "$cache/bin"
-ver() { node -e "const v=require('$here/versions.json');console.log($1)"; }
-log() { printf '[install] %s\n' "$*" >&2; }
-export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+log_tag=install
+# shellcheck source=lab/go-build.sh
+source "$here/go-build.sh" # cache, ver, log, go_build, gomod_of, mod_replaces
 
 # NAME or NAME=VERSION-GLOB. PowerDNS is pinned to its upstream version (any Debian revision, so a
 # security rebuild still installs); the client tools (sqlite3, dig from dnsutils) are not pinned.
@@ -66,10 +64,6 @@ if [[ ! -f "$tdir/.complete" ]]; then
   "$tdir/temporal" --version >&2
   touch "$tdir/.complete"
 fi
-
-# go_build, gomod_of, mod_replaces: lab/go-build.sh (lab/install-compose.sh builds with them too).
-# shellcheck source=lab/go-build.sh
-source "$here/go-build.sh"
 
 for site in site-a site-b; do
   ev="$(ver "v.etcd['$site']")"
