@@ -151,6 +151,12 @@ prv="$(ver v.prometheus)"
 go_build prometheus "$prv" "github.com/prometheus/prometheus@$prv" \
   "promtool=github.com/prometheus/prometheus/cmd/promtool" "" \
   "-X github.com/prometheus/common/version.Version=${prv#v}"
+# Toxiproxy, the user-space TCP proxy the lab's inter-site links run through (lab/link.ts): this
+# kernel has no netem, so latency, jitter and partitions between sites are injected in user space.
+txv="$(ver v.toxiproxy)"
+CGO_ENABLED=0 go_build toxiproxy "$txv" "github.com/Shopify/toxiproxy/v2@$txv" \
+  "toxiproxy-server=github.com/Shopify/toxiproxy/v2/cmd/server" "" \
+  "-X github.com/Shopify/toxiproxy/v2.Version=${txv#v}"
 # The pod sandbox's pause process (our own lab/pause/pause.c, as Kubernetes' build/pause), static.
 pv="$(ver v.pause)"
 pdir="$cache/bin/pause-$pv"

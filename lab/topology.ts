@@ -32,6 +32,7 @@ export const VERSIONS = JSON.parse(readFileSync(join(REPO, 'lab/versions.json'),
   temporalUi: string;
   mc: string;
   debian: string;
+  toxiproxy: string;
 };
 
 export const CACHE = process.env.DRCTL_CACHE_DIR ?? join(homedir(), '.cache/drctl');
@@ -68,6 +69,8 @@ export const bin = {
   debianRootfs: join(CACHE, 'rootfs', `debian-${VERSIONS.debian}-minbase`),
   /** Where scripts/node-env.sh unpacks the official Node.js releases (node-<version>/). */
   nodeDistRoot: join(CACHE, 'bin'),
+  /** Toxiproxy's server: the inter-site links' latency and partitions (lab/link.ts). */
+  toxiproxy: join(CACHE, 'bin', `toxiproxy-${VERSIONS.toxiproxy}`, 'toxiproxy-server'),
   pdns: '/usr/sbin/pdns_server',
   pdnsSchema: '/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql',
 };
