@@ -10,6 +10,7 @@ import { createLeaseActivities } from './lease.ts';
 import { createNamespaceRestoreActivities } from './namespace-restore.ts';
 import { createRestoreActivities } from './restore.ts';
 import { createSnapshotActivities } from './snapshot.ts';
+import { createEtcdLatencyActivities } from './etcd-latency.ts';
 
 export function createActivities(gw: Gateways) {
   return {
@@ -22,6 +23,7 @@ export function createActivities(gw: Gateways) {
     ...createLeaseActivities(gw),
     ...createNamespaceRestoreActivities(gw),
     ...createAuditActivities(gw),
+    ...createEtcdLatencyActivities(gw),
   };
 }
 

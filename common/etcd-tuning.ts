@@ -238,3 +238,102 @@ export function peerRoundTripsMs(text: string): Record<string, number> {
 export function leaderChangesSeen(text: string): number | undefined {
   return samples(text, ['etcd_server_leader_changes_seen_total'])[0]?.value;
 }
+
+/** One member's readings (activities/etcd-latency.ts). */
+export interface MemberTiming {
+  node: string;
+  reachable: boolean;
+  error?: string;
+  memberId?: string;
+  leader?: string;
+  tuning?: Tuning;
+  /** etcd's own mean round trip to each peer, by the peer's member id (hex). */
+  histogramRttMs: Record<string, number>;
+  /** The active probe's best of three round trips to each peer, by the peer's node name. */
+  probeRttMs: Record<string, number>;
+  /** Peers the probe could not reach, with why. */
+  probeErrors: Record<string, string>;
+  /** `etcd_server_leader_changes_seen_total`: since the member started. */
+  leaderChanges?: number;
+}
+
+export interface PairLatency {
+  from: string;
+  to: string;
+  /** From etcd's histogram on `from` (mean since it started). */
+  histogramMs?: number;
+  /** From the active probe on `from` (best of three, now). */
+  probeMs?: number;
+  crossesSites: boolean;
+}
+
+export interface EtcdLatencyReport {
+  cluster: string;
+  measuredAt: string;
+  /** node -> site (a cluster within one site has one). */
+  sites: Record<string, string>;
+  stretched: boolean;
+  pairs: PairLatency[];
+  members: { node: string; memberId?: string; tuning?: Tuning; leaderChanges?: number; error?: string }[];
+  leader?: { node: string; site: string };
+  verdict: LatencyVerdict;
+  /** Readings that could not be made (a member down, a probe without an answer). */
+  problems: string[];
+}
+
+/**
+ * The report from every member's readings. The verdict is over the slowest pair that crosses sites
+ * (each pair's probe, or etcd's histogram when the probe failed), or over the slowest pair at all
+ * when the cluster lies in one site.
+ */
+export function latencyReport(
+  cluster: string,
+  sites: Record<string, string>,
+  timings: MemberTiming[],
+  measuredAt: string,
+): EtcdLatencyReport {
+  const byId = new Map(timings.filter((t) => t.memberId).map((t) => [t.memberId!, t.node]));
+  const stretched = new Set(Object.values(sites)).size > 1;
+  const problems: string[] = [];
+  const pairs: PairLatency[] = [];
+  for (const t of timings) {
+    if (t.error) problems.push(`${t.node}: ${t.error}`);
+    for (const [peer, why] of Object.entries(t.probeErrors)) problems.push(`probe ${t.node} -> ${peer}: ${why}`);
+    const histByNode = Object.fromEntries(
+      Object.entries(t.histogramRttMs).flatMap(([id, ms]) => (byId.has(id) ? [[byId.get(id)!, ms]] : [])),
+    );
+    for (const to of Object.keys(sites)) {
+      if (to === t.node) continue;
+      const probeMs = t.probeRttMs[to];
+      const histogramMs = histByNode[to];
+      if (probeMs === undefined && histogramMs === undefined) continue;
+      pairs.push({ from: t.node, to, probeMs, histogramMs, crossesSites: sites[t.node] !== sites[to] });
+    }
+  }
+  const considered = pairs.filter((p) => !stretched || p.crossesSites);
+  const worst = Math.max(0, ...considered.map((p) => p.probeMs ?? p.histogramMs ?? 0));
+  const members = timings.map((t) => ({
+    node: t.node,
+    memberId: t.memberId,
+    tuning: t.tuning,
+    leaderChanges: t.leaderChanges,
+    error: t.error,
+  }));
+  const tuned = members.flatMap((m) => (m.tuning ? [{ member: m.node, tuning: m.tuning }] : []));
+  const verdict = latencyVerdict(worst, tuned);
+  if (!considered.length) problems.push('no round trip could be measured');
+  const leaderIds = new Set(timings.flatMap((t) => (t.leader ? [t.leader] : [])));
+  const leaderNode = leaderIds.size === 1 ? byId.get([...leaderIds][0]!) : undefined;
+  if (leaderIds.size > 1) problems.push(`members disagree on the leader: ${[...leaderIds].join(', ')}`);
+  return {
+    cluster,
+    measuredAt,
+    sites,
+    stretched,
+    pairs,
+    members,
+    leader: leaderNode ? { node: leaderNode, site: sites[leaderNode]! } : undefined,
+    verdict: { ...verdict, safe: verdict.safe && problems.length === 0 && timings.every((t) => t.reachable) },
+    problems,
+  };
+}

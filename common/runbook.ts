@@ -7,6 +7,7 @@ import type { Sinks } from '@temporalio/workflow';
 /** Every runbook drctl runs, by its workflow type. */
 export const RUNBOOKS = {
   clusterHealth: 'cluster-health',
+  etcdLatency: 'etcd-latency',
   etcdSnapshot: 'etcd-snapshot',
   etcdRestore: 'etcd-restore',
   siteFailover: 'site-failover',

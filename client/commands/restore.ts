@@ -1,5 +1,6 @@
 // `drctl etcd restore`: start the quorum-restore runbook (or its dry run, which prints the per-node plan).
 import type { Command } from 'commander';
+import { registerEtcdLatencyCommand } from './etcd-latency.ts';
 import type { RestoreResult } from '../../common/restore.ts';
 import { findCluster } from '../../config/load.ts';
 import { etcdRestore } from '../../workflows/etcd-restore.ts';
@@ -48,6 +49,7 @@ export function registerRestoreCommands(program: Command) {
   const cfgPath = () => program.opts<{ config: string }>().config;
 
   const etcd = program.command('etcd').description('etcd runbooks');
+  registerEtcdLatencyCommand(etcd, program);
   etcd
     .command('restore')
     .description(

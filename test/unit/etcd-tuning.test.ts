@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ETCD_DEFAULTS,
+  latencyReport,
   latencyRow,
   latencyVerdict,
   leaderChangesSeen,
@@ -14,6 +15,7 @@ import {
   SEED_TUNED,
   tuningFromManifest,
 } from '../../common/etcd-tuning.ts';
+import { parseTiming } from '../../activities/etcd-latency.ts';
 
 describe("the seed's latency table", () => {
   it.each([
@@ -182,5 +184,79 @@ etcd_server_leader_changes_seen_total 3
   it('reads the leader changes seen, or nothing when the page has none', () => {
     expect(leaderChangesSeen(PAGE)).toBe(3);
     expect(leaderChangesSeen('# nothing\n')).toBeUndefined();
+  });
+});
+
+describe("a member's readings and the cluster's report", () => {
+  const out = (probes: string) =>
+    `=== manifest\n${MANIFEST.replace('    - --name=cp1\n', '    - --name=cp1\n    - --heartbeat-interval=250\n    - --election-timeout=2500\n')}\n=== metrics\netcd_network_peer_round_trip_time_seconds_sum{To="b"} 0.02\netcd_network_peer_round_trip_time_seconds_count{To="b"} 2\netcd_server_leader_changes_seen_total 1\n${probes}`;
+
+  it('reads the script output back: tuning, histogram, probes in ms and their errors', () => {
+    const t = parseTiming(out('=== probe cp2 7350\n=== probe cp3 error: no answer from 10.0.0.3:2380 in 5 s\n'));
+    expect(t).toEqual({
+      tuning: SEED_TUNED,
+      histogramRttMs: { b: 10 },
+      probeRttMs: { cp2: 7.35 },
+      probeErrors: { cp3: 'no answer from 10.0.0.3:2380 in 5 s' },
+      leaderChanges: 1,
+    });
+  });
+
+  const timing = (node: string, memberId: string, probeRttMs: Record<string, number>, tuning = SEED_TUNED) => ({
+    node,
+    reachable: true,
+    memberId,
+    leader: 'a',
+    tuning,
+    histogramRttMs: {},
+    probeRttMs,
+    probeErrors: {},
+  });
+
+  it('judges a stretched cluster by its slowest inter-site pair, not its slower intra-site ones', () => {
+    const sites = { cp1: 'site-a', cp2: 'site-a', cp3: 'site-b' };
+    const r = latencyReport(
+      'stretched',
+      sites,
+      [
+        timing('cp1', 'a', { cp2: 12, cp3: 7 }),
+        timing('cp2', 'b', { cp1: 12, cp3: 6 }),
+        timing('cp3', 'c', { cp1: 7, cp2: 6.5 }),
+      ],
+      'now',
+    );
+    expect(r.stretched).toBe(true);
+    expect(r.verdict).toMatchObject({ worstRttMs: 7, row: 'acceptable-with-tuning', safe: true });
+    expect(r.leader).toEqual({ node: 'cp1', site: 'site-a' });
+    expect(r.pairs.filter((p) => p.crossesSites)).toHaveLength(4);
+  });
+
+  it('judges a one-site cluster by its slowest pair, and is not safe when a member could not be read', () => {
+    const sites = { cp1: 'a', cp2: 'a' };
+    const ok = latencyReport(
+      'a',
+      sites,
+      [timing('cp1', 'a', { cp2: 0.2 }, ETCD_DEFAULTS), timing('cp2', 'b', { cp1: 0.3 }, ETCD_DEFAULTS)],
+      'now',
+    );
+    expect(ok.verdict).toMatchObject({ worstRttMs: 0.3, row: 'excellent', safe: true });
+    const down = latencyReport(
+      'a',
+      sites,
+      [
+        timing('cp1', 'a', {}, ETCD_DEFAULTS),
+        {
+          node: 'cp2',
+          reachable: false,
+          error: 'connect ECONNREFUSED',
+          histogramRttMs: {},
+          probeRttMs: {},
+          probeErrors: {},
+        },
+      ],
+      'now',
+    );
+    expect(down.verdict.safe).toBe(false);
+    expect(down.problems).toEqual(['cp2: connect ECONNREFUSED', 'no round trip could be measured']);
   });
 });

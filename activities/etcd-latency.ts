@@ -1,0 +1,119 @@
+// Read-only readings of one etcd member for the stretched-cluster advisor (`drctl etcd latency`),
+// all in one SSH command as root on its node (pinned host key, through the bastion where the config
+// says so), with nothing but bash on the node:
+//   - its static pod manifest (the --heartbeat-interval and --election-timeout it runs with);
+//   - its own /metrics from the manifest's --listen-metrics-urls (kubeadm: http://127.0.0.1:2381):
+//     the peer round-trip histogram and the leader changes seen;
+//   - an active probe of every peer: an HTTP request sent to the peer's TLS port, timed until the
+//     first byte of its answer (Go's TLS server answers a plain HTTP request with a 400 at once), so
+//     one request and one answer cross the link: a round trip, through any proxy on the way.
+import { leaderChangesSeen, type MemberTiming, peerRoundTripsMs, tuningFromManifest } from '../common/etcd-tuning.ts';
+import { shq } from '../common/shell.ts';
+import type { Gateways } from '../gateways/index.ts';
+
+const MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
+
+/** The node-side script: sections `=== manifest`, `=== metrics`, `=== probe <node> <µs|error>`. */
+export function timingScript(peers: { node: string; host: string; port: number }[]): string {
+  const probes = peers.map((p) => `probe ${shq(p.node)} ${shq(p.host)} ${p.port}`).join('\n');
+  return `set -u
+echo '=== manifest'; cat ${MANIFEST} || exit 3
+url=$(sed -n 's/.*--listen-metrics-urls=\\(http:[^ ,]*\\).*/\\1/p' ${MANIFEST} | head -n 1)
+echo '=== metrics'
+if [ -n "$url" ]; then
+  hp=\${url#http://}; hp=\${hp%%/*}
+  if exec 3<>"/dev/tcp/\${hp%:*}/\${hp##*:}"; then
+    printf 'GET /metrics HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "$hp" >&3
+    timeout 10 cat <&3 | sed '1,/^\\r\\{0,1\\}$/d'
+    exec 3<&-
+  fi
+fi
+probe() {
+  local best="" t0 t1 d i
+  for i in 1 2 3; do
+    if ! exec 3<>"/dev/tcp/$2/$3"; then echo "=== probe $1 error: cannot connect to $2:$3"; return; fi
+    t0=$(date +%s%N)
+    printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3
+    if ! IFS= read -r -t 5 -n 1 -u 3 _; then exec 3<&-; echo "=== probe $1 error: no answer from $2:$3 in 5 s"; return; fi
+    t1=$(date +%s%N); exec 3<&-
+    d=$(( (t1 - t0) / 1000 ))
+    if [ -z "$best" ] || [ "$d" -lt "$best" ]; then best=$d; fi
+  done
+  echo "=== probe $1 $best"
+}
+${probes}
+`;
+}
+
+/** The script's output, read back. */
+export function parseTiming(
+  out: string,
+): Pick<MemberTiming, 'tuning' | 'histogramRttMs' | 'probeRttMs' | 'probeErrors' | 'leaderChanges'> {
+  const manifest = /=== manifest\n([\s\S]*?)\n=== metrics\n/.exec(out)?.[1] ?? '';
+  const metrics = /=== metrics\n([\s\S]*?)(?:\n=== probe |$)/.exec(out)?.[1] ?? '';
+  const probeRttMs: Record<string, number> = {};
+  const probeErrors: Record<string, string> = {};
+  for (const m of out.matchAll(/^=== probe (\S+) (.*)$/gm)) {
+    const [, node, rest] = m;
+    if (/^\d+$/.test(rest!)) probeRttMs[node!] = Number(rest) / 1000;
+    else probeErrors[node!] = rest!.replace(/^error: /, '');
+  }
+  return {
+    tuning: manifest ? tuningFromManifest(manifest) : undefined,
+    histogramRttMs: peerRoundTripsMs(metrics),
+    probeRttMs,
+    probeErrors,
+    leaderChanges: leaderChangesSeen(metrics),
+  };
+}
+
+export interface EtcdLayoutNode {
+  node: string;
+  host: string;
+  peerPort: number;
+  site: string;
+}
+
+export function createEtcdLatencyActivities(gw: Gateways) {
+  return {
+    /**
+     * Each member's peer address and site. A cluster's nodes are in the site the config puts the
+     * cluster in: the site is named by the cluster until nodes carry a site of their own (a
+     * stretched cluster's, next).
+     */
+    async describeEtcdLayout(cluster: string): Promise<EtcdLayoutNode[]> {
+      return gw.cluster(cluster).nodes.map((n) => {
+        const u = new URL(n.etcd.peerUrl);
+        return { node: n.name, host: u.hostname, peerPort: Number(u.port || 2380), site: cluster };
+      });
+    },
+
+    async readMemberTiming(input: {
+      cluster: string;
+      node: string;
+      peers: { node: string; host: string; port: number }[];
+    }): Promise<MemberTiming> {
+      const empty = { histogramRttMs: {}, probeRttMs: {}, probeErrors: {} };
+      const shell = gw.shell(input.cluster, input.node);
+      let out: string;
+      try {
+        const r = await shell.exec(timingScript(input.peers), { timeoutMs: 20_000 + 16_000 * input.peers.length });
+        if (r.code === 3) return { node: input.node, reachable: true, error: `no ${MANIFEST} on the node`, ...empty };
+        out = r.stdout;
+      } catch (err) {
+        return { node: input.node, reachable: false, error: (err as Error).message, ...empty };
+      }
+      const status = await gw
+        .etcd(input.cluster, input.node)
+        .status()
+        .catch(() => undefined);
+      return {
+        node: input.node,
+        reachable: true,
+        memberId: status?.memberId,
+        leader: status?.leader,
+        ...parseTiming(out),
+      };
+    },
+  };
+}
