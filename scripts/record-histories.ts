@@ -1,12 +1,13 @@
 // Records the workflow histories that test/replay.test.ts replays against the current code, so a
 // change that would break runs in flight fails CI. Run against the lab after an intended change
-// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|snapshot-proven|namespace|failover|drill|all]
+// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|latency|snapshot-proven|namespace|failover|drill|all]
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
 import { createGateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
 import { clusterHealth } from '../workflows/cluster-health.ts';
+import { etcdLatency } from '../workflows/etcd-latency.ts';
 import { approveSignal, etcdRestore, statusQuery } from '../workflows/etcd-restore.ts';
 import { decide, signedDecision, signedInput } from '../test/support/lab.ts';
 import { etcdSnapshot } from '../workflows/etcd-snapshot.ts';
@@ -67,6 +68,15 @@ function save(name: string, handle: WorkflowHandle, runId?: string) {
 
 await w.worker.runUntil(async () => {
   const id = (n: string) => `record-${n}-${Date.now()}`;
+  if (which === 'latency' || which === 'all') {
+    const latency = await client.workflow.start(etcdLatency, {
+      taskQueue,
+      workflowId: id('latency'),
+      args: [{ cluster }],
+    });
+    await latency.result();
+    save('etcd-latency', latency);
+  }
   if (which === 'etcd' || which === 'all') {
     const health = await client.workflow.start(clusterHealth, {
       taskQueue,

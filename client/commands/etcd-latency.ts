@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UsageError } from '../../common/errors.ts';
 import type { EtcdLatencyReport } from '../../common/etcd-tuning.ts';
 import { findCluster } from '../../config/load.ts';
 import { etcdLatency } from '../../workflows/etcd-latency.ts';
@@ -15,21 +17,32 @@ export function registerEtcdLatencyCommand(etcd: Command, program: Command) {
     )
     .requiredOption('--cluster <name>', 'cluster to measure')
     .option('--json', 'print the report as JSON')
-    .action(async (opts: { cluster: string; json?: boolean }) => {
+    .option('--watch [seconds]', 'measure again every N seconds (default 30) until interrupted')
+    .action(async (opts: { cluster: string; json?: boolean; watch?: string | boolean }) => {
+      const every = opts.watch === undefined ? undefined : opts.watch === true ? 30 : Number(opts.watch);
+      if (every !== undefined && !(Number.isInteger(every) && every >= 5))
+        throw new UsageError(`--watch: expected whole seconds >= 5, got '${String(opts.watch)}'`);
       let cluster = '';
       await withTemporal(
         program.opts<{ config: string }>().config,
         async (s) => {
-          const started = await startRun(s, etcdLatency, {
-            taskQueue: s.config.temporal.taskQueue,
-            workflowId: `etcd-latency-${cluster}-${Date.now()}`,
-            args: [{ cluster }],
-            workflowExecutionTimeout: '5 minutes',
-          });
-          const report = await s.client.workflow.getHandle<typeof etcdLatency>(started.workflowId).result();
-          if (opts.json) printJson({ ...started, result: report });
-          else process.stdout.write(`${renderLatency(report)}\n`);
-          if (!report.verdict.safe) throw new FailedOutcome(`${cluster}: ${report.verdict.row}, not safe`);
+          for (;;) {
+            const started = await startRun(s, etcdLatency, {
+              taskQueue: s.config.temporal.taskQueue,
+              workflowId: `etcd-latency-${cluster}-${Date.now()}`,
+              args: [{ cluster }],
+              workflowExecutionTimeout: '5 minutes',
+            });
+            const report = await s.client.workflow.getHandle<typeof etcdLatency>(started.workflowId).result();
+            if (opts.json) printJson({ ...started, result: report });
+            else process.stdout.write(`${renderLatency(report)}\n`);
+            if (every === undefined) {
+              if (!report.verdict.safe) throw new FailedOutcome(`${cluster}: ${report.verdict.row}, not safe`);
+              return;
+            }
+            await sleep(every * 1000);
+            if (!opts.json) process.stdout.write('\n');
+          }
         },
         (config) => {
           cluster = findCluster(config, opts.cluster).cluster.name;
