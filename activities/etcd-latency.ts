@@ -1,12 +1,14 @@
 // Read-only readings of one etcd member for the stretched-cluster advisor (`drctl etcd latency`),
 // all in one SSH command as root on its node (pinned host key, through the bastion where the config
-// says so), with nothing but bash on the node:
+// says so), with bash, sed, awk and curl on the node:
 //   - its static pod manifest (the --heartbeat-interval and --election-timeout it runs with);
 //   - its own /metrics from the manifest's --listen-metrics-urls (kubeadm: http://127.0.0.1:2381):
 //     the peer round-trip histogram and the leader changes seen;
-//   - an active probe of every peer: an HTTP request sent to the peer's TLS port, timed until the
-//     first byte of its answer (Go's TLS server answers a plain HTTP request with a 400 at once), so
-//     one request and one answer cross the link: a round trip, through any proxy on the way.
+//   - an active probe of every peer: `curl` of the peer port's /version with the member's own peer
+//     certificate (the manifest's --peer-* files), best of three, timed from the end of the TLS
+//     handshake to the end of the answer (curl's time_total - time_appconnect): one request and one
+//     answer on an open connection, a round trip through whatever is between them. (A plain HTTP
+//     request to the peer port gets no answer at all: etcd's TLS listener waits for a handshake.)
 import { leaderChangesSeen, type MemberTiming, peerRoundTripsMs, tuningFromManifest } from '../common/etcd-tuning.ts';
 import { shq } from '../common/shell.ts';
 import type { Gateways } from '../gateways/index.ts';
@@ -28,15 +30,17 @@ if [ -n "$url" ]; then
     exec 3<&-
   fi
 fi
+flag() { sed -n "s/.*--$1=\\([^ ]*\\).*/\\1/p" ${MANIFEST} | head -n 1; }
+ca=$(flag peer-trusted-ca-file); cert=$(flag peer-cert-file); key=$(flag peer-key-file)
 probe() {
-  local best="" t0 t1 d i
+  local best="" t d i
+  if ! command -v curl >/dev/null; then echo "=== probe $1 error: no curl on the node"; return; fi
   for i in 1 2 3; do
-    if ! exec 3<>"/dev/tcp/$2/$3"; then echo "=== probe $1 error: cannot connect to $2:$3"; return; fi
-    t0=$(date +%s%N)
-    printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3
-    if ! IFS= read -r -t 5 -n 1 -u 3 _; then exec 3<&-; echo "=== probe $1 error: no answer from $2:$3 in 5 s"; return; fi
-    t1=$(date +%s%N); exec 3<&-
-    d=$(( (t1 - t0) / 1000 ))
+    if ! t=$(curl --http1.1 -sS -o /dev/null --max-time 5 --cacert "$ca" --cert "$cert" --key "$key" \
+      -w '%{time_appconnect} %{time_total}' "https://$2:$3/version" 2>&1); then
+      echo "=== probe $1 error: $(printf %s "$t" | tail -c 200 | tr '\n' ' ')"; return
+    fi
+    d=$(awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%d", (a[2] - a[1]) * 1000000 }')
     if [ -z "$best" ] || [ "$d" -lt "$best" ]; then best=$d; fi
   done
   echo "=== probe $1 $best"

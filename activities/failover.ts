@@ -13,6 +13,7 @@ import {
   FENCED_REPLICAS,
   FENCED_SUSPEND,
   MODE_BEFORE,
+  PAUSED_BY,
   unfenceChange,
 } from '../common/fence.ts';
 import type { Gateways } from '../gateways/index.ts';
@@ -24,7 +25,7 @@ import { createSiteCheckActivities, siteReadiness } from './site-checks.ts';
 import { backupRef, createVeleroActivities, newestCompleted } from './velero.ts';
 
 /** Annotations fencing leaves, so unfencing (and a retried fence) knows what it did. */
-export { FENCED_BY, FENCED_REPLICAS, FENCED_SUSPEND, MODE_BEFORE };
+export { FENCED_BY, FENCED_REPLICAS, FENCED_SUSPEND, MODE_BEFORE, PAUSED_BY };
 
 function createFencingActivities(gw: Gateways) {
   const kubeOf = (site: string) => gw.kube(gw.site(site).cluster.name);
@@ -37,23 +38,69 @@ function createFencingActivities(gw: Gateways) {
     // Remember the mode from before the first change only (a retry must not overwrite it).
     const remember: Record<string, string> =
       bsl.annotations[MODE_BEFORE] === undefined ? { [MODE_BEFORE]: `${bsl.accessMode}:${tag}` } : {};
-    if (bsl.accessMode === mode && !Object.keys(remember).length) return;
-    await velero.patchStorageLocation(s.velero.storageLocation, { accessMode: mode, annotations: remember });
+    if (!(bsl.accessMode === mode && !Object.keys(remember).length))
+      await velero.patchStorageLocation(s.velero.storageLocation, { accessMode: mode, annotations: remember });
+    if (mode === 'ReadOnly') await pauseSchedules(site, tag);
+  }
+
+  /** The site's Velero Schedules that write to its storage location (PAUSED_BY says why). */
+  async function schedulesOf(site: string) {
+    const s = gw.site(site);
+    const all = await gw.velero(s.name).list('schedules');
+    return all.filter((x) => {
+      const spec = x.spec as { template?: { storageLocation?: string } } | undefined;
+      const to = spec?.template?.storageLocation;
+      return !to || to === s.velero.storageLocation;
+    });
+  }
+
+  /** Pauses the running ones, marked with the run's tag; one already paused is left as it is. */
+  async function pauseSchedules(site: string, tag: string): Promise<string[]> {
+    const velero = gw.velero(gw.site(site).name);
+    const done: string[] = [];
+    for (const x of await schedulesOf(site)) {
+      if ((x.spec as { paused?: boolean } | undefined)?.paused) continue;
+      await velero.mergePatch('schedules', x.metadata.name, {
+        metadata: { annotations: { [PAUSED_BY]: tag } },
+        spec: { paused: true },
+      });
+      done.push(`Schedule ${x.metadata.name} paused`);
+    }
+    return done;
+  }
+
+  /** Unpauses the schedules this run paused (any run's, with `tag` undefined: a promotion). */
+  async function unpauseSchedules(site: string, tag: string | undefined): Promise<string[]> {
+    const velero = gw.velero(gw.site(site).name);
+    const done: string[] = [];
+    for (const x of await schedulesOf(site)) {
+      const by = x.metadata.annotations?.[PAUSED_BY];
+      if (by === undefined || (tag !== undefined && by !== tag)) continue;
+      await velero.mergePatch('schedules', x.metadata.name, {
+        metadata: { annotations: { [PAUSED_BY]: null } },
+        spec: { paused: false },
+      });
+      done.push(`Schedule ${x.metadata.name} unpaused`);
+    }
+    return done;
   }
 
   async function restoreMode(site: string, tag: string): Promise<string[]> {
     const s = gw.site(site);
     const velero = gw.velero(s.name);
     const before = (await velero.storageLocation(s.velero.storageLocation))?.annotations[MODE_BEFORE];
-    if (!before) return [];
-    const cut = before.indexOf(':');
-    const mode = before.slice(0, cut);
-    if (before.slice(cut + 1) !== tag) return [];
-    await velero.patchStorageLocation(s.velero.storageLocation, {
-      accessMode: mode,
-      annotations: { [MODE_BEFORE]: null },
-    });
-    return [`BackupStorageLocation ${s.velero.storageLocation} ${mode}`];
+    const done: string[] = [];
+    if (before && before.slice(before.indexOf(':') + 1) === tag) {
+      const mode = before.slice(0, before.indexOf(':'));
+      await velero.patchStorageLocation(s.velero.storageLocation, {
+        accessMode: mode,
+        annotations: { [MODE_BEFORE]: null },
+      });
+      done.push(`BackupStorageLocation ${s.velero.storageLocation} ${mode}`);
+    }
+    // After the location: a schedule unpaused first would fire against it read-only.
+    done.push(...(await unpauseSchedules(site, tag)));
+    return done;
   }
 
   return {
@@ -90,6 +137,8 @@ function createFencingActivities(gw: Gateways) {
       }
       await setMode(s.name, 'ReadOnly', input.tag);
       fenced.push(`BackupStorageLocation ${s.velero.storageLocation} ReadOnly`);
+      const paused = (await schedulesOf(s.name)).filter((x) => x.metadata.annotations?.[PAUSED_BY] === input.tag);
+      fenced.push(...paused.map((x) => `Schedule ${x.metadata.name} paused`));
       return { fenced };
     },
 
@@ -141,6 +190,7 @@ function createFencingActivities(gw: Gateways) {
         annotations: { [MODE_BEFORE]: null },
       });
       done.push(`BackupStorageLocation ${s.velero.storageLocation} ReadWrite`);
+      done.push(...(await unpauseSchedules(s.name, undefined)));
       return done;
     },
   };

@@ -12,6 +12,14 @@ export const FENCED_SUSPEND = 'drctl.io/fenced-suspend';
 export const FENCED_BY = 'drctl.io/fenced-by';
 /** A BackupStorageLocation's access mode before a run changed it, `<mode>:<tag>`. */
 export const MODE_BEFORE = 'drctl.io/access-mode-before';
+/**
+ * The run (tag) that paused a Velero Schedule while it held the schedule's location read-only: only
+ * that run's undo (or a promotion) unpauses it, and a schedule paused by someone else stays paused.
+ * Why pause at all: a scheduled backup against a read-only location fails validation, and Velero
+ * 1.18.0-1.18.3 can then stop dequeuing backups for good until it restarts (velero #10519, fixed in
+ * 1.18.4): the site's backups would sit Queued after the location is writable again.
+ */
+export const PAUSED_BY = 'drctl.io/schedule-paused-by';
 
 const label = (w: Pick<WorkloadState, 'kind' | 'namespace' | 'name'>) => `${w.kind} ${w.namespace}/${w.name}`;
 

@@ -80,6 +80,7 @@ const BASELINE = () => ({
   fencedA: false,
   bslA: 'ReadWrite',
   bslB: 'ReadWrite',
+  pausedA: false,
   nsB: undefined,
 });
 

@@ -65,6 +65,7 @@ const BASELINE = () => ({
   fencedA: false,
   bslA: 'ReadWrite',
   bslB: 'ReadWrite',
+  pausedA: false,
   nsB: undefined,
 });
 
@@ -287,6 +288,7 @@ describe('site failover', () => {
         fencedA: true,
         bslA: 'ReadOnly',
         bslB: 'ReadWrite',
+        pausedA: true,
         nsB: 'Active',
       });
       expect(await healthz('site-b')).toBe(200);
@@ -336,6 +338,7 @@ describe('site failover', () => {
       fencedA: true,
       bslA: 'ReadOnly',
       bslB: 'ReadWrite',
+      pausedA: true,
       nsB: 'Active',
     });
     expect((await drctlCli(['--config', paths.config, 'status', h.workflowId])).stdout).toContain('COMPLETED');

@@ -1,7 +1,13 @@
 // The failover lab's baseline, shared by the failover tests and bench/failover.ts: DNS on site A,
 // site A serving with 3 replicas and no fence marks, nothing restored at site B, both backup
 // storage locations read-write, both app endpoints up.
-import { createFailoverActivities, FENCED_BY, FENCED_REPLICAS, MODE_BEFORE } from '../../activities/failover.ts';
+import {
+  createFailoverActivities,
+  FENCED_BY,
+  FENCED_REPLICAS,
+  MODE_BEFORE,
+  PAUSED_BY,
+} from '../../activities/failover.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import type { Gateways } from '../../worker/gateways.ts';
 import { drctlCli, until } from './lab.ts';
@@ -47,6 +53,13 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
       metadata: { annotations: { [MODE_BEFORE]: null } },
       spec: { accessMode: 'ReadWrite' },
     });
+    // Schedules a fence paused (a test that ended with its site fenced) run again.
+    for (const x of await gw.velero(s).list('schedules'))
+      if (x.metadata.annotations?.[PAUSED_BY] !== undefined)
+        await gw.velero(s).mergePatch('schedules', x.metadata.name, {
+          metadata: { annotations: { [PAUSED_BY]: null } },
+          spec: { paused: false },
+        });
   }
   const healthz = config.sites.find((s) => s.name === 'site-a')!.appEndpoint!;
   await until(
@@ -74,12 +87,13 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
 
 /** What the tests compare against the baseline. */
 export async function failoverState(gw: Gateways) {
-  const [dns, depsA, bslA, bslB, nsB] = await Promise.all([
+  const [dns, depsA, bslA, bslB, nsB, schedulesA] = await Promise.all([
     gw.dns().resolveA(RECORD),
     gw.kube('site-a').deployments(NS),
     gw.velero('site-a').storageLocation('default'),
     gw.velero('site-b').storageLocation('default'),
     gw.kube('site-b').namespacePhase(NS),
+    gw.velero('site-a').list('schedules'),
   ]);
   return {
     dns: dns.addresses,
@@ -87,6 +101,8 @@ export async function failoverState(gw: Gateways) {
     fencedA: depsA.some((d) => d.annotations[FENCED_REPLICAS] !== undefined),
     bslA: bslA?.accessMode,
     bslB: bslB?.accessMode,
+    /** Site A's Velero schedules paused by a fence (while its location is read-only). */
+    pausedA: schedulesA.some((x) => (x.spec as { paused?: boolean } | undefined)?.paused === true),
     nsB,
   };
 }

@@ -36,6 +36,7 @@ describe('replay of committed histories', () => {
       'dr-drill-cancelled.json',
       'dr-drill-failed.json',
       'dr-drill.json',
+      'etcd-latency.json',
       'etcd-restore-cancelled.json',
       'etcd-restore-compensated.json',
       'etcd-restore-needs-attention.json',
