@@ -4,7 +4,7 @@
 // itself runs it from the node's etcd image). Arguments are argv words; `input` goes to stdin.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { bin, onHost, siteNamed } from './topology.ts';
+import { bin, CLUSTERS, onHost } from './topology.ts';
 
 export function labEtcdctl(
   siteName: string,
@@ -12,13 +12,14 @@ export function labEtcdctl(
   args: string[],
   opts: { input?: string; timeoutMs?: number } = {},
 ): Promise<string> {
-  const site = siteNamed(siteName);
+  const site = CLUSTERS.find((c) => c.name === siteName);
+  if (!site) return Promise.reject(new Error(`unknown lab cluster ${siteName}`));
   const node = site.nodes.find((n) => n.name === nodeName);
   if (!node) return Promise.reject(new Error(`no node ${nodeName} at ${siteName}`));
   const pki = (f: string) => onHost(node, `/etc/kubernetes/pki/etcd/${f}`);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
-    const p = spawn(join(bin.etcdDir(site.name), 'etcdctl'), [
+    const p = spawn(join(bin.etcdVersionDir(site.etcdVersion), 'etcdctl'), [
       `--endpoints=https://${node.ip}:2379`,
       `--cacert=${pki('ca.crt')}`,
       `--cert=${pki('healthcheck-client.crt')}`,

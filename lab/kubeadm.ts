@@ -21,7 +21,7 @@ import {
 } from './images.ts';
 import { nodeCommand } from './namespaces.ts';
 import { CONTAINERD_SOCK } from './nodes.ts';
-import { cp1Of, type LabNode, type LabSite, VERSIONS } from './topology.ts';
+import { cp1Of, isSite, LAB_NET, type LabCluster, type LabNode, VERSIONS } from './topology.ts';
 
 const run = promisify(execFile);
 
@@ -53,17 +53,17 @@ const IGNORED_PREFLIGHT = [
   'NumCPU',
 ];
 
-function images(site: LabSite, node: LabNode): string[] {
+function images(site: LabCluster, node: LabNode): string[] {
   return [
     etcdImage(site.etcdVersion),
     ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'].map(kubeImage),
     pauseImage,
-    ...(node.first ? [kwokImage, veleroImage] : []),
+    ...(node.first && isSite(site) ? [kwokImage, veleroImage] : []),
   ];
 }
 
 /** Imports the node's images into its containerd (namespace k8s.io, the kubelet's), the missing ones only. */
-export async function ensureImages(site: LabSite, node: LabNode): Promise<void> {
+export async function ensureImages(site: LabCluster, node: LabNode): Promise<void> {
   const want = images(site, node);
   let have: string[] = [];
   for (let i = 0; ; i++) {
@@ -97,7 +97,7 @@ function kubeletConfig(): object {
   };
 }
 
-function clusterConfig(site: LabSite): object {
+function clusterConfig(site: LabCluster): object {
   const cp1 = cp1Of(site);
   return {
     apiVersion: 'kubeadm.k8s.io/v1beta4',
@@ -106,7 +106,16 @@ function clusterConfig(site: LabSite): object {
     kubernetesVersion: VERSIONS.kubernetes,
     imageRepository: IMAGE_REPO,
     controlPlaneEndpoint: `${cp1.ip}:6443`,
-    etcd: { local: { imageTag: etcdImage(site.etcdVersion).split(':')[1], dataDir: '/var/lib/etcd' } },
+    etcd: {
+      local: {
+        imageTag: etcdImage(site.etcdVersion).split(':')[1],
+        dataDir: '/var/lib/etcd',
+        // A member that reaches another through a proxy or NAT (the stretched cluster's link) is
+        // seen from the proxy's address, and etcd checks a peer certificate's IP SANs against the
+        // connection's remote address: that address goes into every peer (and server) certificate.
+        ...(isSite(site) ? {} : { peerCertSANs: [LAB_NET.hostIp], serverCertSANs: [LAB_NET.hostIp] }),
+      },
+    },
     networking: { serviceSubnet: '10.96.0.0/16', dnsDomain: 'cluster.local' },
     controllerManager: {
       extraArgs: [
@@ -130,7 +139,7 @@ function nodeRegistration(node: LabNode): object {
 }
 
 /** kubeadm's config for the node, and its per-node patch (the kubelet's own cgroup root). */
-function writeKubeadmConfig(site: LabSite, node: LabNode, join_?: { token: string; caHash: string }): string {
+function writeKubeadmConfig(site: LabCluster, node: LabNode, join_?: { token: string; caHash: string }): string {
   const dir = 'etc/kubernetes/kubeadm';
   writeFileSync(
     `${node.root}/${dir}/patches/kubeletconfiguration+strategic.yaml`,
@@ -190,7 +199,7 @@ export const kubeadmDone = (node: LabNode) =>
  * Lays out the site's control plane where kubeadm has not yet: init on cp1, then each other node
  * joins in turn (kubeadm adds its etcd member as a learner and promotes it: one at a time).
  */
-export async function bootstrapSite(site: LabSite, log: (m: string) => void): Promise<void> {
+export async function bootstrapSite(site: LabCluster, log: (m: string) => void): Promise<void> {
   const todo = site.nodes.filter((n) => !kubeadmDone(n));
   if (!todo.length) return;
   await Promise.all(site.nodes.map((n) => ensureImages(site, n)));

@@ -17,10 +17,12 @@
 //   config.ts         the lab's drctl.yaml and `lab env`
 //   up-down.ts        `lab up` and `lab down`
 //   compose.ts        docker-compose.yml for real: nerdctl compose on the drctl host's own containerd
+//   stretched.ts      the stretched cluster on demand, its cross-site link through Toxiproxy (link.ts)
 // Nothing here is imported by drctl's workflows or activities.
 export { env, labConfig } from './config.ts';
 export { killSshd, restartTemporal, startSshd } from './faults.ts';
 export type { Component } from './health.ts';
 export { type SiteChange, siteDown, siteUp } from './site-loss.ts';
 export { status } from './status.ts';
+export { setSiteLink, siteLinkState, SITE_LINK, stretchedDown, stretchedHealth, stretchedUp } from './stretched.ts';
 export { down, up, type UpResult } from './up-down.ts';

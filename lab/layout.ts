@@ -11,9 +11,9 @@ import { layoutCp1Extras } from './controlplane.ts';
 import { layoutBastion, layoutHostAccounts, layoutNode, sshKeygen } from './nodes.ts';
 import { layoutPdns } from './pdns.ts';
 import { ca, kubeconfig, leaf, serviceAccountKeys } from './pki.ts';
-import { LAB_DIR, type LabSite, paths, PEOPLE, SITES } from './topology.ts';
+import { CLUSTERS, isSite, LAB_DIR, type LabCluster, paths, PEOPLE } from './topology.ts';
 
-function layoutSite(site: LabSite) {
+function layoutCluster(site: LabCluster) {
   const pki = paths.pki(site.name);
   const etcdCa = ca(join(pki, 'etcd'), `${site.name}-etcd-ca`);
   const kubeCa = ca(join(pki, 'kubernetes'), `${site.name}-kubernetes-ca`);
@@ -21,7 +21,7 @@ function layoutSite(site: LabSite) {
   serviceAccountKeys(join(pki, 'kubernetes'));
   for (const node of site.nodes) {
     layoutNode(site, node, { kube: kubeCa, frontProxy, etcd: etcdCa, saDir: join(pki, 'kubernetes') });
-    if (node.first) layoutCp1Extras(site, node, kubeCa);
+    if (node.first && isSite(site)) layoutCp1Extras(site, node, kubeCa);
   }
   if (site.bastion) layoutBastion(site.bastion);
   // Admin kubeconfig with a client certificate (system:masters), like kubeadm's admin.conf.
@@ -54,6 +54,7 @@ export function layout() {
       sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', `${who}@drctl-lab`, '-f', paths.personKey(who)]);
   }
   layoutHostAccounts();
+  raiseInotifyInstances();
   if (!existsSync(paths.minioCreds)) {
     writeFileSync(
       paths.minioCreds,
@@ -62,7 +63,7 @@ export function layout() {
     );
   }
   layoutSnapshotKeys();
-  for (const site of SITES) layoutSite(site);
+  for (const c of CLUSTERS) layoutCluster(c);
   layoutPdns();
 }
 
@@ -77,4 +78,15 @@ function layoutSnapshotKeys() {
     if (!existsSync(file)) writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
     chmodSync(file, 0o600);
   }
+}
+
+/**
+ * Every kubelet (cAdvisor) and containerd takes inotify instances, all as root of this machine's
+ * one user namespace: eleven kubelets with the stretched cluster outgrow the kernel's default of
+ * 128 (measured: the fifth stretched member's kubelet died with "inotify_init: too many open
+ * files"). A host runs one kubelet; this machine runs them all.
+ */
+function raiseInotifyInstances(want = 1024) {
+  const file = '/proc/sys/fs/inotify/max_user_instances';
+  if (Number(readFileSync(file, 'utf8')) < want) writeFileSync(file, String(want));
 }

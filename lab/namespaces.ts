@@ -7,10 +7,10 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureHostNet, netnsPath } from './network.ts';
 import { childOf, launch, readState } from './processes.ts';
-import { type LabBastion, type LabNode, REPO, SITES } from './topology.ts';
+import { CLUSTERS, type LabBastion, type LabNode, REPO } from './topology.ts';
 
 export const isNodeId = (name: string) =>
-  SITES.some((s) => s.nodes.some((n) => n.id === name) || s.bastion?.id === name);
+  CLUSTERS.some((s) => s.nodes.some((n) => n.id === name) || s.bastion?.id === name);
 
 /**
  * Starts the node: in its network namespace (`nsenter --net`, not `ip netns exec`, which remounts

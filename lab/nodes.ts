@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync,
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { pauseImage } from './images.ts';
-import { bin, type LabBastion, type LabNode, type LabSite, LOGIN, paths } from './topology.ts';
+import { bin, type LabBastion, type LabNode, type LabCluster, LOGIN, paths } from './topology.ts';
 
 /** Where kubeadm keeps the PKI, inside a node. */
 export const NODE_PKI = '/etc/kubernetes/pki';
@@ -183,7 +183,7 @@ export function layoutHostAccounts(): void {
 }
 
 /** The node's disk before kubeadm: directories, CAs, tools, containerd, sshd, hostname, the etcd disk. */
-export function layoutNode(site: LabSite, node: LabNode, cas: SiteCas): void {
+export function layoutNode(site: LabCluster, node: LabNode, cas: SiteCas): void {
   const r = (p: string) => join(node.root, p);
   for (const d of [
     'etc/kubernetes/pki/etcd',
@@ -241,7 +241,10 @@ export function layoutNode(site: LabSite, node: LabNode, cas: SiteCas): void {
       .map((n) => `${n.ip} ${n.name}.${site.name}.lab`)
       .join('\n')}\n`,
   );
-  writeSshd(node, node.id, { permitRootLogin: node.login.permitRootLogin, onlyFrom: site.bastion?.ip });
+  writeSshd(node, node.id, {
+    permitRootLogin: node.login.permitRootLogin,
+    onlyFrom: (node.jump ?? site.bastion)?.ip,
+  });
   if (node.etcdDisk) {
     const disk = r('disks/etcd.img');
     if (!existsSync(disk)) {

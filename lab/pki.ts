@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import type { LabSite } from './topology.ts';
+import type { LabCluster } from './topology.ts';
 
 function openssl(args: string[]) {
   execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -100,7 +100,7 @@ export function serviceAccountKeys(dir: string): void {
 
 /** A kubeconfig with an embedded client certificate, like the ones kubeadm writes to /etc/kubernetes. */
 export function kubeconfig(
-  site: LabSite,
+  site: Pick<LabCluster, 'name' | 'apiserver'>,
   user: string,
   caCrt: string,
   certBase: string,

@@ -17,6 +17,10 @@ export interface SiteDown {
 export interface LabState {
   pids: Record<string, number>;
   sitesDown?: Record<string, SiteDown>;
+  /** Set while the stretched cluster is up (`drctl lab stretched up`): `lab up` starts it again. */
+  stretched?: { since: string };
+  /** Each inter-site link's state as `drctl lab link` last set it (put back when Toxiproxy restarts). */
+  links?: Record<string, { rttMs: number; jitterMs: number; down: boolean }>;
 }
 
 export const readState = (): LabState =>

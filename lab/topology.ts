@@ -96,7 +96,10 @@ export function binariesPresent(): string[] {
 }
 
 export interface LabNode {
+  /** The cluster the node belongs to (a site's own, or the stretched one). */
   site: string;
+  /** The site the node stands in: its cluster's site, or for a stretched cluster's member, its side. */
+  location: string;
   name: string;
   /** "site-a/cp1" */
   id: string;
@@ -116,6 +119,8 @@ export interface LabNode {
   etcdDisk: boolean;
   /** How drctl logs in: root (site A), or a sudoer with root login off, through the site's bastion (site B). */
   login: { user: string; sudo: boolean; permitRootLogin: boolean };
+  /** The bastion SSH reaches it through (its location's), when that differs from its cluster's. */
+  jump?: LabBastion;
 }
 
 /** A site's SSH bastion (jump host): its own network namespace and sshd; the site's nodes accept SSH only from it. */
@@ -127,21 +132,28 @@ export interface LabBastion {
   veth: string;
 }
 
-export interface LabSite {
+/** A kubeadm cluster of lab nodes: a site's own, or the stretched one across both sites. */
+export interface LabCluster {
   name: string;
-  role: 'primary' | 'dr';
-  net: string;
   etcdVersion: string;
   nodes: LabNode[];
   apiserver: string;
   kubeconfig: string;
+  bastion?: LabBastion;
+}
+
+export interface LabSite extends LabCluster {
+  role: 'primary' | 'dr';
+  net: string;
   /** Where the site's app is served (its "ingress"): DNS points the app record here while the site serves. */
   appAddress: string;
   appPort: number;
   /** Pod IPs kwok hands out at this site. */
   podCidr: string;
-  bastion?: LabBastion;
 }
+
+/** A site's cluster (with an app, kwok and Velero), as opposed to the stretched one. */
+export const isSite = (c: LabCluster): c is LabSite => 'role' in c;
 
 /** The lab bridge every node namespace hangs off; the host's own address on it is the nodes' way out. */
 export const LAB_NET = { bridge: 'drctl-lab', hostIp: '172.30.0.254', prefix: 16 };
@@ -157,6 +169,7 @@ export const SITES: LabSite[] = SITE_DEFS.map(({ hardened, nodeNet, ...s }) => {
   const short = s.name.replace(/^site-/, '');
   const nodes = [1, 2, 3].map((i) => ({
     site: s.name,
+    location: s.name,
     name: `cp${i}`,
     id: `${s.name}/cp${i}`,
     ip: `${nodeNet}.${i}`,
@@ -193,6 +206,65 @@ export const SITES: LabSite[] = SITE_DEFS.map(({ hardened, nodeNet, ...s }) => {
   };
 });
 
+/**
+ * The stretched (active-active) cluster: five etcd members stretched 3 + 2 over the two sites, as
+ * the seed's question 4 lays out payments: a1-a3 on site A's node network, b1-b2 on site B's, each
+ * a stock kubeadm control-plane node like the sites' (kubeadm init on a1, the others join with
+ * --control-plane: five API servers, each kubelet on its own, as kubeadm 1.35 lays them out; an
+ * etcd-only member is not a kubeadm layout: its join points the kubelet at a local API server,
+ * ControlPlaneKubeletLocalMode, which the 1.35 join applies whatever the gate says, measured).
+ * Site B's members are hardened as site B's nodes are (the login with sudo, SSH only through site
+ * B's bastion). Every connection between the two sides runs through Toxiproxy (lab/stretched.ts):
+ * `drctl lab link` sets its latency or cuts it.
+ * Started on demand (`drctl lab stretched up`), not by every `lab up`.
+ */
+export const STRETCHED: LabCluster = (() => {
+  const name = 'stretched';
+  const siteB = SITES.find((s) => s.name === 'site-b')!;
+  const members = [
+    { name: 'a1', location: 'site-a', ip: '172.30.10.11' },
+    { name: 'a2', location: 'site-a', ip: '172.30.10.12' },
+    { name: 'a3', location: 'site-a', ip: '172.30.10.13' },
+    { name: 'b1', location: 'site-b', ip: '172.30.20.11' },
+    { name: 'b2', location: 'site-b', ip: '172.30.20.12' },
+  ];
+  const nodes: LabNode[] = members.map((m, i) => {
+    const hardened = m.location === 'site-b';
+    return {
+      site: name,
+      location: m.location,
+      name: m.name,
+      id: `${name}/${m.name}`,
+      ip: m.ip,
+      root: join(LAB_DIR, 'nodes', `${name}-${m.name}`),
+      runsApiserver: true,
+      first: i === 0,
+      netns: `drctl-str-${m.name}`,
+      veth: `dl-str-${m.name}`,
+      cgroupRoot: `/drctl/${name}-${m.name}`,
+      etcdDisk: m.name === 'a2' || m.name === 'b2',
+      login: hardened
+        ? { user: LOGIN.user, sudo: true, permitRootLogin: false }
+        : { user: 'root', sudo: false, permitRootLogin: true },
+      ...(hardened ? { jump: siteB.bastion } : {}),
+    };
+  });
+  return {
+    name,
+    etcdVersion: VERSIONS.etcd['site-a']!,
+    nodes,
+    // Site B's API server: the one left when site A (3 of 5) is lost.
+    apiserver: 'https://172.30.20.11:6443',
+    kubeconfig: join(LAB_DIR, 'kube', `${name}.kubeconfig`),
+  };
+})();
+
+/** Every lab cluster: the sites' and the stretched one. */
+export const CLUSTERS: LabCluster[] = [...SITES, STRETCHED];
+
+/** The lab's Toxiproxy: the stretched cluster's cross-site connections; proxies listen on this machine's bridge address. */
+export const TOXIPROXY = { api: 'http://127.0.50.1:8474', ip: '127.0.50.1', port: 8474, listenIp: '172.30.0.254' };
+
 /** The site by name; the error lists the lab's sites. */
 export function siteNamed(name: string): LabSite {
   const site = SITES.find((s) => s.name === name);
@@ -202,13 +274,13 @@ export function siteNamed(name: string): LabSite {
 
 /** The node by id ("site-a/cp2"). */
 export function nodeNamed(id: string): LabNode {
-  const node = SITES.flatMap((s) => s.nodes).find((n) => n.id === id);
+  const node = CLUSTERS.flatMap((s) => s.nodes).find((n) => n.id === id);
   if (!node) throw new Error(`unknown node '${id}' (e.g. site-a/cp2)`);
   return node;
 }
 
 /** The site's cp1: the node `kubeadm init` ran on, which also runs kwok and Velero. */
-export const cp1Of = (site: LabSite): LabNode => site.nodes.find((n) => n.first)!;
+export const cp1Of = (site: LabCluster): LabNode => site.nodes.find((n) => n.first)!;
 
 /** Where the lab's worker "at" a site serves its Prometheus metrics (`drctl worker --metrics-listen`). */
 export const workerMetricsAddress = (site: { net: string }) => `${site.net}.90:9464`;

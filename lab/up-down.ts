@@ -23,6 +23,7 @@ import { unpark } from './site-loss.ts';
 import { status } from './status.ts';
 import {
   binariesPresent,
+  CLUSTERS,
   LAB_DIR,
   type LabSite,
   paths,
@@ -164,6 +165,10 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
     );
   }
   const comps = await waitHealthy(deadline, t0);
+  if (state.stretched) {
+    const { stretchedUp } = await import('./stretched.ts');
+    await stretchedUp({ log });
+  }
   return {
     config: paths.config,
     webUi: `http://${SERVICES.temporal.ip}:${SERVICES.temporal.uiPort}`,
@@ -251,8 +256,7 @@ export async function down(opts: { purge?: boolean } = {}): Promise<string[]> {
   writeState({ pids: {} });
   if (opts.purge) {
     rmSync(LAB_DIR, { recursive: true, force: true });
-    for (const site of SITES)
-      for (const host of [...site.nodes, ...(site.bastion ? [site.bastion] : [])]) removeHostNet(host);
+    for (const c of CLUSTERS) for (const host of [...c.nodes, ...(c.bastion ? [c.bastion] : [])]) removeHostNet(host);
   }
   return stopped.sort();
 }

@@ -1,0 +1,214 @@
+// The stretched cluster (lab/topology.ts STRETCHED) brought up and down on demand, and its
+// inter-site link. Members on the same side talk directly over the lab bridge; every connection a
+// member opens to a member on the other side (etcd's peer port 2380 and client port 2379) is
+// DNATed, in the dialling node's own network namespace (iptables chain DRCTL-LINK in its nat
+// OUTPUT), to a Toxiproxy proxy on this machine whose upstream is that member. So the whole
+// cross-site path, both directions of every etcd stream, crosses Toxiproxy, and `drctl lab link`
+// (lab/link.ts) sets latency or cuts it; the sites' own clusters never touch it. TLS is end to end:
+// the proxy moves bytes, the members verify each other's certificates as they would directly
+// (the proxy's address is in the peer certificates' SANs: lab/kubeadm.ts).
+import { execFile, execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { labEtcdctl } from './etcdctl.ts';
+import { bootstrapSite } from './kubeadm.ts';
+import { linkName, type LinkState, type ProxySpec, Toxiproxy } from './link.ts';
+import { netnsPath } from './network.ts';
+import { startNode } from './namespaces.ts';
+import { alive, launch, type LabState, readState, stopPid, writeState } from './processes.ts';
+import { bin, type LabNode, LAB_DIR, paths, STRETCHED, TOXIPROXY } from './topology.ts';
+
+const run = promisify(execFile);
+
+/** The only link the lab has: between the two sites. */
+export const SITE_LINK = linkName('site-a', 'site-b');
+const CHAIN = 'DRCTL-LINK';
+
+export interface LinkProxy extends ProxySpec {
+  /** The member the proxy leads to, and which of its ports. */
+  node: LabNode;
+  port: 2379 | 2380;
+}
+
+/** One proxy per member and port; the other side's members reach that port through it. */
+export function linkProxies(): LinkProxy[] {
+  return STRETCHED.nodes.flatMap((node, i) =>
+    ([2380, 2379] as const).map((port) => ({
+      name: `${SITE_LINK}.${node.name}-${port === 2380 ? 'peer' : 'client'}`,
+      // 23801-23805 for the peer ports, 23791-23795 for the client ports.
+      listen: `${TOXIPROXY.listenIp}:${port * 10 + i + 1}`,
+      upstream: `${node.ip}:${port}`,
+      node,
+      port,
+    })),
+  );
+}
+
+export const toxiproxy = () => new Toxiproxy(TOXIPROXY.api);
+
+const iptables = (node: LabNode, args: string[]) =>
+  execFileSync('nsenter', [`--net=${netnsPath(node.netns)}`, 'iptables', '-w', '5', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+  });
+
+/** The node's DNAT rules: every member on the other side, by way of its proxy (the chain rebuilt each time). */
+export function ensureLinkRules(node: LabNode): void {
+  try {
+    iptables(node, ['-t', 'nat', '-N', CHAIN]);
+  } catch {
+    /* exists */
+  }
+  iptables(node, ['-t', 'nat', '-F', CHAIN]);
+  for (const p of linkProxies().filter((x) => x.node.location !== node.location)) {
+    const [ip, port] = p.listen.split(':');
+    iptables(node, [
+      '-t',
+      'nat',
+      '-A',
+      CHAIN,
+      '-d',
+      `${p.node.ip}/32`,
+      '-p',
+      'tcp',
+      '--dport',
+      String(p.port),
+      '-j',
+      'DNAT',
+      '--to-destination',
+      `${ip}:${port}`,
+    ]);
+  }
+  try {
+    iptables(node, ['-t', 'nat', '-C', 'OUTPUT', '-j', CHAIN]);
+  } catch {
+    iptables(node, ['-t', 'nat', '-A', 'OUTPUT', '-j', CHAIN]);
+  }
+}
+
+/** Toxiproxy running with every proxy of the link, and the link state recorded in the lab's state put back. */
+async function ensureToxiproxy(state: LabState): Promise<void> {
+  if (!alive(state.pids.toxiproxy)) {
+    // Its config file preloads the proxies (not the toxics) when it starts again.
+    const config = join(LAB_DIR, 'toxiproxy.json');
+    writeFileSync(
+      config,
+      JSON.stringify(linkProxies().map(({ name, listen, upstream }) => ({ name, listen, upstream }))),
+    );
+    state.pids.toxiproxy = launch(
+      'toxiproxy',
+      bin.toxiproxy,
+      ['-host', TOXIPROXY.ip, '-port', String(TOXIPROXY.port), '-config', config],
+      { LOG_LEVEL: 'error' },
+    );
+    writeState(state);
+  }
+  const tp = toxiproxy();
+  await tp.ready(15_000);
+  for (const p of linkProxies()) await tp.ensureProxy({ name: p.name, listen: p.listen, upstream: p.upstream });
+  await tp.setLink(SITE_LINK, state.links?.[SITE_LINK] ?? { rttMs: 0, jitterMs: 0, down: false });
+}
+
+/** Sets the link between the sites (recorded, so a restarted Toxiproxy gets it back). */
+export async function setSiteLink(link: LinkState): Promise<string[]> {
+  const state = readState();
+  if (!state.stretched) throw new Error('the stretched cluster is not up: `drctl lab stretched up` first');
+  const names = await toxiproxy().setLink(SITE_LINK, link);
+  state.links = { ...state.links, [SITE_LINK]: link };
+  writeState(state);
+  return names;
+}
+
+export async function siteLinkState(): Promise<LinkState | undefined> {
+  return toxiproxy().linkState(SITE_LINK);
+}
+
+/** Every member healthy (from this machine, each with its own healthcheck certificate) and both API servers ready. */
+export async function stretchedHealth(): Promise<{ healthy: boolean; detail: string[] }> {
+  const detail: string[] = [];
+  let healthy = true;
+  await Promise.all(
+    STRETCHED.nodes.map(async (n) => {
+      try {
+        await labEtcdctl(STRETCHED.name, n.name, ['endpoint', 'health'], { timeoutMs: 5000 });
+        detail.push(`${n.id} etcd healthy`);
+      } catch (err) {
+        healthy = false;
+        detail.push(`${n.id} etcd: ${(err as Error).message.split('\n')[0]}`);
+      }
+      if (!n.runsApiserver) return;
+      try {
+        await run(join(bin.kubeDir, 'kubectl'), [
+          '--kubeconfig',
+          STRETCHED.kubeconfig,
+          '--server',
+          `https://${n.ip}:6443`,
+          '--request-timeout=5s',
+          'get',
+          '--raw=/readyz',
+        ]);
+        detail.push(`${n.id} kube-apiserver ready`);
+      } catch (err) {
+        healthy = false;
+        detail.push(`${n.id} kube-apiserver: ${((err as { stderr?: string }).stderr ?? String(err)).trim()}`);
+      }
+    }),
+  );
+  return { healthy, detail: detail.sort() };
+}
+
+/**
+ * Starts the stretched cluster: Toxiproxy and its proxies, the five nodes, their DNAT rules,
+ * kubeadm where it has not run, then waits until all five members and both API servers are healthy.
+ * Needs the lab up (its bridge, site B's bastion).
+ */
+export async function stretchedUp(
+  opts: { timeoutMs?: number; log?: (m: string) => void } = {},
+): Promise<{ seconds: number; detail: string[] }> {
+  const log = opts.log ?? (() => undefined);
+  const t0 = Date.now();
+  const state = readState();
+  if (!alive(state.pids['site-b/bastion']))
+    throw new Error("the lab is not up (site B's bastion is not running): `drctl lab up` first");
+  state.stretched = { since: state.stretched?.since ?? new Date().toISOString() };
+  writeState(state);
+  await ensureToxiproxy(state);
+  for (const node of STRETCHED.nodes) if (!alive(state.pids[node.id])) state.pids[node.id] = startNode(node);
+  writeState(state);
+  // Before kubeadm: its joins already reach the other side's members through the link.
+  for (const node of STRETCHED.nodes) ensureLinkRules(node);
+  await bootstrapSite(STRETCHED, log);
+  const deadline = t0 + (opts.timeoutMs ?? 420_000);
+  for (;;) {
+    const h = await stretchedHealth();
+    if (h.healthy) {
+      const seconds = (Date.now() - t0) / 1000;
+      log(`stretched cluster healthy (${seconds.toFixed(1)} s)`);
+      return { seconds, detail: h.detail };
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `stretched cluster not healthy after ${Math.round((Date.now() - t0) / 1000)} s:\n  ${h.detail.join('\n  ')}\n(logs in ${paths.logs} and ${LAB_DIR}/nodes/stretched-*/var/log)`,
+      );
+    await sleep(1000);
+  }
+}
+
+/** Stops the stretched cluster's nodes and Toxiproxy (their disks stay: the next `up` is warm). */
+export async function stretchedDown(): Promise<string[]> {
+  const state = readState();
+  const stopped: string[] = [];
+  await Promise.all(
+    STRETCHED.nodes.map(async (n) => {
+      if (await stopPid(state.pids[n.id], true)) stopped.push(n.id);
+      delete state.pids[n.id];
+    }),
+  );
+  if (await stopPid(state.pids.toxiproxy)) stopped.push('toxiproxy');
+  delete state.pids.toxiproxy;
+  delete state.stretched;
+  writeState(state);
+  return stopped.sort();
+}
