@@ -5,12 +5,13 @@
 //   - its own /metrics from the manifest's --listen-metrics-urls (kubeadm: http://127.0.0.1:2381):
 //     the peer round-trip histogram and the leader changes seen;
 //   - an active probe of every peer: `curl` of the peer port's /version with the member's own peer
-//     certificate (the manifest's --peer-* files), best of three, timed from the end of the TLS
+//     certificate (the manifest's --peer-* files), best of five, timed from the end of the TLS
 //     handshake to the end of the answer (curl's time_total - time_appconnect): one request and one
 //     answer on an open connection, a round trip through whatever is between them. (A plain HTTP
 //     request to the peer port gets no answer at all: etcd's TLS listener waits for a handshake.)
 import { leaderChangesSeen, type MemberTiming, peerRoundTripsMs, tuningFromManifest } from '../common/etcd-tuning.ts';
 import { shq } from '../common/shell.ts';
+import { siteOfNode } from '../config/load.ts';
 import type { Gateways } from '../gateways/index.ts';
 
 const MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
@@ -35,7 +36,7 @@ ca=$(flag peer-trusted-ca-file); cert=$(flag peer-cert-file); key=$(flag peer-ke
 probe() {
   local best="" t d i
   if ! command -v curl >/dev/null; then echo "=== probe $1 error: no curl on the node"; return; fi
-  for i in 1 2 3; do
+  for i in 1 2 3 4 5; do
     if ! t=$(curl --http1.1 -sS -o /dev/null --max-time 5 --cacert "$ca" --cert "$cert" --key "$key" \
       -w '%{time_appconnect} %{time_total}' "https://$2:$3/version" 2>&1); then
       echo "=== probe $1 error: $(printf %s "$t" | tail -c 200 | tr '\n' ' ')"; return
@@ -80,15 +81,17 @@ export interface EtcdLayoutNode {
 
 export function createEtcdLatencyActivities(gw: Gateways) {
   return {
-    /**
-     * Each member's peer address and site. A cluster's nodes are in the site the config puts the
-     * cluster in: the site is named by the cluster until nodes carry a site of their own (a
-     * stretched cluster's, next).
-     */
+    /** Each member's peer address and the site it stands in (a stretched cluster's nodes name theirs). */
     async describeEtcdLayout(cluster: string): Promise<EtcdLayoutNode[]> {
-      return gw.cluster(cluster).nodes.map((n) => {
+      const c = gw.cluster(cluster);
+      return c.nodes.map((n) => {
         const u = new URL(n.etcd.peerUrl);
-        return { node: n.name, host: u.hostname, peerPort: Number(u.port || 2380), site: cluster };
+        return {
+          node: n.name,
+          host: u.hostname,
+          peerPort: Number(u.port || 2380),
+          site: siteOfNode(gw.config, c, n) ?? cluster,
+        };
       });
     },
 

@@ -249,7 +249,7 @@ export interface MemberTiming {
   tuning?: Tuning;
   /** etcd's own mean round trip to each peer, by the peer's member id (hex). */
   histogramRttMs: Record<string, number>;
-  /** The active probe's best of three round trips to each peer, by the peer's node name. */
+  /** The active probe's best of five round trips to each peer, by the peer's node name. */
   probeRttMs: Record<string, number>;
   /** Peers the probe could not reach, with why. */
   probeErrors: Record<string, string>;
@@ -262,7 +262,7 @@ export interface PairLatency {
   to: string;
   /** From etcd's histogram on `from` (mean since it started). */
   histogramMs?: number;
-  /** From the active probe on `from` (best of three, now). */
+  /** From the active probe on `from` (best of five, now). */
   probeMs?: number;
   crossesSites: boolean;
 }

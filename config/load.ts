@@ -5,7 +5,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { UsageError } from '../common/errors.ts';
-import { configSchema, type DrctlConfig } from './schema.ts';
+import { type ClusterConfig, configSchema, type DrctlConfig, type SiteConfig } from './schema.ts';
 
 export class ConfigError extends UsageError {
   constructor(
@@ -73,9 +73,12 @@ export function parseConfig(text: string, file: string): DrctlConfig {
 /** Paths read on the worker side are relative to the config file; paths on nodes are not touched. */
 function resolveWorkerPaths(cfg: DrctlConfig, base: string): DrctlConfig {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
-  for (const site of cfg.sites) {
-    site.cluster.kubeconfig = abs(site.cluster.kubeconfig);
-    for (const node of site.cluster.nodes) node.ssh.privateKeyPath = abs(node.ssh.privateKeyPath);
+  for (const cluster of allClusters(cfg)) {
+    cluster.kubeconfig = abs(cluster.kubeconfig);
+    for (const node of cluster.nodes) {
+      node.ssh.privateKeyPath = abs(node.ssh.privateKeyPath);
+      if (node.ssh.jump) node.ssh.jump.privateKeyPath = abs(node.ssh.jump.privateKeyPath);
+    }
   }
   const creds = cfg.objectStore.credentials;
   if ('file' in creds) creds.file = abs(creds.file);
@@ -109,10 +112,25 @@ export function loadConfig(explicit?: string): LoadedConfig {
   return { path, config: parseConfig(text, path) };
 }
 
-/** Finds a cluster by name, with a usage error listing the known ones. */
-export function findCluster(cfg: DrctlConfig, cluster: string) {
+/** Every cluster the config names: each site's, then the ones across sites (`clusters:`). */
+export function allClusters(cfg: DrctlConfig): ClusterConfig[] {
+  return [...cfg.sites.map((s) => s.cluster), ...cfg.clusters];
+}
+
+/** The site a cluster's node stands in: its own `site`, else the site whose cluster it is. */
+export function siteOfNode(cfg: DrctlConfig, cluster: ClusterConfig, node: { site?: string }): string | undefined {
+  return node.site ?? cfg.sites.find((s) => s.cluster === cluster)?.name;
+}
+
+/** Finds a cluster by its name or its site's, with a usage error listing the known ones. */
+export function findCluster(cfg: DrctlConfig, cluster: string): { cluster: ClusterConfig; site?: SiteConfig } {
   const site = cfg.sites.find((s) => s.cluster.name === cluster || s.name === cluster);
-  if (!site)
-    throw new UsageError(`unknown cluster '${cluster}' (known: ${cfg.sites.map((s) => s.cluster.name).join(', ')})`);
-  return site;
+  if (site) return { cluster: site.cluster, site };
+  const c = cfg.clusters.find((x) => x.name === cluster);
+  if (c) return { cluster: c };
+  throw new UsageError(
+    `unknown cluster '${cluster}' (known: ${allClusters(cfg)
+      .map((x) => x.name)
+      .join(', ')})`,
+  );
 }

@@ -190,6 +190,11 @@ const node = z
     }),
     /** Whether this node runs a kube-apiserver (kubeadm: every control-plane node; the lab: the first). */
     apiserver: z.boolean().default(true),
+    /**
+     * The site the node stands in. A site's cluster's nodes are in that site (the default); a
+     * stretched cluster's (`clusters:`) must each say which, so drctl knows which pairs cross sites.
+     */
+    site: name.optional(),
   })
   .transform((n, ctx) => {
     if (n.controlPlane.profile === 'kubeadm' && within(n.controlPlane.parkedDir, n.controlPlane.manifestsDir))
@@ -499,6 +504,11 @@ export const configSchema = z
   .strictObject({
     temporal: temporal.default({ taskQueue: 'drctl' }),
     sites: z.array(site, { error: 'expected a list of sites' }).min(1, { error: 'expected at least one site' }),
+    /**
+     * Clusters that belong to no one site: a stretched (active-active) cluster whose members stand
+     * in several sites, each node naming its own. `drctl etcd latency|tune|recover` work on them.
+     */
+    clusters: z.array(cluster, { error: 'expected a list of clusters' }).default([]),
     objectStore,
     approvals,
     snapshots,
@@ -541,12 +551,17 @@ export const configSchema = z
       (i) => ['sites', i, 'name'],
       'site name',
     );
+    const clusterPaths = [
+      ...cfg.sites.map((s, si) => ({ c: s.cluster, at: ['sites', si, 'cluster'] as (string | number)[], site: s })),
+      ...cfg.clusters.map((c, ci) => ({ c, at: ['clusters', ci] as (string | number)[], site: undefined })),
+    ];
     dup(
-      cfg.sites,
-      (s) => s.cluster.name,
-      (i) => ['sites', i, 'cluster', 'name'],
+      clusterPaths,
+      (x) => x.c.name,
+      (i) => [...clusterPaths[i]!.at, 'name'],
       'cluster name',
     );
+    const siteNames = cfg.sites.map((s) => s.name);
     const primaries = cfg.sites.filter((s) => s.role === 'primary').length;
     if (cfg.sites.length > 0 && primaries !== 1)
       ctx.addIssue({
@@ -554,34 +569,54 @@ export const configSchema = z
         path: ['sites'],
         message: `expected exactly one site with role 'primary' (found ${primaries})`,
       });
-    cfg.sites.forEach((s, si) => {
-      const nodes = s.cluster.nodes;
+    for (const { c, at, site } of clusterPaths) {
+      const nodes = c.nodes;
       dup(
         nodes,
         (n) => n.name,
-        (i) => ['sites', si, 'cluster', 'nodes', i, 'name'],
+        (i) => [...at, 'nodes', i, 'name'],
         'node name',
       );
       dup(
         nodes,
         (n) => n.etcd.memberName,
-        (i) => ['sites', si, 'cluster', 'nodes', i, 'etcd', 'memberName'],
+        (i) => [...at, 'nodes', i, 'etcd', 'memberName'],
         'etcd member name',
       );
       dup(
         nodes,
         (n) => n.etcd.peerUrl,
-        (i) => ['sites', si, 'cluster', 'nodes', i, 'etcd', 'peerUrl'],
+        (i) => [...at, 'nodes', i, 'etcd', 'peerUrl'],
         'etcd peer URL',
       );
       if (nodes.length % 2 === 0) {
         ctx.addIssue({
           code: 'custom',
-          path: ['sites', si, 'cluster', 'nodes'],
+          path: [...at, 'nodes'],
           message: `expected an odd number of etcd members for quorum (found ${nodes.length})`,
         });
       }
-    });
+      nodes.forEach((n, ni) => {
+        if (site && n.site !== undefined && n.site !== site.name)
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'nodes', ni, 'site'],
+            message: `a node of site '${site.name}''s cluster stands in that site (a cluster across sites goes under clusters:)`,
+          });
+        if (!site && n.site === undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'nodes', ni, 'site'],
+            message: `expected the site this node stands in (sites: ${siteNames.join(', ')})`,
+          });
+        if (!site && n.site !== undefined && !siteNames.includes(n.site))
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'nodes', ni, 'site'],
+            message: `unknown site '${n.site}' (sites: ${siteNames.join(', ')})`,
+          });
+      });
+    }
     if (cfg.failover && !(cfg.failover.tier in cfg.targets)) {
       ctx.addIssue({
         code: 'custom',
@@ -637,7 +672,6 @@ export const configSchema = z
       (i) => ['drills', i, 'name'],
       'drill plan name',
     );
-    const siteNames = cfg.sites.map((s) => s.name);
     cfg.drills.forEach((d, di) => {
       for (const k of ['from', 'to'] as const) {
         if (!siteNames.includes(d[k]))

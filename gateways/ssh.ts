@@ -226,45 +226,48 @@ class Ssh2Shell implements RemoteShell {
   }
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    const client = await this.connect();
     const t = this.target;
-    const result = await new Promise<ExecResult>((resolve, reject) => {
-      client.exec(asRoot(command, t.sudo), (err, stream: ClientChannel) => {
-        if (err) {
-          this.conn = undefined;
-          reject(failure(FailureType.SshUnreachable, `${t.label}: exec failed: ${err.message}`));
-          return;
-        }
-        let stdout = '';
-        let stderr = '';
-        let code: number | null = null;
-        let signal: string | undefined;
-        const timer = opts.timeoutMs
-          ? setTimeout(() => {
-              stream.close();
-              reject(failure(FailureType.Timeout, `${t.label}: \`${command}\` timed out after ${opts.timeoutMs} ms`));
-            }, opts.timeoutMs)
-          : undefined;
-        stream.on('data', (d: Buffer) => {
-          if (stdout.length < MAX_OUTPUT) stdout += d.toString('utf8');
-        });
-        stream.stderr.on('data', (d: Buffer) => {
-          if (stderr.length < MAX_OUTPUT) stderr += d.toString('utf8');
-        });
-        stream.on('exit', (c: number | null, sig?: string) => {
-          code = c;
-          signal = sig;
-        });
-        stream.on('close', () => {
-          if (timer) clearTimeout(timer);
-          if (code === null && signal === undefined) {
-            reject(failure(FailureType.SshUnreachable, `${t.label}: connection lost while running \`${command}\``));
-            return;
-          }
-          resolve({ code: code ?? 128, stdout, stderr: signal ? `${stderr}killed by ${signal}` : stderr });
-        });
+    let stdout = '';
+    let stderr = '';
+    let code: number | null = null;
+    let signal: string | undefined;
+    let closed!: () => void;
+    const ended = new Promise<void>((resolve) => (closed = resolve));
+    // Listeners go on in the channel's own callback: a quick command's exit status can arrive in
+    // the same packet batch as the channel's confirmation.
+    const stream = await this.channel(command, (ch) => {
+      ch.on('data', (d: Buffer) => {
+        if (stdout.length < MAX_OUTPUT) stdout += d.toString('utf8');
       });
+      ch.stderr.on('data', (d: Buffer) => {
+        if (stderr.length < MAX_OUTPUT) stderr += d.toString('utf8');
+      });
+      ch.on('exit', (c: number | null, sig?: string) => {
+        code = c;
+        signal = sig;
+      });
+      ch.on('close', () => closed());
     });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      if (opts.timeoutMs)
+        timer = setTimeout(() => {
+          stream.close();
+          reject(failure(FailureType.Timeout, `${t.label}: \`${command}\` timed out after ${opts.timeoutMs} ms`));
+        }, opts.timeoutMs);
+    });
+    try {
+      await Promise.race([ended, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (code === null && signal === undefined)
+      throw failure(FailureType.SshUnreachable, `${t.label}: connection lost while running \`${command}\``);
+    const result: ExecResult = {
+      code: code ?? 128,
+      stdout,
+      stderr: signal ? `${stderr}killed by ${signal}` : stderr,
+    };
     if (opts.check && result.code !== 0) {
       throw failure(
         FailureType.RemoteCommandFailed,
@@ -275,16 +278,30 @@ class Ssh2Shell implements RemoteShell {
     return result;
   }
 
-  /** Runs `command` on a channel and hands it over as a stream; a non-zero exit becomes a stream error. */
-  private async channel(command: string): Promise<ClientChannel> {
-    const client = await this.connect();
-    return new Promise((resolve, reject) =>
-      client.exec(asRoot(command, this.target.sudo), (err, ch) =>
-        err
-          ? reject(failure(FailureType.SshUnreachable, `${this.target.label}: exec failed: ${err.message}`))
-          : resolve(ch),
-      ),
-    );
+  /**
+   * Opens an exec channel running `command`. A cached connection can be dead without having said
+   * so (ssh2 throws "Not connected" once its socket stopped being writable, e.g. the node behind a
+   * bastion was restarted): the channel never opened, so nothing ran, and it is tried once more on
+   * a fresh connection.
+   */
+  private async channel(command: string, onOpen?: (ch: ClientChannel) => void): Promise<ClientChannel> {
+    for (let attempt = 0; ; attempt++) {
+      const client = await this.connect();
+      try {
+        return await new Promise<ClientChannel>((resolve, reject) =>
+          client.exec(asRoot(command, this.target.sudo), (err, ch) => {
+            if (err) return reject(err);
+            onOpen?.(ch);
+            resolve(ch);
+          }),
+        );
+      } catch (err) {
+        this.reset(client);
+        client.end();
+        if (attempt === 0) continue;
+        throw failure(FailureType.SshUnreachable, `${this.target.label}: exec failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   // File streams go over an exec channel (`cat`), not SFTP: ssh2's SFTP read stream keeps one

@@ -7,7 +7,22 @@ import { hostKeyFingerprint } from './nodes.ts';
 import { VELERO_NS } from './controlplane.ts';
 import { pdnsApi } from './pdns.ts';
 import { minioCreds } from './services.ts';
-import { APPROVERS, bin, LOGIN, PEOPLE, onHost, paths, SERVICES, siteNamed, SITES, VERSIONS } from './topology.ts';
+import {
+  APPROVERS,
+  bin,
+  isSite,
+  type LabCluster,
+  type LabNode,
+  LOGIN,
+  PEOPLE,
+  onHost,
+  paths,
+  SERVICES,
+  siteNamed,
+  SITES,
+  STRETCHED,
+  VERSIONS,
+} from './topology.ts';
 import { QUARTERLY } from '../config/schema.ts';
 import { minorOf } from '../common/snapshot-proof.ts';
 
@@ -30,46 +45,18 @@ export function labConfig(): object {
       cluster: {
         name: site.name,
         kubeconfig: site.kubeconfig,
-        nodes: site.nodes.map((node) => ({
-          name: node.name,
-          // Site A: root with a key. Site B, hardened: root login off, the operator's login with
-          // sudo, and SSH only through the site's bastion (both hops' host keys pinned).
-          ssh: {
-            host: node.ip,
-            port: 22,
-            user: node.login.user,
-            ...(node.login.sudo ? { sudo: true } : {}),
-            privateKeyPath: paths.sshKey,
-            hostKeyFingerprint: hostKeyFingerprint(node),
-            ...(site.bastion
-              ? {
-                  jump: {
-                    host: site.bastion.ip,
-                    port: 22,
-                    user: LOGIN.user,
-                    privateKeyPath: paths.sshKey,
-                    hostKeyFingerprint: hostKeyFingerprint(site.bastion),
-                  },
-                }
-              : {}),
-          },
-          etcd: {
-            memberName: node.name,
-            clientUrl: `https://${node.ip}:2379`,
-            peerUrl: `https://${node.ip}:2380`,
-            dataDir: '/var/lib/etcd',
-            // kubeadm hosts have no etcd tool: etcdctl and etcdutl run from the node's etcd image.
-            tools: { from: 'image' },
-          },
-          // The lab runs the Velero server as a static pod on cp1 (lab/controlplane.ts).
-          controlPlane: {
-            profile: 'kubeadm',
-            restartAfterRestore: ['kube-controller-manager', 'kube-scheduler', ...(node.first ? ['velero'] : [])],
-          },
-          apiserver: node.runsApiserver,
-        })),
+        nodes: site.nodes.map((node) => nodeConfig(site, node)),
       },
     })),
+    // The stretched cluster (`drctl lab stretched up`): its nodes each name the site they stand in.
+    clusters: [
+      {
+        name: STRETCHED.name,
+        kubeconfig: STRETCHED.kubeconfig,
+        nodes: STRETCHED.nodes.map((node) => ({ ...nodeConfig(STRETCHED, node), site: node.location })),
+        rolloutAfterRestore: [],
+      },
+    ],
     objectStore: {
       endpoint: `http://${SERVICES.minio.ip}:${SERVICES.minio.port}`,
       bucket: SERVICES.minio.bucket,
@@ -150,4 +137,51 @@ export function env(siteName: string): string {
     ['PATH', `${bin.etcdDir(site.name)}:${bin.kubeDir}:${dirname(bin.velero)}:$PATH`],
   ];
   return vars.map(([k, v]) => `export ${k}=${k === 'PATH' ? `"${v}"` : q(v)}`).join('\n');
+}
+
+/** A lab node as drctl.yaml names it: how to log in (pinned host keys), its etcd member, its control plane. */
+function nodeConfig(cluster: LabCluster, node: LabNode): object {
+  const bastion = node.jump ?? cluster.bastion;
+  return {
+    name: node.name,
+    // Site A: root with a key. Site B, hardened: root login off, the operator's login with sudo,
+    // and SSH only through the site's bastion (both hops' host keys pinned).
+    ssh: {
+      host: node.ip,
+      port: 22,
+      user: node.login.user,
+      ...(node.login.sudo ? { sudo: true } : {}),
+      privateKeyPath: paths.sshKey,
+      hostKeyFingerprint: hostKeyFingerprint(node),
+      ...(bastion
+        ? {
+            jump: {
+              host: bastion.ip,
+              port: 22,
+              user: LOGIN.user,
+              privateKeyPath: paths.sshKey,
+              hostKeyFingerprint: hostKeyFingerprint(bastion),
+            },
+          }
+        : {}),
+    },
+    etcd: {
+      memberName: node.name,
+      clientUrl: `https://${node.ip}:2379`,
+      peerUrl: `https://${node.ip}:2380`,
+      dataDir: '/var/lib/etcd',
+      // kubeadm hosts have no etcd tool: etcdctl and etcdutl run from the node's etcd image.
+      tools: { from: 'image' },
+    },
+    // The lab runs the Velero server as a static pod on each site's cp1 (lab/controlplane.ts).
+    controlPlane: {
+      profile: 'kubeadm',
+      restartAfterRestore: [
+        'kube-controller-manager',
+        'kube-scheduler',
+        ...(node.first && isSite(cluster) ? ['velero'] : []),
+      ],
+    },
+    apiserver: node.runsApiserver,
+  };
 }

@@ -19,6 +19,8 @@ export interface LabState {
   sitesDown?: Record<string, SiteDown>;
   /** Set while the stretched cluster is up (`drctl lab stretched up`): `lab up` starts it again. */
   stretched?: { since: string };
+  /** Set while the sites' nodes are stopped (SIGSTOP) for the stretched cluster's measurements. */
+  sitesFrozen?: { since: string };
   /** Each inter-site link's state as `drctl lab link` last set it (put back when Toxiproxy restarts). */
   links?: Record<string, { rttMs: number; jitterMs: number; down: boolean }>;
 }

@@ -16,9 +16,9 @@ import { labEtcdctl } from './etcdctl.ts';
 import { bootstrapSite } from './kubeadm.ts';
 import { linkName, type LinkState, type ProxySpec, Toxiproxy } from './link.ts';
 import { netnsPath } from './network.ts';
-import { startNode } from './namespaces.ts';
+import { nodeProcesses, startNode } from './namespaces.ts';
 import { alive, launch, type LabState, readState, stopPid, writeState } from './processes.ts';
-import { bin, type LabNode, LAB_DIR, paths, STRETCHED, TOXIPROXY } from './topology.ts';
+import { bin, type LabNode, LAB_DIR, paths, SITES, STRETCHED, TOXIPROXY } from './topology.ts';
 
 const run = promisify(execFile);
 
@@ -160,15 +160,63 @@ export async function stretchedHealth(): Promise<{ healthy: boolean; detail: str
 }
 
 /**
+ * Every process of the two sites' nodes stopped (SIGSTOP) or continued (SIGCONT): kubelets,
+ * containerds, etcds, API servers, controllers. Two cores cannot run eleven control planes and
+ * still time round trips to the millisecond (measured: with the sites running, same-site pairs of
+ * the stretched cluster took up to 14 ms and one 1 ms link read 20+ ms; load average 28), so the
+ * stretched cluster's measurements run with the sites frozen. Their clocks jump on thaw, as after
+ * a VM pause; etcd and the kubelets ride that out (the controller-manager's node grace is 10 min).
+ */
+function signalSites(sig: 'SIGSTOP' | 'SIGCONT'): number {
+  let n = 0;
+  for (const node of SITES.flatMap((s) => s.nodes)) {
+    let procs: { pid: number }[] = [];
+    try {
+      procs = nodeProcesses(node.id);
+    } catch {
+      continue; // not running
+    }
+    for (const p of procs) {
+      try {
+        process.kill(p.pid, sig);
+        n++;
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  return n;
+}
+
+export function freezeSites(): number {
+  const state = readState();
+  const n = signalSites('SIGSTOP');
+  state.sitesFrozen = { since: new Date().toISOString() };
+  writeState(state);
+  return n;
+}
+
+/** Continues the sites' nodes if `freezeSites` stopped them (`lab stretched down`, `lab up` and `lab down` call it). */
+export function thawSites(): number {
+  const state = readState();
+  if (!state.sitesFrozen) return 0;
+  const n = signalSites('SIGCONT');
+  delete state.sitesFrozen;
+  writeState(state);
+  return n;
+}
+
+/**
  * Starts the stretched cluster: Toxiproxy and its proxies, the five nodes, their DNAT rules,
  * kubeadm where it has not run, then waits until all five members and both API servers are healthy.
  * Needs the lab up (its bridge, site B's bastion).
  */
 export async function stretchedUp(
-  opts: { timeoutMs?: number; log?: (m: string) => void } = {},
+  opts: { timeoutMs?: number; log?: (m: string) => void; freezeSites?: boolean } = {},
 ): Promise<{ seconds: number; detail: string[] }> {
   const log = opts.log ?? (() => undefined);
   const t0 = Date.now();
+  if (opts.freezeSites) log(`sites frozen: ${freezeSites()} processes of their nodes stopped`);
   const state = readState();
   if (!alive(state.pids['site-b/bastion']))
     throw new Error("the lab is not up (site B's bastion is not running): `drctl lab up` first");
@@ -198,8 +246,10 @@ export async function stretchedUp(
 
 /** Stops the stretched cluster's nodes and Toxiproxy (their disks stay: the next `up` is warm). */
 export async function stretchedDown(): Promise<string[]> {
+  const stopped0: string[] = [];
+  if (thawSites()) stopped0.push('(sites thawed)');
   const state = readState();
-  const stopped: string[] = [];
+  const stopped: string[] = [...stopped0];
   await Promise.all(
     STRETCHED.nodes.map(async (n) => {
       if (await stopPid(state.pids[n.id], true)) stopped.push(n.id);

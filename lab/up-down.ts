@@ -91,6 +91,8 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
     execFileSync('bash', [join(REPO, 'lab/install.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
   }
   layout();
+  const { thawSites } = await import('./stretched.ts');
+  if (thawSites()) log('the sites were frozen for the stretched cluster: thawed');
   const state = readState();
   for (const [site, d] of Object.entries(state.sitesDown ?? {})) {
     log(
@@ -240,6 +242,8 @@ async function waitBackupSynced(site: LabSite, backup: string, deadline: number,
 export async function down(opts: { purge?: boolean } = {}): Promise<string[]> {
   // The compose project first (its containers outlive a stopped containerd), then its containerd and BuildKit.
   const stopped: string[] = await composeDown().catch((err: Error) => [`compose: ${err.message.split('\n')[0]}`]);
+  // Frozen processes cannot act on SIGTERM.
+  (await import('./stretched.ts')).thawSites();
   const state = readState();
   // A site taken down on purpose comes back whole on the next `lab up`: its parked manifests go back now.
   for (const name of Object.keys(state.sitesDown ?? {})) unpark(siteNamed(name), state.sitesDown![name]!.parked);

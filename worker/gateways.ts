@@ -3,6 +3,7 @@
 // here only.
 import { FailureType, failure } from '../common/errors.ts';
 import type { ClusterConfig, DrctlConfig, NodeConfig, SiteConfig } from '../config/schema.ts';
+import { allClusters } from '../config/load.ts';
 import { readFileSync } from 'node:fs';
 import { Context } from '@temporalio/activity';
 import { DnsGateway } from '../gateways/dns.ts';
@@ -53,7 +54,7 @@ export function createGateways(config: DrctlConfig): Gateways {
     return s;
   };
   const cluster = (name: string): ClusterConfig => {
-    const c = config.sites.find((s) => s.cluster.name === name)?.cluster;
+    const c = allClusters(config).find((x) => x.name === name);
     if (!c) throw failure(FailureType.UnknownCluster, `unknown cluster '${name}' in the worker's config`);
     return c;
   };

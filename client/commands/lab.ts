@@ -159,9 +159,13 @@ export function registerLabCommands(program: Command) {
     .description(
       'Start it (kubeadm the first time: ≈ 2 min), wait until its five members and two API servers are healthy. Idempotent',
     )
-    .action(async () => {
+    .option(
+      '--freeze-sites',
+      "stop (SIGSTOP) the two sites' nodes while it runs, so latency is measured on a quiet machine; `lab stretched down` continues them",
+    )
+    .action(async (opts: { freezeSites?: boolean }) => {
       const { stretchedUp } = await lab();
-      const r = await stretchedUp({ log: (m) => process.stderr.write(`${m}\n`) });
+      const r = await stretchedUp({ log: (m) => process.stderr.write(`${m}\n`), freezeSites: opts.freezeSites });
       process.stdout.write(`stretched cluster up in ${r.seconds.toFixed(1)} s\n  ${r.detail.join('\n  ')}\n`);
     });
   stretched
@@ -196,8 +200,9 @@ export function registerLabCommands(program: Command) {
         );
       const ms = (flag: string, v: string | undefined) => {
         if (v === undefined) return 0;
-        const d = parseDuration(v);
-        if (d === undefined || !Number.isInteger(d))
+        // Toxiproxy takes whole milliseconds: 1.5ms is refused, not rounded.
+        const d = /^(\d+(ms|s)|0)$/.test(v.trim()) ? parseDuration(v) : undefined;
+        if (d === undefined)
           throw new UsageError(`${flag}: expected a whole number of milliseconds such as 12ms, got '${v}'`);
         return d;
       };

@@ -116,6 +116,8 @@ export function drctlCli(
  * calls this in its beforeAll: vitest orders files by its own cache, not by their names.
  */
 export async function ensureLabHealthy(): Promise<void> {
+  // A stretched-cluster file that died before its afterAll leaves the sites frozen.
+  (await import('../../lab/stretched.ts')).thawSites();
   for (const n of SITES.flatMap((s) => s.nodes)) await startSshd(n.id);
   for (const s of SITES) {
     const r = await drctlCli(['lab', 'site', 'up', s.name]);
