@@ -11,6 +11,7 @@ import { createNamespaceRestoreActivities } from './namespace-restore.ts';
 import { createRestoreActivities } from './restore.ts';
 import { createSnapshotActivities } from './snapshot.ts';
 import { createEtcdLatencyActivities } from './etcd-latency.ts';
+import { createEtcdTuneActivities } from './etcd-tune.ts';
 
 export function createActivities(gw: Gateways) {
   return {
@@ -24,6 +25,7 @@ export function createActivities(gw: Gateways) {
     ...createNamespaceRestoreActivities(gw),
     ...createAuditActivities(gw),
     ...createEtcdLatencyActivities(gw),
+    ...createEtcdTuneActivities(gw),
   };
 }
 

@@ -8,15 +8,18 @@ import type { Gateways } from '../gateways/index.ts';
 
 export function createLeaseActivities(gw: Gateways) {
   return {
-    /** The site whose cluster this is (leases are per site). */
+    /**
+     * The site whose cluster this is (leases are per site). A cluster across sites (`clusters:`,
+     * a stretched one) is leased under its own name: its runbooks exclude each other, not the sites'.
+     */
     async siteOfCluster(input: { cluster: string }): Promise<string> {
       gw.cluster(input.cluster); // an unknown cluster is refused here, naming it
-      return gw.config.sites.find((s) => s.cluster.name === input.cluster)!.name;
+      return gw.config.sites.find((s) => s.cluster.name === input.cluster)?.name ?? input.cluster;
     },
 
     /** The run holding `site`'s lease; undefined when none does (it was released meanwhile). */
     async leaseHolder(input: { site: string }): Promise<LeaseHolder | undefined> {
-      gw.site(input.site);
+      if (!gw.config.clusters.some((c) => c.name === input.site)) gw.site(input.site);
       try {
         const d = await Context.current().client.workflow.getHandle(leaseId(input.site)).describe();
         if (d.status.name !== 'RUNNING') return undefined;

@@ -8,6 +8,7 @@
 //   2500 ms) · 10–20 ms degraded, leader-election risk · > 20 ms do not stretch.
 // etcd's rules (op-guide/tuning): heartbeat about the round trip (0.5–1.5x), election at least 10x
 // the round trip and 5–10x the heartbeat, at most 50 s, the same values on every member.
+import type { Signed } from './signed.ts';
 
 export type LatencyRow = 'excellent' | 'good' | 'acceptable-with-tuning' | 'degraded' | 'do-not-stretch';
 
@@ -336,4 +337,63 @@ export function latencyReport(
     verdict: { ...verdict, safe: verdict.safe && problems.length === 0 && timings.every((t) => t.reachable) },
     problems,
   };
+}
+
+// ---- `drctl etcd tune`: the rolling change of heartbeat and election timeout ----
+
+/** The runbook's steps, in order, as the workflow runs them and `drctl status` lists them. */
+export const TUNE_STEPS = ['lease', 'preflight', 'approval', 'recheck', 'roll', 'verify'] as const;
+
+export interface TuneInput {
+  cluster: string;
+  heartbeatMs: number;
+  electionMs: number;
+  /** Who asked (two-person rule: they cannot approve it themselves). */
+  requestedBy: string;
+  /** The requester's signed request (`drctl etcd tune` signs it with their key). */
+  request?: Signed;
+  approvalTimeoutMs?: number;
+  /** How long one member may take to come back healthy with the new values (default 2 min). */
+  memberTimeoutMs?: number;
+  /** Stop after preflight and return the plan. */
+  dryRun?: boolean;
+}
+
+/** One member's place in the roll: followers first (config order), the leader last. */
+export interface TunePlanMember {
+  node: string;
+  site?: string;
+  leader: boolean;
+  from: Tuning;
+}
+
+export interface TuneEvidence {
+  cluster: string;
+  to: Tuning;
+  order: TunePlanMember[];
+  /** Every member healthy at preflight, and the leader named. */
+  healthyAtPreflight: number;
+  leader?: string;
+  approvers: string[];
+  twoPersonRule: boolean;
+  approvalDeadline: string;
+}
+
+export interface TuneResult {
+  outcome: 'tuned' | 'already' | 'dry-run';
+  to: Tuning;
+  order: TunePlanMember[];
+  /** Per member: 'written' (restarted with the new values) or 'already'. */
+  changed: Record<string, string>;
+}
+
+/** Values outside etcd's rules refused before anything runs, each named (the advisor's rules). */
+export function tuneRefusal(t: Tuning): string | undefined {
+  const breaks = ruleBreaks(t);
+  return breaks.length ? breaks.map((b) => `${b.rule}: ${b.detail}`).join('; ') : undefined;
+}
+
+/** The roll's order: every follower in the config's order, the leader last (one election, at the end). */
+export function rollOrder<T extends { node: string; leader: boolean }>(members: T[]): T[] {
+  return [...members.filter((m) => !m.leader), ...members.filter((m) => m.leader)];
 }

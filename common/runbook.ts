@@ -8,6 +8,7 @@ import type { Sinks } from '@temporalio/workflow';
 export const RUNBOOKS = {
   clusterHealth: 'cluster-health',
   etcdLatency: 'etcd-latency',
+  etcdTune: 'etcd-tune',
   etcdSnapshot: 'etcd-snapshot',
   etcdRestore: 'etcd-restore',
   siteFailover: 'site-failover',

@@ -10,3 +10,4 @@ export { fenceOnReturn } from './fence-on-return.ts';
 export { siteLease } from './lease.ts';
 export { namespaceRestore } from './namespace-restore.ts';
 export { protectNamespaces, readinessAudit } from './audit.ts';
+export { etcdTune } from './etcd-tune.ts';
