@@ -3,13 +3,19 @@
 // says so), with bash, sed, awk and curl on the node:
 //   - its static pod manifest (the --heartbeat-interval and --election-timeout it runs with);
 //   - its own /metrics from the manifest's --listen-metrics-urls (kubeadm: http://127.0.0.1:2381):
-//     the peer round-trip histogram and the leader changes seen;
+//     the peer round-trip histogram, the leader changes seen, its member id and whether it leads;
 //   - an active probe of every peer: `curl` of the peer port's /version with the member's own peer
-//     certificate (the manifest's --peer-* files), best of five, timed from the end of the TLS
+//     certificate (the manifest's --peer-* files), best of five 50 ms apart, timed from the end of the TLS
 //     handshake to the end of the answer (curl's time_total - time_appconnect): one request and one
 //     answer on an open connection, a round trip through whatever is between them. (A plain HTTP
 //     request to the peer port gets no answer at all: etcd's TLS listener waits for a handshake.)
-import { leaderChangesSeen, type MemberTiming, peerRoundTripsMs, tuningFromManifest } from '../common/etcd-tuning.ts';
+import {
+  leaderChangesSeen,
+  type MemberTiming,
+  peerRoundTripsMs,
+  samples,
+  tuningFromManifest,
+} from '../common/etcd-tuning.ts';
 import { shq } from '../common/shell.ts';
 import { siteOfNode } from '../config/load.ts';
 import type { Gateways } from '../gateways/index.ts';
@@ -43,6 +49,7 @@ probe() {
     fi
     d=$(awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%d", (a[2] - a[1]) * 1000000 }')
     if [ -z "$best" ] || [ "$d" -lt "$best" ]; then best=$d; fi
+    sleep 0.05
   done
   echo "=== probe $1 $best"
 }
@@ -51,9 +58,12 @@ ${probes}
 }
 
 /** The script's output, read back. */
-export function parseTiming(
-  out: string,
-): Pick<MemberTiming, 'tuning' | 'histogramRttMs' | 'probeRttMs' | 'probeErrors' | 'leaderChanges'> {
+export function parseTiming(out: string): Pick<
+  MemberTiming,
+  'tuning' | 'histogramRttMs' | 'probeRttMs' | 'probeErrors' | 'leaderChanges' | 'memberId'
+> & {
+  isLeader: boolean;
+} {
   const manifest = /=== manifest\n([\s\S]*?)\n=== metrics\n/.exec(out)?.[1] ?? '';
   const metrics = /=== metrics\n([\s\S]*?)(?:\n=== probe |$)/.exec(out)?.[1] ?? '';
   const probeRttMs: Record<string, number> = {};
@@ -69,6 +79,8 @@ export function parseTiming(
     probeRttMs,
     probeErrors,
     leaderChanges: leaderChangesSeen(metrics),
+    memberId: samples(metrics, ['etcd_server_id'])[0]?.labels.server_id,
+    isLeader: samples(metrics, ['etcd_server_is_leader'])[0]?.value === 1,
   };
 }
 
@@ -110,16 +122,15 @@ export function createEtcdLatencyActivities(gw: Gateways) {
       } catch (err) {
         return { node: input.node, reachable: false, error: (err as Error).message, ...empty };
       }
-      const status = await gw
-        .etcd(input.cluster, input.node)
-        .status()
-        .catch(() => undefined);
+      const t = parseTiming(out);
+      // Who it is and whether it leads, from its own /metrics (no etcdctl container: on a busy node
+      // that would compete with the probes it is timed against).
       return {
         node: input.node,
         reachable: true,
-        memberId: status?.memberId,
-        leader: status?.leader,
-        ...parseTiming(out),
+        memberId: t.memberId,
+        leader: t.isLeader ? t.memberId : undefined,
+        ...t,
       };
     },
   };

@@ -53,7 +53,15 @@ else echo 'no --listen-metrics-urls'; fi
 `;
 
 export function parseLook(out: string): { manifest?: Tuning; running?: Tuning; healthy: boolean; health: string } {
-  const part = (name: string) => new RegExp(`=== ${name}\\n([\\s\\S]*?)(?:\\n=== |$)`).exec(out)?.[1]?.trim() ?? '';
+  // Sections by their header lines (an empty section is just its header: a stopped etcd).
+  const sections: Record<string, string[]> = {};
+  let at: string[] | undefined;
+  for (const line of out.split('\n')) {
+    const h = /^=== (\w+)$/.exec(line);
+    if (h) sections[h[1]!] = at = [];
+    else at?.push(line);
+  }
+  const part = (name: string) => (sections[name] ?? []).join('\n').trim();
   const manifest = part('manifest');
   const running = part('running');
   const health = part('health');

@@ -255,7 +255,7 @@ describe('drctl etcd tune on the stretched cluster at 7 ms', () => {
           '--election',
           `${(hb + 50) * 10}ms`,
           '--member-timeout',
-          '30s',
+          '90s',
           ...asAlice,
         ]);
         expect(start.status, start.stderr).toBe(0);

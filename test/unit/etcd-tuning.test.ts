@@ -14,7 +14,10 @@ import {
   ruleBreaks,
   SEED_TUNED,
   tuningFromManifest,
+  rollOrder,
+  tuneRefusal,
 } from '../../common/etcd-tuning.ts';
+import { parseLook } from '../../activities/etcd-tune.ts';
 import { parseTiming } from '../../activities/etcd-latency.ts';
 
 describe("the seed's latency table", () => {
@@ -258,5 +261,37 @@ describe("a member's readings and the cluster's report", () => {
     );
     expect(down.verdict.safe).toBe(false);
     expect(down.problems).toEqual(['cp2: connect ECONNREFUSED', 'no round trip could be measured']);
+  });
+});
+
+describe('etcd tune: refusal, order, a member looked at', () => {
+  it('refuses values that break a rule, naming each rule; the seed values pass', () => {
+    expect(tuneRefusal({ heartbeatMs: 250, electionMs: 2500 })).toBeUndefined();
+    expect(tuneRefusal({ heartbeatMs: 250, electionMs: 1000 })).toMatch(/^election-5x-heartbeat: /);
+    expect(tuneRefusal({ heartbeatMs: 100, electionMs: 2000 })).toMatch(/^election-10x-heartbeat: /);
+    expect(tuneRefusal({ heartbeatMs: 6000, electionMs: 60_000 })).toMatch(/election-max-50s/);
+  });
+
+  it('rolls the followers in config order, the leader last', () => {
+    const m = (node: string, leader = false) => ({ node, leader });
+    expect(rollOrder([m('a1', true), m('a2'), m('b1'), m('b2')]).map((x) => x.node)).toEqual(['a2', 'b1', 'b2', 'a1']);
+    expect(rollOrder([m('a1'), m('a2'), m('b1', true)]).map((x) => x.node)).toEqual(['a1', 'a2', 'b1']);
+  });
+
+  it("reads the node's look: manifest values, the running process's flags, /health", () => {
+    const manifest = '    - etcd\n    - --heartbeat-interval=250\n    - --election-timeout=2500\n';
+    const out = `=== manifest\n${manifest}=== running\netcd --name=a1 --data-dir=/var/lib/etcd \n=== health\n{"health":"true","reason":""}\n`;
+    expect(parseLook(out)).toEqual({
+      manifest: { heartbeatMs: 250, electionMs: 2500 },
+      running: { heartbeatMs: 100, electionMs: 1000 },
+      healthy: true,
+      health: '{"health":"true","reason":""}',
+    });
+    const down = parseLook(`=== manifest\n${manifest}=== running\n=== health\nnot listening\n`);
+    expect(down).toMatchObject({ running: undefined, healthy: false, health: 'not listening' });
+    expect(
+      parseLook(`=== manifest\n${manifest}=== running\n=== health\n{"health":"false","reason":"RAFT NO LEADER"}`)
+        .healthy,
+    ).toBe(false);
   });
 });
