@@ -1,6 +1,6 @@
 // Records the workflow histories that test/replay.test.ts replays against the current code, so a
 // change that would break runs in flight fails CI. Run against the lab after an intended change
-// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|latency|snapshot-proven|namespace|failover|drill|all]
+// to a workflow's command sequence:  npx tsx scripts/record-histories.ts [cluster] [etcd|latency|tune|snapshot-proven|namespace|failover|drill|all]
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -76,6 +76,36 @@ await w.worker.runUntil(async () => {
     });
     await latency.result();
     save('etcd-latency', latency);
+  }
+  if (which === 'tune') {
+    // A gated roll over the stretched cluster is what test/stretched.test.ts runs (the cluster up,
+    // an approver, a member's kubelet stopped for the undo): its newest completed and newest
+    // compensated runs are saved, as the lab's workers ran them.
+    for (const [name, status] of [
+      ['etcd-tune', 'Completed'],
+      ['etcd-tune-compensated', 'Failed'],
+    ] as const) {
+      const runs = JSON.parse(
+        execFileSync(
+          bin.temporal,
+          [
+            'workflow',
+            'list',
+            '--query',
+            `WorkflowId='etcd-tune-stretched' AND ExecutionStatus='${status}'`,
+            '--limit',
+            '1',
+            '--output',
+            'json',
+            '--address',
+            config.temporal.address!,
+          ],
+          { encoding: 'utf8' },
+        ),
+      ) as { execution: { runId: string } }[];
+      if (!runs[0]) throw new Error(`no ${status} run of etcd-tune-stretched: run test/stretched.test.ts first`);
+      save(name, client.workflow.getHandle('etcd-tune-stretched'), runs[0].execution.runId);
+    }
   }
   if (which === 'etcd' || which === 'all') {
     const health = await client.workflow.start(clusterHealth, {

@@ -55,7 +55,45 @@ function withDns(over: object): string {
 const node0b = ['sites', 1, 'cluster', 'nodes', 0];
 const FP = 'SHA256:7b7kVQJm0m6eH7m6rW8fQz9uJ1Q9v8m2x5c4b3a2Z1Y';
 
+/** The valid fixture plus a stretched cluster: site-a's nodes (peer URLs moved) standing in `sites`. */
+function withStretched(sites: (string | undefined)[], name = 'stretched'): string {
+  const doc = parseDocument(VALID);
+  const c = (doc.getIn(['sites', 0, 'cluster']) as { toJSON(): { nodes: Record<string, unknown>[] } }).toJSON();
+  const nodes = c.nodes.map((n, i) => {
+    const etcd = n.etcd as Record<string, string>;
+    return {
+      ...n,
+      etcd: { ...etcd, peerUrl: etcd.peerUrl!.replace(/:2380/, ':12380'), memberName: `s${i}` },
+      ...(sites[i] === undefined ? {} : { site: sites[i] }),
+    };
+  });
+  doc.setIn(['clusters'], [{ ...c, name, nodes }]);
+  return doc.toString();
+}
+
 const BAD: [string, string, string[]][] = [
+  [
+    'a stretched node without its site',
+    withStretched(['site-a', undefined, 'site-b']),
+    ['clusters[0].nodes[1].site: expected the site this node stands in (sites: site-a, site-b)'],
+  ],
+  [
+    'a stretched node in an unknown site',
+    withStretched(['site-a', 'site-c', 'site-b']),
+    ["clusters[0].nodes[1].site: unknown site 'site-c' (sites: site-a, site-b)"],
+  ],
+  [
+    "a stretched cluster named like a site's",
+    withStretched(['site-a', 'site-a', 'site-b'], 'prod-b'),
+    ["clusters[0].name: duplicate cluster name 'prod-b' (also at index 1)"],
+  ],
+  [
+    "a site's node standing in another site",
+    edit(['sites', 0, 'cluster', 'nodes', 0, 'site'], 'site-b'),
+    [
+      "sites[0].cluster.nodes[0].site: a node of site 'site-a''s cluster stands in that site (a cluster across sites goes under clusters:)",
+    ],
+  ],
   [
     'port out of range',
     edit([...node0b, 'ssh', 'port'], 70000),
@@ -471,6 +509,12 @@ describe('drctl config check', () => {
       from: 'host',
       etcdutl: '/opt/etcd/etcdutl',
     });
+  });
+
+  it('a stretched cluster whose nodes each name a site passes', async () => {
+    const r = await check(withStretched(['site-a', 'site-a', 'site-b']));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
   });
 
   it.each(BAD)('%s: exit 2 with the field named, no stack trace', async (_name, text, lines) => {

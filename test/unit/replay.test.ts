@@ -43,6 +43,8 @@ describe('replay of committed histories', () => {
       'etcd-restore.json',
       'etcd-snapshot-proven.json',
       'etcd-snapshot.json',
+      'etcd-tune-compensated.json',
+      'etcd-tune.json',
       'health-watch.json',
       'namespace-restore.json',
       'protect-namespaces-compensated.json',
@@ -68,6 +70,13 @@ describe('replay of committed histories', () => {
       'NeedsAttention',
     ],
     ['etcd-restore-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', ['cleanupStaged'], undefined],
+    // Recorded on the lab by test/stretched.test.ts: the second follower's kubelet stopped.
+    [
+      'etcd-tune-compensated.json',
+      'EVENT_TYPE_WORKFLOW_EXECUTION_FAILED',
+      ['setMemberTuning', 'waitMemberTuned'],
+      'Compensated',
+    ],
     [
       'site-failover-compensated.json',
       'EVENT_TYPE_WORKFLOW_EXECUTION_FAILED',
