@@ -19,7 +19,12 @@ export function createLeaseActivities(gw: Gateways) {
 
     /** The run holding `site`'s lease; undefined when none does (it was released meanwhile). */
     async leaseHolder(input: { site: string }): Promise<LeaseHolder | undefined> {
-      if (!gw.config.clusters.some((c) => c.name === input.site)) gw.site(input.site);
+      try {
+        gw.site(input.site);
+      } catch (err) {
+        // A cluster across sites is leased under its own name.
+        if (!gw.config.clusters.some((c) => c.name === input.site)) throw err;
+      }
       try {
         const d = await Context.current().client.workflow.getHandle(leaseId(input.site)).describe();
         if (d.status.name !== 'RUNNING') return undefined;

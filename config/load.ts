@@ -114,7 +114,8 @@ export function loadConfig(explicit?: string): LoadedConfig {
 
 /** Every cluster the config names: each site's, then the ones across sites (`clusters:`). */
 export function allClusters(cfg: DrctlConfig): ClusterConfig[] {
-  return [...cfg.sites.map((s) => s.cluster), ...cfg.clusters];
+  // `clusters` defaults to [] when parsed; a config built in code may leave it out.
+  return [...cfg.sites.map((s) => s.cluster), ...(cfg.clusters ?? [])];
 }
 
 /** The site a cluster's node stands in: its own `site`, else the site whose cluster it is. */
@@ -126,7 +127,7 @@ export function siteOfNode(cfg: DrctlConfig, cluster: ClusterConfig, node: { sit
 export function findCluster(cfg: DrctlConfig, cluster: string): { cluster: ClusterConfig; site?: SiteConfig } {
   const site = cfg.sites.find((s) => s.cluster.name === cluster || s.name === cluster);
   if (site) return { cluster: site.cluster, site };
-  const c = cfg.clusters.find((x) => x.name === cluster);
+  const c = (cfg.clusters ?? []).find((x) => x.name === cluster);
   if (c) return { cluster: c };
   throw new UsageError(
     `unknown cluster '${cluster}' (known: ${allClusters(cfg)

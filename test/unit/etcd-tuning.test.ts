@@ -192,9 +192,9 @@ etcd_server_leader_changes_seen_total 3
 
 describe("a member's readings and the cluster's report", () => {
   const out = (probes: string) =>
-    `=== manifest\n${MANIFEST.replace('    - --name=cp1\n', '    - --name=cp1\n    - --heartbeat-interval=250\n    - --election-timeout=2500\n')}\n=== metrics\netcd_network_peer_round_trip_time_seconds_sum{To="b"} 0.02\netcd_network_peer_round_trip_time_seconds_count{To="b"} 2\netcd_server_leader_changes_seen_total 1\n${probes}`;
+    `=== manifest\n${MANIFEST.replace('    - --name=cp1\n', '    - --name=cp1\n    - --heartbeat-interval=250\n    - --election-timeout=2500\n')}\n=== metrics\netcd_network_peer_round_trip_time_seconds_sum{To="b"} 0.02\netcd_network_peer_round_trip_time_seconds_count{To="b"} 2\netcd_server_leader_changes_seen_total 1\netcd_server_id{server_id="a"} 1\netcd_server_is_leader 1\n${probes}`;
 
-  it('reads the script output back: tuning, histogram, probes in ms and their errors', () => {
+  it('reads the script output back: tuning, histogram, probes in ms and their errors, who it is and whether it leads', () => {
     const t = parseTiming(out('=== probe cp2 7350\n=== probe cp3 error: no answer from 10.0.0.3:2380 in 5 s\n'));
     expect(t).toEqual({
       tuning: SEED_TUNED,
@@ -202,6 +202,8 @@ describe("a member's readings and the cluster's report", () => {
       probeRttMs: { cp2: 7.35 },
       probeErrors: { cp3: 'no answer from 10.0.0.3:2380 in 5 s' },
       leaderChanges: 1,
+      memberId: 'a',
+      isLeader: true,
     });
   });
 
