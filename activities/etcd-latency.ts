@@ -122,16 +122,10 @@ export function createEtcdLatencyActivities(gw: Gateways) {
       } catch (err) {
         return { node: input.node, reachable: false, error: (err as Error).message, ...empty };
       }
-      const t = parseTiming(out);
       // Who it is and whether it leads, from its own /metrics (no etcdctl container: on a busy node
       // that would compete with the probes it is timed against).
-      return {
-        node: input.node,
-        reachable: true,
-        memberId: t.memberId,
-        leader: t.isLeader ? t.memberId : undefined,
-        ...t,
-      };
+      const { isLeader, ...t } = parseTiming(out);
+      return { node: input.node, reachable: true, ...t, leader: isLeader ? t.memberId : undefined };
     },
   };
 }

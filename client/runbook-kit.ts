@@ -291,6 +291,27 @@ export async function afterStart<R>(
   if (failed) throw new FailedOutcome(failed);
 }
 
+/**
+ * A dry run, over in seconds: its plan is the point, not its steps. Followed quietly to its end,
+ * then printed (--json: Started, status and result; else `human` of the result). Exit 1 unless it
+ * succeeded.
+ */
+export async function afterDryRun<R>(
+  s: Session,
+  started: Started,
+  opts: { json?: boolean; human: (result: R) => string },
+): Promise<void> {
+  const shown = await follow(s.client, started.workflowId, { json: true });
+  const result = (await s.client.workflow
+    .getHandle(started.workflowId)
+    .result()
+    .catch(() => undefined)) as R | undefined;
+  if (opts.json) printJson({ ...started, status: statusJson(shown), result });
+  else if (result) process.stdout.write(opts.human(result));
+  const failed = outcomeOf(started.workflowId, shown);
+  if (failed) throw new FailedOutcome(failed);
+}
+
 /** The run's result once it has completed (a run that failed has none; its status says why). */
 async function resultOf<R>(client: Client, started: Started, shown: Shown): Promise<R | undefined> {
   const over = FINAL_PHASES.includes(shown.status.phase) || shown.execution !== 'RUNNING';

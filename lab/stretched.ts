@@ -246,10 +246,8 @@ export async function stretchedUp(
 
 /** Stops the stretched cluster's nodes and Toxiproxy (their disks stay: the next `up` is warm). */
 export async function stretchedDown(): Promise<string[]> {
-  const stopped0: string[] = [];
-  if (thawSites()) stopped0.push('(sites thawed)');
+  const stopped: string[] = thawSites() ? ['(sites thawed)'] : [];
   const state = readState();
-  const stopped: string[] = [...stopped0];
   await Promise.all(
     STRETCHED.nodes.map(async (n) => {
       if (await stopPid(state.pids[n.id], true)) stopped.push(n.id);

@@ -190,6 +190,25 @@ function kubeletSignal(node: string, sig: 'SIGSTOP' | 'SIGCONT') {
 describe('drctl etcd tune on the stretched cluster at 7 ms', () => {
   const asAlice = ['--as', 'alice', '--key', paths.personKey('alice')];
 
+  /** alice asks for the tune (signed), bob approves it: the roll starts. */
+  async function startTune(hb: number, el: number, more: string[] = []) {
+    const start = await cli([
+      'etcd',
+      'tune',
+      '--cluster',
+      'stretched',
+      '--heartbeat',
+      `${hb}ms`,
+      '--election',
+      `${el}ms`,
+      ...more,
+      ...asAlice,
+    ]);
+    expect(start.status, start.stderr).toBe(0);
+    const ok = await cli(['approve', 'etcd-tune-stretched', '--key', paths.personKey('bob'), '--reason', 'test']);
+    expect(ok.status, ok.stderr).toBe(0);
+  }
+
   it("values outside etcd's rules are refused before anything starts, the rule named (exit 2)", async () => {
     const r = await cli(['etcd', 'tune', '--cluster', 'stretched', '--heartbeat', '250ms', '--election', '1000ms']);
     expect(r.status).toBe(2);
@@ -205,20 +224,7 @@ describe('drctl etcd tune on the stretched cluster at 7 ms', () => {
       // A fresh lab runs etcd's defaults; a lab this test already tuned goes one step further.
       const to = Object.values(before).every((v) => v === '250/2500') ? [300, 3000] : [250, 2500];
       const w = writer();
-      const start = await cli([
-        'etcd',
-        'tune',
-        '--cluster',
-        'stretched',
-        '--heartbeat',
-        `${to[0]}ms`,
-        '--election',
-        `${to[1]}ms`,
-        ...asAlice,
-      ]);
-      expect(start.status, start.stderr).toBe(0);
-      const ok = await cli(['approve', 'etcd-tune-stretched', '--key', paths.personKey('bob'), '--reason', 'test']);
-      expect(ok.status, ok.stderr).toBe(0);
+      await startTune(to[0]!, to[1]!);
       const r = await cli(['status', 'etcd-tune-stretched', '--wait']);
       const { ok: writes, failures } = await w.stop();
       expect(r.status, r.stdout.slice(-2000)).toBe(0);
@@ -249,21 +255,7 @@ describe('drctl etcd tune on the stretched cluster at 7 ms', () => {
       const victim = STRETCHED.nodes.map((n) => n.name).filter((n) => n !== leader)[0]!;
       kubeletSignal(victim, 'SIGSTOP');
       try {
-        const start = await cli([
-          'etcd',
-          'tune',
-          '--cluster',
-          'stretched',
-          '--heartbeat',
-          `${hb + 50}ms`,
-          '--election',
-          `${(hb + 50) * 10}ms`,
-          '--member-timeout',
-          '60s',
-          ...asAlice,
-        ]);
-        expect(start.status, start.stderr).toBe(0);
-        expect((await cli(['approve', 'etcd-tune-stretched', '--key', paths.personKey('bob')])).status).toBe(0);
+        await startTune(hb + 50, (hb + 50) * 10, ['--member-timeout', '60s']);
         const r = await cli(['status', 'etcd-tune-stretched', '--wait']);
         expect(r.status).not.toBe(0);
         expect(r.stdout).toMatch(/COMPENSATED/);

@@ -6,8 +6,7 @@ import { type TuneResult, tuneRefusal } from '../../common/etcd-tuning.ts';
 import { findCluster } from '../../config/load.ts';
 import { etcdTune } from '../../workflows/etcd-tune.ts';
 import { optional, positiveDuration } from '../flags.ts';
-import { FailedOutcome, printJson } from '../output.ts';
-import { afterStart, follow, outcomeOf, startRun, statusJson } from '../runbook-kit.ts';
+import { afterDryRun, afterStart, startRun } from '../runbook-kit.ts';
 import { requestInput } from '../signing.ts';
 import { withTemporal } from '../temporal.ts';
 
@@ -114,15 +113,7 @@ export function registerEtcdTuneCommand(etcd: Command, program: Command) {
               gate: true,
               human: (r) => resultText(workflowId, r),
             });
-          const shown = await follow(s.client, workflowId, { json: true });
-          const result = (await s.client.workflow
-            .getHandle(workflowId)
-            .result()
-            .catch(() => undefined)) as TuneResult | undefined;
-          if (opts.json) printJson({ ...started, status: statusJson(shown), result });
-          else if (result) process.stdout.write(resultText(workflowId, result));
-          const failed = outcomeOf(workflowId, shown);
-          if (failed) throw new FailedOutcome(failed);
+          await afterDryRun<TuneResult>(s, started, { json: opts.json, human: (r) => resultText(workflowId, r) });
         },
         (config) => {
           cluster = findCluster(config, opts.cluster).cluster.name;

@@ -6,8 +6,7 @@ import type { RestoreResult } from '../../common/restore.ts';
 import { findCluster } from '../../config/load.ts';
 import { etcdRestore } from '../../workflows/etcd-restore.ts';
 import { optional, positiveDuration, positiveInt } from '../flags.ts';
-import { FailedOutcome, printJson } from '../output.ts';
-import { afterStart, follow, outcomeOf, startRun, statusJson } from '../runbook-kit.ts';
+import { afterDryRun, afterStart, startRun } from '../runbook-kit.ts';
 import { requestInput } from '../signing.ts';
 import { withTemporal } from '../temporal.ts';
 
@@ -109,16 +108,7 @@ export function registerRestoreCommands(program: Command) {
               `error: a restore of cluster '${cluster}' is already running (workflow ${id}); see \`drctl status ${id}\``,
           );
           if (!opts.dryRun) return afterStart<RestoreResult>(s, started, { ...opts, gate: true });
-          // A dry run is over in seconds: its plan is the point, not its steps.
-          const shown = await follow(s.client, workflowId, { json: true });
-          const result = (await s.client.workflow
-            .getHandle(workflowId)
-            .result()
-            .catch(() => undefined)) as RestoreResult | undefined;
-          if (opts.json) printJson({ ...started, status: statusJson(shown), result });
-          else if (result) process.stdout.write(dryRunText(workflowId, result));
-          const failed = outcomeOf(workflowId, shown);
-          if (failed) throw new FailedOutcome(failed);
+          await afterDryRun<RestoreResult>(s, started, { json: opts.json, human: (r) => dryRunText(workflowId, r) });
         },
         (config) => {
           cluster = findCluster(config, opts.cluster).cluster.name;
