@@ -5,7 +5,7 @@
 //   - its own /metrics from the manifest's --listen-metrics-urls (kubeadm: http://127.0.0.1:2381):
 //     the peer round-trip histogram, the leader changes seen, its member id and whether it leads;
 //   - an active probe of every peer: `curl` of the peer port's /version with the member's own peer
-//     certificate (the manifest's --peer-* files), best of five 50 ms apart, timed from the end of the TLS
+//     certificate (the manifest's --peer-* files), best of seven rounds 100 ms apart, timed from the end of the TLS
 //     handshake to the end of the answer (curl's time_total - time_appconnect): one request and one
 //     answer on an open connection, a round trip through whatever is between them. (A plain HTTP
 //     request to the peer port gets no answer at all: etcd's TLS listener waits for a handshake.)
@@ -24,7 +24,8 @@ const MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
 
 /** The node-side script: sections `=== manifest`, `=== metrics`, `=== probe <node> <µs|error>`. */
 export function timingScript(peers: { node: string; host: string; port: number }[]): string {
-  const probes = peers.map((p) => `probe ${shq(p.node)} ${shq(p.host)} ${p.port}`).join('\n');
+  const probes = peers.map((p) => `    probe ${shq(p.node)} ${shq(p.host)} ${p.port}`).join('\n');
+  const nodes = peers.map((p) => shq(p.node)).join(' ');
   return `set -u
 echo '=== manifest'; cat ${MANIFEST} || exit 3
 url=$(sed -n 's/.*--listen-metrics-urls=\\(http:[^ ,]*\\).*/\\1/p' ${MANIFEST} | head -n 1)
@@ -39,21 +40,31 @@ if [ -n "$url" ]; then
 fi
 flag() { sed -n "s/.*--$1=\\([^ ]*\\).*/\\1/p" ${MANIFEST} | head -n 1; }
 ca=$(flag peer-trusted-ca-file); cert=$(flag peer-cert-file); key=$(flag peer-key-file)
+# Every peer once a round, seven rounds 100 ms apart: each pair's samples spread over about two
+# seconds, so a burst of CPU on a busy node spoils a round or two, not a whole pair. A peer that
+# fails once is not probed again (a cut link costs one curl timeout per peer, not seven).
+declare -A best=() err=()
 probe() {
-  local best="" t d i
-  if ! command -v curl >/dev/null; then echo "=== probe $1 error: no curl on the node"; return; fi
-  for i in 1 2 3 4 5; do
-    if ! t=$(curl --http1.1 -sS -o /dev/null --max-time 5 --cacert "$ca" --cert "$cert" --key "$key" \
-      -w '%{time_appconnect} %{time_total}' "https://$2:$3/version" 2>&1); then
-      echo "=== probe $1 error: $(printf %s "$t" | tail -c 200 | tr '\n' ' ')"; return
-    fi
-    d=$(awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%d", (a[2] - a[1]) * 1000000 }')
-    if [ -z "$best" ] || [ "$d" -lt "$best" ]; then best=$d; fi
-    sleep 0.05
-  done
-  echo "=== probe $1 $best"
+  local t d
+  [ -n "\${err[$1]:-}" ] && return
+  if ! t=$(curl --http1.1 -sS -o /dev/null --max-time 5 --cacert "$ca" --cert "$cert" --key "$key" \
+    -w '%{time_appconnect} %{time_total}' "https://$2:$3/version" 2>&1); then
+    err[$1]=$(printf %s "$t" | tail -c 200 | tr '\n' ' '); return
+  fi
+  d=$(awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%d", (a[2] - a[1]) * 1000000 }')
+  if [ -z "\${best[$1]:-}" ] || [ "$d" -lt "\${best[$1]}" ]; then best[$1]=$d; fi
 }
+if command -v curl >/dev/null; then
+  for round in 1 2 3 4 5 6 7; do
 ${probes}
+    sleep 0.1
+  done
+fi
+for n in ${nodes}; do
+  if ! command -v curl >/dev/null; then echo "=== probe $n error: no curl on the node"
+  elif [ -n "\${err[$n]:-}" ]; then echo "=== probe $n error: \${err[$n]}"
+  else echo "=== probe $n \${best[$n]}"; fi
+done
 `;
 }
 

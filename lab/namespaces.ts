@@ -68,16 +68,25 @@ export function nodeCommand(node: LabNode): string[] {
   return ['nsenter', '-t', String(init), '-m', '-p', '-n', '-u', '--'];
 }
 
-/** Host pids of every process inside a node's PID namespace, with their command names. */
-export function nodeProcesses(nodeId: string): { pid: number; comm: string; cmdline: string }[] {
+/**
+ * Host pids of every process inside a node's PID namespace, with their command names. With
+ * `withPods`, also every process in the node's network namespace: its static pods (etcd, the API
+ * server, ...) run in PID namespaces of their own under containerd, but on the host network.
+ */
+export function nodeProcesses(
+  nodeId: string,
+  opts: { withPods?: boolean } = {},
+): { pid: number; comm: string; cmdline: string }[] {
   const init = childOf(readState().pids[nodeId] ?? 0);
   if (!init) throw new Error(`${nodeId} is not running`);
   const ns = readlinkSync(`/proc/${init}/ns/pid`);
+  const net = opts.withPods ? readlinkSync(`/proc/${init}/ns/net`) : undefined;
   const out: { pid: number; comm: string; cmdline: string }[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readlinkSync(`/proc/${d}/ns/pid`) !== ns) continue;
+      if (readlinkSync(`/proc/${d}/ns/pid`) !== ns && (net === undefined || readlinkSync(`/proc/${d}/ns/net`) !== net))
+        continue;
       out.push({
         pid: Number(d),
         comm: readFileSync(`/proc/${d}/comm`, 'utf8').trim(),

@@ -172,7 +172,7 @@ function signalSites(sig: 'SIGSTOP' | 'SIGCONT'): number {
   for (const node of SITES.flatMap((s) => s.nodes)) {
     let procs: { pid: number }[] = [];
     try {
-      procs = nodeProcesses(node.id);
+      procs = nodeProcesses(node.id, { withPods: true });
     } catch {
       continue; // not running
     }

@@ -79,20 +79,23 @@ describe('the stretched cluster and its link', () => {
     const { status, report: rep } = await latency();
     for (const p of cross(rep)) expect(p.probeMs, `${p.from}->${p.to}`).toBeGreaterThanOrEqual(7);
     // Same-site pairs never cross the link. One of them may still read a few ms on 2 busy cores
-    // (measured: 9 ms once, best of five), so it is their median that stays well under the link.
+    // (measured: 9 ms once, best of seven), so it is their median that stays well under the link.
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     expect(med(local(rep).map((p) => p.probeMs!)), JSON.stringify(local(rep))).toBeLessThan(3.5);
     // 7 ms plus this machine's overhead: the tuned row, where etcd's defaults (100/1000) are not
-    // enough; or degraded when the slowest pair's best of five lands past 10 ms. Not safe either way.
+    // enough; or degraded when the slowest pair's best of seven lands past 10 ms. Not safe either way.
     const v = rep.verdict;
     expect(['acceptable-with-tuning', 'degraded'], `worst ${v.worstRttMs} ms`).toContain(v.row);
     expect(v.recommended!.heartbeatMs).toBeGreaterThanOrEqual(250);
-    // (Members still on etcd's defaults in the tuned row: the tuning is named as the problem.)
-    const onDefaults = rep.members.every((m) => m.tuning?.heartbeatMs === 100);
-    if (v.row === 'acceptable-with-tuning' && onDefaults)
-      expect(v.problems.map((p) => p.rule)).toContain('tuned-for-the-row');
-    expect(v.safe).toBe(false);
-    expect(status).toBe(1);
+    // On etcd's defaults (kubeadm's, as in CI, where this test runs before any tune): not safe,
+    // and in the tuned row the tuning is named as the problem. (A lab an earlier run of this file
+    // left tuned may be safe in the tuned row; the exit code must then say what the verdict says.)
+    const onDefaults = rep.members.every((m) => m.tuning?.heartbeatMs === 100 && m.tuning.electionMs === 1000);
+    if (onDefaults) {
+      if (v.row === 'acceptable-with-tuning') expect(v.problems.map((p) => p.rule)).toContain('tuned-for-the-row');
+      expect(v.safe).toBe(false);
+    }
+    expect(status).toBe(v.safe ? 0 : 1);
   });
 
   it('25 ms: do not stretch, no values recommended, exit 1', async () => {

@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { UsageError } from '../../common/errors.ts';
 import { loadConfig } from '../../config/load.ts';
 import { listenAddress } from '../../config/schema.ts';
-import { runWorker, workerIdentity } from '../../worker/worker.ts';
 
 export function registerWorkerCommand(program: Command) {
   program
@@ -23,6 +22,9 @@ export function registerWorkerCommand(program: Command) {
         throw new UsageError(`--site: unknown site '${opts.site}' (sites: ${sites.join(', ')})`);
       if (opts.metricsListen !== undefined && !listenAddress.safeParse(opts.metricsListen).success)
         throw new UsageError(`--metrics-listen: expected host:port, e.g. 127.0.0.1:9464 (got '${opts.metricsListen}')`);
+      // Loaded here, not at the top: every other command starts without the worker's dependencies
+      // (the Temporal worker, the Kubernetes and S3 clients, ssh2), seconds on a busy machine.
+      const { runWorker, workerIdentity } = await import('../../worker/worker.ts');
       process.stderr.write(
         `drctl worker: config ${path}, task queue ${config.temporal.taskQueue}, identity ${workerIdentity(opts.site)}\n`,
       );
