@@ -22,6 +22,12 @@ export default tseslint.config(
     },
   },
   {
+    // import-x's resolver throws on 'vitest/node' ("node with invalid interface loaded as resolver");
+    // the sequencer imports nothing of this project, so it can take part in no cycle.
+    files: ['test/support/sequencer.ts'],
+    rules: { 'import-x/no-cycle': 'off' },
+  },
+  {
     // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no gateways.
     files: ['workflows/**/*.ts'],
     rules: {

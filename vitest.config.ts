@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import DrctlSequencer from './test/support/sequencer.ts';
 
 // Two projects: `unit` (pure logic, config, replay, and the runbooks' control flow on Temporal's
 // time-skipping test server with mocked activities) needs no lab; `lab` runs against real servers
@@ -6,6 +7,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     reporters: ['default'],
+    sequence: { sequencer: DrctlSequencer },
     projects: [
       {
         extends: true,

@@ -211,6 +211,21 @@ export class EtcdGateway {
     };
   }
 
+  /**
+   * `etcdctl move-leader`: this member, the leader, hands leadership to `toMemberId` (hex) and
+   * returns once the transfer is done. A member that does not lead is refused by etcd.
+   */
+  async moveLeader(toMemberId: string): Promise<void> {
+    const r = await this.shell.exec(await this.tools.etcdctl('move-leader', `move-leader ${shq(toMemberId)}`), {
+      timeoutMs: 30_000,
+    });
+    if (r.code !== 0)
+      throw failure(
+        FailureType.EtcdUnhealthy,
+        `${this.shell.target.label}: move-leader to ${toMemberId} failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`,
+      );
+  }
+
   /** Key count and revision as this member itself holds them (a serializable read stays local). */
   async keyCount(): Promise<{ revision: number; keys: number }> {
     const r = await this.shell.exec(

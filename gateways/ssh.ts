@@ -286,7 +286,8 @@ class Ssh2Shell implements RemoteShell {
    */
   private async channel(command: string, onOpen?: (ch: ClientChannel) => void): Promise<ClientChannel> {
     for (let attempt = 0; ; attempt++) {
-      const client = await this.connect();
+      const conn = this.connect();
+      const client = await conn;
       try {
         return await new Promise<ClientChannel>((resolve, reject) =>
           client.exec(asRoot(command, this.target.sudo), (err, ch) => {
@@ -296,7 +297,8 @@ class Ssh2Shell implements RemoteShell {
           }),
         );
       } catch (err) {
-        this.reset(client);
+        // Forgotten now, not in a later microtask (`reset`): the retry must open a new connection.
+        if (this.conn === conn) this.conn = undefined;
         client.end();
         if (attempt === 0) continue;
         throw failure(FailureType.SshUnreachable, `${this.target.label}: exec failed: ${(err as Error).message}`);

@@ -26,6 +26,7 @@ export interface Component {
     | 'velero'
     | 'pdns'
     | 'app'
+    | 'toxiproxy'
     | 'worker';
   address: string;
   pid?: number;

@@ -7,6 +7,7 @@ import { containerPids, nsPidTable } from './namespaces.ts';
 import { pdnsApi, queryA } from './pdns.ts';
 import { alive, readState, workerIds } from './processes.ts';
 import { siteChecks } from './site-status.ts';
+import { stretchedComponents } from './stretched.ts';
 import { SERVICES, SITES } from './topology.ts';
 
 /**
@@ -114,5 +115,7 @@ export async function status(): Promise<Component[]> {
   // the DR site before a failover, the primary after one).
   const served = queryA(d.records[0]!).then((r) => ('addresses' in r ? r.addresses : []));
   for (const site of SITES) checks.push(...siteChecks(site, state, pids, containers, served));
-  return [...(await Promise.all(checks)), ...(await workerChecks)];
+  // The stretched cluster, while it is up (`drctl lab stretched up`).
+  const stretched = state.stretched ? stretchedComponents() : Promise.resolve([]);
+  return [...(await Promise.all(checks)), ...(await workerChecks), ...(await stretched)];
 }

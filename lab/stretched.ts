@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { labEtcdctl } from './etcdctl.ts';
+import type { Component } from './health.ts';
 import { bootstrapSite } from './kubeadm.ts';
 import { linkName, type LinkState, type ProxySpec, Toxiproxy } from './link.ts';
 import { netnsPath } from './network.ts';
@@ -125,38 +126,106 @@ export async function siteLinkState(): Promise<LinkState | undefined> {
   return toxiproxy().linkState(SITE_LINK);
 }
 
-/** Every member healthy (from this machine, each with its own healthcheck certificate) and both API servers ready. */
+/**
+ * The stretched cluster as `drctl lab status` lists it: Toxiproxy (the link), and on every node its
+ * etcd member (checked from this machine with the node's healthcheck certificate) and its API
+ * server (/readyz).
+ */
+export async function stretchedComponents(): Promise<Component[]> {
+  const state = readState();
+  const link = state.links?.[SITE_LINK];
+  const proxy: Promise<Component> = (async () => {
+    const up = await toxiproxy()
+      .ready(2000)
+      .then(
+        () => true,
+        () => false,
+      );
+    return {
+      name: 'stretched/toxiproxy',
+      kind: 'toxiproxy',
+      address: `${TOXIPROXY.api} (proxies on ${TOXIPROXY.ip})`,
+      pid: state.pids.toxiproxy,
+      healthy: alive(state.pids.toxiproxy) && up,
+      detail: up
+        ? `${SITE_LINK}: ${link?.down ? 'DOWN' : 'up'}, rtt +${link?.rttMs ?? 0}ms, jitter ${link?.jitterMs ?? 0}ms`
+        : 'not answering',
+    };
+  })();
+  const perNode = STRETCHED.nodes.map(async (n): Promise<Component[]> => {
+    const out: Component[] = [];
+    let procs: { pid: number; comm: string }[] = [];
+    try {
+      procs = nodeProcesses(n.id, { withPods: true });
+    } catch {
+      /* the node is not running: its checks below say so */
+    }
+    const pid = (comm: string) => procs.find((p) => p.comm === comm)?.pid;
+    try {
+      await labEtcdctl(STRETCHED.name, n.name, ['endpoint', 'health'], { timeoutMs: 5000 });
+      out.push({
+        name: `${n.id} etcd`,
+        kind: 'etcd',
+        address: `${n.ip}:2379`,
+        pid: pid('etcd'),
+        healthy: true,
+        detail: 'healthy',
+      });
+    } catch (err) {
+      const detail = (err as Error).message.split('\n')[0]!;
+      out.push({
+        name: `${n.id} etcd`,
+        kind: 'etcd',
+        address: `${n.ip}:2379`,
+        pid: pid('etcd'),
+        healthy: false,
+        detail,
+      });
+    }
+    if (!n.runsApiserver) return out;
+    const address = `https://${n.ip}:6443`;
+    try {
+      await run(join(bin.kubeDir, 'kubectl'), [
+        '--kubeconfig',
+        STRETCHED.kubeconfig,
+        '--server',
+        address,
+        '--request-timeout=5s',
+        'get',
+        '--raw=/readyz',
+      ]);
+      out.push({
+        name: `${n.id} kube-apiserver`,
+        kind: 'kube-apiserver',
+        address,
+        pid: pid('kube-apiserver'),
+        healthy: true,
+        detail: 'ready',
+      });
+    } catch (err) {
+      const detail = ((err as { stderr?: string }).stderr ?? String(err)).trim();
+      out.push({
+        name: `${n.id} kube-apiserver`,
+        kind: 'kube-apiserver',
+        address,
+        pid: pid('kube-apiserver'),
+        healthy: false,
+        detail,
+      });
+    }
+    return out;
+  });
+  const [p, ...nodes] = await Promise.all([proxy, ...perNode]);
+  return [p!, ...(nodes as Component[][]).flat()];
+}
+
+/** Every member healthy (from this machine, each with its own healthcheck certificate) and every API server ready. */
 export async function stretchedHealth(): Promise<{ healthy: boolean; detail: string[] }> {
-  const detail: string[] = [];
-  let healthy = true;
-  await Promise.all(
-    STRETCHED.nodes.map(async (n) => {
-      try {
-        await labEtcdctl(STRETCHED.name, n.name, ['endpoint', 'health'], { timeoutMs: 5000 });
-        detail.push(`${n.id} etcd healthy`);
-      } catch (err) {
-        healthy = false;
-        detail.push(`${n.id} etcd: ${(err as Error).message.split('\n')[0]}`);
-      }
-      if (!n.runsApiserver) return;
-      try {
-        await run(join(bin.kubeDir, 'kubectl'), [
-          '--kubeconfig',
-          STRETCHED.kubeconfig,
-          '--server',
-          `https://${n.ip}:6443`,
-          '--request-timeout=5s',
-          'get',
-          '--raw=/readyz',
-        ]);
-        detail.push(`${n.id} kube-apiserver ready`);
-      } catch (err) {
-        healthy = false;
-        detail.push(`${n.id} kube-apiserver: ${((err as { stderr?: string }).stderr ?? String(err)).trim()}`);
-      }
-    }),
-  );
-  return { healthy, detail: detail.sort() };
+  const cs = (await stretchedComponents()).filter((c) => c.kind !== 'toxiproxy');
+  return {
+    healthy: cs.every((c) => c.healthy),
+    detail: cs.map((c) => `${c.name}${c.healthy ? ` ${c.detail}` : `: ${c.detail}`}`).sort(),
+  };
 }
 
 /**

@@ -16,7 +16,7 @@ import { paths, SITES } from '../lab/topology.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker } from '../worker/worker.ts';
 import { clusterHealth } from '../workflows/cluster-health.ts';
-import { ensureLabHealthy } from './support/lab.ts';
+import { ensureLabHealthy, workflows } from './support/lab.ts';
 
 let config: DrctlConfig;
 let gw: Gateways;
@@ -224,7 +224,7 @@ describe("Temporal round-trip through the project's worker", () => {
       worker,
       gateways,
       connection: wconn,
-    } = await createWorker({ ...config, temporal: { ...config.temporal, taskQueue } });
+    } = await createWorker({ ...config, temporal: { ...config.temporal, taskQueue } }, await workflows());
     const { connectionOptions, namespace } = temporalConnectConfig(config.temporal);
     const connection = await Connection.connect(connectionOptions);
     const client = new Client({ connection, namespace });
@@ -258,9 +258,12 @@ describe("Temporal round-trip through the project's worker", () => {
 
 describe('drctl lab status / env (CLI)', () => {
   it('status --json lists every component healthy with an address and a pid', () => {
-    const comps = JSON.parse(
+    let comps = JSON.parse(
       execFileSync(process.execPath, ['bin/drctl.js', 'lab', 'status', '--json'], { encoding: 'utf8' }),
     ) as { name: string; kind: string; address: string; pid?: number; healthy: boolean; detail: string }[];
+    // The two sites' (the stretched cluster, when up, is listed after them under stretched/).
+    const all = comps;
+    comps = all.filter((c) => !c.name.startsWith('stretched/'));
     expect(comps.filter((c) => c.kind === 'etcd')).toHaveLength(6);
     expect(comps.filter((c) => c.kind === 'sshd')).toHaveLength(6);
     // kubeadm: every control-plane node runs an API server and a kubelet; site B has a bastion.
@@ -279,6 +282,7 @@ describe('drctl lab status / env (CLI)', () => {
       if (c.kind === 'worker') expect(c.detail).toBe("polling 'drctl'");
       else expect(c.address, c.name).toMatch(/^(https?:\/\/)?(127\.0\.|172\.30\.)|^site-[ab]\/cp\d \(leader\)$/);
     }
+    for (const c of all.filter((x) => x.name.startsWith('stretched/'))) expect(c.healthy, c.name).toBe(true);
   });
 
   it("env --site exports work with the real etcdctl and the site's kube-apiserver", () => {

@@ -29,6 +29,7 @@ import {
   snapshotNow,
   temporalClient,
   until,
+  workflows,
 } from './support/lab.ts';
 
 const cluster = 'site-a';
@@ -107,7 +108,7 @@ describe('etcd restore under faults (site A)', () => {
     { timeout: 600_000 },
     async () => {
       const taskQueue = `faults-sshd-${Date.now()}`;
-      const w = await createWorker(labConfig(taskQueue));
+      const w = await createWorker(labConfig(taskQueue), await workflows());
       const serving = w.worker.run();
       let handle: WorkflowHandle<typeof etcdRestore> | undefined;
       try {

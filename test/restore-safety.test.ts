@@ -29,6 +29,7 @@ import {
   startTestEnv,
   type TestEnv,
   until,
+  workflows,
 } from './support/lab.ts';
 
 let env: TestEnv;
@@ -238,7 +239,7 @@ describe('etcd restore safety', () => {
     const bad = labConfig(q);
     const nodes = bad.sites[1]!.cluster.nodes;
     nodes[2]!.ssh.hostKeyFingerprint = nodes[0]!.ssh.hostKeyFingerprint;
-    const w2 = await createWorker(bad);
+    const w2 = await createWorker(bad, await workflows());
     try {
       const h = await client.workflow.start(etcdRestore, {
         taskQueue: q,
@@ -267,7 +268,7 @@ describe('etcd restore safety', () => {
           .exec('ls /etc/kubernetes/manifests /etc/kubernetes/manifests-parked', { check: true })
       ).stdout;
     const listed = await manifests();
-    const w2 = await createWorker(bad);
+    const w2 = await createWorker(bad, await workflows());
     try {
       const h = await client.workflow.start(etcdRestore, {
         taskQueue: q,

@@ -35,7 +35,7 @@ import { shq } from '../gateways/ssh.ts';
 import { paths } from '../lab/topology.ts';
 import { createGateways, type Gateways } from '../worker/gateways.ts';
 import { createWorker, type DrctlWorker } from '../worker/worker.ts';
-import { ensureLabHealthy, putKeys } from './support/lab.ts';
+import { ensureLabHealthy, putKeys, workflows } from './support/lab.ts';
 import { type EtcdSnapshotResult, etcdSnapshot, listEtcdSnapshots, statusQuery } from '../workflows/etcd-snapshot.ts';
 
 const stamp = `${Date.now().toString(36)}${process.pid.toString(36)}`;
@@ -69,6 +69,7 @@ beforeAll(async () => {
   gw = createGateways(config);
   const activities = createActivities(gw);
   drctl = await createWorker(config, {
+    ...(await workflows()),
     activities: {
       ...activities,
       async takeSnapshot(input: Parameters<typeof activities.takeSnapshot>[0]) {

@@ -28,6 +28,8 @@ async function latency() {
   return { ...r, report: report! };
 }
 
+/** The median (the upper one of an even count). */
+const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const cross = (rep: EtcdLatencyReport) => rep.pairs.filter((p) => p.crossesSites);
 const local = (rep: EtcdLatencyReport) => rep.pairs.filter((p) => !p.crossesSites);
 
@@ -46,6 +48,18 @@ describe('the stretched cluster and its link', () => {
   it('lab link sets and reads back the link; bad input is exit 2 naming the flag', async () => {
     expect(await link(['--rtt', '3ms', '--jitter', '1ms'])).toBe('site-a~site-b: up, rtt +3ms, jitter 1ms\n');
     expect(await link([])).toBe('site-a~site-b: up, rtt +3ms, jitter 1ms\n');
+    // `lab status` lists the cluster while it is up: the link, five members, five API servers.
+    const st = await cli(['lab', 'status', '--json']);
+    const comps = (JSON.parse(st.stdout) as { name: string; kind: string; healthy: boolean; detail: string }[]).filter(
+      (c) => c.name.startsWith('stretched/'),
+    );
+    expect(comps.map((c) => c.kind).sort()).toEqual([
+      ...Array<string>(5).fill('etcd'),
+      ...Array<string>(5).fill('kube-apiserver'),
+      'toxiproxy',
+    ]);
+    for (const c of comps) expect(c.healthy, `${c.name}: ${c.detail}`).toBe(true);
+    expect(comps.find((c) => c.kind === 'toxiproxy')?.detail).toBe('site-a~site-b: up, rtt +3ms, jitter 1ms');
     for (const [args, named] of [
       [['--between', 'site-a', 'site-a', '--rtt', '1ms'], '--between'],
       [['--between', 'site-a', 'site-c', '--rtt', '1ms'], '--between'],
@@ -80,7 +94,6 @@ describe('the stretched cluster and its link', () => {
     for (const p of cross(rep)) expect(p.probeMs, `${p.from}->${p.to}`).toBeGreaterThanOrEqual(7);
     // Same-site pairs never cross the link. One of them may still read a few ms on 2 busy cores
     // (measured: 9 ms once, best of seven), so it is their median that stays well under the link.
-    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     expect(med(local(rep).map((p) => p.probeMs!)), JSON.stringify(local(rep))).toBeLessThan(3.5);
     // 7 ms plus this machine's overhead: the tuned row, where etcd's defaults (100/1000) are not
     // enough; or degraded when the slowest pair's best of seven lands past 10 ms. Not safe either way.
@@ -116,7 +129,10 @@ describe('the stretched cluster and its link', () => {
     const errs = rep.problems.filter((p) => p.startsWith('probe '));
     expect(errs).toHaveLength(12);
     for (const e of errs) expect(e).toMatch(/timed out|Operation timed out|28/);
-    for (const p of local(rep)) expect(p.probeMs, `${p.from}->${p.to}`).toBeLessThan(7);
+    // Each same-site pair answers; their median stays off the link. (One pair may read more in a
+    // partition's election churn: measured 15 ms once, b2->b1, best of six.)
+    for (const p of local(rep)) expect(p.probeMs, `${p.from}->${p.to}`).toBeGreaterThan(0);
+    expect(med(local(rep).map((p) => p.probeMs!)), JSON.stringify(local(rep))).toBeLessThan(3.5);
     await link(['--rtt', '0ms']);
     await until(
       'all five members answer the advisor again with one leader',
@@ -232,9 +248,18 @@ describe('drctl etcd tune on the stretched cluster at 7 ms', () => {
       const { ok: writes, failures } = await w.stop();
       expect(r.status, r.stdout.slice(-2000)).toBe(0);
       const shown = await cli(['status', 'etcd-tune-stretched', '--json']);
-      const steps = (JSON.parse(shown.stdout) as { steps: { step: string; detail?: string }[] }).steps;
+      const steps = (
+        JSON.parse(shown.stdout) as { steps: { step: string; detail?: string; items: Record<string, string> }[] }
+      ).steps;
       // The order: four followers, then the leader, named in preflight.
-      expect(steps.find((s) => s.step === 'preflight')?.detail).toMatch(/order \w+, \w+, \w+, \w+, \w+ \(leader\)/);
+      const order = /order (\w+), (\w+), (\w+), (\w+), (\w+) \(leader\)/.exec(
+        steps.find((s) => s.step === 'preflight')?.detail ?? '',
+      );
+      expect(order, steps.find((s) => s.step === 'preflight')?.detail).not.toBeNull();
+      // The leader was restarted as a follower: it handed leadership to the member rolled before it.
+      expect(steps.find((s) => s.step === 'roll')?.items[order![5]!]).toContain(
+        `leadership handed to ${order![4]} first`,
+      );
       expect(manifestTuning()).toEqual(Object.fromEntries(STRETCHED.nodes.map((n) => [n.name, `${to[0]}/${to[1]}`])));
       // Quorum kept at every moment: no write failed within its 5 s budget.
       expect(failures, failures.join('\n')).toEqual([]);

@@ -1,11 +1,12 @@
 // Runbook: a rolling change of etcd's heartbeat interval and election timeout (`drctl etcd tune`).
 //   0 lease  1 preflight (read-only: values inside etcd's rules, every member healthy, who leads)
 //   2 go/no-go  3 recheck (still healthy, manifests as planned)
-//   4 roll: one member at a time, followers first, the leader last: its manifest edited (the
-//     kubelet restarts it), then wait until it runs the new values, healthy, with a leader
+//   4 roll: one member at a time, followers first, the leader last: a member that leads hands
+//     leadership to the member rolled before it, its manifest is edited (the kubelet restarts
+//     it), then wait until it runs the new values, healthy, with a leader
 //   5 verify: every member runs the new values, healthy, one leader
 // Undo (registered before each member is touched): that member's old values back, and waited for.
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, patched } from '@temporalio/workflow';
 import {
   rollOrder,
   type TuneEvidence,
@@ -128,8 +129,11 @@ export async function etcdTune(input: TuneInput): Promise<TuneResult> {
 
       // 4. The roll: one member at a time, each back before the next, the leader last.
       const changed: Record<string, string> = {};
+      // Runs recorded before the hand-off existed replay without it.
+      const handOff = patched('tune-hands-off-leadership');
       await run('roll', async (s) => {
         for (const m of order) s.items[m.node] = 'pending';
+        let rolled: string | undefined;
         for (const m of order) {
           if (text(m.from) === text(to)) {
             s.items[m.node] = `already ${text(to)}`;
@@ -144,11 +148,21 @@ export async function etcdTune(input: TuneInput): Promise<TuneResult> {
             },
             `${m.node}: /etc/kubernetes/manifests/etcd.yaml should say --heartbeat-interval=${m.from.heartbeatMs} --election-timeout=${m.from.electionMs}, and the member be healthy`,
           );
-          s.items[m.node] = `writing ${text(to)}${m.leader ? ' (leader)' : ''}`;
+          let handed = '';
+          if (handOff) {
+            // Whoever leads now (the planned leader, or one elected during the roll) is restarted
+            // as a follower: leadership goes to the member rolled last (or the next, if none yet).
+            const heir = rolled ?? order.find((o) => o.node !== m.node)!.node;
+            s.items[m.node] = `handing leadership to ${heir} if it leads`;
+            const h = await quick.handOffLeadership({ cluster, node: m.node, to: heir });
+            if (h.outcome === 'moved') handed = `, leadership handed to ${heir} first`;
+          }
+          s.items[m.node] = `writing ${text(to)}${m.leader ? ' (leader)' : ''}${handed}`;
           changed[m.node] = await quick.setMemberTuning({ cluster, node: m.node, tuning: to, expect: m.from });
           s.items[m.node] = 'waiting until it is back';
           await long.waitMemberTuned({ cluster, node: m.node, tuning: to, timeoutMs: memberTimeoutMs });
-          s.items[m.node] = `back with ${text(to)}, healthy`;
+          s.items[m.node] = `back with ${text(to)}, healthy${handed}`;
+          rolled = m.node;
         }
         s.detail = `${Object.values(changed).filter((c) => c === 'written').length} member(s) restarted with ${text(to)}`;
       });

@@ -33,8 +33,10 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
     last = Date.now();
     if (Date.now() - t0 > 60_000) process.stderr.write(`[resetFailoverLab] slow: ${stages.join(', ')}\n`);
   };
-  await labCli('site', 'up', 'site-a');
-  await labCli('site', 'up', 'site-b');
+  // In this process (the CLI would load the Kubernetes client again, seconds on a busy machine).
+  const { siteUp } = await import('../../lab/lab.ts');
+  await siteUp('site-a');
+  await siteUp('site-b');
   stage('sites up');
   await gw.dns().setA({ name: RECORD, ttl: 30, addresses: [appAddress(config, 'site-a')] });
   await gw.dns().setA({ name: DRILL_RECORD, ttl: 30, addresses: [appAddress(config, 'site-a')] });
@@ -75,7 +77,10 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
   );
   stage('site A serving');
   // A fresh backup of site A, visible at site B: the schedule's newest may be older than the
-  // tier's RPO (or have failed while a test held the storage location read-only).
+  // tier's RPO (or have failed while a test held the storage location read-only). Most of a reset's
+  // time (40-60 s): Velero 1.18 syncs another site's backups once a minute. (Restarting site B's
+  // Velero to sync at once was tried: the kubelet's crash back-off grew with every restart, and a
+  // reset took 93 s, then 178 s.)
   await createFailoverActivities(gw).takeBackup({
     site: 'site-a',
     seenBy: 'site-b',

@@ -9,11 +9,12 @@ import { loadConfig } from '../../config/load.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
 import { temporalConnectConfig } from '../../config/temporal.ts';
 import type { SnapshotRef } from '../../common/snapshots.ts';
-import { startSshd, status as labStatus } from '../../lab/lab.ts';
+import { siteUp, startSshd, status as labStatus } from '../../lab/lab.ts';
 import { labEtcdctl } from '../../lab/etcdctl.ts';
 import { paths, SITES } from '../../lab/topology.ts';
 import { createGateways, type Gateways } from '../../worker/gateways.ts';
-import { createWorker, type DrctlWorker } from '../../worker/worker.ts';
+import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { createWorker, type DrctlWorker, workflowsPath } from '../../worker/worker.ts';
 import { decideUpdate } from '../../workflows/approval.ts';
 import { etcdSnapshot } from '../../workflows/etcd-snapshot.ts';
 
@@ -119,10 +120,8 @@ export async function ensureLabHealthy(): Promise<void> {
   // A stretched-cluster file that died before its afterAll leaves the sites frozen.
   (await import('../../lab/stretched.ts')).thawSites();
   for (const n of SITES.flatMap((s) => s.nodes)) await startSshd(n.id);
-  for (const s of SITES) {
-    const r = await drctlCli(['lab', 'site', 'up', s.name]);
-    if (r.status !== 0) throw new Error(`drctl lab site up ${s.name} exited ${r.status}: ${r.stderr.trim()}`);
-  }
+  // `drctl lab site up`, in this process (the CLI would load the Kubernetes client again).
+  for (const s of SITES) await siteUp(s.name);
   await until(
     'every lab component healthy',
     async () => (await labStatus()).filter((c) => !c.healthy).map((c) => `${c.name}: ${c.detail}`),
@@ -147,12 +146,23 @@ export interface TestEnv {
   close(): Promise<void>;
 }
 
+/**
+ * The workflow code bundled once per test file, for every worker the file starts (webpack takes
+ * 5-15 s a bundle on this machine). The lab's own workers (`drctl worker`) bundle as users' do.
+ */
+let bundle: Promise<WorkflowBundle> | undefined;
+const quiet = { info() {}, warn: console.warn, error: console.error, debug() {}, trace() {}, log() {} };
+export const workflows = async () => ({
+  workflowsPath: undefined,
+  workflowBundle: await (bundle ??= bundleWorkflowCode({ workflowsPath, logger: quiet })),
+});
+
 /** A drctl worker running in this process on its own task queue, a client, and gateways. */
 export async function startTestEnv(name: string, change: (c: DrctlConfig) => void = () => undefined): Promise<TestEnv> {
   const taskQueue = `${name}-${Date.now()}`;
   const config = labConfig(taskQueue);
   change(config);
-  const worker = await createWorker(config);
+  const worker = await createWorker(config, await workflows());
   const running = worker.worker.run();
   const gw = createGateways(config);
   const client = await temporalClient(config);
@@ -182,7 +192,7 @@ export async function withWorker<T>(
   const taskQueue = `${name}-variant-${Date.now()}`;
   const config = labConfig(taskQueue);
   change(config);
-  const w = await createWorker(config);
+  const w = await createWorker(config, await workflows());
   try {
     return await w.worker.runUntil(fn(taskQueue));
   } finally {

@@ -151,6 +151,25 @@ describe('SSH through a bastion (two real sshd)', () => {
     await until('the forwarded connection to close', () => connectionsTo(NODE) === 0);
   });
 
+  it('a cached connection that went dead without a word (ssh2: "Not connected") is replaced, and the command runs once', async () => {
+    const shell = connectShell(target());
+    try {
+      await shell.exec('true', { check: true });
+      // What a node restarted behind the bastion looks like to ssh2 before its socket says 'close':
+      // exec throws "Not connected" and nothing ran.
+      const dead = await (shell as unknown as { conn: Promise<{ exec: () => never; end: () => void }> }).conn;
+      dead.exec = () => {
+        throw new Error('Not connected');
+      };
+      const marker = join(dir, 'ran-once');
+      const r = await shell.exec(`echo x >> ${marker}; cat ${marker}`, { check: true });
+      expect(r.stdout).toBe('x\n');
+      await until('one connection through the bastion again', () => connectionsTo(BASTION) === 1);
+    } finally {
+      shell.close();
+    }
+  });
+
   it('a wrong bastion host key is refused, naming the bastion', async () => {
     const wrong = target({ jump: hop(BASTION, nodeFp) });
     const err = await connectShell(wrong)
