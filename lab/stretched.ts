@@ -153,39 +153,35 @@ export async function stretchedComponents(): Promise<Component[]> {
     };
   })();
   const perNode = STRETCHED.nodes.map(async (n): Promise<Component[]> => {
-    const out: Component[] = [];
     let procs: { pid: number; comm: string }[] = [];
     try {
       procs = nodeProcesses(n.id, { withPods: true });
     } catch {
       /* the node is not running: its checks below say so */
     }
-    const pid = (comm: string) => procs.find((p) => p.comm === comm)?.pid;
-    try {
-      await labEtcdctl(STRETCHED.name, n.name, ['endpoint', 'health'], { timeoutMs: 5000 });
-      out.push({
-        name: `${n.id} etcd`,
-        kind: 'etcd',
-        address: `${n.ip}:2379`,
-        pid: pid('etcd'),
-        healthy: true,
-        detail: 'healthy',
-      });
-    } catch (err) {
-      const detail = (err as Error).message.split('\n')[0]!;
-      out.push({
-        name: `${n.id} etcd`,
-        kind: 'etcd',
-        address: `${n.ip}:2379`,
-        pid: pid('etcd'),
-        healthy: false,
-        detail,
-      });
-    }
-    if (!n.runsApiserver) return out;
+    /** One component: healthy when `probe` resolves, else its first error line as the detail. */
+    const check = async (
+      kind: 'etcd' | 'kube-apiserver',
+      address: string,
+      ok: string,
+      probe: () => Promise<unknown>,
+    ) => {
+      const c = { name: `${n.id} ${kind}`, kind, address, pid: procs.find((p) => p.comm === kind)?.pid };
+      try {
+        await probe();
+        return { ...c, healthy: true, detail: ok };
+      } catch (err) {
+        const e = err as Error & { stderr?: string };
+        return { ...c, healthy: false, detail: (e.stderr?.trim() || e.message).split('\n')[0]! };
+      }
+    };
+    const etcd = check('etcd', `${n.ip}:2379`, 'healthy', () =>
+      labEtcdctl(STRETCHED.name, n.name, ['endpoint', 'health'], { timeoutMs: 5000 }),
+    );
+    if (!n.runsApiserver) return [await etcd];
     const address = `https://${n.ip}:6443`;
-    try {
-      await run(join(bin.kubeDir, 'kubectl'), [
+    const apiserver = check('kube-apiserver', address, 'ready', () =>
+      run(join(bin.kubeDir, 'kubectl'), [
         '--kubeconfig',
         STRETCHED.kubeconfig,
         '--server',
@@ -193,27 +189,9 @@ export async function stretchedComponents(): Promise<Component[]> {
         '--request-timeout=5s',
         'get',
         '--raw=/readyz',
-      ]);
-      out.push({
-        name: `${n.id} kube-apiserver`,
-        kind: 'kube-apiserver',
-        address,
-        pid: pid('kube-apiserver'),
-        healthy: true,
-        detail: 'ready',
-      });
-    } catch (err) {
-      const detail = ((err as { stderr?: string }).stderr ?? String(err)).trim();
-      out.push({
-        name: `${n.id} kube-apiserver`,
-        kind: 'kube-apiserver',
-        address,
-        pid: pid('kube-apiserver'),
-        healthy: false,
-        detail,
-      });
-    }
-    return out;
+      ]),
+    );
+    return Promise.all([etcd, apiserver]);
   });
   const [p, ...nodes] = await Promise.all([proxy, ...perNode]);
   return [p!, ...(nodes as Component[][]).flat()];

@@ -9,6 +9,7 @@ import {
   PAUSED_BY,
 } from '../../activities/failover.ts';
 import type { DrctlConfig } from '../../config/schema.ts';
+import { siteUp } from '../../lab/lab.ts';
 import type { Gateways } from '../../worker/gateways.ts';
 import { drctlCli, until } from './lab.ts';
 
@@ -34,7 +35,6 @@ export async function resetFailoverLab(gw: Gateways, config: DrctlConfig) {
     if (Date.now() - t0 > 60_000) process.stderr.write(`[resetFailoverLab] slow: ${stages.join(', ')}\n`);
   };
   // In this process (the CLI would load the Kubernetes client again, seconds on a busy machine).
-  const { siteUp } = await import('../../lab/lab.ts');
   await siteUp('site-a');
   await siteUp('site-b');
   stage('sites up');

@@ -2,6 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 // Shared helpers for integration tests against the running lab.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger, type WorkflowBundle } from '@temporalio/worker';
 import { signDecision, signRequest } from '../../client/signing.ts';
 import type { DecisionRecord, RunbookName } from '../../common/runbook.ts';
 import type { DecisionKind, Signed } from '../../common/signed.ts';
@@ -13,7 +14,6 @@ import { siteUp, startSshd, status as labStatus } from '../../lab/lab.ts';
 import { labEtcdctl } from '../../lab/etcdctl.ts';
 import { paths, SITES } from '../../lab/topology.ts';
 import { createGateways, type Gateways } from '../../worker/gateways.ts';
-import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import { createWorker, type DrctlWorker, workflowsPath } from '../../worker/worker.ts';
 import { decideUpdate } from '../../workflows/approval.ts';
 import { etcdSnapshot } from '../../workflows/etcd-snapshot.ts';
@@ -151,10 +151,9 @@ export interface TestEnv {
  * 5-15 s a bundle on this machine). The lab's own workers (`drctl worker`) bundle as users' do.
  */
 let bundle: Promise<WorkflowBundle> | undefined;
-const quiet = { info() {}, warn: console.warn, error: console.error, debug() {}, trace() {}, log() {} };
 export const workflows = async () => ({
   workflowsPath: undefined,
-  workflowBundle: await (bundle ??= bundleWorkflowCode({ workflowsPath, logger: quiet })),
+  workflowBundle: await (bundle ??= bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') })),
 });
 
 /** A drctl worker running in this process on its own task queue, a client, and gateways. */
