@@ -12,6 +12,7 @@ import { createRestoreActivities } from './restore.ts';
 import { createSnapshotActivities } from './snapshot.ts';
 import { createEtcdLatencyActivities } from './etcd-latency.ts';
 import { createEtcdTuneActivities } from './etcd-tune.ts';
+import { createEtcdRecoverActivities } from './etcd-recover.ts';
 
 export function createActivities(gw: Gateways) {
   return {
@@ -26,6 +27,7 @@ export function createActivities(gw: Gateways) {
     ...createAuditActivities(gw),
     ...createEtcdLatencyActivities(gw),
     ...createEtcdTuneActivities(gw),
+    ...createEtcdRecoverActivities(gw),
   };
 }
 

@@ -368,7 +368,7 @@ export function createRestoreActivities(gw: Gateways) {
     /** Quorum: every planned member healthy, the member list exactly as planned, revisions agree. */
     async verifyQuorum(input: {
       cluster: string;
-      plan: { nodes: NodePlan[] };
+      plan: { nodes: Pick<NodePlan, 'node' | 'memberName' | 'peerUrl'>[] };
       minRevision?: number;
       timeoutMs?: number;
     }) {

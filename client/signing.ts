@@ -122,7 +122,13 @@ export async function signDecision(
     evidence = digestOf(status.report);
   } else {
     if (status.phase !== 'waiting-approval' || !status.gate)
-      throw new UsageError(`${d.workflowId}: not waiting at its gate (${status.phase})`);
+      throw new UsageError(
+        `${d.workflowId}: not waiting at its gate (${status.phase})${
+          status.phase === 'running'
+            ? `: its gate comes after the preflight; decide once \`drctl status ${d.workflowId}\` shows its evidence`
+            : ''
+        }`,
+      );
     evidence = digestOf(status.evidence ?? null);
     if (evidence !== status.gate.evidenceDigest)
       throw new UsageError(

@@ -10,7 +10,8 @@
 //          in the image (upstream's and kubeadm's etcd images have none).
 import { shq } from './shell.ts';
 
-export type EtcdTool = 'etcdctl' | 'etcdutl';
+/** etcd's tools; `etcd` itself for a one-off server run (a recover's --force-new-cluster). */
+export type EtcdTool = 'etcdctl' | 'etcdutl' | 'etcd';
 
 /** The tools of one node, resolved: names and paths only (this crosses into workflow history). */
 export type NodeTools =
@@ -62,7 +63,7 @@ export function withContainerId(command: string, id: string, newId: string): str
 export function toolCommand(tools: NodeTools, inv: ToolInvocation): string {
   const env = Object.entries(inv.env ?? {});
   if (tools.from === 'host') {
-    const bin = tools[inv.tool] ?? inv.tool;
+    const bin = inv.tool === 'etcd' ? 'etcd' : (tools[inv.tool] ?? inv.tool);
     return [...env.map(([k, v]) => `${k}=${shq(v)}`), shq(bin), inv.args].join(' ');
   }
   if (!CONTAINER_ID.test(inv.id)) throw new Error(`invalid container id ${JSON.stringify(inv.id)}`);

@@ -176,16 +176,15 @@ export function tuningFromManifest(manifest: string): Tuning {
 }
 
 /**
- * The manifest with these values set: each flag replaced where it is, or added after the etcd
- * command's first flag line with the same indentation and list style. Everything else byte for byte.
+ * The manifest with these flags set on the etcd command: each replaced where it is, or added after
+ * the command's first line with the same indentation and list style. Everything else byte for byte.
+ * Values are plain words (numbers, URLs, name=URL lists): no quoting is needed or added.
  */
-export function manifestWithTuning(manifest: string, t: Tuning): string {
+export function manifestWithFlags(manifest: string, flags: Record<string, string | number>): string {
   let out = manifest;
-  for (const [name, value] of [
-    ['heartbeat-interval', t.heartbeatMs],
-    ['election-timeout', t.electionMs],
-  ] as const) {
-    if (FLAG(name).test(out)) out = out.replace(FLAG(name), `--${name}=${value}`);
+  for (const [name, value] of Object.entries(flags)) {
+    const re = new RegExp(`--${name}=\\S*`);
+    if (re.test(out)) out = out.replace(re, () => `--${name}=${value}`);
     else {
       const m = /^(\s*- )etcd\s*$/m.exec(out);
       if (!m) throw new Error('no `- etcd` command line in the manifest to add flags after');
@@ -194,6 +193,11 @@ export function manifestWithTuning(manifest: string, t: Tuning): string {
     }
   }
   return out;
+}
+
+/** The manifest with these tuning values set (manifestWithFlags). */
+export function manifestWithTuning(manifest: string, t: Tuning): string {
+  return manifestWithFlags(manifest, { 'heartbeat-interval': t.heartbeatMs, 'election-timeout': t.electionMs });
 }
 
 /** One sample of the Prometheus text format: name, labels, value. */

@@ -9,6 +9,8 @@ export const RUNBOOKS = {
   clusterHealth: 'cluster-health',
   etcdLatency: 'etcd-latency',
   etcdTune: 'etcd-tune',
+  etcdRecover: 'etcd-recover',
+  etcdRejoin: 'etcd-rejoin',
   etcdSnapshot: 'etcd-snapshot',
   etcdRestore: 'etcd-restore',
   siteFailover: 'site-failover',

@@ -31,6 +31,10 @@ export interface EndpointStatus {
   leader: string;
   memberId: string;
   raftTerm: number;
+  /** The raft index this member has committed. */
+  raftIndex?: number;
+  /** What etcd reported beside the status (e.g. "etcdserver: no leader"). */
+  errors?: string[];
 }
 
 export interface Member {
@@ -196,6 +200,8 @@ export class EtcdGateway {
         version: string;
         dbSize: number;
         leader: string;
+        raftIndex?: number;
+        errors?: string[];
       };
     }[];
     if (!entry)
@@ -208,6 +214,8 @@ export class EtcdGateway {
       leader: hex(entry.Status.leader),
       memberId: hex(entry.Status.header.member_id),
       raftTerm: entry.Status.header.raft_term,
+      raftIndex: entry.Status.raftIndex,
+      errors: entry.Status.errors,
     };
   }
 
@@ -248,6 +256,44 @@ export class EtcdGateway {
         check: true,
       },
     );
+  }
+
+  /**
+   * `etcdctl member add NAME --peer-urls=URL` through this member: the new member is in the list,
+   * unstarted, until its etcd joins. Looks first: a member already listed with that peer URL is
+   * not added twice (a retried step), it is returned.
+   */
+  async memberAdd(name: string, peerUrl: string): Promise<{ outcome: 'added' | 'already-listed'; members: Member[] }> {
+    const before = await this.members();
+    if (before.some((m) => m.peerURLs.includes(peerUrl))) return { outcome: 'already-listed', members: before };
+    const r = await this.shell.exec(
+      await this.tools.etcdctl('member-add', `member add ${shq(name)} --peer-urls=${shq(peerUrl)}`, {
+        commandTimeout: '30s',
+      }),
+      { timeoutMs: 45_000 },
+    );
+    if (r.code !== 0)
+      throw failure(
+        FailureType.EtcdUnhealthy,
+        `${this.shell.target.label}: member add ${name} failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`,
+      );
+    return { outcome: 'added', members: await this.members() };
+  }
+
+  /** `etcdctl member remove ID` (hex) through this member. A member not listed is 'not-listed'. */
+  async memberRemove(peerUrl: string): Promise<'removed' | 'not-listed'> {
+    const m = (await this.members()).find((x) => x.peerURLs.includes(peerUrl));
+    if (!m) return 'not-listed';
+    const r = await this.shell.exec(
+      await this.tools.etcdctl('member-remove', `member remove ${shq(m.id)}`, { commandTimeout: '30s' }),
+      { timeoutMs: 45_000 },
+    );
+    if (r.code !== 0)
+      throw failure(
+        FailureType.EtcdUnhealthy,
+        `${this.shell.target.label}: member remove ${m.name} (${m.id}) failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`,
+      );
+    return 'removed';
   }
 
   async members(): Promise<Member[]> {

@@ -6,6 +6,7 @@ import type { EtcdGateway } from './etcd.ts';
 import type { HttpGateway } from './http.ts';
 import type { KubeGateway } from './kube.ts';
 import type { RestoreNode } from './restore-node.ts';
+import type { RecoverNode } from './recover-node.ts';
 import type { ObjectStore } from './s3.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 import type { RemoteShell } from './ssh.ts';
@@ -21,6 +22,8 @@ export interface Gateways {
   etcd(cluster: string, node: string): EtcdGateway;
   /** The node-side operations of an etcd restore on one control-plane node. */
   restoreNode(cluster: string, node: string): RestoreNode;
+  /** The node-side operations of an etcd recover or rejoin (a RestoreNode, and more). */
+  recoverNode(cluster: string, node: string): RecoverNode;
   kube(cluster: string): KubeGateway;
   store(): ObjectStore;
   /**

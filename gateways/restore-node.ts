@@ -54,19 +54,19 @@ const RESULT_LINE = /^result=([a-z-]+)$/;
  * A shell line appending to the node's journal (the evidence of what ran, and how often);
  * shellWord, expanded by the shell, follows the line (e.g. '"$id"').
  */
-function journalLine(plan: NodePlan, line: string, shellWord = ''): string {
+export function journalLine(plan: NodePlan, line: string, shellWord = ''): string {
   return `mkdir -p ${shq(plan.workDir)} && echo "$(date -u +%FT%T.%3NZ) "${shq(line)}${shellWord} >> ${shq(`${plan.workDir}/journal`)}`;
 }
 
 /** A static pod manifest (base64, as read off the node) with one annotation set; the rest as it was. */
-function annotated(manifestBase64: string, key: string, value: string): string {
+export function annotated(manifestBase64: string, key: string, value: string): string {
   const doc = parseDocument(Buffer.from(manifestBase64, 'base64').toString('utf8'));
   doc.setIn(['metadata', 'annotations', key], value);
   return doc.toString();
 }
 
 /** Shell: `text` written to `tmp`, then renamed over `dest` (a reader never sees half a file). */
-const replaceFile = (tmp: string, dest: string, text: string) =>
+export const replaceFile = (tmp: string, dest: string, text: string) =>
   `printf %s ${shq(Buffer.from(text).toString('base64'))} | base64 -d > ${shq(tmp)} && mv ${shq(tmp)} ${shq(dest)}`;
 
 /** Shell: poll `test` every 0.1 s for up to 90 s, else end with `result timed-out`. */
@@ -109,12 +109,12 @@ export class RestoreNode {
    *   started, and waits for it or takes its result. Without one, every call is a new job.
    */
   constructor(
-    private readonly shell: RemoteShell,
-    private readonly node: NodeConfig,
+    protected readonly shell: RemoteShell,
+    protected readonly node: NodeConfig,
     private readonly attempt: () => string | undefined = () => undefined,
   ) {}
 
-  private get label() {
+  protected get label() {
     return this.shell.target.label;
   }
 
@@ -123,7 +123,7 @@ export class RestoreNode {
    * exit or a missing result line is a step that broke half-way: RemoteCommandFailed. A step with a
    * `plan` (it changes the node) runs detached (`detached`).
    */
-  private async run<O extends string>(op: {
+  protected async run<O extends string>(op: {
     what: string;
     script: string[];
     outcomes: readonly O[];
@@ -177,7 +177,7 @@ export class RestoreNode {
   }
 
   /** Shell test: is the component's process running on the node (etcd: or its client port open)? */
-  private runningTest(component: Component): string {
+  protected runningTest(component: Component): string {
     if (component !== 'etcd') return `pgrep -x ${component} >/dev/null`;
     const url = new URL(this.node.etcd.clientUrl);
     return `{ pgrep -x etcd >/dev/null || timeout 1 bash -c ${shq(`exec 3<>/dev/tcp/${url.hostname}/${url.port || 2379}`)} 2>/dev/null; }`;
@@ -323,7 +323,7 @@ export class RestoreNode {
   }
 
   /** Marker: every entry of a mount-point data dir is in the aside dir (contents layout). */
-  private asideDone = (plan: NodePlan) => `${plan.workDir}/aside.done`;
+  protected asideDone = (plan: NodePlan) => `${plan.workDir}/aside.done`;
   /** Marker: a put-back has moved the restored entries out (contents layout). */
   private putBackStarted = (plan: NodePlan) => `${plan.workDir}/put-back.started`;
 

@@ -19,6 +19,12 @@ export interface LabState {
   sitesDown?: Record<string, SiteDown>;
   /** Set while the stretched cluster is up (`drctl lab stretched up`): `lab up` starts it again. */
   stretched?: { since: string };
+  /**
+   * Stretched members killed with their site (`lab site down --hard`), as burned hosts: never
+   * started again by `lab up` or `lab stretched up` (they would come back with their old data);
+   * one at a time by `lab stretched up --node`, then `drctl etcd rejoin`.
+   */
+  stretchedLost?: string[];
   /** Set while the sites' nodes are stopped (SIGSTOP) for the stretched cluster's measurements. */
   sitesFrozen?: { since: string };
   /** Each inter-site link's state as `drctl lab link` last set it (put back when Toxiproxy restarts). */

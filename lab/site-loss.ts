@@ -1,6 +1,8 @@
 // Losing a site on purpose, and getting it back: `drctl lab site down SITE` stops its app endpoint
 // (clients of the app get connection refused); `--hard` also parks every static pod but etcd on
-// every node (the API servers, the controllers, kwok and Velero), as a burned site would lose them. `site up` reverses exactly what was done. Recorded in state.json,
+// every node (the API servers, the controllers, kwok and Velero), as a burned site would lose them,
+// and kills the stretched cluster's members that stand at the site (when it is up): every process
+// of those nodes at once, recorded as lost; `site up` does not bring them back (lab/stretched.ts). `site up` reverses exactly what was done. Recorded in state.json,
 // so `lab status` and `lab up` know the site is down on purpose.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -11,6 +13,7 @@ import { adminGet, httpGet, tcpOpen } from './health.ts';
 import { manifestPath, parkedPath } from './nodes.ts';
 import { readState, type SiteDown, stopPid, writeState } from './processes.ts';
 import { appKey, startApp } from './services.ts';
+import { loseStretchedMembers } from './stretched.ts';
 import { CP_PORTS, type LabNode, type LabSite, siteNamed } from './topology.ts';
 
 /** What `--hard` parks, per node: kubeadm's control plane but etcd everywhere, kwok and Velero on cp1. */
@@ -61,10 +64,12 @@ export interface SiteChange {
  */
 export async function siteDown(siteName: string, opts: { hard?: boolean } = {}): Promise<SiteChange> {
   const site = siteNamed(siteName);
+  // A burned site takes its stretched members with it: killed, as hosts in a fire.
+  const lostMembers = opts.hard ? loseStretchedMembers(site.name) : [];
   const state = readState();
   state.sitesDown ??= {};
   const rec: SiteDown = state.sitesDown[site.name] ?? { hard: false, parked: [], since: new Date().toISOString() };
-  const changed: string[] = [];
+  const changed: string[] = lostMembers.map((n) => `stretched/${n} killed (lost with the site)`);
   const pid = state.pids[appKey(site)];
   if (await stopPid(pid)) changed.push(`app endpoint stopped (pid ${pid})`);
   delete state.pids[appKey(site)];

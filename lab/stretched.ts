@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { labEtcdctl } from './etcdctl.ts';
+import { tcpOpen } from './health.ts';
 import type { Component } from './health.ts';
 import { bootstrapSite } from './kubeadm.ts';
 import { linkName, type LinkState, type ProxySpec, Toxiproxy } from './link.ts';
@@ -152,7 +153,19 @@ export async function stretchedComponents(): Promise<Component[]> {
         : 'not answering',
     };
   })();
+  const lost = new Set(state.stretchedLost ?? []);
   const perNode = STRETCHED.nodes.map(async (n): Promise<Component[]> => {
+    if (lost.has(n.name))
+      return [
+        {
+          name: `${n.id} etcd`,
+          kind: 'etcd',
+          address: `${n.ip}:2379`,
+          healthy: false,
+          downOnPurpose: true,
+          detail: `lost with its site (lab site down --hard): \`drctl lab stretched up --node ${n.name}\`, then \`drctl etcd rejoin --cluster ${STRETCHED.name} --node ${n.name}\``,
+        },
+      ];
     let procs: { pid: number; comm: string }[] = [];
     try {
       procs = nodeProcesses(n.id, { withPods: true });
@@ -199,7 +212,8 @@ export async function stretchedComponents(): Promise<Component[]> {
 
 /** Every member healthy (from this machine, each with its own healthcheck certificate) and every API server ready. */
 export async function stretchedHealth(): Promise<{ healthy: boolean; detail: string[] }> {
-  const cs = (await stretchedComponents()).filter((c) => c.kind !== 'toxiproxy');
+  // Members lost with their site are out of the cluster on purpose: the rest must be healthy.
+  const cs = (await stretchedComponents()).filter((c) => c.kind !== 'toxiproxy' && !c.downOnPurpose);
   return {
     healthy: cs.every((c) => c.healthy),
     detail: cs.map((c) => `${c.name}${c.healthy ? ` ${c.detail}` : `: ${c.detail}`}`).sort(),
@@ -270,11 +284,17 @@ export async function stretchedUp(
   state.stretched = { since: state.stretched?.since ?? new Date().toISOString() };
   writeState(state);
   await ensureToxiproxy(state);
-  for (const node of STRETCHED.nodes) if (!alive(state.pids[node.id])) state.pids[node.id] = startNode(node);
+  const lost = new Set(state.stretchedLost ?? []);
+  if (lost.size)
+    log(
+      `not started, lost with their site: ${[...lost].join(', ')} (\`lab stretched up --node NAME\`, then \`drctl etcd rejoin\`)`,
+    );
+  for (const node of STRETCHED.nodes)
+    if (!lost.has(node.name) && !alive(state.pids[node.id])) state.pids[node.id] = startNode(node);
   writeState(state);
   // Before kubeadm: its joins already reach the other side's members through the link.
-  for (const node of STRETCHED.nodes) ensureLinkRules(node);
-  await bootstrapSite(STRETCHED, log);
+  for (const node of STRETCHED.nodes) if (!lost.has(node.name)) ensureLinkRules(node);
+  if (!lost.size) await bootstrapSite(STRETCHED, log);
   const deadline = t0 + (opts.timeoutMs ?? 420_000);
   for (;;) {
     const h = await stretchedHealth();
@@ -306,4 +326,58 @@ export async function stretchedDown(): Promise<string[]> {
   delete state.stretched;
   writeState(state);
   return stopped.sort();
+}
+
+/**
+ * A burned site's stretched members: every process of each node at `location` killed at once
+ * (SIGKILL: no graceful stop, as a fire or a power cut), the node recorded as lost. Their disks
+ * stay as they were at the moment of the loss.
+ */
+export function loseStretchedMembers(location: string): string[] {
+  const state = readState();
+  if (!state.stretched) return [];
+  const lost: string[] = [];
+  for (const n of STRETCHED.nodes.filter((x) => x.location === location)) {
+    const launcher = state.pids[n.id];
+    let procs: { pid: number }[] = [];
+    try {
+      procs = nodeProcesses(n.id, { withPods: true });
+    } catch {
+      /* not running */
+    }
+    for (const p of [...procs, ...(launcher ? [{ pid: launcher }] : [])]) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    delete state.pids[n.id];
+    lost.push(n.name);
+  }
+  state.stretchedLost = [...new Set([...(state.stretchedLost ?? []), ...lost])];
+  writeState(state);
+  return lost;
+}
+
+/**
+ * One stretched node started again (a returning host): its init, sshd, containerd and kubelet,
+ * and its link rules; its kubelet starts whatever its manifests say, with the data it had. No
+ * longer recorded as lost. Returns once its sshd answers.
+ */
+export async function startStretchedNode(name: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+  const node = STRETCHED.nodes.find((n) => n.name === name);
+  if (!node) throw new Error(`unknown stretched node '${name}' (${STRETCHED.nodes.map((n) => n.name).join(', ')})`);
+  const state = readState();
+  if (!state.stretched) throw new Error('the stretched cluster is not up: `drctl lab stretched up` first');
+  if (!alive(state.pids[node.id])) state.pids[node.id] = startNode(node);
+  state.stretchedLost = (state.stretchedLost ?? []).filter((n) => n !== name);
+  if (!state.stretchedLost.length) delete state.stretchedLost;
+  writeState(state);
+  ensureLinkRules(node);
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  while (!(await tcpOpen(node.ip, 22, 500))) {
+    if (Date.now() > deadline) throw new Error(`${node.id}: sshd not answering after ${opts.timeoutMs ?? 60_000} ms`);
+    await sleep(300);
+  }
 }

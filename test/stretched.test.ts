@@ -224,6 +224,15 @@ describe('drctl etcd tune on the stretched cluster at 7 ms', () => {
       ...asAlice,
     ]);
     expect(start.status, start.stderr).toBe(0);
+    // The approver decides on the preflight's evidence: approve once the gate shows it.
+    const gate = await until(
+      'the tune waits at its gate',
+      async () => JSON.parse((await cli(['status', 'etcd-tune-stretched', '--json'])).stdout) as { phase: string },
+      (st) => st.phase !== 'running',
+      120_000,
+      1000,
+    );
+    expect(gate.phase).toBe('waiting-approval');
     const ok = await cli(['approve', 'etcd-tune-stretched', '--key', paths.personKey('bob'), '--reason', 'test']);
     expect(ok.status, ok.stderr).toBe(0);
   }

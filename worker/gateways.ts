@@ -12,6 +12,7 @@ import { HttpGateway } from '../gateways/http.ts';
 import type { Gateways } from '../gateways/index.ts';
 import { KubeGateway } from '../gateways/kube.ts';
 import { RestoreNode } from '../gateways/restore-node.ts';
+import { RecoverNode } from '../gateways/recover-node.ts';
 import { ObjectStore } from '../gateways/s3.ts';
 import { SnapshotKeys } from '../gateways/snapshot-crypto.ts';
 import { SnapshotStore } from '../gateways/snapshot-store.ts';
@@ -94,6 +95,7 @@ export function createGateways(config: DrctlConfig): Gateways {
     shell,
     etcd: (c, n) => new EtcdGateway(shell(c, n), node(c, n)),
     restoreNode: (c, n) => new RestoreNode(shell(c, n), node(c, n), activityAttempt),
+    recoverNode: (c, n) => new RecoverNode(shell(c, n), node(c, n), activityAttempt),
     kube,
     store: () => (store ??= new ObjectStore(config.objectStore)),
     snapshots: () =>

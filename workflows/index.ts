@@ -11,3 +11,4 @@ export { siteLease } from './lease.ts';
 export { namespaceRestore } from './namespace-restore.ts';
 export { protectNamespaces, readinessAudit } from './audit.ts';
 export { etcdTune } from './etcd-tune.ts';
+export { etcdRecover, etcdRejoin } from './etcd-recover.ts';

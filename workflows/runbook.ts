@@ -451,7 +451,15 @@ export class Runbook<E = unknown, X extends object = object> {
    * with what was prepared undone by `execute`); nothing was changed. A refused decision is
    * recorded with why, and the gate stays shut.
    */
-  async gate(policy: GatePolicy, timeoutMs: number, what: string): Promise<DecisionRecord> {
+  async gate(
+    policy: GatePolicy,
+    timeoutMs: number,
+    what: string,
+    opts: {
+      /** What an approval must say besides go (e.g. an attestation); a refusal names what is missing. */
+      approvalNeeds?: (reason: string | undefined) => string | undefined;
+    } = {},
+  ): Promise<DecisionRecord> {
     const claimed = this.status.requestedBy ?? '';
     const d = await this.run('approval', async (s) => {
       const info = workflowInfo();
@@ -496,13 +504,14 @@ export class Runbook<E = unknown, X extends object = object> {
             validator: (_x) => this.refuseUnlessWaiting('waiting-approval'),
           });
         },
-        allow: (by, decision, so) => {
+        allow: (by, decision, so, reason) => {
           if (!policy.approvers.includes(by))
             return `${by} is not an approver (allowlist: ${policy.approvers.join(', ')})`;
           if (decision === 'approve' && policy.twoPersonRule && by === notRequester)
             return `two-person rule: ${by} requested this ${what} and cannot approve it`;
           if (decision === 'approve' && so.some((a) => a.by === by))
             return `${by} already approved; the two-person rule needs a second approver`;
+          if (decision === 'approve' && opts.approvalNeeds) return opts.approvalNeeds(reason);
           return undefined;
         },
         done: (so) => so.some((x) => !x.approve) || new Set(so.map((x) => x.by)).size >= needed,
@@ -590,7 +599,12 @@ export class Runbook<E = unknown, X extends object = object> {
     /** Installs the signal and update handlers that feed `consider` (`answer`: an update, which throws when refused). */
     listen: (consider: (sent: unknown, decision: DecisionKind, answer?: boolean) => Promise<DecisionRecord>) => void;
     /** Why this verified person may not make this decision now (undefined: they may). */
-    allow: (by: string, decision: DecisionKind, accepted: DecisionRecord[]) => string | undefined;
+    allow: (
+      by: string,
+      decision: DecisionKind,
+      accepted: DecisionRecord[],
+      reason: string | undefined,
+    ) => string | undefined;
     done: (accepted: DecisionRecord[]) => boolean;
   }): Promise<DecisionRecord[] | undefined> {
     const accepted: DecisionRecord[] = [];
@@ -614,7 +628,7 @@ export class Runbook<E = unknown, X extends object = object> {
             v.unsigned ? { by: v.by, unsigned: true } : { by: v.signer.by, fingerprint: v.signer.fingerprint },
           );
           Object.assign(rec, { reason: v.reason, evidence: w.evidence });
-          rec.why = finished ? 'the decision was already made' : w.allow(rec.by, decision, accepted);
+          rec.why = finished ? 'the decision was already made' : w.allow(rec.by, decision, accepted, v.reason);
         }
       }
       rec.at = new Date().toISOString();

@@ -163,8 +163,23 @@ export function registerLabCommands(program: Command) {
       '--freeze-sites',
       "stop (SIGSTOP) the two sites' nodes while it runs, so latency is measured on a quiet machine; `lab stretched down` continues them",
     )
-    .action(async (opts: { freezeSites?: boolean }) => {
-      const { stretchedUp } = await lab();
+    .option(
+      '--node <name>',
+      'start only this node (a member lost with its site: it comes back with its old data, so `drctl etcd rejoin` it next)',
+    )
+    .action(async (opts: { freezeSites?: boolean; node?: string }) => {
+      const { stretchedUp, startStretchedNode } = await lab();
+      if (opts.node !== undefined) {
+        const { STRETCHED } = await import('../../lab/topology.ts');
+        const names = STRETCHED.nodes.map((n) => n.name);
+        if (!names.includes(opts.node))
+          throw new UsageError(`--node: '${opts.node}' is not a stretched node (${names.join(', ')})`);
+        await startStretchedNode(opts.node);
+        process.stdout.write(
+          `stretched/${opts.node} started (sshd answers); its etcd runs its old data: \`drctl etcd rejoin --cluster ${STRETCHED.name} --node ${opts.node}\`\n`,
+        );
+        return;
+      }
       const r = await stretchedUp({ log: (m) => process.stderr.write(`${m}\n`), freezeSites: opts.freezeSites });
       process.stdout.write(`stretched cluster up in ${r.seconds.toFixed(1)} s\n  ${r.detail.join('\n  ')}\n`);
     });

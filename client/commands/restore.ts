@@ -1,6 +1,7 @@
 // `drctl etcd restore`: start the quorum-restore runbook (or its dry run, which prints the per-node plan).
 import type { Command } from 'commander';
 import { registerEtcdLatencyCommand } from './etcd-latency.ts';
+import { registerEtcdRecoverCommands } from './etcd-recover.ts';
 import { registerEtcdTuneCommand } from './etcd-tune.ts';
 import type { RestoreResult } from '../../common/restore.ts';
 import { findCluster } from '../../config/load.ts';
@@ -51,6 +52,7 @@ export function registerRestoreCommands(program: Command) {
   const etcd = program.command('etcd').description('etcd runbooks');
   registerEtcdLatencyCommand(etcd, program);
   registerEtcdTuneCommand(etcd, program);
+  registerEtcdRecoverCommands(etcd, program);
   etcd
     .command('restore')
     .description(

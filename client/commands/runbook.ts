@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { isGrpcServiceError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { rootMessage, UsageError } from '../../common/errors.ts';
+import { ATTEST_PREFIX } from '../../common/etcd-recover.ts';
 import {
   type DecisionRecord,
   FINAL_PHASES,
@@ -115,6 +116,10 @@ export function registerRunbookCommands(program: Command) {
       )
       .option('--reason <text>', 'why (signed with the decision)')
       .option(
+        '--attest <text>',
+        'etcd recover: how the members whose hosts do not answer are fenced, e.g. "site A is powered off" (signed with the decision)',
+      )
+      .option(
         '--sign-only',
         "print the signed decision as JSON, to paste into the Web UI's Signal input, and send nothing",
       )
@@ -123,9 +128,14 @@ export function registerRunbookCommands(program: Command) {
       .action(
         async (
           workflowId: string,
-          opts: { key?: string; reason?: string; signOnly?: boolean; valid: string; as?: string },
+          opts: { key?: string; reason?: string; attest?: string; signOnly?: boolean; valid: string; as?: string },
         ) => {
           const validMs = validityMs(opts.valid);
+          if (opts.attest !== undefined) {
+            if (!approve) throw new UsageError('--attest: only an approval attests');
+            if (!opts.attest.trim()) throw new UsageError('--attest: say how the lost members are fenced');
+            opts.reason = `${ATTEST_PREFIX} ${opts.attest.trim()}${opts.reason ? ` (${opts.reason})` : ''}`;
+          }
           await withTemporal(cfgPath(), async ({ client, config }) => {
             await describeRun(client, workflowId);
             const unsignedAs =

@@ -402,7 +402,7 @@ describe('drctl runs: the visibility query', () => {
   const sites = ['site-a', 'site-b'];
   it('every runbook unless one is named; flags become search attribute clauses', () => {
     expect(runsQuery({}, sites)).toBe(
-      "DrctlRunbook IN ('cluster-health', 'etcd-latency', 'etcd-tune', 'etcd-snapshot', 'etcd-restore', 'site-failover', 'health-watch', 'drill', 'fence-on-return', 'namespace-restore', 'audit', 'protect-namespaces')",
+      "DrctlRunbook IN ('cluster-health', 'etcd-latency', 'etcd-tune', 'etcd-recover', 'etcd-rejoin', 'etcd-snapshot', 'etcd-restore', 'site-failover', 'health-watch', 'drill', 'fence-on-return', 'namespace-restore', 'audit', 'protect-namespaces')",
     );
     expect(runsQuery({ runbook: 'etcdRestore', phase: 'needs-attention', site: 'site-b' }, sites)).toBe(
       "DrctlRunbook = 'etcd-restore' AND DrctlPhase = 'needs-attention' AND DrctlSites = 'site-b'",
