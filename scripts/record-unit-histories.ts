@@ -2,15 +2,24 @@
 // needs-attention) on Temporal's time-skipping test server with the unit project's mocked
 // activities: the workflow code's decisions are what replay checks, and these paths are hard to
 // reach on demand on the lab. The happy paths are recorded on the lab (scripts/record-histories.ts).
-//   npx tsx scripts/record-unit-histories.ts
+//   npx tsx scripts/record-unit-histories.ts [name ...]   (only the named ones; all without a name)
 import { writeFileSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { drillImpl, failoverImpl, type Impl, once, restoreImpl } from '../test/unit/support/mocks.ts';
+import {
+  drillImpl,
+  failoverImpl,
+  type Impl,
+  once,
+  recoverImpl,
+  rejoinImpl,
+  restoreImpl,
+} from '../test/unit/support/mocks.ts';
 import { type Calls, mockActivities, timeSkipping, withWorker } from '../test/unit/support/time-skipping.ts';
 
 const { env, bundle } = await timeSkipping();
 let n = 0;
+const only = process.argv.slice(2);
 
 async function record(
   name: string,
@@ -19,6 +28,7 @@ async function record(
   start: { type: string; args: unknown[] },
   drive: (h: WorkflowHandle) => Promise<unknown>,
 ) {
+  if (only.length && !only.includes(name)) return;
   const calls: Calls = [];
   const taskQueue = `record-${name}`;
   await withWorker(env, bundle, mockActivities(impl, calls, failures), taskQueue, async () => {
@@ -69,4 +79,22 @@ await record('dr-drill-failed', drillImpl, [{ activity: 'verifySite' }], drill, 
     await new Promise((r) => setTimeout(r, 50));
   await h.signal('signoff', { by: 'alice', comment: 'failed on purpose' });
 });
+// etcd recover and rejoin: their happy paths too (the lab's is site A killed, test/stretched.test.ts).
+const recover = { type: 'etcdRecover', args: [{ cluster: 'stretched', requestedBy: 'alice' }] };
+const attest = (h: WorkflowHandle) => h.signal('approve', { by: 'bob', reason: 'attest: site A is powered off' });
+await record('etcd-recover', recoverImpl, [], recover, attest);
+await record(
+  'etcd-recover-compensated',
+  recoverImpl,
+  [{ activity: 'startComponent', when: once((i) => i.node === 'b1') }],
+  recover,
+  attest,
+);
+await record(
+  'etcd-rejoin',
+  rejoinImpl,
+  [],
+  { type: 'etcdRejoin', args: [{ cluster: 'stretched', node: 'a1', requestedBy: 'alice' }] },
+  approve,
+);
 await env.teardown();

@@ -7,13 +7,16 @@
 // it, so the other files run on the two sites alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdLatencyReport } from '../common/etcd-tuning.ts';
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { nodeProcesses } from '../lab/namespaces.ts';
+import { thawSites } from '../lab/stretched.ts';
 import { bin, onHost, paths, STRETCHED } from '../lab/topology.ts';
 import { drctlCli, ensureLabHealthy, until } from './support/lab.ts';
 
+const run = promisify(execFile);
 const cli = (args: string[]) => drctlCli(['--config', paths.config, ...args]);
 
 async function link(args: string[]) {
@@ -156,38 +159,44 @@ function manifestTuning() {
   );
 }
 
-/**
- * A client writing through the roll-out: one put every 250 ms from this machine with every member
- * as an endpoint (etcdctl fails over between them) and a 5 s command timeout: the budget. A write
- * that fails within it is counted.
- */
-function writer() {
-  const pki = (f: string) => onHost(STRETCHED.nodes[0]!, `/etc/kubernetes/pki/etcd/${f}`);
-  const args = [
-    `--endpoints=${STRETCHED.nodes.map((n) => `https://${n.ip}:2379`).join(',')}`,
+/** etcdctl from this machine against `nodes`' members, with a healthcheck client certificate. */
+function etcdctlArgs(nodes = STRETCHED.nodes, timeout = '5s') {
+  const pki = (f: string) => onHost(STRETCHED.nodes[3]!, `/etc/kubernetes/pki/etcd/${f}`);
+  return [
+    `--endpoints=${nodes.map((n) => `https://${n.ip}:2379`).join(',')}`,
     `--cacert=${pki('ca.crt')}`,
     `--cert=${pki('healthcheck-client.crt')}`,
     `--key=${pki('healthcheck-client.key')}`,
-    '--command-timeout=5s',
+    `--command-timeout=${timeout}`,
   ];
+}
+
+function etcdctl(args: string[], nodes = STRETCHED.nodes): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(join(bin.etcdVersionDir(STRETCHED.etcdVersion), 'etcdctl'), [...etcdctlArgs(nodes), ...args]);
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+/**
+ * A client writing through the roll-out (or the loss): one put every 250 ms from this machine with
+ * `nodes` as endpoints (etcdctl fails over between them) and a 5 s command timeout: the budget. A
+ * write that fails within it is counted; each acknowledged one is kept with when it was.
+ */
+function writer(prefix = '/drctl-test/tune', nodes = STRETCHED.nodes) {
   let stop = false;
   const failures: string[] = [];
-  let ok = 0;
+  const acked: { key: string; at: number }[] = [];
   const done = (async () => {
     for (let i = 0; !stop; i++) {
       const t = Date.now();
-      const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
-        const p = spawn(join(bin.etcdVersionDir(STRETCHED.etcdVersion), 'etcdctl'), [
-          ...args,
-          'put',
-          `/drctl-test/tune/${i}`,
-          String(t),
-        ]);
-        let err = '';
-        p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-        p.on('close', (code) => resolve({ code, err }));
-      });
-      if (r.code === 0) ok++;
+      const key = `${prefix}/${i}`;
+      const r = await etcdctl(['put', key, String(t)], nodes);
+      if (r.code === 0) acked.push({ key, at: Date.now() });
       else failures.push(`${new Date(t).toISOString()}: ${r.err.trim().split('\n').pop()}`);
       await new Promise((res) => setTimeout(res, Math.max(0, 250 - (Date.now() - t))));
     }
@@ -196,7 +205,7 @@ function writer() {
     stop: async () => {
       stop = true;
       await done;
-      return { ok, failures };
+      return { ok: acked.length, acked, failures };
     },
   };
 }
@@ -313,6 +322,159 @@ describe('drctl etcd tune on the stretched cluster at 7 ms', () => {
         120_000,
         5000,
       );
+    },
+    20 * 60_000,
+  );
+});
+
+describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
+  const asAlice = ['--as', 'alice', '--key', paths.personKey('alice')];
+  const B = STRETCHED.nodes.filter((n) => n.location === 'site-b');
+  const ROOT = '/drctl-test/recover';
+
+  /** The run waits at its gate (its preflight done): the approver decides on that evidence. */
+  async function atGate(id: string) {
+    const st = await until(
+      `${id} waits at its gate`,
+      async () =>
+        JSON.parse((await cli(['status', id, '--json'])).stdout) as {
+          phase: string;
+          error?: string;
+          evidence?: Record<string, unknown>;
+          steps: { step: string; detail?: string; items: Record<string, string> }[];
+        },
+      (x) => x.phase !== 'running',
+      180_000,
+      1000,
+    );
+    expect(st.phase, st.error).toBe('waiting-approval');
+    return st;
+  }
+
+  const members = async () => {
+    const r = await etcdctl(['member', 'list', '-w', 'json'], B);
+    expect(r.code, r.err).toBe(0);
+    return ((JSON.parse(r.out) as { members: { name: string }[] }).members ?? []).map((m) => m.name).sort();
+  };
+
+  beforeAll(async () => {
+    // The measurements are over: the sites run again (site A must, to burn).
+    thawSites();
+    await link(['--rtt', '0ms']);
+  }, 120_000);
+
+  afterAll(async () => {
+    await cli(['lab', 'site', 'up', 'site-a']);
+  }, 300_000);
+
+  it('refused while a quorum is reachable: nothing is forced, nothing changed', async () => {
+    const r = await cli(['etcd', 'recover', '--cluster', 'stretched', '--wait', ...asAlice]);
+    expect(r.status, r.stdout.slice(-1500)).toBe(1);
+    expect(r.stdout).toMatch(/quorum is reachable: \w+ follows leader/);
+    expect(await members()).toEqual(STRETCHED.nodes.map((n) => n.name).sort());
+  });
+
+  it(
+    'after `lab site down site-a --hard`: the freshest survivor keeps every write acknowledged before the loss, two members, the API serves',
+    async () => {
+      const w = writer(ROOT, B);
+      await new Promise((r) => setTimeout(r, 4000));
+      const lostAt = Date.now();
+      const down = await cli(['lab', 'site', 'down', 'site-a', '--hard']);
+      expect(down.status, down.stderr).toBe(0);
+      expect(down.stdout).toContain('stretched/a1 killed (lost with the site)');
+      await new Promise((r) => setTimeout(r, 2000));
+      const { acked } = await w.stop();
+      const before = acked.filter((a) => a.at < lostAt);
+      expect(before.length).toBeGreaterThan(5);
+      // Nothing after the loss was acknowledged: quorum went with site A.
+      expect(acked.filter((a) => a.at > lostAt + 1000)).toEqual([]);
+
+      const start = await cli(['etcd', 'recover', '--cluster', 'stretched', ...asAlice]);
+      expect(start.status, start.stderr).toBe(0);
+      const gate = await atGate('etcd-recover-stretched');
+      expect(gate.evidence).toMatchObject({ attestationNeeded: ['a1', 'a2', 'a3'] });
+      // An approval that does not say how the lost members are fenced is refused; the gate stays shut.
+      const bare = await cli(['approve', 'etcd-recover-stretched', '--key', paths.personKey('bob'), '--reason', 'go']);
+      expect(bare.status).toBe(2);
+      expect(bare.stderr).toContain('approve with --attest');
+      const ok = await cli([
+        'approve',
+        'etcd-recover-stretched',
+        '--key',
+        paths.personKey('bob'),
+        '--attest',
+        'site A burned: lab site down --hard killed every host',
+      ]);
+      expect(ok.status, ok.stderr).toBe(0);
+      const t0 = Date.now();
+      const r = await cli(['status', 'etcd-recover-stretched', '--wait']);
+      const seconds = (Date.now() - t0) / 1000;
+      expect(r.status, r.stdout.slice(-2500)).toBe(0);
+      const st = JSON.parse((await cli(['status', 'etcd-recover-stretched', '--json'])).stdout) as {
+        steps: { step: string; detail?: string; items: Record<string, string> }[];
+      };
+      expect(st.steps.find((s) => s.step === 'fence')?.items.a1).toContain('fenced by attestation');
+      console.log(
+        `[recover] after the gate: ${seconds.toFixed(1)} s; ${st.steps.map((s) => `${s.step}: ${s.detail ?? ''}`).join(' | ')}`,
+      );
+
+      expect(await members()).toEqual(['b1', 'b2']);
+      // Every write acknowledged before the loss is there.
+      const got = await etcdctl(['get', ROOT, '--prefix', '--keys-only'], B);
+      expect(got.code, got.err).toBe(0);
+      const present = new Set(got.out.split('\n').filter(Boolean));
+      const missing = before.filter((a) => !present.has(a.key));
+      console.log(
+        `[recover] writes acknowledged before the loss: ${before.length}, present: ${before.length - missing.length}; the newest ${before.at(-1)!.key} ${lostAt - before.at(-1)!.at} ms before the loss`,
+      );
+      expect(missing.map((m) => `${m.key} acked ${lostAt - m.at} ms before the loss`)).toEqual([]);
+      // The API server on site B serves, on the recovered etcd.
+      const api = await run(join(bin.kubeDir, 'kubectl'), [
+        '--kubeconfig',
+        STRETCHED.kubeconfig,
+        '--server',
+        STRETCHED.apiserver,
+        '--request-timeout=10s',
+        'get',
+        'namespaces',
+        '-o',
+        'name',
+      ]);
+      expect(api.stdout).toContain('namespace/kube-system');
+    },
+    15 * 60_000,
+  );
+
+  it(
+    'the lost members come back one at a time and rejoin wiped: their old data kept aside, never started',
+    async () => {
+      for (const [i, name] of ['a1', 'a2', 'a3'].entries()) {
+        const up = await cli(['lab', 'stretched', 'up', '--node', name]);
+        expect(up.status, up.stderr).toBe(0);
+        const start = await cli(['etcd', 'rejoin', '--cluster', 'stretched', '--node', name, ...asAlice]);
+        expect(start.status, start.stderr).toBe(0);
+        const id = `etcd-rejoin-stretched-${name}`;
+        await atGate(id);
+        const ok = await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', 'test']);
+        expect(ok.status, ok.stderr).toBe(0);
+        const r = await cli(['status', id, '--wait', '--json']);
+        expect(r.status, r.stdout.slice(-2500)).toBe(0);
+        const result = (JSON.parse(r.stdout) as { result: { oldDataAt: string; members: string[] } }).result;
+        expect(result.members).toHaveLength(3 + i);
+        // Its old data is where the run says, on the node's disk, and the member runs fresh data.
+        const node = STRETCHED.nodes.find((n) => n.name === name)!;
+        expect(existsSync(onHost(node, result.oldDataAt)), result.oldDataAt).toBe(true);
+        expect(await members()).toEqual([...['a1', 'a2', 'a3'].slice(0, i + 1), 'b1', 'b2'].sort());
+      }
+      const rep = await until(
+        'the advisor sees five members with one leader',
+        async () => (await latency()).report,
+        (x) => x.members.length === 5 && !!x.leader && x.problems.length === 0,
+        120_000,
+        3000,
+      );
+      expect(rep.members).toHaveLength(5);
     },
     20 * 60_000,
   );

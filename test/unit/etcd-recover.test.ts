@@ -5,32 +5,12 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundle } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attestationOf, planRecover, type RecoverMemberState } from '../../common/etcd-recover.ts';
+import { attestationOf, planRecover } from '../../common/etcd-recover.ts';
 import { manifestWithFlags } from '../../common/etcd-tuning.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
 import { etcdCommandOf, flagOf } from '../../gateways/recover-node.ts';
-import { approvalImpl, type Impl, once, restoreImpl } from './support/mocks.ts';
+import { lostMember as lost, member, once, recoverImpl, rejoinImpl, SITE_A_LOST } from './support/mocks.ts';
 import { type Calls, mockActivities, timeSkipping, withWorker } from './support/time-skipping.ts';
-
-const member = (node: string, over: Partial<RecoverMemberState> = {}): RecoverMemberState => ({
-  node,
-  site: node.startsWith('a') ? 'site-a' : 'site-b',
-  memberName: node,
-  peerUrl: `https://10.0.0.${node.charCodeAt(0)}${node.slice(1)}:2380`,
-  reachable: true,
-  etcdRunning: true,
-  leader: '0',
-  ...over,
-});
-const lost = (node: string) =>
-  member(node, { reachable: false, etcdRunning: false, leader: undefined, error: 'refused' });
-const SITE_A_LOST = [
-  lost('a1'),
-  lost('a2'),
-  lost('a3'),
-  member('b1', { raftIndex: 120, revision: 90, walWrittenAt: '2026-12-04T10:00:00.000Z' }),
-  member('b2', { raftIndex: 121, revision: 91 }),
-];
 
 describe('planRecover', () => {
   it('keeps the survivor with the highest committed raft index, adds the other back, drops the lost ones (attested)', () => {
@@ -140,52 +120,6 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-const NODES = ['a1', 'a2', 'a3', 'b1', 'b2'];
-const recoverImpl: Impl = {
-  ...approvalImpl,
-  loadApprovalPolicy: restoreImpl.loadApprovalPolicy,
-  describeEtcdLayout: () =>
-    NODES.map((n) => ({ node: n, host: n, peerPort: 2380, site: n[0] === 'a' ? 'site-a' : 'site-b' })),
-  readRecoverMember: (i: { node: string }) => SITE_A_LOST.find((m) => m.node === i.node),
-  listSnapshots: () => ({
-    snapshots: [{ key: 's/1', takenAt: '2026-12-04T09:50:00.000Z', revision: 40 }],
-    ignored: [],
-  }),
-  recoverMemberPlan: (i: { node: string }) => ({
-    node: i.node,
-    memberName: i.node,
-    peerUrl: `https://${i.node}:2380`,
-    clientUrl: `https://${i.node}:2379`,
-    dataDir: '/var/lib/etcd',
-    asideDir: '/var/lib/etcd.drctl-t',
-    workDir: '/var/lib/drctl-recover-t',
-    stagedSnapshot: '',
-    tool: 'etcdutl',
-    markCompacted: false,
-    apiserver: true,
-    restoreCommand: '',
-  }),
-  stopComponent: () => 'stopped',
-  startComponent: () => 'started',
-  moveDataDirAside: () => 'moved',
-  copyAsideBack: () => 'copied',
-  forceNewCluster: () => 'forced',
-  addMember: () => ({
-    outcome: 'added',
-    initialCluster: 'b2=https://b2:2380,b1=https://b1:2380',
-    members: ['b2', 'b1'],
-  }),
-  setJoinFlags: () => 'written',
-  verifyQuorum: (i: { plan: { nodes: { memberName: string; peerUrl: string }[] } }) => ({
-    revision: 95,
-    leader: 'b2',
-    members: i.plan.nodes.map((n) => `${n.memberName}=${n.peerUrl}`),
-  }),
-  waitApiserverReady: () => 'ok',
-  putOriginalBack: () => 'put-back',
-  restoreEtcdManifest: () => 'restored',
-};
-
 let seq = 0;
 const status = (h: WorkflowHandle) => h.query<RunbookStatus>('status');
 async function until(h: WorkflowHandle, phase: string): Promise<RunbookStatus> {
@@ -292,5 +226,52 @@ describe('etcd recover runbook', () => {
       'putOriginalBack b2',
       'startComponent b2',
     ]);
+  });
+});
+
+describe('etcd rejoin runbook', () => {
+  async function rejoin(failures: Parameters<typeof mockActivities>[2] = []) {
+    const calls: Calls = [];
+    const tq = `tq-rejoin-${++seq}`;
+    return withWorker(env, bundle, mockActivities(rejoinImpl, calls, failures), tq, async () => {
+      const h = await env.client.workflow.start('etcdRejoin', {
+        taskQueue: tq,
+        workflowId: `etcd-rejoin-${Date.now()}-${seq}`,
+        args: [{ cluster: 'stretched', node: 'a1', requestedBy: 'alice' }],
+      });
+      const gate = await until(h, 'waiting-approval');
+      expect(gate.evidence).toMatchObject({ node: 'a1', via: 'b1', members: ['b1', 'b2', 'a1'] });
+      await h.signal('approve', { by: 'bob', reason: 'test' });
+      const out = await h.result().then(
+        (result: unknown) => ({ result, error: undefined }),
+        (e: unknown) => ({ result: undefined, error: ((e as WorkflowFailedError).cause as { type?: string }).type }),
+      );
+      return { calls, st: await status(h), ...out };
+    });
+  }
+  const nodeOf = (c: { input: unknown }) => (c.input as { node: string }).node;
+
+  it('wipes the returning member (its data moved aside), adds it through a member with a leader, starts it', async () => {
+    const { calls, result } = await rejoin();
+    expect(result).toMatchObject({ outcome: 'rejoined', node: 'a1', oldDataAt: '/var/lib/etcd.drctl-t' });
+    expect(calls.filter((c) => CHANGES.test(c.name)).map((c) => `${c.name} ${nodeOf(c)}`)).toEqual([
+      'stopComponent a1',
+      'moveDataDirAside a1',
+      'addMember a1',
+      'setJoinFlags a1',
+      'startComponent a1',
+    ]);
+    expect(calls.find((c) => c.name === 'addMember')?.input).toMatchObject({ via: 'b1', node: 'a1' });
+  });
+
+  it('a member that does not come up is removed again and left stopped; its old data stays aside', async () => {
+    const { calls, st, error } = await rejoin([{ activity: 'verifyQuorum', when: once(() => true) }]);
+    expect(error).toBe('Compensated');
+    expect(st.phase).toBe('compensated');
+    const after = calls
+      .slice(calls.findIndex((c) => c.name === 'verifyQuorum') + 1)
+      .map((c) => `${c.name} ${nodeOf(c)}`);
+    expect(after).toEqual(['removeMember a1', 'stopComponent a1']);
+    expect(calls.some((c) => c.name === 'putOriginalBack')).toBe(false);
   });
 });

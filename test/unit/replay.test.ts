@@ -37,6 +37,9 @@ describe('replay of committed histories', () => {
       'dr-drill-failed.json',
       'dr-drill.json',
       'etcd-latency.json',
+      'etcd-recover-compensated.json',
+      'etcd-recover.json',
+      'etcd-rejoin.json',
       'etcd-restore-cancelled.json',
       'etcd-restore-compensated.json',
       'etcd-restore-needs-attention.json',
@@ -84,6 +87,13 @@ describe('replay of committed histories', () => {
       'Compensated',
     ],
     ['site-failover-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', [], undefined],
+    // Mocked (scripts/record-unit-histories.ts): b1's etcd did not start; b1, then b2, put back.
+    [
+      'etcd-recover-compensated.json',
+      'EVENT_TYPE_WORKFLOW_EXECUTION_FAILED',
+      ['putOriginalBack', 'restoreEtcdManifest'],
+      'Compensated',
+    ],
     ['dr-drill-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', [], undefined],
     // Recorded on the lab before the verify step waited for the API server to load the policy.
     [

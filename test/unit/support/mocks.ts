@@ -1,6 +1,7 @@
 // The mocked activities the unit project's runbook tests (and scripts/record-unit-histories.ts) run
 // the workflows with: what each runbook reads, shaped as the real activities return it.
 import type { Activities } from '../../../activities/index.ts';
+import type { RecoverMemberState } from '../../../common/etcd-recover.ts';
 import { createLeaseActivities } from '../../../activities/lease.ts';
 import type { Gateways } from '../../../gateways/index.ts';
 
@@ -192,3 +193,89 @@ export function once(match: (input: { component?: string; node?: string }) => bo
     return (done = true);
   };
 }
+
+// ---- etcd recover (test/unit/etcd-recover.test.ts): site A's three members lost, b1 and b2 without a leader
+
+export const member = (node: string, over: Partial<RecoverMemberState> = {}): RecoverMemberState => ({
+  node,
+  site: node.startsWith('a') ? 'site-a' : 'site-b',
+  memberName: node,
+  peerUrl: `https://10.0.0.${node.charCodeAt(0)}${node.slice(1)}:2380`,
+  reachable: true,
+  etcdRunning: true,
+  leader: '0',
+  ...over,
+});
+export const lostMember = (node: string) =>
+  member(node, { reachable: false, etcdRunning: false, leader: undefined, error: 'refused' });
+export const SITE_A_LOST = [
+  lostMember('a1'),
+  lostMember('a2'),
+  lostMember('a3'),
+  member('b1', { raftIndex: 120, revision: 90, walWrittenAt: '2026-12-04T10:00:00.000Z' }),
+  member('b2', { raftIndex: 121, revision: 91 }),
+];
+
+const STRETCHED_NODES = ['a1', 'a2', 'a3', 'b1', 'b2'];
+export const recoverImpl: Impl = {
+  ...approvalImpl,
+  loadApprovalPolicy: restoreImpl.loadApprovalPolicy,
+  describeEtcdLayout: () =>
+    STRETCHED_NODES.map((n) => ({ node: n, host: n, peerPort: 2380, site: n[0] === 'a' ? 'site-a' : 'site-b' })),
+  readRecoverMember: (i: { node: string }) => SITE_A_LOST.find((m) => m.node === i.node),
+  listSnapshots: () => ({
+    snapshots: [{ key: 's/1', takenAt: '2026-12-04T09:50:00.000Z', revision: 40 }],
+    ignored: [],
+  }),
+  recoverMemberPlan: (i: { node: string }) => ({
+    node: i.node,
+    memberName: i.node,
+    peerUrl: `https://${i.node}:2380`,
+    clientUrl: `https://${i.node}:2379`,
+    dataDir: '/var/lib/etcd',
+    asideDir: '/var/lib/etcd.drctl-t',
+    workDir: '/var/lib/drctl-recover-t',
+    stagedSnapshot: '',
+    tool: 'etcdutl',
+    markCompacted: false,
+    apiserver: true,
+    restoreCommand: '',
+  }),
+  stopComponent: () => 'stopped',
+  startComponent: () => 'started',
+  moveDataDirAside: () => 'moved',
+  copyAsideBack: () => 'copied',
+  forceNewCluster: () => 'forced',
+  addMember: () => ({
+    outcome: 'added',
+    initialCluster: 'b2=https://b2:2380,b1=https://b1:2380',
+    members: ['b2', 'b1'],
+  }),
+  setJoinFlags: () => 'written',
+  verifyQuorum: (i: { plan: { nodes: { memberName: string; peerUrl: string }[] } }) => ({
+    revision: 95,
+    leader: 'b2',
+    members: i.plan.nodes.map((n) => `${n.memberName}=${n.peerUrl}`),
+  }),
+  waitApiserverReady: () => 'ok',
+  putOriginalBack: () => 'put-back',
+  restoreEtcdManifest: () => 'restored',
+};
+
+// ---- etcd rejoin: b1 and b2 a cluster of two with a leader, a1 back with its old data
+export const rejoinImpl: Impl = {
+  ...recoverImpl,
+  readRecoverMember: (i: { node: string }) =>
+    i.node === 'a1'
+      ? member('a1', { raftIndex: 80, revision: 60 })
+      : i.node.startsWith('a')
+        ? lostMember(i.node)
+        : member(i.node, { raftIndex: 200, revision: 150, leader: 'b2' }),
+  listMembers: () => [
+    { name: 'b1', peerUrl: member('b1').peerUrl },
+    { name: 'b2', peerUrl: member('b2').peerUrl },
+    { name: 'a1', peerUrl: member('a1').peerUrl },
+  ],
+  addMember: () => ({ outcome: 'added', initialCluster: 'b1=x,b2=y,a1=z', members: ['b1', 'b2', 'a1'] }),
+  removeMember: () => 'removed',
+};
