@@ -4,10 +4,11 @@
 //   2 go/no-go (members whose hosts do not answer: the approval attests they are fenced)
 //   3 recheck (still no leader anywhere, the same freshest survivor)
 //   4 fence: every dropped member whose host answers gets its etcd manifest parked
-//   5 force-new-cluster: the freshest survivor stopped, its data dir moved aside and copied back,
-//     `etcd --force-new-cluster` once on the copy, started again by its kubelet: a cluster of one
-//   6 add-survivors: each other survivor, one at a time: stopped, its data moved aside, member add,
-//     its manifest set to join, started, quorum proved
+//   5 force-new-cluster: every other survivor stopped; the freshest one stopped, its data dir moved
+//     aside and copied back, `etcd --force-new-cluster` once on the copy, started again by its
+//     kubelet: a cluster of one
+//   6 add-survivors: each other survivor, one at a time: its data moved aside, member add, its
+//     manifest set to join, started, quorum proved
 //   7 verify: the members are the survivors, one leader, the revision kept, the API server ready
 // Undo (registered before each member is touched): its etcd stopped, its original data dir and
 // manifest back, started again (the cluster as it was: no quorum, nothing lost); a fenced member's
@@ -176,7 +177,9 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
         s.detail = plan.dropped.map((d) => `${d.node}: ${d.fence}`).join('; ');
       });
 
-      // 5. The freshest survivor: a cluster of one on its own data.
+      // 5. The freshest survivor: a cluster of one on its own data. Every other survivor is stopped
+      //    first: a member still running while another forces a new cluster keeps sending it raft
+      //    messages (etcd: --force-new-cluster "panics if other members are still alive").
       const keep = await planOf(plan.keep);
       const memberUndo = (p: NodePlan, manifestToo: boolean) => async () => {
         await undo.stopComponent({ cluster, node: p.node, plan: p, component: 'etcd' });
@@ -184,7 +187,20 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
         if (manifestToo) await undo.restoreEtcdManifest({ cluster, node: p.node, plan: p });
         await undo.startComponent({ cluster, node: p.node, plan: p, component: 'etcd' });
       };
+      const others: NodePlan[] = [];
       await run('force-new-cluster', async (s) => {
+        for (const node of plan.addBack) {
+          const p = await planOf(node);
+          rb.undo(
+            `${node}: its original data and manifest back`,
+            memberUndo(p, true),
+            `${node}: etcd stopped, ${p.asideDir} back at ${p.dataDir} (if moved), the original manifest back, etcd started`,
+          );
+          s.items[node] = 'stopping etcd';
+          await quick.stopComponent({ cluster, node, plan: p, component: 'etcd' });
+          s.items[node] = 'stopped (added back next)';
+          others.push(p);
+        }
         rb.undo(
           `${plan.keep}: its original data back`,
           memberUndo(keep, false),
@@ -207,16 +223,9 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
       // 6. Every other survivor added back, one at a time, wiped: it syncs from the forced member.
       const joined: NodePlan[] = [keep];
       await run('add-survivors', async (s) => {
-        for (const node of plan.addBack) s.items[node] = 'pending';
-        for (const node of plan.addBack) {
-          const p = await planOf(node);
-          rb.undo(
-            `${node}: its original data and manifest back`,
-            memberUndo(p, true),
-            `${node}: etcd stopped, ${p.asideDir} back at ${p.dataDir}, the original manifest back, etcd started`,
-          );
-          s.items[node] = 'stopping etcd';
-          await quick.stopComponent({ cluster, node, plan: p, component: 'etcd' });
+        for (const p of others) s.items[p.node] = 'pending';
+        for (const p of others) {
+          const node = p.node;
           s.items[node] = `moving ${p.dataDir} aside`;
           await quick.moveDataDirAside({ cluster, node, plan: p });
           s.items[node] = `member add through ${plan.keep}`;

@@ -187,12 +187,12 @@ describe('etcd recover runbook', () => {
       .filter((c) => CHANGES.test(c.name))
       .map((c) => `${c.name} ${(c.input as { node: string }).node}`);
     expect(changes).toEqual([
+      'stopComponent b1',
       'stopComponent b2',
       'moveDataDirAside b2',
       'copyAsideBack b2',
       'forceNewCluster b2',
       'startComponent b2',
-      'stopComponent b1',
       'moveDataDirAside b1',
       'addMember b1',
       'setJoinFlags b1',
@@ -203,7 +203,7 @@ describe('etcd recover runbook', () => {
     );
   });
 
-  it("a failure adding the second survivor back undoes both: each one's original data (and manifest) back, newest first", async () => {
+  it("a failure adding the second survivor back undoes both, newest first: each one's original data (and manifest) back, started", async () => {
     const { st, error, calls } = await recover(
       ['attest: site A is powered off'],
       [{ activity: 'startComponent', when: once((i) => i.node === 'b1') }],
@@ -211,20 +211,20 @@ describe('etcd recover runbook', () => {
     expect(error?.type).toBe('Compensated');
     expect(st.phase).toBe('compensated');
     expect(Object.keys(st.steps.find((s) => s.step === 'compensate')?.items ?? {})).toEqual([
-      'b1: its original data and manifest back',
       'b2: its original data back',
+      'b1: its original data and manifest back',
     ]);
     const undos = calls
       .slice(calls.findIndex((c) => c.name === 'putOriginalBack') - 1)
       .map((c) => `${c.name} ${(c.input as { node: string }).node}`);
     expect(undos).toEqual([
+      'stopComponent b2',
+      'putOriginalBack b2',
+      'startComponent b2',
       'stopComponent b1',
       'putOriginalBack b1',
       'restoreEtcdManifest b1',
       'startComponent b1',
-      'stopComponent b2',
-      'putOriginalBack b2',
-      'startComponent b2',
     ]);
   });
 });
