@@ -8,7 +8,8 @@ import { type RecoverMemberState, initialClusterOf } from '../common/etcd-recove
 import { type NodePlan, runTag } from '../common/restore.ts';
 import type { Gateways } from '../gateways/index.ts';
 import type { RecoverNode } from '../gateways/recover-node.ts';
-import { heartbeating } from './support.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { heartbeat, heartbeating } from './support.ts';
 
 type NodeRef = { cluster: string; node: string };
 
@@ -77,29 +78,22 @@ export function createEtcdRecoverActivities(gw: Gateways) {
       const running = await node(r)
         .etcdProcessRunning()
         .catch(() => false);
-      const st = running
-        ? await gw
-            .etcd(r.cluster, r.node)
-            .status()
-            .catch((err: Error) => err)
-        : undefined;
-      const answered = st && !(st instanceof Error) ? st : undefined;
+      const m = data.metrics;
       return {
         ...base,
         reachable: true,
         etcdRunning: running,
         parked: data.manifest === 'parked',
         walWrittenAt: data.walWrittenAt,
-        ...(answered
+        ...(m && running
           ? {
-              memberId: answered.memberId,
-              leader: answered.leader,
-              revision: answered.revision,
-              raftIndex: answered.raftIndex,
-              raftTerm: answered.raftTerm,
+              memberId: m.memberId,
+              hasLeader: m.hasLeader,
+              revision: m.revision,
+              raftIndex: Math.max(m.committed, m.applied),
             }
           : {}),
-        error: st instanceof Error ? st.message.split('\n')[0] : running ? undefined : 'etcd is not running',
+        error: !running ? 'etcd is not running' : m ? undefined : `its /metrics: ${data.metricsError ?? 'no answer'}`,
       };
     },
 
@@ -145,6 +139,31 @@ export function createEtcdRecoverActivities(gw: Gateways) {
             .join(', ')}): etcd adds one member at a time; start or remove it first`,
         );
       return { outcome: r.outcome, initialCluster: initialClusterOf(listed), members: listed.map((m) => m.name) };
+    },
+
+    /**
+     * The learner `node` made a voting member through `via` once it has caught up with the leader
+     * (etcd refuses before): tried every second until `timeoutMs`, heartbeating.
+     */
+    async promoteMember(input: {
+      cluster: string;
+      via: string;
+      node: string;
+      timeoutMs: number;
+    }): Promise<'promoted' | 'already-voting'> {
+      const peerUrl = gw.node(input.cluster, input.node).etcd.peerUrl;
+      const until = Date.now() + input.timeoutMs;
+      for (;;) {
+        const r = await gw.etcd(input.cluster, input.via).memberPromote(peerUrl);
+        heartbeat({ promote: input.node, answer: r });
+        if (r !== 'not-ready') return r;
+        if (Date.now() > until)
+          throw failure(
+            FailureType.VerificationFailed,
+            `${input.cluster}/${input.node}: still a learner not in sync with the leader after ${Math.round(input.timeoutMs / 1000)} s`,
+          );
+        await sleep(1000);
+      }
     },
 
     /** Undo of addMember: the member with the node's peer URL removed, through `via`. */

@@ -9,6 +9,7 @@ import { formatDuration } from '../common/duration.ts';
 import type { CheckResult, FailoverEvidence } from '../common/failover.ts';
 import type { NamespaceRestoreEvidence } from '../common/namespace-restore.ts';
 import type { RestoreEvidence, RestorePlan } from '../common/restore.ts';
+import type { RecoverEvidence, RejoinEvidence } from '../common/etcd-recover.ts';
 import { FINAL_PHASES, type RunbookStatus, signerText, type Step, type WorkflowType } from '../common/runbook.ts';
 import { table } from './output.ts';
 
@@ -166,6 +167,32 @@ function evidenceLines(type: WorkflowType, st: AnyStatus): string[] {
     );
     if (e.etcdSnapshot) lines.push(`etcd restore drill on ${e.to} from ${e.etcdSnapshot}`);
     for (const w of e.warnings) lines.push(`warning: ${w}`);
+    if (st.phase === 'waiting-approval')
+      lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
+  }
+  if (type === 'etcdRecover' && st.evidence) {
+    const e = st.evidence as RecoverEvidence;
+    const keep = e.survivors.find((m) => m.node === e.plan.keep);
+    lines.push(
+      `keep ${e.plan.keep}'s data: revision ${e.plan.revisionKept}, raft index ${e.plan.raftIndexKept}${keep?.walWrittenAt ? `, last write received ${keep.walWrittenAt}` : ''}; add back wiped: ${e.plan.addBack.join(', ') || 'none'}`,
+      `dropped: ${e.plan.dropped.map((d) => `${d.node} (${d.fence === 'attestation' ? 'host does not answer: needs an attestation' : d.fence})`).join(', ')}`,
+      e.newestSnapshot
+        ? `newest off-site snapshot ${e.newestSnapshot.key} (${e.newestSnapshot.takenAt}, revision ${e.newestSnapshot.revision}): a restore from it would lose ${e.revisionsBeyondSnapshot} revisions these survivors hold`
+        : 'no off-site snapshot of this cluster',
+    );
+    if (st.phase === 'waiting-approval') {
+      if (e.attestationNeeded.length)
+        lines.push(
+          `approve only with --attest "<how ${e.attestationNeeded.join(', ')} are fenced>" (e.g. "site A is powered off"): an approval without it is refused`,
+        );
+      lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
+    }
+  }
+  if (type === 'etcdRejoin' && st.evidence) {
+    const e = st.evidence as RejoinEvidence;
+    lines.push(
+      `${e.node} joins ${e.members.join(', ')} through ${e.via}, wiped: its data now (revision ${e.returning.revision ?? '?'}) is moved aside, never started again`,
+    );
     if (st.phase === 'waiting-approval')
       lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
   }

@@ -61,14 +61,20 @@ export interface RecoverMemberState {
   reachable: boolean;
   /** An etcd process runs on it (or its client port is open). */
   etcdRunning: boolean;
-  /** It answered `endpoint status`: what it holds. */
+  /**
+   * What it holds, from its own /metrics (served even while it has no leader, when its client port
+   * is not: a member restarted without a quorum never becomes ready to serve clients).
+   */
   memberId?: string;
-  /** Hex id of the leader it follows ('0': none). */
-  leader?: string;
+  /** It follows a leader (etcd_server_has_leader). */
+  hasLeader?: boolean;
   revision?: number;
-  /** The raft index it has committed (what --force-new-cluster keeps). */
+  /**
+   * The highest raft index it has committed or applied (etcd_server_proposals_committed_total is
+   * 0 after a restart without a leader; applied is then the commit index it replayed): what
+   * --force-new-cluster keeps.
+   */
   raftIndex?: number;
-  raftTerm?: number;
   /** When its WAL was last written (mtime of its newest WAL file): its last write received. */
   walWrittenAt?: string;
   /** Its etcd manifest is parked (fenced by an earlier run or by hand). */
@@ -134,7 +140,7 @@ export interface RejoinResult {
 }
 
 /** A member that has a leader: the cluster still has quorum somewhere. */
-export const hasLeader = (m: RecoverMemberState) => !!m.leader && m.leader !== '0';
+export const hasLeader = (m: RecoverMemberState) => !!m.hasLeader;
 
 /**
  * What a recover would do with these members, or why it must not run (a refusal, for a person).
@@ -146,7 +152,7 @@ export function planRecover(members: RecoverMemberState[]): { plan?: RecoverPlan
   const led = members.filter(hasLeader);
   if (led.length)
     return {
-      refusal: `quorum is reachable: ${led.map((m) => `${m.node} follows leader ${m.leader}`).join(', ')}; nothing is lost and nothing should be forced (use \`drctl etcd restore\` or wait)`,
+      refusal: `quorum is reachable: ${led.map((m) => `${m.node} has a leader`).join(', ')}; nothing is lost and nothing should be forced (use \`drctl etcd restore\` or wait)`,
     };
   const survivors = members.filter((m) => m.reachable && m.raftIndex !== undefined && !m.parked);
   if (!survivors.length)

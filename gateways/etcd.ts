@@ -42,7 +42,18 @@ export interface Member {
   name: string;
   peerURLs: string[];
   clientURLs: string[];
+  /** A raft learner: it receives the log but does not vote (it counts for no quorum). */
+  isLearner?: boolean;
 }
+
+type MemberJson = { ID: string; name: string; peerURLs?: string[]; clientURLs?: string[]; isLearner?: boolean };
+const memberOf = (m: MemberJson): Member => ({
+  id: hex(m.ID),
+  name: m.name,
+  peerURLs: m.peerURLs ?? [],
+  clientURLs: m.clientURLs ?? [],
+  ...(m.isLearner ? { isLearner: true } : {}),
+});
 
 /** etcdctl's connection flags for this node's member (endpoint and TLS files on the node). */
 function etcdctlFlags(node: NodeConfig, endpoints: string, commandTimeout: string): string {
@@ -199,7 +210,7 @@ export class EtcdGateway {
         header: { member_id: string; revision: number; raft_term: number };
         version: string;
         dbSize: number;
-        leader: string;
+        leader?: string;
         raftIndex?: number;
         errors?: string[];
       };
@@ -211,7 +222,8 @@ export class EtcdGateway {
       version: entry.Status.version,
       revision: entry.Status.header.revision,
       dbSize: entry.Status.dbSize,
-      leader: hex(entry.Status.leader),
+      // Absent when the member has no leader (etcd omits a zero).
+      leader: hex(entry.Status.leader ?? '0'),
       memberId: hex(entry.Status.header.member_id),
       raftTerm: entry.Status.header.raft_term,
       raftIndex: entry.Status.raftIndex,
@@ -259,15 +271,17 @@ export class EtcdGateway {
   }
 
   /**
-   * `etcdctl member add NAME --peer-urls=URL` through this member: the new member is in the list,
-   * unstarted, until its etcd joins. Looks first: a member already listed with that peer URL is
-   * not added twice (a retried step), it is returned.
+   * `etcdctl member add NAME --peer-urls=URL --learner` through this member: a learner receives the
+   * log but does not vote, so adding it never costs the cluster its quorum (a voting member added to
+   * a cluster of one would: the cluster needs two votes before the new member has started). Listed,
+   * unstarted, until its etcd joins; `memberPromote` makes it a voter once in sync. Looks first: a
+   * member already listed with that peer URL is not added twice (a retried step).
    */
   async memberAdd(name: string, peerUrl: string): Promise<{ outcome: 'added' | 'already-listed'; members: Member[] }> {
     const before = await this.members();
     if (before.some((m) => m.peerURLs.includes(peerUrl))) return { outcome: 'already-listed', members: before };
     const r = await this.shell.exec(
-      await this.tools.etcdctl('member-add', `member add ${shq(name)} --peer-urls=${shq(peerUrl)}`, {
+      await this.tools.etcdctl('member-add', `member add ${shq(name)} --peer-urls=${shq(peerUrl)} --learner -w json`, {
         commandTimeout: '30s',
       }),
       { timeoutMs: 45_000 },
@@ -277,7 +291,31 @@ export class EtcdGateway {
         FailureType.EtcdUnhealthy,
         `${this.shell.target.label}: member add ${name} failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`,
       );
-    return { outcome: 'added', members: await this.members() };
+    // The answer lists every member after the add (the new one without a name until it starts).
+    const added = JSON.parse(quoteBigInts(r.stdout)) as { members?: MemberJson[] };
+    return { outcome: 'added', members: (added.members ?? []).map(memberOf) };
+  }
+
+  /**
+   * `etcdctl member promote ID`: the learner with this peer URL becomes a voting member. etcd
+   * refuses while the learner is not in sync with the leader: 'not-ready' (try again). A member
+   * that already votes is 'already-voting'.
+   */
+  async memberPromote(peerUrl: string): Promise<'promoted' | 'already-voting' | 'not-ready'> {
+    const m = (await this.members()).find((x) => x.peerURLs.includes(peerUrl));
+    if (!m) throw failure(FailureType.EtcdUnhealthy, `${this.shell.target.label}: no member with peer URL ${peerUrl}`);
+    if (!m.isLearner) return 'already-voting';
+    const r = await this.shell.exec(
+      await this.tools.etcdctl('member-promote', `member promote ${shq(m.id)}`, { commandTimeout: '30s' }),
+      { timeoutMs: 45_000 },
+    );
+    if (r.code === 0) return 'promoted';
+    const why = (r.stderr || r.stdout).trim();
+    if (/not in sync|can only promote a learner member which is in sync/i.test(why)) return 'not-ready';
+    throw failure(
+      FailureType.EtcdUnhealthy,
+      `${this.shell.target.label}: member promote ${m.name || peerUrl} failed: ${why.split('\n').pop()}`,
+    );
   }
 
   /** `etcdctl member remove ID` (hex) through this member. A member not listed is 'not-listed'. */
@@ -301,15 +339,8 @@ export class EtcdGateway {
       timeoutMs: 15_000,
       check: true,
     });
-    const parsed = JSON.parse(quoteBigInts(r.stdout)) as {
-      members?: { ID: string; name: string; peerURLs?: string[]; clientURLs?: string[] }[];
-    };
-    return (parsed.members ?? []).map((m) => ({
-      id: hex(m.ID),
-      name: m.name,
-      peerURLs: m.peerURLs ?? [],
-      clientURLs: m.clientURLs ?? [],
-    }));
+    const parsed = JSON.parse(quoteBigInts(r.stdout)) as { members?: MemberJson[] };
+    return (parsed.members ?? []).map(memberOf);
   }
 }
 

@@ -28,6 +28,33 @@ export function etcdCommandOf(manifest: string): string[] {
 export const flagOf = (cmd: string[], name: string) =>
   cmd.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 
+/** What a member says of itself on /metrics. */
+export interface MemberMetrics {
+  hasLeader: boolean;
+  memberId?: string;
+  revision: number;
+  committed: number;
+  applied: number;
+}
+
+/** The few etcd metrics a recover reads (Prometheus text lines); undefined without them. */
+export function parseMemberMetrics(text: string): MemberMetrics | undefined {
+  const value = (name: string) => {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+  const hasLeader = value('etcd_server_has_leader');
+  const applied = value('etcd_server_proposals_applied_total');
+  if (hasLeader === undefined || applied === undefined) return undefined;
+  return {
+    hasLeader: hasLeader === 1,
+    memberId: /^etcd_server_id\{server_id="([0-9a-f]+)"\} 1$/m.exec(text)?.[1],
+    revision: value('etcd_debugging_mvcc_current_revision') ?? 0,
+    committed: value('etcd_server_proposals_committed_total') ?? 0,
+    applied,
+  };
+}
+
 export class RecoverNode extends RestoreNode {
   private get cp() {
     const cp = this.node.controlPlane;
@@ -40,23 +67,40 @@ export class RecoverNode extends RestoreNode {
   }
 
   /**
-   * Read-only: when the member's WAL was last written (its newest WAL file's mtime: the last entry
-   * it received) and where its etcd manifest is: live (the kubelet runs it), parked, or none.
+   * Read-only, one SSH command: when the member's WAL was last written (its newest WAL file's
+   * mtime: the last entry it received), where its etcd manifest is (live: the kubelet runs it,
+   * parked, or none), and, when live, its own /metrics on the manifest's --listen-metrics-urls
+   * (kubeadm: http://127.0.0.1:2381), which etcd serves even while it has no leader and its client
+   * port is not ready. Plain bash (/dev/tcp): no tool needed on the node.
    */
-  async lookAtData(): Promise<{ walWrittenAt?: string; manifest: 'live' | 'parked' | 'none' }> {
+  async lookAtData(): Promise<{
+    walWrittenAt?: string;
+    manifest: 'live' | 'parked' | 'none';
+    metrics?: MemberMetrics;
+    metricsError?: string;
+  }> {
     const { manifestsDir, parkedDir } = this.cp;
+    const live = `${manifestsDir}/etcd.yaml`;
     const r = await this.shell.exec(
       [
         `wal=$(ls -1t ${shq(this.node.etcd.dataDir)}/member/wal/*.wal 2>/dev/null | head -n 1 || true)`,
         'if [ -n "$wal" ]; then date -u -r "$wal" +%FT%T.%3NZ; else echo none; fi',
-        `if [ -e ${shq(`${manifestsDir}/etcd.yaml`)} ]; then echo live; elif [ -e ${shq(`${parkedDir}/etcd.yaml`)} ]; then echo parked; else echo none; fi`,
+        `if [ -e ${shq(live)} ]; then echo live; elif [ -e ${shq(`${parkedDir}/etcd.yaml`)} ]; then echo parked; else echo none; fi`,
+        `url=$(sed -n 's/.*--listen-metrics-urls=\\(http:[^ ,]*\\).*/\\1/p' ${shq(live)} 2>/dev/null | head -n 1 || true)`,
+        'echo "=== metrics"',
+        'if [ -n "$url" ]; then hp=${url#http://}; hp=${hp%%/*}',
+        '  ( exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}" && printf \'GET /metrics HTTP/1.0\\r\\n\\r\\n\' >&3 && timeout 5 cat <&3 ) 2>/dev/null | grep -E \'^etcd_(server_has_leader|server_id|server_proposals_(committed|applied)_total|debugging_mvcc_current_revision)[ {]\' || echo "no answer on $url"',
+        'else echo "no --listen-metrics-urls"; fi',
       ].join('\n'),
       { timeoutMs: 20_000, check: true },
     );
-    const [wal = 'none', where = 'none'] = r.stdout.trim().split('\n');
+    const [head, tail = ''] = r.stdout.split('=== metrics\n');
+    const [wal = 'none', where = 'none'] = head!.trim().split('\n');
+    const metrics = parseMemberMetrics(tail);
     return {
       walWrittenAt: wal === 'none' ? undefined : wal,
       manifest: where === 'live' || where === 'parked' ? where : 'none',
+      ...(metrics ? { metrics } : { metricsError: tail.trim().split('\n').pop() || 'no metrics' }),
     };
   }
 

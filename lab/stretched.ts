@@ -185,7 +185,11 @@ export async function stretchedComponents(): Promise<Component[]> {
         return { ...c, healthy: true, detail: ok };
       } catch (err) {
         const e = err as Error & { stderr?: string };
-        return { ...c, healthy: false, detail: (e.stderr?.trim() || e.message).split('\n')[0]! };
+        const why = (e.stderr?.trim() || e.message).split('\n')[0]!;
+        // With members lost on purpose the rest may have no quorum: reported, not waited for.
+        return lost.size
+          ? { ...c, healthy: false, downOnPurpose: true, detail: `members lost on purpose, quorum may be gone: ${why}` }
+          : { ...c, healthy: false, detail: why };
       }
     };
     const etcd = check('etcd', `${n.ip}:2379`, 'healthy', () =>
@@ -295,6 +299,13 @@ export async function stretchedUp(
   // Before kubeadm: its joins already reach the other side's members through the link.
   for (const node of STRETCHED.nodes) if (!lost.has(node.name)) ensureLinkRules(node);
   if (!lost.size) await bootstrapSite(STRETCHED, log);
+  else {
+    // Members lost: the rest may have no quorum (that is what `drctl etcd recover` is for), so
+    // their health is reported, not waited for.
+    const h = await stretchedHealth();
+    log(`stretched cluster started without its lost members: ${h.healthy ? 'the others healthy' : 'not healthy'}`);
+    return { seconds: (Date.now() - t0) / 1000, detail: h.detail };
+  }
   const deadline = t0 + (opts.timeoutMs ?? 420_000);
   for (;;) {
     const h = await stretchedHealth();

@@ -370,7 +370,7 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
   it('refused while a quorum is reachable: nothing is forced, nothing changed', async () => {
     const r = await cli(['etcd', 'recover', '--cluster', 'stretched', '--wait', ...asAlice]);
     expect(r.status, r.stdout.slice(-1500)).toBe(1);
-    expect(r.stdout).toMatch(/quorum is reachable: \w+ follows leader/);
+    expect(r.stdout).toMatch(/quorum is reachable: \w+ has a leader/);
     expect(await members()).toEqual(STRETCHED.nodes.map((n) => n.name).sort());
   });
 

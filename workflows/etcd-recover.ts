@@ -7,8 +7,9 @@
 //   5 force-new-cluster: every other survivor stopped; the freshest one stopped, its data dir moved
 //     aside and copied back, `etcd --force-new-cluster` once on the copy, started again by its
 //     kubelet: a cluster of one
-//   6 add-survivors: each other survivor, one at a time: its data moved aside, member add, its
-//     manifest set to join, started, quorum proved
+//   6 add-survivors: each other survivor, one at a time: its data moved aside, member add as a
+//     learner (a learner does not vote: the cluster of one keeps its quorum), its manifest set to
+//     join, started, promoted once in sync, quorum proved
 //   7 verify: the members are the survivors, one leader, the revision kept, the API server ready
 // Undo (registered before each member is touched): its etcd stopped, its original data dir and
 // manifest back, started again (the cluster as it was: no quorum, nothing lost); a fenced member's
@@ -17,7 +18,8 @@
 // And `drctl etcd rejoin`: a returning member added back wiped, never with its old data.
 //   0 lease  1 preflight (the cluster has a leader; the node answers and is not a started member)
 //   2 go/no-go  3 recheck  4 wipe (its etcd stopped, its old data moved aside, kept)
-//   5 member-add (and its manifest set to join)  6 start  7 verify (every member healthy, one leader)
+//   5 member-add (as a learner, its manifest set to join)  6 start (then promoted once in sync)
+//   7 verify (every member healthy, one leader)
 // Undo: the member removed again, its etcd left stopped, its old data left aside.
 import { defineQuery, workflowInfo } from '@temporalio/workflow';
 import {
@@ -51,7 +53,7 @@ function described(m: RecoverMemberState): string {
   if (!m.reachable) return `LOST: ${m.error ?? 'host does not answer'}`;
   if (m.raftIndex === undefined)
     return `host answers, etcd ${m.etcdRunning ? 'does not answer' : 'stopped'}${m.parked ? ' (manifest parked)' : ''}`;
-  return `${hasLeader(m) ? `follows leader ${m.leader}` : 'no leader'}, revision ${m.revision}, raft index ${m.raftIndex}${m.walWrittenAt ? `, last WAL write ${m.walWrittenAt}` : ''}`;
+  return `${hasLeader(m) ? 'has a leader' : 'no leader'}, revision ${m.revision}, raft index ${m.raftIndex}${m.walWrittenAt ? `, last WAL write ${m.walWrittenAt}` : ''}`;
 }
 
 export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
@@ -231,8 +233,10 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
           s.items[node] = `member add through ${plan.keep}`;
           const added = await quick.addMember({ cluster, via: plan.keep, node });
           await quick.setJoinFlags({ cluster, node, plan: p, initialCluster: added.initialCluster });
-          s.items[node] = 'starting etcd (joins as existing)';
+          s.items[node] = 'starting etcd (joins as a learner)';
           await quick.startComponent({ cluster, node, plan: p, component: 'etcd' });
+          s.items[node] = 'promoting it once in sync';
+          await long.promoteMember({ cluster, via: plan.keep, node, timeoutMs: memberTimeoutMs });
           joined.push(p);
           const q = await long.verifyQuorum({ cluster, plan: { nodes: joined }, timeoutMs: memberTimeoutMs });
           s.items[node] = `joined, revision ${q.revision}`;
@@ -314,7 +318,7 @@ export async function etcdRejoin(input: RejoinInput): Promise<RejoinResult> {
         if (mine?.name && hasLeader(seen.returning))
           throw refuse(
             FailureType.PreflightFailed,
-            `${node} is already a started member of ${cluster} and follows its leader: nothing to do`,
+            `${node} is already a started member of ${cluster} and has a leader: nothing to do`,
           );
         const unstarted = seen.listed.filter((m) => !m.name && m.peerUrl !== seen.returning.peerUrl);
         if (unstarted.length)
@@ -385,7 +389,9 @@ export async function etcdRejoin(input: RejoinInput): Promise<RejoinResult> {
         return a;
       });
       await run('start', async (s) => {
-        s.detail = await quick.startComponent({ cluster, node, plan: p, component: 'etcd' });
+        const started = await quick.startComponent({ cluster, node, plan: p, component: 'etcd' });
+        const promoted = await long.promoteMember({ cluster, via, node, timeoutMs: memberTimeoutMs });
+        s.detail = `${started}; ${promoted === 'promoted' ? 'caught up as a learner, then promoted to a voting member' : 'already a voting member'}`;
       });
       const verified = await run('verify', async (s) => {
         // Each listed member by its node in the config (by peer URL): a member drctl does not know is named as such.

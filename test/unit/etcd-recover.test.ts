@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attestationOf, planRecover } from '../../common/etcd-recover.ts';
 import { manifestWithFlags } from '../../common/etcd-tuning.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
-import { etcdCommandOf, flagOf } from '../../gateways/recover-node.ts';
+import { etcdCommandOf, flagOf, parseMemberMetrics } from '../../gateways/recover-node.ts';
 import { lostMember as lost, member, once, recoverImpl, rejoinImpl, SITE_A_LOST } from './support/mocks.ts';
 import { type Calls, mockActivities, timeSkipping, withWorker } from './support/time-skipping.ts';
 
@@ -31,8 +31,8 @@ describe('planRecover', () => {
 
   it('a lost member whose host answers is parked; one already parked is left', () => {
     const members = [
-      member('a1', { etcdRunning: false, leader: undefined }),
-      member('a2', { parked: true, etcdRunning: false, leader: undefined }),
+      member('a1', { etcdRunning: false, hasLeader: undefined }),
+      member('a2', { parked: true, etcdRunning: false, hasLeader: undefined }),
       lost('a3'),
       ...SITE_A_LOST.slice(3),
     ];
@@ -44,15 +44,15 @@ describe('planRecover', () => {
   });
 
   it('refuses while any member has a leader: quorum is reachable, nothing is forced', () => {
-    const r = planRecover([...SITE_A_LOST.slice(0, 4), member('b2', { raftIndex: 121, leader: 'abc' })]);
+    const r = planRecover([...SITE_A_LOST.slice(0, 4), member('b2', { raftIndex: 121, hasLeader: true })]);
     expect(r.plan).toBeUndefined();
-    expect(r.refusal).toMatch(/^quorum is reachable: b2 follows leader abc/);
+    expect(r.refusal).toMatch(/^quorum is reachable: b2 has a leader/);
   });
 
   it('refuses when the members answering are a majority, or when none answers with its data', () => {
     const majority = ['a1', 'a2', 'b1'].map((n, i) => member(n, { raftIndex: 10 + i }));
     expect(planRecover([...majority, lost('a3'), lost('b2')]).refusal).toMatch(/a majority, yet none has a leader/);
-    expect(planRecover([lost('a1'), member('b1', { etcdRunning: false, leader: undefined })]).refusal).toMatch(
+    expect(planRecover([lost('a1'), member('b1', { etcdRunning: false, hasLeader: undefined })]).refusal).toMatch(
       /^no member answers with its data: a1: refused; b1: etcd not answering/,
     );
   });
@@ -96,6 +96,24 @@ describe('attestation and manifests', () => {
     );
     // Setting them again changes nothing.
     expect(manifestWithFlags(out, { 'initial-cluster-state': 'existing' })).toBe(out);
+  });
+
+  it('reads what a member holds from its /metrics lines; a page without them is no reading', () => {
+    const page = [
+      'etcd_debugging_mvcc_current_revision 1203',
+      'etcd_server_has_leader 0',
+      'etcd_server_id{server_id="62869b92fd9f14e8"} 1',
+      'etcd_server_proposals_applied_total 1400',
+      'etcd_server_proposals_committed_total 0',
+    ].join('\n');
+    expect(parseMemberMetrics(page)).toEqual({
+      hasLeader: false,
+      memberId: '62869b92fd9f14e8',
+      revision: 1203,
+      committed: 0,
+      applied: 1400,
+    });
+    expect(parseMemberMetrics('no answer on http://127.0.0.1:2381')).toBeUndefined();
   });
 
   it("reads the etcd container's command from the manifest; a manifest without one is refused", () => {

@@ -203,11 +203,11 @@ export const member = (node: string, over: Partial<RecoverMemberState> = {}): Re
   peerUrl: `https://10.0.0.${node.charCodeAt(0)}${node.slice(1)}:2380`,
   reachable: true,
   etcdRunning: true,
-  leader: '0',
+  hasLeader: false,
   ...over,
 });
 export const lostMember = (node: string) =>
-  member(node, { reachable: false, etcdRunning: false, leader: undefined, error: 'refused' });
+  member(node, { reachable: false, etcdRunning: false, hasLeader: undefined, error: 'refused' });
 export const SITE_A_LOST = [
   lostMember('a1'),
   lostMember('a2'),
@@ -252,6 +252,7 @@ export const recoverImpl: Impl = {
     members: ['b2', 'b1'],
   }),
   setJoinFlags: () => 'written',
+  promoteMember: () => 'promoted',
   verifyQuorum: (i: { plan: { nodes: { memberName: string; peerUrl: string }[] } }) => ({
     revision: 95,
     leader: 'b2',
@@ -270,7 +271,7 @@ export const rejoinImpl: Impl = {
       ? member('a1', { raftIndex: 80, revision: 60 })
       : i.node.startsWith('a')
         ? lostMember(i.node)
-        : member(i.node, { raftIndex: 200, revision: 150, leader: 'b2' }),
+        : member(i.node, { raftIndex: 200, revision: 150, hasLeader: true }),
   listMembers: () => [
     { name: 'b1', peerUrl: member('b1').peerUrl },
     { name: 'b2', peerUrl: member('b2').peerUrl },
