@@ -179,6 +179,13 @@ export function createEtcdRecoverActivities(gw: Gateways) {
       }));
     },
 
+    /** etcd started from its parked manifest; the kubelet restarted if it does not start it (kubernetes#112814). */
+    async startEtcd(
+      r: NodeRef & { plan: NodePlan },
+    ): Promise<'started' | 'already-running' | 'started-after-kubelet-restart'> {
+      return step(r, 'starting etcd', node(r).startEtcd(r.plan));
+    },
+
     /** The parked manifest set to join the existing cluster (the original kept for the undo). */
     async setJoinFlags(r: NodeRef & { plan: NodePlan; initialCluster: string }): Promise<'written' | 'already'> {
       return node(r).setJoinFlags(r.plan, r.initialCluster);

@@ -165,6 +165,13 @@ const controlPlaneProfile = z.discriminatedUnion(
       restartAfterRestore: z
         .array(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, { error: 'expected a static pod name' }))
         .default(['kube-controller-manager', 'kube-scheduler']),
+      /**
+       * How drctl restarts the node's kubelet, run as root. Only when a kubelet that started while
+       * its API server was down does not start a changed static pod: until its API source has
+       * synced it never cleans up a removed static pod, and the new one waits for the old one to
+       * end (kubernetes#112814; a host returning after a site loss: `drctl etcd rejoin`).
+       */
+      kubeletRestart: command.default('systemctl restart kubelet'),
     }),
     z.strictObject({
       profile: z.literal('command'),
@@ -187,6 +194,7 @@ const node = z
       parkedDir: '/etc/kubernetes/manifests-parked',
       apiserverStopGrace: 1_000,
       restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
+      kubeletRestart: 'systemctl restart kubelet',
     }),
     /** Whether this node runs a kube-apiserver (kubeadm: every control-plane node; the lab: the first). */
     apiserver: z.boolean().default(true),

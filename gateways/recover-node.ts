@@ -229,6 +229,50 @@ export class RecoverNode extends RestoreNode {
   }
 
   /**
+   * etcd started from its parked manifest (moved back into the kubelet's dir), and waited for. A
+   * kubelet that started while its node's API server was down (a host returning after a site
+   * loss: its API server needs this etcd) never cleans up a removed static pod, so the new etcd pod
+   * waits behind the old one forever (kubernetes#112814): when no etcd runs after 20 s, the
+   * kubelet is restarted (`controlPlane.kubeletRestart`, journaled) and etcd waited for again.
+   */
+  async startEtcd(
+    plan: NodePlan,
+  ): Promise<
+    | { outcome: 'started' | 'already-running' | 'started-after-kubelet-restart' }
+    | Refusal<'timed-out' | 'both-manifests'>
+  > {
+    const live = `${this.cp.manifestsDir}/etcd.yaml`;
+    const parked = `${this.cp.parkedDir}/etcd.yaml`;
+    const running = 'pgrep -x etcd >/dev/null';
+    const wait = (tenths: number) =>
+      `ok=0; for i in $(seq 1 ${tenths}); do if ${running}; then ok=1; break; fi; sleep 0.1; done`;
+    const { outcome } = await this.run({
+      plan,
+      what: 'starting etcd',
+      script: [
+        `if ${running}; then result already-running; fi`,
+        `if [ -e ${shq(parked)} ]; then`,
+        `  if [ -e ${shq(live)} ]; then result both-manifests; fi`,
+        `  mv ${shq(parked)} ${shq(live)} && ${journalLine(plan, 'started etcd')}`,
+        'fi',
+        wait(200),
+        'if [ "$ok" = 1 ]; then result started; fi',
+        journalLine(plan, 'no etcd 20 s after its manifest went back: restarting the kubelet (kubernetes#112814)'),
+        `${this.cp.kubeletRestart} || true`,
+        wait(900),
+        'if [ "$ok" = 1 ]; then result started-after-kubelet-restart; fi',
+        'result timed-out',
+      ],
+      outcomes: ['started', 'already-running', 'started-after-kubelet-restart', 'timed-out', 'both-manifests'] as const,
+      timeoutMs: 3 * 60_000,
+    });
+    if (outcome === 'timed-out') return { outcome, reason: 'etcd not running 90 s after a kubelet restart' };
+    if (outcome === 'both-manifests')
+      return { outcome, reason: `both ${live} and ${parked} exist; resolve by hand before going on` };
+    return { outcome };
+  }
+
+  /**
    * The parked manifest set to join an existing cluster: --initial-cluster (the members as the
    * cluster lists them, this one included) and --initial-cluster-state=existing. The original is
    * kept once in the work dir (restoreManifest puts it back).

@@ -176,6 +176,9 @@ function nodeConfig(cluster: LabCluster, node: LabNode): object {
     // The lab runs the Velero server as a static pod on each site's cp1 (lab/controlplane.ts).
     controlPlane: {
       profile: 'kubeadm',
+      // No systemd on a lab node: its supervisor restarts a kubelet that exits, 2 s later, as
+      // kubeadm's unit does (Restart=always).
+      kubeletRestart: 'pkill -x kubelet',
       restartAfterRestore: [
         'kube-controller-manager',
         'kube-scheduler',

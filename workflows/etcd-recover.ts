@@ -389,7 +389,8 @@ export async function etcdRejoin(input: RejoinInput): Promise<RejoinResult> {
         return a;
       });
       await run('start', async (s) => {
-        const started = await quick.startComponent({ cluster, node, plan: p, component: 'etcd' });
+        // A returning host's kubelet may need a restart to start it (kubernetes#112814).
+        const started = await long.startEtcd({ cluster, node, plan: p });
         const promoted = await long.promoteMember({ cluster, via, node, timeoutMs: memberTimeoutMs });
         s.detail = `${started}; ${promoted === 'promoted' ? 'caught up as a learner, then promoted to a voting member' : 'already a voting member'}`;
       });

@@ -448,6 +448,7 @@ describe('drctl config check', () => {
       parkedDir: '/etc/kubernetes/manifests-parked',
       apiserverStopGrace: 1_000,
       restartAfterRestore: ['kube-controller-manager', 'kube-scheduler'],
+      kubeletRestart: 'systemctl restart kubelet',
     });
     expect(cfg.sites[0]!.cluster.rolloutAfterRestore).toEqual(['velero/velero']);
     // Worker-side relative paths are resolved against the config file's directory.

@@ -186,7 +186,8 @@ async function recover(
   });
 }
 
-const CHANGES = /stopComponent|moveDataDirAside|copyAsideBack|forceNewCluster|addMember|setJoinFlags|startComponent/;
+const CHANGES =
+  /stopComponent|moveDataDirAside|copyAsideBack|forceNewCluster|addMember|setJoinFlags|startComponent|startEtcd/;
 
 describe('etcd recover runbook', () => {
   it('an approval that does not attest the unreachable members are fenced is refused; the gate stays shut, nothing changes', async () => {

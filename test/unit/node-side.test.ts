@@ -89,6 +89,7 @@ function nodeConfig(root: string, over: Partial<NodeConfig['etcd']> = {}): NodeC
       parkedDir: join(root, 'manifests-parked'),
       apiserverStopGrace: 1000,
       restartAfterRestore: [],
+      kubeletRestart: 'true',
     },
     apiserver: true,
   };

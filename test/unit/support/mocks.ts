@@ -279,4 +279,5 @@ export const rejoinImpl: Impl = {
   ],
   addMember: () => ({ outcome: 'added', initialCluster: 'b1=x,b2=y,a1=z', members: ['b1', 'b2', 'a1'] }),
   removeMember: () => 'removed',
+  startEtcd: () => 'started',
 };
