@@ -278,7 +278,7 @@ describe('etcd rejoin runbook', () => {
       'moveDataDirAside a1',
       'addMember a1',
       'setJoinFlags a1',
-      'startComponent a1',
+      'startEtcd a1',
     ]);
     expect(calls.find((c) => c.name === 'addMember')?.input).toMatchObject({ via: 'b1', node: 'a1' });
   });
