@@ -20,6 +20,7 @@ export const RECOVER_STEPS = [
   'fence',
   'force-new-cluster',
   'add-survivors',
+  'restart-apiservers',
   'verify',
 ] as const;
 

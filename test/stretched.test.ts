@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { nodeProcesses } from '../lab/namespaces.ts';
+import { siteDown, siteUp } from '../lab/site-loss.ts';
 import { thawSites } from '../lab/stretched.ts';
 import { bin, onHost, paths, STRETCHED } from '../lab/topology.ts';
 import { drctlCli, ensureLabHealthy, until } from './support/lab.ts';
@@ -364,7 +365,7 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await cli(['lab', 'site', 'up', 'site-a']);
+    await siteUp('site-a');
   }, 300_000);
 
   it('refused while a quorum is reachable: nothing is forced, nothing changed', async () => {
@@ -379,10 +380,10 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
     async () => {
       const w = writer(ROOT, B);
       await new Promise((r) => setTimeout(r, 4000));
+      // `lab site down site-a --hard`, in this process: the kill is at once, so the moment is known.
       const lostAt = Date.now();
-      const down = await cli(['lab', 'site', 'down', 'site-a', '--hard']);
-      expect(down.status, down.stderr).toBe(0);
-      expect(down.stdout).toContain('stretched/a1 killed (lost with the site)');
+      const down = await siteDown('site-a', { hard: true });
+      expect(down.changed).toContain('stretched/a1 killed (lost with the site)');
       await new Promise((r) => setTimeout(r, 2000));
       const { acked } = await w.stop();
       const before = acked.filter((a) => a.at < lostAt);

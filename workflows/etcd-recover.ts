@@ -10,7 +10,8 @@
 //   6 add-survivors: each other survivor, one at a time: its data moved aside, member add as a
 //     learner (a learner does not vote: the cluster of one keeps its quorum), its manifest set to
 //     join, started, promoted once in sync, quorum proved
-//   7 verify: the members are the survivors, one leader, the revision kept, the API server ready
+//   7 restart-apiservers: each survivor's kube-apiserver as a new pod (out of its crash back-off)
+//   8 verify: the members are the survivors, one leader, the revision kept, the API server ready
 // Undo (registered before each member is touched): its etcd stopped, its original data dir and
 // manifest back, started again (the cluster as it was: no quorum, nothing lost); a fenced member's
 // manifest back in place.
@@ -244,7 +245,19 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
         s.detail = `${joined.length} member(s): ${joined.map((p) => p.node).join(', ')}`;
       });
 
-      // 7. Verify: the survivors are the members, one leader, nothing older than what was kept.
+      // 7. Each survivor's API server as a new pod: it crash-looped while etcd had no quorum, and
+      //    the kubelet's back-off (up to 5 min) would keep it down after etcd is back.
+      await run('restart-apiservers', async (s) => {
+        for (const p of joined.filter((x) => x.apiserver)) {
+          s.items[p.node] = 'restarting kube-apiserver';
+          await quick.stopComponent({ cluster, node: p.node, plan: p, component: 'kube-apiserver' });
+          await quick.startComponent({ cluster, node: p.node, plan: p, component: 'kube-apiserver' });
+          s.items[p.node] = 'kube-apiserver started as a new pod';
+        }
+        s.detail = `${Object.keys(s.items).length} API server(s) restarted`;
+      });
+
+      // 8. Verify: the survivors are the members, one leader, nothing older than what was kept.
       const verified = await run('verify', async (s) => {
         const q = await long.verifyQuorum({
           cluster,

@@ -216,6 +216,11 @@ describe('etcd recover runbook', () => {
       'addMember b1',
       'setJoinFlags b1',
       'startComponent b1',
+      // The API servers as new pods, out of their crash back-off.
+      'stopComponent b2',
+      'startComponent b2',
+      'stopComponent b1',
+      'startComponent b1',
     ]);
     expect(st.steps.find((s) => s.step === 'fence')?.items.a1).toContain(
       'fenced by attestation "site A is powered off" (bob)',
