@@ -371,6 +371,12 @@ export function createRestoreActivities(gw: Gateways) {
       plan: { nodes: Pick<NodePlan, 'node' | 'memberName' | 'peerUrl'>[] };
       minRevision?: number;
       timeoutMs?: number;
+      /**
+       * Every member at the same revision (default): true of a restored cluster with its API
+       * servers stopped; a cluster that serves writes meanwhile (a recover, a rejoin) never holds
+       * still, and there each member's revision is held to `minRevision` only.
+       */
+      revisionsAgree?: boolean;
     }) {
       const timeoutMs = input.timeoutMs ?? 180_000;
       return pollUntil(
@@ -403,9 +409,9 @@ export function createRestoreActivities(gw: Gateways) {
             const revs = new Set(statuses.map((s) => s.revision));
             const leaders = new Set(statuses.map((s) => s.leader));
             if (leaders.size !== 1) return notYet(`no single leader yet (${[...leaders].join(', ')})`);
-            if (revs.size !== 1)
+            if (revs.size !== 1 && input.revisionsAgree !== false)
               return notYet(`revisions differ: ${statuses.map((s) => `${s.node}=${s.revision}`).join(' ')}`);
-            const revision = statuses[0]!.revision;
+            const revision = Math.min(...statuses.map((s) => s.revision));
             if (input.minRevision !== undefined && revision < input.minRevision)
               return notYet(`revision ${revision} is below the expected ${input.minRevision}`);
             return done({ revision, leader: statuses[0]!.leader, members: got });

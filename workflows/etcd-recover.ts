@@ -218,7 +218,12 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
         await long.forceNewCluster({ cluster, node: plan.keep, plan: keep });
         s.items[plan.keep] = 'starting etcd';
         await quick.startComponent({ cluster, node: plan.keep, plan: keep, component: 'etcd' });
-        const q = await long.verifyQuorum({ cluster, plan: { nodes: [keep] }, timeoutMs: memberTimeoutMs });
+        const q = await long.verifyQuorum({
+          cluster,
+          plan: { nodes: [keep] },
+          timeoutMs: memberTimeoutMs,
+          revisionsAgree: false,
+        });
         s.items[plan.keep] = `a cluster of one, revision ${q.revision}`;
         s.detail = `${plan.keep} leads a cluster of one at revision ${q.revision} (kept ${plan.revisionKept} at preflight)`;
       });
@@ -239,7 +244,12 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
           s.items[node] = 'promoting it once in sync';
           await long.promoteMember({ cluster, via: plan.keep, node, timeoutMs: memberTimeoutMs });
           joined.push(p);
-          const q = await long.verifyQuorum({ cluster, plan: { nodes: joined }, timeoutMs: memberTimeoutMs });
+          const q = await long.verifyQuorum({
+            cluster,
+            plan: { nodes: joined },
+            timeoutMs: memberTimeoutMs,
+            revisionsAgree: false,
+          });
           s.items[node] = `joined, revision ${q.revision}`;
         }
         s.detail = `${joined.length} member(s): ${joined.map((p) => p.node).join(', ')}`;
@@ -264,6 +274,7 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
           plan: { nodes: joined },
           minRevision: plan.revisionKept,
           timeoutMs: memberTimeoutMs,
+          revisionsAgree: false,
         });
         s.items.members = q.members.join(', ');
         s.items.apiserver = await long.waitApiserverReady({ cluster, timeoutMs: memberTimeoutMs });
@@ -418,7 +429,12 @@ export async function etcdRejoin(input: RejoinInput): Promise<RejoinResult> {
             );
           return { node: known.node, memberName: known.memberName, peerUrl: m.peerUrl };
         });
-        const q = await long.verifyQuorum({ cluster, plan: { nodes }, timeoutMs: memberTimeoutMs });
+        const q = await long.verifyQuorum({
+          cluster,
+          plan: { nodes },
+          timeoutMs: memberTimeoutMs,
+          revisionsAgree: false,
+        });
         s.detail = `${q.members.length} members healthy, one leader, revision ${q.revision}`;
         return q;
       });
