@@ -453,14 +453,24 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
       for (const [i, name] of ['a1', 'a2', 'a3'].entries()) {
         const up = await cli(['lab', 'stretched', 'up', '--node', name]);
         expect(up.status, up.stderr).toBe(0);
-        const start = await cli(['etcd', 'rejoin', '--cluster', 'stretched', '--node', name, ...asAlice]);
-        expect(start.status, start.stderr).toBe(0);
+        // Started and followed to its end (--wait --json: its result too), approved meanwhile.
+        const started = cli([
+          'etcd',
+          'rejoin',
+          '--cluster',
+          'stretched',
+          '--node',
+          name,
+          '--wait',
+          '--json',
+          ...asAlice,
+        ]);
         const id = `etcd-rejoin-stretched-${name}`;
         await atGate(id);
         const ok = await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', 'test']);
         expect(ok.status, ok.stderr).toBe(0);
-        const r = await cli(['status', id, '--wait', '--json']);
-        expect(r.status, r.stdout.slice(-2500)).toBe(0);
+        const r = await started;
+        expect(r.status, r.stdout.slice(-2500) + r.stderr.slice(-1000)).toBe(0);
         const result = (JSON.parse(r.stdout) as { result: { oldDataAt: string; members: string[] } }).result;
         expect(result.members).toHaveLength(3 + i);
         // Its old data is where the run says, on the node's disk, and the member runs fresh data.
