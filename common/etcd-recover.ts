@@ -20,7 +20,7 @@ export const RECOVER_STEPS = [
   'fence',
   'force-new-cluster',
   'add-survivors',
-  'restart-apiservers',
+  'start-apiservers',
   'verify',
 ] as const;
 

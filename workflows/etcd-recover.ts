@@ -4,17 +4,17 @@
 //   2 go/no-go (members whose hosts do not answer: the approval attests they are fenced)
 //   3 recheck (still no leader anywhere, the same freshest survivor)
 //   4 fence: every dropped member whose host answers gets its etcd manifest parked
-//   5 force-new-cluster: every other survivor stopped; the freshest one stopped, its data dir moved
+//   5 force-new-cluster: every survivor's kube-apiserver parked, every other survivor stopped; the freshest one stopped, its data dir moved
 //     aside and copied back, `etcd --force-new-cluster` once on the copy, started again by its
 //     kubelet: a cluster of one
 //   6 add-survivors: each other survivor, one at a time: its data moved aside, member add as a
 //     learner (a learner does not vote: the cluster of one keeps its quorum), its manifest set to
 //     join, started, promoted once in sync, quorum proved
-//   7 restart-apiservers: each survivor's kube-apiserver as a new pod (out of its crash back-off)
+//   7 start-apiservers: each survivor's kube-apiserver back (a new pod: out of its crash back-off)
 //   8 verify: the members are the survivors, one leader, the revision kept, the API server ready
 // Undo (registered before each member is touched): its etcd stopped, its original data dir and
-// manifest back, started again (the cluster as it was: no quorum, nothing lost); a fenced member's
-// manifest back in place.
+// manifest back, started again (the cluster as it was: no quorum, nothing lost); the API servers
+// started again; a fenced member's manifest back in place.
 //
 // And `drctl etcd rejoin`: a returning member added back wiped, never with its old data.
 //   0 lease  1 preflight (the cluster has a leader; the node answers and is not a started member)
@@ -192,6 +192,22 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
       };
       const others: NodePlan[] = [];
       await run('force-new-cluster', async (s) => {
+        // Every survivor's API server parked first, as the restore does: its only etcd is about to
+        // restart, and a kubelet restarting a static pod first deletes its mirror pod through that
+        // API server, which hangs while etcd is down (measured: 90 s; kubernetes#139502).
+        for (const node of [plan.keep, ...plan.addBack]) {
+          const p = await planOf(node);
+          if (!p.apiserver) continue;
+          rb.undo(
+            `${node}: kube-apiserver started again`,
+            async () => {
+              await undo.startComponent({ cluster, node, plan: p, component: 'kube-apiserver' });
+            },
+            `${node}: kube-apiserver.yaml back in /etc/kubernetes/manifests`,
+          );
+          s.items[node] = 'parking kube-apiserver';
+          await quick.stopComponent({ cluster, node, plan: p, component: 'kube-apiserver' });
+        }
         for (const node of plan.addBack) {
           const p = await planOf(node);
           rb.undo(
@@ -255,16 +271,14 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
         s.detail = `${joined.length} member(s): ${joined.map((p) => p.node).join(', ')}`;
       });
 
-      // 7. Each survivor's API server as a new pod: it crash-looped while etcd had no quorum, and
-      //    the kubelet's back-off (up to 5 min) would keep it down after etcd is back.
-      await run('restart-apiservers', async (s) => {
+      // 7. Each survivor's API server back, as a new pod (parked, it carries a new annotation): out
+      //    of the crash back-off it was in while etcd had no quorum (up to 5 min).
+      await run('start-apiservers', async (s) => {
         for (const p of joined.filter((x) => x.apiserver)) {
-          s.items[p.node] = 'restarting kube-apiserver';
-          await quick.stopComponent({ cluster, node: p.node, plan: p, component: 'kube-apiserver' });
           await quick.startComponent({ cluster, node: p.node, plan: p, component: 'kube-apiserver' });
-          s.items[p.node] = 'kube-apiserver started as a new pod';
+          s.items[p.node] = 'kube-apiserver started';
         }
-        s.detail = `${Object.keys(s.items).length} API server(s) restarted`;
+        s.detail = `${Object.keys(s.items).length} API server(s) started`;
       });
 
       // 8. Verify: the survivors are the members, one leader, nothing older than what was kept.

@@ -206,6 +206,9 @@ describe('etcd recover runbook', () => {
       .filter((c) => CHANGES.test(c.name))
       .map((c) => `${c.name} ${(c.input as { node: string }).node}`);
     expect(changes).toEqual([
+      // The API servers parked first, every other survivor stopped, then the freshest one.
+      'stopComponent b2',
+      'stopComponent b1',
       'stopComponent b1',
       'stopComponent b2',
       'moveDataDirAside b2',
@@ -216,10 +219,8 @@ describe('etcd recover runbook', () => {
       'addMember b1',
       'setJoinFlags b1',
       'startComponent b1',
-      // The API servers as new pods, out of their crash back-off.
-      'stopComponent b2',
+      // The API servers back, as new pods: out of their crash back-off.
       'startComponent b2',
-      'stopComponent b1',
       'startComponent b1',
     ]);
     expect(st.steps.find((s) => s.step === 'fence')?.items.a1).toContain(
@@ -237,6 +238,8 @@ describe('etcd recover runbook', () => {
     expect(Object.keys(st.steps.find((s) => s.step === 'compensate')?.items ?? {})).toEqual([
       'b2: its original data back',
       'b1: its original data and manifest back',
+      'b1: kube-apiserver started again',
+      'b2: kube-apiserver started again',
     ]);
     const undos = calls
       .slice(calls.findIndex((c) => c.name === 'putOriginalBack') - 1)
@@ -249,6 +252,8 @@ describe('etcd recover runbook', () => {
       'putOriginalBack b1',
       'restoreEtcdManifest b1',
       'startComponent b1',
+      'startComponent b1',
+      'startComponent b2',
     ]);
   });
 });
