@@ -333,8 +333,11 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
   const B = STRETCHED.nodes.filter((n) => n.location === 'site-b');
   const ROOT = '/drctl-test/recover';
 
-  /** The run waits at its gate (its preflight done): the approver decides on that evidence. */
-  async function atGate(id: string) {
+  /**
+   * The run waits at its gate (its preflight done): the approver decides on that evidence. With
+   * `since`: a run that started then (not an earlier one under the same id).
+   */
+  async function atGate(id: string, since = 0) {
     const st = await until(
       `${id} waits at its gate`,
       async () =>
@@ -342,9 +345,9 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
           phase: string;
           error?: string;
           evidence?: Record<string, unknown>;
-          steps: { step: string; detail?: string; items: Record<string, string> }[];
+          steps: { step: string; startedAt?: string; detail?: string; items: Record<string, string> }[];
         },
-      (x) => x.phase !== 'running',
+      (x) => x.phase !== 'running' && Date.parse(x.steps[0]?.startedAt ?? '0') >= since,
       180_000,
       1000,
     );
@@ -386,14 +389,27 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
       expect(down.changed).toContain('stretched/a1 killed (lost with the site)');
       await new Promise((r) => setTimeout(r, 2000));
       const { acked } = await w.stop();
+      // The survivors notice the loss after their election timeout (2.5-3 s once tuned): until
+      // then they still follow a leader, and a recover is rightly refused.
+      await until(
+        'b1 and b2 have no leader',
+        async () =>
+          JSON.parse((await etcdctl(['endpoint', 'status', '-w', 'json'], B)).out || '[]') as {
+            Status: { errors?: string[] };
+          }[],
+        (st) => st.length === 2 && st.every((x) => (x.Status.errors ?? []).some((e) => e.includes('no leader'))),
+        60_000,
+        500,
+      );
       const before = acked.filter((a) => a.at < lostAt);
       expect(before.length).toBeGreaterThan(5);
       // Nothing after the loss was acknowledged: quorum went with site A.
       expect(acked.filter((a) => a.at > lostAt + 1000)).toEqual([]);
 
+      const asked = Date.now() - 1000;
       const start = await cli(['etcd', 'recover', '--cluster', 'stretched', ...asAlice]);
       expect(start.status, start.stderr).toBe(0);
-      const gate = await atGate('etcd-recover-stretched');
+      const gate = await atGate('etcd-recover-stretched', asked);
       expect(gate.evidence).toMatchObject({ attestationNeeded: ['a1', 'a2', 'a3'] });
       // An approval that does not say how the lost members are fenced is refused; the gate stays shut.
       const bare = await cli(['approve', 'etcd-recover-stretched', '--key', paths.personKey('bob'), '--reason', 'go']);
@@ -454,6 +470,7 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
         const up = await cli(['lab', 'stretched', 'up', '--node', name]);
         expect(up.status, up.stderr).toBe(0);
         // Started and followed to its end (--wait --json: its result too), approved meanwhile.
+        const t0 = Date.now() - 1000;
         const started = cli([
           'etcd',
           'rejoin',
@@ -466,7 +483,7 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
           ...asAlice,
         ]);
         const id = `etcd-rejoin-stretched-${name}`;
-        await atGate(id);
+        await atGate(id, t0);
         const ok = await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', 'test']);
         expect(ok.status, ok.stderr).toBe(0);
         const r = await started;
