@@ -24,5 +24,13 @@ export { killSshd, restartTemporal, startSshd } from './faults.ts';
 export type { Component } from './health.ts';
 export { type SiteChange, siteDown, siteUp } from './site-loss.ts';
 export { status } from './status.ts';
-export { setSiteLink, siteLinkState, SITE_LINK, startStretchedNode, stretchedDown, stretchedHealth, stretchedUp } from './stretched.ts';
+export {
+  setSiteLink,
+  siteLinkState,
+  SITE_LINK,
+  startStretchedNode,
+  stretchedDown,
+  stretchedHealth,
+  stretchedUp,
+} from './stretched.ts';
 export { down, up, type UpResult } from './up-down.ts';
