@@ -7,11 +7,11 @@
 // it, so the other files run on the two sites alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdLatencyReport } from '../common/etcd-tuning.ts';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { nodeProcesses } from '../lab/namespaces.ts';
+import { nodeCommand, nodeProcesses } from '../lab/namespaces.ts';
 import { siteDown, siteUp } from '../lab/site-loss.ts';
 import { thawSites } from '../lab/stretched.ts';
 import { bin, onHost, paths, STRETCHED } from '../lab/topology.ts';
@@ -490,9 +490,11 @@ describe('drctl etcd recover and rejoin: site A (3 of 5) burns', () => {
         expect(r.status, r.stdout.slice(-2500) + r.stderr.slice(-1000)).toBe(0);
         const result = (JSON.parse(r.stdout) as { result: { oldDataAt: string; members: string[] } }).result;
         expect(result.members).toHaveLength(3 + i);
-        // Its old data is where the run says, on the node's disk, and the member runs fresh data.
+        // Its old data is where the run says, on the node (seen from inside it: a2's data dir is
+        // a disk of its own, mounted in the node's mount namespace).
         const node = STRETCHED.nodes.find((n) => n.name === name)!;
-        expect(existsSync(onHost(node, result.oldDataAt)), result.oldDataAt).toBe(true);
+        const [cmd, ...pre] = nodeCommand(node);
+        expect(spawnSync(cmd!, [...pre, 'test', '-d', result.oldDataAt]).status, result.oldDataAt).toBe(0);
         expect(await members()).toEqual([...['a1', 'a2', 'a3'].slice(0, i + 1), 'b1', 'b2'].sort());
       }
       const rep = await until(
