@@ -403,11 +403,10 @@ export async function etcdRejoin(input: RejoinInput): Promise<RejoinResult> {
       });
 
       const p = await quick.recoverMemberPlan({ cluster, node, runId: workflowInfo().runId });
-      const via2 = via;
       rb.undo(
         `${node}: removed from the members again, its etcd left stopped`,
         async () => {
-          await undo.removeMember({ cluster, via: via2, node });
+          await undo.removeMember({ cluster, via, node });
           await undo.stopComponent({ cluster, node, plan: p, component: 'etcd' });
         },
         `${node}: not in \`etcdctl member list\`, its etcd manifest parked; its old data stays at ${p.asideDir}`,
