@@ -56,8 +56,9 @@ export function createEtcdRecoverActivities(gw: Gateways) {
 
   return {
     /**
-     * One member as it is, read-only: does its host answer, does etcd run, what it holds (revision,
-     * committed raft index, whom it follows), when its WAL was last written, where its manifest is.
+     * One member as it is, read-only, in one SSH command: does its host answer, does etcd run, what
+     * it holds (revision, committed raft index, whether it has a leader), when its WAL was last
+     * written, where its manifest is.
      */
     async readRecoverMember(r: NodeRef & { site?: string }): Promise<RecoverMemberState> {
       const n = gw.node(r.cluster, r.node);
@@ -75,9 +76,7 @@ export function createEtcdRecoverActivities(gw: Gateways) {
       } catch (err) {
         return { ...base, error: `host does not answer: ${(err as Error).message.split('\n')[0]}` };
       }
-      const running = await node(r)
-        .etcdProcessRunning()
-        .catch(() => false);
+      const running = data.etcdRunning;
       const m = data.metrics;
       return {
         ...base,

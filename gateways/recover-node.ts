@@ -71,11 +71,13 @@ export class RecoverNode extends RestoreNode {
    * mtime: the last entry it received), where its etcd manifest is (live: the kubelet runs it,
    * parked, or none), and, when live, its own /metrics on the manifest's --listen-metrics-urls
    * (kubeadm: http://127.0.0.1:2381), which etcd serves even while it has no leader and its client
-   * port is not ready. Plain bash (/dev/tcp): no tool needed on the node.
+   * port is not ready; and whether an etcd process runs. Plain bash (/dev/tcp): no tool needed on
+   * the node.
    */
   async lookAtData(): Promise<{
     walWrittenAt?: string;
     manifest: 'live' | 'parked' | 'none';
+    etcdRunning: boolean;
     metrics?: MemberMetrics;
     metricsError?: string;
   }> {
@@ -86,6 +88,7 @@ export class RecoverNode extends RestoreNode {
         `wal=$(ls -1t ${shq(this.node.etcd.dataDir)}/member/wal/*.wal 2>/dev/null | head -n 1 || true)`,
         'if [ -n "$wal" ]; then date -u -r "$wal" +%FT%T.%3NZ; else echo none; fi',
         `if [ -e ${shq(live)} ]; then echo live; elif [ -e ${shq(`${parkedDir}/etcd.yaml`)} ]; then echo parked; else echo none; fi`,
+        'if pgrep -x etcd >/dev/null; then echo running; else echo stopped; fi',
         `url=$(sed -n 's/.*--listen-metrics-urls=\\(http:[^ ,]*\\).*/\\1/p' ${shq(live)} 2>/dev/null | head -n 1 || true)`,
         'echo "=== metrics"',
         'if [ -n "$url" ]; then hp=${url#http://}; hp=${hp%%/*}',
@@ -95,11 +98,12 @@ export class RecoverNode extends RestoreNode {
       { timeoutMs: 20_000, check: true },
     );
     const [head, tail = ''] = r.stdout.split('=== metrics\n');
-    const [wal = 'none', where = 'none'] = head!.trim().split('\n');
+    const [wal = 'none', where = 'none', etcd = 'stopped'] = head!.trim().split('\n');
     const metrics = parseMemberMetrics(tail);
     return {
       walWrittenAt: wal === 'none' ? undefined : wal,
       manifest: where === 'live' || where === 'parked' ? where : 'none',
+      etcdRunning: etcd === 'running',
       ...(metrics ? { metrics } : { metricsError: tail.trim().split('\n').pop() || 'no metrics' }),
     };
   }

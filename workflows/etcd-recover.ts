@@ -49,6 +49,15 @@ export const statusQuery = defineQuery<RunbookStatus>('status');
 
 const DEFAULT_MEMBER_TIMEOUT_MS = 180_000;
 
+/** Every member of the cluster's etcd, read as it is (activities/etcd-recover.ts readRecoverMember). */
+async function readMembers(cluster: string) {
+  const layout = await quick.describeEtcdLayout(cluster);
+  const members = await Promise.all(
+    layout.map((n) => quick.readRecoverMember({ cluster, node: n.node, site: n.site })),
+  );
+  return { layout, members };
+}
+
 /** One member, for a person: what it holds or why it is out. */
 function described(m: RecoverMemberState): string {
   if (!m.reachable) return `LOST: ${m.error ?? 'host does not answer'}`;
@@ -72,10 +81,7 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
     {},
   );
   const { run } = rb;
-  const readAll = async () => {
-    const layout = await quick.describeEtcdLayout(cluster);
-    return Promise.all(layout.map((n) => quick.readRecoverMember({ cluster, node: n.node, site: n.site })));
-  };
+  const readAll = async () => (await readMembers(cluster)).members;
 
   return rb.execute(
     async () => {
@@ -326,15 +332,12 @@ export async function etcdRejoin(input: RejoinInput): Promise<RejoinResult> {
 
   /** The cluster as it is: every member read, one with a leader to act through, the member list. */
   const look = async () => {
-    const layout = await quick.describeEtcdLayout(cluster);
+    const { layout, members } = await readMembers(cluster);
     if (!layout.some((n) => n.node === node))
       throw refuse(
         FailureType.PreflightFailed,
         `${node} is not a node of ${cluster} in the config (${layout.map((n) => n.node).join(', ')})`,
       );
-    const members = await Promise.all(
-      layout.map((n) => quick.readRecoverMember({ cluster, node: n.node, site: n.site })),
-    );
     const via = members.find((m) => m.node !== node && hasLeader(m));
     const listed = via ? await quick.listMembers({ cluster, via: via.node }) : [];
     return { members, via, listed, returning: members.find((m) => m.node === node)! };
