@@ -13,6 +13,7 @@ import { createSnapshotActivities } from './snapshot.ts';
 import { createEtcdLatencyActivities } from './etcd-latency.ts';
 import { createEtcdTuneActivities } from './etcd-tune.ts';
 import { createEtcdRecoverActivities } from './etcd-recover.ts';
+import { createRebuildActivities } from './rebuild.ts';
 
 export function createActivities(gw: Gateways) {
   return {
@@ -28,6 +29,7 @@ export function createActivities(gw: Gateways) {
     ...createEtcdLatencyActivities(gw),
     ...createEtcdTuneActivities(gw),
     ...createEtcdRecoverActivities(gw),
+    ...createRebuildActivities(gw),
   };
 }
 

@@ -1,8 +1,10 @@
 // etcd snapshot activities: pick a member, `snapshot save` on its node, verify it there, stream it
 // off-site (encrypted on the worker, then signed: gateways/snapshot-store.ts), prune. Every one looks before it acts, so a retry (or a new worker after a crash)
 // reuses what an earlier attempt finished instead of doing it twice.
+import { createHash } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
-import { FailureType, failure } from '../common/errors.ts';
+import { buffer } from 'node:stream/consumers';
+import { FailureType, failure, rootMessage } from '../common/errors.ts';
 import { log } from '../common/log.ts';
 import {
   ENCRYPTION_FORMAT,
@@ -13,12 +15,24 @@ import {
   retentionProblem,
   type SnapshotRef,
 } from '../common/snapshots.ts';
+import {
+  BUNDLE_FORMAT,
+  BUNDLE_KUBELET,
+  BUNDLE_PKI,
+  type BundleContent,
+  type BundleItem,
+  bundleSummaryOf,
+  type BundleSummary,
+  CLUSTER_CONFIGURATION,
+  KUBEADM_PATHS,
+  requiredItems,
+} from '../common/cp-bundle.ts';
 import { minorOf, pickLatest, type ProofSummary, summaryOf } from '../common/snapshot-proof.ts';
 import { EtcdSnapshotTools } from '../gateways/etcd.ts';
 import type { Gateways } from '../gateways/index.ts';
 import { serveFromScratch, type ScratchAnswer, Unrestorable } from '../gateways/scratch-etcd.ts';
 import { ciphertextSize } from '../gateways/snapshot-crypto.ts';
-import { checkRoot, shq } from '../gateways/ssh.ts';
+import { checkRoot, type RemoteShell, shq } from '../gateways/ssh.ts';
 import { activitySignal, heartbeat, heartbeating, meter } from './support.ts';
 
 interface NodeRef {
@@ -109,7 +123,117 @@ export function createSnapshotActivities(gw: Gateways) {
     };
   }
 
+  /**
+   * The files at `paths` on a node (only those that are there: a missing one is named in `missing`),
+   * each with its mode. Contents are read over their own channel (`cat`), never through a command's
+   * output: a failing command's message quotes its output, and these are private keys.
+   */
+  async function readFiles(
+    shell: RemoteShell,
+    paths: string[],
+  ): Promise<{ files: { path: string; mode: string; data: Buffer }[]; missing: { path: string; why: string }[] }> {
+    const r = await shell.exec(
+      paths.map((p) => `if [ -f ${shq(p)} ]; then stat -c '%a' ${shq(p)}; else echo missing; fi`).join('; '),
+      { timeoutMs: 60_000, check: true },
+    );
+    const modes = r.stdout.trim().split('\n');
+    const files: { path: string; mode: string; data: Buffer }[] = [];
+    const missing: { path: string; why: string }[] = [];
+    for (const [i, path] of paths.entries()) {
+      const mode = modes[i]?.trim() ?? 'missing';
+      if (!/^[0-7]{3,4}$/.test(mode)) missing.push({ path, why: `no such file on ${shell.target.label}` });
+      else files.push({ path, mode, data: await buffer(await shell.readStream(path)) });
+    }
+    return { files, missing };
+  }
+
   return {
+    /**
+     * The control-plane bundle of snapshot `key` (common/cp-bundle.ts): the CAs and the
+     * service-account key pair and the kubeadm ClusterConfiguration read on `node` (the snapshot's
+     * node), every node's kubelet config, encrypted on the worker and stored next to the snapshot
+     * with its signed manifest. Looks first: a verified bundle already there for this snapshot is
+     * returned as it is. A file or node that cannot be read is recorded as missing (the bundle is
+     * then incomplete, and `snapshot list` says it is not enough for a rebuild). Returns only the
+     * summary: no content or hash of a key enters the workflow's history.
+     */
+    async storeControlPlaneBundle(input: NodeRef & { key: string }): Promise<BundleSummary> {
+      const snaps = gw.snapshots();
+      const before = await snaps.readBundleManifest(input.key).catch(() => undefined);
+      if (before && !('problem' in before)) return bundleSummaryOf(before);
+      const nodes = gw.cluster(input.cluster).nodes.map((n) => n.name);
+      const pkiDir = KUBEADM_PATHS.pki;
+      const files: BundleContent['files'] = [];
+      const items: BundleItem[] = [];
+      const missing: { name: string; why: string }[] = [];
+      const add = (name: string, node: string, source: string, mode: string, data: Buffer) => {
+        files.push({ name, node, source, mode, data: data.toString('base64') });
+        items.push({
+          name,
+          node,
+          source,
+          mode,
+          sha256: createHash('sha256').update(data).digest('hex'),
+          size: data.length,
+        });
+      };
+
+      const shell = gw.shell(input.cluster, input.node);
+      const pki = await readFiles(
+        shell,
+        BUNDLE_PKI.map((f) => `${pkiDir}/${f}`),
+      );
+      for (const f of pki.files) add(`pki/${f.path.slice(pkiDir.length + 1)}`, input.node, f.path, f.mode, f.data);
+      for (const m of pki.missing) missing.push({ name: `pki/${m.path.slice(pkiDir.length + 1)}`, why: m.why });
+
+      const cc = await shell.exec(
+        `kubectl --kubeconfig=${shq(KUBEADM_PATHS.adminKubeconfig)} -n kube-system get configmap kubeadm-config -o 'jsonpath={.data.ClusterConfiguration}'`,
+        { timeoutMs: 60_000 },
+      );
+      if (cc.code === 0 && cc.stdout.includes('kind: ClusterConfiguration'))
+        add(CLUSTER_CONFIGURATION, input.node, 'configmap kube-system/kubeadm-config', '644', Buffer.from(cc.stdout));
+      else
+        missing.push({
+          name: CLUSTER_CONFIGURATION,
+          why: `kube-system/kubeadm-config not read on ${input.node}: ${(cc.stderr || cc.stdout || `exit ${cc.code}`).trim().slice(-300)}`,
+        });
+
+      const kubeletDir = KUBEADM_PATHS.kubelet;
+      await Promise.all(
+        nodes.map(async (n) => {
+          try {
+            const k = await readFiles(
+              gw.shell(input.cluster, n),
+              BUNDLE_KUBELET.map((f) => `${kubeletDir}/${f}`),
+            );
+            for (const f of k.files)
+              add(`kubelet/${n}/${f.path.slice(kubeletDir.length + 1)}`, n, f.path, f.mode, f.data);
+            for (const m of k.missing)
+              missing.push({ name: `kubelet/${n}/${m.path.slice(kubeletDir.length + 1)}`, why: m.why });
+          } catch (err) {
+            for (const f of BUNDLE_KUBELET) missing.push({ name: `kubelet/${n}/${f}`, why: rootMessage(err) });
+          }
+        }),
+      );
+      const order = requiredItems(nodes);
+      const rank = (name: string) => (order.indexOf(name) + order.length + 1) % (order.length + 1);
+      items.sort((a, b) => rank(a.name) - rank(b.name));
+      missing.sort((a, b) => rank(a.name) - rank(b.name));
+      const manifest = await snaps.writeBundle(
+        { format: BUNDLE_FORMAT, key: input.key, files },
+        {
+          key: input.key,
+          cluster: input.cluster,
+          fromNode: input.node,
+          nodes,
+          takenAt: new Date().toISOString(),
+          items,
+          missing,
+        },
+      );
+      return bundleSummaryOf(manifest);
+    },
+
     /** A healthy member, a follower if there is one: `snapshot save` streams the whole db, so spare the leader. */
     async pickSnapshotMember(cluster: string): Promise<SnapshotMember> {
       const nodes = gw.cluster(cluster).nodes;

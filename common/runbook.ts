@@ -7,6 +7,7 @@ import type { Sinks } from '@temporalio/workflow';
 /** Every runbook drctl runs, by its workflow type. */
 export const RUNBOOKS = {
   clusterHealth: 'cluster-health',
+  clusterRebuild: 'cluster-rebuild',
   etcdLatency: 'etcd-latency',
   etcdTune: 'etcd-tune',
   etcdRecover: 'etcd-recover',

@@ -11,6 +11,7 @@
 // manifest whose signature verifies with the worker's signing key is not a snapshot, whatever its
 // name or S3 metadata says (anyone who can write to the bucket can write those).
 
+import type { BundleSummary } from './cp-bundle.ts';
 import type { ProofSummary } from './snapshot-proof.ts';
 
 /** What was verified on the node: the etcd snapshot file itself (the plaintext). */
@@ -61,7 +62,7 @@ export interface IgnoredObject {
 }
 
 /** A snapshot as listed: with its restore proof, when one was made (common/snapshot-proof.ts). */
-export type ListedSnapshot = SnapshotRef & { proof?: ProofSummary };
+export type ListedSnapshot = SnapshotRef & { proof?: ProofSummary; bundle?: BundleSummary };
 
 export interface SnapshotListing {
   /** Signed, verified, decryptable with the worker's key: newest first. */

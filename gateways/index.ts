@@ -6,6 +6,7 @@ import type { EtcdGateway } from './etcd.ts';
 import type { HttpGateway } from './http.ts';
 import type { KubeGateway } from './kube.ts';
 import type { RestoreNode } from './restore-node.ts';
+import type { RebuildNode } from './rebuild-node.ts';
 import type { RecoverNode } from './recover-node.ts';
 import type { ObjectStore } from './s3.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
@@ -24,6 +25,8 @@ export interface Gateways {
   restoreNode(cluster: string, node: string): RestoreNode;
   /** The node-side operations of an etcd recover or rejoin (a RestoreNode, and more). */
   recoverNode(cluster: string, node: string): RecoverNode;
+  /** The node-side steps of a control-plane rebuild on a new host. */
+  rebuildNode(cluster: string, node: string): RebuildNode;
   kube(cluster: string): KubeGateway;
   store(): ObjectStore;
   /**

@@ -332,6 +332,14 @@ export class KubeGateway {
     );
   }
 
+  /** A ConfigMap's data, or undefined when there is none of that name. */
+  async configMapData(ns: string, name: string): Promise<Record<string, string> | undefined> {
+    const cms = await this.call(`list configmaps in ${ns}`, () =>
+      this.core.listNamespacedConfigMap({ namespace: ns, fieldSelector: `metadata.name=${name}` }),
+    );
+    return cms.items[0] ? (cms.items[0].data ?? {}) : undefined;
+  }
+
   async names(kind: 'Secret' | 'ConfigMap', ns: string): Promise<string[]> {
     const list =
       kind === 'Secret'

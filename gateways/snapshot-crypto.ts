@@ -47,6 +47,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { FailureType, failure } from '../common/errors.ts';
 import { signedText, type SnapshotRef, type UnsignedSnapshotRef } from '../common/snapshots.ts';
 import { proofSignedText, type RestoreProof, type UnsignedProof } from '../common/snapshot-proof.ts';
+import { bundleSignedText, type BundleManifest, type UnsignedBundleManifest } from '../common/cp-bundle.ts';
 import type { KeyRef, SnapshotsConfig } from '../config/schema.ts';
 
 export const KEY_BYTES = 32;
@@ -177,6 +178,24 @@ export class SnapshotKeys {
 
   #proofMac(p: UnsignedProof): Buffer {
     return createHmac('sha256', this.#signing).update(proofSignedText(p)).digest();
+  }
+
+  /** A control-plane bundle's manifest signature, with the manifest's key (common/cp-bundle.ts). */
+  signBundle(m: Omit<UnsignedBundleManifest, 'signingKeyId'>): BundleManifest {
+    const unsigned = { ...m, signingKeyId: this.signingKeyId };
+    return { ...unsigned, signature: this.#bundleMac(unsigned).toString('hex') };
+  }
+
+  /** Why the bundle manifest is not signed by this key as it stands; undefined when it is. */
+  verifyBundle(m: BundleManifest): string | undefined {
+    if (!/^[0-9a-f]{64}$/.test(m.signature)) return 'unsigned bundle manifest';
+    return timingSafeEqual(this.#bundleMac(m), Buffer.from(m.signature, 'hex'))
+      ? undefined
+      : "the bundle manifest's signature does not verify with this worker's snapshots.signingKey";
+  }
+
+  #bundleMac(m: UnsignedBundleManifest): Buffer {
+    return createHmac('sha256', this.#signing).update(bundleSignedText(m)).digest();
   }
 
   /** Plaintext in, the format above out. */

@@ -26,8 +26,29 @@ import {
   summaryOf,
   type UnsignedProof,
 } from '../common/snapshot-proof.ts';
+import {
+  BUNDLE_FORMAT,
+  type BundleContent,
+  type BundleManifest,
+  bundleKeyOf,
+  bundleManifestJson,
+  bundleManifestKeyOf,
+  bundleSummaryOf,
+  isBundleKey,
+  parseBundleManifest,
+  snapshotKeyOfBundle,
+  type UnsignedBundleManifest,
+} from '../common/cp-bundle.ts';
 import { type ObjectStore, readText } from './s3.ts';
 import type { SnapshotKeys } from './snapshot-crypto.ts';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+
+const sha256Of = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** A bundle's files are a few dozen KiB; anything much larger is not drctl's. */
+const MAX_BUNDLE_BYTES = 16 * 1024 * 1024;
 
 /** What the snapshot store needs of the bucket (an ObjectStore; an in-memory one in unit tests). */
 export type Bucket = Pick<ObjectStore, 'bucket' | 'list' | 'get' | 'head' | 'put' | 'delete'>;
@@ -158,13 +179,27 @@ export class SnapshotStore {
         else if (p) s.proof = summaryOf(p);
       }),
     );
+    // Each snapshot's control-plane bundle (common/cp-bundle.ts); one that does not verify is reported.
+    await Promise.all(
+      snapshots.map(async (s) => {
+        const size = sizes.get(bundleManifestKeyOf(s.key));
+        if (size === undefined) return;
+        seen.add(bundleManifestKeyOf(s.key));
+        if (sizes.has(bundleKeyOf(s.key))) seen.add(bundleKeyOf(s.key));
+        const b = await this.readBundleManifest(s.key, size, sizes.get(bundleKeyOf(s.key)) ?? null);
+        if (b && 'problem' in b) ignored.push({ key: bundleManifestKeyOf(s.key), why: b.problem });
+        else if (b) s.bundle = bundleSummaryOf(b);
+      }),
+    );
     for (const o of objects)
       if (!seen.has(o.key))
         ignored.push({
           key: o.key,
           why: isProofKey(o.key)
             ? `a restore proof of ${dataKeyOfProof(o.key)}, which is not a snapshot`
-            : 'unsigned: no drctl manifest next to it',
+            : isBundleKey(o.key)
+              ? `a control-plane bundle of ${snapshotKeyOfBundle(o.key)}, which is not a snapshot, or whose manifest is gone`
+              : 'unsigned: no drctl manifest next to it',
         });
     snapshots.sort(newestFirst);
     ignored.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -241,5 +276,132 @@ export class SnapshotStore {
     await this.bucket.delete(manifestKeyOf(key));
     await this.bucket.delete(key);
     await this.bucket.delete(proofKeyOf(key));
+    await this.bucket.delete(bundleManifestKeyOf(key));
+    await this.bucket.delete(bundleKeyOf(key));
   }
+
+  /**
+   * The signed manifest of snapshot `key`'s control-plane bundle, or why it is not one; undefined:
+   * there is none. Checked: this worker's signature, for this snapshot, encrypted with this
+   * worker's key, the encrypted object there and of the size signed. `listedSize`/`dataSize`: from a
+   * listing (null: the listing has no bundle object).
+   */
+  async readBundleManifest(
+    key: string,
+    listedSize?: number,
+    dataSize?: number | null,
+  ): Promise<BundleManifest | { problem: string } | undefined> {
+    const mkey = bundleManifestKeyOf(key);
+    const size = listedSize ?? (await this.bucket.head(mkey))?.size;
+    if (size === undefined) return undefined;
+    if (size > MAX_MANIFEST_BYTES) return { problem: `bundle manifest of ${size} bytes: not drctl's` };
+    const text = await readText(await this.bucket.get(mkey), MAX_MANIFEST_BYTES);
+    const m = text === undefined ? { problem: 'bundle manifest too large' } : parseBundleManifest(text);
+    if ('problem' in m) return m;
+    const bad = this.keys.verifyBundle(m);
+    if (bad) return { problem: bad };
+    if (m.key !== key) return { problem: `the bundle manifest is signed for another snapshot (${m.key})` };
+    if (m.encryptionKeyId !== this.keys.encryptionKeyId)
+      return { problem: `the bundle is encrypted with another key (id ${m.encryptionKeyId})` };
+    const stored = dataSize === undefined ? (await this.bucket.head(bundleKeyOf(key)))?.size : (dataSize ?? undefined);
+    if (stored === undefined) return { problem: 'a signed bundle manifest whose bundle object is gone' };
+    if (stored !== m.storedSize)
+      return { problem: `the bundle object is ${stored} bytes, its signed manifest says ${m.storedSize}` };
+    return m;
+  }
+
+  /**
+   * Encrypts `content` with the worker's key, stores it next to its snapshot, then its signed
+   * manifest (the commit), read back and checked. The plaintext never leaves this process.
+   */
+  async writeBundle(
+    content: BundleContent,
+    manifest: Omit<UnsignedBundleManifest, 'storedSha256' | 'storedSize' | 'encryptionKeyId' | 'signingKeyId'>,
+  ): Promise<BundleManifest> {
+    const plain = Buffer.from(JSON.stringify(content));
+    const sealed = await buffer(Readable.from([plain]).pipe(this.keys.encryptStream()));
+    await this.bucket.delete(bundleManifestKeyOf(content.key));
+    await this.bucket.put(bundleKeyOf(content.key), sealed, {}, undefined);
+    const signed = this.keys.signBundle({
+      ...manifest,
+      storedSha256: sha256Of(sealed),
+      storedSize: sealed.length,
+      encryptionKeyId: this.keys.encryptionKeyId,
+    });
+    await this.bucket.put(bundleManifestKeyOf(content.key), bundleManifestJson(signed), {}, undefined);
+    const back = await this.readBundleManifest(content.key);
+    if (!back || 'problem' in back || back.signature !== signed.signature)
+      throw failure(
+        FailureType.ObjectStoreError,
+        `${this.where(bundleManifestKeyOf(content.key))}: the bundle manifest just written reads back wrong (${back && 'problem' in back ? back.problem : 'missing or another signature'})`,
+      );
+    return signed;
+  }
+
+  /**
+   * Snapshot `key`'s control-plane bundle, decrypted and checked file by file against its signed
+   * manifest. None, or one that does not verify: SnapshotNotFound / SnapshotCorrupt /
+   * SnapshotUntrusted. The files stay in this process (a rebuild writes them to the nodes).
+   */
+  async readBundle(key: string): Promise<{ manifest: BundleManifest; files: Map<string, Buffer> }> {
+    const m = await this.readBundleManifest(key);
+    if (!m)
+      throw failure(
+        FailureType.SnapshotNotFound,
+        `${this.where(key)}: no control-plane bundle (${bundleManifestKeyOf(key)}): not enough for a rebuild`,
+      );
+    if ('problem' in m)
+      throw failure(FailureType.SnapshotUntrusted, `${this.where(bundleManifestKeyOf(key))}: ${m.problem}`);
+    const body = await this.bucket.get(bundleKeyOf(key));
+    const stored: Buffer[] = [];
+    let n = 0;
+    for await (const c of body) {
+      n += (c as Buffer).length;
+      if (n > MAX_BUNDLE_BYTES) {
+        body.destroy();
+        throw failure(FailureType.SnapshotCorrupt, `${this.where(bundleKeyOf(key))}: over ${MAX_BUNDLE_BYTES} bytes`);
+      }
+      stored.push(c as Buffer);
+    }
+    const sealed = Buffer.concat(stored);
+    if (sha256Of(sealed) !== m.storedSha256)
+      throw failure(
+        FailureType.SnapshotCorrupt,
+        `${this.where(bundleKeyOf(key))}: hashes to ${sha256Of(sealed)}, not the signed ${m.storedSha256}`,
+      );
+    const plain = await buffer(Readable.from([sealed]).pipe(this.keys.decryptStream('control-plane bundle')));
+    let content: unknown;
+    try {
+      content = JSON.parse(plain.toString('utf8'));
+    } catch {
+      content = undefined;
+    }
+    const problem = bundleContentProblem(m, content);
+    if (problem) throw failure(FailureType.SnapshotCorrupt, `${this.where(bundleKeyOf(key))}: ${problem}`);
+    const files = new Map<string, Buffer>(
+      (content as BundleContent).files.map((f) => [f.name, Buffer.from(f.data, 'base64')]),
+    );
+    return { manifest: m, files };
+  }
+}
+
+/**
+ * Why `content` (decrypted) is not exactly what `m` signed, or undefined: every item present once,
+ * of its size and sha256, nothing else.
+ */
+function bundleContentProblem(m: BundleManifest, content: unknown): string | undefined {
+  const c = content as Partial<BundleContent> | undefined;
+  if (!c || c.format !== BUNDLE_FORMAT || !Array.isArray(c.files))
+    return `the decrypted bundle is not a ${BUNDLE_FORMAT}`;
+  if (c.key !== m.key) return `the decrypted bundle is of ${String(c.key)}, not ${m.key}`;
+  if (c.files.length !== m.items.length)
+    return `the decrypted bundle has ${c.files.length} files, its manifest ${m.items.length}`;
+  for (const item of m.items) {
+    const f = c.files.find((x) => x.name === item.name);
+    if (!f || typeof f.data !== 'string') return `${item.name}: in the manifest, not in the bundle`;
+    const bytes = Buffer.from(f.data, 'base64');
+    if (bytes.length !== item.size || sha256Of(bytes) !== item.sha256)
+      return `${item.name}: ${bytes.length} bytes that do not hash to the manifest's sha256`;
+  }
+  return undefined;
 }

@@ -22,7 +22,7 @@
 export { env, labConfig } from './config.ts';
 export { killSshd, restartTemporal, startSshd } from './faults.ts';
 export type { Component } from './health.ts';
-export { type SiteChange, siteDown, siteUp } from './site-loss.ts';
+export { type SiteChange, siteDestroy, siteDown, siteUp } from './site-loss.ts';
 export { status } from './status.ts';
 export {
   setSiteLink,

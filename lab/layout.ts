@@ -11,17 +11,24 @@ import { layoutCp1Extras } from './controlplane.ts';
 import { layoutBastion, layoutHostAccounts, layoutNode, sshKeygen } from './nodes.ts';
 import { layoutPdns } from './pdns.ts';
 import { ca, kubeconfig, leaf, serviceAccountKeys } from './pki.ts';
+import { readState } from './processes.ts';
 import { CLUSTERS, isSite, LAB_DIR, type LabCluster, paths, PEOPLE } from './topology.ts';
 
-function layoutCluster(site: LabCluster) {
+function layoutCluster(site: LabCluster, destroyed: boolean) {
   const pki = paths.pki(site.name);
   const etcdCa = ca(join(pki, 'etcd'), `${site.name}-etcd-ca`);
   const kubeCa = ca(join(pki, 'kubernetes'), `${site.name}-kubernetes-ca`);
   const frontProxy = ca(join(pki, 'front-proxy'), `${site.name}-front-proxy-ca`);
   serviceAccountKeys(join(pki, 'kubernetes'));
+  // A destroyed site's hosts get what provisioning lays down, nothing of kubeadm's: its CAs come
+  // back from the off-site bundle (`drctl cluster rebuild`), never from here.
   for (const node of site.nodes) {
-    layoutNode(site, node, { kube: kubeCa, frontProxy, etcd: etcdCa, saDir: join(pki, 'kubernetes') });
-    if (node.first && isSite(site)) layoutCp1Extras(site, node, kubeCa);
+    layoutNode(
+      site,
+      node,
+      destroyed ? undefined : { kube: kubeCa, frontProxy, etcd: etcdCa, saDir: join(pki, 'kubernetes') },
+    );
+    if (node.first && isSite(site) && !destroyed) layoutCp1Extras(site, node, kubeCa);
   }
   if (site.bastion) layoutBastion(site.bastion);
   // Admin kubeconfig with a client certificate (system:masters), like kubeadm's admin.conf.
@@ -63,7 +70,8 @@ export function layout() {
     );
   }
   layoutSnapshotKeys();
-  for (const c of CLUSTERS) layoutCluster(c);
+  const down = readState().sitesDown ?? {};
+  for (const c of CLUSTERS) layoutCluster(c, !!down[c.name]?.destroyed);
   layoutPdns();
 }
 

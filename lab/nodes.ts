@@ -182,14 +182,17 @@ export function layoutHostAccounts(): void {
   if (!existsSync('/etc/hostname')) writeFileSync('/etc/hostname', 'localhost\n');
 }
 
-/** The node's disk before kubeadm: directories, CAs, tools, containerd, sshd, hostname, the etcd disk. */
-export function layoutNode(site: LabCluster, node: LabNode, cas: SiteCas): void {
+/**
+ * The node's disk before kubeadm: directories, CAs, tools, containerd, sshd, hostname, the etcd
+ * disk. Without `cas`, only what an operator's provisioning leaves on a new host (OS, sshd,
+ * containerd, kubelet, kubeadm, kubectl, crictl, an empty etcd disk; kubeadm's package's empty
+ * manifest dir): a destroyed site's hosts (lab/site-loss.ts siteDestroy).
+ */
+export function layoutNode(site: LabCluster, node: LabNode, cas: SiteCas | undefined): void {
   const r = (p: string) => join(node.root, p);
   for (const d of [
-    'etc/kubernetes/pki/etcd',
+    ...(cas ? ['etc/kubernetes/pki/etcd', 'etc/kubernetes/manifests-parked', 'etc/kubernetes/kubeadm/patches'] : []),
     'etc/kubernetes/manifests',
-    'etc/kubernetes/manifests-parked',
-    'etc/kubernetes/kubeadm/patches',
     'etc/ssh',
     'etc/containerd',
     'var/lib',
@@ -205,14 +208,16 @@ export function layoutNode(site: LabCluster, node: LabNode, cas: SiteCas): void 
   const place = (src: string, dst: string) => {
     if (!existsSync(dst)) copyFileSync(src, dst);
   };
-  place(cas.kube.crt, join(pki, 'ca.crt'));
-  place(cas.kube.key, join(pki, 'ca.key'));
-  place(cas.frontProxy.crt, join(pki, 'front-proxy-ca.crt'));
-  place(cas.frontProxy.key, join(pki, 'front-proxy-ca.key'));
-  place(cas.etcd.crt, join(pki, 'etcd/ca.crt'));
-  place(cas.etcd.key, join(pki, 'etcd/ca.key'));
-  place(join(cas.saDir, 'sa.key'), join(pki, 'sa.key'));
-  place(join(cas.saDir, 'sa.pub'), join(pki, 'sa.pub'));
+  if (cas) {
+    place(cas.kube.crt, join(pki, 'ca.crt'));
+    place(cas.kube.key, join(pki, 'ca.key'));
+    place(cas.frontProxy.crt, join(pki, 'front-proxy-ca.crt'));
+    place(cas.frontProxy.key, join(pki, 'front-proxy-ca.key'));
+    place(cas.etcd.crt, join(pki, 'etcd/ca.crt'));
+    place(cas.etcd.key, join(pki, 'etcd/ca.key'));
+    place(join(cas.saDir, 'sa.key'), join(pki, 'sa.key'));
+    place(join(cas.saDir, 'sa.pub'), join(pki, 'sa.pub'));
+  }
 
   const binDir = r('usr/local/bin');
   for (const gone of [

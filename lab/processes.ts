@@ -12,6 +12,12 @@ export interface SiteDown {
   hard: boolean;
   parked: string[];
   since: string;
+  /**
+   * `lab site destroy`: the site's hosts were wiped to what provisioning leaves (no control plane,
+   * no data, new SSH host keys). `lab up` lays nothing of kubeadm's there and runs no kubeadm;
+   * `lab site up` brings the site back only once its control plane was rebuilt.
+   */
+  destroyed?: boolean;
 }
 
 export interface LabState {

@@ -53,13 +53,17 @@ export function siteChecks(
 ): Promise<Component>[] {
   const checks: Promise<Component>[] = [];
   const down = state.sitesDown?.[site.name];
+  // A destroyed site (its hosts fresh, no control plane): everything down on purpose until its
+  // rebuild brings each part back.
   const onPurpose = (c: Component, parked: boolean): Component =>
-    parked
+    parked || (down?.destroyed && !c.healthy)
       ? {
           ...c,
           healthy: false,
           downOnPurpose: true,
-          detail: `down on purpose (drctl lab site down${down?.hard ? ' --hard' : ''}); ${c.detail}`,
+          detail: down?.destroyed
+            ? `destroyed on purpose (drctl lab site destroy; drctl cluster rebuild brings it back); ${c.detail}`
+            : `down on purpose (drctl lab site down${down?.hard ? ' --hard' : ''}); ${c.detail}`,
         }
       : c;
   checks.push(
@@ -160,14 +164,17 @@ export function siteChecks(
         };
         const r = await httpsGet(`https://${node.ip}:2379/health`, tls);
         const healthy = r.status === 200 && /"health":\s*"true"/.test(r.body);
-        return {
-          name: `${node.id}/etcd`,
-          kind: 'etcd',
-          address: `https://${node.ip}:2379`,
-          pid: podPid(node, 'etcd'),
-          healthy,
-          detail: `${site.etcdVersion} ${r.status ? `${r.status} ${r.body}` : r.body}`,
-        };
+        return onPurpose(
+          {
+            name: `${node.id}/etcd`,
+            kind: 'etcd',
+            address: `https://${node.ip}:2379`,
+            pid: podPid(node, 'etcd'),
+            healthy,
+            detail: `${site.etcdVersion} ${r.status ? `${r.status} ${r.body}` : r.body}`,
+          },
+          false,
+        );
       })(),
     );
     checks.push(

@@ -336,6 +336,7 @@ export function onHost(node: LabNode, nodePath: string): string {
     ['/etc/kubernetes', 'etc/kubernetes'],
     ['/var/lib', 'var/lib'],
     ['/usr/local/bin', 'usr/local/bin'],
+    ['/var/log', 'var/log'],
   ] as const) {
     if (nodePath === inside || nodePath.startsWith(`${inside}/`))
       return join(node.root, host, nodePath.slice(inside.length));

@@ -96,7 +96,9 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   const state = readState();
   for (const [site, d] of Object.entries(state.sitesDown ?? {})) {
     log(
-      `${site} is down on purpose since ${d.since} (lab site down${d.hard ? ' --hard' : ''}); \`drctl lab site up ${site}\` brings it back`,
+      d.destroyed
+        ? `${site} was destroyed on purpose at ${d.since} (lab site destroy): \`drctl cluster rebuild --cluster ${site}\`, then \`drctl lab site up ${site}\``
+        : `${site} is down on purpose since ${d.since} (lab site down${d.hard ? ' --hard' : ''}); \`drctl lab site up ${site}\` brings it back`,
     );
   }
   const foreign = await foreignListeners(state);
@@ -117,26 +119,10 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
   await waitHealthy(deadline, t0, (c) => ['temporal', 'minio', 'node', 'sshd', 'bastion'].includes(c.kind));
   // The worker as soon as Temporal and the nodes are up, so a lab that never gets fully healthy
   // (a site down, an app not restored yet) still has the worker it was brought up to restart.
-  writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
-  chmodSync(paths.config, 0o600);
-  // Always fresh workers, so they run the code and config as they are now: one "at" each site, on
-  // the same task queue, each able to run every activity (a site's loss does not take drctl with it).
-  for (const name of workerIds(state)) await stopPid(state.pids[name]);
-  delete state.pids.worker; // a lab brought up before there was one worker per site
-  for (const site of SITES)
-    state.pids[workerId(site.name)] = launch(workerId(site.name), process.execPath, [
-      join(REPO, 'bin/drctl.js'),
-      '--config',
-      paths.config,
-      'worker',
-      '--site',
-      site.name,
-      '--metrics-listen',
-      workerMetricsAddress(site),
-    ]);
-  writeState(state);
+  await writeConfigAndRestartWorkers(state, SITES);
   // kubeadm, where it has not run yet (a fresh lab): init on cp1, then the other nodes join.
-  await Promise.all(SITES.map((site) => bootstrapSite(site, log)));
+  // Not on a destroyed site: its control plane comes back through `drctl cluster rebuild`.
+  await Promise.all(SITES.filter((s) => !state.sitesDown?.[s.name]?.destroyed).map((site) => bootstrapSite(site, log)));
   await waitHealthy(deadline, t0, (c) => ['etcd', 'kube-apiserver'].includes(c.kind));
   log(`servers up (${since()}); creating search attributes, buckets, the DNS zone and the sites' objects ...`);
   const { ensureSiteObjects } = await import('./objects.ts');
@@ -177,6 +163,33 @@ export async function up(opts: { timeoutMs?: number; log?: (m: string) => void }
     seconds: (Date.now() - t0) / 1000,
     components: comps,
   };
+}
+
+/**
+ * Writes the lab's drctl.yaml as the lab is now (the nodes' pinned host keys read from their
+ * disks), and starts fresh workers "at" `sites`: they run the code and config as they are now.
+ * One per site, on the same task queue, each able to run every activity (a site's loss does not
+ * take drctl with it). The other sites' workers are left alone only if `sites` leaves them out.
+ */
+export async function writeConfigAndRestartWorkers(state: LabState, sites: readonly LabSite[]): Promise<void> {
+  writeFileSync(paths.config, `# Written by \`drctl lab up\`; regenerated on every up.\n${stringify(labConfig())}`);
+  chmodSync(paths.config, 0o600);
+  const restarting = new Set(sites.map((s) => workerId(s.name)));
+  for (const name of workerIds(state).filter((w) => w === 'worker' || restarting.has(w)))
+    await stopPid(state.pids[name]);
+  delete state.pids.worker; // a lab brought up before there was one worker per site
+  for (const site of sites)
+    state.pids[workerId(site.name)] = launch(workerId(site.name), process.execPath, [
+      join(REPO, 'bin/drctl.js'),
+      '--config',
+      paths.config,
+      'worker',
+      '--site',
+      site.name,
+      '--metrics-listen',
+      workerMetricsAddress(site),
+    ]);
+  writeState(state);
 }
 
 /** Retries `fn` every 300 ms until it succeeds; past the deadline its error stands. */

@@ -26,6 +26,7 @@ import {
 } from '../common/snapshots.ts';
 import { loadConfig } from '../config/load.ts';
 import { planRestore, runTag } from '../common/restore.ts';
+import { requiredItems } from '../common/cp-bundle.ts';
 import { proofKeyOf } from '../common/snapshot-proof.ts';
 import { ciphertextSize } from '../gateways/snapshot-crypto.ts';
 import type { DrctlConfig } from '../config/schema.ts';
@@ -249,6 +250,31 @@ describe('etcdSnapshot runbook', () => {
       expect((r.proof as { keys: number }).keys).toBeGreaterThan(5);
       expect(await gw.store().head(proofKeyOf(r.key))).toBeDefined();
       expect((await listed(cluster)).find((x) => x.key === r.key)).toMatchObject({ proof: { verdict: 'restorable' } });
+
+      // The control-plane bundle next to it: complete, every file as on the node (read back and
+      // decrypted as a rebuild reads it), and no key, nor a key's hash, in the run's history.
+      const nodes = gw.cluster(cluster).nodes.map((n) => n.name);
+      expect(r.bundle).toMatchObject({ complete: true, fromNode: r.node, items: requiredItems(nodes).length });
+      const bundle = await gw.snapshots().readBundle(r.key);
+      const onNode = await gw
+        .shell(cluster, r.node)
+        .exec('cd /etc/kubernetes/pki && sha256sum ca.key sa.key etcd/ca.key', { check: true });
+      const nodeSums = Object.fromEntries(
+        onNode.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.split(/\s+/))
+          .map(([sum, f]) => [`pki/${f}`, sum]),
+      );
+      const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+      for (const [name, sum] of Object.entries(nodeSums)) expect(sha(bundle.files.get(name)!), name).toBe(sum);
+      expect(bundle.files.get('kubeadm/ClusterConfiguration')!.toString()).toContain('kind: ClusterConfiguration');
+      for (const n of nodes)
+        expect(bundle.files.get(`kubelet/${n}/config.yaml`)!.toString()).toContain('KubeletConfiguration');
+      const history = JSON.stringify(await handle.fetchHistory());
+      expect(history).not.toContain('PRIVATE KEY');
+      for (const sum of Object.values(nodeSums)) expect(history).not.toContain(sum);
+      expect((await listed(cluster)).find((x) => x.key === r.key)?.bundle).toMatchObject({ complete: true });
 
       // A follower was chosen (spare the leader).
       const st = await gw.etcd(cluster, r.node).status();

@@ -12,6 +12,7 @@ import { HttpGateway } from '../gateways/http.ts';
 import type { Gateways } from '../gateways/index.ts';
 import { KubeGateway } from '../gateways/kube.ts';
 import { RestoreNode } from '../gateways/restore-node.ts';
+import { RebuildNode } from '../gateways/rebuild-node.ts';
 import { RecoverNode } from '../gateways/recover-node.ts';
 import { ObjectStore } from '../gateways/s3.ts';
 import { SnapshotKeys } from '../gateways/snapshot-crypto.ts';
@@ -96,6 +97,7 @@ export function createGateways(config: DrctlConfig): Gateways {
     etcd: (c, n) => new EtcdGateway(shell(c, n), node(c, n)),
     restoreNode: (c, n) => new RestoreNode(shell(c, n), node(c, n), activityAttempt),
     recoverNode: (c, n) => new RecoverNode(shell(c, n), node(c, n), activityAttempt),
+    rebuildNode: (c, n) => new RebuildNode(shell(c, n), node(c, n)),
     kube,
     store: () => (store ??= new ObjectStore(config.objectStore)),
     snapshots: () =>

@@ -3,12 +3,16 @@
 //   3 verify: `snapshot status` + sha256 there  4 upload: stream it to the bucket, hash checked,
 //     encrypted on the worker, then its signed manifest (only signed snapshots are restore sources)
 //   5 remove the node-local file — always, even when 3 or 4 failed or the run was cancelled
+//   bundle: the control-plane bundle next to it (the CAs, the service-account keys, the kubeadm
+//     ClusterConfiguration, each node's kubelet config: common/cp-bundle.ts), what a rebuild on new
+//     hardware needs besides etcd's data; encrypted on the worker, never in this history
 //   6 prove: the off-site copy restored and served by a throwaway etcd (else marked unrestorable)
 //   7 prune: keep the newest N (and none older than max age; never the newest, nor the newest proven).
 // A snapshot that fails verification is never uploaded, so it can never be a restore source.
 import type { RunbookStatus } from '../common/runbook.ts';
 import { CancellationScope, log, patched, workflowInfo, defineQuery } from '@temporalio/workflow';
 import { FailureType, rootMessage } from '../common/errors.ts';
+import type { BundleSummary } from '../common/cp-bundle.ts';
 import type { ProofSummary } from '../common/snapshot-proof.ts';
 import { retentionProblem, type SnapshotListing, type SnapshotRef } from '../common/snapshots.ts';
 import { quick, long } from './activity-options.ts';
@@ -45,6 +49,13 @@ export interface EtcdSnapshotResult {
   pruned: string[];
   /** Proven restorable (common/snapshot-proof.ts), or why it stays untested. */
   proof?: ProofSummary | { untested: string };
+  /** The control-plane bundle stored with it (what a rebuild needs besides etcd's data). */
+  bundle?: BundleSummary;
+  /**
+   * The bundle could not be stored: the snapshot still counts for a restore, not for a rebuild
+   * (`snapshot list` says so).
+   */
+  bundleError?: string;
   /** Retention is housekeeping: if it fails, the snapshot still counts and the error is reported here. */
   pruneError?: string;
   /** The node-local file could not be removed (the snapshot itself is off-site). */
@@ -53,7 +64,7 @@ export interface EtcdSnapshotResult {
   timings: Record<string, number>;
 }
 
-export const SNAPSHOT_STEPS = ['pick', 'take', 'verify', 'upload', 'cleanup', 'prove', 'prune'] as const;
+export const SNAPSHOT_STEPS = ['pick', 'take', 'verify', 'upload', 'cleanup', 'bundle', 'prove', 'prune'] as const;
 
 export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapshotResult> {
   const { cluster } = input;
@@ -95,6 +106,30 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
         }
       }
 
+      // Bundle: what a rebuild on new hardware needs besides etcd's data, read on the same node.
+      //    Like retention, a failure here is reported and does not fail a snapshot that is off-site:
+      //    it still serves a restore (`snapshot list` flags it as not enough for a rebuild).
+      //    (Runs that passed this point before the step existed replay without it.)
+      let bundle: BundleSummary | undefined;
+      let bundleError: string | undefined;
+      if (patched('control-plane-bundle'))
+        try {
+          bundle = await run('bundle', async (s) => {
+            const b = await quick.storeControlPlaneBundle({ cluster, node, key: ref.key });
+            s.detail = b.complete
+              ? `${b.items} items from ${b.fromNode}, complete`
+              : `INCOMPLETE, not enough for a rebuild: ${b.missing.join('; ')}`;
+            return b;
+          });
+        } catch (err) {
+          bundleError = rootMessage(err);
+          log.warn('control-plane bundle not stored; the snapshot itself is off-site', {
+            cluster,
+            key: ref.key,
+            error: bundleError,
+          });
+        }
+
       // 6. Prove it restorable: the off-site object fetched back, restored and served by a throwaway
       //    etcd on the worker (activities/snapshot.ts proveSnapshot). One that does not restore is
       //    marked so (never 'latest') and fails the run, before retention deletes anything.
@@ -134,6 +169,8 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
         takenAt: ref.takenAt,
         pruned,
         ...(proof ? { proof } : {}),
+        ...(bundle ? { bundle } : {}),
+        ...(bundleError ? { bundleError } : {}),
         ...(pruneError ? { pruneError } : {}),
         ...(cleanupError ? { cleanupError } : {}),
         timings: rb.timings(),

@@ -1,5 +1,6 @@
 // The workflow bundle's entry point: every runbook drctl runs.
 export { clusterHealth } from './cluster-health.ts';
+export { clusterRebuild } from './cluster-rebuild.ts';
 export { etcdLatency } from './etcd-latency.ts';
 export { etcdSnapshot, listEtcdSnapshots } from './etcd-snapshot.ts';
 export { etcdRestore } from './etcd-restore.ts';

@@ -141,8 +141,40 @@ export function registerLabCommands(program: Command) {
       printChange(await siteDown(await siteName(name), opts), opts.json);
     });
   site
+    .command('destroy')
+    .description(
+      "The fire: kill every process of the site's hosts at once and give each a new machine's state (no /etc/kubernetes, no etcd, kubelet or containerd data, an empty etcd disk, new SSH host keys; only what provisioning lays down: OS, sshd, containerd, kubelet, kubeadm, the control-plane images). Rewrites the lab config with the new host keys",
+    )
+    .argument('<site>', 'site-a or site-b')
+    .option(
+      '--yes',
+      'required: this wipes the site for good (its data comes back only from the off-site snapshot and bundle)',
+    )
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      '\nThen: `drctl cluster rebuild --cluster <site>` (from the newest snapshot with a complete control-plane bundle), then `drctl lab site up <site>`.',
+    )
+    .action(async (name: string, opts: { yes?: boolean; json?: boolean }) => {
+      const site = await siteName(name);
+      if (!opts.yes)
+        throw new UsageError(
+          `lab site destroy ${site} wipes every host of ${site} for good: add --yes if that is what you want`,
+        );
+      const { siteDestroy } = await lab();
+      const r = await siteDestroy(site, { log: (m) => process.stderr.write(`${m}\n`) });
+      if (opts.json) return printJson(r);
+      process.stdout.write(
+        `${r.site} is destroyed: ${r.changed.join(', ')}\nnew host keys: ${Object.entries(r.hostKeys)
+          .map(([n, k]) => `${n} ${k}`)
+          .join(', ')}\n`,
+      );
+    });
+  site
     .command('up')
-    .description('Reverse `lab site down` (with or without --hard) and wait until the site answers. Idempotent')
+    .description(
+      'Reverse `lab site down` (with or without --hard) and wait until the site answers; after `lab site destroy`, only once `drctl cluster rebuild` brought its control plane back. Idempotent',
+    )
     .argument('<site>', 'site-a or site-b')
     .option('--json', 'print the result as JSON')
     .action(async (name: string, opts: { json?: boolean }) => {

@@ -2,6 +2,7 @@
 // bucket's credentials never reach the CLI), and manage the per-cluster Temporal Schedule.
 import type { Client, ScheduleSpec } from '@temporalio/client';
 import type { Command } from 'commander';
+import type { BundleSummary } from '../../common/cp-bundle.ts';
 import { pickLatest } from '../../common/snapshot-proof.ts';
 import { formatDuration, parseDuration } from '../../common/duration.ts';
 import { UsageError } from '../../common/errors.ts';
@@ -123,6 +124,9 @@ export function registerSnapshotCommands(program: Command) {
             `${s.cluster}: s3://${s.config.objectStore.bucket}/${r.key}\n` +
             `  revision ${r.revision}, etcd hash ${r.etcdHash}, ${r.size} bytes, sha256 ${r.sha256}\n` +
             `  from member ${r.member} (etcd ${r.etcdVersion}) at ${r.takenAt}; took ${formatDuration(Object.values(r.timings).reduce((a, b) => a + b, 0))}\n` +
+            (r.bundle || r.bundleError
+              ? `  control-plane bundle: ${r.bundleError ? `NOT STORED (${r.bundleError}): not enough for a rebuild` : bundleCell(r.bundle)}\n`
+              : '') +
             (r.pruned.length ? `  pruned ${r.pruned.length}: ${r.pruned.join(', ')}\n` : '') +
             (r.pruneError ? `  ! retention failed: ${r.pruneError}\n` : '') +
             (r.cleanupError ? `  ! ${r.cleanupError}\n` : ''),
@@ -185,7 +189,9 @@ export function registerSnapshotCommands(program: Command) {
             for (const i of ignored) process.stdout.write(`  ${i.key}: ${i.why}\n`);
           }
           if (!snapshots.length) return;
-          const rows = [['KEY', 'TAKEN', 'AGE', 'REVISION', 'SIZE', 'MEMBER', 'ETCD', 'RESTORE TEST']];
+          const rows = [
+            ['KEY', 'TAKEN', 'AGE', 'REVISION', 'SIZE', 'MEMBER', 'ETCD', 'RESTORE TEST', 'REBUILD BUNDLE'],
+          ];
           for (const s of snapshots) {
             rows.push([
               `${s.key}${s.key === newest?.key ? ' (latest)' : ''}`,
@@ -200,9 +206,15 @@ export function registerSnapshotCommands(program: Command) {
                 : s.proof.verdict === 'restorable'
                   ? `restorable (${s.proof.keys} keys, ${s.proof.provedAt})`
                   : `UNRESTORABLE: ${s.proof.detail}`,
+              bundleCell(s.bundle),
             ]);
           }
           process.stdout.write(`${table(rows)}\n`);
+          const noRebuild = snapshots.filter((s) => !s.bundle?.complete).length;
+          if (noRebuild)
+            process.stdout.write(
+              `! ${noRebuild} snapshot(s) without a complete control-plane bundle: enough for a restore on the same nodes, not for \`drctl cluster rebuild\` on new hardware\n`,
+            );
         },
         (config) => void (target = rpoTarget(config, opts.tier)),
       );
@@ -267,4 +279,11 @@ export function registerSnapshotCommands(program: Command) {
   registerScheduleVerbs(schedule, kind, cfgPath);
   // The spellings before `snapshot schedule <verb>`.
   registerScheduleVerbs(cmd, kind, cfgPath, { hidden: true, rename: { list: 'schedules' } });
+}
+
+/** The REBUILD BUNDLE column: a snapshot without a complete bundle is not enough for a rebuild. */
+export function bundleCell(b: BundleSummary | undefined): string {
+  if (!b) return 'NONE: not enough for a rebuild';
+  if (!b.complete) return `INCOMPLETE: ${b.missing.join('; ')}`;
+  return `complete (${b.items} items from ${b.fromNode})`;
 }

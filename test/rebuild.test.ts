@@ -1,0 +1,205 @@
+// A site burns (`drctl lab site destroy site-a`: every process killed, every host wiped to what
+// provisioning leaves, new SSH host keys) and `drctl cluster rebuild` brings its control plane back
+// on the new hosts from the off-site snapshot and its control-plane bundle, through the lab's own
+// workers and the real CLI, as an operator would. Also: a rebuild refused on hosts that still have a
+// control plane, and a corrupt or missing bundle refused before any host is read.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleKeyOf, bundleManifestKeyOf } from '../common/cp-bundle.ts';
+import { readState, writeState } from '../lab/processes.ts';
+import { bin, paths, siteNamed } from '../lab/topology.ts';
+import { createGateways } from '../worker/gateways.ts';
+import { drctlCli, ensureLabHealthy, labConfig, until } from './support/lab.ts';
+
+const run = promisify(execFile);
+const cli = (args: string[]) => drctlCli(['--config', paths.config, ...args]);
+const SITE = siteNamed('site-a');
+const asAlice = ['--as', 'alice', '--key', paths.personKey('alice')];
+const kubectl = (args: string[], kubeconfig = SITE.kubeconfig) =>
+  run(join(bin.kubeDir, 'kubectl'), ['--kubeconfig', kubeconfig, '--request-timeout=10s', ...args]).then(
+    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+    (e: Error & { stdout?: string; stderr?: string; code?: number }) => ({
+      code: typeof e.code === 'number' ? e.code : 1,
+      out: e.stdout ?? '',
+      err: e.stderr ?? e.message,
+    }),
+  );
+const stamp = Date.now().toString(36);
+const measured: string[] = [];
+
+type Status = {
+  phase: string;
+  error?: string;
+  steps: { step: string; state: string; startedAt?: string; detail?: string; items: Record<string, string> }[];
+};
+const status = async (id: string) => JSON.parse((await cli(['status', id, '--json'])).stdout) as Status;
+
+let snapshotKey = '';
+
+beforeAll(async () => {
+  await ensureLabHealthy();
+}, 600_000);
+
+afterAll(async () => {
+  // Whatever happened, the lab's site A must serve the files after this one: rebuilt and back up,
+  // or (the rebuild failed) laid out afresh by kubeadm, as a new lab would have it.
+  const down = readState().sitesDown?.['site-a'];
+  if (!down?.destroyed) return;
+  const up = await cli(['lab', 'site', 'up', 'site-a']);
+  if (up.status === 0) return;
+  const state = readState();
+  delete state.sitesDown!['site-a'];
+  writeState(state);
+  await cli(['lab', 'up']);
+}, 900_000);
+
+describe('drctl cluster rebuild: site A burns and comes back on new hosts', () => {
+  it('a snapshot carries a complete control-plane bundle; a rebuild on hosts that still have a control plane is refused (dry run)', async () => {
+    const snap = await cli(['snapshot', 'now', '--cluster', 'site-a', '--wait', '--json']);
+    expect(snap.status, snap.stderr).toBe(0);
+    const r = (JSON.parse(snap.stdout) as { result: { key: string; bundle: { complete: boolean } } }).result;
+    expect(r.bundle.complete).toBe(true);
+    const dry = await cli(['cluster', 'rebuild', '--cluster', 'site-a', '--dry-run', ...asAlice]);
+    expect(dry.status).not.toBe(0);
+    expect(dry.stdout + dry.stderr).toMatch(/cp1: not a new host \(\/etc\/kubernetes\/pki/);
+    expect(dry.stdout + dry.stderr).toContain('is restored (drctl etcd restore), not rebuilt');
+  });
+
+  it('a corrupt or missing bundle is refused before any host is read', async () => {
+    const gw = createGateways(labConfig());
+    try {
+      const { snapshots } = await gw.snapshots().list('site-a');
+      const key = snapshots.find((s) => s.bundle?.complete)!.key;
+      const store = gw.store();
+      const read = async (k: string) => {
+        const parts: Buffer[] = [];
+        for await (const c of await store.get(k)) parts.push(c as Buffer);
+        return Buffer.concat(parts);
+      };
+      const [data, manifest] = await Promise.all([read(bundleKeyOf(key)), read(bundleManifestKeyOf(key))]);
+      const refusal = async () => {
+        const dry = await cli(['cluster', 'rebuild', '--cluster', 'site-a', '--snapshot', key, '--dry-run', '--json']);
+        expect(dry.status).not.toBe(0);
+        const id = /cluster-rebuild-dry-run-site-a-\d+/.exec(dry.stdout + dry.stderr)?.[0];
+        expect(id, dry.stdout + dry.stderr).toBeDefined();
+        const st = await status(id!);
+        const preflight = st.steps.find((s) => s.step === 'preflight')!;
+        // Refused on the source: no host was read.
+        expect(Object.keys(preflight.items).filter((k) => k.startsWith('cp'))).toEqual([]);
+        return st.error ?? '';
+      };
+      try {
+        const flipped = Buffer.from(data);
+        flipped[flipped.length - 50]! ^= 1;
+        await store.put(bundleKeyOf(key), flipped);
+        expect(await refusal()).toMatch(/bundle\.enc: hashes to [0-9a-f]{64}, not the signed/);
+        await store.put(bundleKeyOf(key), data);
+        await store.delete(bundleManifestKeyOf(key));
+        expect(await refusal()).toMatch(/no control-plane bundle .*not enough for a rebuild/);
+      } finally {
+        await store.put(bundleKeyOf(key), data);
+        await store.put(bundleManifestKeyOf(key), manifest);
+      }
+    } finally {
+      gw.close();
+    }
+  });
+
+  it(
+    'the fire, then the rebuild: the data, a kubeconfig and a service-account token from before the fire all work on the new hosts',
+    async () => {
+      // Before the fire: a marker object, a service-account token, a snapshot with its bundle.
+      const marker = `rebuild-marker-${stamp}`;
+      expect(
+        (await kubectl(['-n', 'default', 'create', 'configmap', marker, `--from-literal=stamp=${stamp}`])).code,
+      ).toBe(0);
+      const token = await kubectl(['-n', 'default', 'create', 'token', 'default', '--duration=2h']);
+      expect(token.code, token.err).toBe(0);
+      const snap = await cli(['snapshot', 'now', '--cluster', 'site-a', '--wait', '--json']);
+      expect(snap.status, snap.stderr).toBe(0);
+      snapshotKey = (JSON.parse(snap.stdout) as { result: { key: string } }).result.key;
+      const configBefore = readFileSync(paths.config, 'utf8');
+
+      // The fire.
+      let t = Date.now();
+      const fire = await cli(['lab', 'site', 'destroy', 'site-a', '--yes', '--json']);
+      expect(fire.status, fire.stderr).toBe(0);
+      measured.push(`lab site destroy: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      const hostKeys = (JSON.parse(fire.stdout) as { hostKeys: Record<string, string> }).hostKeys;
+      expect(Object.keys(hostKeys)).toEqual(['cp1', 'cp2', 'cp3']);
+      // New hardware, new host keys: the lab config (the operator's inventory) pins them now.
+      expect(configBefore).not.toContain(hostKeys.cp1!);
+      expect(readFileSync(paths.config, 'utf8')).toContain(hostKeys.cp1!);
+      expect((await kubectl(['get', '--raw', '/readyz'])).code).not.toBe(0);
+
+      // The rebuild, asked by alice, approved by bob once its preflight's evidence is there.
+      t = Date.now();
+      const started = cli(['cluster', 'rebuild', '--cluster', 'site-a', '--wait', '--json', ...asAlice]);
+      const id = 'cluster-rebuild-site-a';
+      const gate = await until(
+        `${id} waits at its gate`,
+        () => status(id),
+        (s) => s.phase !== 'running' && Date.parse(s.steps[0]?.startedAt ?? '0') >= t - 1000,
+        180_000,
+        1000,
+      );
+      expect(gate.phase, gate.error).toBe('waiting-approval');
+      const pre = gate.steps.find((s) => s.step === 'preflight')!;
+      for (const n of ['cp1', 'cp2', 'cp3']) expect(pre.items[n]).toMatch(/^new host/);
+      const approvedAt = Date.now();
+      const ok = await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', 'rebuild site A']);
+      expect(ok.status, ok.stderr).toBe(0);
+      const r = await started;
+      expect(r.status, r.stdout.slice(-3000) + r.stderr.slice(-1500)).toBe(0);
+      const result = (JSON.parse(r.stdout) as { result: { snapshotKey: string; verified: Record<string, unknown> } })
+        .result;
+      measured.push(`rebuild, approval to API ready and verified: ${((Date.now() - approvedAt) / 1000).toFixed(1)} s`);
+      expect(result.snapshotKey).toBe(snapshotKey);
+      expect(result.verified).toMatchObject({ kubeadmConfigMatches: true });
+
+      // The data from before the fire, read with the kubeconfig issued before it.
+      const cm = await kubectl(['-n', 'default', 'get', 'configmap', marker, '-o', 'jsonpath={.data.stamp}']);
+      expect(cm.out).toBe(stamp);
+      // The service-account token minted before the fire authenticates on the rebuilt cluster.
+      const whoami = await run(join(bin.kubeDir, 'kubectl'), [
+        '--server',
+        `https://${SITE.nodes[0]!.ip}:6443`,
+        '--certificate-authority',
+        join(paths.pki('site-a'), 'kubernetes', 'ca.crt'),
+        '--token',
+        token.out.trim(),
+        'auth',
+        'whoami',
+        '-o',
+        'jsonpath={.status.userInfo.username}',
+      ]);
+      expect(whoami.stdout).toBe('system:serviceaccount:default:default');
+      // The API server's own view of its etcd.
+      const ready = await kubectl(['get', '--raw', '/readyz?verbose']);
+      expect(ready.out).toContain('[+]etcd ok');
+
+      // Back in the lab: kwok, Velero, the app endpoint, the site's worker.
+      t = Date.now();
+      const up = await cli(['lab', 'site', 'up', 'site-a']);
+      expect(up.status, up.stderr).toBe(0);
+      measured.push(`lab site up after the rebuild: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      await until(
+        "site A's Velero location available again",
+        async () =>
+          (await kubectl(['-n', 'velero', 'get', 'backupstoragelocations', '-o', 'jsonpath={.items[*].status.phase}']))
+            .out,
+        (phases) => phases.split(' ').every((p) => p === 'Available') && phases.length > 0,
+        180_000,
+        2000,
+      );
+    },
+    20 * 60_000,
+  );
+});
+
+afterAll(() => {
+  if (measured.length) console.log(`[measured] rebuild:\n  ${measured.join('\n  ')}`);
+});
