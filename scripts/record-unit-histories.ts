@@ -11,6 +11,7 @@ import {
   failoverImpl,
   type Impl,
   once,
+  rebuildImpl,
   recoverImpl,
   rejoinImpl,
   restoreImpl,
@@ -95,6 +96,16 @@ await record(
   rejoinImpl,
   [],
   { type: 'etcdRejoin', args: [{ cluster: 'stretched', node: 'a1', requestedBy: 'alice' }] },
+  approve,
+);
+// cluster rebuild: its happy path (the lab's is test/rebuild.test.ts) and a failed restore undone.
+const rebuild = { type: 'clusterRebuild', args: [{ cluster: 'c1', snapshot: 'latest', requestedBy: 'alice' }] };
+await record('cluster-rebuild', rebuildImpl, [], rebuild, approve);
+await record(
+  'cluster-rebuild-compensated',
+  rebuildImpl,
+  [{ activity: 'restoreMember', when: once((i) => i.node === 'cp3') }],
+  rebuild,
   approve,
 );
 await env.teardown();

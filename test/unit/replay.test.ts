@@ -33,6 +33,8 @@ describe('replay of committed histories', () => {
     expect(files.sort()).toEqual([
       'audit.json',
       'cluster-health.json',
+      'cluster-rebuild-compensated.json',
+      'cluster-rebuild.json',
       'dr-drill-cancelled.json',
       'dr-drill-failed.json',
       'dr-drill.json',
@@ -95,6 +97,8 @@ describe('replay of committed histories', () => {
       'Compensated',
     ],
     ['dr-drill-cancelled.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED', [], undefined],
+    // Mocked: cp3's restore failed; every host reset to what provisioning left.
+    ['cluster-rebuild-compensated.json', 'EVENT_TYPE_WORKFLOW_EXECUTION_FAILED', ['resetRebuiltHost'], 'Compensated'],
     // Recorded on the lab before the verify step waited for the API server to load the policy.
     [
       'protect-namespaces-compensated.json',

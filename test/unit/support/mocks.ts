@@ -281,3 +281,49 @@ export const rejoinImpl: Impl = {
   removeMember: () => 'removed',
   startEtcd: () => 'started',
 };
+
+// ---- cluster rebuild: three new hosts, a snapshot with a complete bundle
+export const REBUILD_ITEMS = [
+  'pki/ca.crt',
+  'pki/ca.key',
+  'kubeadm/ClusterConfiguration',
+  ...nodes.flatMap((n) => [`kubelet/${n}/config.yaml`, `kubelet/${n}/kubeadm-flags.env`]),
+];
+export const newHost = (node: string, over: Record<string, unknown> = {}) => ({
+  node,
+  address: `127.0.9.${nodes.indexOf(node) + 1}`,
+  reachable: true,
+  leftovers: [],
+  hostname: node,
+  kubeadm: 'v1.35.4',
+  kubelet: 'v1.35.4',
+  images: 5,
+  freeBytes: 1e10,
+  ...over,
+});
+export const rebuildImpl: Impl = {
+  ...restoreImpl,
+  resolveRebuildSource: () => ({
+    snapshot: (restoreImpl.resolveSnapshot as () => unknown)(),
+    bundle: {
+      complete: true,
+      fromNode: 'cp2',
+      takenAt: '2026-12-04T10:00:00.000Z',
+      items: REBUILD_ITEMS.length,
+      missing: [],
+    },
+    items: REBUILD_ITEMS,
+    passedOver: [],
+  }),
+  rebuildPreflightHost: (i: { node: string }) => newHost(i.node),
+  layRebuildPki: () => '8 written',
+  runKubeadmPhases: () => ['== certs all', '[certs] Using existing ca certificate authority'],
+  startRebuiltKubelet: () => 'started',
+  verifyRebuilt: () => ({
+    kubeadmConfigMatches: true,
+    nodes: nodes.map((name) => ({ name, ready: true })),
+    backupLocations: [{ name: 'default', phase: 'Available' }],
+  }),
+  resetRebuiltHost: () => 'reset',
+  cleanupStaged: () => ({ pruned: [] }),
+};
