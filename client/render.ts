@@ -10,6 +10,7 @@ import type { CheckResult, FailoverEvidence } from '../common/failover.ts';
 import type { NamespaceRestoreEvidence } from '../common/namespace-restore.ts';
 import type { RestoreEvidence, RestorePlan } from '../common/restore.ts';
 import type { RecoverEvidence, RejoinEvidence } from '../common/etcd-recover.ts';
+import type { RebuildEvidence } from '../common/rebuild.ts';
 import { FINAL_PHASES, type RunbookStatus, signerText, type Step, type WorkflowType } from '../common/runbook.ts';
 import { table } from './output.ts';
 
@@ -196,6 +197,20 @@ function evidenceLines(type: WorkflowType, st: AnyStatus): string[] {
     if (st.phase === 'waiting-approval')
       lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
   }
+  if (type === 'clusterRebuild' && st.evidence) {
+    const e = st.evidence as RebuildEvidence;
+    lines.push(
+      `snapshot ${e.snapshotKey}: revision ${e.revision}, ${formatDuration(e.snapshotAgeSeconds * 1000)} old (the control plane comes back as it was then)`,
+      `control-plane bundle from ${e.bundle.fromNode} at ${e.bundle.takenAt}: ${e.bundle.items} items (${e.bundle.names.join(', ')})`,
+      ...e.hosts.map(
+        (h) =>
+          `${h.node} at ${h.address}: new host ${h.hostname}, kubeadm ${h.kubeadm}, kubelet ${h.kubelet}, ${h.images} images`,
+      ),
+      ...e.passedOver.map((p) => `passed over: ${p}`),
+    );
+    if (st.phase === 'waiting-approval')
+      lines.push(`approvers: ${e.approvers.join(', ')}; decision due by ${e.approvalDeadline}`);
+  }
   if (type === 'fenceOnReturn' && st.returnWatch) {
     const w = st.returnWatch;
     lines.push(
@@ -321,7 +336,18 @@ export function failureOf(workflowId: string, type: WorkflowType, st: AnyStatus)
   if (type === 'drDrill' && st.report && st.report.outcome !== 'passed')
     return `${workflowId}: drill ${st.report.outcome}`;
   if (st.phase === 'completed' || st.phase === 'dry-run' || st.phase === 'waiting-signoff') return undefined;
-  return `${workflowId}: ${st.phase}${st.error ? `: ${oneLine(st.error)}` : ''}`;
+  return `${workflowId}: ${st.phase}${st.error ? `: ${errorLines(st.error)}` : ''}`;
+}
+
+/**
+ * A run's error for the person who started it: its first line, then (a refusal's list: what each
+ * node or check said) the rest indented, at most 20 lines.
+ */
+function errorLines(error: string): string {
+  const [first = '', ...rest] = error.split('\n').filter((l) => l.trim());
+  const shown = rest.slice(0, 20).map((l) => `  ${l}`);
+  if (rest.length > 20) shown.push(`  … ${rest.length - 20} more (drctl status --json)`);
+  return [first, ...shown].join('\n');
 }
 
 export function drillSummary(r: DrillReport): string {

@@ -286,9 +286,17 @@ describe('when following ends, and with what exit', () => {
   it('completed and dry-run succeed; the rest fail with the phase and the error', () => {
     expect(failureOf('r', 'etcdRestore', restore({ phase: 'completed' }))).toBeUndefined();
     expect(failureOf('r', 'etcdRestore', restore({ phase: 'dry-run' }))).toBeUndefined();
-    expect(failureOf('r', 'etcdRestore', restore({ phase: 'aborted', error: 'rejected by bob\nmore' }))).toBe(
+    expect(failureOf('r', 'etcdRestore', restore({ phase: 'aborted', error: 'rejected by bob' }))).toBe(
       'r: aborted: rejected by bob',
     );
+    // A refusal's list: every line of it, indented under the first.
+    expect(
+      failureOf(
+        'r',
+        'etcdRestore',
+        restore({ phase: 'failed', error: 'refused, nothing changed:\ncp1: unreachable\n\ncp2: full' }),
+      ),
+    ).toBe('r: failed: refused, nothing changed:\n  cp1: unreachable\n  cp2: full');
     const failed = { outcome: 'failed' } as DrillReport;
     expect(failureOf('d', 'drDrill', restore({ phase: 'waiting-signoff', report: failed }))).toBe('d: drill failed');
   });
@@ -402,7 +410,7 @@ describe('drctl runs: the visibility query', () => {
   const sites = ['site-a', 'site-b'];
   it('every runbook unless one is named; flags become search attribute clauses', () => {
     expect(runsQuery({}, sites)).toBe(
-      "DrctlRunbook IN ('cluster-health', 'etcd-latency', 'etcd-tune', 'etcd-recover', 'etcd-rejoin', 'etcd-snapshot', 'etcd-restore', 'site-failover', 'health-watch', 'drill', 'fence-on-return', 'namespace-restore', 'audit', 'protect-namespaces')",
+      "DrctlRunbook IN ('cluster-health', 'cluster-rebuild', 'etcd-latency', 'etcd-tune', 'etcd-recover', 'etcd-rejoin', 'etcd-snapshot', 'etcd-restore', 'site-failover', 'health-watch', 'drill', 'fence-on-return', 'namespace-restore', 'audit', 'protect-namespaces')",
     );
     expect(runsQuery({ runbook: 'etcdRestore', phase: 'needs-attention', site: 'site-b' }, sites)).toBe(
       "DrctlRunbook = 'etcd-restore' AND DrctlPhase = 'needs-attention' AND DrctlSites = 'site-b'",
