@@ -4,13 +4,14 @@
 // workers and the real CLI, as an operator would. Also: a rebuild refused on hosts that still have a
 // control plane, and a corrupt or missing bundle refused before any host is read.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleKeyOf, bundleManifestKeyOf } from '../common/cp-bundle.ts';
-import { readState, writeState } from '../lab/processes.ts';
-import { bin, paths, siteNamed } from '../lab/topology.ts';
+import { readState, workerId, writeState } from '../lab/processes.ts';
+import { writeConfigAndRestartWorkers } from '../lab/up-down.ts';
+import { bin, onHost, paths, siteNamed } from '../lab/topology.ts';
 import { createGateways } from '../worker/gateways.ts';
 import { drctlCli, ensureLabHealthy, labConfig, until } from './support/lab.ts';
 
@@ -152,6 +153,21 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
       const approvedAt = Date.now();
       const ok = await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', 'rebuild site A']);
       expect(ok.status, ok.stderr).toBe(0);
+      // A worker killed mid-rebuild (the only one left: site A's burned with it): a new one resumes
+      // the run, and no node-side step runs twice (each node's restore journal says so below).
+      const mid = await until(
+        'the rebuild restoring etcd',
+        () => status(id),
+        (s) => ['restore-etcd', 'start'].some((step) => s.steps.find((x) => x.step === step)?.state === 'running'),
+        300_000,
+        200,
+      );
+      const killedIn = mid.steps.find((x) => x.state === 'running')!.step;
+      const workerPid = readState().pids[workerId('site-b')]!;
+      process.kill(workerPid, 'SIGKILL');
+      await new Promise((res) => setTimeout(res, 2000));
+      await writeConfigAndRestartWorkers(readState(), [siteNamed('site-b')]);
+      measured.push(`worker SIGKILLed during step ${killedIn}; a new one resumed the run`);
       const r = await started;
       expect(r.status, r.stdout.slice(-3000) + r.stderr.slice(-1500)).toBe(0);
       const result = (JSON.parse(r.stdout) as { result: { snapshotKey: string; verified: Record<string, unknown> } })
@@ -159,6 +175,19 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
       measured.push(`rebuild, approval to API ready and verified: ${((Date.now() - approvedAt) / 1000).toFixed(1)} s`);
       expect(result.snapshotKey).toBe(snapshotKey);
       expect(result.verified).toMatchObject({ kubeadmConfigMatches: true });
+
+      // Every node-side step of the etcd restore ran once, the worker's death notwithstanding.
+      for (const node of SITE.nodes) {
+        const varLib = onHost(node, '/var/lib');
+        const dirs = readdirSync(varLib).filter((d) => d.startsWith('drctl-restore-'));
+        expect(dirs, node.name).toHaveLength(1);
+        const journal = readFileSync(join(varLib, dirs[0]!, 'journal'), 'utf8');
+        expect(journal.match(/ moved-aside /g), `${node.name}: ${journal}`).toHaveLength(1);
+        expect(journal.match(/ restored /g), `${node.name}: ${journal}`).toHaveLength(1);
+      }
+      const done = await status(id);
+      for (const n of ['cp1', 'cp2', 'cp3'])
+        expect(done.steps.find((x) => x.step === 'lay-pki')!.items[n]).toMatch(/^\d+ written$/);
 
       // The data from before the fire, read with the kubeconfig issued before it.
       const cm = await kubectl(['-n', 'default', 'get', 'configmap', marker, '-o', 'jsonpath={.data.stamp}']);
