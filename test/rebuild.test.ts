@@ -8,16 +8,23 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { failoverWorkflowId } from '../client/commands/failover.ts';
 import { bundleKeyOf, bundleManifestKeyOf } from '../common/cp-bundle.ts';
+import { fenceOnReturnId } from '../common/failover.ts';
 import { readState, workerId, writeState } from '../lab/processes.ts';
 import { writeConfigAndRestartWorkers } from '../lab/up-down.ts';
 import { bin, onHost, paths, siteNamed } from '../lab/topology.ts';
 import { createGateways } from '../worker/gateways.ts';
+import { appAddress, NS, RECORD, resetFailoverLab } from './support/failover.ts';
 import { drctlCli, ensureLabHealthy, labConfig, until } from './support/lab.ts';
 
 const run = promisify(execFile);
 const cli = (args: string[]) => drctlCli(['--config', paths.config, ...args]);
 const SITE = siteNamed('site-a');
+const SITE_B = siteNamed('site-b');
+let afterCycle = () => undefined as void;
+/** Set once the failback put the traffic back on A: else afterAll puts the failover baseline back. */
+let cycleDone = false;
 const asAlice = ['--as', 'alice', '--key', paths.personKey('alice')];
 const kubectl = (args: string[], kubeconfig = SITE.kubeconfig) =>
   run(join(bin.kubeDir, 'kubectl'), ['--kubeconfig', kubeconfig, '--request-timeout=10s', ...args]).then(
@@ -40,21 +47,54 @@ const status = async (id: string) => JSON.parse((await cli(['status', id, '--jso
 
 let snapshotKey = '';
 
+/** The run `id` (started at `since` or later) waiting at its gate, its preflight done. */
+async function atGate(id: string, since: number): Promise<Status> {
+  const st = await until(
+    `${id} waits at its gate`,
+    () => status(id),
+    (x) => x.phase !== 'running' && Date.parse(x.steps[0]?.startedAt ?? '0') >= since - 1000,
+    180_000,
+    1000,
+  );
+  expect(st.phase, st.error).toBe('waiting-approval');
+  return st;
+}
+const approve = async (id: string, reason: string) => {
+  const ok = await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', reason]);
+  expect(ok.status, ok.stderr).toBe(0);
+};
+const healthz = (site: string) =>
+  fetch(labConfig().sites.find((x) => x.name === site)!.appEndpoint!).then(
+    (r) => r.status,
+    () => 0,
+  );
+
 beforeAll(async () => {
   await ensureLabHealthy();
 }, 600_000);
 
 afterAll(async () => {
+  afterCycle();
   // Whatever happened, the lab's site A must serve the files after this one: rebuilt and back up,
   // or (the rebuild failed) laid out afresh by kubeadm, as a new lab would have it.
   const down = readState().sitesDown?.['site-a'];
-  if (!down?.destroyed) return;
-  const up = await cli(['lab', 'site', 'up', 'site-a']);
-  if (up.status === 0) return;
-  const state = readState();
-  delete state.sitesDown!['site-a'];
-  writeState(state);
-  await cli(['lab', 'up']);
+  if (down?.destroyed) {
+    const up = await cli(['lab', 'site', 'up', 'site-a']);
+    if (up.status !== 0) {
+      const state = readState();
+      delete state.sitesDown!['site-a'];
+      writeState(state);
+      await cli(['lab', 'up']);
+    }
+  }
+  if (!cycleDone) {
+    const gw = createGateways(labConfig());
+    try {
+      await resetFailoverLab(gw, labConfig());
+    } finally {
+      gw.close();
+    }
+  }
 }, 900_000);
 
 describe('drctl cluster rebuild: site A burns and comes back on new hosts', () => {
@@ -110,8 +150,15 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
   });
 
   it(
-    'the fire, then the rebuild: the data, a kubeconfig and a service-account token from before the fire all work on the new hosts',
+    'fire → failover to B → rebuild A (a kubeconfig, a service-account token and the data from before the fire work there) → failback: A serves again with what B wrote',
     async () => {
+      // The failover baseline: DNS on A, A serving, a fresh backup of A seen at B.
+      const gw0 = createGateways(labConfig());
+      try {
+        await resetFailoverLab(gw0, labConfig());
+      } finally {
+        gw0.close();
+      }
       // Before the fire: a marker object, a service-account token, a snapshot with its bundle.
       const marker = `rebuild-marker-${stamp}`;
       expect(
@@ -135,6 +182,41 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
       expect(configBefore).not.toContain(hostKeys.cp1!);
       expect(readFileSync(paths.config, 'utf8')).toContain(hostKeys.cp1!);
       expect((await kubectl(['get', '--raw', '/readyz'])).code).not.toBe(0);
+      const fireAt = t;
+
+      // The traffic to site B while A is gone (A cannot be fenced now: its fence-on-return waits).
+      t = Date.now();
+      const foId = failoverWorkflowId('site-a', 'site-b');
+      const fo = cli([
+        'failover',
+        '--from',
+        'site-a',
+        '--to',
+        'site-b',
+        '--wait',
+        '--json',
+        '--reason',
+        'site A burned',
+        ...asAlice,
+      ]);
+      await atGate(foId, t);
+      await approve(foId, 'site A burned');
+      const foDone = await fo;
+      expect(foDone.status, foDone.stdout.slice(-2000) + foDone.stderr.slice(-1000)).toBe(0);
+      measured.push(`failover to site B (site A destroyed): ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      const gw = createGateways(labConfig());
+      const B = appAddress(labConfig(), 'site-b');
+      const A = appAddress(labConfig(), 'site-a');
+      afterCycle = () => gw.close();
+      expect((await gw.dns().resolveA(RECORD)).addresses).toEqual([B]);
+      expect(await healthz('site-b')).toBe(200);
+      // What B writes while A is being rebuilt: the failback must carry it back.
+      const written = `written-at-b-${stamp}`;
+      const wrote = await kubectl(
+        ['-n', NS, 'create', 'configmap', written, `--from-literal=stamp=${stamp}`],
+        SITE_B.kubeconfig,
+      );
+      expect(wrote.code, wrote.err).toBe(0);
 
       // The rebuild, asked by alice, approved by bob once its preflight's evidence is there.
       t = Date.now();
@@ -151,8 +233,7 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
       const pre = gate.steps.find((s) => s.step === 'preflight')!;
       for (const n of ['cp1', 'cp2', 'cp3']) expect(pre.items[n]).toMatch(/^new host/);
       const approvedAt = Date.now();
-      const ok = await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', 'rebuild site A']);
-      expect(ok.status, ok.stderr).toBe(0);
+      await approve(id, 'rebuild site A');
       // A worker killed mid-rebuild (the only one left: site A's burned with it): a new one resumes
       // the run, and no node-side step runs twice (each node's restore journal says so below).
       const mid = await until(
@@ -224,6 +305,36 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
         180_000,
         2000,
       );
+
+      // Failback: B backed up first, restored at A, DNS back on A, B standby again.
+      t = Date.now();
+      const fbId = failoverWorkflowId('site-b', 'site-a');
+      const fb = cli([
+        'failback',
+        '--from',
+        'site-b',
+        '--to',
+        'site-a',
+        '--wait',
+        '--json',
+        '--reason',
+        'site A rebuilt',
+        ...asAlice,
+      ]);
+      await atGate(fbId, t);
+      await approve(fbId, 'site A rebuilt');
+      const fbDone = await fb;
+      expect(fbDone.status, fbDone.stdout.slice(-2000) + fbDone.stderr.slice(-1000)).toBe(0);
+      measured.push(`failback to the rebuilt site A: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      measured.push(`the whole cycle, fire → failback done: ${((Date.now() - fireAt) / 1000).toFixed(1)} s`);
+      expect((await gw.dns().resolveA(RECORD)).addresses).toEqual([A]);
+      expect(await healthz('site-a')).toBe(200);
+      const back = await kubectl(['-n', NS, 'get', 'configmap', written, '-o', 'jsonpath={.data.stamp}']);
+      expect(back.out, back.err).toBe(stamp);
+      // The fence-on-return that waited for A has ended: superseded by the failback, or A fenced first.
+      const watch = await status(fenceOnReturnId('site-a'));
+      expect(['completed', 'aborted', 'cancelled'], JSON.stringify(watch).slice(0, 600)).toContain(watch.phase);
+      cycleDone = true;
     },
     20 * 60_000,
   );
