@@ -26,7 +26,7 @@ import {
 } from '../common/snapshots.ts';
 import { loadConfig } from '../config/load.ts';
 import { planRestore, runTag } from '../common/restore.ts';
-import { requiredItems } from '../common/cp-bundle.ts';
+import { bundleKeyOf, bundleManifestKeyOf, requiredItems } from '../common/cp-bundle.ts';
 import { proofKeyOf } from '../common/snapshot-proof.ts';
 import { ciphertextSize } from '../gateways/snapshot-crypto.ts';
 import type { DrctlConfig } from '../config/schema.ts';
@@ -366,8 +366,18 @@ describe('etcdSnapshot runbook', () => {
     expect(r4.pruned.sort()).toEqual([r2.key, r3.key].sort());
     expect((await listed(cluster)).map((s) => s.key)).toEqual([r4.key]);
     const objects = (await gw.store().list(snapshotPrefix(prefix, cluster))).map((o) => o.key).sort();
-    // The newest, its manifest and its restore proof; the foreign object left alone.
-    expect(objects).toEqual([foreign, r4.key, manifestKeyOf(r4.key), proofKeyOf(r4.key)].sort());
+    // The newest, its manifest, its restore proof and its control-plane bundle; the pruned ones'
+    // bundles went with them; the foreign object left alone.
+    expect(objects).toEqual(
+      [
+        foreign,
+        r4.key,
+        manifestKeyOf(r4.key),
+        proofKeyOf(r4.key),
+        bundleKeyOf(r4.key),
+        bundleManifestKeyOf(r4.key),
+      ].sort(),
+    );
 
     // The activity on its own: nothing left to prune, the newest stays.
     const env = mockEnv();
