@@ -77,14 +77,6 @@ afterAll(async () => {
 
 let seq = 0;
 const status = (h: WorkflowHandle) => h.query<RunbookStatus>('status');
-async function until(h: WorkflowHandle, phase: string): Promise<RunbookStatus> {
-  for (let i = 0; i < 200; i++) {
-    const st = await status(h);
-    if (st.phase === phase) return st;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never reached ${phase}: ${(await status(h)).phase}`);
-}
 
 async function rebuild(
   impl = rebuildImpl,
