@@ -99,8 +99,7 @@ export async function clusterRebuild(input: RebuildInput): Promise<RebuildResult
         approvalDeadline: new Date(Date.now() + timeoutMs).toISOString(),
       };
       if (input.dryRun) {
-        for (const s of rb.status.steps) if (s.state === 'pending') rb.skip(s.step, 'dry run');
-        rb.setPhase('dry-run');
+        rb.endDryRun();
         return { outcome: 'dry-run', snapshotKey: snapshot.key, revision: snapshot.revision };
       }
 

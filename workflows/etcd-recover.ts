@@ -121,8 +121,7 @@ export async function etcdRecover(input: RecoverInput): Promise<RecoverResult> {
         approvalDeadline: new Date(Date.now() + timeoutMs).toISOString(),
       };
       if (input.dryRun) {
-        for (const s of rb.status.steps) if (s.state === 'pending') rb.skip(s.step, 'dry run');
-        rb.setPhase('dry-run');
+        rb.endDryRun();
         return { outcome: 'dry-run', plan };
       }
 
@@ -383,8 +382,7 @@ export async function etcdRejoin(input: RejoinInput): Promise<RejoinResult> {
         approvalDeadline: new Date(Date.now() + timeoutMs).toISOString(),
       };
       if (input.dryRun) {
-        for (const s of rb.status.steps) if (s.state === 'pending') rb.skip(s.step, 'dry run');
-        rb.setPhase('dry-run');
+        rb.endDryRun();
         return { outcome: 'dry-run', node, members: listed.map((m) => m.name) };
       }
 

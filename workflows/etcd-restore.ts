@@ -113,8 +113,7 @@ export async function etcdRestore(input: RestoreInput): Promise<RestoreResult> {
           ? `${cluster} has quorum (${rb.step('preflight').detail}): restoring would throw away every write since the snapshot. Use --force if that is what you want.`
           : undefined;
       if (input.dryRun) {
-        for (const s of rb.status.steps) if (s.state === 'pending') rb.skip(s.step, 'dry run');
-        rb.setPhase('dry-run');
+        rb.endDryRun();
         return { outcome: 'dry-run', plan, timings: rb.timings(), refusal };
       }
       if (refusal) throw refuse(FailureType.ClusterHasQuorum, refusal);

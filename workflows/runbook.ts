@@ -274,6 +274,12 @@ export class Runbook<E = unknown, X extends object = object> {
     this.publish();
   };
 
+  /** A dry run ends after its preflight: every step not run is skipped, the phase `dry-run`. */
+  endDryRun(): void {
+    for (const s of this.status.steps) if (s.state === 'pending') this.skip(s.step, 'dry run');
+    this.setPhase('dry-run');
+  }
+
   /**
    * A step after the gate opened and before the first change: what the go was given for must still
    * hold (a gate may wait an hour). When it does not, or the run is cancelled here, the run aborts

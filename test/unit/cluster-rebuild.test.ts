@@ -1,14 +1,14 @@
 // `drctl cluster rebuild`: the preflight's verdicts (pure) and the runbook's control flow on the
 // time-skipping test server with mocked activities. The real thing, on hosts wiped by `lab site
 // destroy`, is test/rebuild.test.ts.
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundle } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rebuildChanges, rebuildProblems, type RebuildSource } from '../../common/rebuild.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
 import { newHost, once, REBUILD_ITEMS, rebuildImpl } from './support/mocks.ts';
-import { type Calls, mockActivities, timeSkipping, withWorker } from './support/time-skipping.ts';
+import { type Calls, mockActivities, outcomeOf, timeSkipping, withWorker } from './support/time-skipping.ts';
 
 const SOURCE = (rebuildImpl.resolveRebuildSource as () => RebuildSource)();
 
@@ -96,14 +96,7 @@ async function rebuild(
       await new Promise((r) => setTimeout(r, 50));
     }
     if ((await status(h)).phase === 'waiting-approval') await h.signal('approve', { by: 'bob', reason: 'go' });
-    const out = await h.result().then(
-      (result: unknown) => ({ result }),
-      (e: unknown) => {
-        expect(e).toBeInstanceOf(WorkflowFailedError);
-        const c = (e as WorkflowFailedError).cause as { type?: string; message: string };
-        return { error: { type: c.type, message: c.message } };
-      },
-    );
+    const out = await outcomeOf(h);
     return { calls, st: await status(h), ...out };
   });
 }

@@ -1,7 +1,8 @@
 // `drctl etcd recover`: the decisions (pure) and the runbook's control flow on the time-skipping
 // test server with mocked activities. The real thing, against real etcd members after a site is
 // killed, is test/stretched.test.ts.
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowFailedError } from '@temporalio/client';
+import { type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundle } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +11,7 @@ import { manifestWithFlags } from '../../common/etcd-tuning.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
 import { etcdCommandOf, flagOf, parseMemberMetrics } from '../../gateways/recover-node.ts';
 import { lostMember as lost, member, once, recoverImpl, rejoinImpl, SITE_A_LOST } from './support/mocks.ts';
-import { type Calls, mockActivities, timeSkipping, withWorker } from './support/time-skipping.ts';
+import { type Calls, mockActivities, outcomeOf, timeSkipping, withWorker } from './support/time-skipping.ts';
 
 describe('planRecover', () => {
   it('keeps the survivor with the highest committed raft index, adds the other back, drops the lost ones (attested)', () => {
@@ -174,14 +175,7 @@ async function recover(
       await h.result().catch(() => undefined);
       return { calls, st };
     }
-    const out = await h.result().then(
-      (result: unknown) => ({ result }),
-      (e: unknown) => {
-        expect(e).toBeInstanceOf(WorkflowFailedError);
-        const c = (e as WorkflowFailedError).cause as { type?: string; message: string };
-        return { error: { type: c.type, message: c.message } };
-      },
-    );
+    const out = await outcomeOf(h);
     return { calls, st: await status(h), ...out };
   });
 }

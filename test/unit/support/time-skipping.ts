@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { leaseId } from '../../../common/lease.ts';
 import type { RunEnded } from '../../../common/runbook.ts';
+import { type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
@@ -63,6 +64,20 @@ export function mockActivities(
     return fn ? fn(input) : undefined;
   };
   return Object.fromEntries(names.map((n) => [n, mock(n)])) as Activities;
+}
+
+/** How a run ended: its result, or its failure's type and message (a run must fail as a workflow failure). */
+export async function outcomeOf(
+  h: WorkflowHandle,
+): Promise<{ result?: unknown; error?: { type?: string; message: string } }> {
+  return h.result().then(
+    (result: unknown) => ({ result }),
+    (e: unknown) => {
+      if (!(e instanceof WorkflowFailedError)) throw e;
+      const c = e.cause as { type?: string; message: string };
+      return { error: { type: c.type, message: c.message } };
+    },
+  );
 }
 
 /** Every run end the workflows reported through the metrics sink (as the worker's WorkerMetrics gets it). */
