@@ -53,7 +53,9 @@ export function createRebuildActivities(gw: Gateways) {
           return false;
         });
         const { pick, passedOver: unproven } = pickLatest(usable);
-        passedOver.push(...unproven.map((s) => `${s.key}: proven unrestorable`));
+        passedOver.push(
+          ...unproven.map((s) => `${s.key}: ${s.proof ? 'proven unrestorable' : 'not proven restorable'}`),
+        );
         if (!pick)
           throw failure(
             FailureType.SnapshotNotFound,
@@ -115,14 +117,17 @@ export function createRebuildActivities(gw: Gateways) {
       const b = await bundleOf(input.key);
       const n = gw.node(input.cluster, input.node);
       const cc = b.files.get(CLUSTER_CONFIGURATION)!.toString('utf8');
-      const apiVersion = (parseYaml(cc) as { apiVersion?: string }).apiVersion ?? 'kubeadm.k8s.io/v1beta4';
+      // The bundle's ClusterConfiguration as the cluster held it (its apiVersion and kind included).
+      const cluster = parseYaml(cc) as { apiVersion?: string; kind?: string };
+      const apiVersion = cluster.apiVersion ?? 'kubeadm.k8s.io/v1beta4';
       const init = {
         apiVersion,
         kind: 'InitConfiguration',
         localAPIEndpoint: { advertiseAddress: addressOf(n.etcd.peerUrl), bindPort: 6443 },
         nodeRegistration: { name: n.etcd.memberName, criSocket: `unix://${n.containerd.address}` },
       };
-      const config = `${stringify(init)}---\n${cc.trim().startsWith('apiVersion') ? cc : `apiVersion: ${apiVersion}\nkind: ClusterConfiguration\n${cc}`}`;
+      const clusterDoc = cluster.kind ? cc : stringify({ ...cluster, apiVersion, kind: 'ClusterConfiguration' });
+      const config = `${stringify(init)}---\n${clusterDoc}`;
       return heartbeating(
         'kubeadm init phase',
         gw.rebuildNode(input.cluster, input.node).kubeadmPhases(input.tag, config),

@@ -167,6 +167,11 @@ export function runTag(runId: string): string {
   return runId.replace(/-/g, '').slice(-12).toLowerCase();
 }
 
+/** A restore's scratch dir on a node: beside the data dir, named after the run's tag. */
+export function restoreWorkDir(dataDir: string, tag: string): string {
+  return `${dataDir.replace(/\/[^/]+\/?$/, '') || ''}/drctl-restore-${tag}`;
+}
+
 export function planRestore(args: {
   shape: ClusterShape;
   snapshot: SnapshotRef;
@@ -184,8 +189,7 @@ export function planRestore(args: {
   const nodes = shape.nodes.map((n): NodePlan => {
     const pf = preflight.find((p) => p.node === n.name);
     const dataDir = n.dataDir;
-    const parent = dataDir.replace(/\/[^/]+\/?$/, '') || '/';
-    const workDir = `${parent}/drctl-restore-${short}`;
+    const workDir = restoreWorkDir(dataDir, short);
     const tool = pf?.tool ?? 'etcdutl';
     const supportsBump = pf?.supportsBumpRevision ?? false;
     const stagedSnapshot = `${workDir}/snapshot.db`;

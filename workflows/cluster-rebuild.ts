@@ -27,7 +27,7 @@ import {
   type RebuildResult,
   type RebuildSource,
 } from '../common/rebuild.ts';
-import { bytesNeeded, planRestore, runTag } from '../common/restore.ts';
+import { bytesNeeded, planRestore, restoreWorkDir, runTag } from '../common/restore.ts';
 import type { RunbookStatus } from '../common/runbook.ts';
 import { long, quick, undo } from './activity-options.ts';
 import { refuse, Runbook } from './runbook.ts';
@@ -127,10 +127,7 @@ export async function clusterRebuild(input: RebuildInput): Promise<RebuildResult
       });
 
       const nodes = shape.nodes.map((n) => n.name);
-      const workDirOf = (node: string) => {
-        const dataDir = shape.nodes.find((n) => n.name === node)!.dataDir;
-        return `${dataDir.replace(/\/[^/]+\/?$/, '') || ''}/drctl-restore-${tag}`;
-      };
+      const workDirOf = (node: string) => restoreWorkDir(shape.nodes.find((n) => n.name === node)!.dataDir, tag);
       // The undo, before the first host is touched: every host back to what provisioning left.
       rb.undo(
         'every host back to what provisioning left',

@@ -23,6 +23,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createRestoreActivities } from '../../activities/restore.ts';
 import { createSnapshotActivities } from '../../activities/snapshot.ts';
 import { FailureType } from '../../common/errors.ts';
+import { bundleKeyOf, bundleManifestKeyOf } from '../../common/cp-bundle.ts';
 import { pickLatest, proofJson, proofKeyOf } from '../../common/snapshot-proof.ts';
 import { planRestore } from '../../common/restore.ts';
 import {
@@ -682,11 +683,14 @@ describe('list and resolve: only what this worker signed', () => {
     const pruned = await createSnapshotActivities(gw).pruneSnapshots({ cluster: 'site-b', keep: 1 });
     expect(pruned).toEqual([p.old.key]);
     const deletes = p.bucket.calls.filter((c) => c.startsWith('delete '));
-    // The manifest first (un-committed), then the object, then its restore proof (if any).
-    expect(deletes.slice(-3)).toEqual([
+    // The manifest first (un-committed), then the object, then its restore proof and its
+    // control-plane bundle (manifest first), if any.
+    expect(deletes.slice(-5)).toEqual([
       `delete ${manifestKeyOf(p.old.key)}`,
       `delete ${p.old.key}`,
       `delete ${proofKeyOf(p.old.key)}`,
+      `delete ${bundleManifestKeyOf(p.old.key)}`,
+      `delete ${bundleKeyOf(p.old.key)}`,
     ]);
     for (const k of [p.unsigned, p.forged, p.tampered, p.copied, p.foreign, p.good.key])
       expect(p.bucket.objects.has(k), k).toBe(true);
