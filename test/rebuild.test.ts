@@ -4,7 +4,7 @@
 // workers and the real CLI, as an operator would. Also: a rebuild refused on hosts that still have a
 // control plane, and a corrupt or missing bundle refused before any host is read.
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -218,10 +218,35 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
       );
       expect(wrote.code, wrote.err).toBe(0);
 
+      // A first rebuild cancelled once it has laid the PKI: its undo returns every host to what
+      // provisioning left (the next rebuild's preflight finds them new again).
+      const id = 'cluster-rebuild-site-a';
+      t = Date.now();
+      const first = cli(['cluster', 'rebuild', '--cluster', 'site-a', '--wait', ...asAlice]);
+      await atGate(id, t);
+      await approve(id, 'rebuild site A (to be cancelled)');
+      await until(
+        'the first rebuild past lay-pki',
+        () => status(id),
+        (x) => x.steps.find((s) => s.step === 'lay-pki')?.state === 'done',
+        180_000,
+        300,
+      );
+      const cancel = await cli(['cancel', id, '--reason', 'test: the undo', '--as', 'alice']);
+      expect(cancel.status, cancel.stderr).toBe(0);
+      expect((await first).status).not.toBe(0);
+      const undone = await status(id);
+      expect(undone.phase, undone.error).toBe('compensated');
+      for (const node of SITE.nodes) {
+        expect(existsSync(onHost(node, '/etc/kubernetes/pki')), node.name).toBe(false);
+        expect(readdirSync(onHost(node, '/etc/kubernetes/manifests')), node.name).toEqual([]);
+        expect(existsSync(onHost(node, '/var/lib/kubelet/config.yaml')), node.name).toBe(false);
+      }
+      measured.push(`a rebuild cancelled after lay-pki, undone: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+
       // The rebuild, asked by alice, approved by bob once its preflight's evidence is there.
       t = Date.now();
       const started = cli(['cluster', 'rebuild', '--cluster', 'site-a', '--wait', '--json', ...asAlice]);
-      const id = 'cluster-rebuild-site-a';
       const gate = await until(
         `${id} waits at its gate`,
         () => status(id),
