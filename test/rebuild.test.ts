@@ -63,6 +63,16 @@ const approve = async (id: string, reason: string) => {
   const ok = await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', reason]);
   expect(ok.status, ok.stderr).toBe(0);
 };
+/** A failover or failback through the CLI as alice asks it, approved by bob at its gate, followed to its end. */
+async function moveTraffic(kind: 'failover' | 'failback', from: string, to: string, reason: string) {
+  const t = Date.now();
+  const id = failoverWorkflowId(from, to);
+  const run = cli([kind, '--from', from, '--to', to, '--wait', '--json', '--reason', reason, ...asAlice]);
+  await atGate(id, t);
+  await approve(id, reason);
+  const done = await run;
+  expect(done.status, done.stdout.slice(-2000) + done.stderr.slice(-1000)).toBe(0);
+}
 const healthz = (site: string) =>
   fetch(labConfig().sites.find((x) => x.name === site)!.appEndpoint!).then(
     (r) => r.status,
@@ -186,23 +196,7 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
 
       // The traffic to site B while A is gone (A cannot be fenced now: its fence-on-return waits).
       t = Date.now();
-      const foId = failoverWorkflowId('site-a', 'site-b');
-      const fo = cli([
-        'failover',
-        '--from',
-        'site-a',
-        '--to',
-        'site-b',
-        '--wait',
-        '--json',
-        '--reason',
-        'site A burned',
-        ...asAlice,
-      ]);
-      await atGate(foId, t);
-      await approve(foId, 'site A burned');
-      const foDone = await fo;
-      expect(foDone.status, foDone.stdout.slice(-2000) + foDone.stderr.slice(-1000)).toBe(0);
+      await moveTraffic('failover', 'site-a', 'site-b', 'site A burned');
       measured.push(`failover to site B (site A destroyed): ${((Date.now() - t) / 1000).toFixed(1)} s`);
       const gw = createGateways(labConfig());
       const B = appAddress(labConfig(), 'site-b');
@@ -333,23 +327,7 @@ describe('drctl cluster rebuild: site A burns and comes back on new hosts', () =
 
       // Failback: B backed up first, restored at A, DNS back on A, B standby again.
       t = Date.now();
-      const fbId = failoverWorkflowId('site-b', 'site-a');
-      const fb = cli([
-        'failback',
-        '--from',
-        'site-b',
-        '--to',
-        'site-a',
-        '--wait',
-        '--json',
-        '--reason',
-        'site A rebuilt',
-        ...asAlice,
-      ]);
-      await atGate(fbId, t);
-      await approve(fbId, 'site A rebuilt');
-      const fbDone = await fb;
-      expect(fbDone.status, fbDone.stdout.slice(-2000) + fbDone.stderr.slice(-1000)).toBe(0);
+      await moveTraffic('failback', 'site-b', 'site-a', 'site A rebuilt');
       measured.push(`failback to the rebuilt site A: ${((Date.now() - t) / 1000).toFixed(1)} s`);
       measured.push(`the whole cycle, fire → failback done: ${((Date.now() - fireAt) / 1000).toFixed(1)} s`);
       expect((await gw.dns().resolveA(RECORD)).addresses).toEqual([A]);
