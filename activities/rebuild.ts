@@ -3,13 +3,12 @@
 // result verified, and the undo that returns a host to what provisioning left. The bundle's files
 // are read from the bucket and decrypted here, on the worker, for each step that lays them: no key,
 // nor a hash of one, crosses into the workflow. The etcd restore itself is the restore's activities.
-import { parse as parseYaml, stringify } from 'yaml';
 import { CLUSTER_CONFIGURATION, KUBEADM_PATHS, requiredItems } from '../common/cp-bundle.ts';
 import { FailureType, failure, rootMessage } from '../common/errors.ts';
 import { pickLatest } from '../common/snapshot-proof.ts';
 import type { HostPreflight, RebuildSource, RebuildVerification } from '../common/rebuild.ts';
 import type { Gateways } from '../gateways/index.ts';
-import type { HostFile } from '../gateways/rebuild-node.ts';
+import { type HostFile, kubeadmRebuildConfig } from '../gateways/rebuild-node.ts';
 import { heartbeating } from './support.ts';
 
 interface NodeRef {
@@ -116,18 +115,7 @@ export function createRebuildActivities(gw: Gateways) {
     async runKubeadmPhases(input: NodeRef & { key: string; tag: string }): Promise<string[]> {
       const b = await bundleOf(input.key);
       const n = gw.node(input.cluster, input.node);
-      const cc = b.files.get(CLUSTER_CONFIGURATION)!.toString('utf8');
-      // The bundle's ClusterConfiguration as the cluster held it (its apiVersion and kind included).
-      const cluster = parseYaml(cc) as { apiVersion?: string; kind?: string };
-      const apiVersion = cluster.apiVersion ?? 'kubeadm.k8s.io/v1beta4';
-      const init = {
-        apiVersion,
-        kind: 'InitConfiguration',
-        localAPIEndpoint: { advertiseAddress: addressOf(n.etcd.peerUrl), bindPort: 6443 },
-        nodeRegistration: { name: n.etcd.memberName, criSocket: `unix://${n.containerd.address}` },
-      };
-      const clusterDoc = cluster.kind ? cc : stringify({ ...cluster, apiVersion, kind: 'ClusterConfiguration' });
-      const config = `${stringify(init)}---\n${clusterDoc}`;
+      const config = kubeadmRebuildConfig(n, b.files.get(CLUSTER_CONFIGURATION)!.toString('utf8'));
       return heartbeating(
         'kubeadm init phase',
         gw.rebuildNode(input.cluster, input.node).kubeadmPhases(input.tag, config),

@@ -4,6 +4,7 @@
 // step looks before it acts, so a retry or a new worker after a crash repeats nothing: files that
 // are already there with the bundle's bytes are kept; kubeadm's phases keep what they find valid.
 import { createHash } from 'node:crypto';
+import { parse as parseYaml, stringify } from 'yaml';
 import { FailureType, failure } from '../common/errors.ts';
 import { KUBEADM_PATHS } from '../common/cp-bundle.ts';
 import type { NodeConfig } from '../config/schema.ts';
@@ -34,10 +35,35 @@ export interface HostFile {
 /** kubeadm's static pods: the rebuild writes them, the undo takes them away. */
 const STATIC_PODS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
 const MANIFESTS = '/etc/kubernetes/manifests';
+/**
+ * The kubeadm config a rebuild runs kubeadm's phases with on `node`: its InitConfiguration (its
+ * name, the address it advertises: its etcd peer URL's host, its CRI socket) and the bundle's
+ * ClusterConfiguration as the cluster held it (its apiVersion and kind added when it has none).
+ */
+export function kubeadmRebuildConfig(node: NodeConfig, clusterConfiguration: string): string {
+  const cluster = parseYaml(clusterConfiguration) as { apiVersion?: string; kind?: string };
+  const apiVersion = cluster.apiVersion ?? 'kubeadm.k8s.io/v1beta4';
+  const init = {
+    apiVersion,
+    kind: 'InitConfiguration',
+    localAPIEndpoint: { advertiseAddress: new URL(node.etcd.peerUrl).hostname, bindPort: 6443 },
+    nodeRegistration: { name: node.etcd.memberName, criSocket: `unix://${node.containerd.address}` },
+  };
+  const clusterDoc = cluster.kind
+    ? clusterConfiguration
+    : stringify({ ...cluster, apiVersion, kind: 'ClusterConfiguration' });
+  return `${stringify(init)}---\n${clusterDoc}`;
+}
+
 /** The kubeadm config a rebuild runs the phases with (the run's tag in its name). */
 export const rebuildConfigPath = (tag: string) => `/etc/kubernetes/drctl-rebuild-${tag}.yaml`;
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** `fn` over `xs`, at most `n` at a time. */
+async function inBatches<T>(xs: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < xs.length; i += n) await Promise.all(xs.slice(i, i + n).map(fn));
+}
 
 export class RebuildNode {
   constructor(
@@ -95,34 +121,39 @@ export class RebuildNode {
       { timeoutMs: 60_000, check: true },
     );
     const there = sums.stdout.trim().split('\n');
-    const written: string[] = [];
     const kept: string[] = [];
+    const toWrite: HostFile[] = [];
     for (const [i, f] of files.entries()) {
       const now = there[i]?.trim();
-      if (now === sha256(f.data)) {
-        kept.push(f.path);
-        continue;
-      }
-      if (now !== 'none')
+      if (now === sha256(f.data)) kept.push(f.path);
+      else if (now !== 'none')
         throw failure(
           FailureType.PreflightFailed,
           `${this.label}: ${f.path} is already there with other content: not this run's; nothing was overwritten`,
         );
-      const dir = f.path.replace(/\/[^/]+$/, '');
-      await this.shell.exec(`mkdir -p ${shq(dir)}`, { timeoutMs: 30_000, check: true });
-      const tmp = `${f.path}.drctl-tmp`;
-      const out = await this.shell.writeStream(tmp, Number.parseInt(f.mode, 8));
+      else toWrite.push(f);
+    }
+    if (!toWrite.length) return { written: [], kept };
+    // Three round trips whatever the count: the directories, the files to temp names side by side
+    // (a few channels at a time), then every file into place at once.
+    const dirs = [...new Set(toWrite.map((f) => f.path.replace(/\/[^/]+$/, '')))];
+    await this.shell.exec(`mkdir -p ${dirs.map(shq).join(' ')}`, { timeoutMs: 30_000, check: true });
+    const tmp = (f: HostFile) => `${f.path}.drctl-tmp`;
+    await inBatches(toWrite, 4, async (f) => {
+      const out = await this.shell.writeStream(tmp(f), Number.parseInt(f.mode, 8));
       await new Promise<void>((resolve, reject) => {
         out.on('error', reject);
         out.on('finish', resolve);
         out.end(f.data);
       });
-      await this.shell.exec(`chmod ${shq(f.mode)} ${shq(tmp)} && mv ${shq(tmp)} ${shq(f.path)}`, {
-        timeoutMs: 30_000,
-        check: true,
-      });
-      written.push(f.path);
-    }
+    });
+    await this.shell.exec(
+      ['set -e', ...toWrite.map((f) => `chmod ${shq(f.mode)} ${shq(tmp(f))} && mv ${shq(tmp(f))} ${shq(f.path)}`)].join(
+        '\n',
+      ),
+      { timeoutMs: 30_000, check: true },
+    );
+    const written = toWrite.map((f) => f.path);
     return { written, kept };
   }
 

@@ -4,9 +4,16 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundle } from '@temporalio/worker';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeConfig } from '../../config/schema.ts';
 import { rebuildChanges, rebuildProblems, type RebuildSource } from '../../common/rebuild.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
+import { kubeadmRebuildConfig, RebuildNode } from '../../gateways/rebuild-node.ts';
+import { localShell } from './support/local-shell.ts';
 import { newHost, once, REBUILD_ITEMS, rebuildImpl } from './support/mocks.ts';
 import { type Calls, mockActivities, outcomeOf, timeSkipping, withWorker } from './support/time-skipping.ts';
 
@@ -105,6 +112,74 @@ const CHANGES =
   /layRebuildPki|runKubeadmPhases|stageSnapshot|moveDataDirAside|restoreMember|startRebuiltKubelet|resetRebuiltHost/;
 const changes = (calls: Calls) =>
   calls.filter((c) => CHANGES.test(c.name)).map((c) => `${c.name} ${(c.input as { node: string }).node}`);
+
+describe('RebuildNode.layFiles, run with bash against a temp dir', () => {
+  const root = mkdtempSync(join(tmpdir(), 'drctl-lay-'));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const node = { etcd: { dataDir: join(root, 'etcd') } } as NodeConfig;
+  const files = (dir: string) =>
+    ['ca.crt', 'ca.key', 'etcd/ca.crt', 'etcd/ca.key', 'sa.key', 'sa.pub'].map((f) => ({
+      path: join(root, dir, f),
+      mode: f.endsWith('.key') ? '0600' : '0644',
+      data: Buffer.from(`${f} of ${dir}\n`),
+    }));
+
+  it('writes every file with its mode in three commands whatever the count; a retry keeps them all', async () => {
+    const shell = localShell();
+    const lay = new RebuildNode(shell, node);
+    const want = files('a');
+    const r = await lay.layFiles(want);
+    expect(r).toEqual({ written: want.map((f) => f.path), kept: [] });
+    for (const f of want) {
+      expect(readFileSync(f.path, 'utf8')).toBe(f.data.toString());
+      expect((statSync(f.path).mode & 0o777).toString(8).padStart(4, '0')).toBe(f.mode);
+    }
+    // The sums, the directories, the renames; one `cat` per file.
+    expect(shell.commands.filter((c) => !c.includes('cat >'))).toHaveLength(3);
+    expect(shell.commands.filter((c) => c.includes('cat >'))).toHaveLength(want.length);
+    expect(await lay.layFiles(want)).toEqual({ written: [], kept: want.map((f) => f.path) });
+  });
+
+  it('a file already there with other bytes is refused before anything is written', async () => {
+    const want = files('b');
+    await new RebuildNode(localShell(), node).layFiles(want.slice(0, 1));
+    writeFileSync(want[3]!.path.replace('etcd/ca.key', 'sa.key'), 'someone else');
+    await expect(new RebuildNode(localShell(), node).layFiles(want)).rejects.toThrow(
+      /sa\.key is already there with other content: not this run's; nothing was overwritten/,
+    );
+    expect(() => statSync(want[1]!.path)).toThrow();
+  });
+});
+
+describe('kubeadmRebuildConfig', () => {
+  const node = {
+    etcd: { memberName: 'cp2', peerUrl: 'https://10.0.10.2:2380' },
+    containerd: { address: '/run/containerd/containerd.sock' },
+  } as NodeConfig;
+
+  it("this node's InitConfiguration, then the bundle's ClusterConfiguration as the cluster held it", () => {
+    const cc = 'apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nclusterName: site-a\n';
+    const docs = parseAllDocuments(kubeadmRebuildConfig(node, cc)).map((d) => d.toJS() as Record<string, unknown>);
+    expect(docs[0]).toEqual({
+      apiVersion: 'kubeadm.k8s.io/v1beta4',
+      kind: 'InitConfiguration',
+      localAPIEndpoint: { advertiseAddress: '10.0.10.2', bindPort: 6443 },
+      nodeRegistration: { name: 'cp2', criSocket: 'unix:///run/containerd/containerd.sock' },
+    });
+    expect(kubeadmRebuildConfig(node, cc).endsWith(`---\n${cc}`)).toBe(true);
+  });
+
+  it('a ClusterConfiguration without apiVersion and kind gets them', () => {
+    const docs = parseAllDocuments(kubeadmRebuildConfig(node, 'clusterName: site-a\n')).map(
+      (d) => d.toJS() as Record<string, unknown>,
+    );
+    expect(docs[1]).toEqual({
+      clusterName: 'site-a',
+      apiVersion: 'kubeadm.k8s.io/v1beta4',
+      kind: 'ClusterConfiguration',
+    });
+  });
+});
 
 describe('cluster rebuild runbook', () => {
   it('approved: PKI, kubeadm phases, the etcd restore and the kubelets, on every host, then verified', async () => {
