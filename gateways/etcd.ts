@@ -168,6 +168,9 @@ export class EtcdTools {
 const quoteBigInts = (json: string) => json.replace(/("(?:cluster_id|member_id|ID|leader)"\s*:\s*)(\d+)/g, '$1"$2"');
 const hex = (id: string) => BigInt(id).toString(16);
 
+/** What `health()` says of a node where no etcd process runs. */
+const NO_ETCD = 'no etcd process on the node';
+
 export class EtcdGateway {
   private readonly tools: EtcdTools;
   constructor(
@@ -177,9 +180,14 @@ export class EtcdGateway {
     this.tools = new EtcdTools(shell, node);
   }
 
-  /** `endpoint health` for this node's member; a member that is down reports health=false. */
+  /**
+   * `endpoint health` for this node's member; a member that is down reports health=false. No etcd
+   * process on the node is said at once: etcdctl would retry a refused dial for its whole command
+   * timeout (5 s) first, and a rebuild's or a restore's wait for a member polls this.
+   */
   async health(): Promise<EndpointHealth> {
-    const r = await this.shell.exec(await this.tools.etcdctl('health', 'endpoint health -w json'), {
+    const probe = await this.tools.etcdctl('health', 'endpoint health -w json');
+    const r = await this.shell.exec(`if ! pgrep -x etcd >/dev/null; then echo ${NO_ETCD} >&2; exit 3; fi\n${probe}`, {
       timeoutMs: 15_000,
     });
     try {
