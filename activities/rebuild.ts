@@ -3,6 +3,7 @@
 // result verified, and the undo that returns a host to what provisioning left. The bundle's files
 // are read from the bucket and decrypted here, on the worker, for each step that lays them: no key,
 // nor a hash of one, crosses into the workflow. The etcd restore itself is the restore's activities.
+import { parse as parseYaml } from 'yaml';
 import { CLUSTER_CONFIGURATION, KUBEADM_PATHS, requiredItems } from '../common/cp-bundle.ts';
 import { FailureType, failure, rootMessage } from '../common/errors.ts';
 import { pickLatest } from '../common/snapshot-proof.ts';
@@ -18,6 +19,13 @@ interface NodeRef {
 
 /** The address a node's control plane advertises: its etcd peer URL's host. */
 const addressOf = (peerUrl: string) => new URL(peerUrl).hostname;
+
+/** The ClusterConfiguration's controlPlaneEndpoint, when it has one. */
+function controlPlaneEndpointOf(cc: Buffer | undefined): { controlPlaneEndpoint?: string } {
+  if (!cc) return {};
+  const ep = (parseYaml(cc.toString('utf8')) as { controlPlaneEndpoint?: unknown } | null)?.controlPlaneEndpoint;
+  return typeof ep === 'string' && ep ? { controlPlaneEndpoint: ep } : {};
+}
 
 export function createRebuildActivities(gw: Gateways) {
   /** The bundle of `key`, decrypted and checked file by file (gateways/snapshot-store.ts). */
@@ -83,6 +91,7 @@ export function createRebuildActivities(gw: Gateways) {
         },
         items: b.manifest.items.map((i) => i.name),
         passedOver,
+        ...controlPlaneEndpointOf(b.files.get(CLUSTER_CONFIGURATION)),
       };
     },
 

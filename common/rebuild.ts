@@ -39,6 +39,19 @@ export interface RebuildSource {
   items: string[];
   /** Snapshots passed over for 'latest' and why (newer, but no complete bundle / not proven). */
   passedOver: string[];
+  /** The bundle's ClusterConfiguration `controlPlaneEndpoint` (absent in runs before it was read). */
+  controlPlaneEndpoint?: string;
+}
+
+/** The host of a kubeadm `controlPlaneEndpoint` (`host`, `host:port`, `[v6]:port`) and whether it is an IP literal. */
+export function endpointHost(endpoint: string): { host: string; ip: boolean } {
+  const e = endpoint.trim();
+  const host = e.startsWith('[')
+    ? e.slice(1, e.indexOf(']') > 0 ? e.indexOf(']') : undefined)
+    : e.split(':').length === 2
+      ? e.split(':')[0]!
+      : e;
+  return { host, ip: /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':') };
 }
 
 /** One new host as the preflight read it. */
@@ -99,6 +112,15 @@ export function rebuildProblems(source: RebuildSource, hosts: HostPreflight[], n
     problems.push(
       `the control-plane bundle of ${source.snapshot.key} is incomplete: ${source.bundle.missing.join('; ')}`,
     );
+  // Kubeconfigs issued before the fire, and the kubelets' own, name the control-plane endpoint: an
+  // address none of the new hosts has would leave them pointing at the burned one.
+  if (source.controlPlaneEndpoint) {
+    const { host, ip } = endpointHost(source.controlPlaneEndpoint);
+    if (ip && !hosts.some((h) => h.address === host))
+      problems.push(
+        `the bundle's controlPlaneEndpoint ${source.controlPlaneEndpoint} is an address none of the new hosts has (${hosts.map((h) => h.address).join(', ')}): every kubeconfig and kubelet points at it. Give one new host that address, or rebuild onto hosts behind a name or VIP that moves (README: Site lost)`,
+      );
+  }
   for (const h of hosts) {
     if (!h.reachable) problems.push(`${h.node}: unreachable: ${h.error}`);
     else {

@@ -74,7 +74,7 @@ export async function clusterRebuild(input: RebuildInput): Promise<RebuildResult
           quick.loadApprovalPolicy(),
           quick.resolveRebuildSource({ cluster, snapshot: input.snapshot }),
         ]);
-        s.items.source = `${source.snapshot.key} (revision ${source.snapshot.revision}, taken ${source.snapshot.takenAt}); bundle from ${source.bundle.fromNode}, ${source.bundle.items} items${source.bundle.complete ? '' : ', INCOMPLETE'}`;
+        s.items.source = `${source.snapshot.key} (revision ${source.snapshot.revision}, taken ${source.snapshot.takenAt}); bundle from ${source.bundle.fromNode}, ${source.bundle.items} items${source.bundle.complete ? '' : ', INCOMPLETE'}${source.controlPlaneEndpoint ? `; controlPlaneEndpoint ${source.controlPlaneEndpoint}` : ''}`;
         const hosts = await readHosts(shape.nodes.map((n) => n.name));
         for (const h of hosts) s.items[h.node] = described(h);
         const problems = rebuildProblems(source, hosts, bytesNeeded(source.snapshot));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeConfig } from '../../config/schema.ts';
-import { rebuildChanges, rebuildProblems, type RebuildSource } from '../../common/rebuild.ts';
+import { endpointHost, rebuildChanges, rebuildProblems, type RebuildSource } from '../../common/rebuild.ts';
 import type { RunbookStatus } from '../../common/runbook.ts';
 import { kubeadmRebuildConfig, RebuildNode } from '../../gateways/rebuild-node.ts';
 import { localShell } from './support/local-shell.ts';
@@ -112,6 +112,31 @@ const CHANGES =
   /layRebuildPki|runKubeadmPhases|stageSnapshot|moveDataDirAside|restoreMember|startRebuiltKubelet|resetRebuiltHost/;
 const changes = (calls: Calls) =>
   calls.filter((c) => CHANGES.test(c.name)).map((c) => `${c.name} ${(c.input as { node: string }).node}`);
+
+describe("the bundle's controlPlaneEndpoint against the new hosts' addresses", () => {
+  const hosts = ['cp1', 'cp2', 'cp3'].map((n) => newHost(n));
+  const problems = (controlPlaneEndpoint?: string) => rebuildProblems({ ...SOURCE, controlPlaneEndpoint }, hosts, 1e9);
+
+  it('the host of host, host:port and [v6]:port; IP literals told apart from names', () => {
+    expect(endpointHost('172.30.10.1:6443')).toEqual({ host: '172.30.10.1', ip: true });
+    expect(endpointHost('172.30.10.1')).toEqual({ host: '172.30.10.1', ip: true });
+    expect(endpointHost('[fd00::1]:6443')).toEqual({ host: 'fd00::1', ip: true });
+    expect(endpointHost('fd00::1')).toEqual({ host: 'fd00::1', ip: true });
+    expect(endpointHost('api.site-a.example:6443')).toEqual({ host: 'api.site-a.example', ip: false });
+  });
+
+  it("one of the new hosts' addresses, a name, or none (a run before it was read): no problem", () => {
+    expect(problems('127.0.9.1:6443')).toEqual([]);
+    expect(problems('api.site-a.example:6443')).toEqual([]);
+    expect(problems(undefined)).toEqual([]);
+  });
+
+  it('an address none of the new hosts has is refused, naming it and the way out', () => {
+    expect(problems('10.0.10.1:6443')).toEqual([
+      "the bundle's controlPlaneEndpoint 10.0.10.1:6443 is an address none of the new hosts has (127.0.9.1, 127.0.9.2, 127.0.9.3): every kubeconfig and kubelet points at it. Give one new host that address, or rebuild onto hosts behind a name or VIP that moves (README: Site lost)",
+    ]);
+  });
+});
 
 describe('RebuildNode.layFiles, run with bash against a temp dir', () => {
   const root = mkdtempSync(join(tmpdir(), 'drctl-lay-'));
