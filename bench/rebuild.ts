@@ -22,14 +22,13 @@ import { failoverWorkflowId } from '../client/commands/failover.ts';
 import { KUBEADM_PATHS } from '../common/cp-bundle.ts';
 import { dirOf } from '../common/etcd-tools.ts';
 import { bumpRevisionFor } from '../common/restore.ts';
-import { EtcdTools } from '../gateways/etcd.ts';
 import { kubeadmRebuildConfig } from '../gateways/rebuild-node.ts';
 import { shq } from '../gateways/ssh.ts';
 import { bin, paths, siteNamed } from '../lab/topology.ts';
 import { resetFailoverLab } from '../test/support/failover.ts';
 import { drctlCli, ensureLabHealthy, labConfig } from '../test/support/lab.ts';
 import { createGateways } from '../worker/gateways.ts';
-import { median, say, secs, sleep, table, writeResults } from './lib/common.ts';
+import { handRestoreCommand, median, say, secs, sleep, table, writeResults } from './lib/common.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 1);
 const CLUSTER = 'site-a';
@@ -154,21 +153,13 @@ async function byHand(key: string): Promise<HandRun> {
       });
       await timed(n.name, 'etcdutl snapshot restore onto the etcd disk', async () => {
         const scratch = `${n.etcd.dataDir}/.hand-restored`;
-        const restore = await new EtcdTools(shell, n).command('hand-restore', {
-          tool: 'etcdutl',
-          args: [
-            'snapshot restore',
-            shq(staged),
-            `--name=${shq(n.etcd.memberName)}`,
-            `--initial-cluster=${shq(initialCluster)}`,
-            `--initial-cluster-token=${shq(token)}`,
-            `--initial-advertise-peer-urls=${shq(n.etcd.peerUrl)}`,
-            `--data-dir=${shq(scratch)}`,
-            `--bump-revision=${bumpRevisionFor(0)}`,
-            '--mark-compacted',
-          ].join(' '),
-          ro: [work],
-          rw: [dirOf(scratch)],
+        const restore = await handRestoreCommand(shell, n, {
+          purpose: 'hand-restore',
+          staged,
+          initialCluster,
+          token,
+          dataDir: scratch,
+          bump: bumpRevisionFor(0),
         });
         await shell.exec(
           `${restore} && mv ${shq(`${scratch}/member`)} ${shq(`${n.etcd.dataDir}/member`)} && rmdir ${shq(scratch)} && rm -rf ${work} /root/hand-rebuild.yaml`,

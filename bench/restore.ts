@@ -20,7 +20,6 @@ import { pipeline } from 'node:stream/promises';
 import type { Client } from '@temporalio/client';
 import { createRestoreActivities } from '../activities/restore.ts';
 import { bumpRevisionFor, type RestoreStatus, runTag } from '../common/restore.ts';
-import { dirOf } from '../common/etcd-tools.ts';
 import { EtcdTools } from '../gateways/etcd.ts';
 import { shq } from '../gateways/ssh.ts';
 import { createGateways } from '../worker/gateways.ts';
@@ -37,6 +36,7 @@ import {
   drctlClusterCheck,
   drctlSnapshot,
   fill,
+  handRestoreCommand,
   median,
   NODES,
   quorumPlan,
@@ -279,23 +279,14 @@ async function measureManual(client: Client, i: number): Promise<ManualRun> {
     mountPoint.set(n.name, (await gw.shell(CLUSTER, n.name).exec(`mountpoint -q ${shq(n.etcd.dataDir)}`)).code === 0);
   const scratch = (n: (typeof nodes)[number]) =>
     mountPoint.get(n.name) ? `${n.etcd.dataDir}/.bench-restored-${id}` : `${dir}/restored`;
-  // etcdutl from the node's own etcd image (kubeadm hosts have no etcd binary), as drctl runs it.
   const restoreCmd = (n: (typeof nodes)[number]) =>
-    new EtcdTools(gw.shell(CLUSTER, n.name), n).command('bench-restore', {
-      tool: 'etcdutl',
-      args: [
-        'snapshot restore',
-        shq(staged),
-        `--name=${shq(n.etcd.memberName)}`,
-        `--initial-cluster=${shq(initialCluster)}`,
-        `--initial-cluster-token=${shq(token)}`,
-        `--initial-advertise-peer-urls=${shq(n.etcd.peerUrl)}`,
-        `--data-dir=${shq(scratch(n))}`,
-        `--bump-revision=${bump}`,
-        '--mark-compacted',
-      ].join(' '),
-      ro: [dir],
-      rw: [dirOf(scratch(n))],
+    handRestoreCommand(gw.shell(CLUSTER, n.name), n, {
+      purpose: 'bench-restore',
+      staged,
+      initialCluster,
+      token,
+      dataDir: scratch(n),
+      bump,
     });
   for (const n of nodes) {
     const p = profile(n.name);

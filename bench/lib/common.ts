@@ -9,8 +9,11 @@ import { Client, Connection } from '@temporalio/client';
 import { createRestoreActivities } from '../../activities/restore.ts';
 import { log } from '../../common/log.ts';
 import type { NodePlan } from '../../common/restore.ts';
+import { dirOf } from '../../common/etcd-tools.ts';
+import { EtcdTools } from '../../gateways/etcd.ts';
+import { type RemoteShell, shq } from '../../gateways/ssh.ts';
 import { loadConfig } from '../../config/load.ts';
-import type { DrctlConfig } from '../../config/schema.ts';
+import type { DrctlConfig, NodeConfig } from '../../config/schema.ts';
 import { temporalConnectConfig } from '../../config/temporal.ts';
 import { labEtcdctl } from '../../lab/etcdctl.ts';
 import type { Gateways } from '../../worker/gateways.ts';
@@ -255,4 +258,32 @@ export async function activitySpans(client: Client, workflowId: string): Promise
     }
   }
   return [...spans.values()];
+}
+
+/**
+ * The manual runbook's `etcdutl snapshot restore` on `node`, with drctl's flags: its own name and
+ * peer URL, one initial cluster, a new token, the revision bumped and compacted. etcdutl from the
+ * node's own etcd image (kubeadm hosts have no etcd binary), as drctl runs it.
+ */
+export function handRestoreCommand(
+  shell: RemoteShell,
+  node: NodeConfig,
+  r: { purpose: string; staged: string; initialCluster: string; token: string; dataDir: string; bump: number },
+): Promise<string> {
+  return new EtcdTools(shell, node).command(r.purpose, {
+    tool: 'etcdutl',
+    args: [
+      'snapshot restore',
+      shq(r.staged),
+      `--name=${shq(node.etcd.memberName)}`,
+      `--initial-cluster=${shq(r.initialCluster)}`,
+      `--initial-cluster-token=${shq(r.token)}`,
+      `--initial-advertise-peer-urls=${shq(node.etcd.peerUrl)}`,
+      `--data-dir=${shq(r.dataDir)}`,
+      `--bump-revision=${r.bump}`,
+      '--mark-compacted',
+    ].join(' '),
+    ro: [dirOf(r.staged)],
+    rw: [dirOf(r.dataDir)],
+  });
 }
