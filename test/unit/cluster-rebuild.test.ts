@@ -129,6 +129,9 @@ describe("the bundle's controlPlaneEndpoint against the new hosts' addresses", (
     expect(problems('127.0.9.1:6443')).toEqual([]);
     expect(problems('api.site-a.example:6443')).toEqual([]);
     expect(problems(undefined)).toEqual([]);
+    // A v6 host's address is its peer URL's hostname, in brackets.
+    const v6 = [newHost('cp1', { address: '[fd00::1]' })];
+    expect(rebuildProblems({ ...SOURCE, controlPlaneEndpoint: '[fd00::1]:6443' }, v6, 1e9)).toEqual([]);
   });
 
   it('an address none of the new hosts has is refused, naming it and the way out', () => {
