@@ -9,16 +9,13 @@ import { FailureType, failure, rootMessage } from '../common/errors.ts';
 import { pickLatest } from '../common/snapshot-proof.ts';
 import type { HostPreflight, RebuildSource, RebuildVerification } from '../common/rebuild.ts';
 import type { Gateways } from '../gateways/index.ts';
-import { type HostFile, kubeadmRebuildConfig } from '../gateways/rebuild-node.ts';
+import { advertiseAddressOf, type HostFile, kubeadmRebuildConfig } from '../gateways/rebuild-node.ts';
 import { heartbeating } from './support.ts';
 
 interface NodeRef {
   cluster: string;
   node: string;
 }
-
-/** The address a node's control plane advertises: its etcd peer URL's host. */
-const addressOf = (peerUrl: string) => new URL(peerUrl).hostname;
 
 /** The ClusterConfiguration's controlPlaneEndpoint, when it has one. */
 function controlPlaneEndpointOf(cc: Buffer | undefined): { controlPlaneEndpoint?: string } {
@@ -98,7 +95,7 @@ export function createRebuildActivities(gw: Gateways) {
     /** Read-only: is the host new (no control plane, no etcd data), and does it have what provisioning lays? */
     async rebuildPreflightHost(input: NodeRef): Promise<HostPreflight> {
       const n = gw.node(input.cluster, input.node);
-      const base = { node: input.node, address: addressOf(n.etcd.peerUrl) };
+      const base = { node: input.node, address: advertiseAddressOf(n) };
       try {
         const look = await gw.rebuildNode(input.cluster, input.node).look();
         return { ...base, reachable: true, ...look };

@@ -116,8 +116,7 @@ export function rebuildProblems(source: RebuildSource, hosts: HostPreflight[], n
   // address none of the new hosts has would leave them pointing at the burned one.
   if (source.controlPlaneEndpoint) {
     const { host, ip } = endpointHost(source.controlPlaneEndpoint);
-    // A host's address is its peer URL's hostname: an IPv6 one in brackets.
-    if (ip && !hosts.some((h) => h.address.replace(/^\[(.*)\]$/, '$1') === host))
+    if (ip && !hosts.some((h) => h.address === host))
       problems.push(
         `the bundle's controlPlaneEndpoint ${source.controlPlaneEndpoint} is an address none of the new hosts has (${hosts.map((h) => h.address).join(', ')}): every kubeconfig and kubelet points at it. Give one new host that address, or rebuild onto hosts behind a name or VIP that moves (README: Site lost)`,
       );

@@ -35,6 +35,9 @@ export interface HostFile {
 /** kubeadm's static pods: the rebuild writes them, the undo takes them away. */
 const STATIC_PODS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
 const MANIFESTS = '/etc/kubernetes/manifests';
+/** The address a node's control plane advertises: its etcd peer URL's host (an IPv6 one unbracketed). */
+export const advertiseAddressOf = (node: NodeConfig) => new URL(node.etcd.peerUrl).hostname.replace(/^\[(.*)\]$/, '$1');
+
 /**
  * The kubeadm config a rebuild runs kubeadm's phases with on `node`: its InitConfiguration (its
  * name, the address it advertises: its etcd peer URL's host, its CRI socket) and the bundle's
@@ -46,7 +49,7 @@ export function kubeadmRebuildConfig(node: NodeConfig, clusterConfiguration: str
   const init = {
     apiVersion,
     kind: 'InitConfiguration',
-    localAPIEndpoint: { advertiseAddress: new URL(node.etcd.peerUrl).hostname, bindPort: 6443 },
+    localAPIEndpoint: { advertiseAddress: advertiseAddressOf(node), bindPort: 6443 },
     nodeRegistration: { name: node.etcd.memberName, criSocket: `unix://${node.containerd.address}` },
   };
   const clusterDoc = cluster.kind

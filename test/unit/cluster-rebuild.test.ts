@@ -129,8 +129,7 @@ describe("the bundle's controlPlaneEndpoint against the new hosts' addresses", (
     expect(problems('127.0.9.1:6443')).toEqual([]);
     expect(problems('api.site-a.example:6443')).toEqual([]);
     expect(problems(undefined)).toEqual([]);
-    // A v6 host's address is its peer URL's hostname, in brackets.
-    const v6 = [newHost('cp1', { address: '[fd00::1]' })];
+    const v6 = [newHost('cp1', { address: 'fd00::1' })];
     expect(rebuildProblems({ ...SOURCE, controlPlaneEndpoint: '[fd00::1]:6443' }, v6, 1e9)).toEqual([]);
   });
 
@@ -195,6 +194,14 @@ describe('kubeadmRebuildConfig', () => {
       nodeRegistration: { name: 'cp2', criSocket: 'unix:///run/containerd/containerd.sock' },
     });
     expect(kubeadmRebuildConfig(node, cc).endsWith(`---\n${cc}`)).toBe(true);
+  });
+
+  it('an IPv6 peer URL advertises its address without the brackets', () => {
+    const v6 = { ...node, etcd: { ...node.etcd, peerUrl: 'https://[fd00::2]:2380' } } as NodeConfig;
+    const [init] = parseAllDocuments(kubeadmRebuildConfig(v6, 'clusterName: x\n')).map(
+      (d) => d.toJS() as { localAPIEndpoint: { advertiseAddress: string } },
+    );
+    expect(init!.localAPIEndpoint.advertiseAddress).toBe('fd00::2');
   });
 
   it('a ClusterConfiguration without apiVersion and kind gets them', () => {
