@@ -9,7 +9,7 @@ import { FailureType, failure, rootMessage } from '../common/errors.ts';
 import { pickLatest } from '../common/snapshot-proof.ts';
 import type { HostPreflight, RebuildSource, RebuildVerification } from '../common/rebuild.ts';
 import type { Gateways } from '../gateways/index.ts';
-import { advertiseAddressOf, type HostFile, kubeadmRebuildConfig } from '../gateways/rebuild-node.ts';
+import { advertiseAddressOf, bundleFilesUnder, kubeadmRebuildConfig } from '../gateways/rebuild-node.ts';
 import { heartbeating } from './support.ts';
 
 interface NodeRef {
@@ -27,13 +27,6 @@ function controlPlaneEndpointOf(cc: Buffer | undefined): { controlPlaneEndpoint?
 export function createRebuildActivities(gw: Gateways) {
   /** The bundle of `key`, decrypted and checked file by file (gateways/snapshot-store.ts). */
   const bundleOf = (key: string) => gw.snapshots().readBundle(key);
-
-  /** The files named `prefix…` of the bundle, each at its place under `dir` on the node. */
-  function filesUnder(b: Awaited<ReturnType<typeof bundleOf>>, prefix: string, dir: string): HostFile[] {
-    return b.manifest.items
-      .filter((i) => i.name.startsWith(prefix))
-      .map((i) => ({ path: `${dir}/${i.name.slice(prefix.length)}`, mode: i.mode, data: b.files.get(i.name)! }));
-  }
 
   return {
     /**
@@ -110,7 +103,9 @@ export function createRebuildActivities(gw: Gateways) {
     /** The bundle's CAs and service-account key pair under /etc/kubernetes/pki, each with its mode. */
     async layRebuildPki(input: NodeRef & { key: string }): Promise<string> {
       const b = await bundleOf(input.key);
-      const r = await gw.rebuildNode(input.cluster, input.node).layFiles(filesUnder(b, 'pki/', KUBEADM_PATHS.pki));
+      const r = await gw
+        .rebuildNode(input.cluster, input.node)
+        .layFiles(bundleFilesUnder(b, 'pki/', KUBEADM_PATHS.pki));
       return `${r.written.length} written${r.kept.length ? `, ${r.kept.length} already there` : ''}`;
     },
 
@@ -133,7 +128,7 @@ export function createRebuildActivities(gw: Gateways) {
       const b = await bundleOf(input.key);
       return gw
         .rebuildNode(input.cluster, input.node)
-        .startKubelet(filesUnder(b, `kubelet/${input.node}/`, KUBEADM_PATHS.kubelet));
+        .startKubelet(bundleFilesUnder(b, `kubelet/${input.node}/`, KUBEADM_PATHS.kubelet));
     },
 
     /** Undo: the host back to what provisioning left (gateways/rebuild-node.ts reset). */

@@ -16,13 +16,13 @@
 //   npx tsx bench/rebuild.ts          (lab up; site A is destroyed and rebuilt, the lab left as found)
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { failoverWorkflowId } from '../client/commands/failover.ts';
 import { KUBEADM_PATHS } from '../common/cp-bundle.ts';
 import { dirOf } from '../common/etcd-tools.ts';
 import { bumpRevisionFor } from '../common/restore.ts';
-import { kubeadmRebuildConfig } from '../gateways/rebuild-node.ts';
+import { bundleFilesUnder, kubeadmRebuildConfig } from '../gateways/rebuild-node.ts';
 import { shq } from '../gateways/ssh.ts';
 import { bin, paths, siteNamed } from '../lab/topology.ts';
 import { resetFailoverLab } from '../test/support/failover.ts';
@@ -118,22 +118,10 @@ async function byHand(key: string): Promise<HandRun> {
       const copy = async (path: string, mode: string, data: Buffer) => {
         await shell.exec(`mkdir -p ${shq(dirOf(path))}`, { check: true });
         const out = await shell.writeStream(path, Number.parseInt(mode, 8));
-        await new Promise<void>((resolve, reject) => {
-          out.on('error', reject);
-          out.on('finish', resolve);
-          out.end(data);
-        });
+        await finished(out.end(data));
       };
-      const under = (prefix: string, dir: string) =>
-        bundle.manifest.items
-          .filter((i) => i.name.startsWith(prefix))
-          .map((i) => ({
-            path: `${dir}/${i.name.slice(prefix.length)}`,
-            mode: i.mode,
-            data: bundle.files.get(i.name)!,
-          }));
       await timed(n.name, 'copy the PKI, file by file', async () => {
-        for (const f of under('pki/', KUBEADM_PATHS.pki)) await copy(f.path, f.mode, f.data);
+        for (const f of bundleFilesUnder(bundle, 'pki/', KUBEADM_PATHS.pki)) await copy(f.path, f.mode, f.data);
       });
       await timed(n.name, 'kubeadm init phase certs, kubeconfig, etcd local, control-plane', async () => {
         const cfg = '/root/hand-rebuild.yaml';
@@ -167,7 +155,8 @@ async function byHand(key: string): Promise<HandRun> {
         );
       });
       await timed(n.name, "copy the kubelet's config, restart the kubelet", async () => {
-        for (const f of under(`kubelet/${n.name}/`, KUBEADM_PATHS.kubelet)) await copy(f.path, f.mode, f.data);
+        for (const f of bundleFilesUnder(bundle, `kubelet/${n.name}/`, KUBEADM_PATHS.kubelet))
+          await copy(f.path, f.mode, f.data);
         const cp = n.controlPlane;
         await shell.exec(`${cp.profile === 'kubeadm' ? cp.kubeletRestart : 'true'} || true`, { timeoutMs: 60_000 });
       });

@@ -4,9 +4,10 @@
 // step looks before it acts, so a retry or a new worker after a crash repeats nothing: files that
 // are already there with the bundle's bytes are kept; kubeadm's phases keep what they find valid.
 import { createHash } from 'node:crypto';
+import { finished } from 'node:stream/promises';
 import { parse as parseYaml, stringify } from 'yaml';
 import { FailureType, failure } from '../common/errors.ts';
-import { KUBEADM_PATHS } from '../common/cp-bundle.ts';
+import { type BundleManifest, KUBEADM_PATHS } from '../common/cp-bundle.ts';
 import type { NodeConfig } from '../config/schema.ts';
 import { replaceFile } from './restore-node.ts';
 import { type RemoteShell, shq } from './ssh.ts';
@@ -30,6 +31,17 @@ export interface HostFile {
   path: string;
   mode: string;
   data: Buffer;
+}
+
+/** The files named `prefix…` of a decrypted bundle, each at its place under `dir` on the node. */
+export function bundleFilesUnder(
+  bundle: { manifest: BundleManifest; files: Map<string, Buffer> },
+  prefix: string,
+  dir: string,
+): HostFile[] {
+  return bundle.manifest.items
+    .filter((i) => i.name.startsWith(prefix))
+    .map((i) => ({ path: `${dir}/${i.name.slice(prefix.length)}`, mode: i.mode, data: bundle.files.get(i.name)! }));
 }
 
 /** kubeadm's static pods: the rebuild writes them, the undo takes them away. */
@@ -144,11 +156,7 @@ export class RebuildNode {
     const tmp = (f: HostFile) => `${f.path}.drctl-tmp`;
     await inBatches(toWrite, 4, async (f) => {
       const out = await this.shell.writeStream(tmp(f), Number.parseInt(f.mode, 8));
-      await new Promise<void>((resolve, reject) => {
-        out.on('error', reject);
-        out.on('finish', resolve);
-        out.end(f.data);
-      });
+      await finished(out.end(f.data));
     });
     await this.shell.exec(
       ['set -e', ...toWrite.map((f) => `chmod ${shq(f.mode)} ${shq(tmp(f))} && mv ${shq(tmp(f))} ${shq(f.path)}`)].join(
