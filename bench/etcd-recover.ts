@@ -10,24 +10,16 @@
 // Reported: writes acknowledged before the loss, kept by the recover, kept by the snapshot (those
 // acknowledged before it was taken), and each path's RPO (the loss minus the newest write kept).
 //   npx tsx bench/etcd-recover.ts          (lab up; it brings the stretched cluster up and down)
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { siteDown, siteUp } from '../lab/site-loss.ts';
-import { bin, onHost, paths, REPO, STRETCHED } from '../lab/topology.ts';
-import { say, sleep, table, writeResults } from './lib/common.ts';
+import { bin, onHost, paths, STRETCHED } from '../lab/topology.ts';
+import { atGate, drctl, say, sleep, table, writeResults } from './lib/common.ts';
 
 const WRITE_S = Number(process.env.BENCH_WRITE_S ?? 60);
 const ROOT = `/drctl-bench/recover/${Date.now().toString(36)}`;
 const B = STRETCHED.nodes.filter((n) => n.location === 'site-b');
 const asAlice = ['--as', 'alice', '--key', paths.personKey('alice')];
-
-const drctl = (args: string[]) =>
-  spawnSync('node', [join(REPO, 'bin/drctl.js'), '--config', paths.config, ...args], { encoding: 'utf8' });
-function must(args: string[]): string {
-  const r = drctl(args);
-  if (r.status !== 0) throw new Error(`drctl ${args.join(' ')}: exit ${r.status}\n${r.stderr}${r.stdout.slice(-2000)}`);
-  return r.stdout;
-}
 
 function etcdctl(args: string[], nodes = B): Promise<{ code: number | null; out: string; err: string }> {
   const pki = (f: string) => onHost(B[0]!, `/etc/kubernetes/pki/etcd/${f}`);
@@ -48,28 +40,12 @@ function etcdctl(args: string[], nodes = B): Promise<{ code: number | null; out:
   });
 }
 
-/** The run `id` at its gate (its preflight done), started at `since` or later. */
-async function atGate(id: string, since: number): Promise<void> {
-  for (let i = 0; i < 180; i++) {
-    const st = JSON.parse(drctl(['status', id, '--json']).stdout || '{}') as {
-      phase?: string;
-      error?: string;
-      steps?: { startedAt?: string }[];
-    };
-    const mine = Date.parse(st.steps?.[0]?.startedAt ?? '0') >= since;
-    if (mine && st.phase === 'waiting-approval') return;
-    if (mine && st.phase && st.phase !== 'running') throw new Error(`${id}: ${st.phase}: ${st.error}`);
-    await sleep(1000);
-  }
-  throw new Error(`${id} never reached its gate`);
-}
-
 say('the stretched cluster up, the link at 0 ms');
-must(['lab', 'stretched', 'up']);
-must(['lab', 'link', '--between', 'site-a', 'site-b', '--rtt', '0ms']);
+await drctl(['lab', 'stretched', 'up']);
+await drctl(['lab', 'link', '--between', 'site-a', 'site-b', '--rtt', '0ms']);
 
 // 1. The baseline: the newest off-site snapshot, as a scheduled one would be.
-const snap = JSON.parse(must(['snapshot', 'now', '--cluster', 'stretched', '--wait', '--json'])) as {
+const snap = JSON.parse(await drctl(['snapshot', 'now', '--cluster', 'stretched', '--wait', '--json'])) as {
   result: { key: string; revision: number; takenAt: string };
 };
 const snapshotAt = Date.parse(snap.result.takenAt);
@@ -106,11 +82,18 @@ for (let i = 0; i < 120; i++) {
 
 // 4. The recover.
 const asked = Date.now() - 1000;
-must(['etcd', 'recover', '--cluster', 'stretched', ...asAlice]);
+await drctl(['etcd', 'recover', '--cluster', 'stretched', ...asAlice]);
 await atGate('etcd-recover-stretched', asked);
 const approvedAt = Date.now();
-must(['approve', 'etcd-recover-stretched', '--key', paths.personKey('bob'), '--attest', 'site A burned (bench)']);
-must(['status', 'etcd-recover-stretched', '--wait']);
+await drctl([
+  'approve',
+  'etcd-recover-stretched',
+  '--key',
+  paths.personKey('bob'),
+  '--attest',
+  'site A burned (bench)',
+]);
+await drctl(['status', 'etcd-recover-stretched', '--wait']);
 const recoverS = (Date.now() - approvedAt) / 1000;
 
 // 5. What each path keeps.
@@ -132,16 +115,16 @@ const rows = [
 
 // 6. Site A's members back, wiped; site A up; the cluster down.
 for (const name of ['a1', 'a2', 'a3']) {
-  must(['lab', 'stretched', 'up', '--node', name]);
+  await drctl(['lab', 'stretched', 'up', '--node', name]);
   const t0 = Date.now() - 1000;
-  must(['etcd', 'rejoin', '--cluster', 'stretched', '--node', name, ...asAlice]);
+  await drctl(['etcd', 'rejoin', '--cluster', 'stretched', '--node', name, ...asAlice]);
   await atGate(`etcd-rejoin-stretched-${name}`, t0);
-  must(['approve', `etcd-rejoin-stretched-${name}`, '--key', paths.personKey('bob'), '--reason', 'bench']);
-  must(['status', `etcd-rejoin-stretched-${name}`, '--wait']);
+  await drctl(['approve', `etcd-rejoin-stretched-${name}`, '--key', paths.personKey('bob'), '--reason', 'bench']);
+  await drctl(['status', `etcd-rejoin-stretched-${name}`, '--wait']);
   say(`${name} rejoined`);
 }
 await siteUp('site-a');
-must(['lab', 'stretched', 'down']);
+await drctl(['lab', 'stretched', 'down']);
 
 console.log(
   table(

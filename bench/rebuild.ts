@@ -26,9 +26,9 @@ import { bundleFilesUnder, kubeadmRebuildConfig } from '../gateways/rebuild-node
 import { shq } from '../gateways/ssh.ts';
 import { bin, paths, siteNamed } from '../lab/topology.ts';
 import { resetFailoverLab } from '../test/support/failover.ts';
-import { drctlCli, ensureLabHealthy, labConfig } from '../test/support/lab.ts';
+import { ensureLabHealthy, labConfig } from '../test/support/lab.ts';
 import { createGateways } from '../worker/gateways.ts';
-import { handRestoreCommand, median, say, secs, sleep, table, writeResults } from './lib/common.ts';
+import { atGate, drctl, handRestoreCommand, median, say, secs, sleep, table, writeResults } from './lib/common.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 1);
 const CLUSTER = 'site-a';
@@ -36,27 +36,8 @@ const SITE = siteNamed(CLUSTER);
 const asAlice = ['--as', 'alice', '--key', paths.personKey('alice')];
 const run = promisify(execFile);
 
-async function cli(args: string[]): Promise<string> {
-  const r = await drctlCli(['--config', paths.config, ...args]);
-  if (r.status !== 0)
-    throw new Error(`drctl ${args.join(' ')}: exit ${r.status}\n${r.stderr.slice(-2000)}${r.stdout.slice(-2000)}`);
-  return r.stdout;
-}
-
 type Status = { phase: string; error?: string; steps: { step: string; state: string; startedAt?: string }[] };
-const status = async (id: string) => JSON.parse(await cli(['status', id, '--json'])) as Status;
-
-/** The run `id` (started at `since` or later) at its gate. */
-async function atGate(id: string, since: number): Promise<void> {
-  for (let i = 0; i < 360; i++) {
-    const st = await status(id).catch(() => undefined);
-    const mine = st && Date.parse(st.steps[0]?.startedAt ?? '0') >= since - 1000;
-    if (mine && st.phase === 'waiting-approval') return;
-    if (mine && st.phase !== 'running') throw new Error(`${id}: ${st.phase}: ${st.error}`);
-    await sleep(500);
-  }
-  throw new Error(`${id} never reached its gate`);
-}
+const status = async (id: string) => JSON.parse(await drctl(['status', id, '--json'])) as Status;
 
 /** Resolves when site A's API answers /readyz with the pre-fire admin kubeconfig. */
 async function apiReady(timeoutMs = 600_000): Promise<number> {
@@ -81,7 +62,7 @@ async function apiReady(timeoutMs = 600_000): Promise<number> {
 
 async function destroy(): Promise<number> {
   const t = Date.now();
-  await cli(['lab', 'site', 'destroy', CLUSTER, '--yes']);
+  await drctl(['lab', 'site', 'destroy', CLUSTER, '--yes']);
   return Date.now() - t;
 }
 
@@ -181,9 +162,9 @@ async function byHand(key: string): Promise<HandRun> {
 async function moveTraffic(kind: 'failover' | 'failback', from: string, to: string): Promise<number> {
   const t = Date.now();
   const id = failoverWorkflowId(from, to);
-  const done = cli([kind, '--from', from, '--to', to, '--wait', '--json', '--reason', 'bench', ...asAlice]);
+  const done = drctl([kind, '--from', from, '--to', to, '--wait', '--json', '--reason', 'bench', ...asAlice]);
   await atGate(id, t);
-  await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', 'bench']);
+  await drctl(['approve', id, '--key', paths.personKey('bob'), '--reason', 'bench']);
   await done;
   return Date.now() - t;
 }
@@ -207,16 +188,16 @@ async function cycle(): Promise<CycleRun> {
   } finally {
     gw0.close();
   }
-  await cli(['snapshot', 'now', '--cluster', CLUSTER, '--wait']);
+  await drctl(['snapshot', 'now', '--cluster', CLUSTER, '--wait']);
   const fireAt = Date.now();
   const destroyMs = await destroy();
   const failoverMs = await moveTraffic('failover', CLUSTER, 'site-b');
   const id = `cluster-rebuild-${CLUSTER}`;
   const t = Date.now();
-  const done = cli(['cluster', 'rebuild', '--cluster', CLUSTER, '--wait', '--json', ...asAlice]);
+  const done = drctl(['cluster', 'rebuild', '--cluster', CLUSTER, '--wait', '--json', ...asAlice]);
   await atGate(id, t);
   const approvedAt = Date.now();
-  await cli(['approve', id, '--key', paths.personKey('bob'), '--reason', 'bench']);
+  await drctl(['approve', id, '--key', paths.personKey('bob'), '--reason', 'bench']);
   const ready = await apiReady();
   await done;
   const verifiedMs = Date.now() - approvedAt;
@@ -228,7 +209,7 @@ async function cycle(): Promise<CycleRun> {
     number
   >;
   let u = Date.now();
-  await cli(['lab', 'site', 'up', CLUSTER]);
+  await drctl(['lab', 'site', 'up', CLUSTER]);
   const siteUpMs = Date.now() - u;
   u = Date.now();
   const failbackMs = await moveTraffic('failback', 'site-b', CLUSTER);
@@ -249,21 +230,21 @@ async function cycle(): Promise<CycleRun> {
 async function main() {
   await ensureLabHealthy();
   say('a snapshot of site-a with its control-plane bundle (for (a))');
-  const snap = JSON.parse(await cli(['snapshot', 'now', '--cluster', CLUSTER, '--wait', '--json'])) as {
+  const snap = JSON.parse(await drctl(['snapshot', 'now', '--cluster', CLUSTER, '--wait', '--json'])) as {
     result: { key: string; size?: number };
   };
   const hand: HandRun[] = [];
-  const drctl: CycleRun[] = [];
+  const cycles: CycleRun[] = [];
   for (let i = 1; i <= RUNS; i++) {
     say(`run ${i}: (a) by hand`);
     hand.push(await byHand(snap.result.key));
-    await cli(['lab', 'site', 'up', CLUSTER]);
+    await drctl(['lab', 'site', 'up', CLUSTER]);
     say(`run ${i}: (b)+(c) drctl, the whole cycle`);
-    drctl.push(await cycle());
+    cycles.push(await cycle());
   }
-  const med = (f: (x: CycleRun) => number) => secs(median(drctl.map(f)));
+  const med = (f: (x: CycleRun) => number) => secs(median(cycles.map(f)));
   const handMs = median(hand.map((h) => h.totalMs));
-  const readyMs = median(drctl.map((d) => d.readyMs));
+  const readyMs = median(cycles.map((d) => d.readyMs));
   console.log(
     table(
       ['rebuild of site-a (3 control-plane nodes)', 'median s', 'runs s'],
@@ -273,7 +254,7 @@ async function main() {
           secs(handMs),
           hand.map((h) => secs(h.totalMs)).join(', '),
         ],
-        ['(b) drctl cluster rebuild: approval → /readyz', secs(readyMs), drctl.map((d) => secs(d.readyMs)).join(', ')],
+        ['(b) drctl cluster rebuild: approval → /readyz', secs(readyMs), cycles.map((d) => secs(d.readyMs)).join(', ')],
         [
           '(a) by hand: first step → every etcd member healthy',
           secs(median(hand.map((h) => h.allMs))),
@@ -282,7 +263,7 @@ async function main() {
         [
           '(b) drctl: approval → verified, run ended',
           med((d) => d.verifiedMs),
-          drctl.map((d) => secs(d.verifiedMs)).join(', '),
+          cycles.map((d) => secs(d.verifiedMs)).join(', '),
         ],
         ['(b) / (a)', (readyMs / handMs).toFixed(2), ''],
       ],
@@ -310,10 +291,10 @@ async function main() {
   console.log(
     table(
       ['(b) drctl step', 's'],
-      Object.entries(drctl[0]!.steps).map(([k, v]) => [k, secs(v)]),
+      Object.entries(cycles[0]!.steps).map(([k, v]) => [k, secs(v)]),
     ),
   );
-  console.log(`raw: ${writeResults('rebuild', { snapshot: snap.result.key, hand, drctl })}`);
+  console.log(`raw: ${writeResults('rebuild', { snapshot: snap.result.key, hand, drctl: cycles })}`);
 }
 
 await main();

@@ -172,6 +172,38 @@ export function drctlClusterCheck(): Promise<{ code: number; out: string }> {
   });
 }
 
+/** The drctl CLI with the lab's config; its stdout. A non-zero exit throws with what it said. */
+export function drctl(args: string[]): Promise<string> {
+  const config = process.env.DRCTL_CONFIG ?? join(REPO, '.lab/drctl.yaml');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/drctl.js', '--config', config, ...args], {
+      cwd: REPO,
+      env: process.env,
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(out)
+        : reject(new Error(`drctl ${args.join(' ')}: exit ${code}\n${err.slice(-2000)}${out.slice(-2000)}`)),
+    );
+  });
+}
+
+/** The run `id`, started at `since` or later, waiting at its gate (its preflight done). */
+export async function atGate(id: string, since: number, timeoutMs = 180_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(500)) {
+    const st = (await drctl(['status', id, '--json']).then(JSON.parse, () => undefined)) as
+      { phase: string; error?: string; steps: { startedAt?: string }[] } | undefined;
+    const mine = st && Date.parse(st.steps[0]?.startedAt ?? '0') >= since - 1000;
+    if (mine && st.phase === 'waiting-approval') return;
+    if (mine && st.phase !== 'running') throw new Error(`${id}: ${st.phase}: ${st.error}`);
+  }
+  throw new Error(`${id} never reached its gate`);
+}
+
 /** A fixed-width table. */
 export function table(head: string[], rows: (string | number)[][]): string {
   const cells = [head, ...rows.map((r) => r.map(String))];
